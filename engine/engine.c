@@ -1,0 +1,444 @@
+/*
+ * engine.c - engine construction, inputs and the workers' per-event path.
+ *
+ * The per-event path (kpi_worker_process) is: one acquire load of the input's
+ * state word, decode, a late check against the worker's cached watermark, one
+ * cell lookup per grouping set in the worker's own buffer, counter adds and a
+ * sketch update per cell.  No lock, no atomic read-modify-write, no
+ * allocation in the steady state.  Everything shared with the flusher goes
+ * through the shard handshake (shard.h) at checkpoints.
+ */
+#include "engine_int.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "err.h"
+
+int64_t kpi_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void kpi_engine_conf_defaults(struct kpi_engine_conf *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->dims = "region,plan,segment";
+    c->sets = "region,region+plan,segment";
+    c->card_limit = 10000;
+    c->windows = KPI_WINDOWS_DEFAULT;
+    c->lateness_ms = 30000;
+    c->max_skew_ms = 300000;
+    c->max_str_len = KPI_MAX_STR_DEFAULT;
+    c->n_workers = 2;
+    c->flush_interval_ms = 1000;
+    c->max_cells = 16384;
+    c->retry_min_ms = 100;
+    c->retry_max_ms = 5000;
+}
+
+struct kpi_engine *kpi_engine_new(const struct kpi_engine_conf *conf, char *errstr, size_t errsz)
+{
+    struct kpi_engine *e = calloc(1, sizeof(*e));
+    if (!e) {
+        kpi_seterr(errstr, errsz, KPI_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    e->conf = *conf;
+    /* Own copies of the strings the caller may free. */
+    e->conf_strs[0] = strdup(conf->dims ? conf->dims : "");
+    e->conf_strs[1] = strdup(conf->sets ? conf->sets : "");
+    e->conf_strs[2] = strdup(conf->windows ? conf->windows : "");
+    e->conf.dims = e->conf_strs[0];
+    e->conf.sets = e->conf_strs[1];
+    e->conf.windows = e->conf_strs[2];
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&e->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    atomic_init(&e->watermark, INT64_MIN);
+    atomic_init(&e->backpressured, 0);
+    atomic_init(&e->fenced, 0);
+    e->applied_watermark = INT64_MIN;
+
+    if (conf->n_workers < 1 || conf->n_workers > 256) {
+        kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "workers must be 1..256, not %d",
+                   conf->n_workers);
+        goto fail;
+    }
+    if (conf->flush_interval_ms < 1 || conf->max_cells < 64 || conf->retry_min_ms < 1 ||
+        conf->retry_max_ms < conf->retry_min_ms || conf->max_skew_ms < 0 ||
+        conf->max_str_len < 1 || conf->max_str_len > 65535) {
+        kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "engine settings out of range");
+        goto fail;
+    }
+    if (kpi_dims_init(&e->dims, e->conf.dims, e->conf.sets, conf->card_limit, conf->max_str_len,
+                      errstr, errsz))
+        goto fail;
+    if (kpi_windows_init(&e->windows, e->conf.windows, conf->lateness_ms, errstr, errsz))
+        goto fail;
+    if (kpi_decoder_init(&e->decoder, e->dims.dim_name_ptrs, e->dims.n_dims, conf->max_skew_ms,
+                         conf->max_str_len, errstr, errsz))
+        goto fail;
+    e->n_workers = conf->n_workers;
+    e->workers = calloc((size_t)e->n_workers, sizeof(*e->workers));
+    if (!e->workers)
+        goto nomem;
+    for (int i = 0; i < e->n_workers; i++) {
+        struct kpi_worker *w = calloc(1, sizeof(*w));
+        if (!w)
+            goto nomem;
+        e->workers[i] = w;
+        w->e = e;
+        w->idx = i;
+        w->watermark = INT64_MIN;
+        if (kpi_shard_init(&w->shard, conf->max_cells))
+            goto nomem;
+        w->cur = &w->shard.buf[0];
+    }
+    /* The pending delta absorbs every shard's retired buffer each cycle, and
+     * keeps absorbing while the sink is down, so it is sized for a few. */
+    if (kpi_agg_init(&e->pending, conf->max_cells * (uint32_t)e->n_workers * 2))
+        goto nomem;
+    e->ranges = calloc(KPI_MAX_INPUTS, sizeof(*e->ranges));
+    if (!e->ranges)
+        goto nomem;
+    return e;
+nomem:
+    kpi_seterr(errstr, errsz, KPI_ERR_NOMEM, "out of memory for the engine's state");
+fail:
+    kpi_engine_destroy(e);
+    return NULL;
+}
+
+void kpi_engine_destroy(struct kpi_engine *e)
+{
+    if (!e)
+        return;
+    kpi_engine_stop(e);
+    if (e->workers) {
+        for (int i = 0; i < e->n_workers; i++)
+            if (e->workers[i]) {
+                kpi_shard_fini(&e->workers[i]->shard);
+                free(e->workers[i]);
+            }
+        free(e->workers);
+    }
+    kpi_agg_fini(&e->pending);
+    free(e->ranges);
+    kpi_dims_fini(&e->dims);
+    for (int i = 0; i < 3; i++)
+        free(e->conf_strs[i]);
+    pthread_mutex_destroy(&e->mu);
+    pthread_cond_destroy(&e->cv);
+    free(e);
+}
+
+const struct kpi_dims *kpi_engine_dims(const struct kpi_engine *e)
+{
+    return &e->dims;
+}
+
+const struct kpi_windows *kpi_engine_windows(const struct kpi_engine *e)
+{
+    return &e->windows;
+}
+
+const struct kpi_engine_conf *kpi_engine_conf(const struct kpi_engine *e)
+{
+    return &e->conf;
+}
+
+void kpi_engine_set_target(struct kpi_engine *e, const struct kpi_flush_target *t)
+{
+    pthread_mutex_lock(&e->mu);
+    e->target = *t;
+    pthread_mutex_unlock(&e->mu);
+}
+
+void kpi_engine_set_wake(struct kpi_engine *e, void (*wake)(void *, int), void *opaque)
+{
+    pthread_mutex_lock(&e->mu);
+    e->wake = wake;
+    e->wake_opaque = opaque;
+    pthread_mutex_unlock(&e->mu);
+}
+
+/* ---- inputs (control thread) ---- */
+
+int kpi_engine_input_open(struct kpi_engine *e, const char *topic, int32_t partition, int worker,
+                          int64_t start_offset)
+{
+    if (worker < 0 || worker >= e->n_workers || strlen(topic) > KPI_TOPIC_MAX || start_offset < 0)
+        return KPI_ERR_INVAL;
+    pthread_mutex_lock(&e->mu);
+    int id = -1;
+    for (int i = 0; i < KPI_MAX_INPUTS; i++) {
+        struct kpi_input *in = &e->inputs[i];
+        if (in->open && in->partition == partition && strcmp(in->topic, topic) == 0) {
+            pthread_mutex_unlock(&e->mu);
+            return KPI_ERR_STATE;
+        }
+        /* A closed input whose range is not yet applied keeps its slot. */
+        if (id < 0 && !in->open && in->taken_to == in->flushed_to)
+            id = i;
+    }
+    if (id < 0) {
+        pthread_mutex_unlock(&e->mu);
+        return KPI_ERR_FULL;
+    }
+    struct kpi_input *in = &e->inputs[id];
+    in->open = 1;
+    strcpy(in->topic, topic);
+    in->partition = partition;
+    in->worker = worker;
+    in->gen++;
+    in->flushed_to = in->taken_to = start_offset;
+    in->max_ts = -1;
+    /* release: the worker that sees the new generation also sees the fields
+     * above (it reads none of them today, but the order costs nothing). */
+    atomic_store_explicit(&in->state, in->gen << 1, memory_order_release);
+    pthread_mutex_unlock(&e->mu);
+    return id;
+}
+
+int kpi_engine_input_find(struct kpi_engine *e, const char *topic, int32_t partition)
+{
+    int id = -1;
+    pthread_mutex_lock(&e->mu);
+    for (int i = 0; i < KPI_MAX_INPUTS && id < 0; i++)
+        if (e->inputs[i].open && e->inputs[i].partition == partition &&
+            strcmp(e->inputs[i].topic, topic) == 0)
+            id = i;
+    pthread_mutex_unlock(&e->mu);
+    return id;
+}
+
+void kpi_engine_input_revoke(struct kpi_engine *e, int input)
+{
+    if (input < 0 || input >= KPI_MAX_INPUTS)
+        return;
+    pthread_mutex_lock(&e->mu);
+    struct kpi_input *in = &e->inputs[input];
+    /* The argument for this order is in engine_int.h. */
+    atomic_store_explicit(&in->state, in->gen << 1 | 1u, memory_order_release);
+    pthread_mutex_unlock(&e->mu);
+}
+
+void kpi_engine_input_close(struct kpi_engine *e, int input)
+{
+    if (input < 0 || input >= KPI_MAX_INPUTS)
+        return;
+    pthread_mutex_lock(&e->mu);
+    struct kpi_input *in = &e->inputs[input];
+    atomic_store_explicit(&in->state, in->gen << 1 | 1u, memory_order_release);
+    in->open = 0;
+    in->max_ts = -1;
+    pthread_mutex_unlock(&e->mu);
+}
+
+int kpi_engine_is_backpressured(const struct kpi_engine *e)
+{
+    return atomic_load_explicit(&e->backpressured, memory_order_relaxed);
+}
+
+int kpi_engine_is_fenced(const struct kpi_engine *e)
+{
+    return atomic_load_explicit(&e->fenced, memory_order_relaxed);
+}
+
+int64_t kpi_engine_watermark(const struct kpi_engine *e)
+{
+    return atomic_load_explicit(&e->watermark, memory_order_relaxed);
+}
+
+void kpi_engine_get_stats(struct kpi_engine *e, struct kpi_engine_stats *out)
+{
+    pthread_mutex_lock(&e->mu);
+    *out = e->stats;
+    pthread_mutex_unlock(&e->mu);
+    out->watermark = kpi_engine_watermark(e);
+    out->backpressured = kpi_engine_is_backpressured(e);
+    out->fenced = kpi_engine_is_fenced(e);
+}
+
+/* ---- workers ---- */
+
+struct kpi_worker *kpi_engine_worker(struct kpi_engine *e, int idx)
+{
+    return idx >= 0 && idx < e->n_workers ? e->workers[idx] : NULL;
+}
+
+/* Record the worker's progress on every input it touched this epoch into the
+ * buffer about to be retired. */
+static void write_progress(struct kpi_worker *w)
+{
+    struct kpi_shard_buf *b = w->cur;
+    for (uint32_t i = 0; i < w->n_touched; i++) {
+        uint32_t id = w->touched[i];
+        struct kpi_progress *p = &b->progress[b->n_progress++];
+        p->input = id;
+        p->gen = w->in[id].gen;
+        p->next_offset = w->in[id].next_offset;
+        p->max_ts = w->in[id].max_ts;
+    }
+    w->n_touched = 0;
+}
+
+void kpi_worker_checkpoint(struct kpi_worker *w)
+{
+    struct kpi_shard *s = &w->shard;
+    /* acquire: pairs with the flusher's release in kpi_shard_request_flip;
+     * makes the reset of the buffer we switch to (and any revoked bit stored
+     * before the flip) visible. */
+    uint64_t req = atomic_load_explicit(&s->epoch_req, memory_order_acquire);
+    if (req == w->epoch)
+        return;
+    write_progress(w);
+    w->epoch = req;
+    w->cur = &s->buf[req & 1];
+    /* relaxed: the watermark is advisory and monotonic; a stale one only
+     * accepts an event a fresher one would call late, and it was stored
+     * before the flip we just acquired anyway. */
+    w->watermark = atomic_load_explicit(&w->e->watermark, memory_order_relaxed);
+    /* release: everything written into the retired buffer, progress
+     * included, happens-before the flusher's acquire of epoch_ack. */
+    atomic_store_explicit(&s->epoch_ack, req, memory_order_release);
+}
+
+void kpi_worker_detach(struct kpi_worker *w)
+{
+    kpi_worker_checkpoint(w);
+    write_progress(w);
+    /* release: pairs with the acquire in kpi_shard_flip_done. */
+    atomic_store_explicit(&w->shard.detached, 1, memory_order_release);
+}
+
+/* The buffer is full: ask the flusher for an early flip and wait for it.
+ * This is backpressure, so waiting (politely) is the point. */
+static void wait_for_flip(struct kpi_worker *w)
+{
+    struct kpi_shard *s = &w->shard;
+    atomic_store_explicit(&s->want_flip, 1, memory_order_relaxed);
+    pthread_mutex_lock(&w->e->mu);
+    pthread_cond_broadcast(&w->e->cv);
+    pthread_mutex_unlock(&w->e->mu);
+    uint64_t before = w->epoch;
+    for (unsigned spins = 0; w->epoch == before; spins++) {
+        if (spins < 64) {
+            sched_yield();
+        } else {
+            struct timespec ts = {0, 200000};
+            nanosleep(&ts, NULL);
+        }
+        kpi_worker_checkpoint(w);
+    }
+}
+
+static inline struct kpi_worker_input *input_view(struct kpi_worker *w, int input, int *revoked)
+{
+    /* acquire: pairs with the release stores in input_open/revoke/close. */
+    uint32_t st = atomic_load_explicit(&w->e->inputs[input].state, memory_order_acquire);
+    struct kpi_worker_input *wi = &w->in[input];
+    if ((st >> 1) != wi->gen) {
+        wi->gen = st >> 1;
+        wi->next_offset = -1;
+        wi->max_ts = -1;
+        wi->touched_epoch_plus1 = 0;
+    }
+    *revoked = st & 1;
+    return wi;
+}
+
+static inline void consume_offset(struct kpi_worker *w, struct kpi_worker_input *wi, int input,
+                                  int64_t offset)
+{
+    if (offset + 1 > wi->next_offset)
+        wi->next_offset = offset + 1;
+    if (wi->touched_epoch_plus1 != w->epoch + 1) {
+        wi->touched_epoch_plus1 = (uint32_t)(w->epoch + 1);
+        w->touched[w->n_touched++] = (uint32_t)input;
+    }
+}
+
+static enum kpi_bad_reason add_event(struct kpi_worker *w, struct kpi_worker_input *wi,
+                                     int input, int64_t offset, const struct kpi_event *ev)
+{
+    struct kpi_engine *e = w->e;
+    if (kpi_windows_is_late(&e->windows, ev->ts_ms, w->watermark)) {
+        w->cur->stats.bad[KPI_BAD_TOO_LATE]++;
+        consume_offset(w, wi, input, offset);
+        return KPI_BAD_TOO_LATE;
+    }
+    const int64_t bucket = kpi_bucket_start(ev->ts_ms, e->windows.base_ms);
+    const int n_sets = e->dims.n_sets;
+    uint32_t vids[KPI_MAX_SETS];
+    struct kpi_agg_cell *cells[KPI_MAX_SETS];
+    for (int s = 0; s < n_sets; s++)
+        vids[s] = kpi_dims_value_id(&e->dims, s, ev);
+    /* Find every cell before touching any, so a full buffer never leaves an
+     * event half-counted. */
+    for (;;) {
+        int s = 0;
+        for (; s < n_sets; s++)
+            if (!(cells[s] = kpi_agg_get(&w->cur->agg, bucket, (uint32_t)s, vids[s])))
+                break;
+        if (s == n_sets)
+            break;
+        wait_for_flip(w);
+    }
+    struct kpi_shard_stats *st = &w->cur->stats;
+    for (int s = 0; s < n_sets; s++) {
+        kpi_counters_count(&cells[s]->c, ev);
+        if (kpi_hll_add_hash(&cells[s]->hll, ev->sub_hash) < 0)
+            st->hll_nomem++;
+        if (s && vids[s] == KPI_VALUE_OTHER)
+            st->overflow[s]++;
+    }
+    st->good++;
+    st->by_type[ev->type]++;
+    if (ev->ts_ms > wi->max_ts)
+        wi->max_ts = ev->ts_ms;
+    consume_offset(w, wi, input, offset);
+    return KPI_BAD_NONE;
+}
+
+enum kpi_bad_reason kpi_worker_add(struct kpi_worker *w, int input, int64_t offset,
+                                   const struct kpi_event *ev)
+{
+    int revoked;
+    struct kpi_worker_input *wi = input_view(w, input, &revoked);
+    if (revoked) {
+        w->cur->stats.revoked++;
+        return KPI_BAD_NONE;
+    }
+    return add_event(w, wi, input, offset, ev);
+}
+
+enum kpi_bad_reason kpi_worker_process(struct kpi_worker *w, int input, int64_t offset,
+                                       const void *msg, size_t len, int64_t now_ms, int *dropped)
+{
+    int revoked;
+    struct kpi_worker_input *wi = input_view(w, input, &revoked);
+    if (dropped)
+        *dropped = revoked;
+    if (revoked) {
+        w->cur->stats.revoked++;
+        return KPI_BAD_NONE;
+    }
+    struct kpi_event ev;
+    enum kpi_bad_reason r = kpi_decode(&w->e->decoder, msg, len, now_ms, &ev);
+    if (r != KPI_BAD_NONE) {
+        w->cur->stats.bad[r]++;
+        consume_offset(w, wi, input, offset);
+        return r;
+    }
+    return add_event(w, wi, input, offset, &ev);
+}
