@@ -1,0 +1,417 @@
+/*
+ * The engine end to end without Kafka or Redis: worker threads aggregate while
+ * the flusher snapshots them concurrently; an in-memory target checks that the
+ * totals equal what was fed and that every input's offset ranges chain.
+ * Label "concurrency": CI runs this under ThreadSanitizer.
+ */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "engine.h"
+#include "err.h"
+#include "hash.h"
+
+/* ---- an in-memory flush target ---- */
+
+#define MAXV 64
+
+struct mem_target {
+    pthread_mutex_t mu;
+    struct kpi_counters per_set_total[KPI_MAX_SETS];
+    struct kpi_counters region[MAXV]; /* set 1 by label */
+    char region_label[MAXV][32];
+    int n_region;
+    int64_t next_from[KPI_MAX_INPUTS]; /* by partition number */
+    int ranges_broken;
+    int fail_next;                     /* fail this many flushes with KPI_ERR_IO */
+    int conflict;
+    uint64_t applied;
+};
+
+static int mem_flush(void *opaque, const struct kpi_delta *d, char *errstr, size_t errsz)
+{
+    struct mem_target *t = opaque;
+    pthread_mutex_lock(&t->mu);
+    if (t->conflict) {
+        pthread_mutex_unlock(&t->mu);
+        return kpi_seterr(errstr, errsz, KPI_ERR_CONFLICT, "fenced");
+    }
+    if (t->fail_next > 0) {
+        t->fail_next--;
+        pthread_mutex_unlock(&t->mu);
+        return kpi_seterr(errstr, errsz, KPI_ERR_IO, "injected failure");
+    }
+    for (size_t i = 0; i < d->n_ranges; i++) {
+        const struct kpi_offset_range *r = &d->ranges[i];
+        if (r->from != t->next_from[r->partition] || r->to <= r->from)
+            t->ranges_broken++;
+        t->next_from[r->partition] = r->to;
+    }
+    for (uint32_t i = 0; i < d->cells->n; i++) {
+        const struct kpi_agg_cell *c = &d->cells->cells[i];
+        kpi_counters_add(&t->per_set_total[c->set], &c->c);
+        if (c->set == 1) {
+            uint32_t len;
+            const char *l = kpi_dims_value_label(d->dims, 1, c->vid, &len);
+            int k = 0;
+            while (k < t->n_region &&
+                   !(strlen(t->region_label[k]) == len && !memcmp(t->region_label[k], l, len)))
+                k++;
+            if (k == t->n_region) {
+                memcpy(t->region_label[k], l, len);
+                t->region_label[k][len] = '\0';
+                t->n_region++;
+            }
+            kpi_counters_add(&t->region[k], &c->c);
+        }
+    }
+    t->applied++;
+    pthread_mutex_unlock(&t->mu);
+    return 0;
+}
+
+static struct mem_target target_state;
+
+static struct kpi_engine *make_engine(int workers, uint32_t max_cells, int64_t flush_ms)
+{
+    memset(&target_state, 0, sizeof(target_state));
+    pthread_mutex_init(&target_state.mu, NULL);
+    struct kpi_engine_conf c;
+    kpi_engine_conf_defaults(&c);
+    c.n_workers = workers;
+    c.max_cells = max_cells;
+    c.flush_interval_ms = flush_ms;
+    c.retry_min_ms = 1;
+    c.retry_max_ms = 2;
+    char err[256];
+    struct kpi_engine *e = kpi_engine_new(&c, err, sizeof(err));
+    cr_assert_not_null(e, "%s", err);
+    struct kpi_flush_target t = {&target_state, mem_flush};
+    kpi_engine_set_target(e, &t);
+    return e;
+}
+
+static const char *regions[] = {"eu-west", "eu-north", "us-east", "apac"};
+static const char *plans[] = {"prepaid", "postpaid"};
+
+/* A deterministic event n of a stream. */
+static struct kpi_event event_n(uint64_t n, int64_t t0)
+{
+    struct kpi_event e;
+    memset(&e, 0, sizeof(e));
+    e.type = (enum kpi_event_type)(n % 10 < 7 ? KPI_EV_USAGE : n % 10 - 6);
+    e.ts_ms = t0 + (int64_t)(n * 37 % 20000); /* spread over four base buckets */
+    char sub[24];
+    int len = snprintf(sub, sizeof(sub), "%llu", (unsigned long long)(n % 5000));
+    e.sub_hash = kpi_murmur64a(sub, (size_t)len, 0xadc83b19ULL);
+    e.amount_micros = e.type == KPI_EV_USAGE ? (int64_t)(n % 1000) * 1000 : 0;
+    e.score = (uint8_t)(n % 11);
+    e.survey = (uint8_t)(n % 2);
+    const char *r = regions[n % 4], *p = plans[n % 2];
+    e.dims[0].ptr = r;
+    e.dims[0].len = (uint32_t)strlen(r);
+    e.dims[1].ptr = p;
+    e.dims[1].len = (uint32_t)strlen(p);
+    return e;
+}
+
+struct feeder {
+    struct kpi_engine *e;
+    int worker;
+    int inputs[4];
+    int n_inputs;
+    uint64_t events;
+    struct kpi_counters fed;
+};
+
+static void *feed(void *arg)
+{
+    struct feeder *f = arg;
+    struct kpi_worker *w = kpi_engine_worker(f->e, f->worker);
+    int64_t off[4] = {0};
+    for (uint64_t n = 0; n < f->events; n++) {
+        struct kpi_event ev = event_n(n * 7 + (uint64_t)f->worker, 1700000000000);
+        int k = (int)(n % (uint64_t)f->n_inputs);
+        cr_assert_eq(kpi_worker_add(w, f->inputs[k], off[k]++, &ev), KPI_BAD_NONE);
+        kpi_counters_count(&f->fed, &ev);
+        if (n % 64 == 63)
+            kpi_worker_checkpoint(w);
+    }
+    kpi_worker_detach(w);
+    return NULL;
+}
+
+static void run_feeders(struct kpi_engine *e, int workers, uint64_t per_worker,
+                        struct kpi_counters *fed)
+{
+    struct feeder f[8];
+    pthread_t th[8];
+    memset(f, 0, sizeof(f));
+    for (int i = 0; i < workers; i++) {
+        f[i].e = e;
+        f[i].worker = i;
+        f[i].events = per_worker;
+        f[i].n_inputs = 2;
+        for (int k = 0; k < 2; k++) {
+            f[i].inputs[k] = kpi_engine_input_open(e, "events", i * 2 + k, i, 0);
+            cr_assert_geq(f[i].inputs[k], 0);
+        }
+    }
+    for (int i = 0; i < workers; i++)
+        pthread_create(&th[i], NULL, feed, &f[i]);
+    for (int i = 0; i < workers; i++) {
+        pthread_join(th[i], NULL);
+        kpi_counters_add(fed, &f[i].fed);
+    }
+}
+
+static void assert_counters_eq(const struct kpi_counters *a, const struct kpi_counters *b)
+{
+    cr_assert_eq(memcmp(a, b, sizeof(*a)), 0,
+                 "events %lld vs %lld, revenue %lld vs %lld, churns %lld vs %lld",
+                 (long long)a->events, (long long)b->events, (long long)a->revenue,
+                 (long long)b->revenue, (long long)a->churns, (long long)b->churns);
+}
+
+Test(engine, totals_equal_events_fed_with_concurrent_snapshots)
+{
+    const int W = 3;
+    const uint64_t N = 60000;
+    struct kpi_engine *e = make_engine(W, 4096, 1);
+    cr_assert_eq(kpi_engine_start(e, NULL, 0), 0);
+    struct kpi_counters fed = {0};
+    run_feeders(e, W, N, &fed);
+    cr_assert_eq(kpi_engine_flush_sync(e, 10000, NULL, 0), 0);
+    kpi_engine_stop(e);
+
+    cr_assert_eq(fed.events, (int64_t)(W * N));
+    for (int s = 0; s < 4; s++)
+        assert_counters_eq(&target_state.per_set_total[s], &fed);
+    cr_assert_gt(target_state.applied, 1, "the flusher ran while workers wrote");
+    cr_assert_eq(target_state.ranges_broken, 0, "offset ranges chain without gaps or overlap");
+    for (int p = 0; p < W * 2; p++)
+        cr_assert_eq(target_state.next_from[p], (int64_t)(N / 2), "partition %d fully flushed", p);
+    struct kpi_engine_stats st;
+    kpi_engine_get_stats(e, &st);
+    cr_assert_eq(st.events.good, W * N);
+    kpi_engine_destroy(e);
+}
+
+Test(engine, region_breakdown_adds_up_to_the_total)
+{
+    struct kpi_engine *e = make_engine(2, 4096, 2);
+    cr_assert_eq(kpi_engine_start(e, NULL, 0), 0);
+    struct kpi_counters fed = {0};
+    run_feeders(e, 2, 20000, &fed);
+    cr_assert_eq(kpi_engine_flush_sync(e, 10000, NULL, 0), 0);
+    kpi_engine_stop(e);
+    cr_assert_eq(target_state.n_region, 4);
+    struct kpi_counters sum = {0};
+    for (int k = 0; k < target_state.n_region; k++)
+        kpi_counters_add(&sum, &target_state.region[k]);
+    assert_counters_eq(&sum, &fed);
+    kpi_engine_destroy(e);
+}
+
+Test(engine, tiny_buffers_apply_backpressure_and_lose_nothing)
+{
+    /* 64 cells per buffer cannot hold one flush interval's cells: workers
+     * must wait for early flips, and still every event is counted once. */
+    struct kpi_engine *e = make_engine(2, 64, 1000);
+    cr_assert_eq(kpi_engine_start(e, NULL, 0), 0);
+    struct kpi_counters fed = {0};
+    run_feeders(e, 2, 20000, &fed);
+    cr_assert_eq(kpi_engine_flush_sync(e, 10000, NULL, 0), 0);
+    kpi_engine_stop(e);
+    assert_counters_eq(&target_state.per_set_total[0], &fed);
+    cr_assert_eq(target_state.ranges_broken, 0);
+    kpi_engine_destroy(e);
+}
+
+Test(engine, failing_sink_keeps_the_delta_and_retries)
+{
+    struct kpi_engine *e = make_engine(2, 4096, 1);
+    target_state.fail_next = 5;
+    cr_assert_eq(kpi_engine_start(e, NULL, 0), 0);
+    struct kpi_counters fed = {0};
+    run_feeders(e, 2, 10000, &fed);
+    cr_assert_eq(kpi_engine_flush_sync(e, 10000, NULL, 0), 0);
+    kpi_engine_stop(e);
+    struct kpi_engine_stats st;
+    kpi_engine_get_stats(e, &st);
+    cr_assert_geq(st.flush_errors, 5);
+    cr_assert_not(st.backpressured, "cleared once a flush went through");
+    assert_counters_eq(&target_state.per_set_total[0], &fed);
+    cr_assert_eq(target_state.ranges_broken, 0);
+    kpi_engine_destroy(e);
+}
+
+Test(engine, sink_conflict_fences_the_engine)
+{
+    struct kpi_engine *e = make_engine(1, 4096, 1000);
+    target_state.conflict = 1;
+    struct kpi_counters fed = {0};
+    run_feeders(e, 1, 100, &fed);
+    cr_assert_eq(kpi_engine_flush_sync(e, 1000, NULL, 0), KPI_ERR_CONFLICT);
+    cr_assert(kpi_engine_is_fenced(e));
+    kpi_engine_destroy(e);
+}
+
+/* ---- single-worker edges: the test thread is the worker, a helper thread
+ * runs the flush and the worker keeps checkpointing until it is done. ---- */
+
+struct flush_call {
+    struct kpi_engine *e;
+    atomic_int done;
+    int rc;
+};
+
+static void *do_flush(void *arg)
+{
+    struct flush_call *f = arg;
+    f->rc = kpi_engine_flush_sync(f->e, 10000, NULL, 0);
+    atomic_store(&f->done, 1);
+    return NULL;
+}
+
+static int flush_from_worker(struct kpi_engine *e, struct kpi_worker *w)
+{
+    struct flush_call f = {.e = e};
+    atomic_init(&f.done, 0);
+    pthread_t th;
+    pthread_create(&th, NULL, do_flush, &f);
+    while (!atomic_load(&f.done)) {
+        kpi_worker_checkpoint(w);
+        sched_yield();
+    }
+    pthread_join(th, NULL);
+    kpi_worker_checkpoint(w); /* pick up the watermark published by that cycle */
+    return f.rc;
+}
+
+static struct kpi_event at(int64_t ts)
+{
+    struct kpi_event e = event_n(1, 0);
+    e.type = KPI_EV_ACTIVATION;
+    e.ts_ms = ts;
+    return e;
+}
+
+Test(engine, event_behind_the_watermark_is_too_late_but_consumed)
+{
+    struct kpi_engine *e = make_engine(1, 4096, 1000); /* lateness 30 s, base 5 s */
+    struct kpi_worker *w = kpi_engine_worker(e, 0);
+    int in = kpi_engine_input_open(e, "events", 0, 0, 0);
+    struct kpi_event ev = at(1000000);
+    cr_assert_eq(kpi_worker_add(w, in, 0, &ev), KPI_BAD_NONE);
+    cr_assert_eq(flush_from_worker(e, w), 0);
+    cr_assert_eq(kpi_engine_watermark(e), 970000);
+    cr_assert_eq(flush_from_worker(e, w), 0);
+
+    ev = at(969999); /* its bucket [965000, 970000) is closed */
+    cr_assert_eq(kpi_worker_add(w, in, 1, &ev), KPI_BAD_TOO_LATE);
+    ev = at(970000); /* within the allowed lateness: counts */
+    cr_assert_eq(kpi_worker_add(w, in, 2, &ev), KPI_BAD_NONE);
+    cr_assert_eq(flush_from_worker(e, w), 0);
+
+    struct kpi_engine_stats st;
+    kpi_engine_get_stats(e, &st);
+    cr_assert_eq(st.events.bad[KPI_BAD_TOO_LATE], 1);
+    cr_assert_eq(st.events.good, 2);
+    cr_assert_eq(target_state.per_set_total[0].activations, 2);
+    cr_assert_eq(target_state.next_from[0], 3, "the late event's offset is consumed too");
+    kpi_engine_destroy(e);
+}
+
+Test(engine, watermark_is_the_minimum_over_inputs)
+{
+    struct kpi_engine *e = make_engine(1, 4096, 1000);
+    struct kpi_worker *w = kpi_engine_worker(e, 0);
+    int a = kpi_engine_input_open(e, "events", 0, 0, 0);
+    int b = kpi_engine_input_open(e, "events", 1, 0, 0);
+    struct kpi_event ev = at(1000000);
+    kpi_worker_add(w, a, 0, &ev);
+    ev = at(500000);
+    kpi_worker_add(w, b, 0, &ev);
+    cr_assert_eq(flush_from_worker(e, w), 0);
+    cr_assert_eq(kpi_engine_watermark(e), 470000);
+    kpi_engine_destroy(e);
+}
+
+Test(engine, watermark_never_moves_back)
+{
+    struct kpi_engine *e = make_engine(1, 4096, 1000);
+    struct kpi_worker *w = kpi_engine_worker(e, 0);
+    int a = kpi_engine_input_open(e, "events", 0, 0, 0);
+    struct kpi_event ev = at(1000000);
+    kpi_worker_add(w, a, 0, &ev);
+    cr_assert_eq(flush_from_worker(e, w), 0);
+    /* A newly assigned partition far behind must not reopen closed buckets. */
+    int b = kpi_engine_input_open(e, "events", 1, 0, 0);
+    ev = at(990000);
+    kpi_worker_add(w, b, 0, &ev);
+    cr_assert_eq(flush_from_worker(e, w), 0);
+    cr_assert_eq(kpi_engine_watermark(e), 970000);
+    kpi_engine_destroy(e);
+}
+
+Test(engine, revoked_input_events_are_left_to_the_new_owner)
+{
+    struct kpi_engine *e = make_engine(1, 4096, 1000);
+    struct kpi_worker *w = kpi_engine_worker(e, 0);
+    int in = kpi_engine_input_open(e, "events", 0, 0, 100);
+    struct kpi_event ev = at(1000000);
+    cr_assert_eq(kpi_worker_add(w, in, 100, &ev), KPI_BAD_NONE);
+    cr_assert_eq(kpi_worker_add(w, in, 101, &ev), KPI_BAD_NONE);
+    kpi_engine_input_revoke(e, in);
+    cr_assert_eq(flush_from_worker(e, w), 0);
+    /* After the revocation flush, a late-arriving message of that partition
+     * is not counted and its offset not consumed. */
+    cr_assert_eq(kpi_worker_add(w, in, 102, &ev), KPI_BAD_NONE);
+    kpi_engine_input_close(e, in);
+    cr_assert_eq(flush_from_worker(e, w), 0);
+    cr_assert_eq(target_state.per_set_total[0].activations, 2);
+    cr_assert_eq(target_state.next_from[0], 102);
+    struct kpi_engine_stats st;
+    kpi_engine_get_stats(e, &st);
+    cr_assert_eq(st.events.revoked, 1);
+    kpi_engine_destroy(e);
+}
+
+Test(engine, reopened_input_starts_from_its_new_offset)
+{
+    struct kpi_engine *e = make_engine(1, 4096, 1000);
+    struct kpi_worker *w = kpi_engine_worker(e, 0);
+    int in = kpi_engine_input_open(e, "events", 0, 0, 0);
+    struct kpi_event ev = at(1000000);
+    kpi_worker_add(w, in, 0, &ev);
+    kpi_engine_input_revoke(e, in);
+    cr_assert_eq(flush_from_worker(e, w), 0);
+    kpi_engine_input_close(e, in);
+    target_state.next_from[0] = 50; /* someone else consumed up to 50 meanwhile */
+    int again = kpi_engine_input_open(e, "events", 0, 0, 50);
+    cr_assert_geq(again, 0);
+    kpi_worker_add(w, again, 50, &ev);
+    cr_assert_eq(flush_from_worker(e, w), 0);
+    cr_assert_eq(target_state.ranges_broken, 0);
+    cr_assert_eq(target_state.next_from[0], 51);
+    kpi_engine_destroy(e);
+}
+
+Test(engine, rejects_bad_configuration_with_a_message)
+{
+    struct kpi_engine_conf c;
+    kpi_engine_conf_defaults(&c);
+    c.windows = "1h/7m";
+    char err[256] = "";
+    cr_assert_null(kpi_engine_new(&c, err, sizeof(err)));
+    cr_assert(strstr(err, "1h/7m"), "%s", err);
+    kpi_engine_conf_defaults(&c);
+    c.n_workers = 0;
+    cr_assert_null(kpi_engine_new(&c, err, sizeof(err)));
+    cr_assert(strstr(err, "workers"), "%s", err);
+}
