@@ -81,6 +81,8 @@ struct kpi_flush_target {
 struct kpi_engine_stats {
     struct kpi_shard_stats events;  /* totals over all workers */
     uint64_t flushes;               /* deltas applied */
+    uint64_t flushed_events;        /* valid events in applied deltas */
+    int64_t last_flush_ok_ms;       /* wall clock of the last applied delta, 0 if none */
     uint64_t flush_errors;          /* failed attempts */
     uint64_t flush_lat_us_sum;
     uint64_t flush_lat_hist[16];    /* attempts by latency: < 1ms * 2^i (last: the rest) */

@@ -149,8 +149,12 @@ int kpi_flusher_cycle(struct kpi_engine *e, char *errstr, size_t errsz)
     e->stats.pending_cells = e->pending.n;
     pthread_mutex_unlock(&e->mu);
 
-    if (e->pending.n == 0 && e->n_ranges == 0 && wm == e->applied_watermark)
+    if (e->pending.n == 0 && e->n_ranges == 0 && wm == e->applied_watermark) {
+        pthread_mutex_lock(&e->mu);
+        e->stats.last_flush_ok_ms = kpi_now_ms(); /* nothing to write is healthy too */
+        pthread_mutex_unlock(&e->mu);
         return 0;
+    }
 
     /* 4. offer */
     struct kpi_delta d = {
@@ -182,6 +186,10 @@ int kpi_flusher_cycle(struct kpi_engine *e, char *errstr, size_t errsz)
         e->seq++;
         e->applied_watermark = wm;
         e->stats.flushes++;
+        e->stats.last_flush_ok_ms = kpi_now_ms();
+        for (uint32_t i = 0; i < e->pending.n; i++)
+            if (e->pending.cells[i].set == 0)
+                e->stats.flushed_events += (uint64_t)e->pending.cells[i].c.events;
         kpi_agg_reset(&e->pending);
         e->stats.pending_cells = 0;
         atomic_store_explicit(&e->backpressured, 0, memory_order_relaxed);

@@ -1,0 +1,417 @@
+/*
+ * config.c - the configuration table and everything generated from it.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "dims.h"
+#include "err.h"
+#include "window.h"
+
+enum ktype { K_STR, K_INT, K_DURATION, K_DOUBLE, K_BOOL, K_ENUM };
+
+struct kdef {
+    const char *section;
+    const char *name;
+    enum ktype type;
+    const char *def;
+    double min, max;      /* K_INT, K_DURATION (ms), K_DOUBLE */
+    const char *choices;  /* K_ENUM: "a|b|c" */
+    size_t off;           /* into struct kpi_config */
+    size_t size;          /* K_STR: buffer size */
+    const char *desc;
+};
+
+#define OFF(f) offsetof(struct kpi_config, f)
+#define SZ(f) sizeof(((struct kpi_config *)0)->f)
+
+/* Every key kpistream reads.  Keep descriptions one line: they become the
+ * README's table and --help. */
+static const struct kdef kpi_config_table[] = {
+    {"kafka", "bootstrap.servers", K_STR, "127.0.0.1:9092", 0, 0, NULL, OFF(bootstrap_servers),
+     SZ(bootstrap_servers), "Kafka brokers (passed to librdkafka)"},
+    {"kafka", "topics", K_STR, "events", 0, 0, NULL, OFF(topics), SZ(topics),
+     "comma-separated topics to consume"},
+    {"kafka", "group.id", K_STR, "kpistream", 0, 0, NULL, OFF(group_id), SZ(group_id),
+     "consumer group; also scopes the offsets stored in Redis"},
+    {"kafka", "dead_letter_topic", K_STR, "", 0, 0, NULL, OFF(dead_letter_topic),
+     SZ(dead_letter_topic),
+     "where bad and too-late events go; empty: <first topic>.dlq; \"-\": disabled"},
+    {"redis", "url", K_STR, "redis://127.0.0.1:6379", 0, 0, NULL, OFF(redis_url), SZ(redis_url),
+     "redis://[:password@]host:port[/db]"},
+    {"redis", "prefix", K_STR, "kpi", 0, 0, NULL, OFF(redis_prefix), SZ(redis_prefix),
+     "first part of every key (docs/redis-schema.md)"},
+    {"redis", "timeout", K_DURATION, "2s", 10, 600000, NULL, OFF(redis_timeout_ms),
+     SZ(redis_timeout_ms), "connect and command timeout"},
+    {"redis", "stream_maxlen", K_INT, "10000", 10, 1e9, NULL, OFF(redis_stream_maxlen),
+     SZ(redis_stream_maxlen), "approximate length bound of the closed-bucket streams"},
+    {"engine", "sink", K_ENUM, "redis", 0, 0, "redis|stdout", OFF(sink), SZ(sink),
+     "where KPIs go: Redis, or a table on standard output"},
+    {"engine", "workers", K_INT, "2", 1, 256, NULL, OFF(workers), SZ(workers),
+     "worker threads (partitions are spread over them)"},
+    {"engine", "flush_interval", K_DURATION, "1s", 1, 3600000, NULL, OFF(flush_interval_ms),
+     SZ(flush_interval_ms), "how often deltas are written to the sink"},
+    {"engine", "lateness", K_DURATION, "30s", 0, 86400000, NULL, OFF(lateness_ms),
+     SZ(lateness_ms), "allowed lateness behind the newest event time (watermark)"},
+    {"engine", "max_skew", K_DURATION, "5m", 0, 86400000, NULL, OFF(max_skew_ms),
+     SZ(max_skew_ms), "events further in the future than this are bad (ts_in_future)"},
+    {"engine", "max_string", K_INT, "128", 1, 65535, NULL, OFF(max_string), SZ(max_string),
+     "longest accepted string value in an event, bytes"},
+    {"engine", "max_cells", K_INT, "16384", 64, 67108864, NULL, OFF(max_cells), SZ(max_cells),
+     "bucket x value cells a worker holds between flushes (memory bound)"},
+    {"engine", "retry_min", K_DURATION, "100ms", 1, 600000, NULL, OFF(retry_min_ms),
+     SZ(retry_min_ms), "first wait before retrying a failed flush"},
+    {"engine", "retry_max", K_DURATION, "5s", 1, 600000, NULL, OFF(retry_max_ms),
+     SZ(retry_max_ms), "longest wait between flush retries (exponential backoff)"},
+    {"engine", "shutdown_timeout", K_DURATION, "30s", 1000, 3600000, NULL,
+     OFF(shutdown_timeout_ms), SZ(shutdown_timeout_ms),
+     "how long SIGTERM waits for the final flush"},
+    {"windows", "list", K_STR, KPI_WINDOWS_DEFAULT, 0, 0, NULL, OFF(windows), SZ(windows),
+     "rolling windows, size/slide, comma-separated"},
+    {"dimensions", "fields", K_STR, "region,plan,segment", 0, 0, NULL, OFF(dim_fields),
+     SZ(dim_fields), "event keys that are dimensions"},
+    {"dimensions", "sets", K_STR, "region,region+plan,segment", 0, 0, NULL, OFF(dim_sets),
+     SZ(dim_sets), "grouping sets ('+' joins fields); 'all' is always kept"},
+    {"dimensions", "max_values", K_INT, "10000", 1, 16777216, NULL, OFF(dim_max_values),
+     SZ(dim_max_values), "values per grouping set before new ones fold into __other__"},
+    {"alerts", "enabled", K_BOOL, "true", 0, 0, NULL, OFF(alerts_enabled), SZ(alerts_enabled),
+     "detect churn spikes"},
+    {"alerts", "window", K_STR, "1h/1m", 0, 0, NULL, OFF(alerts_window), SZ(alerts_window),
+     "the window whose churn rate is watched (one of windows.list)"},
+    {"alerts", "alpha", K_DOUBLE, "0.1", 1e-6, 1, NULL, OFF(alert.alpha), SZ(alert.alpha),
+     "EWMA weight of each new observation in the baseline"},
+    {"alerts", "raise_k", K_DOUBLE, "4", 0.01, 1000, NULL, OFF(alert.raise_k), SZ(alert.raise_k),
+     "raise when the rate is this many deviations above the baseline"},
+    {"alerts", "resolve_k", K_DOUBLE, "1", -1000, 1000, NULL, OFF(alert.resolve_k),
+     SZ(alert.resolve_k), "resolve at or below this many deviations (< raise_k)"},
+    {"alerts", "floor_rate", K_DOUBLE, "0.001", 0, 1, NULL, OFF(alert.floor_rate),
+     SZ(alert.floor_rate), "never raise below this churn rate"},
+    {"alerts", "rel_floor", K_DOUBLE, "0.1", 0, 100, NULL, OFF(alert.rel_floor),
+     SZ(alert.rel_floor), "deviation scale is at least this fraction of the baseline"},
+    {"alerts", "abs_floor", K_DOUBLE, "0.0001", 1e-12, 1, NULL, OFF(alert.abs_floor),
+     SZ(alert.abs_floor), "deviation scale is at least this churn rate"},
+    {"alerts", "min_active", K_INT, "100", 0, 1e12, NULL, OFF(alerts_min_active),
+     SZ(alerts_min_active), "minimum active subscribers for an observation to count"},
+    {"alerts", "warmup", K_INT, "10", 1, 1000000, NULL, OFF(alerts_warmup), SZ(alerts_warmup),
+     "observations before a baseline is trusted"},
+    {"alerts", "stream_maxlen", K_INT, "10000", 10, 1e9, NULL, OFF(alerts_stream_maxlen),
+     SZ(alerts_stream_maxlen), "approximate length bound of the alert stream"},
+    {"alerts", "channel", K_STR, "alerts", 0, 0, NULL, OFF(alerts_channel), SZ(alerts_channel),
+     "Pub/Sub channel suffix: <prefix>:alerts by default"},
+    {"http", "bind", K_STR, "127.0.0.1", 0, 0, NULL, OFF(http_bind), SZ(http_bind),
+     "address of the /metrics and /healthz endpoint"},
+    {"http", "port", K_INT, "9464", 0, 65535, NULL, OFF(http_port), SZ(http_port),
+     "port of the /metrics and /healthz endpoint; 0 disables it"},
+    {"log", "level", K_ENUM, "info", 0, 0, NULL, OFF(log_level), SZ(log_level),
+     "error|warn|info|debug"},
+};
+#define NKEYS (sizeof(kpi_config_table) / sizeof(kpi_config_table[0]))
+
+static const char *enum_choices(const struct kdef *k)
+{
+    if (k->choices)
+        return k->choices;
+    return strcmp(k->name, "level") == 0 ? "error|warn|info|debug" : "";
+}
+
+static const struct kdef *find(const char *section, const char *name)
+{
+    for (size_t i = 0; i < NKEYS; i++)
+        if (strcmp(kpi_config_table[i].section, section) == 0 &&
+            strcmp(kpi_config_table[i].name, name) == 0)
+            return &kpi_config_table[i];
+    return NULL;
+}
+
+static int parse_int(const char *v, double min, double max, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    if (errno || end == v || *end || (double)x < min || (double)x > max)
+        return -1;
+    *out = x;
+    return 0;
+}
+
+static int set_value(struct kpi_config *c, const struct kdef *k, const char *v, char *errstr,
+                     size_t errsz)
+{
+    char *p = (char *)c + k->off;
+    switch (k->type) {
+    case K_STR:
+        if (strlen(v) >= k->size)
+            return kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "%s.%s: longer than %zu bytes",
+                              k->section, k->name, k->size - 1);
+        strcpy(p, v);
+        return 0;
+    case K_ENUM: {
+        const char *ch = enum_choices(k);
+        size_t n = strlen(v);
+        for (const char *s = ch; *s;) {
+            const char *e = strchr(s, '|');
+            size_t len = e ? (size_t)(e - s) : strlen(s);
+            if (len == n && strncmp(s, v, n) == 0 && n < k->size) {
+                strcpy(p, v);
+                return 0;
+            }
+            s += len + (e ? 1 : 0);
+        }
+        return kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "%s.%s: '%s' is not one of %s",
+                          k->section, k->name, v, ch);
+    }
+    case K_INT: {
+        int64_t x;
+        if (parse_int(v, k->min, k->max, &x))
+            return kpi_seterr(errstr, errsz, KPI_ERR_INVAL,
+                              "%s.%s: '%s' is not an integer in %.0f..%.0f", k->section, k->name,
+                              v, k->min, k->max);
+        memcpy(p, &x, sizeof(x));
+        return 0;
+    }
+    case K_DURATION: {
+        int64_t ms;
+        if (kpi_duration_parse(v, &ms) || (double)ms < k->min || (double)ms > k->max)
+            return kpi_seterr(errstr, errsz, KPI_ERR_INVAL,
+                              "%s.%s: '%s' is not a duration in %.0fms..%.0fms (units: ms, s, "
+                              "m, h, d)",
+                              k->section, k->name, v, k->min, k->max);
+        memcpy(p, &ms, sizeof(ms));
+        return 0;
+    }
+    case K_DOUBLE: {
+        char *end;
+        errno = 0;
+        double x = strtod(v, &end);
+        if (errno || end == v || *end || !isfinite(x) || x < k->min || x > k->max)
+            return kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "%s.%s: '%s' is not a number in %g..%g",
+                              k->section, k->name, v, k->min, k->max);
+        memcpy(p, &x, sizeof(x));
+        return 0;
+    }
+    case K_BOOL: {
+        int b;
+        if (!strcasecmp(v, "true") || !strcmp(v, "1") || !strcasecmp(v, "yes") ||
+            !strcasecmp(v, "on"))
+            b = 1;
+        else if (!strcasecmp(v, "false") || !strcmp(v, "0") || !strcasecmp(v, "no") ||
+                 !strcasecmp(v, "off"))
+            b = 0;
+        else
+            return kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "%s.%s: '%s' is not true or false",
+                              k->section, k->name, v);
+        memcpy(p, &b, sizeof(b));
+        return 0;
+    }
+    }
+    return KPI_ERR_INVAL;
+}
+
+void kpi_config_defaults(struct kpi_config *c)
+{
+    memset(c, 0, sizeof(*c));
+    for (size_t i = 0; i < NKEYS; i++)
+        if (set_value(c, &kpi_config_table[i], kpi_config_table[i].def, NULL, 0))
+            abort(); /* a default outside its own range is a bug in the table */
+}
+
+int kpi_config_set(struct kpi_config *c, const char *section, const char *key, const char *value,
+                   char *errstr, size_t errsz)
+{
+    const struct kdef *k = find(section, key);
+    if (k)
+        return set_value(c, k, value, errstr, errsz);
+    if (strcmp(section, "kafka") == 0) {
+        /* librdkafka's own property: it validates it when the consumer is
+         * configured, and the error names the key then. */
+        for (int i = 0; i < c->n_kafka_props; i++)
+            if (strcmp(c->kafka_props[i][0], key) == 0) {
+                if (strlen(value) >= KPI_CONF_STR)
+                    break;
+                strcpy(c->kafka_props[i][1], value);
+                return 0;
+            }
+        if (c->n_kafka_props == KPI_CONF_MAX_PASSTHROUGH || strlen(key) >= KPI_CONF_STR ||
+            strlen(value) >= KPI_CONF_STR)
+            return kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "kafka.%s: too many or too long", key);
+        strcpy(c->kafka_props[c->n_kafka_props][0], key);
+        strcpy(c->kafka_props[c->n_kafka_props][1], value);
+        c->n_kafka_props++;
+        return 0;
+    }
+    return kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "%s.%s: unknown key (see kpistream --help)",
+                      section, key);
+}
+
+int kpi_config_set_x(struct kpi_config *c, const char *assignment, char *errstr, size_t errsz)
+{
+    const char *eq = strchr(assignment, '=');
+    const char *dot = strchr(assignment, '.');
+    if (!eq || !dot || dot > eq || dot == assignment || eq == dot + 1)
+        return kpi_seterr(errstr, errsz, KPI_ERR_INVAL,
+                          "-X %s: expected section.key=value (e.g. -X redis.url=redis://h:6379)",
+                          assignment);
+    char section[64], key[KPI_CONF_STR];
+    size_t sl = (size_t)(dot - assignment), kl = (size_t)(eq - dot - 1);
+    if (sl >= sizeof(section) || kl >= sizeof(key))
+        return kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "-X %s: key too long", assignment);
+    memcpy(section, assignment, sl);
+    section[sl] = '\0';
+    memcpy(key, dot + 1, kl);
+    key[kl] = '\0';
+    return kpi_config_set(c, section, key, eq + 1, errstr, errsz);
+}
+
+struct ini_ctx {
+    struct kpi_config *c;
+    char *errstr;
+    size_t errsz;
+    int err;
+};
+
+static int on_ini_entry(void *user, const char *section, const char *name, const char *value)
+{
+    struct ini_ctx *x = user;
+    if (x->err)
+        return 0;
+    x->err = kpi_config_set(x->c, section, name, value, x->errstr, x->errsz);
+    return x->err == 0;
+}
+
+int kpi_config_load_file(struct kpi_config *c, const char *path, char *errstr, size_t errsz)
+{
+    struct ini_ctx x = {c, errstr, errsz, 0};
+    int rc = ini_parse(path, on_ini_entry, &x);
+    if (rc < 0)
+        return kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "%s: cannot read the file", path);
+    if (x.err) {
+        /* errstr already names the key; add where it was. */
+        char tmp[512];
+        snprintf(tmp, sizeof(tmp), "%s (in %s, line %d)", errstr, path, rc);
+        snprintf(errstr, errsz, "%s", tmp);
+        return x.err;
+    }
+    if (rc > 0)
+        return kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "%s: syntax error on line %d", path, rc);
+    return 0;
+}
+
+int kpi_config_validate(const struct kpi_config *c, char *errstr, size_t errsz)
+{
+    char why[256];
+    struct kpi_windows ws;
+    if (kpi_windows_init(&ws, c->windows, c->lateness_ms, why, sizeof(why)))
+        return kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "windows.list: %s", why);
+    struct kpi_dims d;
+    if (kpi_dims_init(&d, c->dim_fields, c->dim_sets, 1, (uint32_t)c->max_string, why,
+                      sizeof(why)))
+        return kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "dimensions: %s", why);
+    kpi_dims_fini(&d);
+    if (c->retry_max_ms < c->retry_min_ms)
+        return kpi_seterr(errstr, errsz, KPI_ERR_INVAL,
+                          "engine.retry_max: must not be below engine.retry_min");
+    if (c->topics[0] == '\0')
+        return kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "kafka.topics: no topic given");
+    if (strncmp(c->redis_url, "redis://", 8) != 0)
+        return kpi_seterr(errstr, errsz, KPI_ERR_INVAL,
+                          "redis.url: '%s' does not start with redis://", c->redis_url);
+    if (c->alerts_enabled) {
+        int found = 0;
+        for (int i = 0; i < ws.n; i++)
+            found |= strcmp(ws.w[i].name, c->alerts_window) == 0;
+        if (!found)
+            return kpi_seterr(errstr, errsz, KPI_ERR_INVAL,
+                              "alerts.window: '%s' is not one of windows.list (%s)",
+                              c->alerts_window, c->windows);
+        struct kpi_alert_conf a;
+        kpi_config_alert_conf(c, &a);
+        if (kpi_alert_conf_check(&a, why, sizeof(why)))
+            return kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "%s", why);
+    }
+    return 0;
+}
+
+void kpi_config_engine_conf(const struct kpi_config *c, struct kpi_engine_conf *ec)
+{
+    kpi_engine_conf_defaults(ec);
+    ec->dims = c->dim_fields;
+    ec->sets = c->dim_sets;
+    ec->card_limit = (uint32_t)c->dim_max_values;
+    ec->windows = c->windows;
+    ec->lateness_ms = c->lateness_ms;
+    ec->max_skew_ms = c->max_skew_ms;
+    ec->max_str_len = (uint32_t)c->max_string;
+    ec->n_workers = (int)c->workers;
+    ec->flush_interval_ms = c->flush_interval_ms;
+    ec->max_cells = (uint32_t)c->max_cells;
+    ec->retry_min_ms = c->retry_min_ms;
+    ec->retry_max_ms = c->retry_max_ms;
+}
+
+void kpi_config_alert_conf(const struct kpi_config *c, struct kpi_alert_conf *a)
+{
+    *a = c->alert;
+    a->min_active = (uint64_t)c->alerts_min_active;
+    a->warmup = (int)c->alerts_warmup;
+}
+
+size_t kpi_config_key_count(void)
+{
+    return NKEYS;
+}
+
+const char *kpi_config_key_name(size_t i, char *buf, size_t size)
+{
+    snprintf(buf, size, "%s.%s", kpi_config_table[i].section, kpi_config_table[i].name);
+    return buf;
+}
+
+const char *kpi_config_key_default(size_t i)
+{
+    return kpi_config_table[i].def;
+}
+
+static const char *type_name(const struct kdef *k)
+{
+    switch (k->type) {
+    case K_STR: return "string";
+    case K_INT: return "integer";
+    case K_DURATION: return "duration";
+    case K_DOUBLE: return "number";
+    case K_BOOL: return "bool";
+    case K_ENUM: return "choice";
+    }
+    return "?";
+}
+
+void kpi_config_print_reference(FILE *out, int markdown)
+{
+    if (markdown) {
+        fprintf(out, "| key | type | default | description |\n|---|---|---|---|\n");
+        for (size_t i = 0; i < NKEYS; i++) {
+            const struct kdef *k = &kpi_config_table[i];
+            fprintf(out, "| `%s.%s` | %s | `%s` | %s |\n", k->section, k->name, type_name(k),
+                    k->def, k->desc);
+        }
+        fprintf(out, "| `kafka.<any>` | string | | any other librdkafka property, passed "
+                     "untouched |\n");
+        return;
+    }
+    const char *section = "";
+    for (size_t i = 0; i < NKEYS; i++) {
+        const struct kdef *k = &kpi_config_table[i];
+        if (strcmp(section, k->section)) {
+            section = k->section;
+            fprintf(out, "  [%s]\n", section);
+        }
+        fprintf(out, "    %-28s %-8s default %-22s %s\n", k->name, type_name(k),
+                k->def[0] ? k->def : "\"\"", k->desc);
+    }
+    fprintf(out, "    %-28s any other librdkafka property, passed untouched\n", "kafka.<any>");
+}

@@ -1,0 +1,200 @@
+/* Configuration: every key, bad values named with their key, -X over the
+ * file, kafka.* passthrough, and the README reference generated from the
+ * table. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "err.h"
+
+static char err[512];
+
+static void set_ok(struct kpi_config *c, const char *x)
+{
+    int rc = kpi_config_set_x(c, x, err, sizeof(err));
+    cr_assert_eq(rc, 0, "-X %s: %s", x, err);
+}
+
+static void set_bad(struct kpi_config *c, const char *x, const char *key)
+{
+    err[0] = '\0';
+    cr_assert_eq(kpi_config_set_x(c, x, err, sizeof(err)), KPI_ERR_INVAL, "-X %s accepted", x);
+    cr_assert(strstr(err, key), "message for -X %s names %s: %s", x, key, err);
+}
+
+Test(config, defaults_validate)
+{
+    struct kpi_config c;
+    kpi_config_defaults(&c);
+    cr_assert_eq(kpi_config_validate(&c, err, sizeof(err)), 0, "%s", err);
+    cr_assert_str_eq(c.topics, "events");
+    cr_assert_str_eq(c.redis_url, "redis://127.0.0.1:6379");
+    cr_assert_eq(c.flush_interval_ms, 1000);
+    cr_assert_eq(c.workers, 2);
+}
+
+Test(config, every_key_accepts_its_own_default_through_x)
+{
+    struct kpi_config c;
+    kpi_config_defaults(&c);
+    char name[128], x[1024];
+    for (size_t i = 0; i < kpi_config_key_count(); i++) {
+        snprintf(x, sizeof(x), "%s=%s", kpi_config_key_name(i, name, sizeof(name)),
+                 kpi_config_key_default(i));
+        set_ok(&c, x);
+    }
+    cr_assert_eq(c.n_kafka_props, 0, "documented kafka keys are not passed through");
+}
+
+Test(config, typed_values_parse)
+{
+    struct kpi_config c;
+    kpi_config_defaults(&c);
+    set_ok(&c, "engine.flush_interval=250ms");
+    set_ok(&c, "engine.workers=4");
+    set_ok(&c, "alerts.raise_k=3.5");
+    set_ok(&c, "alerts.enabled=off");
+    set_ok(&c, "engine.sink=stdout");
+    set_ok(&c, "windows.list=1m/10s,1h/1m");
+    cr_assert_eq(c.flush_interval_ms, 250);
+    cr_assert_eq(c.workers, 4);
+    cr_assert_float_eq(c.alert.raise_k, 3.5, 1e-12);
+    cr_assert_eq(c.alerts_enabled, 0);
+    cr_assert_str_eq(c.sink, "stdout");
+}
+
+Test(config, bad_values_name_their_key)
+{
+    struct kpi_config c;
+    kpi_config_defaults(&c);
+    set_bad(&c, "engine.workers=0", "engine.workers");
+    set_bad(&c, "engine.workers=two", "engine.workers");
+    set_bad(&c, "engine.workers=9999", "engine.workers");
+    set_bad(&c, "engine.flush_interval=soon", "engine.flush_interval");
+    set_bad(&c, "engine.lateness=-1s", "engine.lateness");
+    set_bad(&c, "engine.sink=kafka", "engine.sink");
+    set_bad(&c, "alerts.enabled=maybe", "alerts.enabled");
+    set_bad(&c, "alerts.alpha=2", "alerts.alpha");
+    set_bad(&c, "alerts.alpha=nan", "alerts.alpha");
+    set_bad(&c, "http.port=70000", "http.port");
+    set_bad(&c, "log.level=loud", "log.level");
+}
+
+Test(config, unknown_keys_and_malformed_x_are_rejected)
+{
+    struct kpi_config c;
+    kpi_config_defaults(&c);
+    set_bad(&c, "engine.wrokers=2", "engine.wrokers");
+    set_bad(&c, "nosuch.key=1", "nosuch.key");
+    set_bad(&c, "workers=2", "workers");
+    set_bad(&c, "engine.workers", "engine.workers");
+}
+
+Test(config, cross_key_checks_name_the_key)
+{
+    struct kpi_config c;
+    kpi_config_defaults(&c);
+    set_ok(&c, "windows.list=1h/7m");
+    cr_assert_eq(kpi_config_validate(&c, err, sizeof(err)), KPI_ERR_INVAL);
+    cr_assert(strstr(err, "windows.list"), "%s", err);
+
+    kpi_config_defaults(&c);
+    set_ok(&c, "alerts.window=2h/1m");
+    cr_assert_eq(kpi_config_validate(&c, err, sizeof(err)), KPI_ERR_INVAL);
+    cr_assert(strstr(err, "alerts.window"), "%s", err);
+
+    kpi_config_defaults(&c);
+    set_ok(&c, "dimensions.sets=region+tariff");
+    cr_assert_eq(kpi_config_validate(&c, err, sizeof(err)), KPI_ERR_INVAL);
+    cr_assert(strstr(err, "tariff"), "%s", err);
+
+    kpi_config_defaults(&c);
+    set_ok(&c, "alerts.resolve_k=5");
+    cr_assert_eq(kpi_config_validate(&c, err, sizeof(err)), KPI_ERR_INVAL);
+    cr_assert(strstr(err, "resolve_k"), "%s", err);
+
+    kpi_config_defaults(&c);
+    set_ok(&c, "redis.url=http://x");
+    cr_assert_eq(kpi_config_validate(&c, err, sizeof(err)), KPI_ERR_INVAL);
+    cr_assert(strstr(err, "redis.url"), "%s", err);
+}
+
+Test(config, kafka_properties_pass_through_untouched)
+{
+    struct kpi_config c;
+    kpi_config_defaults(&c);
+    set_ok(&c, "kafka.fetch.max.bytes=1048576");
+    set_ok(&c, "kafka.security.protocol=plaintext");
+    set_ok(&c, "kafka.fetch.max.bytes=2097152"); /* later wins, no duplicate */
+    cr_assert_eq(c.n_kafka_props, 2);
+    cr_assert_str_eq(c.kafka_props[0][0], "fetch.max.bytes");
+    cr_assert_str_eq(c.kafka_props[0][1], "2097152");
+    cr_assert_str_eq(c.kafka_props[1][0], "security.protocol");
+}
+
+static const char *write_tmp(const char *text)
+{
+    static char path[64];
+    snprintf(path, sizeof(path), "/tmp/kpi-test-config-%d.ini", (int)getpid());
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+Test(config, file_values_load_and_x_overrides_them)
+{
+    struct kpi_config c;
+    kpi_config_defaults(&c);
+    const char *p = write_tmp("[engine]\nworkers = 3\nflush_interval = 2s\n"
+                              "[kafka]\ntopics = a,b\nsession.timeout.ms = 10000\n");
+    cr_assert_eq(kpi_config_load_file(&c, p, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(c.workers, 3);
+    cr_assert_str_eq(c.topics, "a,b");
+    cr_assert_eq(c.n_kafka_props, 1);
+    set_ok(&c, "engine.workers=5");
+    cr_assert_eq(c.workers, 5);
+    cr_assert_eq(c.flush_interval_ms, 2000, "untouched keys keep the file's value");
+    remove(p);
+}
+
+Test(config, bad_file_value_names_key_file_and_line)
+{
+    struct kpi_config c;
+    kpi_config_defaults(&c);
+    const char *p = write_tmp("[engine]\nworkers = 2\nlateness = forever\n");
+    cr_assert_eq(kpi_config_load_file(&c, p, err, sizeof(err)), KPI_ERR_INVAL);
+    cr_assert(strstr(err, "engine.lateness"), "%s", err);
+    cr_assert(strstr(err, "line 3"), "%s", err);
+    remove(p);
+}
+
+Test(config, missing_file_is_an_error)
+{
+    struct kpi_config c;
+    kpi_config_defaults(&c);
+    cr_assert_eq(kpi_config_load_file(&c, "/nonexistent/kpi.ini", err, sizeof(err)),
+                 KPI_ERR_INVAL);
+    cr_assert(strstr(err, "/nonexistent/kpi.ini"), "%s", err);
+}
+
+Test(config, readme_reference_is_generated_from_the_table)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&buf, &len);
+    kpi_config_print_reference(m, 1);
+    fclose(m);
+    FILE *f = fopen(KPI_SOURCE_DIR "/README.md", "r");
+    cr_assert_not_null(f, "README.md exists");
+    static char readme[1 << 20];
+    size_t n = fread(readme, 1, sizeof(readme) - 1, f);
+    readme[n] = '\0';
+    fclose(f);
+    cr_assert(strstr(readme, buf),
+              "README.md holds the reference exactly as `kpistream --help-config` prints it");
+    free(buf);
+}
