@@ -1,0 +1,21 @@
+# kpistream: build on Debian 12 with Debian's packages, run on a slim image.
+FROM debian:bookworm AS build
+RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+        build-essential cmake pkg-config librdkafka-dev libhiredis-dev libmsgpack-dev \
+        libinih-dev libmicrohttpd-dev libck-dev \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY . .
+RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=Release && cmake --build /build -j"$(nproc)" \
+        --target kpistream kpistream-gen
+
+FROM debian:bookworm-slim
+RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+        librdkafka1 libhiredis0.14 libmsgpackc2 libinih1 libmicrohttpd12 curl ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
+COPY --from=build /build/kpistream /build/kpistream-gen /usr/local/bin/
+COPY config/kpistream.ini /etc/kpistream/kpistream.ini
+EXPOSE 9464
+HEALTHCHECK --interval=10s --timeout=3s --start-period=20s CMD curl -fsS http://127.0.0.1:9464/healthz || exit 1
+ENTRYPOINT ["kpistream"]
+CMD ["--config", "/etc/kpistream/kpistream.ini"]
