@@ -30,8 +30,11 @@ static inline uint64_t kpi_hll_hash(const void *data, size_t len)
 /* The sketch.  Public so it can be embedded in aggregation cells; its fields
  * are private to hll.c.  (Defined by the HLL implementation.) */
 struct kpi_hll {
-    /* TODO(hll): representation */
-    uint8_t *dense;
+    uint8_t *regs;  /* dense: one byte per register, KPI_HLL_REGISTERS of them; or NULL */
+    uint32_t *tab;  /* sparse: open-addressing set of (index << 8 | rank); or NULL */
+    uint32_t nz;    /* registers that are not zero */
+    uint16_t tab_cap;
+    uint8_t dense;
 };
 
 /* Initialise an empty sketch (caller-owned storage). Never fails. */
