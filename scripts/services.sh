@@ -1,0 +1,221 @@
+#!/usr/bin/env bash
+# scripts/services.sh - the real services tests and benchmarks talk to, on
+# loopback only: Debian's redis-server and a single-node Apache Kafka broker
+# in KRaft mode (combined broker + controller), whose jars Maven fetches from
+# Maven Central (scripts/kafka/pom.xml) and the machine's Java 17 runs.
+#
+#   scripts/services.sh up [redis|kafka]      start (idempotent), wait until they answer
+#   scripts/services.sh down [redis|kafka]    stop (idempotent); --wipe also deletes Kafka's data
+#   scripts/services.sh stop|start kafka      same as down/up for one service, data kept
+#   scripts/services.sh status                one line per service; exit 0 if all run, 3 if not
+#
+# Environment: KPI_REDIS_PORT (6379), KPI_KAFKA_PORT (9092),
+# KPI_KAFKA_CONTROLLER_PORT (9093), KPI_SERVICES_DIR (<repo>/.services),
+# KPI_KAFKA_HEAP (512m).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+dir="${KPI_SERVICES_DIR:-$root/.services}"
+redis_port="${KPI_REDIS_PORT:-6379}"
+kafka_port="${KPI_KAFKA_PORT:-9092}"
+ctl_port="${KPI_KAFKA_CONTROLLER_PORT:-9093}"
+libs="$dir/kafka-libs"
+kdata="$dir/kafka-data"
+mkdir -p "$dir"
+
+say() { printf 'services: %s\n' "$*" >&2; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
+    local secs="$1" what="$2"
+    shift 2
+    local deadline=$((SECONDS + secs))
+    until "$@"; do
+        if [ $SECONDS -ge $deadline ]; then
+            say "$what did not come up within ${secs}s"
+            return 1
+        fi
+        sleep 0.2 # polling interval while waiting for the condition above
+    done
+}
+
+pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+# ---- redis ----
+redis_ping() { [ "$(redis-cli -p "$redis_port" ping 2>/dev/null)" = PONG ]; }
+
+redis_up() {
+    if redis_ping; then
+        say "redis already answers on 127.0.0.1:$redis_port"
+        return 0
+    fi
+    mkdir -p "$dir/redis"
+    redis-server --bind 127.0.0.1 --port "$redis_port" --dir "$dir/redis" \
+        --save '' --appendonly yes --appendfsync always \
+        --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log"
+    if ! wait_for 30 "redis on port $redis_port" redis_ping; then
+        tail -n 30 "$dir/redis.log" >&2 || true
+        return 1
+    fi
+    say "redis up on 127.0.0.1:$redis_port"
+}
+
+redis_down() {
+    if redis_ping; then
+        redis-cli -p "$redis_port" shutdown nosave >/dev/null 2>&1 || true
+    fi
+    if pid_alive "$dir/redis.pid"; then
+        kill "$(cat "$dir/redis.pid")" 2>/dev/null || true
+    fi
+    rm -f "$dir/redis.pid"
+    say "redis stopped"
+}
+
+# ---- kafka ----
+fetch_kafka() {
+    if [ -f "$libs/.complete" ]; then
+        return 0
+    fi
+    say "fetching the Kafka broker's jars from Maven Central (first run only)"
+    rm -rf "$libs"
+    mvn -q -B -f "$root/scripts/kafka/pom.xml" dependency:copy-dependencies \
+        -DoutputDirectory="$libs" -DincludeScope=runtime >"$dir/mvn.log" 2>&1 || {
+        tail -n 30 "$dir/mvn.log" >&2
+        say "mvn could not fetch the broker (see $dir/mvn.log)"
+        return 1
+    }
+    touch "$libs/.complete"
+}
+
+kafka_config() {
+    cat >"$dir/server.properties" <<PROPS
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$ctl_port
+listeners=PLAINTEXT://127.0.0.1:$kafka_port,CONTROLLER://127.0.0.1:$ctl_port
+advertised.listeners=PLAINTEXT://127.0.0.1:$kafka_port
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$kdata
+num.partitions=8
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=8
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=true
+log.retention.hours=24
+log.segment.bytes=268435456
+PROPS
+    cat >"$dir/log4j2.properties" <<PROPS
+status = warn
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = $dir/kafka.log
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = file
+PROPS
+}
+
+java_opts() {
+    jopts=(-Xms256m -Xmx"${KPI_KAFKA_HEAP:-512m}" -XX:+UseG1GC -Djava.awt.headless=true
+        -Dlog4j2.configurationFile="$dir/log4j2.properties" -cp "$libs/*")
+}
+
+kafka_ready() {
+    port_open "$kafka_port" && grep -q "Kafka Server started" "$dir/kafka.log" 2>/dev/null
+}
+
+kafka_up() {
+    if pid_alive "$dir/kafka.pid" && port_open "$kafka_port"; then
+        say "kafka already answers on 127.0.0.1:$kafka_port"
+        return 0
+    fi
+    if port_open "$kafka_port"; then
+        say "port $kafka_port is taken by something else; set KPI_KAFKA_PORT"
+        return 1
+    fi
+    command -v java >/dev/null || { say "java not found (scripts/install-deps.sh)"; return 1; }
+    fetch_kafka
+    kafka_config
+    if [ ! -f "$kdata/meta.properties" ]; then
+        mkdir -p "$kdata"
+        java_opts
+        java "${jopts[@]}" kafka.tools.StorageTool format -t "kpistream-test-cluster01" \
+            -c "$dir/server.properties" >"$dir/format.log" 2>&1 || {
+            cat "$dir/format.log" >&2
+            say "formatting Kafka's storage failed"
+            return 1
+        }
+    fi
+    : >"$dir/kafka.log"
+    java_opts
+    nohup java "${jopts[@]}" kafka.Kafka "$dir/server.properties" >"$dir/kafka.out" 2>&1 </dev/null &
+    echo $! >"$dir/kafka.pid"
+    disown || true
+    if ! wait_for 120 "kafka on port $kafka_port" kafka_ready; then
+        tail -n 30 "$dir/kafka.log" "$dir/kafka.out" >&2 || true
+        return 1
+    fi
+    say "kafka up on 127.0.0.1:$kafka_port (KRaft, data in $kdata)"
+}
+
+kafka_down() {
+    if pid_alive "$dir/kafka.pid"; then
+        local pid
+        pid="$(cat "$dir/kafka.pid")"
+        kill "$pid" 2>/dev/null || true
+        local deadline=$((SECONDS + 30))
+        while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do
+            sleep 0.2 # waiting for the broker's orderly shutdown
+        done
+        kill -9 "$pid" 2>/dev/null || true
+    fi
+    rm -f "$dir/kafka.pid"
+    if [ "${wipe:-0}" = 1 ]; then
+        rm -rf "$kdata"
+        say "kafka stopped, data wiped"
+    else
+        say "kafka stopped"
+    fi
+}
+
+status() {
+    local rc=0
+    if redis_ping; then echo "redis: running on 127.0.0.1:$redis_port"; else echo "redis: stopped"; rc=3; fi
+    if pid_alive "$dir/kafka.pid" && port_open "$kafka_port"; then
+        echo "kafka: running on 127.0.0.1:$kafka_port"
+    else
+        echo "kafka: stopped"
+        rc=3
+    fi
+    return $rc
+}
+
+action="${1:-}"
+shift || true
+wipe=0
+targets=()
+for a in "$@"; do
+    case "$a" in
+    --wipe) wipe=1 ;;
+    redis | kafka) targets+=("$a") ;;
+    *) say "unknown argument '$a'"; exit 2 ;;
+    esac
+done
+[ "${KPI_SERVICES_WIPE:-0}" = 1 ] && wipe=1
+[ ${#targets[@]} -eq 0 ] && targets=(redis kafka)
+
+case "$action" in
+up | start) for t in "${targets[@]}"; do "${t}_up"; done ;;
+down | stop)
+    for ((i = ${#targets[@]} - 1; i >= 0; i--)); do "${targets[$i]}_down"; done ;;
+status) status ;;
+*)
+    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2
+    exit 2
+    ;;
+esac
