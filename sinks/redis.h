@@ -1,0 +1,100 @@
+/*
+ * redis.h - the Redis sink: every engine delta becomes one atomic Lua call
+ * (sinks/redis_flush.lua, run with EVALSHA) that checks and advances the
+ * consumer group's per-partition offsets, adds the counters to per-bucket
+ * hashes, merges the sketches, keeps a rolling "current window" KPI hash per
+ * (window, grouping-set value) and appends closed buckets to per-window
+ * streams.  Key schema: docs/redis-schema.md.  Why it is exactly-once:
+ * docs/exactly-once.md.
+ *
+ * The C side does everything that needs no Redis state: it rolls the delta's
+ * base-bucket cells up into every window's buckets (counters summed, sketches
+ * merged with kpi_hll_merge) and serializes each window bucket's sketch in
+ * Redis's own HLL format, so the script only adds, SETs or PFMERGEs.
+ *
+ * Failures.  Any connection error frees the connection and returns
+ * KPI_ERR_IO; the engine keeps the delta and retries with backoff, and the
+ * next call reconnects (connect/command timeouts from the configuration).
+ * The sink keeps no data of its own, with one exception that makes lost
+ * replies safe: when a call failed after the script may have run, the sink
+ * remembers the counters of that attempt, asks Redis on the next call whether
+ * it was applied (its offsets tell), and if so sends only what the engine
+ * added since.  A script that Redis lost (restart, SCRIPT FLUSH) is loaded
+ * again on NOSCRIPT.
+ *
+ * Thread safety: flush (the engine's flusher thread), load_offset (the
+ * source's rebalance callback) and kpi_sink_redis_get_stats may be called from
+ * different threads; the sink serialises them on its one connection.
+ */
+#ifndef KPI_SINK_REDIS_H
+#define KPI_SINK_REDIS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sink.h"
+
+#define KPI_REDIS_URL_DEFAULT    "redis://127.0.0.1:6379"
+#define KPI_REDIS_PREFIX_DEFAULT "kpi"
+#define KPI_REDIS_GROUP_DEFAULT  "kpistream"
+
+struct kpi_redis_conf {
+    /* redis://[[user]:password@]host[:port][/db] or unix:///path[?db=N];
+     * user and password may be %-encoded.  NULL: KPI_REDIS_URL_DEFAULT. */
+    const char *url;
+    /* First component of every key ("acme:kpi" is fine).  No '{' or '}'.  NULL: "kpi". */
+    const char *prefix;
+    /* Consumer group id: offsets are per group, and the group is the hash tag
+     * of every key ("kpi:{<group>}:..."), so one Lua call touches one Redis
+     * Cluster slot.  No '{' or '}'.  NULL: "kpistream". */
+    const char *group;
+    int64_t connect_timeout_ms; /* default 2000 */
+    int64_t command_timeout_ms; /* default 10000; a flush's Lua call must fit */
+    int64_t stream_maxlen;      /* per-window streams: XADD MAXLEN ~ N; default 10000 */
+    /* Bucket keys live window size + slide + lateness + this margin after
+     * their last write; rolling keys as long after theirs (docs/redis-schema.md).
+     * Default 600000 (10 min). */
+    int64_t ttl_margin_ms;
+    /* The rolling hashes' `active` (and the KPIs derived from it) is
+     * recounted at most every min(slide, this) ms per value, jittered per
+     * value (counters are always current); 0 recounts on every flush.
+     * Default 10000.  See docs/redis-schema.md, "Cost". */
+    int64_t active_refresh_ms;
+    /* Sketches of the buckets still being written that this sink keeps to
+     * turn Redis-side PFMERGEs into SETs, in bytes.  Default 64 MiB; 0 turns
+     * the cache off. */
+    int64_t sketch_cache_bytes;
+};
+
+void kpi_redis_conf_defaults(struct kpi_redis_conf *c);
+
+/* A Redis sink (ops: flush, load_offset, destroy).  The configuration is
+ * copied.  It does not need Redis to be up: it connects on first use, and
+ * returns ops == NULL (with errstr set) only for a bad configuration. */
+struct kpi_sink kpi_sink_redis_new(const struct kpi_redis_conf *conf, char *errstr,
+                                   size_t errstr_size);
+
+struct kpi_redis_stats {
+    uint64_t flushes;         /* deltas applied */
+    uint64_t replays;         /* deltas Redis already held ("dup") */
+    uint64_t conflicts;       /* deltas refused: another writer owns a partition */
+    uint64_t io_errors;       /* failed calls (connection, timeout, error reply) */
+    uint64_t connects;        /* successful (re)connections */
+    uint64_t script_loads;    /* SCRIPT LOADs (one per connection, plus NOSCRIPT) */
+    uint64_t in_doubt;        /* calls whose outcome had to be asked afterwards */
+    uint64_t stream_entries;  /* closed-bucket and amendment entries appended */
+    uint64_t rebuilds;        /* rolling hashes rebuilt from their buckets */
+    uint64_t sketch_errors;   /* HLL commands Redis refused (estimate affected) */
+    uint64_t sketch_sets;     /* bucket sketches written whole (no merge in Redis) */
+    uint64_t sketch_merges;   /* bucket sketches Redis had to PFMERGE */
+    uint64_t last_call_us;    /* round trip of the last EVALSHA */
+    uint64_t last_args_bytes; /* payload size of the last EVALSHA */
+};
+
+/* Counters of a sink made by kpi_sink_redis_new.  Thread-safe. */
+void kpi_sink_redis_get_stats(const struct kpi_sink *s, struct kpi_redis_stats *out);
+
+/* The key prefix with its hash tag, "kpi:{group}:", as the sink builds it. */
+const char *kpi_sink_redis_key_prefix(const struct kpi_sink *s);
+
+#endif

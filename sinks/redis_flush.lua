@@ -1,0 +1,651 @@
+--[[
+redis_flush.lua - apply one kpistream delta to Redis, atomically (EVALSHA).
+
+This file is the one source of truth for the script: sinks/redis_lua.h embeds
+it as a C string (regenerate with the command at the top of that header; the
+test redis_sink.embedded_script_is_redis_flush_lua fails when they differ).
+The key schema is documented in docs/redis-schema.md, the exactly-once
+argument in docs/exactly-once.md.
+
+What one call does, in this order (nothing is written before step 1 passes):
+
+ 1. Fence.  For every offset range (topic:partition, from, to) it compares
+    the group's stored next offset: all equal `from` (or none stored yet) ->
+    apply; all equal `to` -> a replay: return {'dup'} and write nothing;
+    anything else -> return {'conflict', ...} and write nothing.
+ 2. Per window, move the head (the newest bucket of the group's "current
+    window instance") to the bucket holding watermark + lateness, if later.
+    Buckets that leave the instance are subtracted from the rolling KPI
+    hashes of the values they hold, buckets that enter (data written earlier,
+    ahead of the head) are added: the idx set of a bucket lists its values.
+ 3. Per window bucket of the delta (rolled up by the C side): HINCRBY the
+    counters into the bucket hash, write the sketch, add the value to the
+    bucket's idx set.  Sketch writes are SETs whenever possible: the C side
+    caches the sketches it wrote and sends the full new content with the
+    token it last stored (bucket hash field _t); if the token still matches,
+    nothing else wrote the key and a SET is exact.  Otherwise (another
+    writer, no cache entry) the bytes are PFMERGEd (a SET if the key is new).
+    Cells inside the current instance also go into the rolling KPI hash.
+ 4. Per touched (window, set, value): HINCRBY the rolling counters, derive
+    the KPIs, update the values leaderboard.  `active` is recounted when the
+    hash is (re)built and otherwise at most every `refresh` ms per value
+    (jittered per value so recounts spread over flushes): for windows of at
+    most 12 buckets a multi-key PFCOUNT over the instance's bucket sketches,
+    for longer ones a PFCOUNT of the value's window sketch (ws, dense), which
+    first merges the buckets changed since the last recount (_p) or is
+    rebuilt when a bucket left.  A value whose rolling hash is missing (new,
+    expired, inconsistent) is rebuilt from its buckets.
+ 5. Per window, append every bucket the watermark closed since the group's
+    closed mark to the window's stream (one entry per set value), and an
+    amendment entry (rev > 0) for every bucket of this delta that was closed
+    before (a slower instance's data).
+ 6. Store the new offsets and the per-window marks.
+
+Cost: O(groups + touched values + values of the buckets that enter, leave or
+close); the O(window) steps (a recount, a rebuild) are rate-limited per value
+by `refresh`, except for values first seen.
+
+ARGV (one flat list; numbers in decimal):
+  '1' (protocol), key prefix with hash tag ('kpi:{group}:'), now_ms,
+  watermark ('' when unknown), lateness_ms, stream maxlen, refresh_ms,
+  write token (this call's _t),
+  n_ranges, then per range: field ('topic:partition'), from, to,
+  n_members, then per member: set, value, phase (0..999, recount jitter),
+  n_windows, then per window: id, size_ms, slide_ms, bucket ttl_ms,
+    rolling ttl_ms, n_groups, then per group: member index (1-based),
+    bucket start, counter mask, one value per mask bit (in CF order),
+    expected token ('' = merge the sketch), sketch.
+KEYS[1] is the offsets key (it routes the call in Redis Cluster).
+Reply: {'ok', entries appended, rebuilds, sketch errors, per-group '1'/'0':
+        '1' when the bucket sketch now holds exactly the bytes sent} |
+       {'dup'} | {'conflict', field, stored, from, to} | an error reply.
+]]
+
+-- Counter fields, in the order of struct kpi_counters (engine/kpi.h).
+local CF = {'events', 'usage', 'revenue', 'activations', 'churns', 'bytes', 'seconds',
+            'nps_network_promoters', 'nps_network_passives', 'nps_network_detractors',
+            'nps_brand_promoters', 'nps_brand_passives', 'nps_brand_detractors'}
+local NC = #CF
+-- Rolling hash fields read before an update: the counters, the active count,
+-- when it was counted (_ms) and the buckets not yet merged into ws (_p).
+local KF = {}
+for i = 1, NC do KF[i] = CF[i] end
+KF[NC + 1] = 'active'
+KF[NC + 2] = '_ms'
+KF[NC + 3] = '_p'
+local HLL_DENSE_SIZE = 12304
+local PFCOUNT_MAX_BUCKETS = 12 -- longer windows count through a window sketch
+
+-- Interpreter time, not Redis commands, dominates a big flush: the hot
+-- loops below avoid per-field work for counters that did not change.
+
+-- Field indexes of a counter mask, and the bucket-hash fields to HMGET for
+-- it (those counters and the sketch token _t), cached per mask.
+local mask_cache = {}
+local function mask_fields(mask)
+    local e = mask_cache[mask]
+    if not e then
+        local idx, names, m = {}, {}, mask
+        for i = 1, NC do
+            if m % 2 == 1 then
+                idx[#idx + 1] = i
+                names[#names + 1] = CF[i]
+            end
+            m = (m - m % 2) / 2
+        end
+        names[#names + 1] = '_t'
+        e = {idx, names}
+        mask_cache[mask] = e
+    end
+    return e[1], e[2]
+end
+
+-- cmd key args... for a list of any length: Lua's unpack() stops at a few
+-- thousand values, so long lists go in slices (an even step keeps
+-- score/member pairs together).
+local function call_chunked(cmd, key, list)
+    local n = #list
+    for i = 1, n, 2000 do
+        redis.call(cmd, key, unpack(list, i, math.min(i + 1999, n)))
+    end
+end
+
+local function bs(b) -- a bucket start as the C side formats it
+    return string.format('%d', b)
+end
+
+local pos = 1
+local function nxt()
+    local v = ARGV[pos]
+    pos = pos + 1
+    return v
+end
+
+if nxt() ~= '1' then
+    return redis.error_reply('ERR kpistream: this script speaks flush protocol 1')
+end
+local P = nxt()
+if KEYS[1] ~= P .. 'offsets' then
+    return redis.error_reply('ERR kpistream: KEYS[1] must be the offsets key of the prefix')
+end
+local now_ms = nxt()
+local now = tonumber(now_ms)
+local wm = nxt()
+wm = wm ~= '' and tonumber(wm) or nil
+local lateness = tonumber(nxt())
+local maxlen = nxt()
+local refresh = tonumber(nxt())
+local wtok = nxt()
+
+local n_ranges = tonumber(nxt())
+local rf, rfrom, rto = {}, {}, {}
+for i = 1, n_ranges do
+    rf[i] = nxt()
+    rfrom[i] = nxt()
+    rto[i] = nxt()
+end
+local n_members = tonumber(nxt())
+local mem, mset, mval, phase = {}, {}, {}, {}
+for i = 1, n_members do
+    local set, value = nxt(), nxt()
+    local m = set .. ':' .. value
+    mem[i], mset[m], mval[m], phase[m] = m, set, value, tonumber(nxt())
+end
+
+-- Groups are kept as positions in ARGV (no table per counter).
+local windows = {}
+local n_windows = tonumber(nxt())
+for wi = 1, n_windows do
+    local w = {id = nxt(), size = tonumber(nxt()), slide = tonumber(nxt()), ttl_b = nxt(),
+               ttl_k = nxt(), gm = {}, gb = {}, gmask = {}, gv = {}, gtok = {}, gsk = {}}
+    local ng = tonumber(nxt())
+    for gi = 1, ng do
+        w.gm[gi] = mem[tonumber(nxt())]
+        w.gb[gi] = nxt()
+        local mask = tonumber(nxt())
+        w.gmask[gi] = mask
+        w.gv[gi] = pos
+        pos = pos + #mask_fields(mask)
+        w.gtok[gi] = nxt()
+        local sk = nxt()
+        w.gsk[gi] = sk
+        if not w.gm[gi] or mask % 2 ~= 1 or string.sub(sk or '', 1, 4) ~= 'HYLL' then
+            return redis.error_reply('ERR kpistream: malformed flush arguments')
+        end
+    end
+    windows[wi] = w
+end
+if pos ~= #ARGV + 1 then
+    return redis.error_reply('ERR kpistream: malformed flush arguments (length)')
+end
+
+-- 1. Fence: read only; nothing has been written yet.
+local offk = P .. 'offsets'
+if n_ranges > 0 then
+    local stored = redis.call('HMGET', offk, unpack(rf))
+    local apply, dup, bad = true, true, nil
+    for i = 1, n_ranges do
+        local s = stored[i]
+        local a = (s == false) or (s == rfrom[i])
+        local d = (s ~= false) and (s == rto[i])
+        if not a then apply = false end
+        if not d then dup = false end
+        if not a and not bad then bad = i end
+    end
+    if not apply then
+        if dup then return {'dup'} end
+        return {'conflict', rf[bad], stored[bad] or '', rfrom[bad], rto[bad]}
+    end
+end
+
+local meta = P .. 'meta'
+local tmp = P .. 'tmp'
+local tmp0 = P .. 'tmp0'
+local have_tmp0 = false
+local entries, rebuilds, sk_errors = 0, 0, 0
+local results = {} -- per group: '1' when the bucket sketch holds exactly the bytes sent
+
+-- An HLL command whose failure (a corrupt sketch) must not abort the script
+-- halfway: the counters and offsets stay exact, the estimate is what suffers.
+local function hll(...)
+    local r = redis.pcall(...)
+    if type(r) == 'table' and r.err then
+        sk_errors = sk_errors + 1
+        return nil
+    end
+    return r
+end
+
+-- Exact counter arithmetic.  Lua numbers are doubles, exact for integers
+-- below 2^53; inputs of at most 15 digits (< 10^15) keep every sum of a few
+-- of them far below that.  A field with a longer input is HINCRBYed instead,
+-- in Redis's int64.  acc[i] accumulates the contributions of field i as a
+-- number, or turns into a list of signed strings once a long one is seen.
+local function acc_add(acc, i, s, sign)
+    local a = acc[i]
+    if type(a) == 'table' or #s > 15 then
+        if type(a) ~= 'table' then
+            a = a and {string.format('%d', a)} or {}
+            acc[i] = a
+        end
+        if sign < 0 then s = string.sub(s, 1, 1) == '-' and string.sub(s, 2) or '-' .. s end
+        a[#a + 1] = s
+    else
+        local v = (a or 0) + sign * tonumber(s)
+        if v > 4e15 or v < -4e15 then -- keep every partial sum far below 2^53
+            acc[i] = {string.format('%d', a or 0), sign < 0 and '-' .. s or s}
+        else
+            acc[i] = v
+        end
+    end
+end
+
+-- Write acc into hash k (cur: its HMGET values by field index; all = every
+-- counter field is written, zeros included).  Appends to hset; returns the
+-- new value of field i in c[i] for the fields derived KPIs need.
+local DERIVED_INPUT = {[1] = true, [3] = true, [5] = true, [8] = true, [9] = true, [10] = true,
+                       [11] = true, [12] = true, [13] = true}
+local function write_acc(k, cur, acc, hset, all)
+    local c = {}
+    for i = 1, NC do
+        local a, base = acc[i], cur[i]
+        if type(a) == 'table' then
+            local v
+            for _, s in ipairs(a) do v = redis.call('HINCRBY', k, CF[i], s) end
+            c[i] = v
+        elseif a or all then
+            local b = base and tonumber(base) or 0
+            if base and #base > 15 then
+                c[i] = redis.call('HINCRBY', k, CF[i], string.format('%d', a or 0))
+            else
+                local v = b + (a or 0)
+                hset[#hset + 1] = CF[i]
+                hset[#hset + 1] = string.format('%d', v)
+                c[i] = v
+            end
+        elseif DERIVED_INPUT[i] then
+            c[i] = base and tonumber(base) or 0
+        end
+    end
+    return c
+end
+
+local function fmt(x)
+    return string.format('%.10g', x)
+end
+
+-- The derived KPIs of engine/kpi.c; '' when undefined (zero denominator).
+local function derived(c, active)
+    local churn, arpu, nn, nb = '', '', '', ''
+    if active > 0 then
+        churn = fmt(c[5] / active)
+        arpu = fmt(c[3] / 1e6 / active)
+    end
+    local n = c[8] + c[9] + c[10]
+    if n > 0 then nn = fmt(100 * (c[8] - c[10]) / n) end
+    n = c[11] + c[12] + c[13]
+    if n > 0 then nb = fmt(100 * (c[11] - c[13]) / n) end
+    return churn, arpu, nn, nb
+end
+
+local function split_member(m)
+    local s, v = mset[m], mval[m]
+    if s then return s, v end
+    local i = string.find(m, ':', 1, true)
+    return string.sub(m, 1, i - 1), string.sub(m, i + 1)
+end
+
+-- A dense all-zero HLL: merging it first makes PFMERGE build a dense result,
+-- which costs O(registers) instead of the sparse encoding's O(n^2).
+local function ensure_tmp0()
+    if not have_tmp0 then
+        redis.call('SET', tmp0, 'HYLL' .. string.rep('\0', HLL_DENSE_SIZE - 4))
+        have_tmp0 = true
+    end
+end
+
+local function process_window(w)
+    local size, slide, id = w.size, w.slide, w.id
+    local pb = P .. 'b:' .. id .. ':'
+    local ph = P .. 'h:' .. id .. ':'
+    local pk = P .. 'kpi:' .. id .. ':'
+    local pw = P .. 'ws:' .. id .. ':'
+    local pi = P .. 'idx:' .. id .. ':'
+    local pv = P .. 'values:' .. id .. ':'
+    local stream = P .. 'stream:' .. id
+    local hk, ck, fk = 'head:' .. id, 'closed:' .. id, 'first:' .. id
+    local ttl_idx = tostring(tonumber(w.ttl_b) + size)
+
+    local st = redis.call('HMGET', meta, hk, ck, fk)
+    local h_old = st[1] and tonumber(st[1]) or nil
+    local c_old = st[2] and tonumber(st[2]) or nil
+    local f_old = st[3] and tonumber(st[3]) or nil
+    local f_new = f_old -- the oldest bucket ever written: rebuilds need not look before it
+    local H = h_old
+    if wm then
+        local clock = wm + lateness
+        if clock >= 0 then
+            local hc = clock - clock % slide
+            if not H or hc > H then H = hc end
+        end
+    end
+    local lo = H and H - size + slide
+    local via_ws = size / slide > PFCOUNT_MAX_BUCKETS
+    local stale_ms = math.min(slide, refresh)
+
+    local T = {} -- member -> {acc = counter sums, merge = buckets for ws, leave, broken}
+    local function touch(m)
+        local t = T[m]
+        if not t then
+            t = {acc = {}, merge = {}, leave = false, broken = false}
+            T[m] = t
+        end
+        return t
+    end
+    local function add_bucket(t, v, sign) -- v: HMGET of a bucket hash's CF
+        for i = 1, NC do
+            local s = v[i]
+            if s and s ~= '0' then acc_add(t.acc, i, s, sign) end
+        end
+    end
+    local left = {}
+
+    -- 2. Shift the current instance from h_old to H.
+    if H and h_old and H > h_old then
+        local lo_old = h_old - size + slide
+        for b = lo_old, math.min(lo - slide, h_old), slide do
+            local sb = bs(b)
+            for _, m in ipairs(redis.call('SMEMBERS', pi .. sb)) do
+                local t = touch(m)
+                t.leave = true
+                local v = redis.call('HMGET', pb .. m .. ':' .. sb, unpack(CF))
+                if v[1] == false then
+                    t.broken = true -- expired while inside the instance
+                else
+                    add_bucket(t, v, -1)
+                end
+            end
+            left[#left + 1] = b
+        end
+    end
+    if H and (not h_old or H > h_old) then
+        local first = h_old and math.max(h_old + slide, lo) or lo
+        for b = first, H, slide do
+            local sb = bs(b)
+            for _, m in ipairs(redis.call('SMEMBERS', pi .. sb)) do
+                local v = redis.call('HMGET', pb .. m .. ':' .. sb, unpack(CF))
+                if v[1] ~= false then
+                    local t = touch(m)
+                    add_bucket(t, v, 1)
+                    t.merge[sb] = true
+                end
+            end
+        end
+    end
+
+    -- 3. The delta's window buckets.
+    local idx_add, amend = {}, {}
+    local gm, gb, gmask, gv, gtok, gsk = w.gm, w.gb, w.gmask, w.gv, w.gtok, w.gsk
+    for gi = 1, #gm do
+        local m, sb = gm[gi], gb[gi]
+        local bk = pb .. m .. ':' .. sb
+        local idx, names = mask_fields(gmask[gi])
+        local nf = #idx
+        local vp = gv[gi]
+        local cur = redis.call('HMGET', bk, unpack(names))
+        local new = cur[1] == false -- events is in every group
+        local hset = {}
+        for q = 1, nf do
+            local s, base = ARGV[vp + q - 1], cur[q]
+            if not base then
+                hset[#hset + 1] = names[q]
+                hset[#hset + 1] = s
+            elseif #base < 16 and #s < 16 then
+                hset[#hset + 1] = names[q]
+                hset[#hset + 1] = string.format('%d', tonumber(base) + tonumber(s))
+            else
+                redis.call('HINCRBY', bk, names[q], s)
+            end
+        end
+        local hkey = ph .. m .. ':' .. sb
+        local sk, tok = gsk[gi], gtok[gi]
+        local exact = true
+        if tok ~= '' and cur[nf + 1] == tok then
+            -- Nothing wrote the sketch since the C side cached it: sk is the
+            -- cached content plus this delta, exactly.
+            if not redis.call('SET', hkey, sk, 'XX', 'KEEPTTL') then
+                redis.call('SET', hkey, sk, 'PX', w.ttl_b)
+            end
+        elseif new or redis.call('EXISTS', hkey) == 0 then
+            redis.call('SET', hkey, sk, 'PX', w.ttl_b)
+        else
+            -- sk holds at least the delta and at most what the key once held
+            -- plus the delta: merging it is exact either way.
+            redis.call('SET', tmp, sk)
+            hll('PFMERGE', hkey, tmp)
+            exact = false
+        end
+        hset[#hset + 1] = '_t'
+        hset[#hset + 1] = wtok
+        redis.call('HSET', bk, unpack(hset))
+        if new then redis.call('PEXPIRE', bk, w.ttl_b) end
+        results[#results + 1] = exact and '1' or '0'
+        local l = idx_add[sb]
+        if not l then
+            l = {}
+            idx_add[sb] = l
+        end
+        l[#l + 1] = m
+        local b = tonumber(sb)
+        if not f_new or b < f_new then f_new = b end
+        if H and b >= lo and b <= H then
+            local t = touch(m)
+            local acc = t.acc
+            for q = 1, nf do acc_add(acc, idx[q], ARGV[vp + q - 1], 1) end
+            t.merge[sb] = true
+        end
+        if c_old and b < c_old then amend[#amend + 1] = {m, sb} end
+    end
+    for sb, l in pairs(idx_add) do
+        call_chunked('SADD', pi .. sb, l)
+        redis.call('PEXPIRE', pi .. sb, ttl_idx)
+    end
+
+    -- 4. Rolling state of every touched value.
+    local zsets = {} -- set -> values leaderboard changes
+    local lo_data = lo and f_new and math.max(lo, f_new) or lo -- no bucket before f_new
+    for m, t in pairs(T) do
+        local kk, wsk = pk .. m, pw .. m
+        local set, value = split_member(m)
+        local cur = redis.call('HMGET', kk, unpack(KF))
+        local rebuilt = cur[1] == false or t.broken
+        local hset, c = {}, nil
+        if rebuilt then
+            -- New or inconsistent: rebuild from the instance's buckets (this
+            -- delta's included, it was written above).
+            rebuilds = rebuilds + 1
+            redis.call('DEL', kk)
+            local acc = {}
+            for b = lo_data, H, slide do
+                local v = redis.call('HMGET', pb .. m .. ':' .. bs(b), unpack(CF))
+                if v[1] ~= false then
+                    for i = 1, NC do
+                        local s = v[i]
+                        if s and s ~= '0' then acc_add(acc, i, s, 1) end
+                    end
+                end
+            end
+            c = write_acc(kk, {}, acc, hset, true)
+            cur = {}
+        else
+            c = write_acc(kk, cur, t.acc, hset, false)
+        end
+        local z = zsets[set]
+        if not z then
+            z = {add = {}, rem = {}}
+            zsets[set] = z
+        end
+        if c[1] <= 0 then
+            redis.call('DEL', kk, wsk)
+            z.rem[#z.rem + 1] = value
+        else
+            local pend = cur[NC + 3]
+            if not pend or pend == '' then pend = false end
+            if via_ws then
+                if rebuilt or t.leave then
+                    pend = '*'
+                elseif pend ~= '*' then
+                    for sb in pairs(t.merge) do
+                        if not pend then
+                            pend = sb
+                        elseif not string.find(' ' .. pend .. ' ', ' ' .. sb .. ' ', 1, true) then
+                            pend = pend .. ' ' .. sb
+                        end
+                    end
+                end
+            end
+            local active = tonumber(cur[NC + 1])
+            local last = tonumber(cur[NC + 2])
+            local due = rebuilt or not active or not last or refresh <= 0 or
+                            now - last >= stale_ms * (1000 + (phase[m] or 500)) / 2000
+            if due then
+                if via_ws then
+                    if pend == '*' or redis.call('EXISTS', wsk) == 0 then
+                        redis.call('DEL', wsk)
+                        ensure_tmp0()
+                        local keys = {tmp0}
+                        for b = lo_data, H, slide do
+                            keys[#keys + 1] = ph .. m .. ':' .. bs(b)
+                            if #keys == 256 then
+                                hll('PFMERGE', wsk, unpack(keys))
+                                keys = {wsk}
+                            end
+                        end
+                        hll('PFMERGE', wsk, unpack(keys))
+                    elseif pend then
+                        local keys = {}
+                        for sb in string.gmatch(pend, '%S+') do
+                            keys[#keys + 1] = ph .. m .. ':' .. sb
+                        end
+                        hll('PFMERGE', wsk, unpack(keys))
+                    end
+                    active = hll('PFCOUNT', wsk) or active or 0
+                    redis.call('PEXPIRE', wsk, w.ttl_k)
+                    pend = false
+                else
+                    local keys = {}
+                    for b = lo_data, H, slide do keys[#keys + 1] = ph .. m .. ':' .. bs(b) end
+                    active = #keys > 0 and hll('PFCOUNT', unpack(keys)) or active or 0
+                end
+                hset[#hset + 1] = 'active'
+                hset[#hset + 1] = active
+                hset[#hset + 1] = '_ms'
+                hset[#hset + 1] = now_ms
+            end
+            local churn, arpu, nn, nb = derived(c, active or 0)
+            local n = #hset
+            hset[n + 1], hset[n + 2] = 'churn_rate', churn
+            hset[n + 3], hset[n + 4] = 'arpu', arpu
+            hset[n + 5], hset[n + 6] = 'nps_network', nn
+            hset[n + 7], hset[n + 8] = 'nps_brand', nb
+            hset[n + 9], hset[n + 10] = '_p', pend or ''
+            redis.call('HSET', kk, unpack(hset))
+            if due then redis.call('PEXPIRE', kk, w.ttl_k) end
+            z.add[#z.add + 1] = c[1]
+            z.add[#z.add + 1] = value
+        end
+    end
+    for set, z in pairs(zsets) do
+        if #z.rem > 0 then call_chunked('ZREM', pv .. set, z.rem) end
+        if #z.add > 0 then
+            call_chunked('ZADD', pv .. set, z.add)
+            redis.call('PEXPIRE', pv .. set, w.ttl_k)
+        end
+    end
+
+    -- 5. Closed buckets and amendments to the window's stream.
+    local function emit(m, sb)
+        local bk = pb .. m .. ':' .. sb
+        local v = redis.call('HMGET', bk, unpack(CF))
+        if v[1] == false then return end
+        local rev = redis.call('HINCRBY', bk, 'emitted', 1) - 1
+        local c = {}
+        for i = 1, NC do c[i] = tonumber(v[i]) or 0 end
+        local active = hll('PFCOUNT', ph .. m .. ':' .. sb) or 0
+        local churn, arpu, nn, nb = derived(c, active)
+        local set, value = split_member(m)
+        local b = tonumber(sb)
+        local args = {'XADD', stream, 'MAXLEN', '~', maxlen, '*', 'bucket', sb,
+                      'end', bs(b + slide), 'set', set, 'value', value, 'rev', rev}
+        for i = 1, NC do
+            args[#args + 1] = CF[i]
+            args[#args + 1] = v[i] or '0'
+        end
+        args[#args + 1] = 'active'
+        args[#args + 1] = active
+        args[#args + 1] = 'churn_rate'
+        args[#args + 1] = churn
+        args[#args + 1] = 'arpu'
+        args[#args + 1] = arpu
+        args[#args + 1] = 'nps_network'
+        args[#args + 1] = nn
+        args[#args + 1] = 'nps_brand'
+        args[#args + 1] = nb
+        redis.call(unpack(args))
+        entries = entries + 1
+    end
+    local c_new = c_old
+    if wm and wm >= 0 then
+        local E = wm - wm % slide -- buckets starting before E are closed
+        if not c_old or E > c_old then
+            local first = E - (size / slide + math.ceil(lateness / slide) + 2) * slide
+            if c_old and c_old > first then first = c_old end
+            for b = first, E - slide, slide do
+                local sb = bs(b)
+                for _, m in ipairs(redis.call('SMEMBERS', pi .. sb)) do emit(m, sb) end
+                if not lo or b < lo then redis.call('DEL', pi .. sb) end
+            end
+            c_new = E
+        end
+    end
+    for _, a in ipairs(amend) do emit(a[1], a[2]) end
+    for _, b in ipairs(left) do
+        if c_new and b < c_new then redis.call('DEL', pi .. bs(b)) end
+    end
+
+    -- 6. Marks.
+    local marks = {}
+    if H and H ~= h_old then
+        marks[#marks + 1] = hk
+        marks[#marks + 1] = bs(H)
+    end
+    if c_new and c_new ~= c_old then
+        marks[#marks + 1] = ck
+        marks[#marks + 1] = bs(c_new)
+    end
+    if f_new and f_new ~= f_old then
+        marks[#marks + 1] = fk
+        marks[#marks + 1] = bs(f_new)
+    end
+    if #marks > 0 then redis.call('HSET', meta, unpack(marks)) end
+end
+
+for _, w in ipairs(windows) do process_window(w) end
+
+if n_ranges > 0 then
+    local args = {}
+    for i = 1, n_ranges do
+        args[#args + 1] = rf[i]
+        args[#args + 1] = rto[i]
+    end
+    redis.call('HSET', offk, unpack(args))
+end
+local mw = redis.call('HGET', meta, 'watermark')
+if wm and (not mw or wm > tonumber(mw)) then
+    redis.call('HSET', meta, 'watermark', bs(wm))
+end
+redis.call('HINCRBY', meta, 'flushes', 1)
+redis.call('HSET', meta, 'last_flush_ms', now_ms, 'schema', '1')
+if have_tmp0 then redis.call('DEL', tmp0) end
+redis.call('DEL', tmp)
+return {'ok', entries, rebuilds, sk_errors, table.concat(results)}

@@ -1,0 +1,1289 @@
+/*
+ * The Redis sink against a real redis-server (tests/support/redis_server.h
+ * starts a private one on a free loopback port for each test).
+ *
+ * Deltas are built two ways: by hand with the engine's aggregation types
+ * (struct kpi_delta over a kpi_agg, full control over offset ranges and
+ * watermarks), and by a real engine whose flusher targets the sink.  Every
+ * check reads Redis with plain commands, the way a dashboard would, using the
+ * key names of docs/redis-schema.md.
+ */
+#include <criterion/criterion.h>
+#include <criterion/logging.h>
+#include <hiredis/hiredis.h>
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "engine.h"
+#include "err.h"
+#include "hll.h"
+#include "redis.h"
+#include "redis_lua.h"
+#include "redis_server.h"
+
+/* ---- the server (tests/support/redis_server.h) ---- */
+
+static struct kpi_test_redis srv;
+
+static void srv_up(void)
+{
+    char err[256];
+    cr_assert_eq(kpi_test_redis_start(&srv, err, sizeof(err)), 0, "%s", err);
+}
+
+static void srv_down(void)
+{
+    kpi_test_redis_stop(&srv);
+}
+
+static redisContext *srv_connect(void)
+{
+    redisContext *c = kpi_test_redis_connect(&srv);
+    cr_assert(c && !c->err, "connect to the test redis-server");
+    return c;
+}
+
+static redisContext *rc; /* the test's own connection, as a dashboard would have */
+
+static void setup(void)
+{
+    srv_up();
+    rc = srv_connect();
+}
+
+static void teardown(void)
+{
+    if (rc)
+        redisFree(rc);
+    rc = NULL;
+    srv_down();
+}
+
+/* ---- reading Redis ---- */
+
+static redisReply *cmd(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(rc, fmt, ap);
+    va_end(ap);
+    cr_assert_not_null(r, "redis: %s", rc->errstr);
+    return r;
+}
+
+/* A hash field as a string ("" when missing). */
+static void hget(const char *key, const char *field, char *out, size_t cap)
+{
+    redisReply *r = cmd("HGET %s %s", key, field);
+    snprintf(out, cap, "%s", r->type == REDIS_REPLY_STRING ? r->str : "");
+    freeReplyObject(r);
+}
+
+static int64_t hget_i64(const char *key, const char *field)
+{
+    char buf[64];
+    hget(key, field, buf, sizeof(buf));
+    return buf[0] ? strtoll(buf, NULL, 10) : 0;
+}
+
+static double hget_f(const char *key, const char *field)
+{
+    char buf[64];
+    hget(key, field, buf, sizeof(buf));
+    cr_assert(buf[0], "%s %s is defined", key, field);
+    return strtod(buf, NULL);
+}
+
+static int exists(const char *key)
+{
+    redisReply *r = cmd("EXISTS %s", key);
+    int n = (int)r->integer;
+    freeReplyObject(r);
+    return n;
+}
+
+static long long pfcount(const char *key)
+{
+    redisReply *r = cmd("PFCOUNT %s", key);
+    cr_assert_eq(r->type, REDIS_REPLY_INTEGER, "PFCOUNT %s: %s", key, r->str ? r->str : "");
+    long long n = r->integer;
+    freeReplyObject(r);
+    return n;
+}
+
+#define G "kpi:{kpistream}:"
+
+/* Key of the group's documented structures (docs/redis-schema.md). */
+static const char *k(const char *fmt, ...)
+{
+    static char bufs[8][512];
+    static int i;
+    char *b = bufs[i++ % 8];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = snprintf(b, 512, "%s", G);
+    vsnprintf(b + n, 512 - (size_t)n, fmt, ap);
+    va_end(ap);
+    return b;
+}
+
+/* Every key and its value, to prove a call changed nothing. */
+struct snapshot {
+    size_t n;
+    char **keys;
+    char **vals;
+    size_t *lens;
+};
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void snap(struct snapshot *s)
+{
+    memset(s, 0, sizeof(*s));
+    redisReply *r = cmd("KEYS *");
+    s->n = r->elements;
+    s->keys = calloc(s->n + 1, sizeof(char *));
+    s->vals = calloc(s->n + 1, sizeof(char *));
+    s->lens = calloc(s->n + 1, sizeof(size_t));
+    for (size_t i = 0; i < s->n; i++)
+        s->keys[i] = strdup(r->element[i]->str);
+    freeReplyObject(r);
+    qsort(s->keys, s->n, sizeof(char *), cmp_str);
+    for (size_t i = 0; i < s->n; i++) {
+        redisReply *d = cmd("DUMP %s", s->keys[i]);
+        s->vals[i] = malloc(d->len + 1);
+        memcpy(s->vals[i], d->str, d->len);
+        s->lens[i] = d->len;
+        freeReplyObject(d);
+    }
+}
+
+static void snap_free(struct snapshot *s)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        free(s->keys[i]);
+        free(s->vals[i]);
+    }
+    free(s->keys);
+    free(s->vals);
+    free(s->lens);
+}
+
+static void assert_same(struct snapshot *a, struct snapshot *b)
+{
+    cr_assert_eq(a->n, b->n, "number of keys %zu vs %zu", a->n, b->n);
+    for (size_t i = 0; i < a->n; i++) {
+        cr_assert_str_eq(a->keys[i], b->keys[i]);
+        cr_assert(a->lens[i] == b->lens[i] && !memcmp(a->vals[i], b->vals[i], a->lens[i]),
+                  "%s changed", a->keys[i]);
+    }
+}
+
+/* ---- sinks ---- */
+
+static int64_t active_refresh_ms; /* 0: exact `active` after every flush */
+
+static struct kpi_sink new_sink(int64_t command_timeout_ms)
+{
+    char url[64], err[256];
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d", srv.port);
+    struct kpi_redis_conf c;
+    kpi_redis_conf_defaults(&c);
+    c.url = url;
+    c.connect_timeout_ms = 500;
+    c.active_refresh_ms = active_refresh_ms;
+    if (command_timeout_ms)
+        c.command_timeout_ms = command_timeout_ms;
+    struct kpi_sink s = kpi_sink_redis_new(&c, err, sizeof(err));
+    cr_assert_not_null(s.ops, "%s", err);
+    return s;
+}
+
+static struct kpi_redis_stats stats(struct kpi_sink *s)
+{
+    struct kpi_redis_stats st;
+    kpi_sink_redis_get_stats(s, &st);
+    return st;
+}
+
+/* ---- hand-built deltas ---- */
+
+struct fixture {
+    struct kpi_dims dims;
+    struct kpi_windows windows;
+    struct kpi_agg cells;
+    struct kpi_offset_range range; /* one partition: events:<partition> */
+    uint64_t seq;
+    int64_t prev_watermark;
+};
+
+static void fx_init(struct fixture *f, const char *windows, int64_t lateness_ms, int32_t partition)
+{
+    char err[256];
+    memset(f, 0, sizeof(*f));
+    cr_assert_eq(
+        kpi_dims_init(&f->dims, "region,plan", "region,region+plan", 1000, 64, err, sizeof(err)), 0,
+        "%s", err);
+    cr_assert_eq(kpi_windows_init(&f->windows, windows, lateness_ms, err, sizeof(err)), 0, "%s",
+                 err);
+    cr_assert_eq(kpi_agg_init(&f->cells, 1 << 16), 0);
+    strcpy(f->range.topic, "events");
+    f->range.partition = partition;
+    f->seq = 1;
+    f->prev_watermark = INT64_MIN;
+}
+
+static void fx_fini(struct fixture *f)
+{
+    kpi_agg_fini(&f->cells);
+    kpi_dims_fini(&f->dims);
+}
+
+/* Events are written as positional compound literals that leave the
+ * trailing fields zero (the project builds with -Wno-missing-field-initializers;
+ * this keeps a standalone -Wextra build quiet too). */
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+
+struct ev_spec {
+    enum kpi_event_type type;
+    int64_t ts;
+    const char *sub;
+    const char *region;
+    const char *plan;
+    int64_t amount;
+    int score;
+    int survey;
+};
+
+static void fx_add_hash(struct fixture *f, struct ev_spec s, uint64_t sub_hash)
+{
+    struct kpi_event ev;
+    memset(&ev, 0, sizeof(ev));
+    ev.type = s.type;
+    ev.ts_ms = s.ts;
+    ev.sub_hash = sub_hash;
+    ev.amount_micros = s.amount;
+    ev.score = (uint8_t)s.score;
+    ev.survey = (uint8_t)s.survey;
+    if (s.region) {
+        ev.dims[0].ptr = s.region;
+        ev.dims[0].len = (uint32_t)strlen(s.region);
+    }
+    if (s.plan) {
+        ev.dims[1].ptr = s.plan;
+        ev.dims[1].len = (uint32_t)strlen(s.plan);
+    }
+    int64_t bucket = kpi_bucket_start(s.ts, f->windows.base_ms);
+    for (int set = 0; set < f->dims.n_sets; set++) {
+        uint32_t vid = kpi_dims_value_id(&f->dims, set, &ev);
+        struct kpi_agg_cell *c = kpi_agg_get(&f->cells, bucket, (uint32_t)set, vid);
+        cr_assert_not_null(c);
+        kpi_counters_count(&c->c, &ev);
+        cr_assert_geq(kpi_hll_add_hash(&c->hll, ev.sub_hash), 0);
+    }
+    f->range.to++;
+}
+
+static void fx_add(struct fixture *f, struct ev_spec s)
+{
+    fx_add_hash(f, s, kpi_hll_hash(s.sub, strlen(s.sub)));
+}
+
+static struct kpi_delta fx_delta(struct fixture *f, int64_t watermark)
+{
+    struct kpi_delta d = {
+        .seq = f->seq,
+        .dims = &f->dims,
+        .windows = &f->windows,
+        .cells = &f->cells,
+        .ranges = &f->range,
+        .n_ranges = f->range.to > f->range.from,
+        .watermark = watermark,
+        .prev_watermark = f->prev_watermark,
+    };
+    return d;
+}
+
+static int sink_flush(struct kpi_sink *s, const struct kpi_delta *d, char *err, size_t errsz)
+{
+    return s->ops->flush(s->self, d, err, errsz);
+}
+
+/* Flush; on success the fixture moves on to its next delta, like the engine. */
+static int fx_flush(struct fixture *f, struct kpi_sink *s, int64_t watermark)
+{
+    char err[512] = "";
+    struct kpi_delta d = fx_delta(f, watermark);
+    int rc2 = sink_flush(s, &d, err, sizeof(err));
+    if (rc2 == 0) {
+        f->seq++;
+        f->prev_watermark = watermark;
+        f->range.from = f->range.to;
+        kpi_agg_reset(&f->cells);
+    } else {
+        cr_log_info("flush: %s", err);
+    }
+    return rc2;
+}
+
+#define T0 1700000040000LL /* a multiple of 5 s, 1 min */
+
+/* The hand-computed example of test_stdout_sink.c. */
+static void feed_example(struct fixture *f, int64_t t)
+{
+    fx_add(f, (struct ev_spec){KPI_EV_USAGE, t + 100, "1", "eu-west", "prepaid", 2500000});
+    fx_add(f, (struct ev_spec){KPI_EV_USAGE, t + 1200, "2", "eu-west", "postpaid", 1500000});
+    fx_add(f, (struct ev_spec){KPI_EV_NPS, t + 2300, "1", "eu-west", "prepaid", 0, 10, 0});
+    fx_add(f, (struct ev_spec){KPI_EV_CHURN, t + 6000, "3", "eu-west", "prepaid"});
+    fx_add(f, (struct ev_spec){KPI_EV_NPS, t + 7000, "4", "us-east", "prepaid", 0, 5, 0});
+    fx_add(f, (struct ev_spec){KPI_EV_ACTIVATION, t + 8000, "4", "us-east", "prepaid"});
+    fx_add(f, (struct ev_spec){KPI_EV_NPS, t + 9000, "2", "eu-west", "postpaid", 0, 8, 1});
+}
+
+TestSuite(redis_sink, .init = setup, .fini = teardown, .timeout = 120);
+
+Test(redis_sink, embedded_script_is_redis_flush_lua)
+{
+    FILE *f = fopen(KPI_SOURCE_DIR "/sinks/redis_flush.lua", "rb");
+    cr_assert_not_null(f);
+    static char buf[1 << 20];
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    cr_assert_str_eq(kpi_redis_flush_lua, buf,
+                     "sinks/redis_lua.h is stale: regenerate it (command at its top)");
+}
+
+Test(redis_sink, kpi_hashes_match_the_formulas_on_a_hand_computed_example)
+{
+    struct fixture f;
+    fx_init(&f, "1m/5s,1h/1m,24h/1h", 0, 0);
+    struct kpi_sink s = new_sink(0);
+    feed_example(&f, T0);
+    cr_assert_eq(fx_flush(&f, &s, T0 + 9000), 0);
+
+    static const char *wins[] = {"1m_5s", "1h_1m", "24h_1h"};
+    for (int w = 0; w < 3; w++) {
+        const char *all = k("kpi:%s:all:all", wins[w]);
+        cr_assert_eq(hget_i64(all, "events"), 7);
+        cr_assert_eq(hget_i64(all, "usage"), 2);
+        cr_assert_eq(hget_i64(all, "revenue"), 4000000);
+        cr_assert_eq(hget_i64(all, "activations"), 1);
+        cr_assert_eq(hget_i64(all, "churns"), 1);
+        cr_assert_eq(hget_i64(all, "bytes"), 0);
+        cr_assert_eq(hget_i64(all, "nps_network_promoters"), 1);
+        cr_assert_eq(hget_i64(all, "nps_network_detractors"), 1);
+        cr_assert_eq(hget_i64(all, "nps_brand_passives"), 1);
+        cr_assert_eq(hget_i64(all, "active"), 4);
+        cr_assert_float_eq(hget_f(all, "churn_rate"), 0.25, 1e-9);
+        cr_assert_float_eq(hget_f(all, "arpu"), 1.0, 1e-9);
+        cr_assert_float_eq(hget_f(all, "nps_network"), 0.0, 1e-9);
+        cr_assert_float_eq(hget_f(all, "nps_brand"), 0.0, 1e-9);
+
+        const char *eu = k("kpi:%s:region:eu-west", wins[w]);
+        cr_assert_eq(hget_i64(eu, "events"), 5);
+        cr_assert_eq(hget_i64(eu, "active"), 3);
+        cr_assert_float_eq(hget_f(eu, "churn_rate"), 1.0 / 3, 1e-9);
+        cr_assert_float_eq(hget_f(eu, "arpu"), 4.0 / 3, 1e-9);
+        cr_assert_float_eq(hget_f(eu, "nps_network"), 100.0, 1e-9);
+
+        const char *us = k("kpi:%s:region:us-east", wins[w]);
+        char buf[64];
+        cr_assert_eq(hget_i64(us, "events"), 2);
+        cr_assert_eq(hget_i64(us, "active"), 1);
+        cr_assert_float_eq(hget_f(us, "churn_rate"), 0.0, 1e-9);
+        cr_assert_float_eq(hget_f(us, "nps_network"), -100.0, 1e-9);
+        redisReply *r = cmd("HEXISTS %s nps_brand", us);
+        cr_assert_eq(r->integer, 1, "an undefined KPI is present, as an empty string");
+        freeReplyObject(r);
+        hget(us, "nps_brand", buf, sizeof(buf));
+        cr_assert_str_eq(buf, "");
+
+        cr_assert_eq(hget_i64(k("kpi:%s:region+plan:eu-west|prepaid", wins[w]), "revenue"),
+                     2500000);
+    }
+    /* The 1m/5s buckets: [T0, T0+5s) and [T0+5s, T0+10s). */
+    cr_assert_eq(hget_i64(k("b:1m_5s:all:all:%lld", T0), "events"), 3);
+    cr_assert_eq(hget_i64(k("b:1m_5s:all:all:%lld", T0 + 5000), "events"), 4);
+    cr_assert_eq(pfcount(k("h:1m_5s:all:all:%lld", T0)), 2);
+    cr_assert_eq(pfcount(k("h:1m_5s:all:all:%lld", T0 + 5000)), 3);
+    cr_assert_eq(pfcount(k("ws:1h_1m:all:all")), 4);
+    cr_assert_eq(hget_i64(k("offsets"), "events:0"), 7);
+    kpi_sink_destroy(&s);
+    fx_fini(&f);
+}
+
+Test(redis_sink, applying_the_same_flush_twice_counts_it_once)
+{
+    struct fixture f;
+    fx_init(&f, "1m/5s,1h/1m", 0, 0);
+    struct kpi_sink s = new_sink(0);
+    feed_example(&f, T0);
+    struct kpi_delta d = fx_delta(&f, T0 + 9000);
+    char err[256];
+    cr_assert_eq(sink_flush(&s, &d, err, sizeof(err)), 0, "%s", err);
+    struct snapshot before, after;
+    snap(&before);
+    cr_assert_eq(sink_flush(&s, &d, err, sizeof(err)), 0, "a replay is success: %s", err);
+    snap(&after);
+    assert_same(&before, &after);
+    cr_assert_eq(stats(&s).replays, 1);
+    cr_assert_eq(stats(&s).flushes, 1);
+    cr_assert_eq(hget_i64(k("kpi:1m_5s:all:all"), "events"), 7);
+    snap_free(&before);
+    snap_free(&after);
+    kpi_sink_destroy(&s);
+    fx_fini(&f);
+}
+
+Test(redis_sink, a_conflicting_range_returns_conflict_and_changes_nothing)
+{
+    struct fixture f;
+    fx_init(&f, "1m/5s,1h/1m", 0, 3);
+    struct kpi_sink s = new_sink(0);
+    feed_example(&f, T0);
+    cr_assert_eq(fx_flush(&f, &s, T0 + 9000), 0);
+    struct snapshot before, after;
+    snap(&before);
+    /* A zombie that still believes it resumes at 2, and one that skipped ahead. */
+    static const int64_t froms[] = {2, 9};
+    for (int i = 0; i < 2; i++) {
+        f.range.from = froms[i];
+        f.range.to = froms[i];
+        fx_add(&f, (struct ev_spec){KPI_EV_USAGE, T0 + 9500, "5", "eu-west", "prepaid", 7});
+        struct kpi_delta d = fx_delta(&f, T0 + 9500);
+        char err[256];
+        cr_assert_eq(sink_flush(&s, &d, err, sizeof(err)), KPI_ERR_CONFLICT);
+        cr_assert_not_null(strstr(err, "events:3"), "%s", err);
+        kpi_agg_reset(&f.cells);
+    }
+    snap(&after);
+    assert_same(&before, &after);
+    cr_assert_eq(stats(&s).conflicts, 2);
+    snap_free(&before);
+    snap_free(&after);
+    kpi_sink_destroy(&s);
+    fx_fini(&f);
+}
+
+Test(redis_sink, load_offset_is_the_stored_next_offset_or_minus_one)
+{
+    struct fixture f;
+    fx_init(&f, "1m/5s", 0, 7);
+    struct kpi_sink s = new_sink(0);
+    int64_t off = 123;
+    char err[256];
+    cr_assert_eq(s.ops->load_offset(s.self, "events", 7, &off, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(off, -1);
+    f.range.from = f.range.to = 40;
+    feed_example(&f, T0);
+    cr_assert_eq(fx_flush(&f, &s, T0 + 9000), 0, "the first flush may start anywhere");
+    cr_assert_eq(s.ops->load_offset(s.self, "events", 7, &off, err, sizeof(err)), 0);
+    cr_assert_eq(off, 47);
+    cr_assert_eq(s.ops->load_offset(s.self, "events", 8, &off, err, sizeof(err)), 0);
+    cr_assert_eq(off, -1);
+    kpi_sink_destroy(&s);
+    fx_fini(&f);
+}
+
+Test(redis_sink, pfcount_of_the_stored_sketches_is_within_2_percent_of_the_exact_count)
+{
+    struct fixture f;
+    fx_init(&f, "1m/5s,1h/1m,24h/1h", 0, 0);
+    struct kpi_sink s = new_sink(0);
+    const int N = 100000;
+    for (int i = 0; i < N; i++) {
+        char sub[16];
+        snprintf(sub, sizeof(sub), "%d", i);
+        fx_add(&f,
+               (struct ev_spec){KPI_EV_USAGE, T0 + (i % 20000), sub, i % 2 ? "a" : "b", "p", 1});
+    }
+    cr_assert_eq(fx_flush(&f, &s, T0 + 19999), 0);
+    long long by_bucket;
+    redisReply *r = cmd("PFCOUNT %s %s %s %s", k("h:1m_5s:all:all:%lld", T0),
+                        k("h:1m_5s:all:all:%lld", T0 + 5000), k("h:1m_5s:all:all:%lld", T0 + 10000),
+                        k("h:1m_5s:all:all:%lld", T0 + 15000));
+    by_bucket = r->integer;
+    freeReplyObject(r);
+    long long counts[] = {by_bucket, pfcount(k("ws:1h_1m:all:all")),
+                          pfcount(k("h:24h_1h:all:all:%lld", kpi_bucket_start(T0, 3600000))),
+                          hget_i64(k("kpi:1h_1m:all:all"), "active"),
+                          hget_i64(k("kpi:24h_1h:all:all"), "active")};
+    for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++)
+        cr_assert(fabs((double)counts[i] - N) / N < 0.02, "estimate %zu: %lld for %d", i, counts[i],
+                  N);
+    long long half = hget_i64(k("kpi:1m_5s:region:a"), "active");
+    cr_assert(fabs((double)half - N / 2) / (N / 2) < 0.02, "region a: %lld", half);
+    cr_assert_eq(hget_i64(k("kpi:1m_5s:all:all"), "events"), N);
+    kpi_sink_destroy(&s);
+    fx_fini(&f);
+}
+
+Test(redis_sink, two_sinks_writing_interleaved_flushes_for_different_partitions_add_up)
+{
+    struct fixture a, b;
+    fx_init(&a, "1m/5s,1h/1m", 0, 0);
+    fx_init(&b, "1m/5s,1h/1m", 0, 1);
+    struct kpi_sink sa = new_sink(0), sb = new_sink(0);
+    int64_t revenue = 0, events = 0, eu = 0;
+    for (int round = 0; round < 6; round++) {
+        for (int i = 0; i < 50; i++) {
+            char sub[16];
+            snprintf(sub, sizeof(sub), "a%d", (round * 50 + i) % 120);
+            int64_t ts = T0 + round * 3000 + i * 10;
+            fx_add(&a, (struct ev_spec){KPI_EV_USAGE, ts, sub, i % 3 ? "eu-west" : "us-east", "pre",
+                                        1000 + i});
+            snprintf(sub, sizeof(sub), "b%d", (round * 50 + i) % 80);
+            fx_add(&b, (struct ev_spec){KPI_EV_CHURN, ts + 5, sub, "eu-west", "post"});
+            revenue += 1000 + i;
+            events += 2;
+            eu += i % 3 ? 2 : 1;
+        }
+        int64_t wm = T0 + round * 3000 + 500;
+        if (round % 2) {
+            cr_assert_eq(fx_flush(&b, &sb, wm), 0);
+            cr_assert_eq(fx_flush(&a, &sa, wm), 0);
+        } else {
+            cr_assert_eq(fx_flush(&a, &sa, wm), 0);
+            cr_assert_eq(fx_flush(&b, &sb, wm), 0);
+        }
+    }
+    const char *all = k("kpi:1m_5s:all:all");
+    cr_assert_eq(hget_i64(all, "events"), events);
+    cr_assert_eq(hget_i64(all, "revenue"), revenue);
+    cr_assert_eq(hget_i64(all, "churns"), 300);
+    cr_assert_eq(hget_i64(k("kpi:1h_1m:region:eu-west"), "events"), eu);
+    long long active = hget_i64(all, "active");
+    cr_assert(llabs(active - 200) <= 4, "120 + 80 distinct subscribers: %lld", active);
+    cr_assert_eq(hget_i64(k("offsets"), "events:0"), 300);
+    cr_assert_eq(hget_i64(k("offsets"), "events:1"), 300);
+    /* Each sink's view of a partition is its own: B cannot write A's. */
+    b.range.partition = 0;
+    b.range.from = 0;
+    b.range.to = 0;
+    fx_add(&b, (struct ev_spec){KPI_EV_CHURN, T0 + 20000, "x", "eu-west", "post"});
+    cr_assert_eq(fx_flush(&b, &sb, T0 + 20000), KPI_ERR_CONFLICT);
+    kpi_sink_destroy(&sa);
+    kpi_sink_destroy(&sb);
+    fx_fini(&a);
+    fx_fini(&b);
+}
+
+Test(redis_sink, rolling_hash_subtracts_buckets_that_leave_and_adds_those_that_enter)
+{
+    struct fixture f;
+    fx_init(&f, "20s/5s", 0, 0);
+    struct kpi_sink s = new_sink(0);
+    const char *all = k("kpi:20s_5s:all:all");
+    fx_add(&f, (struct ev_spec){KPI_EV_CHURN, T0 + 1000, "a", "eu-west", "x"});
+    fx_add(&f, (struct ev_spec){KPI_EV_USAGE, T0 + 6000, "b", "eu-west", "x", 5});
+    cr_assert_eq(fx_flush(&f, &s, T0 + 6000), 0);
+    cr_assert_eq(hget_i64(all, "events"), 2);
+    cr_assert_eq(hget_i64(all, "active"), 2);
+    /* An event ahead of the head (another input is further on): stored in
+     * its bucket, not yet in the current instance. */
+    fx_add(&f, (struct ev_spec){KPI_EV_USAGE, T0 + 16000, "c", "us-east", "x", 7});
+    cr_assert_eq(fx_flush(&f, &s, T0 + 9000), 0);
+    cr_assert_eq(hget_i64(all, "events"), 2);
+    cr_assert_eq(hget_i64(k("b:20s_5s:all:all:%lld", T0 + 15000), "events"), 1);
+    cr_assert_eq(exists(k("kpi:20s_5s:region:us-east")), 0);
+    /* The head reaches it: it enters, and [T0, T0+5s) leaves. */
+    cr_assert_eq(fx_flush(&f, &s, T0 + 21000), 0);
+    cr_assert_eq(hget_i64(all, "events"), 2, "b and c");
+    cr_assert_eq(hget_i64(all, "churns"), 0);
+    cr_assert_eq(hget_i64(all, "revenue"), 12);
+    cr_assert_eq(hget_i64(all, "active"), 2);
+    cr_assert_float_eq(hget_f(all, "churn_rate"), 0.0, 1e-12);
+    cr_assert_eq(hget_i64(k("kpi:20s_5s:region:us-east"), "events"), 1);
+    /* Far later: everything left; the hashes of values with nothing left go. */
+    fx_add(&f, (struct ev_spec){KPI_EV_USAGE, T0 + 100000, "d", "apac", "x", 1});
+    cr_assert_eq(fx_flush(&f, &s, T0 + 100000), 0);
+    cr_assert_eq(hget_i64(all, "events"), 1);
+    cr_assert_eq(hget_i64(all, "active"), 1);
+    cr_assert_eq(exists(k("kpi:20s_5s:region:eu-west")), 0);
+    cr_assert_eq(exists(k("ws:20s_5s:region:eu-west")), 0);
+    redisReply *r = cmd("ZSCORE %s eu-west", k("values:20s_5s:region"));
+    cr_assert_eq(r->type, REDIS_REPLY_NIL);
+    freeReplyObject(r);
+    r = cmd("ZSCORE %s apac", k("values:20s_5s:region"));
+    cr_assert_str_eq(r->str, "1");
+    freeReplyObject(r);
+    char head[32];
+    hget(k("meta"), "head:20s_5s", head, sizeof(head));
+    cr_assert_eq(strtoll(head, NULL, 10), T0 + 100000);
+    kpi_sink_destroy(&s);
+    fx_fini(&f);
+}
+
+/* All entries of a stream as (bucket, set, value, rev, events). */
+struct entry {
+    int64_t bucket;
+    char set[32], value[64];
+    int rev;
+    int64_t events;
+    long long active;
+};
+
+static int read_stream(const char *key, struct entry *out, int cap)
+{
+    redisReply *r = cmd("XRANGE %s - +", key);
+    int n = 0;
+    for (size_t i = 0; i < r->elements && n < cap; i++) {
+        redisReply *fields = r->element[i]->element[1];
+        struct entry *e = &out[n++];
+        memset(e, 0, sizeof(*e));
+        for (size_t j = 0; j + 1 < fields->elements; j += 2) {
+            const char *name = fields->element[j]->str, *v = fields->element[j + 1]->str;
+            if (!strcmp(name, "bucket"))
+                e->bucket = strtoll(v, NULL, 10);
+            else if (!strcmp(name, "set"))
+                snprintf(e->set, sizeof(e->set), "%s", v);
+            else if (!strcmp(name, "value"))
+                snprintf(e->value, sizeof(e->value), "%s", v);
+            else if (!strcmp(name, "rev"))
+                e->rev = atoi(v);
+            else if (!strcmp(name, "events"))
+                e->events = strtoll(v, NULL, 10);
+            else if (!strcmp(name, "active"))
+                e->active = strtoll(v, NULL, 10);
+        }
+    }
+    freeReplyObject(r);
+    return n;
+}
+
+Test(redis_sink, closed_buckets_go_to_the_stream_once_and_late_data_as_an_amendment)
+{
+    struct fixture f;
+    fx_init(&f, "20s/5s", 0, 0);
+    struct kpi_sink s = new_sink(0);
+    fx_add(&f, (struct ev_spec){KPI_EV_CHURN, T0 + 1000, "a", "eu-west", "x"});
+    fx_add(&f, (struct ev_spec){KPI_EV_CHURN, T0 + 2000, "b", "eu-west", "x"});
+    fx_add(&f, (struct ev_spec){KPI_EV_USAGE, T0 + 6000, "b", "eu-west", "x", 5});
+    cr_assert_eq(fx_flush(&f, &s, T0 + 6000), 0); /* closes [T0, T0+5s) */
+    struct entry e[64];
+    int n = read_stream(k("stream:20s_5s"), e, 64);
+    cr_assert_eq(n, 3, "all, region, region+plan: one entry each for the closed bucket");
+    for (int i = 0; i < n; i++) {
+        cr_assert_eq(e[i].bucket, T0);
+        cr_assert_eq(e[i].events, 2);
+        cr_assert_eq(e[i].active, 2);
+        cr_assert_eq(e[i].rev, 0);
+    }
+    cr_assert_eq(fx_flush(&f, &s, T0 + 6500), 0);
+    cr_assert_eq(read_stream(k("stream:20s_5s"), e, 64), 3, "nothing new closed");
+    /* A slower instance (or a stale worker watermark) adds to the closed bucket. */
+    fx_add(&f, (struct ev_spec){KPI_EV_CHURN, T0 + 3000, "c", "eu-west", "x"});
+    cr_assert_eq(fx_flush(&f, &s, T0 + 11000), 0); /* and closes [T0+5s, T0+10s) */
+    n = read_stream(k("stream:20s_5s"), e, 64);
+    cr_assert_eq(n, 3 + 3 + 3);
+    int amendments = 0, second = 0;
+    for (int i = 3; i < n; i++) {
+        if (e[i].bucket == T0) {
+            cr_assert_eq(e[i].rev, 1);
+            cr_assert_eq(e[i].events, 3, "an amendment carries the bucket's new totals");
+            amendments++;
+        } else {
+            cr_assert_eq(e[i].bucket, T0 + 5000);
+            cr_assert_eq(e[i].rev, 0);
+            second++;
+        }
+    }
+    cr_assert_eq(amendments, 3);
+    cr_assert_eq(second, 3);
+    kpi_sink_destroy(&s);
+    fx_fini(&f);
+}
+
+Test(redis_sink, a_lost_reply_is_resolved_from_the_offsets_and_never_counted_twice)
+{
+    struct fixture f;
+    fx_init(&f, "1m/5s", 0, 0);
+    struct kpi_sink s = new_sink(150);
+    feed_example(&f, T0);
+    cr_assert_eq(fx_flush(&f, &s, T0 + 9000), 0);
+    /* Keep Redis busy past the sink's command timeout: its EVALSHA is read and
+     * run after the busy script, so it is applied but its reply is lost. */
+    fx_add(&f, (struct ev_spec){KPI_EV_USAGE, T0 + 9100, "6", "eu-west", "prepaid", 1000000});
+    redisContext *busy = srv_connect();
+    redisAppendCommand(busy, "EVAL %s 0",
+                       "local t = redis.call('TIME') local s = t[1] * 1e6 + t[2] "
+                       "repeat t = redis.call('TIME') until t[1] * 1e6 + t[2] - s > 600000 "
+                       "return 1");
+    cr_assert_eq(redisBufferWrite(busy, &(int){0}), REDIS_OK);
+    struct timespec ts = {0, 50000000};
+    nanosleep(&ts, NULL);
+    struct kpi_delta d = fx_delta(&f, T0 + 9100);
+    char err[256];
+    cr_assert_eq(sink_flush(&s, &d, err, sizeof(err)), KPI_ERR_IO, "timed out");
+    void *rep;
+    cr_assert_eq(redisGetReply(busy, &rep), REDIS_OK);
+    freeReplyObject(rep);
+    redisFree(busy);
+    for (int i = 0; i < 100 && hget_i64(k("offsets"), "events:0") != 8; i++)
+        nanosleep(&ts, NULL);
+    cr_assert_eq(hget_i64(k("offsets"), "events:0"), 8, "it was applied after all");
+    cr_assert_eq(stats(&s).in_doubt, 1);
+    /* The engine retries with what it has merged since (same seq). */
+    fx_add(&f, (struct ev_spec){KPI_EV_USAGE, T0 + 9200, "7", "eu-west", "prepaid", 1000000});
+    cr_assert_eq(fx_flush(&f, &s, T0 + 9200), 0);
+    const char *all = k("kpi:1m_5s:all:all");
+    cr_assert_eq(hget_i64(all, "events"), 9);
+    cr_assert_eq(hget_i64(all, "revenue"), 6000000);
+    cr_assert_eq(hget_i64(all, "active"), 6);
+    cr_assert_eq(hget_i64(k("offsets"), "events:0"), 9);
+    cr_assert_eq(stats(&s).conflicts, 0);
+    kpi_sink_destroy(&s);
+    fx_fini(&f);
+}
+
+Test(redis_sink, a_flush_replayed_after_a_redis_restart_is_applied_once_with_the_script_reloaded)
+{
+    struct fixture f;
+    fx_init(&f, "1m/5s,1h/1m", 0, 0);
+    struct kpi_sink s = new_sink(0);
+    feed_example(&f, T0);
+    struct kpi_delta d = fx_delta(&f, T0 + 9000);
+    char err[256];
+    cr_assert_eq(sink_flush(&s, &d, err, sizeof(err)), 0, "%s", err);
+    /* Restart: SHUTDOWN NOSAVE, the AOF (appendfsync always) brings the data
+     * back, the script cache does not survive. */
+    redisFree(rc);
+    rc = NULL;
+    char e2[256];
+    cr_assert_eq(kpi_test_redis_restart(&srv, e2, sizeof(e2)), 0, "%s", e2);
+    rc = srv_connect();
+    redisReply *r = cmd("SCRIPT EXISTS %s", "0000000000000000000000000000000000000000");
+    freeReplyObject(r);
+    cr_assert_eq(hget_i64(k("offsets"), "events:0"), 7, "the AOF kept the first application");
+    cr_assert_eq(sink_flush(&s, &d, err, sizeof(err)), 0, "%s", err);
+    struct kpi_redis_stats st = stats(&s);
+    /* The first use of the old connection fails; whether the replay is then
+     * seen by the script (dup) or by the lost-reply check (in doubt), it is
+     * not applied again. */
+    cr_assert_eq(st.replays + st.in_doubt, 1, "the replay was recognised");
+    cr_assert_eq(st.connects, 2, "the sink reconnected by itself, in the same call");
+    cr_assert_geq(st.script_loads, 2, "and loaded the script again");
+    cr_assert_eq(hget_i64(k("kpi:1m_5s:all:all"), "events"), 7);
+    /* Scripts flushed under a live connection: NOSCRIPT, reload, apply. */
+    freeReplyObject(cmd("SCRIPT FLUSH"));
+    f.seq++;
+    f.range.from = f.range.to;
+    kpi_agg_reset(&f.cells);
+    fx_add(&f, (struct ev_spec){KPI_EV_ACTIVATION, T0 + 9500, "8", "eu-west", "prepaid"});
+    cr_assert_eq(fx_flush(&f, &s, T0 + 9500), 0);
+    cr_assert_eq(stats(&s).script_loads, st.script_loads + 1);
+    cr_assert_eq(hget_i64(k("kpi:1m_5s:all:all"), "events"), 8);
+    kpi_sink_destroy(&s);
+    fx_fini(&f);
+}
+
+Test(redis_sink, active_is_recounted_at_most_every_refresh_interval)
+{
+    struct fixture f;
+    fx_init(&f, "1m/5s,1h/1m", 0, 0);
+    active_refresh_ms = 200;
+    struct kpi_sink s = new_sink(0);
+    fx_add(&f, (struct ev_spec){KPI_EV_USAGE, T0 + 100, "1", "eu-west", "x", 1});
+    cr_assert_eq(fx_flush(&f, &s, T0 + 100), 0);
+    cr_assert_eq(hget_i64(k("kpi:1m_5s:all:all"), "active"), 1, "counted when created");
+    fx_add(&f, (struct ev_spec){KPI_EV_USAGE, T0 + 200, "2", "eu-west", "x", 1});
+    cr_assert_eq(fx_flush(&f, &s, T0 + 200), 0);
+    const char *w[] = {k("kpi:1m_5s:all:all"), k("kpi:1h_1m:all:all")};
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(hget_i64(w[i], "events"), 2, "counters are always current");
+        cr_assert_eq(hget_i64(w[i], "active"), 1, "active waits for its refresh");
+        cr_assert_float_eq(hget_f(w[i], "arpu"), 2e-6, 1e-15, "derived from the last count");
+    }
+    struct timespec ts = {0, 250000000};
+    nanosleep(&ts, NULL);
+    fx_add(&f, (struct ev_spec){KPI_EV_USAGE, T0 + 300, "3", "eu-west", "x", 1});
+    cr_assert_eq(fx_flush(&f, &s, T0 + 300), 0);
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(hget_i64(w[i], "active"), 3, "recounted after the interval");
+        cr_assert_float_eq(hget_f(w[i], "arpu"), 1e-6, 1e-15);
+    }
+    kpi_sink_destroy(&s);
+    fx_fini(&f);
+}
+
+Test(redis_sink, a_script_that_fails_while_running_is_not_retried)
+{
+    struct fixture f;
+    fx_init(&f, "1m/5s", 0, 0);
+    struct kpi_sink s = new_sink(0);
+    freeReplyObject(cmd("SET %s %s", k("meta"), "not a hash"));
+    feed_example(&f, T0);
+    struct kpi_delta d = fx_delta(&f, T0 + 9000);
+    char err[512];
+    cr_assert_eq(sink_flush(&s, &d, err, sizeof(err)), KPI_ERR_CONFLICT,
+                 "stop rather than risk applying part of it twice");
+    cr_assert_not_null(strstr(err, "WRONGTYPE"), "%s", err);
+    kpi_sink_destroy(&s);
+    fx_fini(&f);
+}
+
+Test(redis_sink, a_bad_url_is_refused_and_passwords_stay_out_of_messages)
+{
+    char err[512];
+    struct kpi_redis_conf c;
+    kpi_redis_conf_defaults(&c);
+    static const char *bad[] = {"http://127.0.0.1:6379", "redis://h:0", "redis://h:99999",
+                                "redis://h:6379/x", "redis://:s3cr3t@h:notaport"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        c.url = bad[i];
+        struct kpi_sink s = kpi_sink_redis_new(&c, err, sizeof(err));
+        cr_assert_null(s.ops, "%s is refused", bad[i]);
+        cr_assert_null(strstr(err, "s3cr3t"), "%s", err);
+    }
+    c.url = "redis://127.0.0.1:6379";
+    c.group = "a}b";
+    cr_assert_null(kpi_sink_redis_new(&c, err, sizeof(err)).ops, "a brace would break the tag");
+    c.group = NULL;
+    c.url = "redis://user:s3cr3t@127.0.0.1:1/2"; /* nothing listens on port 1 */
+    c.connect_timeout_ms = 200;
+    struct kpi_sink s = kpi_sink_redis_new(&c, err, sizeof(err));
+    cr_assert_not_null(s.ops, "%s", err);
+    int64_t off;
+    cr_assert_eq(s.ops->load_offset(s.self, "events", 0, &off, err, sizeof(err)), KPI_ERR_IO);
+    cr_assert_null(strstr(err, "s3cr3t"), "%s", err);
+    cr_assert_not_null(strstr(err, "redis://user:***@127.0.0.1:1/2"), "%s", err);
+    cr_assert_str_eq(kpi_sink_redis_key_prefix(&s), "kpi:{kpistream}:");
+    kpi_sink_destroy(&s);
+}
+
+Test(redis_sink, a_flush_with_ten_thousand_values_fits_in_one_call)
+{
+    struct fixture f;
+    char err[256];
+    memset(&f, 0, sizeof(f));
+    cr_assert_eq(
+        kpi_dims_init(&f.dims, "region,plan", "region,region+plan", 20000, 64, err, sizeof(err)),
+        0);
+    cr_assert_eq(kpi_windows_init(&f.windows, "1m/5s", 0, err, sizeof(err)), 0);
+    cr_assert_eq(kpi_agg_init(&f.cells, 1 << 16), 0);
+    strcpy(f.range.topic, "events");
+    f.seq = 1;
+    f.prev_watermark = INT64_MIN;
+    struct kpi_sink s = new_sink(0);
+    for (int i = 0; i < 10000; i++) {
+        char plan[16], sub[16];
+        snprintf(plan, sizeof(plan), "p%d", i);
+        snprintf(sub, sizeof(sub), "%d", i);
+        fx_add(&f, (struct ev_spec){KPI_EV_USAGE, T0 + i % 5000, sub, "eu", plan, 1});
+    }
+    cr_assert_eq(fx_flush(&f, &s, T0 + 5000), 0); /* also closes [T0, T0+5s) */
+    cr_assert_eq(hget_i64(k("kpi:1m_5s:all:all"), "events"), 10000);
+    redisReply *r = cmd("ZCARD %s", k("values:1m_5s:region+plan"));
+    cr_assert_eq(r->integer, 10000);
+    freeReplyObject(r);
+    r = cmd("XLEN %s", k("stream:1m_5s"));
+    cr_assert_geq(r->integer, 10000, "MAXLEN ~ 10000 keeps at least that many");
+    freeReplyObject(r);
+    kpi_sink_destroy(&s);
+    fx_fini(&f);
+}
+
+/* ---- with the engine ---- */
+
+static const char *regions[] = {"eu-west", "eu-north", "us-east", "apac"};
+
+static struct kpi_event event_n(uint64_t n, int64_t t0)
+{
+    struct kpi_event e;
+    memset(&e, 0, sizeof(e));
+    e.type = (enum kpi_event_type)(n % 10 < 7 ? KPI_EV_USAGE : n % 10 - 6);
+    e.ts_ms = t0 + (int64_t)(n * 37 % 20000);
+    char sub[24];
+    int len = snprintf(sub, sizeof(sub), "%llu", (unsigned long long)(n % 5000));
+    e.sub_hash = kpi_hll_hash(sub, (size_t)len);
+    e.amount_micros = e.type == KPI_EV_USAGE ? (int64_t)(n % 1000) * 1000 : 0;
+    e.score = (uint8_t)(n % 11);
+    e.survey = (uint8_t)(n % 2);
+    const char *r = regions[n % 4];
+    e.dims[0].ptr = r;
+    e.dims[0].len = (uint32_t)strlen(r);
+    return e;
+}
+
+static struct kpi_engine *make_engine(struct kpi_sink *s)
+{
+    struct kpi_engine_conf c;
+    kpi_engine_conf_defaults(&c);
+    c.dims = "region";
+    c.sets = "region";
+    c.n_workers = 1;
+    c.lateness_ms = 30000; /* event times jump around within 20 s */
+    c.retry_min_ms = 5;
+    c.retry_max_ms = 50;
+    char err[256];
+    struct kpi_engine *e = kpi_engine_new(&c, err, sizeof(err));
+    cr_assert_not_null(e, "%s", err);
+    struct kpi_flush_target t = kpi_sink_target(s);
+    kpi_engine_set_target(e, &t);
+    return e;
+}
+
+struct flush_call {
+    struct kpi_engine *e;
+    int64_t timeout_ms;
+    atomic_int done;
+    int rc;
+};
+
+static void *do_flush(void *arg)
+{
+    struct flush_call *f = arg;
+    f->rc = kpi_engine_flush_sync(f->e, f->timeout_ms, NULL, 0);
+    atomic_store(&f->done, 1);
+    return NULL;
+}
+
+/* The test thread is the worker: it keeps reaching checkpoints while another
+ * thread waits for the flush. */
+static int flush_from_worker(struct kpi_engine *e, struct kpi_worker *w, int64_t timeout_ms)
+{
+    struct flush_call f = {.e = e, .timeout_ms = timeout_ms};
+    atomic_init(&f.done, 0);
+    pthread_t th;
+    pthread_create(&th, NULL, do_flush, &f);
+    while (!atomic_load(&f.done)) {
+        kpi_worker_checkpoint(w);
+        sched_yield();
+    }
+    pthread_join(th, NULL);
+    kpi_worker_checkpoint(w);
+    return f.rc;
+}
+
+static void feed(struct kpi_engine *e, struct kpi_worker *w, int in, uint64_t from, uint64_t to,
+                 struct kpi_counters *fed, struct kpi_counters *eu)
+{
+    (void)e;
+    for (uint64_t n = from; n < to; n++) {
+        struct kpi_event ev = event_n(n, T0);
+        cr_assert_eq(kpi_worker_add(w, in, (int64_t)n, &ev), KPI_BAD_NONE);
+        kpi_counters_count(fed, &ev);
+        if (n % 4 == 0)
+            kpi_counters_count(eu, &ev);
+        if (n % 128 == 127)
+            kpi_worker_checkpoint(w);
+    }
+}
+
+static void assert_kpi_counters(const char *key, const struct kpi_counters *c)
+{
+    cr_assert_eq(hget_i64(key, "events"), c->events, "%s events", key);
+    cr_assert_eq(hget_i64(key, "usage"), c->usage);
+    cr_assert_eq(hget_i64(key, "revenue"), c->revenue);
+    cr_assert_eq(hget_i64(key, "activations"), c->activations);
+    cr_assert_eq(hget_i64(key, "churns"), c->churns);
+    cr_assert_eq(hget_i64(key, "nps_network_promoters"), c->nps[0][0]);
+    cr_assert_eq(hget_i64(key, "nps_brand_detractors"), c->nps[1][2]);
+}
+
+Test(redis_sink, counters_in_redis_equal_the_events_fed_through_the_engine)
+{
+    struct kpi_sink s = new_sink(0);
+    struct kpi_engine *e = make_engine(&s);
+    struct kpi_worker *w = kpi_engine_worker(e, 0);
+    int in = kpi_engine_input_open(e, "events", 0, 0, 0);
+    struct kpi_counters fed = {0}, eu = {0};
+    for (int batch = 0; batch < 4; batch++) {
+        feed(e, w, in, (uint64_t)batch * 5000, (uint64_t)(batch + 1) * 5000, &fed, &eu);
+        cr_assert_eq(flush_from_worker(e, w, 10000), 0);
+    }
+    for (int i = 0; i < 3; i++) {
+        static const char *wins[] = {"1m_5s", "1h_1m", "24h_1h"};
+        assert_kpi_counters(k("kpi:%s:all:all", wins[i]), &fed);
+        assert_kpi_counters(k("kpi:%s:region:eu-west", wins[i]), &eu);
+    }
+    /* The buckets add up to the same. */
+    int64_t sum = 0;
+    for (int64_t b = T0; b < T0 + 20000; b += 5000)
+        sum += hget_i64(k("b:1m_5s:all:all:%lld", (long long)b), "events");
+    cr_assert_eq(sum, 20000);
+    cr_assert_eq(hget_i64(k("offsets"), "events:0"), 20000);
+    long long active = hget_i64(k("kpi:1m_5s:all:all"), "active");
+    cr_assert(fabs((double)active - 5000) / 5000 < 0.02, "active %lld", active);
+    kpi_engine_destroy(e);
+    kpi_sink_destroy(&s);
+}
+
+Test(redis_sink, the_engine_keeps_its_delta_while_redis_is_down_and_totals_are_exact_after)
+{
+    struct kpi_sink s = new_sink(300);
+    struct kpi_engine *e = make_engine(&s);
+    struct kpi_worker *w = kpi_engine_worker(e, 0);
+    int in = kpi_engine_input_open(e, "events", 0, 0, 0);
+    struct kpi_counters fed = {0}, eu = {0};
+    feed(e, w, in, 0, 6000, &fed, &eu);
+    cr_assert_eq(flush_from_worker(e, w, 10000), 0);
+
+    redisFree(rc);
+    rc = NULL;
+    kpi_test_redis_stop(&srv); /* SHUTDOWN NOSAVE; the AOF keeps what was applied */
+    feed(e, w, in, 6000, 14000, &fed, &eu);
+    cr_assert_eq(flush_from_worker(e, w, 300), KPI_ERR_IO);
+    cr_assert(kpi_engine_is_backpressured(e), "the source is told to pause");
+    feed(e, w, in, 14000, 15000, &fed, &eu); /* what was already fetched still counts */
+    cr_assert_eq(flush_from_worker(e, w, 200), KPI_ERR_IO);
+    struct kpi_engine_stats est;
+    kpi_engine_get_stats(e, &est);
+    cr_assert_gt(est.pending_cells, 0, "the delta is kept");
+
+    char err[256];
+    cr_assert_eq(kpi_test_redis_start_again(&srv, err, sizeof(err)), 0, "%s", err);
+    rc = srv_connect();
+    cr_assert_eq(flush_from_worker(e, w, 10000), 0);
+    cr_assert_not(kpi_engine_is_backpressured(e));
+    assert_kpi_counters(k("kpi:1m_5s:all:all"), &fed);
+    assert_kpi_counters(k("kpi:1h_1m:region:eu-west"), &eu);
+    cr_assert_eq(hget_i64(k("offsets"), "events:0"), 15000);
+    cr_assert_geq(stats(&s).connects, 2);
+    kpi_engine_destroy(e);
+    kpi_sink_destroy(&s);
+}
+
+/* ---- the schema document ---- */
+
+/* Mirrors docs/redis-schema.md: every key pattern it documents, its type and
+ * the fields a reader may rely on.  <w> = 1m_5s, <set> = region, <value> =
+ * eu-west, <bucket> = T0. */
+struct doc_key {
+    const char *pattern; /* as written in the doc */
+    const char *key;     /* an instance, after "kpi:{kpistream}:" */
+    const char *type;
+    const char *fields[24];
+};
+
+static const struct doc_key documented[] = {
+    {"kpi:{<group>}:offsets", "offsets", "hash", {"events:0"}},
+    {"kpi:{<group>}:meta",
+     "meta",
+     "hash",
+     {"schema", "flushes", "last_flush_ms", "watermark", "head:1m_5s", "closed:1m_5s",
+      "first:1m_5s"}},
+    {"kpi:{<group>}:kpi:<window>:<set>:<value>",
+     "kpi:1m_5s:region:eu-west",
+     "hash",
+     {"events", "usage", "revenue", "activations", "churns", "bytes", "seconds",
+      "nps_network_promoters", "nps_network_passives", "nps_network_detractors",
+      "nps_brand_promoters", "nps_brand_passives", "nps_brand_detractors", "active", "churn_rate",
+      "arpu", "nps_network", "nps_brand"}},
+    {"kpi:{<group>}:ws:<window>:<set>:<value>", "ws:1h_1m:region:eu-west", "string", {NULL}},
+    {"kpi:{<group>}:values:<window>:<set>", "values:1m_5s:region", "zset", {NULL}},
+    {"kpi:{<group>}:b:<window>:<set>:<value>:<bucket>",
+     "b:1m_5s:region:eu-west:1700000040000",
+     "hash",
+     {"events", "usage", "revenue", "nps_network_promoters", "emitted"}},
+    {"kpi:{<group>}:h:<window>:<set>:<value>:<bucket>",
+     "h:1m_5s:region:eu-west:1700000040000",
+     "string",
+     {NULL}},
+    {"kpi:{<group>}:idx:<window>:<bucket>", "idx:1m_5s:1700000045000", "set", {NULL}},
+    {"kpi:{<group>}:stream:<window>", "stream:1m_5s", "stream", {NULL}},
+};
+
+/* Transient keys the script deletes before it returns: documented too, never
+ * seen from outside. */
+static const char *documented_transient[] = {"kpi:{<group>}:tmp", "kpi:{<group>}:tmp0"};
+
+static int matches_documented(const char *key)
+{
+    static const char *prefixes[] = {
+        "offsets", "meta", "kpi:", "ws:", "values:", "b:", "h:", "idx:", "stream:"};
+    if (strncmp(key, G, strlen(G)) != 0)
+        return 0;
+    key += strlen(G);
+    for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
+        if (strncmp(key, prefixes[i], strlen(prefixes[i])) == 0)
+            return 1;
+    return 0;
+}
+
+Test(redis_sink, every_key_in_docs_redis_schema_is_written_and_readable)
+{
+    /* The document lists every pattern this test knows. */
+    FILE *df = fopen(KPI_SOURCE_DIR "/docs/redis-schema.md", "rb");
+    cr_assert_not_null(df, "docs/redis-schema.md exists");
+    static char doc[1 << 20];
+    size_t dn = fread(doc, 1, sizeof(doc) - 1, df);
+    fclose(df);
+    doc[dn] = '\0';
+    for (size_t i = 0; i < sizeof(documented) / sizeof(documented[0]); i++)
+        cr_assert_not_null(strstr(doc, documented[i].pattern), "the doc names %s",
+                           documented[i].pattern);
+    for (size_t i = 0; i < sizeof(documented_transient) / sizeof(char *); i++)
+        cr_assert_not_null(strstr(doc, documented_transient[i]));
+
+    struct fixture f;
+    fx_init(&f, "1m/5s,1h/1m", 0, 0);
+    struct kpi_sink s = new_sink(0);
+    feed_example(&f, T0);
+    cr_assert_eq(fx_flush(&f, &s, T0 + 9000), 0);
+    fx_add(&f, (struct ev_spec){KPI_EV_USAGE, T0 + 12000, "9", "eu-west", "prepaid", 1});
+    cr_assert_eq(fx_flush(&f, &s, T0 + 12000), 0); /* closes [T0+5s, T0+10s) */
+
+    for (size_t i = 0; i < sizeof(documented) / sizeof(documented[0]); i++) {
+        const struct doc_key *d = &documented[i];
+        const char *key = k("%s", d->key);
+        redisReply *r = cmd("TYPE %s", key);
+        cr_assert_str_eq(r->str, d->type, "%s is a %s", key, d->type);
+        freeReplyObject(r);
+        for (int j = 0; d->fields[j]; j++) {
+            r = cmd("HEXISTS %s %s", key, d->fields[j]);
+            cr_assert_eq(r->integer, 1, "%s has field %s", key, d->fields[j]);
+            freeReplyObject(r);
+        }
+        if (!strcmp(d->type, "string"))
+            cr_assert_geq(pfcount(key), 1, "%s is an HLL", key);
+    }
+    redisReply *r = cmd("SMEMBERS %s", k("idx:1m_5s:%lld", T0 + 10000));
+    cr_assert_eq(r->elements, 3, "all, eu-west, eu-west|prepaid have data in [T0+10s, T0+15s): %zu",
+                 r->elements);
+    freeReplyObject(r);
+    r = cmd("XREVRANGE %s + - COUNT 1", k("stream:1m_5s"));
+    cr_assert_eq(r->elements, 1);
+    freeReplyObject(r);
+    /* And nothing else exists: every key the sink wrote is documented. */
+    r = cmd("KEYS *");
+    for (size_t i = 0; i < r->elements; i++)
+        cr_assert(matches_documented(r->element[i]->str), "undocumented key %s",
+                  r->element[i]->str);
+    freeReplyObject(r);
+    /* Every key but the group's offsets and meta expires. */
+    r = cmd("KEYS *");
+    for (size_t i = 0; i < r->elements; i++) {
+        const char *key = r->element[i]->str;
+        redisReply *t = cmd("PTTL %s", key);
+        int durable = !strcmp(key, k("offsets")) || !strcmp(key, k("meta")) ||
+                      !strncmp(key, k("stream:"), strlen(k("stream:")));
+        if (durable)
+            cr_assert_eq(t->integer, -1, "%s does not expire", key);
+        else
+            cr_assert_gt(t->integer, 0, "%s expires", key);
+        freeReplyObject(t);
+    }
+    freeReplyObject(r);
+    kpi_sink_destroy(&s);
+    fx_fini(&f);
+}
+
+/* ---- cost ---- */
+
+static long long info_field(const char *section, const char *needle)
+{
+    redisReply *r = cmd("INFO %s", section);
+    const char *p = strstr(r->str, needle);
+    long long v = p ? strtoll(p + strlen(needle), NULL, 10) : -1;
+    freeReplyObject(r);
+    return v;
+}
+
+static double evalsha_usec_per_call(void)
+{
+    redisReply *r = cmd("INFO commandstats");
+    const char *p = strstr(r->str, "cmdstat_evalsha:");
+    double v = -1;
+    if (p && (p = strstr(p, "usec_per_call=")))
+        v = strtod(p + strlen("usec_per_call="), NULL);
+    freeReplyObject(r);
+    return v;
+}
+
+/* ~1000 cells x 3 windows per flush: 1000 region+plan values (4 regions x
+ * 250 plans) with new events in every one-second flush, plus the 4 regions
+ * and all.  80 flushes: the first creates everything, the 1m/5s window
+ * slides every 5 and starts dropping buckets after 60, buckets close every 5.
+ * Reported (stderr and the test log), and bounded generously. */
+Test(redis_sink, flush_cost_is_measured_with_commandstats_and_slowlog, .timeout = 600)
+{
+    struct fixture f;
+    char err[256];
+    memset(&f, 0, sizeof(f));
+    cr_assert_eq(
+        kpi_dims_init(&f.dims, "region,plan", "region,region+plan", 2000, 64, err, sizeof(err)), 0);
+    cr_assert_eq(kpi_windows_init(&f.windows, "1m/5s,1h/1m,24h/1h", 30000, err, sizeof(err)), 0);
+    cr_assert_eq(kpi_agg_init(&f.cells, 1 << 16), 0);
+    strcpy(f.range.topic, "events");
+    f.seq = 1;
+    f.prev_watermark = INT64_MIN;
+    active_refresh_ms = 10000; /* the default */
+    struct kpi_sink s = new_sink(0);
+    freeReplyObject(cmd("CONFIG SET slowlog-log-slower-than 0"));
+    freeReplyObject(cmd("CONFIG SET slowlog-max-len 1024"));
+
+    int64_t t = T0;
+    uint64_t sub = 0;
+    enum { ROUNDS = 80 };
+    double ms[ROUNDS];
+    long long slow_max = -1;
+    uint32_t cells = 0;
+    for (int round = 0; round < ROUNDS; round++) {
+        for (int v = 0; v < 1000; v++) {
+            char region[16], plan[16];
+            snprintf(region, sizeof(region), "r%d", v % 4);
+            snprintf(plan, sizeof(plan), "p%d", v / 4);
+            for (int j = 0; j < 4; j++) {
+                char sb[24];
+                snprintf(sb, sizeof(sb), "%llu", (unsigned long long)(sub++ % 200000));
+                fx_add(&f, (struct ev_spec){j == 3 ? KPI_EV_CHURN : KPI_EV_USAGE,
+                                            t + (v * 4 + j) % 1000, sb, region, plan, 1000});
+            }
+        }
+        cells = f.cells.n;
+        freeReplyObject(cmd("CONFIG RESETSTAT"));
+        freeReplyObject(cmd("SLOWLOG RESET"));
+        cr_assert_eq(fx_flush(&f, &s, t + 1000 - 30000), 0);
+        ms[round] = evalsha_usec_per_call() / 1000.0;
+        redisReply *r = cmd("SLOWLOG GET 128");
+        for (size_t i = 0; i < r->elements; i++) {
+            redisReply *args = r->element[i]->element[3];
+            if (round > 0 && args->elements && !strcasecmp(args->element[0]->str, "EVALSHA") &&
+                r->element[i]->element[2]->integer > slow_max)
+                slow_max = r->element[i]->element[2]->integer;
+        }
+        freeReplyObject(r);
+        t += 1000;
+    }
+    double sorted[ROUNDS - 1];
+    memcpy(sorted, ms + 1, sizeof(sorted));
+    for (int i = 1; i < ROUNDS - 1; i++)
+        for (int j = i; j > 0 && sorted[j - 1] > sorted[j]; j--) {
+            double x = sorted[j];
+            sorted[j] = sorted[j - 1];
+            sorted[j - 1] = x;
+        }
+    double sum = 0;
+    for (int i = 0; i < ROUNDS - 1; i++)
+        sum += sorted[i];
+    struct kpi_redis_stats st = stats(&s);
+    long long mem = info_field("memory", "used_memory:");
+    char line[512];
+    snprintf(line, sizeof(line),
+             "%u base cells -> 3015 window buckets per flush: EVALSHA first %.1f ms; then mean "
+             "%.1f, median %.1f, p90 %.1f, max %.1f ms (SLOWLOG max %lld us) over %d flushes; "
+             "%.0f us per (window, value); sketches SET %" PRIu64 " / PFMERGEd %" PRIu64
+             "; args %" PRIu64 " bytes; used_memory %lld",
+             cells, ms[0], sum / (ROUNDS - 1), sorted[(ROUNDS - 1) / 2],
+             sorted[(ROUNDS - 1) * 9 / 10], sorted[ROUNDS - 2], slow_max, ROUNDS - 1,
+             sum / (ROUNDS - 1) * 1000 / 3015, st.sketch_sets, st.sketch_merges, st.last_args_bytes,
+             mem);
+    cr_log_info("flush cost: %s", line);
+    fprintf(stderr, "[redis flush cost] %s\n", line);
+    cr_assert_lt(sorted[ROUNDS - 2], 2000.0, "a flush must not block Redis for seconds");
+    kpi_sink_destroy(&s);
+    fx_fini(&f);
+}
