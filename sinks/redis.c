@@ -1071,7 +1071,7 @@ static int build_args(struct redis_sink *s, const struct kpi_delta *d)
         for (uint32_t i = 0; i < s->roll[w].n; i++) {
             const struct kpi_agg_cell *c = &s->roll[w].cells[i];
             uint64_t key = (uint64_t)c->set << 32 | c->vid;
-            uint32_t slot;
+            uint32_t slot = 0;
             if (mm_find(&s->members, key, &slot))
                 continue;
             s->members.keys[slot] = key;
