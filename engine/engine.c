@@ -244,6 +244,16 @@ void kpi_engine_input_close(struct kpi_engine *e, int input)
     pthread_mutex_unlock(&e->mu);
 }
 
+int64_t kpi_engine_input_flushed(struct kpi_engine *e, int input)
+{
+    if (input < 0 || input >= KPI_MAX_INPUTS)
+        return -1;
+    pthread_mutex_lock(&e->mu);
+    int64_t v = e->inputs[input].open ? e->inputs[input].flushed_to : -1;
+    pthread_mutex_unlock(&e->mu);
+    return v;
+}
+
 int kpi_engine_is_backpressured(const struct kpi_engine *e)
 {
     return atomic_load_explicit(&e->backpressured, memory_order_relaxed);

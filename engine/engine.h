@@ -132,6 +132,9 @@ int kpi_engine_input_find(struct kpi_engine *e, const char *topic, int32_t parti
 void kpi_engine_input_revoke(struct kpi_engine *e, int input);
 void kpi_engine_input_close(struct kpi_engine *e, int input);
 
+/* Offsets below this are applied by the sink (for advisory commits), or -1. */
+int64_t kpi_engine_input_flushed(struct kpi_engine *e, int input);
+
 int kpi_engine_is_backpressured(const struct kpi_engine *e);
 int kpi_engine_is_fenced(const struct kpi_engine *e);
 int64_t kpi_engine_watermark(const struct kpi_engine *e);

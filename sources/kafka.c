@@ -1,0 +1,677 @@
+/*
+ * kafka.c - the Kafka source (see kafka.h).
+ *
+ * Threads.  The run() thread owns the consumer handle: it polls the consumer
+ * queue, which carries only rebalance events, errors and statistics, because
+ * every assigned partition's queue is forwarded (rd_kafka_queue_forward) to
+ * one worker's queue before the partition is assigned.  Each worker thread
+ * consumes its queue in batches (rd_kafka_consume_batch_queue), feeds every
+ * message to kpi_worker_process and calls kpi_worker_checkpoint between
+ * batches; the engine's flusher wakes it with rd_kafka_queue_yield.
+ *
+ * Exactly once, on this side (docs/exactly-once.md has the sink's side):
+ *  - Assignment: every partition resumes at the offset the sink stored with
+ *    the data (retrying while the sink is unreachable: never from a guess).
+ *    Only when the sink has none does it start at the partition's low
+ *    watermark.  The engine input is opened with that offset, so the first
+ *    delta's range starts exactly where the sink's stored offset is.
+ *  - Revocation: (1) kpi_engine_input_revoke sets the input's revoked bit,
+ *    (2) kpi_engine_flush_sync runs a flush cycle that starts after it: each
+ *    worker acknowledges the flip at a batch boundary, so everything it took
+ *    from the partition before is in the flushed delta with its offsets and
+ *    everything after is dropped (engine_int.h has the memory-order
+ *    argument), (3) the input is closed and the partition's queue
+ *    unforwarded, (4) only then is the partition released to the group.  A
+ *    message of a revoked partition still in a worker's queue finds no input
+ *    (the map says -1) and is skipped: the new owner reads it again from the
+ *    offset this flush stored.
+ *  - Dead letters: the engine's flush target is wrapped so that the
+ *    dead-letter producer is flushed (every DLQ message produced before the
+ *    cut is delivered) before the sink stores offsets past those messages;
+ *    a failed delivery is produced again from the delivery report.
+ *  - Kafka's own committed offsets are advisory (lag monitoring): committed
+ *    asynchronously from what the sink has applied.
+ */
+#include "kafka.h"
+
+#include <librdkafka/rdkafka.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "err.h"
+
+#define MAX_TOPICS 16
+#define MAX_PARTS 1024 /* partitions per topic this source maps */
+#define BATCH 1024
+
+struct part {
+    int used;
+    int topic; /* index into topics */
+    int32_t partition;
+    int input;
+    int worker;
+    rd_kafka_queue_t *q;
+    int64_t eof_target;        /* high watermark at assignment */
+    int64_t lag;               /* from the last statistics pass */
+};
+
+struct kafka_src {
+    struct kpi_kafka_conf conf;
+    struct kpi_engine *e;
+    struct kpi_sink *store;
+    rd_kafka_t *rk;
+    rd_kafka_t *dlq;
+    char dlq_topic[KPI_TOPIC_MAX + 1];
+    int n_topics;
+    char topics[MAX_TOPICS][KPI_TOPIC_MAX + 1];
+    _Atomic int input_of[MAX_TOPICS][MAX_PARTS]; /* -1: not assigned here */
+    _Atomic int64_t next_offset[MAX_TOPICS][MAX_PARTS]; /* progress, for EOF detection */
+    int n_workers;
+    rd_kafka_queue_t **wq;
+    pthread_t *threads;
+    int next_worker;
+    pthread_mutex_t mu; /* parts[] and stats, control plane only */
+    struct part parts[KPI_MAX_INPUTS];
+    struct kpi_flush_target inner;
+    _Atomic int stop;
+    _Atomic int workers_stop;
+    int paused;
+    struct kpi_kafka_stats stats;
+    _Atomic uint64_t dlq_produced, dlq_retried;
+    char errstr[512];
+    int fatal;
+};
+
+void kpi_kafka_conf_defaults(struct kpi_kafka_conf *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->brokers = "127.0.0.1:9092";
+    c->topics = "events";
+    c->group_id = "kpistream";
+    c->offset_retry_ms = 60000;
+}
+
+static int64_t now_ms(void)
+{
+    return kpi_now_ms();
+}
+
+static void nap_ms(int64_t ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+static int topic_index(struct kafka_src *s, const char *name)
+{
+    for (int i = 0; i < s->n_topics; i++)
+        if (strcmp(s->topics[i], name) == 0)
+            return i;
+    return -1;
+}
+
+/* ---- dead letters ---- */
+
+static void dlq_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    (void)opaque;
+    if (!m->err)
+        return;
+    /* Not delivered even after librdkafka's own retries: send it again, so
+     * the flush that waits for the dead-letter producer waits for this too. */
+    struct kafka_src *s = rd_kafka_opaque(rk);
+    rd_kafka_headers_t *h = NULL;
+    rd_kafka_headers_t *orig = NULL;
+    if (rd_kafka_message_headers(m, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR)
+        h = rd_kafka_headers_copy(orig);
+    rd_kafka_resp_err_t err = rd_kafka_producev(
+        rk, RD_KAFKA_V_TOPIC(rd_kafka_topic_name(m->rkt)),
+        RD_KAFKA_V_VALUE(m->payload, m->len), RD_KAFKA_V_KEY(m->key, m->key_len),
+        RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+    if (err && h)
+        rd_kafka_headers_destroy(h);
+    atomic_fetch_add(&s->dlq_retried, 1);
+}
+
+static void dead_letter(struct kafka_src *s, const rd_kafka_message_t *m, enum kpi_bad_reason r)
+{
+    if (!s->dlq)
+        return;
+    char part[16], off[24];
+    snprintf(part, sizeof(part), "%d", (int)m->partition);
+    snprintf(off, sizeof(off), "%lld", (long long)m->offset);
+    rd_kafka_headers_t *h = rd_kafka_headers_new(4);
+    rd_kafka_header_add(h, "kpi.reason", -1, kpi_bad_reason_name(r), -1);
+    rd_kafka_header_add(h, "kpi.topic", -1, rd_kafka_topic_name(m->rkt), -1);
+    rd_kafka_header_add(h, "kpi.partition", -1, part, -1);
+    rd_kafka_header_add(h, "kpi.offset", -1, off, -1);
+    for (;;) {
+        rd_kafka_resp_err_t err = rd_kafka_producev(
+            s->dlq, RD_KAFKA_V_TOPIC(s->dlq_topic), RD_KAFKA_V_VALUE(m->payload, m->len),
+            RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_HEADERS(h),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+            break;
+        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            rd_kafka_headers_destroy(h);
+            return;
+        }
+        rd_kafka_poll(s->dlq, 10); /* queue full: serve delivery reports, retry */
+    }
+    atomic_fetch_add(&s->dlq_produced, 1);
+    rd_kafka_poll(s->dlq, 0);
+}
+
+/* The engine's flush target: dead letters first, then the sink. */
+static int flush_target(void *opaque, const struct kpi_delta *d, char *errstr, size_t errsz)
+{
+    struct kafka_src *s = opaque;
+    if (s->dlq) {
+        rd_kafka_resp_err_t err = rd_kafka_flush(s->dlq, 10000);
+        if (err || rd_kafka_outq_len(s->dlq) > 0)
+            return kpi_seterr(errstr, errsz, KPI_ERR_IO,
+                              "dead-letter topic %s: %d messages not yet delivered",
+                              s->dlq_topic, rd_kafka_outq_len(s->dlq));
+    }
+    return s->inner.flush ? s->inner.flush(s->inner.opaque, d, errstr, errsz) : 0;
+}
+
+/* ---- workers ---- */
+
+struct worker_arg {
+    struct kafka_src *s;
+    int idx;
+};
+
+static void *worker_main(void *arg)
+{
+    struct worker_arg *a = arg;
+    struct kafka_src *s = a->s;
+    struct kpi_worker *w = kpi_engine_worker(s->e, a->idx);
+    rd_kafka_message_t *msgs[BATCH];
+    while (!atomic_load_explicit(&s->workers_stop, memory_order_relaxed)) {
+        ssize_t n = rd_kafka_consume_batch_queue(s->wq[a->idx], 100, msgs, BATCH);
+        int64_t now = now_ms();
+        for (ssize_t i = 0; i < n; i++) {
+            rd_kafka_message_t *m = msgs[i];
+            if (!m->err) {
+                int t = topic_index(s, rd_kafka_topic_name(m->rkt));
+                int input = t >= 0 && m->partition >= 0 && m->partition < MAX_PARTS
+                                ? atomic_load_explicit(&s->input_of[t][m->partition],
+                                                       memory_order_acquire)
+                                : -1;
+                if (input >= 0) {
+                    int dropped = 0;
+                    enum kpi_bad_reason r = kpi_worker_process(w, input, m->offset, m->payload,
+                                                               m->len, now, &dropped);
+                    if (r != KPI_BAD_NONE)
+                        dead_letter(s, m, r);
+                    if (!dropped)
+                        atomic_store_explicit(&s->next_offset[t][m->partition], m->offset + 1,
+                                              memory_order_relaxed);
+                }
+            }
+            rd_kafka_message_destroy(m);
+        }
+        kpi_worker_checkpoint(w);
+    }
+    kpi_worker_detach(w);
+    return NULL;
+}
+
+static void wake_worker(void *opaque, int worker)
+{
+    struct kafka_src *s = opaque;
+    rd_kafka_queue_yield(s->wq[worker]);
+}
+
+/* ---- rebalancing ---- */
+
+static int64_t resume_offset(struct kafka_src *s, const char *topic, int32_t partition)
+{
+    int64_t deadline = now_ms() + s->conf.offset_retry_ms, backoff = 100;
+    if (s->store && s->store->ops->load_offset) {
+        for (;;) {
+            int64_t off = -1;
+            char err[256];
+            if (s->store->ops->load_offset(s->store->self, topic, partition, &off, err,
+                                           sizeof(err)) == 0) {
+                if (off >= 0)
+                    return off;
+                break;
+            }
+            if (now_ms() >= deadline) {
+                snprintf(s->errstr, sizeof(s->errstr),
+                         "cannot read the stored offset of %s:%d: %s", topic, (int)partition, err);
+                return -2;
+            }
+            nap_ms(backoff);
+            backoff = backoff < 2000 ? backoff * 2 : 2000;
+        }
+    }
+    int64_t lo = 0, hi = 0;
+    if (rd_kafka_query_watermark_offsets(s->rk, topic, partition, &lo, &hi, 10000))
+        return 0;
+    return lo;
+}
+
+static void assign(struct kafka_src *s, rd_kafka_topic_partition_list_t *list)
+{
+    for (int i = 0; i < list->cnt; i++) {
+        rd_kafka_topic_partition_t *tp = &list->elems[i];
+        int t = topic_index(s, tp->topic);
+        if (t < 0 || tp->partition < 0 || tp->partition >= MAX_PARTS) {
+            snprintf(s->errstr, sizeof(s->errstr), "partition %s:%d is out of range",
+                     tp->topic, (int)tp->partition);
+            s->fatal = 1;
+            continue;
+        }
+        int64_t start = resume_offset(s, tp->topic, tp->partition);
+        if (start < 0) {
+            s->fatal = 1;
+            continue;
+        }
+        int64_t lo = 0, hi = 0;
+        rd_kafka_query_watermark_offsets(s->rk, tp->topic, tp->partition, &lo, &hi, 10000);
+        int worker = s->next_worker++ % s->n_workers;
+        int input = kpi_engine_input_open(s->e, tp->topic, tp->partition, worker, start);
+        if (input < 0) {
+            snprintf(s->errstr, sizeof(s->errstr), "engine cannot open input %s:%d: %s",
+                     tp->topic, (int)tp->partition, kpi_err_name(input));
+            s->fatal = 1;
+            continue;
+        }
+        pthread_mutex_lock(&s->mu);
+        struct part *p = &s->parts[input];
+        memset(p, 0, sizeof(*p));
+        p->used = 1;
+        p->topic = t;
+        p->partition = tp->partition;
+        p->input = input;
+        p->worker = worker;
+        p->eof_target = hi;
+        p->q = rd_kafka_queue_get_partition(s->rk, tp->topic, tp->partition);
+        rd_kafka_queue_forward(p->q, s->wq[worker]);
+        s->stats.assigned++;
+        pthread_mutex_unlock(&s->mu);
+        atomic_store_explicit(&s->next_offset[t][tp->partition], start, memory_order_relaxed);
+        /* release: the worker that reads this id (acquire) sees the open input. */
+        atomic_store_explicit(&s->input_of[t][tp->partition], input, memory_order_release);
+        tp->offset = start;
+    }
+}
+
+static void revoke(struct kafka_src *s, rd_kafka_topic_partition_list_t *list)
+{
+    int inputs[KPI_MAX_INPUTS], n = 0;
+    for (int i = 0; i < list->cnt; i++) {
+        int t = topic_index(s, list->elems[i].topic);
+        int32_t p = list->elems[i].partition;
+        if (t < 0 || p < 0 || p >= MAX_PARTS)
+            continue;
+        int input = atomic_load(&s->input_of[t][p]);
+        if (input < 0)
+            continue;
+        kpi_engine_input_revoke(s->e, input);
+        inputs[n++] = input;
+    }
+    if (n == 0)
+        return;
+    char err[256];
+    if (kpi_engine_flush_sync(s->e, 30000, err, sizeof(err)))
+        fprintf(stderr, "kafka: revocation flush failed (%s); the delta is kept and its "
+                        "offsets fence any double count\n", err);
+    for (int k = 0; k < n; k++) {
+        pthread_mutex_lock(&s->mu);
+        struct part *p = &s->parts[inputs[k]];
+        atomic_store(&s->input_of[p->topic][p->partition], -1);
+        kpi_engine_input_close(s->e, inputs[k]);
+        if (p->q) {
+            rd_kafka_queue_forward(p->q, NULL);
+            rd_kafka_queue_destroy(p->q);
+        }
+        p->used = 0;
+        s->stats.assigned--;
+        pthread_mutex_unlock(&s->mu);
+    }
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    struct kafka_src *s = opaque;
+    int cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    pthread_mutex_lock(&s->mu);
+    s->stats.rebalances++;
+    pthread_mutex_unlock(&s->mu);
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        assign(s, parts);
+        if (cooperative)
+            rd_kafka_error_destroy(rd_kafka_incremental_assign(rk, parts));
+        else
+            rd_kafka_assign(rk, parts);
+        if (s->paused)
+            rd_kafka_pause_partitions(rk, parts);
+    } else {
+        revoke(s, parts);
+        if (cooperative)
+            rd_kafka_error_destroy(rd_kafka_incremental_unassign(rk, parts));
+        else
+            rd_kafka_assign(rk, NULL);
+    }
+}
+
+/* ---- run ---- */
+
+static int all_at_eof(struct kafka_src *s)
+{
+    int any = 0, done = 1;
+    pthread_mutex_lock(&s->mu);
+    for (int i = 0; i < KPI_MAX_INPUTS; i++) {
+        struct part *p = &s->parts[i];
+        if (!p->used)
+            continue;
+        any = 1;
+        if (atomic_load_explicit(&s->next_offset[p->topic][p->partition],
+                                 memory_order_relaxed) < p->eof_target)
+            done = 0;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return any && done;
+}
+
+static void set_paused(struct kafka_src *s, int pause)
+{
+    rd_kafka_topic_partition_list_t *a = NULL;
+    if (rd_kafka_assignment(s->rk, &a) || !a)
+        return;
+    if (pause)
+        rd_kafka_pause_partitions(s->rk, a);
+    else
+        rd_kafka_resume_partitions(s->rk, a);
+    rd_kafka_topic_partition_list_destroy(a);
+    s->paused = pause;
+    if (pause) {
+        pthread_mutex_lock(&s->mu);
+        s->stats.paused_times++;
+        pthread_mutex_unlock(&s->mu);
+    }
+}
+
+static void commit_advisory(struct kafka_src *s)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(16);
+    pthread_mutex_lock(&s->mu);
+    for (int i = 0; i < KPI_MAX_INPUTS; i++) {
+        struct part *p = &s->parts[i];
+        if (!p->used)
+            continue;
+        int64_t off = kpi_engine_input_flushed(s->e, p->input);
+        if (off >= 0)
+            rd_kafka_topic_partition_list_add(l, s->topics[p->topic], p->partition)->offset = off;
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (l->cnt)
+        rd_kafka_commit(s->rk, l, 1);
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+static void update_lag(struct kafka_src *s)
+{
+    pthread_mutex_lock(&s->mu);
+    for (int i = 0; i < KPI_MAX_INPUTS; i++) {
+        struct part *p = &s->parts[i];
+        if (!p->used)
+            continue;
+        int64_t lo = 0, hi = 0;
+        if (rd_kafka_get_watermark_offsets(s->rk, s->topics[p->topic], p->partition, &lo, &hi) ==
+            RD_KAFKA_RESP_ERR_NO_ERROR) {
+            int64_t pos = atomic_load_explicit(&s->next_offset[p->topic][p->partition],
+                                               memory_order_relaxed);
+            p->lag = hi > pos ? hi - pos : 0;
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+static int src_run(void *self, char *errstr, size_t errsz)
+{
+    struct kafka_src *s = self;
+    rd_kafka_topic_partition_list_t *subs = rd_kafka_topic_partition_list_new(s->n_topics);
+    for (int i = 0; i < s->n_topics; i++)
+        rd_kafka_topic_partition_list_add(subs, s->topics[i], RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t err = rd_kafka_subscribe(s->rk, subs);
+    rd_kafka_topic_partition_list_destroy(subs);
+    if (err)
+        return kpi_seterr(errstr, errsz, KPI_ERR_IO, "subscribe: %s", rd_kafka_err2str(err));
+
+    struct worker_arg *args = calloc((size_t)s->n_workers, sizeof(*args));
+    for (int i = 0; i < s->n_workers; i++) {
+        args[i].s = s;
+        args[i].idx = i;
+        pthread_create(&s->threads[i], NULL, worker_main, &args[i]);
+    }
+    int64_t next_commit = now_ms() + 5000;
+    int rc = 0;
+    while (!atomic_load(&s->stop) && !s->fatal) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(s->rk, 100);
+        if (m) {
+            if (m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                fprintf(stderr, "kafka: %s\n", rd_kafka_message_errstr(m));
+            rd_kafka_message_destroy(m);
+        }
+        int bp = kpi_engine_is_backpressured(s->e);
+        if (bp != s->paused)
+            set_paused(s, bp);
+        if (kpi_engine_is_fenced(s->e)) {
+            snprintf(s->errstr, sizeof(s->errstr),
+                     "fenced: the sink's offsets show another consumer owns a partition");
+            s->fatal = 1;
+        }
+        if (s->conf.exit_on_eof && all_at_eof(s))
+            break;
+        if (now_ms() >= next_commit) {
+            commit_advisory(s);
+            update_lag(s);
+            next_commit = now_ms() + 5000;
+        }
+    }
+    /* Stop: workers first (their last messages are in the engine), then one
+     * final flush of everything, then leave the group cleanly. */
+    atomic_store(&s->workers_stop, 1);
+    for (int i = 0; i < s->n_workers; i++)
+        pthread_join(s->threads[i], NULL);
+    free(args);
+    char ferr[256] = "";
+    int ferr_rc = s->fatal ? 0 : kpi_engine_flush_sync(s->e, 60000, ferr, sizeof(ferr));
+    if (!s->fatal)
+        commit_advisory(s);
+    rd_kafka_consumer_close(s->rk);
+    if (s->fatal)
+        rc = kpi_seterr(errstr, errsz, KPI_ERR_IO, "%s", s->errstr);
+    else if (ferr_rc)
+        rc = kpi_seterr(errstr, errsz, ferr_rc, "final flush failed: %s", ferr);
+    return rc;
+}
+
+static void src_stop(void *self)
+{
+    struct kafka_src *s = self;
+    atomic_store(&s->stop, 1);
+}
+
+static void src_destroy(void *self)
+{
+    struct kafka_src *s = self;
+    if (!s)
+        return;
+    if (s->rk) {
+        for (int i = 0; i < s->n_workers; i++)
+            if (s->wq && s->wq[i])
+                rd_kafka_queue_destroy(s->wq[i]);
+        rd_kafka_destroy(s->rk);
+    }
+    if (s->dlq) {
+        rd_kafka_flush(s->dlq, 10000);
+        rd_kafka_destroy(s->dlq);
+    }
+    free(s->wq);
+    free(s->threads);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+static const struct kpi_source_ops kafka_ops = {"kafka", src_run, src_stop, src_destroy};
+
+static int conf_set(rd_kafka_conf_t *c, const char *k, const char *v, char *errstr, size_t errsz)
+{
+    char why[256];
+    if (rd_kafka_conf_set(c, k, v, why, sizeof(why)) != RD_KAFKA_CONF_OK)
+        return kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "kafka.%s: %s", k, why);
+    return 0;
+}
+
+struct kpi_source kpi_source_kafka_new(const struct kpi_kafka_conf *conf, struct kpi_engine *e,
+                                       struct kpi_sink *store, char *errstr, size_t errsz)
+{
+    struct kpi_source out = {NULL, NULL};
+    struct kafka_src *s = calloc(1, sizeof(*s));
+    if (!s)
+        return out;
+    s->conf = *conf;
+    s->e = e;
+    s->store = store;
+    pthread_mutex_init(&s->mu, NULL);
+    for (int t = 0; t < MAX_TOPICS; t++)
+        for (int p = 0; p < MAX_PARTS; p++)
+            atomic_init(&s->input_of[t][p], -1);
+    const char *p = conf->topics ? conf->topics : "";
+    while (*p) {
+        while (*p == ',' || *p == ' ')
+            p++;
+        const char *q = p;
+        while (*q && *q != ',' && *q != ' ')
+            q++;
+        if (q > p) {
+            if (s->n_topics == MAX_TOPICS || (size_t)(q - p) > KPI_TOPIC_MAX) {
+                kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "kafka.topics: too many or too long");
+                goto fail;
+            }
+            memcpy(s->topics[s->n_topics], p, (size_t)(q - p));
+            s->n_topics++;
+        }
+        p = q;
+    }
+    if (s->n_topics == 0) {
+        kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "kafka.topics: no topic given");
+        goto fail;
+    }
+    if (conf->dlq_topic && strcmp(conf->dlq_topic, "-") == 0)
+        s->dlq_topic[0] = '\0';
+    else if (conf->dlq_topic && *conf->dlq_topic)
+        snprintf(s->dlq_topic, sizeof(s->dlq_topic), "%s", conf->dlq_topic);
+    else
+        snprintf(s->dlq_topic, sizeof(s->dlq_topic), "%.*s.dlq", KPI_TOPIC_MAX - 4, s->topics[0]);
+
+    rd_kafka_conf_t *c = rd_kafka_conf_new();
+    if (conf_set(c, "bootstrap.servers", conf->brokers, errstr, errsz) ||
+        conf_set(c, "group.id", conf->group_id, errstr, errsz) ||
+        conf_set(c, "enable.auto.commit", "false", errstr, errsz) ||
+        conf_set(c, "enable.auto.offset.store", "false", errstr, errsz) ||
+        conf_set(c, "auto.offset.reset", "earliest", errstr, errsz) ||
+        conf_set(c, "partition.assignment.strategy", "cooperative-sticky", errstr, errsz) ||
+        conf_set(c, "queued.min.messages", "100000", errstr, errsz) ||
+        conf_set(c, "fetch.wait.max.ms", "50", errstr, errsz)) {
+        rd_kafka_conf_destroy(c);
+        goto fail;
+    }
+    for (int i = 0; i < conf->n_props; i++)
+        if (conf_set(c, conf->props[i][0], conf->props[i][1], errstr, errsz)) {
+            rd_kafka_conf_destroy(c);
+            goto fail;
+        }
+    rd_kafka_conf_set_rebalance_cb(c, rebalance_cb);
+    rd_kafka_conf_set_opaque(c, s);
+    char why[512];
+    s->rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, why, sizeof(why));
+    if (!s->rk) {
+        kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "kafka consumer: %s", why);
+        goto fail;
+    }
+    rd_kafka_poll_set_consumer(s->rk);
+
+    if (s->dlq_topic[0]) {
+        rd_kafka_conf_t *pc = rd_kafka_conf_new();
+        if (conf_set(pc, "bootstrap.servers", conf->brokers, errstr, errsz) ||
+            conf_set(pc, "enable.idempotence", "true", errstr, errsz) ||
+            conf_set(pc, "linger.ms", "5", errstr, errsz)) {
+            rd_kafka_conf_destroy(pc);
+            goto fail;
+        }
+        rd_kafka_conf_set_dr_msg_cb(pc, dlq_dr);
+        rd_kafka_conf_set_opaque(pc, s);
+        s->dlq = rd_kafka_new(RD_KAFKA_PRODUCER, pc, why, sizeof(why));
+        if (!s->dlq) {
+            kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "dead-letter producer: %s", why);
+            goto fail;
+        }
+    }
+
+    s->n_workers = kpi_engine_conf(e)->n_workers;
+    s->wq = calloc((size_t)s->n_workers, sizeof(*s->wq));
+    s->threads = calloc((size_t)s->n_workers, sizeof(*s->threads));
+    for (int i = 0; i < s->n_workers; i++)
+        s->wq[i] = rd_kafka_queue_new(s->rk);
+
+    /* Wrap the engine's flush target: dead letters before offsets. */
+    s->inner = store ? kpi_sink_target(store) : (struct kpi_flush_target){NULL, NULL};
+    struct kpi_flush_target t = {s, flush_target};
+    kpi_engine_set_target(e, &t);
+    kpi_engine_set_wake(e, wake_worker, s);
+    out.ops = &kafka_ops;
+    out.self = s;
+    return out;
+fail:
+    src_destroy(s);
+    return out;
+}
+
+void kpi_source_kafka_get_stats(const struct kpi_source *src, struct kpi_kafka_stats *out)
+{
+    struct kafka_src *s = src->self;
+    pthread_mutex_lock(&s->mu);
+    *out = s->stats;
+    pthread_mutex_unlock(&s->mu);
+    out->dlq_produced = atomic_load(&s->dlq_produced);
+    out->dlq_retried = atomic_load(&s->dlq_retried);
+}
+
+void kpi_source_kafka_write_metrics(void *self, FILE *out)
+{
+    struct kafka_src *s = self;
+    fprintf(out, "# HELP kpistream_consumer_lag Messages behind the partition's end.\n"
+                 "# TYPE kpistream_consumer_lag gauge\n");
+    pthread_mutex_lock(&s->mu);
+    for (int i = 0; i < KPI_MAX_INPUTS; i++)
+        if (s->parts[i].used)
+            fprintf(out, "kpistream_consumer_lag{topic=\"%s\",partition=\"%d\"} %lld\n",
+                    s->topics[s->parts[i].topic], (int)s->parts[i].partition,
+                    (long long)s->parts[i].lag);
+    fprintf(out,
+            "# HELP kpistream_rebalances_total Rebalance callbacks served.\n"
+            "# TYPE kpistream_rebalances_total counter\n"
+            "kpistream_rebalances_total %llu\n"
+            "# HELP kpistream_paused_total Times consumption paused for backpressure.\n"
+            "# TYPE kpistream_paused_total counter\n"
+            "kpistream_paused_total %llu\n",
+            (unsigned long long)s->stats.rebalances, (unsigned long long)s->stats.paused_times);
+    pthread_mutex_unlock(&s->mu);
+    fprintf(out,
+            "# HELP kpistream_dead_letters_total Messages produced to the dead-letter topic.\n"
+            "# TYPE kpistream_dead_letters_total counter\n"
+            "kpistream_dead_letters_total %llu\n",
+            (unsigned long long)atomic_load(&s->dlq_produced));
+}

@@ -1,0 +1,146 @@
+/* kafka_util.c - see kafka_util.h. */
+#include "kafka_util.h"
+
+#include <librdkafka/rdkafka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "decode.h"
+
+const char *kt_brokers(void)
+{
+    static char b[64];
+    const char *p = getenv("KPI_KAFKA_PORT");
+    snprintf(b, sizeof(b), "127.0.0.1:%s", p && *p ? p : "9092");
+    return b;
+}
+
+int kt_sh(const char *cmd)
+{
+    char full[1024];
+    snprintf(full, sizeof(full), "cd '%s' && %s", KPI_SOURCE_DIR, cmd);
+    return system(full);
+}
+
+int kt_create_topic(char *name, size_t size, const char *prefix, int partitions)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(name, size, "%s-%d-%ld%03ld", prefix, (int)getpid(), (long)ts.tv_sec % 100000,
+             ts.tv_nsec / 1000000);
+    char err[512];
+    rd_kafka_conf_t *c = rd_kafka_conf_new();
+    rd_kafka_conf_set(c, "bootstrap.servers", kt_brokers(), err, sizeof(err));
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof(err));
+    if (!rk)
+        return -1;
+    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(name, partitions, 1, err, sizeof(err));
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_CreateTopics(rk, &nt, 1, NULL, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
+    int rc = -1;
+    if (ev) {
+        const rd_kafka_CreateTopics_result_t *res = rd_kafka_event_CreateTopics_result(ev);
+        size_t n;
+        const rd_kafka_topic_result_t **tr = rd_kafka_CreateTopics_result_topics(res, &n);
+        rc = (n == 1 && rd_kafka_topic_result_error(tr[0]) == RD_KAFKA_RESP_ERR_NO_ERROR) ? 0 : -1;
+        if (rc)
+            fprintf(stderr, "create topic %s: %s\n", name,
+                    n ? rd_kafka_topic_result_error_string(tr[0]) : "no result");
+        rd_kafka_event_destroy(ev);
+    }
+    rd_kafka_NewTopic_destroy(nt);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_destroy(rk);
+    return rc;
+}
+
+int kt_produce(const char *topic, const struct kpi_gen_conf *conf, uint64_t n,
+               struct kpi_gen_truth *truth)
+{
+    char err[512];
+    rd_kafka_conf_t *c = rd_kafka_conf_new();
+    rd_kafka_conf_set(c, "bootstrap.servers", kt_brokers(), err, sizeof(err));
+    rd_kafka_conf_set(c, "linger.ms", "5", err, sizeof(err));
+    rd_kafka_conf_set(c, "enable.idempotence", "true", err, sizeof(err));
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof(err));
+    if (!rk)
+        return -1;
+    struct kpi_gen *g = kpi_gen_new(conf);
+    uint8_t buf[512];
+    for (uint64_t i = 0; i < n; i++) {
+        size_t len;
+        struct kpi_gen_info in;
+        kpi_gen_next(g, buf, sizeof(buf), &len, &in);
+        char key[24];
+        int kl = snprintf(key, sizeof(key), "%llu", (unsigned long long)in.sub);
+        while (rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_VALUE(buf, len),
+                                 RD_KAFKA_V_KEY(key, (size_t)kl),
+                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                 RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            rd_kafka_poll(rk, 10);
+        kpi_gen_truth_add(truth, &in);
+    }
+    int rc = rd_kafka_flush(rk, 60000) == RD_KAFKA_RESP_ERR_NO_ERROR ? 0 : -1;
+    kpi_gen_destroy(g);
+    rd_kafka_destroy(rk);
+    return rc;
+}
+
+int64_t kt_read_dlq(const char *topic, int64_t expect, int64_t timeout_ms, uint64_t by_reason[],
+                    int n_reasons, int *headers_ok)
+{
+    char err[512];
+    rd_kafka_conf_t *c = rd_kafka_conf_new();
+    rd_kafka_conf_set(c, "bootstrap.servers", kt_brokers(), err, sizeof(err));
+    char group[128];
+    snprintf(group, sizeof(group), "dlq-reader-%d", (int)getpid());
+    rd_kafka_conf_set(c, "group.id", group, err, sizeof(err));
+    rd_kafka_conf_set(c, "auto.offset.reset", "earliest", err, sizeof(err));
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, err, sizeof(err));
+    rd_kafka_poll_set_consumer(rk);
+    rd_kafka_topic_partition_list_t *t = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(t, topic, RD_KAFKA_PARTITION_UA);
+    rd_kafka_subscribe(rk, t);
+    rd_kafka_topic_partition_list_destroy(t);
+    int64_t got = 0;
+    *headers_ok = 1;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t deadline = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + timeout_ms;
+    for (;;) {
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        if (got >= expect || (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 > deadline)
+            break;
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
+        if (!m)
+            continue;
+        if (!m->err) {
+            got++;
+            rd_kafka_headers_t *h = NULL;
+            const void *v;
+            size_t vl;
+            if (rd_kafka_message_headers(m, &h) ||
+                rd_kafka_header_get_last(h, "kpi.reason", &v, &vl) ||
+                rd_kafka_header_get_last(h, "kpi.topic", &v, &vl) ||
+                rd_kafka_header_get_last(h, "kpi.partition", &v, &vl) ||
+                rd_kafka_header_get_last(h, "kpi.offset", &v, &vl)) {
+                *headers_ok = 0;
+            } else {
+                rd_kafka_header_get_last(h, "kpi.reason", &v, &vl);
+                for (int r = 0; r < n_reasons; r++) {
+                    const char *name = kpi_bad_reason_name((enum kpi_bad_reason)r);
+                    if (strlen(name) == vl && memcmp(name, v, vl) == 0)
+                        by_reason[r]++;
+                }
+            }
+        }
+        rd_kafka_message_destroy(m);
+    }
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    return got;
+}

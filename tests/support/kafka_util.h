@@ -1,0 +1,29 @@
+/*
+ * kafka_util.h - test helpers for a real broker: where it is, a unique topic
+ * with N partitions, producing generator traffic with an exact tally, and
+ * reading a topic back (dead letters).
+ */
+#ifndef KPI_TEST_KAFKA_UTIL_H
+#define KPI_TEST_KAFKA_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gen.h"
+
+/* "127.0.0.1:<KPI_KAFKA_PORT or 9092>". */
+const char *kt_brokers(void);
+/* A fresh topic name with `prefix`; created with `partitions`.  0 or -1. */
+int kt_create_topic(char *name, size_t size, const char *prefix, int partitions);
+/* Produce n generator events (keyed by subscriber) with conf, tallying truth. */
+int kt_produce(const char *topic, const struct kpi_gen_conf *conf, uint64_t n,
+               struct kpi_gen_truth *truth);
+/* Read every message of a topic from the beginning until `expect` arrived or
+ * timeout_ms passed; counts per reason header into by_reason.  Returns the
+ * number read. */
+int64_t kt_read_dlq(const char *topic, int64_t expect, int64_t timeout_ms,
+                    uint64_t by_reason[], int n_reasons, int *headers_ok);
+/* Run a shell command from the repository root; its exit status. */
+int kt_sh(const char *cmd);
+
+#endif
