@@ -1,0 +1,615 @@
+/*
+ * kpistream - the streaming KPI engine as a service.
+ *
+ *   kpistream --config FILE [-X section.key=value]... [--exit-on-eof]
+ *   kpistream --demo [--duration SECONDS] [-X ...]
+ *   kpistream --check-config [--config FILE] [-X ...]
+ *
+ * Wires the pieces: configuration (cmd/lib/config.c) -> engine -> Redis or
+ * stdout sink -> Kafka source, plus /metrics and /healthz
+ * (cmd/lib/metrics.c) and churn-spike alerts (cmd/lib/alerter.c).  The demo
+ * replaces the real cluster with librdkafka's embedded mock cluster fed by the
+ * built-in traffic generator, and draws a live view every second.
+ *
+ * Exit codes: 0 clean stop (SIGTERM/SIGINT, --exit-on-eof, --duration);
+ * 1 runtime failure; 2 bad usage or configuration.
+ */
+#include <getopt.h>
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "alerter.h"
+#include "config.h"
+#include "engine.h"
+#include "err.h"
+#include "gen.h"
+#include "kafka.h"
+#include "metrics.h"
+#include "redis.h"
+#include "redisconn.h"
+#include "stdout.h"
+
+static struct kpi_source g_src;
+static atomic_int g_stop;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    atomic_store(&g_stop, 1);
+    if (g_src.ops)
+        g_src.ops->stop(g_src.self); /* an atomic store: async-signal-safe */
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: kpistream --config FILE [-X section.key=value]... [--exit-on-eof]\n"
+            "       kpistream --demo [--duration SECONDS] [-X section.key=value]...\n"
+            "       kpistream --check-config [--config FILE] [-X ...]\n"
+            "\n"
+            "Consumes subscriber events from Kafka, keeps rolling windows of churn rate,\n"
+            "ARPU and NPS per region, plan and segment, and writes them to Redis exactly\n"
+            "once.\n"
+            "\n"
+            "  -c, --config FILE     INI configuration file (keys below)\n"
+            "  -X section.key=value  set a key; wins over the file; any kafka.* key that is\n"
+            "                        not listed below goes to librdkafka untouched\n"
+            "      --check-config    validate the configuration and exit (0 ok, 2 bad)\n"
+            "      --exit-on-eof     stop once every partition reached the end offset it had\n"
+            "                        when assigned; prints a summary line\n"
+            "      --demo            zero-setup demo: embedded mock Kafka cluster, built-in\n"
+            "                        traffic with a churn spike, live view every second\n"
+            "      --duration SECS   stop after this many seconds (with --demo)\n"
+            "      --help-config     print the configuration reference as Markdown\n"
+            "  -h, --help            this text\n"
+            "  -V, --version         version\n"
+            "\n"
+            "Exit codes: 0 clean stop, 1 runtime failure, 2 bad usage or configuration.\n"
+            "\n"
+            "Configuration keys:\n");
+    kpi_config_print_reference(out, 0);
+}
+
+struct opts {
+    const char *config;
+    const char *xs[256];
+    int n_x;
+    int check, exit_on_eof, demo;
+    long duration;
+};
+
+static int parse_args(int argc, char **argv, struct opts *o)
+{
+    static const struct option lo[] = {{"config", required_argument, 0, 'c'},
+                                       {"check-config", no_argument, 0, 1},
+                                       {"exit-on-eof", no_argument, 0, 2},
+                                       {"demo", no_argument, 0, 3},
+                                       {"duration", required_argument, 0, 4},
+                                       {"help-config", no_argument, 0, 5},
+                                       {"help", no_argument, 0, 'h'},
+                                       {"version", no_argument, 0, 'V'},
+                                       {0, 0, 0, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "c:X:hV", lo, NULL)) != -1) {
+        switch (c) {
+        case 'c': o->config = optarg; break;
+        case 'X':
+            if (o->n_x == 256) {
+                fprintf(stderr, "kpistream: too many -X\n");
+                return 2;
+            }
+            o->xs[o->n_x++] = optarg;
+            break;
+        case 1: o->check = 1; break;
+        case 2: o->exit_on_eof = 1; break;
+        case 3: o->demo = 1; break;
+        case 4: {
+            char *end;
+            o->duration = strtol(optarg, &end, 10);
+            if (*end || o->duration <= 0) {
+                fprintf(stderr, "kpistream: --duration: '%s' is not a positive number of "
+                                "seconds\n",
+                        optarg);
+                return 2;
+            }
+            break;
+        }
+        case 5: kpi_config_print_reference(stdout, 1); return 0;
+        case 'h': usage(stdout); return 0;
+        case 'V': printf("kpistream %s\n", KPI_VERSION); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "kpistream: unexpected argument '%s' (see --help)\n", argv[optind]);
+        return 2;
+    }
+    return -1; /* go on */
+}
+
+/* ---- demo: the embedded cluster and the generator ---- */
+
+struct demo {
+    rd_kafka_t *producer;
+    const char *bootstraps;
+    pthread_t th;
+    atomic_int stop;
+    atomic_ullong produced;
+    double rate;
+};
+
+static void *demo_produce(void *arg)
+{
+    struct demo *d = arg;
+    struct kpi_gen_conf gc;
+    kpi_gen_conf_defaults(&gc);
+    gc.seed = (uint64_t)time(NULL);
+    gc.subscribers = 200000;
+    gc.start_ts_ms = kpi_now_ms();
+    gc.events_per_sec = d->rate; /* event time follows the wall clock */
+    gc.jitter_ms = 1000;
+    gc.bad_ratio = 0.001;
+    gc.churn_rate = 0.004;
+    strcpy(gc.spike_segment, "youth");
+    gc.spike_factor = 12;
+    gc.spike_start_ms = 75000;
+    gc.spike_end_ms = 135000;
+    struct kpi_gen *g = kpi_gen_new(&gc);
+    uint8_t buf[512];
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    uint64_t n = 0;
+    while (!atomic_load(&d->stop)) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        double el = (double)(now.tv_sec - t0.tv_sec) + (double)(now.tv_nsec - t0.tv_nsec) / 1e9;
+        uint64_t due = (uint64_t)(el * d->rate);
+        for (; n < due; n++) {
+            size_t len;
+            struct kpi_gen_info in;
+            kpi_gen_next(g, buf, sizeof(buf), &len, &in);
+            char key[24];
+            int kl = snprintf(key, sizeof(key), "%llu", (unsigned long long)in.sub);
+            while (rd_kafka_producev(d->producer, RD_KAFKA_V_TOPIC("events"),
+                                     RD_KAFKA_V_VALUE(buf, len), RD_KAFKA_V_KEY(key, (size_t)kl),
+                                     RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                     RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                rd_kafka_poll(d->producer, 10);
+        }
+        atomic_store(&d->produced, n);
+        rd_kafka_poll(d->producer, 20); /* pacing tick */
+    }
+    kpi_gen_destroy(g);
+    return NULL;
+}
+
+static int demo_start(struct demo *d, char *err, size_t errsz)
+{
+    rd_kafka_conf_t *c = rd_kafka_conf_new();
+    if (rd_kafka_conf_set(c, "test.mock.num.brokers", "1", err, errsz) ||
+        rd_kafka_conf_set(c, "linger.ms", "5", err, errsz))
+        return -1;
+    d->producer = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, errsz);
+    if (!d->producer)
+        return -1;
+    rd_kafka_mock_cluster_t *mc = rd_kafka_handle_mock_cluster(d->producer);
+    rd_kafka_mock_topic_create(mc, "events", 4, 1);
+    d->bootstraps = rd_kafka_mock_cluster_bootstraps(mc);
+    d->rate = 20000;
+    return pthread_create(&d->th, NULL, demo_produce, d);
+}
+
+static void demo_stop(struct demo *d)
+{
+    atomic_store(&d->stop, 1);
+    pthread_join(d->th, NULL);
+    rd_kafka_destroy(d->producer);
+}
+
+/* Wipe the demo group's keys so each demo starts clean (the mock cluster's
+ * offsets start at 0 every time). */
+static void demo_wipe_redis(const char *url, const char *prefix, const char *group)
+{
+    char err[256];
+    redisContext *c = kpi_redis_connect_url(url, 2000, err, sizeof(err));
+    if (!c)
+        return;
+    char cursor[32] = "0";
+    do {
+        redisReply *r = redisCommand(c, "SCAN %s MATCH %s:{%s}:* COUNT 1000", cursor, prefix,
+                                     group);
+        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+            if (r)
+                freeReplyObject(r);
+            break;
+        }
+        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+        for (size_t i = 0; i < r->element[1]->elements; i++) {
+            redisReply *d = redisCommand(c, "UNLINK %s", r->element[1]->element[i]->str);
+            if (d)
+                freeReplyObject(d);
+        }
+        freeReplyObject(r);
+    } while (strcmp(cursor, "0") != 0);
+    redisFree(c);
+}
+
+/* ---- the live view ---- */
+
+struct view {
+    struct kpi_engine *e;
+    struct kpi_sink *sink;
+    int redis;
+    redisContext *rc;
+    char tag[400];
+    struct kpi_alerter *alerter;
+    struct demo *demo;
+    atomic_int stop;
+    pthread_t th;
+};
+
+static int read_kpis(struct view *v, const char *wid, const char *set, const char *value,
+                     struct kpi_values *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!v->redis)
+        return kpi_sink_stdout_query(v->sink, wid, set, value, out, NULL, NULL);
+    redisReply *r = redisCommand(v->rc, "HMGET %skpi:%s:%s:%s events active churn_rate arpu "
+                                        "nps_network revenue",
+                                 v->tag, wid, set, value);
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 6) {
+        if (r)
+            freeReplyObject(r);
+        return -1;
+    }
+    const char *f[6];
+    for (int i = 0; i < 6; i++)
+        f[i] = r->element[i]->str ? r->element[i]->str : "";
+    out->c.events = atoll(f[0]);
+    out->active = strtoull(f[1], NULL, 10);
+    out->has_churn_rate = f[2][0] != 0;
+    out->churn_rate = atof(f[2]);
+    out->has_arpu = f[3][0] != 0;
+    out->arpu = atof(f[3]);
+    out->has_nps_network = f[4][0] != 0;
+    out->nps_network = atof(f[4]);
+    out->c.revenue = atoll(f[5]);
+    freeReplyObject(r);
+    return 0;
+}
+
+static void print_row(const char *label, const struct kpi_values *k)
+{
+    char churn[16] = "-", arpu[16] = "-", nps[16] = "-";
+    if (k->has_churn_rate)
+        snprintf(churn, sizeof(churn), "%.2f%%", k->churn_rate * 100);
+    if (k->has_arpu)
+        snprintf(arpu, sizeof(arpu), "%.4f", k->arpu);
+    if (k->has_nps_network)
+        snprintf(nps, sizeof(nps), "%.1f", k->nps_network);
+    printf("  %-24s %10lld %9llu %8s %9s %7s\n", label, (long long)k->c.events,
+           (unsigned long long)k->active, churn, arpu, nps);
+}
+
+static void *view_main(void *arg)
+{
+    struct view *v = arg;
+    const struct kpi_windows *ws = kpi_engine_windows(v->e);
+    uint64_t prev = 0;
+    int64_t t_prev = kpi_now_ms();
+    while (!atomic_load(&v->stop)) {
+        for (int i = 0; i < 10 && !atomic_load(&v->stop); i++) {
+            struct timespec ts = {0, 100000000};
+            nanosleep(&ts, NULL); /* the view refreshes once a second */
+        }
+        struct kpi_engine_stats st;
+        kpi_engine_get_stats(v->e, &st);
+        uint64_t bad = 0;
+        for (int r = 1; r < KPI_BAD__COUNT; r++)
+            if (r != KPI_BAD_TOO_LATE)
+                bad += st.events.bad[r];
+        int64_t now = kpi_now_ms();
+        double rate = (double)(st.events.good - prev) * 1000.0 / (double)(now - t_prev + 1);
+        prev = st.events.good;
+        t_prev = now;
+        printf("\033[H\033[2J");
+        printf("kpistream demo  |  %.0f events/s  |  %llu events, %llu bad, %llu late  |  "
+               "%llu flushes to %s\n",
+               rate, (unsigned long long)st.events.good, (unsigned long long)bad,
+               (unsigned long long)st.events.bad[KPI_BAD_TOO_LATE],
+               (unsigned long long)st.flushes, v->redis ? "Redis" : "memory (no Redis)");
+        printf("\n  %-24s %10s %9s %8s %9s %7s\n", "window / value", "events", "active",
+               "churn", "ARPU", "NPS");
+        for (int w = 0; w < ws->n; w++) {
+            struct kpi_values k;
+            read_kpis(v, ws->w[w].id, "all", "all", &k);
+            char label[64];
+            snprintf(label, sizeof(label), "%s  all", ws->w[w].name);
+            print_row(label, &k);
+        }
+        const char *wid = ws->n > 1 ? ws->w[1].id : ws->w[0].id;
+        printf("\n  segments over %s:\n", ws->n > 1 ? ws->w[1].name : ws->w[0].name);
+        for (int s = 0; s < kpi_gen_n_segments(); s++) {
+            struct kpi_values k;
+            read_kpis(v, wid, "segment", kpi_gen_segment_name(s), &k);
+            print_row(kpi_gen_segment_name(s), &k);
+        }
+        if (v->alerter) {
+            uint64_t ra, re;
+            char last[256];
+            kpi_alerter_counts(v->alerter, &ra, &re);
+            kpi_alerter_last(v->alerter, last, sizeof(last));
+            printf("\n  churn-spike alerts: %llu raised, %llu resolved  %s\n",
+                   (unsigned long long)ra, (unsigned long long)re, last);
+        }
+        printf("\n  (the youth segment's churn spikes about 75 s in; Ctrl-C stops)\n");
+        fflush(stdout);
+    }
+    return NULL;
+}
+
+/* ---- health ---- */
+
+struct health {
+    struct kpi_engine *e;
+    int64_t flush_ms;
+};
+
+static int healthy(void *opaque, char *why, size_t size)
+{
+    struct health *h = opaque;
+    struct kpi_engine_stats st;
+    kpi_engine_get_stats(h->e, &st);
+    if (st.fenced) {
+        snprintf(why, size, "fenced: another consumer owns a partition");
+        return 0;
+    }
+    if (st.backpressured) {
+        snprintf(why, size, "paused: the sink is failing (%llu errors)",
+                 (unsigned long long)st.flush_errors);
+        return 0;
+    }
+    int64_t age = kpi_now_ms() - st.last_flush_ok_ms;
+    if (st.last_flush_ok_ms && age > 3 * h->flush_ms + 5000) {
+        snprintf(why, size, "no successful flush for %lld ms", (long long)age);
+        return 0;
+    }
+    return 1;
+}
+
+static void metrics_extra(void *opaque, FILE *out)
+{
+    kpi_source_kafka_write_metrics(opaque, out);
+}
+
+int main(int argc, char **argv)
+{
+    struct opts o;
+    memset(&o, 0, sizeof(o));
+    int rc = parse_args(argc, argv, &o);
+    if (rc >= 0)
+        return rc;
+
+    struct kpi_config cfg;
+    kpi_config_defaults(&cfg);
+    char err[1024];
+    if (o.demo) {
+        /* Demo defaults; -X and a config file still win. */
+        kpi_config_set(&cfg, "kafka", "group.id", "kpistream-demo", NULL, 0);
+        kpi_config_set(&cfg, "alerts", "window", "1m/5s", NULL, 0);
+        kpi_config_set(&cfg, "alerts", "warmup", "6", NULL, 0);
+        kpi_config_set(&cfg, "engine", "lateness", "5s", NULL, 0);
+    }
+    if (o.config && kpi_config_load_file(&cfg, o.config, err, sizeof(err))) {
+        fprintf(stderr, "kpistream: %s\n", err);
+        return 2;
+    }
+    for (int i = 0; i < o.n_x; i++)
+        if (kpi_config_set_x(&cfg, o.xs[i], err, sizeof(err))) {
+            fprintf(stderr, "kpistream: %s\n", err);
+            return 2;
+        }
+    if (kpi_config_validate(&cfg, err, sizeof(err))) {
+        fprintf(stderr, "kpistream: %s\n", err);
+        return 2;
+    }
+    struct kpi_engine_conf ec;
+    kpi_config_engine_conf(&cfg, &ec);
+    struct kpi_engine *e = kpi_engine_new(&ec, err, sizeof(err));
+    if (!e) {
+        fprintf(stderr, "kpistream: %s\n", err);
+        return 2;
+    }
+    if (o.check) {
+        printf("kpistream: configuration ok\n");
+        kpi_engine_destroy(e);
+        return 0;
+    }
+
+    struct demo demo;
+    memset(&demo, 0, sizeof(demo));
+    if (o.demo && demo_start(&demo, err, sizeof(err))) {
+        fprintf(stderr, "kpistream: demo cluster: %s\n", err);
+        return 1;
+    }
+
+    /* The sink. */
+    struct kpi_sink sink = {NULL, NULL};
+    int use_redis = strcmp(cfg.sink, "redis") == 0;
+    if (use_redis && o.demo) {
+        redisContext *probe = kpi_redis_connect_url(cfg.redis_url, 1000, err, sizeof(err));
+        if (!probe) {
+            fprintf(stderr,
+                    "kpistream: no Redis answers at %s (%s).\n"
+                    "  Start one with:  bash scripts/services.sh up redis\n"
+                    "  The demo goes on with KPIs kept in memory and shown here only.\n",
+                    cfg.redis_url, err);
+            use_redis = 0;
+            sleep(3);
+        } else {
+            redisFree(probe);
+            demo_wipe_redis(cfg.redis_url, cfg.redis_prefix, cfg.group_id);
+        }
+    }
+    if (use_redis) {
+        struct kpi_redis_conf rcf;
+        kpi_redis_conf_defaults(&rcf);
+        rcf.url = cfg.redis_url;
+        rcf.prefix = cfg.redis_prefix;
+        rcf.group = cfg.group_id;
+        rcf.connect_timeout_ms = cfg.redis_timeout_ms;
+        rcf.stream_maxlen = cfg.redis_stream_maxlen;
+        sink = kpi_sink_redis_new(&rcf, err, sizeof(err));
+    } else {
+        sink = kpi_sink_stdout_new(o.demo ? NULL : stdout, 0, 5, err, sizeof(err));
+    }
+    if (!sink.ops) {
+        fprintf(stderr, "kpistream: sink: %s\n", err);
+        return 2;
+    }
+
+    /* The source. */
+    struct kpi_kafka_conf kc;
+    kpi_kafka_conf_defaults(&kc);
+    kc.brokers = o.demo ? demo.bootstraps : cfg.bootstrap_servers;
+    kc.topics = o.demo ? "events" : cfg.topics;
+    kc.group_id = cfg.group_id;
+    kc.dlq_topic = cfg.dead_letter_topic;
+    kc.exit_on_eof = o.exit_on_eof;
+    const char *props[KPI_CONF_MAX_PASSTHROUGH][2];
+    for (int i = 0; i < cfg.n_kafka_props; i++) {
+        props[i][0] = cfg.kafka_props[i][0];
+        props[i][1] = cfg.kafka_props[i][1];
+    }
+    kc.n_props = cfg.n_kafka_props;
+    kc.props = (const char *const(*)[2])props;
+    g_src = kpi_source_kafka_new(&kc, e, &sink, err, sizeof(err));
+    if (!g_src.ops) {
+        fprintf(stderr, "kpistream: %s\n", err);
+        return 2;
+    }
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    struct kpi_metrics *m = kpi_metrics_start(cfg.http_bind, (int)cfg.http_port, e, err,
+                                              sizeof(err));
+    if (!m && cfg.http_port) {
+        if (!o.demo) {
+            fprintf(stderr, "kpistream: %s\n", err);
+            return 1;
+        }
+        fprintf(stderr, "kpistream: %s (the demo goes on without it)\n", err);
+    }
+    struct health hl = {e, cfg.flush_interval_ms};
+    kpi_metrics_set_health(m, healthy, &hl);
+    kpi_metrics_set_extra(m, metrics_extra, g_src.self);
+
+    struct kpi_alerter *alerter = NULL;
+    if (cfg.alerts_enabled && use_redis) {
+        struct kpi_alerter_conf ac;
+        memset(&ac, 0, sizeof(ac));
+        ac.redis_url = cfg.redis_url;
+        ac.prefix = cfg.redis_prefix;
+        ac.group = cfg.group_id;
+        const struct kpi_windows *ws = kpi_engine_windows(e);
+        for (int i = 0; i < ws->n; i++)
+            if (strcmp(ws->w[i].name, cfg.alerts_window) == 0)
+                ac.window = ws->w[i].id;
+        ac.channel = cfg.alerts_channel;
+        ac.stream_maxlen = cfg.alerts_stream_maxlen;
+        ac.poll_ms = cfg.flush_interval_ms;
+        ac.timeout_ms = cfg.redis_timeout_ms;
+        kpi_config_alert_conf(&cfg, &ac.detector);
+        alerter = kpi_alerter_start(&ac, kpi_engine_dims(e), err, sizeof(err));
+    }
+
+    if (kpi_engine_start(e, err, sizeof(err))) {
+        fprintf(stderr, "kpistream: %s\n", err);
+        return 1;
+    }
+    struct view view;
+    memset(&view, 0, sizeof(view));
+    if (o.demo) {
+        view.e = e;
+        view.sink = &sink;
+        view.redis = use_redis;
+        view.alerter = alerter;
+        view.demo = &demo;
+        snprintf(view.tag, sizeof(view.tag), "%.60s:{%.300s}:", cfg.redis_prefix, cfg.group_id);
+        if (use_redis)
+            view.rc = kpi_redis_connect_url(cfg.redis_url, 2000, err, sizeof(err));
+        if (use_redis && !view.rc)
+            view.redis = 0;
+        pthread_create(&view.th, NULL, view_main, &view);
+    }
+    pthread_t timer;
+    int has_timer = 0;
+    if (o.duration > 0) {
+        /* --duration: a thread that requests the same stop as SIGTERM. */
+        struct timer_arg {
+            long secs;
+        };
+        static struct timer_arg ta;
+        ta.secs = o.duration;
+        void *timer_main(void *);
+        has_timer = pthread_create(&timer, NULL, timer_main, &ta) == 0;
+    }
+
+    rc = g_src.ops->run(g_src.self, err, sizeof(err));
+    atomic_store(&g_stop, 1);
+    /* The consumer goes before the demo's embedded cluster does. */
+    g_src.ops->destroy(g_src.self);
+    g_src.ops = NULL;
+    if (o.demo) {
+        atomic_store(&view.stop, 1);
+        pthread_join(view.th, NULL);
+        if (view.rc)
+            redisFree(view.rc);
+        demo_stop(&demo);
+    }
+    if (has_timer)
+        pthread_join(timer, NULL);
+    kpi_engine_stop(e);
+    kpi_alerter_stop(alerter);
+    kpi_metrics_stop(m);
+
+    struct kpi_engine_stats st;
+    kpi_engine_get_stats(e, &st);
+    uint64_t bad = 0;
+    for (int r = 1; r < KPI_BAD__COUNT; r++)
+        if (r != KPI_BAD_TOO_LATE)
+            bad += st.events.bad[r];
+    uint64_t late = st.events.bad[KPI_BAD_TOO_LATE];
+    printf("consumed: %llu events, bad: %llu, late: %llu, flushed: %llu\n",
+           (unsigned long long)(st.events.good + bad + late), (unsigned long long)bad,
+           (unsigned long long)late, (unsigned long long)st.flushed_events);
+    if (rc)
+        fprintf(stderr, "kpistream: %s\n", err);
+    kpi_sink_destroy(&sink);
+    kpi_engine_destroy(e);
+    return rc ? 1 : 0;
+}
+
+void *timer_main(void *arg)
+{
+    long secs = *(long *)arg;
+    for (long i = 0; i < secs * 10 && !atomic_load(&g_stop); i++) {
+        struct timespec ts = {0, 100000000};
+        nanosleep(&ts, NULL); /* --duration counts down in 100 ms steps */
+    }
+    on_signal(SIGTERM);
+    return NULL;
+}
