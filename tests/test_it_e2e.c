@@ -1,0 +1,298 @@
+/*
+ * End to end through the real program: generator -> Kafka (the broker of
+ * scripts/services.sh) -> build/kpistream -> a private redis-server.
+ *  - kill -9 mid-stream, start again: Redis holds exactly what was produced;
+ *  - SIGTERM after catching up: exit 0, exact totals, and /metrics scraped
+ *    during the run parses as Prometheus text with counters equal to the
+ *    events fed.
+ * The producer side keeps its own exact tally (kpi_gen_truth).
+ */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine.h"
+#include "kafka_util.h"
+#include "redis_server.h"
+
+static struct kpi_test_redis srv;
+static redisContext *rc;
+
+static void up(void)
+{
+    char err[256];
+    cr_assert_eq(kpi_test_redis_start(&srv, err, sizeof(err)), 0, "%s", err);
+    rc = kpi_test_redis_connect(&srv);
+    cr_assert(rc && !rc->err);
+}
+
+static void down(void)
+{
+    redisFree(rc);
+    kpi_test_redis_stop(&srv);
+}
+
+TestSuite(e2e, .init = up, .fini = down, .timeout = 400);
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void poll_pause(void)
+{
+    struct timespec ts = {0, 20000000}; /* polling interval, not synchronisation */
+    nanosleep(&ts, NULL);
+}
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t l = sizeof(a);
+    bind(fd, (struct sockaddr *)&a, sizeof(a));
+    getsockname(fd, (struct sockaddr *)&a, &l);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* Start build/kpistream with the test's settings; stdout to `out`. */
+static pid_t start_daemon(const char *topic, const char *group, int http_port, int exit_on_eof,
+                          const char *out)
+{
+    char x[6][256];
+    snprintf(x[0], sizeof(x[0]), "kafka.topics=%s", topic);
+    snprintf(x[1], sizeof(x[1]), "kafka.group.id=%s", group);
+    snprintf(x[2], sizeof(x[2]), "redis.url=redis://127.0.0.1:%d", srv.port);
+    snprintf(x[3], sizeof(x[3]), "http.port=%d", http_port);
+    snprintf(x[4], sizeof(x[4]), "kafka.bootstrap.servers=%s", kt_brokers());
+    snprintf(x[5], sizeof(x[5]), "engine.flush_interval=200ms");
+    pid_t pid = fork();
+    if (pid == 0) {
+        FILE *f = freopen(out, "w", stdout);
+        (void)f;
+        const char *argv[20];
+        int n = 0;
+        argv[n++] = "kpistream";
+        for (int i = 0; i < 6; i++) {
+            argv[n++] = "-X";
+            argv[n++] = x[i];
+        }
+        argv[n++] = "-X";
+        argv[n++] = "alerts.enabled=false";
+        if (exit_on_eof)
+            argv[n++] = "--exit-on-eof";
+        argv[n] = NULL;
+        execv(KPI_BINARY_DIR "/kpistream", (char *const *)argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+static int64_t stored_offsets(const char *group)
+{
+    redisReply *r = redisCommand(rc, "HVALS kpi:{%s}:offsets", group);
+    int64_t n = 0;
+    if (r && r->type == REDIS_REPLY_ARRAY)
+        for (size_t i = 0; i < r->elements; i++)
+            n += atoll(r->element[i]->str);
+    if (r)
+        freeReplyObject(r);
+    return n;
+}
+
+static int64_t kpi_field(const char *group, const char *field)
+{
+    redisReply *r = redisCommand(rc, "HGET kpi:{%s}:kpi:24h_1h:all:all %s", group, field);
+    int64_t v = r && r->type == REDIS_REPLY_STRING ? atoll(r->str) : -1;
+    if (r)
+        freeReplyObject(r);
+    return v;
+}
+
+static void wait_offsets(const char *group, int64_t n, int64_t timeout_ms)
+{
+    int64_t deadline = mono_ms() + timeout_ms;
+    while (stored_offsets(group) < n && mono_ms() < deadline)
+        poll_pause();
+}
+
+static int wait_exit(pid_t pid, int64_t timeout_ms)
+{
+    int64_t deadline = mono_ms() + timeout_ms;
+    int st;
+    while (mono_ms() < deadline) {
+        if (waitpid(pid, &st, WNOHANG) == pid)
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        poll_pause();
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &st, 0);
+    return -1;
+}
+
+static void produce(const char *prefix, char *topic, size_t tsize, char *group, size_t gsize,
+                    uint64_t n, double bad, struct kpi_gen_truth *truth)
+{
+    cr_assert_eq(kt_create_topic(topic, tsize, prefix, 8), 0,
+                 "is the broker up? (bash scripts/services.sh up)");
+    snprintf(group, gsize, "g-%s", topic);
+    struct kpi_gen_conf gc;
+    kpi_gen_conf_defaults(&gc);
+    gc.seed = (uint64_t)n + 99;
+    gc.bad_ratio = bad;
+    gc.start_ts_ms = (kpi_now_ms() / 3600000 - 1) * 3600000; /* within the 24h window */
+    gc.events_per_sec = 20000;
+    memset(truth, 0, sizeof(*truth));
+    cr_assert_eq(kt_produce(topic, &gc, n, truth), 0);
+}
+
+Test(e2e, sigkill_mid_stream_then_restart_leaves_exact_totals)
+{
+    char topic[128], group[160], out[256];
+    struct kpi_gen_truth truth;
+    const uint64_t N = 400000;
+    produce("e2e-kill", topic, sizeof(topic), group, sizeof(group), N, 0, &truth);
+    snprintf(out, sizeof(out), "/tmp/kpi-e2e-%d.out", (int)getpid());
+
+    pid_t pid = start_daemon(topic, group, 0, 0, out);
+    wait_offsets(group, (int64_t)N / 4, 120000);
+    int64_t before = stored_offsets(group);
+    cr_assert_gt(before, 0, "the first run flushed something before the kill");
+    cr_assert_lt(before, (int64_t)N, "and was killed mid-stream");
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+
+    pid = start_daemon(topic, group, 0, 1, out);
+    cr_assert_eq(wait_exit(pid, 240000), 0, "the restart ran to the end and exited 0");
+    cr_assert_eq(stored_offsets(group), (int64_t)N);
+    cr_assert_eq(kpi_field(group, "events"), (int64_t)truth.good,
+                 "Redis holds every event exactly once");
+    cr_assert_eq(kpi_field(group, "revenue"), truth.revenue);
+    cr_assert_eq(kpi_field(group, "churns"), (int64_t)truth.by_type[KPI_EV_CHURN]);
+    cr_assert_eq(kpi_field(group, "activations"), (int64_t)truth.by_type[KPI_EV_ACTIVATION]);
+    FILE *f = fopen(out, "r");
+    char line[256] = "", last[256] = "";
+    while (f && fgets(line, sizeof(line), f))
+        strcpy(last, line);
+    if (f)
+        fclose(f);
+    cr_assert(strncmp(last, "consumed: ", 10) == 0, "summary line: %s", last);
+    remove(out);
+}
+
+static char *http_get(int port, const char *path)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&a, sizeof(a))) {
+        close(fd);
+        return NULL;
+    }
+    char req[256];
+    int n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: x\r\n\r\n", path);
+    if (write(fd, req, (size_t)n) != n) {
+        close(fd);
+        return NULL;
+    }
+    size_t cap = 1 << 20, len = 0;
+    char *buf = malloc(cap);
+    ssize_t k;
+    while ((k = read(fd, buf + len, cap - len - 1)) > 0)
+        len += (size_t)k;
+    buf[len] = '\0';
+    close(fd);
+    return buf;
+}
+
+/* Sum of a metric family's samples; -1 if absent.  Also checks that every
+ * non-comment line is "name{labels} value" with a numeric value. */
+static double metric_sum(const char *text, const char *family, int *well_formed)
+{
+    const char *body = strstr(text, "\r\n\r\n");
+    body = body ? body + 4 : text;
+    double sum = -1;
+    char line[1024];
+    for (const char *p = body; *p;) {
+        size_t n = strcspn(p, "\n");
+        snprintf(line, sizeof(line), "%.*s", (int)n, p);
+        p += n + (p[n] == '\n');
+        if (!line[0] || line[0] == '#')
+            continue;
+        char *sp = strrchr(line, ' ');
+        char *end;
+        if (!sp || (strtod(sp + 1, &end), *end != '\0'))
+            *well_formed = 0;
+        size_t fl = strlen(family);
+        if (strncmp(line, family, fl) == 0 && (line[fl] == '{' || line[fl] == ' '))
+            sum = (sum < 0 ? 0 : sum) + strtod(sp + 1, NULL);
+    }
+    return sum;
+}
+
+Test(e2e, sigterm_exits_zero_with_exact_totals_and_metrics_match)
+{
+    char topic[128], group[160], out[256];
+    struct kpi_gen_truth truth;
+    const uint64_t N = 200000;
+    produce("e2e-term", topic, sizeof(topic), group, sizeof(group), N, 0.01, &truth);
+    snprintf(out, sizeof(out), "/tmp/kpi-e2e-term-%d.out", (int)getpid());
+    int port = free_port();
+    pid_t pid = start_daemon(topic, group, port, 0, out);
+    wait_offsets(group, (int64_t)N, 180000);
+    cr_assert_eq(stored_offsets(group), (int64_t)N, "caught up");
+
+    char *m = http_get(port, "/metrics");
+    cr_assert_not_null(m, "/metrics answers");
+    cr_assert(strstr(m, "200 OK"), "%.200s", m);
+    int ok = 1;
+    double good = metric_sum(m, "kpistream_events_total", &ok);
+    double bad = metric_sum(m, "kpistream_bad_events_total", &ok);
+    cr_assert(ok, "every sample line parses");
+    cr_assert_eq((uint64_t)good, truth.good);
+    cr_assert_eq((uint64_t)bad, truth.bad);
+    cr_assert_geq(metric_sum(m, "kpistream_flush_duration_seconds_count", &ok), 1);
+    free(m);
+    char *h = http_get(port, "/healthz");
+    cr_assert(h && strstr(h, "200 OK"), "healthy while consuming: %.200s", h ? h : "");
+    free(h);
+
+    kill(pid, SIGTERM);
+    cr_assert_eq(wait_exit(pid, 60000), 0, "SIGTERM: exit 0");
+    cr_assert_eq(kpi_field(group, "events"), (int64_t)truth.good);
+    cr_assert_eq(kpi_field(group, "revenue"), truth.revenue);
+    remove(out);
+}
+
+Test(e2e, bad_configuration_exits_2_and_names_the_key)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "%s/kpistream -X engine.flush_interval=soon 2>&1 | grep -q "
+             "engine.flush_interval; exit ${PIPESTATUS[0]}",
+             KPI_BINARY_DIR);
+    char full[700];
+    snprintf(full, sizeof(full), "bash -c '%s'", cmd);
+    int st = system(full);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 2, "status %d", st);
+    snprintf(full, sizeof(full), "%s/kpistream --config /nonexistent.ini >/dev/null 2>&1",
+             KPI_BINARY_DIR);
+    st = system(full);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 2);
+}
