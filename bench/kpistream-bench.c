@@ -195,19 +195,18 @@ static int run_engine(const struct corpus *c, int threads, int64_t flush_ms,
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: kpistream-bench core [--events N] [--threads T] [--subscribers S]\n"
-            "                            [--seed X] [--runs R] [--flush-ms F]\n"
-            "  Decode + aggregate N pre-encoded events on T worker threads with a concurrent\n"
-            "  flusher, against msgpack-c's plain unpack of the same buffers on one thread.\n"
-            "  Defaults: N=2000000 T=2 S=1000000 X=1 R=3 F=100.\n");
+    fprintf(out, "usage: kpistream-bench core [--events N] [--threads T] [--subscribers S]\n"
+                 "                            [--seed X] [--runs R] [--flush-ms F]\n"
+                 "  Decode + aggregate N pre-encoded events on T worker threads with a concurrent\n"
+                 "  flusher, against msgpack-c's plain unpack of the same buffers on one thread.\n"
+                 "  Defaults: N=2000000 T=2 S=1000000 X=1 R=3 F=100.\n");
 }
 
 int main(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "core") != 0) {
         usage(argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) ? stdout
-                                                                                     : stderr);
+                                                                                  : stderr);
         return argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) ? 0 : 2;
     }
     size_t n = 2000000;
@@ -230,17 +229,29 @@ int main(int argc, char **argv)
         int bad = optarg && (*end || v <= 0);
         switch (o) {
         case 'n': n = (size_t)v; break;
-        case 't': threads = (int)v; bad |= v > 64; break;
+        case 't':
+            threads = (int)v;
+            bad |= v > 64;
+            break;
         case 's': subs = (uint64_t)v; break;
         case 'x': seed = (uint64_t)v; break;
-        case 'r': runs = (int)v; bad |= v > 50; break;
+        case 'r':
+            runs = (int)v;
+            bad |= v > 50;
+            break;
         case 'f': flush_ms = v; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
         if (bad) {
             fprintf(stderr, "kpistream-bench: bad value '%s' for --%s\n", optarg,
-                    opts[o == 'n' ? 0 : o == 't' ? 1 : o == 's' ? 2 : o == 'x' ? 3 : o == 'r' ? 4 : 5].name);
+                    opts[o == 'n'   ? 0
+                         : o == 't' ? 1
+                         : o == 's' ? 2
+                         : o == 'x' ? 3
+                         : o == 'r' ? 4
+                                    : 5]
+                        .name);
             return 2;
         }
     }
@@ -249,9 +260,9 @@ int main(int argc, char **argv)
     double t0 = now_s();
     if (build_corpus(&c, n, subs, seed))
         return 1;
-    printf("corpus: %zu events, %zu bytes (%.1f bytes/event), %llu subscribers, encoded in %.2f s\n",
-           c.n, c.off[c.n], (double)c.off[c.n] / (double)c.n, (unsigned long long)subs,
-           now_s() - t0);
+    printf(
+        "corpus: %zu events, %zu bytes (%.1f bytes/event), %llu subscribers, encoded in %.2f s\n",
+        c.n, c.off[c.n], (double)c.off[c.n] / (double)c.n, (unsigned long long)subs, now_s() - t0);
 
     double base[50], eng[50], eng1[50];
     struct engine_result r = {0}, r1 = {0};

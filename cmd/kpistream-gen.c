@@ -105,12 +105,13 @@ int main(int argc, char **argv)
     rd_kafka_conf_set(conf, "batch.num.messages", "10000", err, sizeof(err));
     rd_kafka_conf_set(conf, "queue.buffering.max.messages", "1000000", err, sizeof(err));
     rd_kafka_conf_set(conf, "compression.codec", "lz4", err, sizeof(err));
-    static const struct option lo[] = {
-        {"brokers", 1, 0, 'b'},     {"topic", 1, 0, 't'},      {"events", 1, 0, 'n'},
-        {"rate", 1, 0, 'r'},        {"partitions", 1, 0, 'p'}, {"subscribers", 1, 0, 's'},
-        {"seed", 1, 0, 'x'},        {"bad-ratio", 1, 0, 'B'},  {"spike", 1, 0, 'S'},
-        {"truth", 1, 0, 'T'},       {"no-key", 0, 0, 'K'},     {"help", 0, 0, 'h'},
-        {"version", 0, 0, 'V'},     {0, 0, 0, 0}};
+    static const struct option lo[] = {{"brokers", 1, 0, 'b'},    {"topic", 1, 0, 't'},
+                                       {"events", 1, 0, 'n'},     {"rate", 1, 0, 'r'},
+                                       {"partitions", 1, 0, 'p'}, {"subscribers", 1, 0, 's'},
+                                       {"seed", 1, 0, 'x'},       {"bad-ratio", 1, 0, 'B'},
+                                       {"spike", 1, 0, 'S'},      {"truth", 1, 0, 'T'},
+                                       {"no-key", 0, 0, 'K'},     {"help", 0, 0, 'h'},
+                                       {"version", 0, 0, 'V'},    {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "b:t:X:hV", lo, NULL)) != -1) {
         char *end = NULL;

@@ -50,31 +50,30 @@ static void on_signal(int sig)
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: kpistream --config FILE [-X section.key=value]... [--exit-on-eof]\n"
-            "       kpistream --demo [--duration SECONDS] [-X section.key=value]...\n"
-            "       kpistream --check-config [--config FILE] [-X ...]\n"
-            "\n"
-            "Consumes subscriber events from Kafka, keeps rolling windows of churn rate,\n"
-            "ARPU and NPS per region, plan and segment, and writes them to Redis exactly\n"
-            "once.\n"
-            "\n"
-            "  -c, --config FILE     INI configuration file (keys below)\n"
-            "  -X section.key=value  set a key; wins over the file; any kafka.* key that is\n"
-            "                        not listed below goes to librdkafka untouched\n"
-            "      --check-config    validate the configuration and exit (0 ok, 2 bad)\n"
-            "      --exit-on-eof     stop once every partition reached the end offset it had\n"
-            "                        when assigned; prints a summary line\n"
-            "      --demo            zero-setup demo: embedded mock Kafka cluster, built-in\n"
-            "                        traffic with a churn spike, live view every second\n"
-            "      --duration SECS   stop after this many seconds (with --demo)\n"
-            "      --help-config     print the configuration reference as Markdown\n"
-            "  -h, --help            this text\n"
-            "  -V, --version         version\n"
-            "\n"
-            "Exit codes: 0 clean stop, 1 runtime failure, 2 bad usage or configuration.\n"
-            "\n"
-            "Configuration keys:\n");
+    fprintf(out, "usage: kpistream --config FILE [-X section.key=value]... [--exit-on-eof]\n"
+                 "       kpistream --demo [--duration SECONDS] [-X section.key=value]...\n"
+                 "       kpistream --check-config [--config FILE] [-X ...]\n"
+                 "\n"
+                 "Consumes subscriber events from Kafka, keeps rolling windows of churn rate,\n"
+                 "ARPU and NPS per region, plan and segment, and writes them to Redis exactly\n"
+                 "once.\n"
+                 "\n"
+                 "  -c, --config FILE     INI configuration file (keys below)\n"
+                 "  -X section.key=value  set a key; wins over the file; any kafka.* key that is\n"
+                 "                        not listed below goes to librdkafka untouched\n"
+                 "      --check-config    validate the configuration and exit (0 ok, 2 bad)\n"
+                 "      --exit-on-eof     stop once every partition reached the end offset it had\n"
+                 "                        when assigned; prints a summary line\n"
+                 "      --demo            zero-setup demo: embedded mock Kafka cluster, built-in\n"
+                 "                        traffic with a churn spike, live view every second\n"
+                 "      --duration SECS   stop after this many seconds (with --demo)\n"
+                 "      --help-config     print the configuration reference as Markdown\n"
+                 "  -h, --help            this text\n"
+                 "  -V, --version         version\n"
+                 "\n"
+                 "Exit codes: 0 clean stop, 1 runtime failure, 2 bad usage or configuration.\n"
+                 "\n"
+                 "Configuration keys:\n");
     kpi_config_print_reference(out, 0);
 }
 
@@ -115,8 +114,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
             char *end;
             o->duration = strtol(optarg, &end, 10);
             if (*end || o->duration <= 0) {
-                fprintf(stderr, "kpistream: --duration: '%s' is not a positive number of "
-                                "seconds\n",
+                fprintf(stderr,
+                        "kpistream: --duration: '%s' is not a positive number of "
+                        "seconds\n",
                         optarg);
                 return 2;
             }
@@ -224,8 +224,8 @@ static void demo_wipe_redis(const char *url, const char *prefix, const char *gro
         return;
     char cursor[32] = "0";
     do {
-        redisReply *r = redisCommand(c, "SCAN %s MATCH %s:{%s}:* COUNT 1000", cursor, prefix,
-                                     group);
+        redisReply *r =
+            redisCommand(c, "SCAN %s MATCH %s:{%s}:* COUNT 1000", cursor, prefix, group);
         if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
             if (r)
                 freeReplyObject(r);
@@ -262,8 +262,9 @@ static int read_kpis(struct view *v, const char *wid, const char *set, const cha
     memset(out, 0, sizeof(*out));
     if (!v->redis)
         return kpi_sink_stdout_query(v->sink, wid, set, value, out, NULL, NULL);
-    redisReply *r = redisCommand(v->rc, "HMGET %skpi:%s:%s:%s events active churn_rate arpu "
-                                        "nps_network revenue",
+    redisReply *r = redisCommand(v->rc,
+                                 "HMGET %skpi:%s:%s:%s events active churn_rate arpu "
+                                 "nps_network revenue",
                                  v->tag, wid, set, value);
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 6) {
         if (r)
@@ -324,10 +325,10 @@ static void *view_main(void *arg)
         printf("kpistream demo  |  %.0f events/s  |  %llu events, %llu bad, %llu late  |  "
                "%llu flushes to %s\n",
                rate, (unsigned long long)st.events.good, (unsigned long long)bad,
-               (unsigned long long)st.events.bad[KPI_BAD_TOO_LATE],
-               (unsigned long long)st.flushes, v->redis ? "Redis" : "memory (no Redis)");
-        printf("\n  %-24s %10s %9s %8s %9s %7s\n", "window / value", "events", "active",
-               "churn", "ARPU", "NPS");
+               (unsigned long long)st.events.bad[KPI_BAD_TOO_LATE], (unsigned long long)st.flushes,
+               v->redis ? "Redis" : "memory (no Redis)");
+        printf("\n  %-24s %10s %9s %8s %9s %7s\n", "window / value", "events", "active", "churn",
+               "ARPU", "NPS");
         for (int w = 0; w < ws->n; w++) {
             struct kpi_values k;
             read_kpis(v, ws->w[w].id, "all", "all", &k);
@@ -504,8 +505,8 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    struct kpi_metrics *m = kpi_metrics_start(cfg.http_bind, (int)cfg.http_port, e, err,
-                                              sizeof(err));
+    struct kpi_metrics *m =
+        kpi_metrics_start(cfg.http_bind, (int)cfg.http_port, e, err, sizeof(err));
     if (!m && cfg.http_port) {
         if (!o.demo) {
             fprintf(stderr, "kpistream: %s\n", err);

@@ -33,7 +33,7 @@ struct kpi_agg {
     uint32_t mask;
     uint32_t n;
     uint32_t cap;
-    uint32_t n_touched;         /* cells ever initialised (their sketches may hold memory) */
+    uint32_t n_touched; /* cells ever initialised (their sketches may hold memory) */
 };
 
 int kpi_agg_init(struct kpi_agg *a, uint32_t cap);

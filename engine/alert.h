@@ -28,12 +28,12 @@
 #include <stdint.h>
 
 struct kpi_alert_conf {
-    double alpha;      /* EWMA weight of a new observation, 0 < alpha <= 1 */
-    double raise_k;    /* deviations above the baseline that raise */
-    double resolve_k;  /* deviations above the baseline at or below which it resolves */
-    double floor_rate; /* absolute floor: never raise below this churn rate */
-    double rel_floor;  /* the deviation scale is at least rel_floor * mean ... */
-    double abs_floor;  /* ... and at least abs_floor */
+    double alpha;        /* EWMA weight of a new observation, 0 < alpha <= 1 */
+    double raise_k;      /* deviations above the baseline that raise */
+    double resolve_k;    /* deviations above the baseline at or below which it resolves */
+    double floor_rate;   /* absolute floor: never raise below this churn rate */
+    double rel_floor;    /* the deviation scale is at least rel_floor * mean ... */
+    double abs_floor;    /* ... and at least abs_floor */
     uint64_t min_active; /* minimum sample size (active subscribers) */
     int warmup;          /* observations before the baseline is trusted */
 };
@@ -45,7 +45,7 @@ int kpi_alert_conf_check(const struct kpi_alert_conf *c, char *errstr, size_t er
 struct kpi_alert_state {
     double mean;
     double var;
-    int n;      /* observations in the baseline */
+    int n; /* observations in the baseline */
     int raised;
 };
 
@@ -62,7 +62,6 @@ struct kpi_alert_info {
 /* Observe one closed bucket's window churn rate.  Returns whether the alert
  * changed state; *info is filled either way. */
 enum kpi_alert_change kpi_alert_observe(const struct kpi_alert_conf *c, struct kpi_alert_state *s,
-                                        double rate, uint64_t active,
-                                        struct kpi_alert_info *info);
+                                        double rate, uint64_t active, struct kpi_alert_info *info);
 
 #endif

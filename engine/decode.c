@@ -19,7 +19,7 @@
 #include "hash.h"
 
 #define MAX_DEPTH 32
-#define HLL_SEED 0xadc83b19ULL /* Redis's HyperLogLog hash seed (hll.h) */
+#define HLL_SEED  0xadc83b19ULL /* Redis's HyperLogLog hash seed (hll.h) */
 
 static const char *const reason_names[KPI_BAD__COUNT] = {
     [KPI_BAD_NONE] = "none",
@@ -62,7 +62,7 @@ const char *kpi_bad_reason_name(enum kpi_bad_reason r)
 }
 
 /* The keys the contract knows; dimension keys come from the configuration. */
-static const char *const reserved[] = {"type",   "ts",    "sub",    "amount", "bytes",
+static const char *const reserved[] = {"type",    "ts",    "sub",    "amount", "bytes",
                                        "seconds", "score", "survey", "reason"};
 
 int kpi_decoder_init(struct kpi_decoder *d, const char *const *dim_names, int n_dims,
@@ -104,11 +104,11 @@ enum vkind { V_UINT, V_NINT, V_FLOAT, V_STR, V_BIN, V_NIL, V_BOOL, V_MAP, V_ARRA
 
 struct val {
     enum vkind k;
-    uint64_t u;     /* V_UINT */
-    int64_t i;      /* V_NINT */
-    double f;       /* V_FLOAT */
-    const char *s;  /* V_STR */
-    uint32_t len;   /* V_STR length; V_MAP / V_ARRAY element count */
+    uint64_t u;    /* V_UINT */
+    int64_t i;     /* V_NINT */
+    double f;      /* V_FLOAT */
+    const char *s; /* V_STR */
+    uint32_t len;  /* V_STR length; V_MAP / V_ARRAY element count */
 };
 
 static inline uint64_t be(const uint8_t *p, int n)
@@ -161,7 +161,10 @@ static enum kpi_bad_reason read_val(struct rd *r, struct val *v)
     case 0xc0: v->k = V_NIL; return KPI_BAD_NONE;
     case 0xc1: return KPI_BAD_MALFORMED;
     case 0xc2:
-    case 0xc3: v->k = V_BOOL; v->u = b & 1; return KPI_BAD_NONE;
+    case 0xc3:
+        v->k = V_BOOL;
+        v->u = b & 1;
+        return KPI_BAD_NONE;
     case 0xc4:
     case 0xc5:
     case 0xc6: {

@@ -17,38 +17,38 @@
 
 enum kpi_bad_reason {
     KPI_BAD_NONE = 0,
-    KPI_BAD_EMPTY,              /* zero-length message */
-    KPI_BAD_NOT_MAP,            /* top-level value is not a map */
-    KPI_BAD_TRUNCATED,          /* message ends inside a value */
-    KPI_BAD_MALFORMED,          /* invalid msgpack (reserved byte 0xc1, ...) */
-    KPI_BAD_TRAILING_BYTES,     /* bytes after the top-level map */
-    KPI_BAD_KEY_NOT_STRING,     /* a map key is not a string */
-    KPI_BAD_DUPLICATE_KEY,      /* a known key appears twice */
-    KPI_BAD_TOO_DEEP,           /* nesting deeper than the decoder follows */
-    KPI_BAD_NESTED_VALUE,       /* map/array where a known key needs a scalar */
-    KPI_BAD_OVERSIZED_STRING,   /* a string longer than the configured limit */
+    KPI_BAD_EMPTY,            /* zero-length message */
+    KPI_BAD_NOT_MAP,          /* top-level value is not a map */
+    KPI_BAD_TRUNCATED,        /* message ends inside a value */
+    KPI_BAD_MALFORMED,        /* invalid msgpack (reserved byte 0xc1, ...) */
+    KPI_BAD_TRAILING_BYTES,   /* bytes after the top-level map */
+    KPI_BAD_KEY_NOT_STRING,   /* a map key is not a string */
+    KPI_BAD_DUPLICATE_KEY,    /* a known key appears twice */
+    KPI_BAD_TOO_DEEP,         /* nesting deeper than the decoder follows */
+    KPI_BAD_NESTED_VALUE,     /* map/array where a known key needs a scalar */
+    KPI_BAD_OVERSIZED_STRING, /* a string longer than the configured limit */
     KPI_BAD_MISSING_TYPE,
     KPI_BAD_TYPE_NOT_STRING,
     KPI_BAD_UNKNOWN_TYPE,
     KPI_BAD_MISSING_TS,
     KPI_BAD_TS_NOT_UINT,
-    KPI_BAD_TS_IN_FUTURE,       /* beyond the configured clock skew */
+    KPI_BAD_TS_IN_FUTURE, /* beyond the configured clock skew */
     KPI_BAD_MISSING_SUB,
-    KPI_BAD_SUB_WRONG_TYPE,     /* not a uint or str, or an empty str */
-    KPI_BAD_DIM_NOT_STRING,     /* a configured dimension key is not a str */
+    KPI_BAD_SUB_WRONG_TYPE, /* not a uint or str, or an empty str */
+    KPI_BAD_DIM_NOT_STRING, /* a configured dimension key is not a str */
     KPI_BAD_AMOUNT_NOT_NUMBER,
     KPI_BAD_AMOUNT_NEGATIVE,
-    KPI_BAD_AMOUNT_NOT_FINITE,  /* NaN or infinity */
-    KPI_BAD_AMOUNT_OUT_OF_RANGE,/* does not fit int64 micro-units */
-    KPI_BAD_VOLUME_NOT_UINT,    /* bytes / seconds */
-    KPI_BAD_MISSING_SCORE,      /* nps without score */
+    KPI_BAD_AMOUNT_NOT_FINITE,   /* NaN or infinity */
+    KPI_BAD_AMOUNT_OUT_OF_RANGE, /* does not fit int64 micro-units */
+    KPI_BAD_VOLUME_NOT_UINT,     /* bytes / seconds */
+    KPI_BAD_MISSING_SCORE,       /* nps without score */
     KPI_BAD_SCORE_NOT_UINT,
     KPI_BAD_SCORE_OUT_OF_RANGE, /* not in 0..10 */
     KPI_BAD_SURVEY_NOT_STRING,
-    KPI_BAD_UNKNOWN_SURVEY,     /* not "network" or "brand" */
+    KPI_BAD_UNKNOWN_SURVEY, /* not "network" or "brand" */
     KPI_BAD_REASON_NOT_STRING,
-    KPI_BAD_TOO_LATE,           /* not a decoder reason: the watermark passed
-                                   the event's bucket (window.h) */
+    KPI_BAD_TOO_LATE, /* not a decoder reason: the watermark passed
+                         the event's bucket (window.h) */
     KPI_BAD__COUNT
 };
 
@@ -59,22 +59,20 @@ struct kpi_decoder {
     int n_dims;
     const char *dim_names[KPI_MAX_DIMS]; /* not owned; must outlive the decoder */
     uint32_t dim_name_lens[KPI_MAX_DIMS];
-    int64_t max_skew_ms;   /* ts may be at most now + max_skew_ms */
-    uint32_t max_str_len;  /* longest accepted string value, in bytes */
+    int64_t max_skew_ms;  /* ts may be at most now + max_skew_ms */
+    uint32_t max_str_len; /* longest accepted string value, in bytes */
 };
 
 /* Configure a decoder.  dim_names: the keys that are dimensions, in dimension
  * index order (event.dims[i] holds dim_names[i]'s value).  0 or KPI_ERR_INVAL
  * (too many dims, a dim named like a reserved key, duplicate names). */
-int kpi_decoder_init(struct kpi_decoder *d, const char *const *dim_names,
-                     int n_dims, int64_t max_skew_ms, uint32_t max_str_len,
-                     char *errstr, size_t errstr_size);
+int kpi_decoder_init(struct kpi_decoder *d, const char *const *dim_names, int n_dims,
+                     int64_t max_skew_ms, uint32_t max_str_len, char *errstr, size_t errstr_size);
 
 /* Decode one message.  now_ms is the wall clock used for the skew check.
  * Returns KPI_BAD_NONE and fills *ev, or the reason the message is bad (then
  * *ev is unspecified).  Thread-safe: the decoder is read-only. */
-enum kpi_bad_reason kpi_decode(const struct kpi_decoder *d, const void *msg,
-                               size_t len, int64_t now_ms,
-                               struct kpi_event *ev);
+enum kpi_bad_reason kpi_decode(const struct kpi_decoder *d, const void *msg, size_t len,
+                               int64_t now_ms, struct kpi_event *ev);
 
 #endif

@@ -25,8 +25,8 @@ static int find_dim(const struct kpi_dims *d, const char *name, size_t len)
 
 static int valid_name_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '-' || c == '.';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-' || c == '.';
 }
 
 static int parse_dims(struct kpi_dims *d, const char *csv, char *errstr, size_t errsz)
@@ -165,8 +165,8 @@ uint32_t kpi_dims_value_id(struct kpi_dims *d, int set, const struct kpi_event *
         memcpy(key + n, s, len);
         n += len;
     }
-    uint32_t id = kpi_intern_get(&d->intern[set], key, (uint32_t)n,
-                                 kpi_murmur64a(key, n, INTERN_SEED));
+    uint32_t id =
+        kpi_intern_get(&d->intern[set], key, (uint32_t)n, kpi_murmur64a(key, n, INTERN_SEED));
     return id; /* KPI_INTERN_FULL == KPI_VALUE_OTHER */
 }
 

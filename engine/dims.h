@@ -18,18 +18,18 @@
 #include "event.h"
 #include "intern.h"
 
-#define KPI_MAX_SETS 16
+#define KPI_MAX_SETS     16
 #define KPI_DIM_NAME_MAX 32
 #define KPI_SET_NAME_MAX (KPI_MAX_DIMS * (KPI_DIM_NAME_MAX + 1))
-#define KPI_VALUE_OTHER 0u  /* "__other__": folded past the cardinality limit */
-#define KPI_VALUE_ALL 1u    /* the one value of set 0 */
-#define KPI_OTHER_LABEL "__other__"
-#define KPI_NONE_LABEL "__none__"
+#define KPI_VALUE_OTHER  0u /* "__other__": folded past the cardinality limit */
+#define KPI_VALUE_ALL    1u /* the one value of set 0 */
+#define KPI_OTHER_LABEL  "__other__"
+#define KPI_NONE_LABEL   "__none__"
 
 struct kpi_grouping_set {
     char name[KPI_SET_NAME_MAX]; /* "all", "region", "region+plan" */
     int n_dims;
-    uint8_t dims[KPI_MAX_DIMS];  /* dimension indexes, in the order named */
+    uint8_t dims[KPI_MAX_DIMS]; /* dimension indexes, in the order named */
 };
 
 struct kpi_dims {
@@ -38,17 +38,17 @@ struct kpi_dims {
     const char *dim_name_ptrs[KPI_MAX_DIMS]; /* for kpi_decoder_init */
     int n_sets;                              /* including set 0, "all" */
     struct kpi_grouping_set sets[KPI_MAX_SETS];
-    uint32_t card_limit;                     /* per set */
-    uint32_t max_value_len;                  /* longest joined value */
-    struct kpi_intern intern[KPI_MAX_SETS];  /* intern[0] unused */
+    uint32_t card_limit;                    /* per set */
+    uint32_t max_value_len;                 /* longest joined value */
+    struct kpi_intern intern[KPI_MAX_SETS]; /* intern[0] unused */
 };
 
 /* dims_csv: "region,plan,segment"; sets: grouping sets separated by ',' or
  * ';', dimensions joined by '+': "region,region+plan,segment" ("all" may be
  * listed; it is always present).  max_str_len bounds one dimension value.
  * 0, or KPI_ERR_INVAL / KPI_ERR_NOMEM with a message naming the bad part. */
-int kpi_dims_init(struct kpi_dims *d, const char *dims_csv, const char *sets,
-                  uint32_t card_limit, uint32_t max_str_len, char *errstr, size_t errstr_size);
+int kpi_dims_init(struct kpi_dims *d, const char *dims_csv, const char *sets, uint32_t card_limit,
+                  uint32_t max_str_len, char *errstr, size_t errstr_size);
 void kpi_dims_fini(struct kpi_dims *d);
 
 /* The id of ev's value in grouping set `set` (1 <= set < n_sets); set 0 is

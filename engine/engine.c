@@ -69,13 +69,12 @@ struct kpi_engine *kpi_engine_new(const struct kpi_engine_conf *conf, char *errs
     e->applied_watermark = INT64_MIN;
 
     if (conf->n_workers < 1 || conf->n_workers > 256) {
-        kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "workers must be 1..256, not %d",
-                   conf->n_workers);
+        kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "workers must be 1..256, not %d", conf->n_workers);
         goto fail;
     }
     if (conf->flush_interval_ms < 1 || conf->max_cells < 64 || conf->retry_min_ms < 1 ||
-        conf->retry_max_ms < conf->retry_min_ms || conf->max_skew_ms < 0 ||
-        conf->max_str_len < 1 || conf->max_str_len > 65535) {
+        conf->retry_max_ms < conf->retry_min_ms || conf->max_skew_ms < 0 || conf->max_str_len < 1 ||
+        conf->max_str_len > 65535) {
         kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "engine settings out of range");
         goto fail;
     }
@@ -378,8 +377,8 @@ static inline void consume_offset(struct kpi_worker *w, struct kpi_worker_input 
     }
 }
 
-static enum kpi_bad_reason add_event(struct kpi_worker *w, struct kpi_worker_input *wi,
-                                     int input, int64_t offset, const struct kpi_event *ev)
+static enum kpi_bad_reason add_event(struct kpi_worker *w, struct kpi_worker_input *wi, int input,
+                                     int64_t offset, const struct kpi_event *ev)
 {
     struct kpi_engine *e = w->e;
     if (kpi_windows_is_late(&e->windows, ev->ts_ms, w->watermark)) {

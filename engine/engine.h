@@ -32,18 +32,18 @@
 #define KPI_TOPIC_MAX 250
 
 struct kpi_engine_conf {
-    const char *dims;          /* dimension fields, "region,plan,segment" */
-    const char *sets;          /* grouping sets, "region,region+plan,segment" */
-    uint32_t card_limit;       /* values per grouping set before __other__ */
-    const char *windows;       /* "1m/5s,1h/1m,24h/1h" */
-    int64_t lateness_ms;       /* allowed lateness behind the max event time */
-    int64_t max_skew_ms;       /* how far in the future an event time may be */
-    uint32_t max_str_len;      /* longest accepted string value */
+    const char *dims;     /* dimension fields, "region,plan,segment" */
+    const char *sets;     /* grouping sets, "region,region+plan,segment" */
+    uint32_t card_limit;  /* values per grouping set before __other__ */
+    const char *windows;  /* "1m/5s,1h/1m,24h/1h" */
+    int64_t lateness_ms;  /* allowed lateness behind the max event time */
+    int64_t max_skew_ms;  /* how far in the future an event time may be */
+    uint32_t max_str_len; /* longest accepted string value */
     int n_workers;
     int64_t flush_interval_ms;
-    uint32_t max_cells;        /* per shard buffer: bucket x value cells between flushes */
-    int64_t retry_min_ms;      /* sink retry backoff: first wait ... */
-    int64_t retry_max_ms;      /* ... doubling up to this */
+    uint32_t max_cells;   /* per shard buffer: bucket x value cells between flushes */
+    int64_t retry_min_ms; /* sink retry backoff: first wait ... */
+    int64_t retry_max_ms; /* ... doubling up to this */
 };
 
 void kpi_engine_conf_defaults(struct kpi_engine_conf *c);
@@ -59,14 +59,14 @@ struct kpi_offset_range {
 };
 
 struct kpi_delta {
-    uint64_t seq;                        /* 1, 2, ... per engine */
+    uint64_t seq; /* 1, 2, ... per engine */
     const struct kpi_dims *dims;
     const struct kpi_windows *windows;
-    const struct kpi_agg *cells;         /* base-bucket cells */
+    const struct kpi_agg *cells; /* base-bucket cells */
     const struct kpi_offset_range *ranges;
     size_t n_ranges;
-    int64_t watermark;                   /* INT64_MIN while unknown */
-    int64_t prev_watermark;              /* watermark of the last applied delta */
+    int64_t watermark;      /* INT64_MIN while unknown */
+    int64_t prev_watermark; /* watermark of the last applied delta */
 };
 
 /* What the flusher calls.  Return 0 when the delta is durably applied (or
@@ -79,15 +79,15 @@ struct kpi_flush_target {
 };
 
 struct kpi_engine_stats {
-    struct kpi_shard_stats events;  /* totals over all workers */
-    uint64_t flushes;               /* deltas applied */
-    uint64_t flushed_events;        /* valid events in applied deltas */
-    int64_t last_flush_ok_ms;       /* wall clock of the last applied delta, 0 if none */
-    uint64_t flush_errors;          /* failed attempts */
+    struct kpi_shard_stats events; /* totals over all workers */
+    uint64_t flushes;              /* deltas applied */
+    uint64_t flushed_events;       /* valid events in applied deltas */
+    int64_t last_flush_ok_ms;      /* wall clock of the last applied delta, 0 if none */
+    uint64_t flush_errors;         /* failed attempts */
     uint64_t flush_lat_us_sum;
-    uint64_t flush_lat_hist[16];    /* attempts by latency: < 1ms * 2^i (last: the rest) */
+    uint64_t flush_lat_hist[16]; /* attempts by latency: < 1ms * 2^i (last: the rest) */
     uint64_t pending_cells;
-    size_t state_bytes;             /* aggregation memory of shards + pending */
+    size_t state_bytes; /* aggregation memory of shards + pending */
     int64_t watermark;
     int backpressured;
     int fenced;
@@ -149,8 +149,7 @@ struct kpi_worker *kpi_engine_worker(struct kpi_engine *e, int idx);
  * Events of a revoked input are dropped and return KPI_BAD_NONE with
  * *dropped = 1 when dropped is non-NULL. */
 enum kpi_bad_reason kpi_worker_process(struct kpi_worker *w, int input, int64_t offset,
-                                       const void *msg, size_t len, int64_t now_ms,
-                                       int *dropped);
+                                       const void *msg, size_t len, int64_t now_ms, int *dropped);
 /* Same, for an already decoded event. */
 enum kpi_bad_reason kpi_worker_add(struct kpi_worker *w, int input, int64_t offset,
                                    const struct kpi_event *ev);

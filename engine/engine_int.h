@@ -81,7 +81,7 @@ struct kpi_engine {
 
     /* Flusher control plane: never touched on the per-event path. */
     pthread_mutex_t mu;
-    pthread_cond_t cv;      /* flusher waits for work, callers for cycles */
+    pthread_cond_t cv; /* flusher waits for work, callers for cycles */
     pthread_t thread;
     int running;
     int stopping;
@@ -90,7 +90,7 @@ struct kpi_engine {
     uint64_t last_ok_cycle;
     int last_err;
     char last_errstr[256];
-    uint64_t wanted_cycle;   /* a flush_sync caller needs this cycle */
+    uint64_t wanted_cycle; /* a flush_sync caller needs this cycle */
 
     /* Flusher-owned state (the flusher thread, or a caller holding mu while
      * the flusher is not running). */

@@ -13,13 +13,13 @@
 
 enum kpi_err {
     KPI_OK = 0,
-    KPI_ERR_INVAL = -1,     /* bad argument or configuration value */
-    KPI_ERR_NOMEM = -2,     /* allocation failed */
-    KPI_ERR_FULL = -3,      /* a bounded structure is full */
-    KPI_ERR_IO = -4,        /* a remote system failed (network, Redis, Kafka) */
-    KPI_ERR_CONFLICT = -5,  /* fenced: another writer owns what we tried to write */
-    KPI_ERR_PARSE = -6,     /* malformed external data */
-    KPI_ERR_STATE = -7,     /* called in the wrong state */
+    KPI_ERR_INVAL = -1,    /* bad argument or configuration value */
+    KPI_ERR_NOMEM = -2,    /* allocation failed */
+    KPI_ERR_FULL = -3,     /* a bounded structure is full */
+    KPI_ERR_IO = -4,       /* a remote system failed (network, Redis, Kafka) */
+    KPI_ERR_CONFLICT = -5, /* fenced: another writer owns what we tried to write */
+    KPI_ERR_PARSE = -6,    /* malformed external data */
+    KPI_ERR_STATE = -7,    /* called in the wrong state */
 };
 
 /* Stable lower-case name of an error code ("inval", "nomem", ...). */

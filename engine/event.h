@@ -12,7 +12,7 @@
 
 #include <stdint.h>
 
-#define KPI_MAX_DIMS 8          /* dimension fields an engine can be configured with */
+#define KPI_MAX_DIMS        8   /* dimension fields an engine can be configured with */
 #define KPI_MAX_STR_DEFAULT 128 /* default limit on any string value, in bytes */
 
 enum kpi_event_type {
@@ -37,17 +37,17 @@ struct kpi_strref {
 
 struct kpi_event {
     enum kpi_event_type type;
-    int64_t ts_ms;          /* event time, ms since the Unix epoch */
-    uint64_t sub_hash;      /* kpi_hll_hash() of the canonical subscriber id:
-                               its decimal digits for a uint, its bytes for a str */
-    int64_t amount_micros;  /* usage: revenue in micro-units (0 when absent) */
-    uint64_t bytes;         /* usage: optional volume (0 when absent) */
-    uint64_t seconds;       /* usage: optional volume (0 when absent) */
-    uint8_t score;          /* nps: 0..10 */
-    uint8_t survey;         /* nps: enum kpi_survey */
-    struct kpi_strref reason;                /* churn: optional */
-    struct kpi_strref dims[KPI_MAX_DIMS];    /* by configured dimension index;
-                                                ptr == NULL when the key is absent */
+    int64_t ts_ms;                        /* event time, ms since the Unix epoch */
+    uint64_t sub_hash;                    /* kpi_hll_hash() of the canonical subscriber id:
+                                             its decimal digits for a uint, its bytes for a str */
+    int64_t amount_micros;                /* usage: revenue in micro-units (0 when absent) */
+    uint64_t bytes;                       /* usage: optional volume (0 when absent) */
+    uint64_t seconds;                     /* usage: optional volume (0 when absent) */
+    uint8_t score;                        /* nps: 0..10 */
+    uint8_t survey;                       /* nps: enum kpi_survey */
+    struct kpi_strref reason;             /* churn: optional */
+    struct kpi_strref dims[KPI_MAX_DIMS]; /* by configured dimension index;
+                                             ptr == NULL when the key is absent */
 };
 
 /* Stable lower-case name of an event type ("usage", ...). */

@@ -42,11 +42,11 @@
 
 #include "err.h"
 
-#define HDR 16
+#define HDR         16
 #define DENSE_BYTES ((KPI_HLL_REGISTERS * 6 + 7) / 8)
-#define Q (64 - KPI_HLL_P)
-#define TAB_MIN 16
-#define TAB_MAX 512 /* entries; past 3/4 of this the sketch turns dense */
+#define Q           (64 - KPI_HLL_P)
+#define TAB_MIN     16
+#define TAB_MAX     512 /* entries; past 3/4 of this the sketch turns dense */
 
 static inline uint32_t reg_index(uint64_t hash)
 {

@@ -13,8 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define KPI_HLL_P 14
-#define KPI_HLL_REGISTERS (1u << KPI_HLL_P)       /* 16384 */
+#define KPI_HLL_P          14
+#define KPI_HLL_REGISTERS  (1u << KPI_HLL_P)                      /* 16384 */
 #define KPI_HLL_DENSE_SIZE (16 + (KPI_HLL_REGISTERS * 6 + 7) / 8) /* 12304 */
 
 #include "hash.h"
@@ -30,9 +30,9 @@ static inline uint64_t kpi_hll_hash(const void *data, size_t len)
 /* The sketch.  Public so it can be embedded in aggregation cells; its fields
  * are private to hll.c.  (Defined by the HLL implementation.) */
 struct kpi_hll {
-    uint8_t *regs;  /* dense: one byte per register, KPI_HLL_REGISTERS of them; or NULL */
-    uint32_t *tab;  /* sparse: open-addressing set of (index << 8 | rank); or NULL */
-    uint32_t nz;    /* registers that are not zero */
+    uint8_t *regs; /* dense: one byte per register, KPI_HLL_REGISTERS of them; or NULL */
+    uint32_t *tab; /* sparse: open-addressing set of (index << 8 | rank); or NULL */
+    uint32_t nz;   /* registers that are not zero */
     uint16_t tab_cap;
     uint8_t dense;
 };
@@ -63,8 +63,7 @@ int kpi_hll_is_empty(const struct kpi_hll *h);
  * cached-cardinality field is marked invalid so Redis recomputes it.  Returns
  * the number of bytes written, or 0 if `cap` is too small (KPI_HLL_DENSE_SIZE
  * always suffices). */
-size_t kpi_hll_serialize(const struct kpi_hll *h, uint8_t *out, size_t cap,
-                         size_t sparse_max);
+size_t kpi_hll_serialize(const struct kpi_hll *h, uint8_t *out, size_t cap, size_t sparse_max);
 
 /* Parse a Redis HLL string (dense or sparse) into h (previous content
  * replaced).  0, KPI_ERR_PARSE for a malformed string, KPI_ERR_NOMEM. */

@@ -114,8 +114,7 @@ uint32_t kpi_intern_get(struct kpi_intern *t, const void *key, uint32_t len, uin
             /* release on success: publishes keys[mine]; acquire on failure:
              * we are about to read the winner's key. */
             if (atomic_compare_exchange_strong_explicit(&t->slots[i], &s, tag | mine,
-                                                        memory_order_release,
-                                                        memory_order_acquire))
+                                                        memory_order_release, memory_order_acquire))
                 return mine;
         }
         if ((s & 0xffffffff00000000ULL) == tag) {

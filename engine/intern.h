@@ -26,8 +26,8 @@ struct kpi_intern {
     uint32_t limit;          /* ids 1..limit can be handed out */
     uint32_t max_key;        /* longest key stored, in bytes */
     _Atomic uint32_t next_id;
-    uint32_t *key_lens;      /* [limit + 1] */
-    char *keys;              /* [limit + 1][max_key] */
+    uint32_t *key_lens; /* [limit + 1] */
+    char *keys;         /* [limit + 1][max_key] */
 };
 
 int kpi_intern_init(struct kpi_intern *t, uint32_t limit, uint32_t max_key);

@@ -24,9 +24,9 @@
 enum { KPI_NPS_PROMOTERS = 0, KPI_NPS_PASSIVES = 1, KPI_NPS_DETRACTORS = 2 };
 
 struct kpi_counters {
-    int64_t events;      /* valid events of every type */
-    int64_t usage;       /* usage events */
-    int64_t revenue;     /* micro-units */
+    int64_t events;  /* valid events of every type */
+    int64_t usage;   /* usage events */
+    int64_t revenue; /* micro-units */
     int64_t activations;
     int64_t churns;
     int64_t bytes;
@@ -36,11 +36,11 @@ struct kpi_counters {
 
 struct kpi_values {
     struct kpi_counters c;
-    uint64_t active;      /* distinct subscribers (HyperLogLog estimate) */
+    uint64_t active; /* distinct subscribers (HyperLogLog estimate) */
     int has_churn_rate, has_arpu, has_nps_network, has_nps_brand;
-    double churn_rate;    /* 0..1 (can exceed 1 only through HLL error) */
-    double arpu;          /* currency units per active subscriber */
-    double nps_network;   /* -100..100 */
+    double churn_rate;  /* 0..1 (can exceed 1 only through HLL error) */
+    double arpu;        /* currency units per active subscriber */
+    double nps_network; /* -100..100 */
     double nps_brand;
 };
 

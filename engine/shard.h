@@ -55,9 +55,9 @@ struct kpi_shard_stats {
 
 struct kpi_progress {
     uint32_t input;
-    uint32_t gen;         /* the input's generation (see engine.c) */
-    int64_t next_offset;  /* offset after the last event taken (good, bad or late) */
-    int64_t max_ts;       /* largest event time aggregated, or -1 */
+    uint32_t gen;        /* the input's generation (see engine.c) */
+    int64_t next_offset; /* offset after the last event taken (good, bad or late) */
+    int64_t max_ts;      /* largest event time aggregated, or -1 */
 };
 
 struct kpi_shard_buf {
@@ -72,7 +72,7 @@ struct kpi_shard {
     _Atomic uint64_t epoch_req; /* written by the flusher only */
     _Atomic uint64_t epoch_ack; /* written by the worker only (or the flusher once detached) */
     _Atomic int detached;
-    _Atomic int want_flip;      /* worker -> flusher: my buffer is full, flip early */
+    _Atomic int want_flip; /* worker -> flusher: my buffer is full, flip early */
 };
 
 int kpi_shard_init(struct kpi_shard *s, uint32_t max_cells);

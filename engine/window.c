@@ -51,8 +51,7 @@ int kpi_window_parse(const char *spec, struct kpi_window_spec *w, char *errstr, 
     if (kpi_duration_parse(size, &w->size_ms) || w->size_ms <= 0)
         return kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "window '%s': bad size '%s'", spec, size);
     if (kpi_duration_parse(slide, &w->slide_ms) || w->slide_ms <= 0)
-        return kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "window '%s': bad slide '%s'", spec,
-                          slide);
+        return kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "window '%s': bad slide '%s'", spec, slide);
     if (w->size_ms % w->slide_ms)
         return kpi_seterr(errstr, errsz, KPI_ERR_INVAL,
                           "window '%s': size must be a multiple of the slide", spec);
@@ -105,8 +104,7 @@ int kpi_windows_init(struct kpi_windows *ws, const char *specs, int64_t lateness
             return err;
         for (int i = 0; i < ws->n; i++)
             if (strcmp(ws->w[i].id, ws->w[ws->n].id) == 0)
-                return kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "window '%s' is listed twice",
-                                  one);
+                return kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "window '%s' is listed twice", one);
         ws->base_ms = ws->n ? gcd64(ws->base_ms, ws->w[ws->n].slide_ms) : ws->w[ws->n].slide_ms;
         if (ws->w[ws->n].size_ms > ws->longest_ms)
             ws->longest_ms = ws->w[ws->n].size_ms;

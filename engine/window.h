@@ -27,7 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define KPI_MAX_WINDOWS 8
+#define KPI_MAX_WINDOWS     8
 #define KPI_WINDOW_NAME_MAX 24
 
 struct kpi_window_spec {
@@ -52,8 +52,7 @@ struct kpi_windows {
 int kpi_duration_parse(const char *s, int64_t *ms);
 
 /* Parse "size/slide"; size must be a positive multiple of slide. */
-int kpi_window_parse(const char *spec, struct kpi_window_spec *w, char *errstr,
-                     size_t errstr_size);
+int kpi_window_parse(const char *spec, struct kpi_window_spec *w, char *errstr, size_t errstr_size);
 
 /* specs: comma-separated window specs; lateness_ms >= 0. */
 int kpi_windows_init(struct kpi_windows *ws, const char *specs, int64_t lateness_ms, char *errstr,
@@ -72,8 +71,7 @@ static inline int64_t kpi_watermark_from(const struct kpi_windows *ws, int64_t m
 }
 
 /* 1 if an event at ts falls in a base bucket the watermark has closed. */
-static inline int kpi_windows_is_late(const struct kpi_windows *ws, int64_t ts,
-                                      int64_t watermark)
+static inline int kpi_windows_is_late(const struct kpi_windows *ws, int64_t ts, int64_t watermark)
 {
     return kpi_bucket_start(ts, ws->base_ms) + ws->base_ms <= watermark;
 }

@@ -6,7 +6,8 @@
  * inside the input, respects the length limit, and the fields are in range.
  * ASan/UBSan (enabled with the fuzzer) catch any read past the input.
  *
- *   CC=clang cmake -S . -B build-fuzz -DKPI_FUZZ=ON && cmake --build build-fuzz --target fuzz_decode
+ *   CC=clang cmake -S . -B build-fuzz -DKPI_FUZZ=ON && cmake --build build-fuzz --target
+ * fuzz_decode
  *   ./build-fuzz/fuzz_decode -max_total_time=60 fuzz/corpus
  */
 #include <stdint.h>

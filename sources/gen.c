@@ -26,16 +26,34 @@ static const char *const plans[] = {"prepaid",    "postpaid-s", "postpaid-m",
 static const double plan_w[] = {0.38, 0.18, 0.16, 0.08, 0.12, 0.08};
 static const char *const segments[] = {"consumer", "youth", "senior", "smb", "enterprise"};
 static const double segment_w[] = {0.52, 0.18, 0.14, 0.11, 0.05};
-#define NREG 8
+#define NREG  8
 #define NPLAN 6
-#define NSEG 5
+#define NSEG  5
 
-int kpi_gen_n_regions(void) { return NREG; }
-int kpi_gen_n_plans(void) { return NPLAN; }
-int kpi_gen_n_segments(void) { return NSEG; }
-const char *kpi_gen_region_name(int i) { return regions[i]; }
-const char *kpi_gen_plan_name(int i) { return plans[i]; }
-const char *kpi_gen_segment_name(int i) { return segments[i]; }
+int kpi_gen_n_regions(void)
+{
+    return NREG;
+}
+int kpi_gen_n_plans(void)
+{
+    return NPLAN;
+}
+int kpi_gen_n_segments(void)
+{
+    return NSEG;
+}
+const char *kpi_gen_region_name(int i)
+{
+    return regions[i];
+}
+const char *kpi_gen_plan_name(int i)
+{
+    return plans[i];
+}
+const char *kpi_gen_segment_name(int i)
+{
+    return segments[i];
+}
 
 struct kpi_gen {
     struct kpi_gen_conf c;
@@ -242,12 +260,24 @@ static void kv_uint(struct w *w, const char *k, uint64_t v)
 /* ---- events ---- */
 
 static const enum kpi_bad_reason bad_kinds[] = {
-    KPI_BAD_NOT_MAP,          KPI_BAD_TRUNCATED,          KPI_BAD_MISSING_TYPE,
-    KPI_BAD_UNKNOWN_TYPE,     KPI_BAD_TS_NOT_UINT,        KPI_BAD_MISSING_SUB,
-    KPI_BAD_SCORE_OUT_OF_RANGE, KPI_BAD_AMOUNT_NEGATIVE,  KPI_BAD_AMOUNT_NOT_FINITE,
-    KPI_BAD_OVERSIZED_STRING, KPI_BAD_NESTED_VALUE,       KPI_BAD_SUB_WRONG_TYPE,
-    KPI_BAD_MISSING_SCORE,    KPI_BAD_UNKNOWN_SURVEY,     KPI_BAD_DUPLICATE_KEY,
-    KPI_BAD_TRAILING_BYTES,   KPI_BAD_MALFORMED,          KPI_BAD_EMPTY,
+    KPI_BAD_NOT_MAP,
+    KPI_BAD_TRUNCATED,
+    KPI_BAD_MISSING_TYPE,
+    KPI_BAD_UNKNOWN_TYPE,
+    KPI_BAD_TS_NOT_UINT,
+    KPI_BAD_MISSING_SUB,
+    KPI_BAD_SCORE_OUT_OF_RANGE,
+    KPI_BAD_AMOUNT_NEGATIVE,
+    KPI_BAD_AMOUNT_NOT_FINITE,
+    KPI_BAD_OVERSIZED_STRING,
+    KPI_BAD_NESTED_VALUE,
+    KPI_BAD_SUB_WRONG_TYPE,
+    KPI_BAD_MISSING_SCORE,
+    KPI_BAD_UNKNOWN_SURVEY,
+    KPI_BAD_DUPLICATE_KEY,
+    KPI_BAD_TRAILING_BYTES,
+    KPI_BAD_MALFORMED,
+    KPI_BAD_EMPTY,
 };
 #define NBAD (sizeof(bad_kinds) / sizeof(bad_kinds[0]))
 
@@ -320,8 +350,7 @@ static void encode_bad(struct kpi_gen *g, struct w *w, struct kpi_gen_info *in, 
     }
 }
 
-int kpi_gen_next(struct kpi_gen *g, uint8_t *buf, size_t cap, size_t *len,
-                 struct kpi_gen_info *in)
+int kpi_gen_next(struct kpi_gen *g, uint8_t *buf, size_t cap, size_t *len, struct kpi_gen_info *in)
 {
     struct w w = {buf, buf + cap, 0};
     memset(in, 0, sizeof(*in));
@@ -345,8 +374,8 @@ int kpi_gen_next(struct kpi_gen *g, uint8_t *buf, size_t cap, size_t *len,
         if (in->segment == g->spike_seg && off >= c->spike_start_ms && off < c->spike_end_ms)
             churn *= c->spike_factor;
         double u = unif(g);
-        in->type = u < 0.03 ? KPI_EV_NPS
-                   : u < 0.04 ? KPI_EV_ACTIVATION
+        in->type = u < 0.03           ? KPI_EV_NPS
+                   : u < 0.04         ? KPI_EV_ACTIVATION
                    : u < 0.04 + churn ? KPI_EV_CHURN
                                       : KPI_EV_USAGE;
         unsigned pairs = 6;
@@ -427,8 +456,8 @@ void kpi_gen_truth_add(struct kpi_gen_truth *t, const struct kpi_gen_info *in)
 void kpi_gen_truth_write_json(FILE *out, const struct kpi_gen_truth *t)
 {
     fprintf(out, "{\"events\":%llu,\"good\":%llu,\"bad\":%llu,\"revenue_micros\":%lld",
-            (unsigned long long)t->events, (unsigned long long)t->good,
-            (unsigned long long)t->bad, (long long)t->revenue);
+            (unsigned long long)t->events, (unsigned long long)t->good, (unsigned long long)t->bad,
+            (long long)t->revenue);
     fprintf(out, ",\"by_type\":{");
     for (int i = 0; i < KPI_EV__COUNT; i++)
         fprintf(out, "%s\"%s\":%llu", i ? "," : "", kpi_event_type_name((enum kpi_event_type)i),

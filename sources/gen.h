@@ -27,28 +27,28 @@
 
 struct kpi_gen_conf {
     uint64_t seed;
-    uint64_t subscribers;     /* population size */
-    double zipf_s;            /* activity skew exponent (> 0, != 1) */
-    int64_t start_ts_ms;      /* event time of the first event */
-    double events_per_sec;    /* event-time rate: how fast timestamps advance */
-    int64_t jitter_ms;        /* events may be up to this much older than "now" */
-    double bad_ratio;         /* share of malformed events, 0..1 */
-    double churn_rate;        /* share of churn events (base) */
-    char spike_segment[32];   /* "" for none */
-    double spike_factor;      /* churn multiplied by this in the spike */
-    int64_t spike_start_ms;   /* spike interval, as offsets of event time */
-    int64_t spike_end_ms;     /* from start_ts_ms */
+    uint64_t subscribers;   /* population size */
+    double zipf_s;          /* activity skew exponent (> 0, != 1) */
+    int64_t start_ts_ms;    /* event time of the first event */
+    double events_per_sec;  /* event-time rate: how fast timestamps advance */
+    int64_t jitter_ms;      /* events may be up to this much older than "now" */
+    double bad_ratio;       /* share of malformed events, 0..1 */
+    double churn_rate;      /* share of churn events (base) */
+    char spike_segment[32]; /* "" for none */
+    double spike_factor;    /* churn multiplied by this in the spike */
+    int64_t spike_start_ms; /* spike interval, as offsets of event time */
+    int64_t spike_end_ms;   /* from start_ts_ms */
 };
 
 void kpi_gen_conf_defaults(struct kpi_gen_conf *c);
 
 struct kpi_gen_info {
     int is_bad;
-    enum kpi_bad_reason reason;   /* the decoder reason a bad event produces */
+    enum kpi_bad_reason reason; /* the decoder reason a bad event produces */
     enum kpi_event_type type;
     int64_t ts_ms;
     uint64_t sub;
-    int region, plan, segment;    /* indexes into kpi_gen_*_name */
+    int region, plan, segment; /* indexes into kpi_gen_*_name */
     int64_t amount_micros;
     uint8_t score;
     uint8_t survey;

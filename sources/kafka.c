@@ -44,8 +44,8 @@
 #include "err.h"
 
 #define MAX_TOPICS 16
-#define MAX_PARTS 1024 /* partitions per topic this source maps */
-#define BATCH 1024
+#define MAX_PARTS  1024 /* partitions per topic this source maps */
+#define BATCH      1024
 
 struct part {
     int used;
@@ -54,8 +54,8 @@ struct part {
     int input;
     int worker;
     rd_kafka_queue_t *q;
-    int64_t eof_target;        /* high watermark at assignment */
-    int64_t lag;               /* from the last statistics pass */
+    int64_t eof_target; /* high watermark at assignment */
+    int64_t lag;        /* from the last statistics pass */
 };
 
 struct kafka_src {
@@ -67,7 +67,7 @@ struct kafka_src {
     char dlq_topic[KPI_TOPIC_MAX + 1];
     int n_topics;
     char topics[MAX_TOPICS][KPI_TOPIC_MAX + 1];
-    _Atomic int input_of[MAX_TOPICS][MAX_PARTS]; /* -1: not assigned here */
+    _Atomic int input_of[MAX_TOPICS][MAX_PARTS];        /* -1: not assigned here */
     _Atomic int64_t next_offset[MAX_TOPICS][MAX_PARTS]; /* progress, for EOF detection */
     int n_workers;
     rd_kafka_queue_t **wq;
@@ -128,9 +128,9 @@ static void dlq_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     if (rd_kafka_message_headers(m, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR)
         h = rd_kafka_headers_copy(orig);
     rd_kafka_resp_err_t err = rd_kafka_producev(
-        rk, RD_KAFKA_V_TOPIC(rd_kafka_topic_name(m->rkt)),
-        RD_KAFKA_V_VALUE(m->payload, m->len), RD_KAFKA_V_KEY(m->key, m->key_len),
-        RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+        rk, RD_KAFKA_V_TOPIC(rd_kafka_topic_name(m->rkt)), RD_KAFKA_V_VALUE(m->payload, m->len),
+        RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_HEADERS(h),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
     if (err && h)
         rd_kafka_headers_destroy(h);
     atomic_fetch_add(&s->dlq_retried, 1);
@@ -173,8 +173,8 @@ static int flush_target(void *opaque, const struct kpi_delta *d, char *errstr, s
         rd_kafka_resp_err_t err = rd_kafka_flush(s->dlq, 10000);
         if (err || rd_kafka_outq_len(s->dlq) > 0)
             return kpi_seterr(errstr, errsz, KPI_ERR_IO,
-                              "dead-letter topic %s: %d messages not yet delivered",
-                              s->dlq_topic, rd_kafka_outq_len(s->dlq));
+                              "dead-letter topic %s: %d messages not yet delivered", s->dlq_topic,
+                              rd_kafka_outq_len(s->dlq));
     }
     return s->inner.flush ? s->inner.flush(s->inner.opaque, d, errstr, errsz) : 0;
 }
@@ -199,14 +199,14 @@ static void *worker_main(void *arg)
             rd_kafka_message_t *m = msgs[i];
             if (!m->err) {
                 int t = topic_index(s, rd_kafka_topic_name(m->rkt));
-                int input = t >= 0 && m->partition >= 0 && m->partition < MAX_PARTS
-                                ? atomic_load_explicit(&s->input_of[t][m->partition],
-                                                       memory_order_acquire)
-                                : -1;
+                int input =
+                    t >= 0 && m->partition >= 0 && m->partition < MAX_PARTS
+                        ? atomic_load_explicit(&s->input_of[t][m->partition], memory_order_acquire)
+                        : -1;
                 if (input >= 0) {
                     int dropped = 0;
-                    enum kpi_bad_reason r = kpi_worker_process(w, input, m->offset, m->payload,
-                                                               m->len, now, &dropped);
+                    enum kpi_bad_reason r =
+                        kpi_worker_process(w, input, m->offset, m->payload, m->len, now, &dropped);
                     if (r != KPI_BAD_NONE)
                         dead_letter(s, m, r);
                     if (!dropped)
@@ -244,8 +244,8 @@ static int64_t resume_offset(struct kafka_src *s, const char *topic, int32_t par
                 break;
             }
             if (now_ms() >= deadline) {
-                snprintf(s->errstr, sizeof(s->errstr),
-                         "cannot read the stored offset of %s:%d: %s", topic, (int)partition, err);
+                snprintf(s->errstr, sizeof(s->errstr), "cannot read the stored offset of %s:%d: %s",
+                         topic, (int)partition, err);
                 return -2;
             }
             nap_ms(backoff);
@@ -264,8 +264,8 @@ static void assign(struct kafka_src *s, rd_kafka_topic_partition_list_t *list)
         rd_kafka_topic_partition_t *tp = &list->elems[i];
         int t = topic_index(s, tp->topic);
         if (t < 0 || tp->partition < 0 || tp->partition >= MAX_PARTS) {
-            snprintf(s->errstr, sizeof(s->errstr), "partition %s:%d is out of range",
-                     tp->topic, (int)tp->partition);
+            snprintf(s->errstr, sizeof(s->errstr), "partition %s:%d is out of range", tp->topic,
+                     (int)tp->partition);
             s->fatal = 1;
             continue;
         }
@@ -279,8 +279,8 @@ static void assign(struct kafka_src *s, rd_kafka_topic_partition_list_t *list)
         int worker = s->next_worker++ % s->n_workers;
         int input = kpi_engine_input_open(s->e, tp->topic, tp->partition, worker, start);
         if (input < 0) {
-            snprintf(s->errstr, sizeof(s->errstr), "engine cannot open input %s:%d: %s",
-                     tp->topic, (int)tp->partition, kpi_err_name(input));
+            snprintf(s->errstr, sizeof(s->errstr), "engine cannot open input %s:%d: %s", tp->topic,
+                     (int)tp->partition, kpi_err_name(input));
             s->fatal = 1;
             continue;
         }
@@ -322,8 +322,10 @@ static void revoke(struct kafka_src *s, rd_kafka_topic_partition_list_t *list)
         return;
     char err[256];
     if (kpi_engine_flush_sync(s->e, 30000, err, sizeof(err)))
-        fprintf(stderr, "kafka: revocation flush failed (%s); the delta is kept and its "
-                        "offsets fence any double count\n", err);
+        fprintf(stderr,
+                "kafka: revocation flush failed (%s); the delta is kept and its "
+                "offsets fence any double count\n",
+                err);
     for (int k = 0; k < n; k++) {
         pthread_mutex_lock(&s->mu);
         struct part *p = &s->parts[inputs[k]];
@@ -375,8 +377,8 @@ static int all_at_eof(struct kafka_src *s)
         if (!p->used)
             continue;
         any = 1;
-        if (atomic_load_explicit(&s->next_offset[p->topic][p->partition],
-                                 memory_order_relaxed) < p->eof_target)
+        if (atomic_load_explicit(&s->next_offset[p->topic][p->partition], memory_order_relaxed) <
+            p->eof_target)
             done = 0;
     }
     pthread_mutex_unlock(&s->mu);
@@ -429,8 +431,8 @@ static void update_lag(struct kafka_src *s)
         int64_t lo = 0, hi = 0;
         if (rd_kafka_get_watermark_offsets(s->rk, s->topics[p->topic], p->partition, &lo, &hi) ==
             RD_KAFKA_RESP_ERR_NO_ERROR) {
-            int64_t pos = atomic_load_explicit(&s->next_offset[p->topic][p->partition],
-                                               memory_order_relaxed);
+            int64_t pos =
+                atomic_load_explicit(&s->next_offset[p->topic][p->partition], memory_order_relaxed);
             p->lag = hi > pos ? hi - pos : 0;
         }
     }

@@ -13,12 +13,12 @@
 #include "source.h"
 
 struct kpi_kafka_conf {
-    const char *brokers;     /* bootstrap.servers */
-    const char *topics;      /* comma-separated */
+    const char *brokers; /* bootstrap.servers */
+    const char *topics;  /* comma-separated */
     const char *group_id;
-    const char *dlq_topic;   /* NULL or "": "<first topic>.dlq"; "-": no dead-letter topic */
-    int exit_on_eof;         /* stop once every partition reached its end offset at assignment */
-    int n_props;             /* librdkafka properties passed untouched */
+    const char *dlq_topic; /* NULL or "": "<first topic>.dlq"; "-": no dead-letter topic */
+    int exit_on_eof;       /* stop once every partition reached its end offset at assignment */
+    int n_props;           /* librdkafka properties passed untouched */
     const char *const (*props)[2];
     int64_t offset_retry_ms; /* how long assignment retries the offset store (default 60000) */
 };
@@ -33,11 +33,11 @@ struct kpi_source kpi_source_kafka_new(const struct kpi_kafka_conf *conf, struct
                                        struct kpi_sink *store, char *errstr, size_t errstr_size);
 
 struct kpi_kafka_stats {
-    uint64_t dlq_produced;    /* messages sent to the dead-letter topic */
-    uint64_t dlq_retried;     /* dead-letter deliveries that failed and were sent again */
+    uint64_t dlq_produced; /* messages sent to the dead-letter topic */
+    uint64_t dlq_retried;  /* dead-letter deliveries that failed and were sent again */
     uint64_t rebalances;
-    uint64_t assigned;        /* partitions currently assigned */
-    uint64_t paused_times;    /* pauses for backpressure */
+    uint64_t assigned;     /* partitions currently assigned */
+    uint64_t paused_times; /* pauses for backpressure */
 };
 void kpi_source_kafka_get_stats(const struct kpi_source *s, struct kpi_kafka_stats *out);
 

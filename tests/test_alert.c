@@ -10,8 +10,8 @@ struct tally {
     int first_raise_at, first_resolve_at;
 };
 
-static struct tally run(const struct kpi_alert_conf *c, const double *rates,
-                        const uint64_t *active, int n)
+static struct tally run(const struct kpi_alert_conf *c, const double *rates, const uint64_t *active,
+                        int n)
 {
     struct kpi_alert_state s = {0};
     struct tally t = {0, 0, -1, -1};

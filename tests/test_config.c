@@ -177,8 +177,7 @@ Test(config, missing_file_is_an_error)
 {
     struct kpi_config c;
     kpi_config_defaults(&c);
-    cr_assert_eq(kpi_config_load_file(&c, "/nonexistent/kpi.ini", err, sizeof(err)),
-                 KPI_ERR_INVAL);
+    cr_assert_eq(kpi_config_load_file(&c, "/nonexistent/kpi.ini", err, sizeof(err)), KPI_ERR_INVAL);
     cr_assert(strstr(err, "/nonexistent/kpi.ini"), "%s", err);
 }
 

@@ -31,9 +31,9 @@ static const char *label(struct kpi_dims *d, int set, uint32_t id)
 Test(dims, set_zero_is_always_all)
 {
     struct kpi_dims d;
-    cr_assert_eq(kpi_dims_init(&d, "region,plan,segment", "region,region+plan,segment", 100, 64,
-                               NULL, 0),
-                 0);
+    cr_assert_eq(
+        kpi_dims_init(&d, "region,plan,segment", "region,region+plan,segment", 100, 64, NULL, 0),
+        0);
     cr_assert_eq(d.n_sets, 4);
     cr_assert_str_eq(d.sets[0].name, "all");
     cr_assert_str_eq(d.sets[2].name, "region+plan");

@@ -27,7 +27,7 @@ struct mem_target {
     int n_region;
     int64_t next_from[KPI_MAX_INPUTS]; /* by partition number */
     int ranges_broken;
-    int fail_next;                     /* fail this many flushes with KPI_ERR_IO */
+    int fail_next; /* fail this many flushes with KPI_ERR_IO */
     int conflict;
     uint64_t applied;
 };

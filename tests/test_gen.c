@@ -57,13 +57,12 @@ Test(gen, good_events_decode_to_what_info_says)
         cr_assert_eq(ev.type, in.type);
         cr_assert_eq(ev.ts_ms, in.ts_ms);
         char digits[24];
-        int n = snprintf(digits, sizeof(digits), "%llu",
-                         (unsigned long long)kpi_gen_sub_id(g, in.sub));
+        int n =
+            snprintf(digits, sizeof(digits), "%llu", (unsigned long long)kpi_gen_sub_id(g, in.sub));
         cr_assert_eq(ev.sub_hash, kpi_murmur64a(digits, (size_t)n, 0xadc83b19ULL));
         cr_assert_eq(ev.amount_micros, in.amount_micros);
         cr_assert_eq(memcmp(ev.dims[0].ptr, kpi_gen_region_name(in.region), ev.dims[0].len), 0);
-        cr_assert_eq(memcmp(ev.dims[2].ptr, kpi_gen_segment_name(in.segment), ev.dims[2].len),
-                     0);
+        cr_assert_eq(memcmp(ev.dims[2].ptr, kpi_gen_segment_name(in.segment), ev.dims[2].len), 0);
         if (in.type == KPI_EV_NPS) {
             cr_assert_eq(ev.score, in.score);
             cr_assert_eq(ev.survey, in.survey);
@@ -164,7 +163,8 @@ Test(gen, spike_multiplies_churn_in_its_segment_and_interval)
             churn_during += in.type == KPI_EV_CHURN;
         }
     }
-    double before = (double)churn_before / youth_before, during = (double)churn_during / youth_during;
+    double before = (double)churn_before / youth_before,
+           during = (double)churn_during / youth_during;
     cr_assert(during > 5 * before, "churn share %.4f before, %.4f during", before, during);
     kpi_gen_destroy(g);
 }

@@ -185,8 +185,7 @@ Test(hll, deserialize_rejects_malformed_strings)
     cr_assert_eq(kpi_hll_deserialize(&h, buf, 10), KPI_ERR_PARSE, "truncated header");
     cr_assert_eq(kpi_hll_deserialize(&h, buf, KPI_HLL_DENSE_SIZE - 1), KPI_ERR_PARSE,
                  "short dense");
-    cr_assert_eq(kpi_hll_deserialize(&h, buf, KPI_HLL_DENSE_SIZE + 1), KPI_ERR_PARSE,
-                 "long dense");
+    cr_assert_eq(kpi_hll_deserialize(&h, buf, KPI_HLL_DENSE_SIZE + 1), KPI_ERR_PARSE, "long dense");
     buf[4] = 2;
     cr_assert_eq(kpi_hll_deserialize(&h, buf, KPI_HLL_DENSE_SIZE), KPI_ERR_PARSE, "encoding 2");
     memcpy(buf, "HYLX", 4);

@@ -64,7 +64,7 @@ Test(intern, colliding_hashes_keep_keys_apart)
 }
 
 #define THREADS 4
-#define KEYS 2000
+#define KEYS    2000
 
 struct racer {
     struct kpi_intern *t;
@@ -98,8 +98,8 @@ Test(intern, concurrent_inserts_agree_on_every_id)
     for (int k = 0; k < KEYS; k++) {
         cr_assert_neq(r[0].ids[k], KPI_INTERN_FULL);
         for (int i = 1; i < THREADS; i++)
-            cr_assert_eq(r[i].ids[k], r[0].ids[k], "key %d: thread %d got %u, thread 0 %u", k,
-                         i, r[i].ids[k], r[0].ids[k]);
+            cr_assert_eq(r[i].ids[k], r[0].ids[k], "key %d: thread %d got %u, thread 0 %u", k, i,
+                         r[i].ids[k], r[0].ids[k]);
         uint32_t len;
         const char *s = kpi_intern_key(&t, r[0].ids[k], &len);
         snprintf(key, sizeof(key), "v%d", k);

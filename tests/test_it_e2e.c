@@ -284,7 +284,8 @@ Test(e2e, sigterm_exits_zero_with_exact_totals_and_metrics_match)
 Test(e2e, bad_configuration_exits_2_and_names_the_key)
 {
     char cmd[512];
-    snprintf(cmd, sizeof(cmd), "%s/kpistream -X engine.flush_interval=soon 2>&1 | grep -q "
+    snprintf(cmd, sizeof(cmd),
+             "%s/kpistream -X engine.flush_interval=soon 2>&1 | grep -q "
              "engine.flush_interval; exit ${PIPESTATUS[0]}",
              KPI_BINARY_DIR);
     char full[700];

@@ -175,8 +175,8 @@ Test(kafka, bad_events_go_to_the_dead_letter_topic_with_reasons, .timeout = 300)
 
     uint64_t by_reason[KPI_BAD__COUNT] = {0};
     int headers_ok = 0;
-    int64_t got = kt_read_dlq(dlq, (int64_t)truth.bad, 60000, by_reason, KPI_BAD__COUNT,
-                              &headers_ok);
+    int64_t got =
+        kt_read_dlq(dlq, (int64_t)truth.bad, 60000, by_reason, KPI_BAD__COUNT, &headers_ok);
     cr_assert_eq(got, (int64_t)truth.bad);
     cr_assert(headers_ok, "every dead letter has kpi.reason/topic/partition/offset");
     for (int r = 1; r < KPI_BAD__COUNT; r++)

@@ -93,8 +93,7 @@ static void evaluate(struct kpi_alerter *a, redisContext *rc)
 {
     for (int s = 0; s < a->d->n_sets; s++) {
         const char *set = a->d->sets[s].name;
-        redisReply *vals =
-            redisCommand(rc, "ZRANGE %svalues:%s:%s 0 -1", a->tag, a->window, set);
+        redisReply *vals = redisCommand(rc, "ZRANGE %svalues:%s:%s 0 -1", a->tag, a->window, set);
         if (!vals || vals->type != REDIS_REPLY_ARRAY) {
             if (vals)
                 freeReplyObject(vals);

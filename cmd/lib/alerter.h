@@ -24,10 +24,10 @@ struct kpi_alerter;
 
 struct kpi_alerter_conf {
     const char *redis_url;
-    const char *prefix;   /* "kpi" */
-    const char *group;    /* consumer group: the hash tag */
-    const char *window;   /* window id, e.g. "1h_1m" */
-    const char *channel;  /* "alerts" */
+    const char *prefix;  /* "kpi" */
+    const char *group;   /* consumer group: the hash tag */
+    const char *window;  /* window id, e.g. "1h_1m" */
+    const char *channel; /* "alerts" */
     int64_t stream_maxlen;
     int64_t poll_ms;
     int64_t timeout_ms;

@@ -21,15 +21,15 @@ struct kdef {
     const char *name;
     enum ktype type;
     const char *def;
-    double min, max;      /* K_INT, K_DURATION (ms), K_DOUBLE */
-    const char *choices;  /* K_ENUM: "a|b|c" */
-    size_t off;           /* into struct kpi_config */
-    size_t size;          /* K_STR: buffer size */
+    double min, max;     /* K_INT, K_DURATION (ms), K_DOUBLE */
+    const char *choices; /* K_ENUM: "a|b|c" */
+    size_t off;          /* into struct kpi_config */
+    size_t size;         /* K_STR: buffer size */
     const char *desc;
 };
 
 #define OFF(f) offsetof(struct kpi_config, f)
-#define SZ(f) sizeof(((struct kpi_config *)0)->f)
+#define SZ(f)  sizeof(((struct kpi_config *)0)->f)
 
 /* Every key kpistream reads.  Keep descriptions one line: they become the
  * README's table and --help. */
@@ -57,21 +57,20 @@ static const struct kdef kpi_config_table[] = {
      "worker threads (partitions are spread over them)"},
     {"engine", "flush_interval", K_DURATION, "1s", 1, 3600000, NULL, OFF(flush_interval_ms),
      SZ(flush_interval_ms), "how often deltas are written to the sink"},
-    {"engine", "lateness", K_DURATION, "30s", 0, 86400000, NULL, OFF(lateness_ms),
-     SZ(lateness_ms), "allowed lateness behind the newest event time (watermark)"},
-    {"engine", "max_skew", K_DURATION, "5m", 0, 86400000, NULL, OFF(max_skew_ms),
-     SZ(max_skew_ms), "events further in the future than this are bad (ts_in_future)"},
+    {"engine", "lateness", K_DURATION, "30s", 0, 86400000, NULL, OFF(lateness_ms), SZ(lateness_ms),
+     "allowed lateness behind the newest event time (watermark)"},
+    {"engine", "max_skew", K_DURATION, "5m", 0, 86400000, NULL, OFF(max_skew_ms), SZ(max_skew_ms),
+     "events further in the future than this are bad (ts_in_future)"},
     {"engine", "max_string", K_INT, "128", 1, 65535, NULL, OFF(max_string), SZ(max_string),
      "longest accepted string value in an event, bytes"},
     {"engine", "max_cells", K_INT, "16384", 64, 67108864, NULL, OFF(max_cells), SZ(max_cells),
      "bucket x value cells a worker holds between flushes (memory bound)"},
     {"engine", "retry_min", K_DURATION, "100ms", 1, 600000, NULL, OFF(retry_min_ms),
      SZ(retry_min_ms), "first wait before retrying a failed flush"},
-    {"engine", "retry_max", K_DURATION, "5s", 1, 600000, NULL, OFF(retry_max_ms),
-     SZ(retry_max_ms), "longest wait between flush retries (exponential backoff)"},
-    {"engine", "shutdown_timeout", K_DURATION, "30s", 1000, 3600000, NULL,
-     OFF(shutdown_timeout_ms), SZ(shutdown_timeout_ms),
-     "how long SIGTERM waits for the final flush"},
+    {"engine", "retry_max", K_DURATION, "5s", 1, 600000, NULL, OFF(retry_max_ms), SZ(retry_max_ms),
+     "longest wait between flush retries (exponential backoff)"},
+    {"engine", "shutdown_timeout", K_DURATION, "30s", 1000, 3600000, NULL, OFF(shutdown_timeout_ms),
+     SZ(shutdown_timeout_ms), "how long SIGTERM waits for the final flush"},
     {"windows", "list", K_STR, KPI_WINDOWS_DEFAULT, 0, 0, NULL, OFF(windows), SZ(windows),
      "rolling windows, size/slide, comma-separated"},
     {"dimensions", "fields", K_STR, "region,plan,segment", 0, 0, NULL, OFF(dim_fields),
@@ -163,15 +162,15 @@ static int set_value(struct kpi_config *c, const struct kdef *k, const char *v, 
             }
             s += len + (e ? 1 : 0);
         }
-        return kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "%s.%s: '%s' is not one of %s",
-                          k->section, k->name, v, ch);
+        return kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "%s.%s: '%s' is not one of %s", k->section,
+                          k->name, v, ch);
     }
     case K_INT: {
         int64_t x;
         if (parse_int(v, k->min, k->max, &x))
             return kpi_seterr(errstr, errsz, KPI_ERR_INVAL,
-                              "%s.%s: '%s' is not an integer in %.0f..%.0f", k->section, k->name,
-                              v, k->min, k->max);
+                              "%s.%s: '%s' is not an integer in %.0f..%.0f", k->section, k->name, v,
+                              k->min, k->max);
         memcpy(p, &x, sizeof(x));
         return 0;
     }
@@ -309,8 +308,7 @@ int kpi_config_validate(const struct kpi_config *c, char *errstr, size_t errsz)
     if (kpi_windows_init(&ws, c->windows, c->lateness_ms, why, sizeof(why)))
         return kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "windows.list: %s", why);
     struct kpi_dims d;
-    if (kpi_dims_init(&d, c->dim_fields, c->dim_sets, 1, (uint32_t)c->max_string, why,
-                      sizeof(why)))
+    if (kpi_dims_init(&d, c->dim_fields, c->dim_sets, 1, (uint32_t)c->max_string, why, sizeof(why)))
         return kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "dimensions: %s", why);
     kpi_dims_fini(&d);
     if (c->retry_max_ms < c->retry_min_ms)

@@ -21,7 +21,7 @@
 #include "engine.h"
 
 #define KPI_CONF_MAX_PASSTHROUGH 128
-#define KPI_CONF_STR 512
+#define KPI_CONF_STR             512
 
 struct kpi_config {
     /* [kafka] (kpistream's own; other kafka.* keys pass through) */

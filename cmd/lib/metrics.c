@@ -34,9 +34,10 @@ void kpi_metrics_write(FILE *out, struct kpi_engine *e)
     for (int t = 0; t < KPI_EV__COUNT; t++)
         fprintf(out, "kpistream_events_total{type=\"%s\"} %llu\n", type_names[t],
                 (unsigned long long)st.events.by_type[t]);
-    fprintf(out, "# HELP kpistream_events_flushed_total Valid events in deltas the sink applied.\n"
-                 "# TYPE kpistream_events_flushed_total counter\n"
-                 "kpistream_events_flushed_total %llu\n",
+    fprintf(out,
+            "# HELP kpistream_events_flushed_total Valid events in deltas the sink applied.\n"
+            "# TYPE kpistream_events_flushed_total counter\n"
+            "kpistream_events_flushed_total %llu\n",
             (unsigned long long)st.flushed_events);
     fprintf(out, "# HELP kpistream_bad_events_total Rejected events by reason (dead-lettered).\n"
                  "# TYPE kpistream_bad_events_total counter\n");
@@ -45,9 +46,10 @@ void kpi_metrics_write(FILE *out, struct kpi_engine *e)
             fprintf(out, "kpistream_bad_events_total{reason=\"%s\"} %llu\n",
                     kpi_bad_reason_name((enum kpi_bad_reason)r),
                     (unsigned long long)st.events.bad[r]);
-    fprintf(out, "# HELP kpistream_late_events_total Events behind the watermark (dead-lettered).\n"
-                 "# TYPE kpistream_late_events_total counter\n"
-                 "kpistream_late_events_total %llu\n",
+    fprintf(out,
+            "# HELP kpistream_late_events_total Events behind the watermark (dead-lettered).\n"
+            "# TYPE kpistream_late_events_total counter\n"
+            "kpistream_late_events_total %llu\n",
             (unsigned long long)st.events.bad[KPI_BAD_TOO_LATE]);
     fprintf(out, "# HELP kpistream_overflow_events_total Events whose value folded into "
                  "__other__, by grouping set.\n"
@@ -60,13 +62,14 @@ void kpi_metrics_write(FILE *out, struct kpi_engine *e)
     for (int s = 0; s < d->n_sets; s++)
         fprintf(out, "kpistream_grouping_set_values{set=\"%s\"} %u\n", d->sets[s].name,
                 kpi_dims_value_count(d, s));
-    fprintf(out, "# HELP kpistream_flushes_total Deltas applied by the sink.\n"
-                 "# TYPE kpistream_flushes_total counter\n"
-                 "kpistream_flushes_total %llu\n"
-                 "# HELP kpistream_flush_errors_total Failed flush attempts (sink errors; "
-                 "each is retried).\n"
-                 "# TYPE kpistream_flush_errors_total counter\n"
-                 "kpistream_flush_errors_total %llu\n",
+    fprintf(out,
+            "# HELP kpistream_flushes_total Deltas applied by the sink.\n"
+            "# TYPE kpistream_flushes_total counter\n"
+            "kpistream_flushes_total %llu\n"
+            "# HELP kpistream_flush_errors_total Failed flush attempts (sink errors; "
+            "each is retried).\n"
+            "# TYPE kpistream_flush_errors_total counter\n"
+            "kpistream_flush_errors_total %llu\n",
             (unsigned long long)st.flushes, (unsigned long long)st.flush_errors);
     fprintf(out, "# HELP kpistream_flush_duration_seconds Time the sink took per flush attempt.\n"
                  "# TYPE kpistream_flush_duration_seconds histogram\n");
@@ -183,8 +186,8 @@ struct kpi_metrics *kpi_metrics_start(const char *bind, int port, struct kpi_eng
         return NULL;
     m->e = e;
     pthread_mutex_init(&m->mu, NULL);
-    m->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, (uint16_t)port, NULL, NULL,
-                            on_request, m, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+    m->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, (uint16_t)port, NULL, NULL, on_request,
+                            m, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
     if (!m->d) {
         kpi_seterr(errstr, errsz, KPI_ERR_IO, "http.port: cannot listen on %s:%d", bind, port);

@@ -7,8 +7,7 @@
 
 #include "err.h"
 
-redisContext *kpi_redis_connect_url(const char *url, int64_t timeout_ms, char *errstr,
-                                    size_t errsz)
+redisContext *kpi_redis_connect_url(const char *url, int64_t timeout_ms, char *errstr, size_t errsz)
 {
     char host[256] = "127.0.0.1", pass[256] = "";
     int port = 6379, db = 0;

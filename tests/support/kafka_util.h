@@ -21,8 +21,8 @@ int kt_produce(const char *topic, const struct kpi_gen_conf *conf, uint64_t n,
 /* Read every message of a topic from the beginning until `expect` arrived or
  * timeout_ms passed; counts per reason header into by_reason.  Returns the
  * number read. */
-int64_t kt_read_dlq(const char *topic, int64_t expect, int64_t timeout_ms,
-                    uint64_t by_reason[], int n_reasons, int *headers_ok);
+int64_t kt_read_dlq(const char *topic, int64_t expect, int64_t timeout_ms, uint64_t by_reason[],
+                    int n_reasons, int *headers_ok);
 /* Run a shell command from the repository root; its exit status. */
 int kt_sh(const char *cmd);
 

@@ -17,8 +17,8 @@
 
 struct kpi_test_redis {
     int port;
-    pid_t pid;      /* 0 when stopped */
-    char dir[256];  /* data directory (kept across restarts) */
+    pid_t pid;     /* 0 when stopped */
+    char dir[256]; /* data directory (kept across restarts) */
 };
 
 /* Pick a free port and a new directory, start, wait until PING answers. */
