@@ -199,11 +199,23 @@ static void usage(FILE *out)
                  "                            [--seed X] [--runs R] [--flush-ms F]\n"
                  "  Decode + aggregate N pre-encoded events on T worker threads with a concurrent\n"
                  "  flusher, against msgpack-c's plain unpack of the same buffers on one thread.\n"
-                 "  Defaults: N=2000000 T=2 S=1000000 X=1 R=3 F=100.\n");
+                 "  Defaults: N=2000000 T=2 S=1000000 X=1 R=3 F=100.\n"
+                 "usage: kpistream-bench raw [--brokers B] [--topic T] [--group G]\n"
+                 "  Consume a topic with librdkafka alone (kpistream's consumer settings) to\n"
+                 "  the end offsets seen at assignment: the end-to-end baseline.\n"
+                 "usage: kpistream-bench measure -- COMMAND [ARGS...]\n"
+                 "  Run COMMAND; print its wall time, CPU time and peak RSS on stderr.\n");
 }
+
+int bench_raw(int argc, char **argv);
+int bench_measure(int argc, char **argv);
 
 int main(int argc, char **argv)
 {
+    if (argc >= 2 && strcmp(argv[1], "raw") == 0)
+        return bench_raw(argc, argv);
+    if (argc >= 2 && strcmp(argv[1], "measure") == 0)
+        return bench_measure(argc, argv);
     if (argc < 2 || strcmp(argv[1], "core") != 0) {
         usage(argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) ? stdout
                                                                                   : stderr);
