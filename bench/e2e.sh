@@ -43,7 +43,7 @@ measure() { # measure LOGFILE CMD... -> prints "wall cpu rss"
 }
 
 tmp="$(mktemp -d)"
-declare -a raw_w kpi_w kpi_cpu kpi_rss peer_w peer_rss
+raw_w=() kpi_w=() kpi_cpu=() kpi_rss=() peer_w=() peer_rss=()
 for i in $(seq 1 "$runs"); do
     read -r w c r < <(measure "$tmp/raw$i" "$b/kpistream-bench" raw --topic "$topic" --group "raw-$topic-$i")
     raw_w+=("$w")

@@ -1,0 +1,243 @@
+/*
+ * The Kafka source on librdkafka's mock cluster: broker errors and a
+ * rebalance that are hard to provoke on a real broker, each ending with the
+ * in-memory fenced store holding exactly what was produced.  (The real
+ * broker is tests/test_it_kafka.c.)
+ */
+#include <criterion/criterion.h>
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+#include <pthread.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine.h"
+#include "gen.h"
+#include "kafka.h"
+#include "mem_sink.h"
+
+/* Kafka protocol API keys (not in librdkafka's public headers). */
+#define API_FETCH 1
+#define API_OFFSET_COMMIT 8
+#define API_HEARTBEAT 12
+
+static rd_kafka_t *prod;
+static rd_kafka_mock_cluster_t *mc;
+static const char *bootstraps;
+static struct kpi_gen_truth truth;
+#define N 40000
+
+static void produce_all(const char *topic)
+{
+    struct kpi_gen_conf gc;
+    kpi_gen_conf_defaults(&gc);
+    gc.subscribers = 5000;
+    memset(&truth, 0, sizeof(truth));
+    struct kpi_gen *g = kpi_gen_new(&gc);
+    uint8_t buf[512];
+    for (int i = 0; i < N; i++) {
+        size_t len;
+        struct kpi_gen_info in;
+        kpi_gen_next(g, buf, sizeof(buf), &len, &in);
+        kpi_gen_truth_add(&truth, &in);
+        char key[24];
+        int kl = snprintf(key, sizeof(key), "%llu", (unsigned long long)in.sub);
+        while (rd_kafka_producev(prod, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_VALUE(buf, len),
+                                 RD_KAFKA_V_KEY(key, (size_t)kl),
+                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                 RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            rd_kafka_poll(prod, 10);
+    }
+    cr_assert_eq(rd_kafka_flush(prod, 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
+    kpi_gen_destroy(g);
+}
+
+static void setup(void)
+{
+    char err[256];
+    rd_kafka_conf_t *c = rd_kafka_conf_new();
+    cr_assert_eq(rd_kafka_conf_set(c, "test.mock.num.brokers", "3", err, sizeof(err)), 0);
+    prod = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof(err));
+    cr_assert_not_null(prod, "%s", err);
+    mc = rd_kafka_handle_mock_cluster(prod);
+    bootstraps = rd_kafka_mock_cluster_bootstraps(mc);
+    rd_kafka_mock_topic_create(mc, "events", 4, 3);
+    produce_all("events");
+}
+
+static void teardown(void)
+{
+    rd_kafka_destroy(prod);
+}
+
+TestSuite(kafka_mock, .init = setup, .fini = teardown, .timeout = 180);
+
+struct instance {
+    struct kpi_engine *e;
+    struct kpi_source src;
+    struct kpi_sink store;
+    pthread_t th;
+    int rc;
+    char err[512];
+};
+
+static void *run(void *arg)
+{
+    struct instance *in = arg;
+    in->rc = in->src.ops->run(in->src.self, in->err, sizeof(in->err));
+    return NULL;
+}
+
+static void start(struct instance *in, struct mem_sink *ms, int exit_on_eof)
+{
+    memset(in, 0, sizeof(*in));
+    struct kpi_engine_conf ec;
+    kpi_engine_conf_defaults(&ec);
+    ec.n_workers = 2;
+    ec.flush_interval_ms = 100;
+    ec.lateness_ms = 365LL * 86400000;
+    ec.max_skew_ms = 365LL * 86400000 * 50;
+    char err[256];
+    in->e = kpi_engine_new(&ec, err, sizeof(err));
+    cr_assert_not_null(in->e, "%s", err);
+    in->store = mem_sink_as_sink(ms);
+    struct kpi_kafka_conf kc;
+    kpi_kafka_conf_defaults(&kc);
+    kc.brokers = bootstraps;
+    kc.topics = "events";
+    kc.group_id = "mock-group";
+    kc.dlq_topic = "-";
+    kc.exit_on_eof = exit_on_eof;
+    static const char *const props[][2] = {{"session.timeout.ms", "6000"},
+                                           {"heartbeat.interval.ms", "500"}};
+    kc.props = props;
+    kc.n_props = 2;
+    in->src = kpi_source_kafka_new(&kc, in->e, &in->store, err, sizeof(err));
+    cr_assert_not_null(in->src.ops, "%s", err);
+    cr_assert_eq(kpi_engine_start(in->e, err, sizeof(err)), 0);
+    pthread_create(&in->th, NULL, run, in);
+}
+
+static void finish(struct instance *in)
+{
+    pthread_join(in->th, NULL);
+    kpi_engine_stop(in->e);
+    in->src.ops->destroy(in->src.self);
+    kpi_engine_destroy(in->e);
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void wait_for(struct mem_sink *ms, int64_t offsets, int64_t timeout_ms)
+{
+    int64_t deadline = mono_ms() + timeout_ms;
+    while (mem_sink_offsets_total(ms) < offsets && mono_ms() < deadline) {
+        struct timespec ts = {0, 10000000}; /* polling interval */
+        nanosleep(&ts, NULL);
+    }
+}
+
+static void assert_exact(struct mem_sink *ms)
+{
+    cr_assert_eq(mem_sink_offsets_total(ms), N, "every offset stored once");
+    cr_assert_eq(ms->total.events, (int64_t)truth.good, "counted %lld, produced %llu good (applied %llu, replays %llu)", (long long)ms->total.events, (unsigned long long)truth.good, (unsigned long long)ms->applied, (unsigned long long)ms->replays);
+    cr_assert_eq(ms->total.revenue, truth.revenue);
+    cr_assert_eq(ms->total.churns, (int64_t)truth.by_type[KPI_EV_CHURN]);
+    cr_assert_eq(ms->conflicts, 0);
+}
+
+Test(kafka_mock, fetch_and_commit_errors_do_not_change_the_counts)
+{
+    rd_kafka_mock_push_request_errors(mc, API_FETCH, 4, RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+                                      RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+                                      RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+                                      RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART);
+    rd_kafka_mock_push_request_errors(mc, API_OFFSET_COMMIT, 2,
+                                      RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE,
+                                      RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT);
+    struct mem_sink ms;
+    mem_sink_init(&ms, "events");
+    struct instance a;
+    start(&a, &ms, 1);
+    finish(&a);
+    cr_assert_eq(a.rc, 0, "%s", a.err);
+    assert_exact(&ms);
+}
+
+Test(kafka_mock, a_forced_rebalance_mid_stream_keeps_counts_exact)
+{
+    struct mem_sink ms;
+    mem_sink_init(&ms, "events");
+    struct instance a;
+    start(&a, &ms, 0);
+    wait_for(&ms, N / 10, 60000);
+    /* The coordinator says the group is rebalancing: the consumer revokes
+     * (flushing first) and rejoins. */
+    rd_kafka_mock_push_request_errors(mc, API_HEARTBEAT, 2,
+                                      RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS,
+                                      RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS);
+    wait_for(&ms, N, 120000);
+    a.src.ops->stop(a.src.self);
+    finish(&a);
+    cr_assert_eq(a.rc, 0, "%s", a.err);
+    assert_exact(&ms);
+}
+
+Test(kafka_mock, a_second_instance_joining_shares_the_partitions_exactly)
+{
+    struct mem_sink ms;
+    mem_sink_init(&ms, "events");
+    struct instance a, b;
+    start(&a, &ms, 0);
+    wait_for(&ms, N / 10, 60000);
+    start(&b, &ms, 0);
+    wait_for(&ms, N, 120000);
+    a.src.ops->stop(a.src.self);
+    b.src.ops->stop(b.src.self);
+    finish(&a);
+    finish(&b);
+    cr_assert_eq(a.rc, 0, "%s", a.err);
+    cr_assert_eq(b.rc, 0, "%s", b.err);
+    assert_exact(&ms);
+}
+
+Test(kafka_mock, a_broker_going_down_and_up_loses_nothing)
+{
+    struct mem_sink ms;
+    mem_sink_init(&ms, "events");
+    /* Two of three brokers are down before consumption starts: partitions
+     * they lead cannot be read until they come back, so the stream stalls
+     * part-way whatever the machine's speed. */
+    rd_kafka_mock_broker_set_down(mc, 1);
+    rd_kafka_mock_broker_set_down(mc, 2);
+    struct instance a;
+    start(&a, &ms, 0);
+    wait_for(&ms, N / 10, 20000);
+    int64_t mid = mem_sink_offsets_total(&ms);
+    rd_kafka_mock_broker_set_up(mc, 1);
+    rd_kafka_mock_broker_set_up(mc, 2);
+    wait_for(&ms, N, 120000);
+    a.src.ops->stop(a.src.self);
+    finish(&a);
+    cr_assert_eq(a.rc, 0, "%s", a.err);
+    cr_assert_lt(mid, N, "the stream stalled while the brokers were down");
+    assert_exact(&ms);
+}
+
+Test(kafka_mock, the_sink_failing_pauses_and_resumes_without_loss)
+{
+    struct mem_sink ms;
+    mem_sink_init(&ms, "events");
+    ms.fail_io = 8; /* eight flushes fail: the engine keeps the delta and retries */
+    struct instance a;
+    start(&a, &ms, 1);
+    finish(&a);
+    cr_assert_eq(a.rc, 0, "%s", a.err);
+    assert_exact(&ms);
+    cr_assert_geq(ms.fail_io, 0);
+}
