@@ -44,6 +44,8 @@ static void usage(FILE *out)
             "  -t, --topic NAME       topic (events)\n"
             "      --events N         how many events (1000000)\n"
             "      --rate R           events per second, paced (default: as fast as possible)\n"
+            "      --event-rate E     events per second of event time (default: R if paced,\n"
+            "                         else 1000000); event times end about now\n"
             "      --partitions P     create the topic with P partitions if missing (8)\n"
             "      --subscribers S    subscriber population (1000000)\n"
             "      --seed X           seed: same seed, same events (1)\n"
@@ -93,7 +95,7 @@ int main(int argc, char **argv)
 {
     const char *brokers = "127.0.0.1:9092", *topic = "events", *truth_path = NULL;
     unsigned long long n = 1000000;
-    double rate = 0;
+    double rate = 0, event_rate = 0;
     int partitions = 8, keyed = 1;
     struct kpi_gen_conf gc;
     kpi_gen_conf_defaults(&gc);
@@ -159,6 +161,11 @@ int main(int argc, char **argv)
             gc.spike_end_ms = (int64_t)(b * 1000);
             break;
         }
+        case 'E':
+            event_rate = strtod(optarg, &end);
+            if (*end || event_rate <= 0)
+                return bad_opt("event-rate", optarg);
+            break;
         case 'T': truth_path = optarg; break;
         case 'K': keyed = 0; break;
         case 'X': {
@@ -179,8 +186,11 @@ int main(int argc, char **argv)
         default: usage(stderr); return 2;
         }
     }
-    if (rate > 0)
-        gc.events_per_sec = rate;
+    /* Event time advances at the event rate and ends about now, so nothing
+     * is in the future (ts_in_future) and nothing starts out too late. */
+    gc.events_per_sec = event_rate > 0 ? event_rate : rate > 0 ? rate : 1000000;
+    if (rate <= 0)
+        gc.start_ts_ms -= (int64_t)((double)n / gc.events_per_sec * 1000.0);
     if (rd_kafka_conf_set(conf, "bootstrap.servers", brokers, err, sizeof(err))) {
         fprintf(stderr, "kpistream-gen: --brokers: %s\n", err);
         return 2;

@@ -32,6 +32,7 @@
 #include "err.h"
 #include "gen.h"
 #include "kafka.h"
+#include "log.h"
 #include "metrics.h"
 #include "redis.h"
 #include "redisconn.h"
@@ -422,6 +423,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "kpistream: %s\n", err);
         return 2;
     }
+    kpi_log_set_level(cfg.log_level);
     struct kpi_engine_conf ec;
     kpi_config_engine_conf(&cfg, &ec);
     struct kpi_engine *e = kpi_engine_new(&ec, err, sizeof(err));
@@ -598,7 +600,10 @@ int main(int argc, char **argv)
            (unsigned long long)(st.events.good + bad + late), (unsigned long long)bad,
            (unsigned long long)late, (unsigned long long)st.flushed_events);
     if (rc)
-        fprintf(stderr, "kpistream: %s\n", err);
+        kpi_log(KPI_LOG_ERROR, "kpistream", "%s", err);
+    else
+        kpi_log(KPI_LOG_INFO, "kpistream", "stopped cleanly after %llu flushes",
+                (unsigned long long)st.flushes);
     kpi_sink_destroy(&sink);
     kpi_engine_destroy(e);
     return rc ? 1 : 0;

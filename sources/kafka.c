@@ -55,6 +55,7 @@
 #include <time.h>
 
 #include "err.h"
+#include "log.h"
 
 #define MAX_TOPICS 16
 #define MAX_PARTS  1024 /* partitions per topic this source maps */
@@ -346,9 +347,9 @@ static void revoke(struct kafka_src *s, rd_kafka_topic_partition_list_t *list)
         return;
     char err[256];
     if (kpi_engine_flush_sync(s->e, 30000, err, sizeof(err)))
-        fprintf(stderr,
-                "kafka: revocation flush failed (%s); the delta is kept and its "
-                "offsets fence any double count\n",
+        kpi_log(KPI_LOG_WARN, "kafka",
+                "revocation flush failed (%s); the delta is kept and its offsets fence any "
+                "double count",
                 err);
     for (int k = 0; k < n; k++) {
         pthread_mutex_lock(&s->mu);
@@ -466,7 +467,7 @@ static int src_run(void *self, char *errstr, size_t errsz)
         rd_kafka_message_t *m = rd_kafka_consumer_poll(s->rk, 100);
         if (m) {
             if (m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-                fprintf(stderr, "kafka: %s\n", rd_kafka_message_errstr(m));
+                kpi_log(KPI_LOG_WARN, "kafka", "%s", rd_kafka_message_errstr(m));
             rd_kafka_message_destroy(m);
         }
         int bp = kpi_engine_is_backpressured(s->e);
@@ -532,6 +533,17 @@ static void src_destroy(void *self)
     free(s->threads);
     pthread_mutex_destroy(&s->mu);
     free(s);
+}
+
+/* librdkafka's own log lines, through ours (syslog levels). */
+static void rdkafka_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    (void)rk;
+    enum kpi_log_level l = level <= 3   ? KPI_LOG_ERROR
+                           : level == 4 ? KPI_LOG_WARN
+                           : level <= 6 ? KPI_LOG_INFO
+                                        : KPI_LOG_DEBUG;
+    kpi_log(l, "rdkafka", "%s: %s", fac, buf);
 }
 
 static const struct kpi_source_ops kafka_ops = {"kafka", src_run, src_stop, src_destroy};
@@ -604,6 +616,7 @@ struct kpi_source kpi_source_kafka_new(const struct kpi_kafka_conf *conf, struct
             goto fail;
         }
     rd_kafka_conf_set_rebalance_cb(c, rebalance_cb);
+    rd_kafka_conf_set_log_cb(c, rdkafka_log);
     rd_kafka_conf_set_opaque(c, s);
     char why[512];
     s->rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, why, sizeof(why));
@@ -622,6 +635,7 @@ struct kpi_source kpi_source_kafka_new(const struct kpi_kafka_conf *conf, struct
             goto fail;
         }
         rd_kafka_conf_set_dr_msg_cb(pc, dlq_dr);
+        rd_kafka_conf_set_log_cb(pc, rdkafka_log);
         rd_kafka_conf_set_opaque(pc, s);
         s->dlq = rd_kafka_new(RD_KAFKA_PRODUCER, pc, why, sizeof(why));
         if (!s->dlq) {

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "err.h"
+#include "log.h"
 #include "redisconn.h"
 
 #define MAX_SERIES 8192
@@ -86,7 +87,7 @@ static void publish(struct kpi_alerter *a, redisContext *rc, const char *set, co
     snprintf(a->last, sizeof(a->last), "%s: %s=%s churn %.2f%% (baseline %.2f%%)", state, set,
              value, in->rate * 100, in->baseline * 100);
     pthread_mutex_unlock(&a->mu);
-    fprintf(stderr, "kpistream: alert %s\n", msg);
+    kpi_log(KPI_LOG_INFO, "alert", "%s", msg);
 }
 
 static void evaluate(struct kpi_alerter *a, redisContext *rc)
