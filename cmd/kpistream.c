@@ -305,8 +305,14 @@ static void *view_main(void *arg)
 {
     struct view *v = arg;
     const struct kpi_windows *ws = kpi_engine_windows(v->e);
-    uint64_t prev = 0;
-    int64_t t_prev = kpi_now_ms();
+    /* Engine counters move at flushes, so the rate is taken over the last
+     * five seconds, not from one refresh to the next. */
+    uint64_t hist_n[6] = {0};
+    int64_t hist_t[6];
+    for (int i = 0; i < 6; i++)
+        hist_t[i] = kpi_now_ms();
+    int tick = 0;
+    const int64_t t_start = kpi_now_ms();
     while (!atomic_load(&v->stop)) {
         for (int i = 0; i < 10 && !atomic_load(&v->stop); i++) {
             struct timespec ts = {0, 100000000};
@@ -319,9 +325,13 @@ static void *view_main(void *arg)
             if (r != KPI_BAD_TOO_LATE)
                 bad += st.events.bad[r];
         int64_t now = kpi_now_ms();
-        double rate = (double)(st.events.good - prev) * 1000.0 / (double)(now - t_prev + 1);
-        prev = st.events.good;
-        t_prev = now;
+        int cur = tick % 6, old = (tick + 1) % 6;
+        hist_n[cur] = st.events.good;
+        hist_t[cur] = now;
+        tick++;
+        double rate = tick < 6 ? (double)st.events.good * 1000.0 / (double)(now - t_start + 1)
+                               : (double)(hist_n[cur] - hist_n[old]) * 1000.0 /
+                                     (double)(now - hist_t[old] + 1);
         printf("\033[H\033[2J");
         printf("kpistream demo  |  %.0f events/s  |  %llu events, %llu bad, %llu late  |  "
                "%llu flushes to %s\n",
