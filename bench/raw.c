@@ -30,10 +30,8 @@ static double now_s(void)
 int bench_raw(int argc, char **argv)
 {
     const char *brokers = "127.0.0.1:9092", *topic = "events", *group = "kpistream-raw";
-    static const struct option lo[] = {{"brokers", 1, 0, 'b'},
-                                       {"topic", 1, 0, 't'},
-                                       {"group", 1, 0, 'g'},
-                                       {0, 0, 0, 0}};
+    static const struct option lo[] = {
+        {"brokers", 1, 0, 'b'}, {"topic", 1, 0, 't'}, {"group", 1, 0, 'g'}, {0, 0, 0, 0}};
     int c;
     optind = 2;
     while ((c = getopt_long(argc, argv, "b:t:g:", lo, NULL)) != -1) {
@@ -127,7 +125,7 @@ int bench_measure(int argc, char **argv)
     double wall = now_s() - t0;
     double cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
                  (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-    fprintf(stderr, "measure: wall=%.2f cpu=%.2f maxrss_kb=%ld exit=%d\n", wall, cpu,
-            ru.ru_maxrss, WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+    fprintf(stderr, "measure: wall=%.2f cpu=%.2f maxrss_kb=%ld exit=%d\n", wall, cpu, ru.ru_maxrss,
+            WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
     return WIFEXITED(st) ? WEXITSTATUS(st) : 1;
 }

@@ -17,9 +17,9 @@
 #include "mem_sink.h"
 
 /* Kafka protocol API keys (not in librdkafka's public headers). */
-#define API_FETCH 1
+#define API_FETCH         1
 #define API_OFFSET_COMMIT 8
-#define API_HEARTBEAT 12
+#define API_HEARTBEAT     12
 
 static rd_kafka_t *prod;
 static rd_kafka_mock_cluster_t *mc;
@@ -145,7 +145,10 @@ static void wait_for(struct mem_sink *ms, int64_t offsets, int64_t timeout_ms)
 static void assert_exact(struct mem_sink *ms)
 {
     cr_assert_eq(mem_sink_offsets_total(ms), N, "every offset stored once");
-    cr_assert_eq(ms->total.events, (int64_t)truth.good, "counted %lld, produced %llu good (applied %llu, replays %llu)", (long long)ms->total.events, (unsigned long long)truth.good, (unsigned long long)ms->applied, (unsigned long long)ms->replays);
+    cr_assert_eq(ms->total.events, (int64_t)truth.good,
+                 "counted %lld, produced %llu good (applied %llu, replays %llu)",
+                 (long long)ms->total.events, (unsigned long long)truth.good,
+                 (unsigned long long)ms->applied, (unsigned long long)ms->replays);
     cr_assert_eq(ms->total.revenue, truth.revenue);
     cr_assert_eq(ms->total.churns, (int64_t)truth.by_type[KPI_EV_CHURN]);
     cr_assert_eq(ms->conflicts, 0);
@@ -178,8 +181,7 @@ Test(kafka_mock, a_forced_rebalance_mid_stream_keeps_counts_exact)
     wait_for(&ms, N / 10, 60000);
     /* The coordinator says the group is rebalancing: the consumer revokes
      * (flushing first) and rejoins. */
-    rd_kafka_mock_push_request_errors(mc, API_HEARTBEAT, 2,
-                                      RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS,
+    rd_kafka_mock_push_request_errors(mc, API_HEARTBEAT, 2, RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS,
                                       RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS);
     wait_for(&ms, N, 120000);
     a.src.ops->stop(a.src.self);
