@@ -486,6 +486,9 @@ int main(int argc, char **argv)
     }
     if (!sink.ops) {
         fprintf(stderr, "kpistream: sink: %s\n", err);
+        if (o.demo)
+            demo_stop(&demo);
+        kpi_engine_destroy(e);
         return 2;
     }
 
@@ -507,6 +510,10 @@ int main(int argc, char **argv)
     g_src = kpi_source_kafka_new(&kc, e, &sink, err, sizeof(err));
     if (!g_src.ops) {
         fprintf(stderr, "kpistream: %s\n", err);
+        if (o.demo)
+            demo_stop(&demo);
+        kpi_sink_destroy(&sink);
+        kpi_engine_destroy(e);
         return 2;
     }
 
@@ -522,6 +529,9 @@ int main(int argc, char **argv)
     if (!m && cfg.http_port) {
         if (!o.demo) {
             fprintf(stderr, "kpistream: %s\n", err);
+            g_src.ops->destroy(g_src.self);
+            kpi_sink_destroy(&sink);
+            kpi_engine_destroy(e);
             return 1;
         }
         fprintf(stderr, "kpistream: %s (the demo goes on without it)\n", err);
