@@ -1,14 +1,39 @@
 /*
  * decode.c - the strict event decoder (see decode.h and docs/events.md).
  *
- * A hand-written msgpack walker: one pass over the bytes, a switch on each
- * value's first byte, keys matched by length and then bytes, no allocation,
- * no read past `len`.  Known keys are validated whenever present; unknown
- * keys' values are skipped whatever they are (nested up to MAX_DEPTH).  The
- * first problem met in the walk decides the reason; the presence checks
- * (type, ts, sub, nps score) and the clock-skew check come after the walk.
- * Every count read from the message is checked against the bytes left
- * before it is trusted, so a lying header costs O(1), not a long loop.
+ * This is the per-event hot path, so it is a hand-written msgpack walker
+ * rather than msgpack-c's unpacker: one pass over the bytes, no object tree,
+ * no allocation, no strlen, and nothing read past `len`.
+ *
+ *   message  = map                       fixmap 0x80-0x8f, map16 0xde, map32 0xdf
+ *   map      = N x (key value)           keys must be strings (fixstr/str8/16/32)
+ *   key      = known key                 type ts sub amount bytes seconds score
+ *                                        survey reason, or a configured dimension
+ *            | unknown key               value skipped whatever it is; containers
+ *                                        nested at most MAX_DEPTH levels, counting
+ *                                        the top-level map as level 1
+ *
+ * Each value is read by read_val(): a switch on its first byte that consumes
+ * the whole value for scalars, strings, bin and ext, and only the header for
+ * maps and arrays (their elements follow).  Strings are returned as pointers
+ * into the message.  Every length or element count read from the message is
+ * checked against the bytes left before it is trusted: a str32 or map32
+ * header that claims more than the message holds is TRUNCATED at once (an
+ * element takes at least one byte, so a map of N pairs needs 2N bytes), and
+ * every step of the skip loop consumes at least one byte, so skipping is
+ * O(len) whatever the headers claim.
+ *
+ * Keys are matched by length first (a switch), then by bytes; the dimension
+ * names come from the decoder's table.  A bit per known key catches
+ * duplicates.  Known keys are validated when they are met, whatever the event
+ * type, so the first problem in byte order decides the reason; after the walk
+ * come trailing bytes, the presence checks (type, ts, sub, score for nps) and
+ * last the clock-skew check, which is the only one that depends on the wall
+ * clock.
+ *
+ * The subscriber id is hashed with Redis's HyperLogLog hash (kpi_hll_hash).
+ * A uint id is first written as its decimal digits, so `sub: 42` and
+ * `sub: "42"` are the same subscriber, and `PFADD key 42` in Redis agrees.
  */
 #include "decode.h"
 
@@ -16,10 +41,9 @@
 #include <string.h>
 
 #include "err.h"
-#include "hash.h"
+#include "hll.h"
 
-#define MAX_DEPTH 32
-#define HLL_SEED  0xadc83b19ULL /* Redis's HyperLogLog hash seed (hll.h) */
+#define MAX_DEPTH KPI_DECODE_MAX_DEPTH
 
 static const char *const reason_names[KPI_BAD__COUNT] = {
     [KPI_BAD_NONE] = "none",
@@ -70,13 +94,19 @@ int kpi_decoder_init(struct kpi_decoder *d, const char *const *dim_names, int n_
 {
     memset(d, 0, sizeof(*d));
     if (n_dims < 0 || n_dims > KPI_MAX_DIMS)
-        return kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "at most %d dimensions", KPI_MAX_DIMS);
-    if (max_skew_ms < 0 || max_str_len == 0)
-        return kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "bad decoder limits");
+        return kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "%d dimensions: at most %d are supported",
+                          n_dims, KPI_MAX_DIMS);
+    if (n_dims > 0 && !dim_names)
+        return kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "%d dimensions but no names", n_dims);
+    if (max_skew_ms < 0)
+        return kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "max_skew_ms %lld: must be >= 0",
+                          (long long)max_skew_ms);
+    if (max_str_len == 0)
+        return kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "max_str_len 0: must be >= 1");
     for (int i = 0; i < n_dims; i++) {
         const char *name = dim_names[i];
         if (!name || !*name)
-            return kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "dimension %d has no name", i);
+            return kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "dimension %d has an empty name", i);
         for (size_t k = 0; k < sizeof(reserved) / sizeof(reserved[0]); k++)
             if (strcmp(name, reserved[k]) == 0)
                 return kpi_seterr(errstr, errsz, KPI_ERR_INVAL,
@@ -104,213 +134,284 @@ enum vkind { V_UINT, V_NINT, V_FLOAT, V_STR, V_BIN, V_NIL, V_BOOL, V_MAP, V_ARRA
 
 struct val {
     enum vkind k;
-    uint64_t u;    /* V_UINT */
-    int64_t i;     /* V_NINT */
-    double f;      /* V_FLOAT */
+    uint32_t len;  /* V_STR: bytes; V_MAP: pairs; V_ARRAY: elements */
+    uint64_t u;    /* V_UINT (any integer encoding holding a value >= 0) */
+    double f;      /* V_FLOAT (float32 widened exactly) */
     const char *s; /* V_STR */
-    uint32_t len;  /* V_STR length; V_MAP / V_ARRAY element count */
 };
 
-static inline uint64_t be(const uint8_t *p, int n)
+static inline uint16_t be16(const uint8_t *p)
 {
-    uint64_t v = 0;
-    for (int i = 0; i < n; i++)
-        v = v << 8 | p[i];
-    return v;
+    return (uint16_t)(p[0] << 8 | p[1]);
 }
 
-static inline int need(const struct rd *r, size_t n)
+static inline uint32_t be32(const uint8_t *p)
 {
-    return (size_t)(r->end - r->p) >= n;
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-/* Read one value's header (and its payload for scalars and strings).  For a
- * map or array only the header is consumed: v->len elements follow. */
-static enum kpi_bad_reason read_val(struct rd *r, struct val *v)
+static inline uint64_t be64(const uint8_t *p)
 {
-    if (!need(r, 1))
+    return (uint64_t)be32(p) << 32 | be32(p + 4);
+}
+
+static inline size_t left(const struct rd *r)
+{
+    return (size_t)(r->end - r->p);
+}
+
+/* Take the n-byte payload of a str, bin or ext whose header was just read
+ * (checked against the bytes left: n comes from the message). */
+static inline enum kpi_bad_reason payload(struct rd *r, struct val *v, size_t n)
+{
+    if (left(r) < n)
         return KPI_BAD_TRUNCATED;
-    uint8_t b = *r->p++;
-    size_t n = 0; /* payload bytes to take for str/bin/ext */
-    if (b <= 0x7f) {
-        v->k = V_UINT;
-        v->u = b;
-        return KPI_BAD_NONE;
-    }
-    if (b >= 0xe0) {
+    v->s = (const char *)r->p;
+    v->len = (uint32_t)n;
+    r->p += n;
+    return KPI_BAD_NONE;
+}
+
+/* Everything but positive fixint and fixstr (read_val's fast path).  r->p is
+ * past the first byte b. */
+static enum kpi_bad_reason read_val_slow(struct rd *r, struct val *v, uint8_t b)
+{
+    if (b >= 0xe0) { /* negative fixint */
         v->k = V_NINT;
-        v->i = (int8_t)b;
         return KPI_BAD_NONE;
     }
-    if (b >= 0xa0 && b <= 0xbf) {
-        v->k = V_STR;
-        n = b & 0x1f;
-        goto str;
-    }
-    if (b >= 0x80 && b <= 0x8f) {
+    if (b <= 0x8f) {
         v->k = V_MAP;
         v->len = b & 0x0f;
         return KPI_BAD_NONE;
     }
-    if (b >= 0x90 && b <= 0x9f) {
+    if (b <= 0x9f) {
         v->k = V_ARRAY;
         v->len = b & 0x0f;
         return KPI_BAD_NONE;
     }
+    size_t n = left(r);
     switch (b) {
     case 0xc0: v->k = V_NIL; return KPI_BAD_NONE;
-    case 0xc1: return KPI_BAD_MALFORMED;
+    case 0xc1: return KPI_BAD_MALFORMED; /* "never used" in the msgpack spec */
     case 0xc2:
-    case 0xc3:
-        v->k = V_BOOL;
-        v->u = b & 1;
-        return KPI_BAD_NONE;
-    case 0xc4:
-    case 0xc5:
-    case 0xc6: {
-        int w = 1 << (b - 0xc4);
-        if (!need(r, (size_t)w))
+    case 0xc3: v->k = V_BOOL; return KPI_BAD_NONE;
+    case 0xc4: /* bin 8/16/32: skipped like a string, but not one */
+        if (n < 1)
             return KPI_BAD_TRUNCATED;
-        n = be(r->p, w);
-        r->p += w;
         v->k = V_BIN;
-        goto take;
-    }
-    case 0xc7:
-    case 0xc8:
-    case 0xc9: {
-        int w = 1 << (b - 0xc7);
-        if (!need(r, (size_t)w + 1))
+        r->p += 1;
+        return payload(r, v, r->p[-1]);
+    case 0xc5:
+        if (n < 2)
             return KPI_BAD_TRUNCATED;
-        n = be(r->p, w) + 1; /* + the type byte */
-        r->p += w;
-        v->k = V_EXT;
-        goto take;
-    }
-    case 0xca:
-        if (!need(r, 4))
+        v->k = V_BIN;
+        r->p += 2;
+        return payload(r, v, be16(r->p - 2));
+    case 0xc6:
+        if (n < 4)
             return KPI_BAD_TRUNCATED;
-        {
-            uint32_t x = (uint32_t)be(r->p, 4);
-            float f;
-            memcpy(&f, &x, 4);
-            v->f = f;
-        }
+        v->k = V_BIN;
         r->p += 4;
-        v->k = V_FLOAT;
-        return KPI_BAD_NONE;
-    case 0xcb:
-        if (!need(r, 8))
+        return payload(r, v, be32(r->p - 4));
+    case 0xc7: /* ext 8/16/32: length, type byte, data */
+        if (n < 2)
             return KPI_BAD_TRUNCATED;
-        {
-            uint64_t x = be(r->p, 8);
-            memcpy(&v->f, &x, 8);
-        }
-        r->p += 8;
-        v->k = V_FLOAT;
-        return KPI_BAD_NONE;
-    case 0xcc:
-    case 0xcd:
-    case 0xce:
-    case 0xcf: {
-        int w = 1 << (b - 0xcc);
-        if (!need(r, (size_t)w))
+        v->k = V_EXT;
+        r->p += 2;
+        return payload(r, v, r->p[-2]);
+    case 0xc8:
+        if (n < 3)
             return KPI_BAD_TRUNCATED;
-        v->u = be(r->p, w);
-        r->p += w;
-        v->k = V_UINT;
+        v->k = V_EXT;
+        r->p += 3;
+        return payload(r, v, be16(r->p - 3));
+    case 0xc9:
+        if (n < 5)
+            return KPI_BAD_TRUNCATED;
+        v->k = V_EXT;
+        r->p += 5;
+        return payload(r, v, be32(r->p - 5));
+    case 0xca: { /* float32 */
+        if (n < 4)
+            return KPI_BAD_TRUNCATED;
+        uint32_t x = be32(r->p);
+        float f;
+        memcpy(&f, &x, sizeof(f));
+        v->k = V_FLOAT;
+        v->f = f;
+        r->p += 4;
         return KPI_BAD_NONE;
     }
+    case 0xcb: { /* float64 */
+        if (n < 8)
+            return KPI_BAD_TRUNCATED;
+        uint64_t x = be64(r->p);
+        memcpy(&v->f, &x, sizeof(v->f));
+        v->k = V_FLOAT;
+        r->p += 8;
+        return KPI_BAD_NONE;
+    }
+    case 0xcc:
+        if (n < 1)
+            return KPI_BAD_TRUNCATED;
+        v->k = V_UINT;
+        v->u = r->p[0];
+        r->p += 1;
+        return KPI_BAD_NONE;
+    case 0xcd:
+        if (n < 2)
+            return KPI_BAD_TRUNCATED;
+        v->k = V_UINT;
+        v->u = be16(r->p);
+        r->p += 2;
+        return KPI_BAD_NONE;
+    case 0xce:
+        if (n < 4)
+            return KPI_BAD_TRUNCATED;
+        v->k = V_UINT;
+        v->u = be32(r->p);
+        r->p += 4;
+        return KPI_BAD_NONE;
+    case 0xcf:
+        if (n < 8)
+            return KPI_BAD_TRUNCATED;
+        v->k = V_UINT;
+        v->u = be64(r->p);
+        r->p += 8;
+        return KPI_BAD_NONE;
     case 0xd0:
     case 0xd1:
     case 0xd2:
-    case 0xd3: {
-        int w = 1 << (b - 0xd0);
-        if (!need(r, (size_t)w))
+    case 0xd3: { /* int 8/16/32/64: a producer may use them for values >= 0 too */
+        unsigned w = 1u << (b - 0xd0);
+        if (n < w)
             return KPI_BAD_TRUNCATED;
-        uint64_t x = be(r->p, w);
+        int64_t s = w == 1   ? (int8_t)r->p[0]
+                    : w == 2 ? (int16_t)be16(r->p)
+                    : w == 4 ? (int32_t)be32(r->p)
+                             : (int64_t)be64(r->p);
         r->p += w;
-        /* sign-extend a w-byte two's complement value */
-        int64_t s = w == 8 ? (int64_t)x : (int64_t)(x << (64 - 8 * w)) >> (64 - 8 * w);
-        if (s >= 0) {
-            v->k = V_UINT; /* msgpack allows non-negative values in int types */
-            v->u = (uint64_t)s;
-        } else {
-            v->k = V_NINT;
-            v->i = s;
-        }
+        v->k = s < 0 ? V_NINT : V_UINT;
+        v->u = (uint64_t)s;
         return KPI_BAD_NONE;
     }
     case 0xd4:
     case 0xd5:
     case 0xd6:
     case 0xd7:
-    case 0xd8:
-        n = (size_t)(1u << (b - 0xd4)) + 1;
+    case 0xd8: /* fixext 1/2/4/8/16: type byte, data */
         v->k = V_EXT;
-        goto take;
+        return payload(r, v, 1 + (1u << (b - 0xd4)));
     case 0xd9:
-    case 0xda:
-    case 0xdb: {
-        int w = 1 << (b - 0xd9);
-        if (!need(r, (size_t)w))
+        if (n < 1)
             return KPI_BAD_TRUNCATED;
-        n = be(r->p, w);
-        r->p += w;
         v->k = V_STR;
-        goto str;
-    }
-    case 0xdc:
-    case 0xdd:
-    case 0xde:
-    case 0xdf: {
-        int w = b == 0xdc || b == 0xde ? 2 : 4;
-        if (!need(r, (size_t)w))
+        r->p += 1;
+        return payload(r, v, r->p[-1]);
+    case 0xda:
+        if (n < 2)
             return KPI_BAD_TRUNCATED;
-        v->len = (uint32_t)be(r->p, w);
-        r->p += w;
-        v->k = b <= 0xdd ? V_ARRAY : V_MAP;
+        v->k = V_STR;
+        r->p += 2;
+        return payload(r, v, be16(r->p - 2));
+    case 0xdb:
+        if (n < 4)
+            return KPI_BAD_TRUNCATED;
+        v->k = V_STR;
+        r->p += 4;
+        return payload(r, v, be32(r->p - 4));
+    case 0xdc:
+    case 0xde:
+        if (n < 2)
+            return KPI_BAD_TRUNCATED;
+        v->k = b == 0xdc ? V_ARRAY : V_MAP;
+        v->len = be16(r->p);
+        r->p += 2;
+        return KPI_BAD_NONE;
+    case 0xdd:
+    case 0xdf:
+        if (n < 4)
+            return KPI_BAD_TRUNCATED;
+        v->k = b == 0xdd ? V_ARRAY : V_MAP;
+        v->len = be32(r->p);
+        r->p += 4;
         return KPI_BAD_NONE;
     }
-    }
-    return KPI_BAD_MALFORMED; /* not reached: every byte is covered above */
-str:
-    if (!need(r, n))
-        return KPI_BAD_TRUNCATED;
-    v->s = (const char *)r->p;
-    v->len = (uint32_t)n;
-    r->p += n;
-    return KPI_BAD_NONE;
-take:
-    if (!need(r, n))
-        return KPI_BAD_TRUNCATED;
-    r->p += n;
-    return KPI_BAD_NONE;
+    return KPI_BAD_MALFORMED; /* not reached: 0xa0-0xbf and 0x00-0x7f are read_val's */
 }
 
-/* Elements a container header promises, checked against the bytes left
- * (every element takes at least one byte). */
-static enum kpi_bad_reason check_count(const struct rd *r, const struct val *v)
+/* Read one value: all of it for scalars, strings, bin and ext; only the
+ * header for a map or array, whose v->len elements follow. */
+static inline enum kpi_bad_reason read_val(struct rd *r, struct val *v)
 {
-    uint64_t elems = v->k == V_MAP ? 2ull * v->len : v->len;
-    return elems > (uint64_t)(r->end - r->p) ? KPI_BAD_TRUNCATED : KPI_BAD_NONE;
-}
-
-/* Skip the contents of a value whose header was just read. */
-static enum kpi_bad_reason skip_contents(struct rd *r, const struct val *v, int depth)
-{
-    if (v->k != V_MAP && v->k != V_ARRAY)
+    if (r->p == r->end)
+        return KPI_BAD_TRUNCATED;
+    uint8_t b = *r->p++;
+    if (b <= 0x7f) {
+        v->k = V_UINT;
+        v->u = b;
         return KPI_BAD_NONE;
-    if (depth >= MAX_DEPTH)
+    }
+    if ((b & 0xe0) == 0xa0) {
+        v->k = V_STR;
+        return payload(r, v, b & 0x1f);
+    }
+    if (b == 0xcf && left(r) >= 8) { /* ts and numeric subscriber ids */
+        v->k = V_UINT;
+        v->u = be64(r->p);
+        r->p += 8;
+        return KPI_BAD_NONE;
+    }
+    if (b == 0xce && left(r) >= 4) { /* amounts, volumes */
+        v->k = V_UINT;
+        v->u = be32(r->p);
+        r->p += 4;
+        return KPI_BAD_NONE;
+    }
+    return read_val_slow(r, v, b);
+}
+
+static inline int is_container(const struct val *v)
+{
+    return v->k == V_MAP || v->k == V_ARRAY;
+}
+
+/* Elements a container header promises: 2 per map pair. */
+static inline uint64_t elems(const struct val *v)
+{
+    return v->k == V_MAP ? 2 * (uint64_t)v->len : v->len;
+}
+
+/* Skip the elements of the container v, whose header was just read at nesting
+ * `level` (the top-level map is level 1).  Iterative, with a stack of
+ * elements still to read per level. */
+static enum kpi_bad_reason skip_container(struct rd *r, const struct val *v, int level)
+{
+    uint64_t todo[MAX_DEPTH];
+    int sp = 0; /* todo[0 .. sp-1] is the stack; level + sp - 1 is the innermost's level */
+    if (level > MAX_DEPTH)
         return KPI_BAD_TOO_DEEP;
-    enum kpi_bad_reason e = check_count(r, v);
-    if (e)
-        return e;
-    uint64_t elems = v->k == V_MAP ? 2ull * v->len : v->len;
-    for (uint64_t i = 0; i < elems; i++) {
+    if (elems(v) > left(r))
+        return KPI_BAD_TRUNCATED;
+    todo[sp++] = elems(v);
+    while (sp > 0) {
+        if (todo[sp - 1] == 0) {
+            sp--;
+            continue;
+        }
+        todo[sp - 1]--;
         struct val x;
-        if ((e = read_val(r, &x)) || (e = skip_contents(r, &x, depth + 1)))
+        enum kpi_bad_reason e = read_val(r, &x);
+        if (e)
             return e;
+        if (!is_container(&x))
+            continue;
+        if (level + sp > MAX_DEPTH)
+            return KPI_BAD_TOO_DEEP;
+        if (elems(&x) > left(r))
+            return KPI_BAD_TRUNCATED;
+        todo[sp++] = elems(&x);
     }
     return KPI_BAD_NONE;
 }
@@ -328,45 +429,45 @@ enum key {
     K_SURVEY,
     K_REASON,
     K_DIM0, /* K_DIM0 + i: dimension i */
-    K_UNKNOWN = 63
+    K_UNKNOWN = K_DIM0 + KPI_MAX_DIMS
 };
 
-static inline int key_is(const struct val *k, const char *s, uint32_t n)
+static inline int str_is(const struct val *v, const char *s, uint32_t n)
 {
-    return k->len == n && memcmp(k->s, s, n) == 0;
+    return v->len == n && memcmp(v->s, s, n) == 0;
 }
 
-static int match_key(const struct kpi_decoder *d, const struct val *k)
+static inline int match_key(const struct kpi_decoder *d, const struct val *k)
 {
     switch (k->len) {
     case 2:
-        if (key_is(k, "ts", 2))
+        if (!memcmp(k->s, "ts", 2))
             return K_TS;
         break;
     case 3:
-        if (key_is(k, "sub", 3))
+        if (!memcmp(k->s, "sub", 3))
             return K_SUB;
         break;
     case 4:
-        if (key_is(k, "type", 4))
+        if (!memcmp(k->s, "type", 4))
             return K_TYPE;
         break;
     case 5:
-        if (key_is(k, "score", 5))
-            return K_SCORE;
-        if (key_is(k, "bytes", 5))
+        if (!memcmp(k->s, "bytes", 5))
             return K_BYTES;
+        if (!memcmp(k->s, "score", 5))
+            return K_SCORE;
         break;
     case 6:
-        if (key_is(k, "amount", 6))
+        if (!memcmp(k->s, "amount", 6))
             return K_AMOUNT;
-        if (key_is(k, "survey", 6))
+        if (!memcmp(k->s, "survey", 6))
             return K_SURVEY;
-        if (key_is(k, "reason", 6))
+        if (!memcmp(k->s, "reason", 6))
             return K_REASON;
         break;
     case 7:
-        if (key_is(k, "seconds", 7))
+        if (!memcmp(k->s, "seconds", 7))
             return K_SECONDS;
         break;
     }
@@ -376,45 +477,61 @@ static int match_key(const struct kpi_decoder *d, const struct val *k)
     return K_UNKNOWN;
 }
 
-/* Decimal digits of u into buf (at least 20 bytes); returns the length. */
-static uint32_t utoa(uint64_t u, char *buf)
+/* Decimal digits of u, written backwards ending at `end`; returns the count.
+ * Two digits per division: subscriber ids (MSISDNs, IMSIs) have 10-15. */
+static inline uint32_t utoa_back(uint64_t u, char *end)
 {
-    char tmp[20];
-    uint32_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    for (uint32_t i = 0; i < n; i++)
-        buf[i] = tmp[n - 1 - i];
-    return n;
+    static const char pairs[201] = "00010203040506070809101112131415161718192021222324"
+                                   "25262728293031323334353637383940414243444546474849"
+                                   "50515253545556575859606162636465666768697071727374"
+                                   "75767778798081828384858687888990919293949596979899";
+    char *p = end;
+    while (u >= 100) {
+        const char *two = pairs + 2 * (u % 100);
+        u /= 100;
+        *--p = two[1];
+        *--p = two[0];
+    }
+    if (u >= 10) {
+        *--p = pairs[2 * u + 1];
+        *--p = pairs[2 * u];
+    } else {
+        *--p = (char)('0' + u);
+    }
+    return (uint32_t)(end - p);
 }
 
-static enum kpi_bad_reason check_str(const struct kpi_decoder *d, const struct val *v,
-                                     enum kpi_bad_reason wrong_type)
+/* A string value: the key's own wrong-type reason, or oversized. */
+static inline enum kpi_bad_reason check_str(const struct kpi_decoder *d, const struct val *v,
+                                            enum kpi_bad_reason wrong_type)
 {
     if (v->k != V_STR)
         return wrong_type;
     return v->len > d->max_str_len ? KPI_BAD_OVERSIZED_STRING : KPI_BAD_NONE;
 }
 
-static enum kpi_bad_reason take(const struct kpi_decoder *d, int key, const struct val *v,
-                                struct kpi_event *ev)
+/* 2^63: the first double that does not fit int64. */
+#define TWO_POW_63 9223372036854775808.0
+
+/* Validate a known key's value and store it.  *ts holds ts as read (its skew
+ * check waits for the end of the walk). */
+static inline enum kpi_bad_reason take(const struct kpi_decoder *d, int key, const struct val *v,
+                                       struct kpi_event *ev, uint64_t *ts)
 {
     enum kpi_bad_reason e;
-    if (v->k == V_MAP || v->k == V_ARRAY)
+    if (is_container(v))
         return KPI_BAD_NESTED_VALUE;
     switch (key) {
     case K_TYPE:
         if ((e = check_str(d, v, KPI_BAD_TYPE_NOT_STRING)))
             return e;
-        if (v->len == 5 && !memcmp(v->s, "usage", 5))
+        if (str_is(v, "usage", 5))
             ev->type = KPI_EV_USAGE;
-        else if (v->len == 10 && !memcmp(v->s, "activation", 10))
+        else if (str_is(v, "activation", 10))
             ev->type = KPI_EV_ACTIVATION;
-        else if (v->len == 5 && !memcmp(v->s, "churn", 5))
+        else if (str_is(v, "churn", 5))
             ev->type = KPI_EV_CHURN;
-        else if (v->len == 3 && !memcmp(v->s, "nps", 3))
+        else if (str_is(v, "nps", 3))
             ev->type = KPI_EV_NPS;
         else
             return KPI_BAD_UNKNOWN_TYPE;
@@ -422,25 +539,23 @@ static enum kpi_bad_reason take(const struct kpi_decoder *d, int key, const stru
     case K_TS:
         if (v->k != V_UINT)
             return KPI_BAD_TS_NOT_UINT;
-        if (v->u > (uint64_t)INT64_MAX)
-            return KPI_BAD_TS_IN_FUTURE;
-        ev->ts_ms = (int64_t)v->u;
+        *ts = v->u;
         return KPI_BAD_NONE;
     case K_SUB:
         if (v->k == V_UINT) {
-            char digits[20];
-            uint32_t n = utoa(v->u, digits);
-            ev->sub_hash = kpi_murmur64a(digits, n, HLL_SEED);
+            char digits[20]; /* UINT64_MAX has 20 */
+            uint32_t n = utoa_back(v->u, digits + sizeof(digits));
+            ev->sub_hash = kpi_hll_hash(digits + sizeof(digits) - n, n);
             return KPI_BAD_NONE;
         }
         if (v->k != V_STR || v->len == 0)
             return KPI_BAD_SUB_WRONG_TYPE;
         if (v->len > d->max_str_len)
             return KPI_BAD_OVERSIZED_STRING;
-        ev->sub_hash = kpi_murmur64a(v->s, v->len, HLL_SEED);
+        ev->sub_hash = kpi_hll_hash(v->s, v->len);
         return KPI_BAD_NONE;
     case K_AMOUNT:
-        if (v->k == V_UINT) {
+        if (v->k == V_UINT) { /* micro-units */
             if (v->u > (uint64_t)INT64_MAX)
                 return KPI_BAD_AMOUNT_OUT_OF_RANGE;
             ev->amount_micros = (int64_t)v->u;
@@ -454,12 +569,18 @@ static enum kpi_bad_reason take(const struct kpi_decoder *d, int key, const stru
             return KPI_BAD_AMOUNT_NOT_FINITE;
         if (v->f < 0)
             return KPI_BAD_AMOUNT_NEGATIVE; /* -0.0 is not < 0: it is 0 */
-        if (v->f * 1e6 >= 9.2e18)
-            return KPI_BAD_AMOUNT_OUT_OF_RANGE;
-        ev->amount_micros = llround(v->f * 1e6);
+        {
+            /* Currency units: round half away from zero to micro-units.  Every
+             * double below 2^63 rounds to a value that fits int64. */
+            double x = v->f * 1e6;
+            if (!(x < TWO_POW_63))
+                return KPI_BAD_AMOUNT_OUT_OF_RANGE;
+            ev->amount_micros = llround(x);
+        }
         return KPI_BAD_NONE;
     case K_BYTES:
     case K_SECONDS:
+        /* Above INT64_MAX is refused too: the KPI sums are int64. */
         if (v->k != V_UINT || v->u > (uint64_t)INT64_MAX)
             return KPI_BAD_VOLUME_NOT_UINT;
         if (key == K_BYTES)
@@ -468,33 +589,29 @@ static enum kpi_bad_reason take(const struct kpi_decoder *d, int key, const stru
             ev->seconds = v->u;
         return KPI_BAD_NONE;
     case K_SCORE:
-        if (v->k == V_NINT || (v->k == V_UINT && v->u > 10))
-            return KPI_BAD_SCORE_OUT_OF_RANGE;
         if (v->k != V_UINT)
-            return KPI_BAD_SCORE_NOT_UINT;
+            return KPI_BAD_SCORE_NOT_UINT; /* negative ints included */
+        if (v->u > 10)
+            return KPI_BAD_SCORE_OUT_OF_RANGE;
         ev->score = (uint8_t)v->u;
         return KPI_BAD_NONE;
     case K_SURVEY:
         if ((e = check_str(d, v, KPI_BAD_SURVEY_NOT_STRING)))
             return e;
-        if (v->len == 7 && !memcmp(v->s, "network", 7))
+        if (str_is(v, "network", 7))
             ev->survey = KPI_SURVEY_NETWORK;
-        else if (v->len == 5 && !memcmp(v->s, "brand", 5))
+        else if (str_is(v, "brand", 5))
             ev->survey = KPI_SURVEY_BRAND;
         else
             return KPI_BAD_UNKNOWN_SURVEY;
         return KPI_BAD_NONE;
     case K_REASON:
-        if (v->k == V_NIL)
-            return KPI_BAD_NONE;
         if ((e = check_str(d, v, KPI_BAD_REASON_NOT_STRING)))
             return e;
         ev->reason.ptr = v->s;
         ev->reason.len = v->len;
         return KPI_BAD_NONE;
     default: /* a dimension */
-        if (v->k == V_NIL)
-            return KPI_BAD_NONE; /* nil: the dimension is absent (__none__) */
         if ((e = check_str(d, v, KPI_BAD_DIM_NOT_STRING)))
             return e;
         ev->dims[key - K_DIM0].ptr = v->s;
@@ -502,6 +619,8 @@ static enum kpi_bad_reason take(const struct kpi_decoder *d, int key, const stru
         return KPI_BAD_NONE;
     }
 }
+
+#define BIT(k) (1u << (k))
 
 enum kpi_bad_reason kpi_decode(const struct kpi_decoder *d, const void *msg, size_t len,
                                int64_t now_ms, struct kpi_event *ev)
@@ -515,8 +634,8 @@ enum kpi_bad_reason kpi_decode(const struct kpi_decoder *d, const void *msg, siz
         return e;
     if (top.k != V_MAP)
         return KPI_BAD_NOT_MAP;
-    if ((e = check_count(&r, &top)))
-        return e;
+    if (elems(&top) > left(&r))
+        return KPI_BAD_TRUNCATED;
 
     ev->type = KPI_EV__COUNT;
     ev->amount_micros = 0;
@@ -525,44 +644,46 @@ enum kpi_bad_reason kpi_decode(const struct kpi_decoder *d, const void *msg, siz
     ev->survey = KPI_SURVEY_NETWORK;
     ev->reason.ptr = NULL;
     ev->reason.len = 0;
-    for (int i = 0; i < d->n_dims; i++)
-        ev->dims[i].ptr = NULL, ev->dims[i].len = 0;
-    uint64_t seen = 0;
+    for (int i = 0; i < d->n_dims; i++) {
+        ev->dims[i].ptr = NULL;
+        ev->dims[i].len = 0;
+    }
+    uint32_t seen = 0;
+    uint64_t ts = 0;
 
     for (uint32_t i = 0; i < top.len; i++) {
         struct val k, v;
         if ((e = read_val(&r, &k)))
             return e;
-        if (k.k != V_STR) {
-            /* still report truncation or malformation of the rest first? no:
-             * the key is what is wrong here. */
+        if (k.k != V_STR)
             return KPI_BAD_KEY_NOT_STRING;
-        }
         int key = match_key(d, &k);
         if ((e = read_val(&r, &v)))
             return e;
         if (key == K_UNKNOWN) {
-            if ((e = skip_contents(&r, &v, 1)))
+            if (is_container(&v) && (e = skip_container(&r, &v, 2)))
                 return e;
             continue;
         }
-        if (seen & (1ull << key))
+        if (seen & BIT(key))
             return KPI_BAD_DUPLICATE_KEY;
-        seen |= 1ull << key;
-        if ((e = take(d, key, &v, ev)))
+        seen |= BIT(key);
+        if ((e = take(d, key, &v, ev, &ts)))
             return e;
     }
     if (r.p != r.end)
         return KPI_BAD_TRAILING_BYTES;
-    if (!(seen & 1ull << K_TYPE))
+    if (!(seen & BIT(K_TYPE)))
         return KPI_BAD_MISSING_TYPE;
-    if (!(seen & 1ull << K_TS))
+    if (!(seen & BIT(K_TS)))
         return KPI_BAD_MISSING_TS;
-    if (!(seen & 1ull << K_SUB))
+    if (!(seen & BIT(K_SUB)))
         return KPI_BAD_MISSING_SUB;
-    if (ev->type == KPI_EV_NPS && !(seen & 1ull << K_SCORE))
+    if (ev->type == KPI_EV_NPS && !(seen & BIT(K_SCORE)))
         return KPI_BAD_MISSING_SCORE;
-    if (ev->ts_ms > now_ms + d->max_skew_ms)
+    /* ts > now + skew, without overflowing either side. */
+    if (ts > (uint64_t)INT64_MAX || (int64_t)ts - d->max_skew_ms > now_ms)
         return KPI_BAD_TS_IN_FUTURE;
+    ev->ts_ms = (int64_t)ts;
     return KPI_BAD_NONE;
 }

@@ -15,35 +15,42 @@
 
 #include "event.h"
 
+/* Deepest nesting of maps/arrays the decoder follows under an unknown key,
+ * counting the top-level map as level 1. */
+#define KPI_DECODE_MAX_DEPTH 32
+
 enum kpi_bad_reason {
     KPI_BAD_NONE = 0,
     KPI_BAD_EMPTY,            /* zero-length message */
     KPI_BAD_NOT_MAP,          /* top-level value is not a map */
-    KPI_BAD_TRUNCATED,        /* message ends inside a value */
+    KPI_BAD_TRUNCATED,        /* message ends inside a value, or a map/array header
+                                 promises more elements than bytes are left */
     KPI_BAD_MALFORMED,        /* invalid msgpack (reserved byte 0xc1, ...) */
     KPI_BAD_TRAILING_BYTES,   /* bytes after the top-level map */
     KPI_BAD_KEY_NOT_STRING,   /* a map key is not a string */
     KPI_BAD_DUPLICATE_KEY,    /* a known key appears twice */
-    KPI_BAD_TOO_DEEP,         /* nesting deeper than the decoder follows */
-    KPI_BAD_NESTED_VALUE,     /* map/array where a known key needs a scalar */
-    KPI_BAD_OVERSIZED_STRING, /* a string longer than the configured limit */
+    KPI_BAD_TOO_DEEP,         /* an unknown key's value nests maps/arrays beyond
+                                 KPI_DECODE_MAX_DEPTH levels */
+    KPI_BAD_NESTED_VALUE,     /* map/array where a known key needs a scalar or str */
+    KPI_BAD_OVERSIZED_STRING, /* a str value of a known key (type, sub, dims, survey,
+                                 reason) longer than max_str_len */
     KPI_BAD_MISSING_TYPE,
-    KPI_BAD_TYPE_NOT_STRING,
-    KPI_BAD_UNKNOWN_TYPE,
+    KPI_BAD_TYPE_NOT_STRING, /* not a str (bin, nil, ext, a number...) */
+    KPI_BAD_UNKNOWN_TYPE,    /* not usage, activation, churn or nps */
     KPI_BAD_MISSING_TS,
-    KPI_BAD_TS_NOT_UINT,
-    KPI_BAD_TS_IN_FUTURE, /* beyond the configured clock skew */
+    KPI_BAD_TS_NOT_UINT,  /* a negative int, float, str, ... */
+    KPI_BAD_TS_IN_FUTURE, /* ts > now_ms + max_skew_ms (checked last) */
     KPI_BAD_MISSING_SUB,
-    KPI_BAD_SUB_WRONG_TYPE, /* not a uint or str, or an empty str */
-    KPI_BAD_DIM_NOT_STRING, /* a configured dimension key is not a str */
-    KPI_BAD_AMOUNT_NOT_NUMBER,
-    KPI_BAD_AMOUNT_NEGATIVE,
+    KPI_BAD_SUB_WRONG_TYPE,      /* not a uint or str (a negative int...), or an empty str */
+    KPI_BAD_DIM_NOT_STRING,      /* a configured dimension key's value is not a str */
+    KPI_BAD_AMOUNT_NOT_NUMBER,   /* not an int or float (str, nil, ext...) */
+    KPI_BAD_AMOUNT_NEGATIVE,     /* a negative int, or a float < 0 (-0.0 is 0) */
     KPI_BAD_AMOUNT_NOT_FINITE,   /* NaN or infinity */
     KPI_BAD_AMOUNT_OUT_OF_RANGE, /* does not fit int64 micro-units */
-    KPI_BAD_VOLUME_NOT_UINT,     /* bytes / seconds */
+    KPI_BAD_VOLUME_NOT_UINT,     /* bytes / seconds: not a uint, or above INT64_MAX */
     KPI_BAD_MISSING_SCORE,       /* nps without score */
-    KPI_BAD_SCORE_NOT_UINT,
-    KPI_BAD_SCORE_OUT_OF_RANGE, /* not in 0..10 */
+    KPI_BAD_SCORE_NOT_UINT,      /* a negative int, float, str, ... */
+    KPI_BAD_SCORE_OUT_OF_RANGE,  /* a uint above 10 */
     KPI_BAD_SURVEY_NOT_STRING,
     KPI_BAD_UNKNOWN_SURVEY, /* not "network" or "brand" */
     KPI_BAD_REASON_NOT_STRING,
@@ -65,7 +72,9 @@ struct kpi_decoder {
 
 /* Configure a decoder.  dim_names: the keys that are dimensions, in dimension
  * index order (event.dims[i] holds dim_names[i]'s value).  0 or KPI_ERR_INVAL
- * (too many dims, a dim named like a reserved key, duplicate names). */
+ * (too many dims, an empty name, a dim named like a reserved key, duplicate
+ * names; errstr names the offending dimension).  dim_name_lens is computed
+ * here, so the per-event path never calls strlen. */
 int kpi_decoder_init(struct kpi_decoder *d, const char *const *dim_names, int n_dims,
                      int64_t max_skew_ms, uint32_t max_str_len, char *errstr, size_t errstr_size);
 

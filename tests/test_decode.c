@@ -1,35 +1,80 @@
-/* The strict decoder: every field decoded exactly, and every bad-input
- * reason produced by a message that has exactly that problem. */
+/*
+ * test_decode.c - the strict event decoder: every field decoded exactly, and
+ * every bad-input reason produced by a message that has exactly that problem.
+ *
+ * Messages are built with msgpack-c's packer, or as raw bytes where the point
+ * is an encoding the packer would not choose.  Every decode runs on an
+ * exact-size heap copy of the message, so under ASan any read past `len` is
+ * an error.
+ *
+ * The examples[] table names one message per outcome (a few good events and
+ * one per decoder reason).  It feeds three checks: every decoder reason has an
+ * example, each example decodes as named, and the fuzzer's seed corpus
+ * (fuzz/corpus/<name>) is exactly these messages.  To regenerate the corpus
+ * after changing an example:
+ *
+ *   KPI_WRITE_CORPUS=fuzz/corpus ./test_decode --filter 'decode/seed_corpus*'
+ */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <math.h>
 #include <msgpack.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "decode.h"
 #include "err.h"
-#include "hash.h"
+#include "hll.h"
 
-#define NOW 1700000000000LL
+#ifndef KPI_SOURCE_DIR
+#define KPI_SOURCE_DIR "."
+#endif
+
+#define NOW     1700000000000LL
+#define SKEW    60000
+#define MAX_STR 64
 
 static struct kpi_decoder dec;
 static const char *dims[] = {"region", "plan", "segment"};
 
 static void setup(void)
 {
-    cr_assert_eq(kpi_decoder_init(&dec, dims, 3, 60000, 64, NULL, 0), 0);
+    cr_assert_eq(kpi_decoder_init(&dec, dims, 3, SKEW, MAX_STR, NULL, 0), 0);
 }
 
-/* A tiny builder over msgpack-c's packer. */
+/* ---- building messages ---- */
+
 struct msg {
     msgpack_sbuffer sb;
     msgpack_packer pk;
 };
 
-static void m_init(struct msg *m, uint32_t n_pairs)
+static void m_open(struct msg *m)
 {
     msgpack_sbuffer_init(&m->sb);
     msgpack_packer_init(&m->pk, &m->sb, msgpack_sbuffer_write);
+}
+
+static void m_init(struct msg *m, uint32_t n_pairs)
+{
+    m_open(m);
     msgpack_pack_map(&m->pk, n_pairs);
+}
+
+static void m_free(struct msg *m)
+{
+    msgpack_sbuffer_destroy(&m->sb);
+}
+
+static void raw(struct msg *m, const void *bytes, size_t n)
+{
+    msgpack_sbuffer_write(&m->sb, bytes, n);
+}
+
+static void u8(struct msg *m, uint8_t b)
+{
+    raw(m, &b, 1);
 }
 
 static void k(struct msg *m, const char *s)
@@ -49,21 +94,69 @@ static void kv_u(struct msg *m, const char *key, uint64_t v)
     msgpack_pack_uint64(&m->pk, v);
 }
 
-static enum kpi_bad_reason decode(struct msg *m, struct kpi_event *ev)
+static void kv_i(struct msg *m, const char *key, int64_t v)
 {
-    enum kpi_bad_reason r = kpi_decode(&dec, m->sb.data, m->sb.size, NOW, ev);
-    return r;
+    k(m, key);
+    msgpack_pack_int64(&m->pk, v);
 }
 
-static enum kpi_bad_reason decode_free(struct msg *m)
+/* An int64 header even for a value >= 0 (the packer would pick a uint). */
+static void kv_int64_w(struct msg *m, const char *key, int64_t v)
 {
-    struct kpi_event ev;
-    enum kpi_bad_reason r = decode(m, &ev);
-    msgpack_sbuffer_destroy(&m->sb);
-    return r;
+    k(m, key);
+    u8(m, 0xd3);
+    for (int i = 7; i >= 0; i--)
+        u8(m, (uint8_t)((uint64_t)v >> (8 * i)));
 }
 
-/* A valid usage event with `extra` more pairs to be added by the caller. */
+static void kv_f64(struct msg *m, const char *key, double v)
+{
+    k(m, key);
+    msgpack_pack_double(&m->pk, v);
+}
+
+static void kv_f32(struct msg *m, const char *key, float v)
+{
+    k(m, key);
+    msgpack_pack_float(&m->pk, v);
+}
+
+static void kv_nil(struct msg *m, const char *key)
+{
+    k(m, key);
+    msgpack_pack_nil(&m->pk);
+}
+
+static void kv_bin(struct msg *m, const char *key, const char *v)
+{
+    k(m, key);
+    msgpack_pack_bin_with_body(&m->pk, v, strlen(v));
+}
+
+static void kv_ext(struct msg *m, const char *key)
+{
+    k(m, key);
+    msgpack_pack_ext_with_body(&m->pk, "\x01\x02\x03\x04", 4, 7);
+}
+
+/* A string header of a chosen width (8, 16 or 32 bits), which the packer
+ * would not pick for a short string. */
+static void str_w(struct msg *m, int bits, const char *s)
+{
+    uint32_t n = (uint32_t)strlen(s);
+    if (bits == 8) {
+        u8(m, 0xd9), u8(m, (uint8_t)n);
+    } else if (bits == 16) {
+        u8(m, 0xda), u8(m, (uint8_t)(n >> 8)), u8(m, (uint8_t)n);
+    } else {
+        u8(m, 0xdb), u8(m, (uint8_t)(n >> 24)), u8(m, (uint8_t)(n >> 16));
+        u8(m, (uint8_t)(n >> 8)), u8(m, (uint8_t)n);
+    }
+    raw(m, s, n);
+}
+
+/* type, ts (a second ago) and sub: the start of a good event, in a map of
+ * 3 + extra pairs whose remaining pairs the caller adds. */
 static void base(struct msg *m, const char *type, uint32_t extra)
 {
     m_init(m, 3 + extra);
@@ -72,158 +165,660 @@ static void base(struct msg *m, const char *type, uint32_t extra)
     kv_u(m, "sub", 42);
 }
 
-#define EXPECT(m, reason)                                                                          \
+/* ---- decoding ---- */
+
+/* Decode from an exact-size heap copy, so ASan sees any read past len. */
+static enum kpi_bad_reason decode_bytes(const void *bytes, size_t len, struct kpi_event *ev)
+{
+    void *copy = malloc(len ? len : 1);
+    cr_assert_not_null(copy);
+    if (len)
+        memcpy(copy, bytes, len);
+    enum kpi_bad_reason r = kpi_decode(&dec, copy, len, NOW, ev);
+    free(copy);
+    return r;
+}
+
+/* Decode in place (the event's strings point into m's buffer). */
+static enum kpi_bad_reason decode(struct msg *m, struct kpi_event *ev)
+{
+    return kpi_decode(&dec, m->sb.data, m->sb.size, NOW, ev);
+}
+
+static enum kpi_bad_reason decode_and_free(struct msg *m)
+{
+    struct kpi_event ev;
+    enum kpi_bad_reason r = decode_bytes(m->sb.data, m->sb.size, &ev);
+    m_free(m);
+    return r;
+}
+
+#define EXPECT(m, want)                                                                            \
     do {                                                                                           \
-        enum kpi_bad_reason got_ = decode_free(m);                                                 \
-        cr_assert_eq(got_, reason, "got %s, want %s", kpi_bad_reason_name(got_),                   \
-                     kpi_bad_reason_name(reason));                                                 \
+        enum kpi_bad_reason got_ = decode_and_free(m);                                             \
+        cr_assert_eq(got_, want, "got %s, want %s", kpi_bad_reason_name(got_),                     \
+                     kpi_bad_reason_name(want));                                                   \
+    } while (0)
+
+#define EXPECT_RAW(bytes, want)                                                                    \
+    do {                                                                                           \
+        struct kpi_event ev_;                                                                      \
+        enum kpi_bad_reason got_ = decode_bytes(bytes, sizeof(bytes), &ev_);                       \
+        cr_assert_eq(got_, want, "got %s, want %s", kpi_bad_reason_name(got_),                     \
+                     kpi_bad_reason_name(want));                                                   \
     } while (0)
 
 static uint64_t hash_of(const char *s)
 {
-    return kpi_murmur64a(s, strlen(s), 0xadc83b19ULL);
+    return kpi_hll_hash(s, strlen(s));
+}
+
+static int str_eq(struct kpi_strref r, const char *s)
+{
+    return r.ptr && r.len == strlen(s) && memcmp(r.ptr, s, r.len) == 0;
+}
+
+/* ---- examples: one message per outcome ---- */
+
+static void ex_usage(struct msg *m)
+{
+    m_init(m, 9);
+    kv_str(m, "type", "usage");
+    kv_u(m, "ts", NOW - 5);
+    kv_u(m, "sub", 46701234567ULL);
+    kv_str(m, "segment", "youth"); /* not in configuration order */
+    kv_str(m, "region", "eu-west");
+    kv_str(m, "plan", "prepaid");
+    kv_u(m, "amount", 1250000);
+    kv_u(m, "bytes", 1048576);
+    kv_u(m, "seconds", 60);
+}
+
+static void ex_usage_float(struct msg *m)
+{
+    base(m, "usage", 3);
+    kv_f64(m, "amount", 12.3456789);
+    kv_str(m, "region", "apac");
+    k(m, "meta"); /* an unknown key holding a bit of everything */
+    msgpack_pack_map(&m->pk, 3);
+    k(m, "tags");
+    msgpack_pack_array(&m->pk, 4);
+    msgpack_pack_int(&m->pk, -70000);
+    msgpack_pack_bin_with_body(&m->pk, "xy", 2);
+    msgpack_pack_ext_with_body(&m->pk, "\x01", 1, 3);
+    msgpack_pack_true(&m->pk);
+    kv_f32(m, "ratio", 0.25f);
+    kv_nil(m, "none");
+}
+
+static void ex_activation(struct msg *m)
+{
+    m_init(m, 5);
+    kv_str(m, "type", "activation");
+    kv_u(m, "ts", NOW);
+    kv_str(m, "sub", "imsi-240011234567890");
+    kv_str(m, "plan", "postpaid");
+    kv_str(m, "channel", "web");
+}
+
+static void ex_churn(struct msg *m)
+{
+    base(m, "churn", 2);
+    kv_str(m, "reason", "price");
+    kv_str(m, "region", "eu-north");
+}
+
+static void ex_nps(struct msg *m)
+{
+    base(m, "nps", 2);
+    kv_u(m, "score", 9);
+    kv_str(m, "survey", "brand");
+}
+
+/* map16, str8/16/32 values, an str8 key, int64 ts, int8 score. */
+static void ex_nps_wide_encodings(struct msg *m)
+{
+    m_open(m);
+    u8(m, 0xde), u8(m, 0), u8(m, 5);
+    str_w(m, 8, "type"), str_w(m, 16, "nps");
+    kv_int64_w(m, "ts", NOW);
+    k(m, "sub"), str_w(m, 32, "46709876543");
+    k(m, "score"), u8(m, 0xd0), u8(m, 7);
+    k(m, "region"), str_w(m, 8, "eu-west");
+}
+
+static void bad_empty(struct msg *m)
+{
+    m_open(m);
+}
+
+static void bad_not_map(struct msg *m)
+{
+    m_open(m);
+    msgpack_pack_array(&m->pk, 2);
+    msgpack_pack_uint64(&m->pk, NOW);
+    msgpack_pack_uint64(&m->pk, 42);
+}
+
+static void bad_truncated(struct msg *m)
+{
+    base(m, "usage", 1);
+    k(m, "region");
+    u8(m, 0xa7); /* fixstr of 7 bytes, then only 2 */
+    raw(m, "eu", 2);
+}
+
+static void bad_malformed(struct msg *m)
+{
+    base(m, "usage", 1);
+    k(m, "amount");
+    u8(m, 0xc1);
+}
+
+static void bad_trailing_bytes(struct msg *m)
+{
+    base(m, "activation", 0);
+    msgpack_pack_nil(&m->pk);
+}
+
+static void bad_key_not_string(struct msg *m)
+{
+    base(m, "activation", 1);
+    msgpack_pack_uint64(&m->pk, 7);
+    msgpack_pack_uint64(&m->pk, 7);
+}
+
+static void bad_duplicate_key(struct msg *m)
+{
+    base(m, "activation", 1);
+    kv_u(m, "ts", NOW);
+}
+
+static void nest(struct msg *m, int levels)
+{
+    for (int i = 0; i < levels; i++)
+        msgpack_pack_array(&m->pk, 1);
+    msgpack_pack_nil(&m->pk);
+}
+
+static void bad_too_deep(struct msg *m)
+{
+    base(m, "activation", 1);
+    k(m, "deep");
+    nest(m, KPI_DECODE_MAX_DEPTH); /* the top-level map makes it one too many */
+}
+
+static void bad_nested_value(struct msg *m)
+{
+    base(m, "activation", 1);
+    k(m, "region");
+    msgpack_pack_map(&m->pk, 0);
+}
+
+static char long_str[MAX_STR + 2];
+
+static const char *too_long(void)
+{
+    memset(long_str, 'x', MAX_STR + 1);
+    long_str[MAX_STR + 1] = '\0';
+    return long_str;
+}
+
+static void bad_oversized_string(struct msg *m)
+{
+    base(m, "churn", 1);
+    kv_str(m, "reason", too_long());
+}
+
+static void bad_missing_type(struct msg *m)
+{
+    m_init(m, 2);
+    kv_u(m, "ts", NOW);
+    kv_u(m, "sub", 1);
+}
+
+static void bad_type_not_string(struct msg *m)
+{
+    m_init(m, 3);
+    kv_u(m, "type", 1);
+    kv_u(m, "ts", NOW);
+    kv_u(m, "sub", 1);
+}
+
+static void bad_unknown_type(struct msg *m)
+{
+    base(m, "refund", 0);
+}
+
+static void bad_missing_ts(struct msg *m)
+{
+    m_init(m, 2);
+    kv_str(m, "type", "churn");
+    kv_u(m, "sub", 1);
+}
+
+static void bad_ts_not_uint(struct msg *m)
+{
+    m_init(m, 3);
+    kv_str(m, "type", "churn");
+    kv_i(m, "ts", -1);
+    kv_u(m, "sub", 1);
+}
+
+static void bad_ts_in_future(struct msg *m)
+{
+    m_init(m, 3);
+    kv_str(m, "type", "churn");
+    kv_u(m, "ts", NOW + SKEW + 1);
+    kv_u(m, "sub", 1);
+}
+
+static void bad_missing_sub(struct msg *m)
+{
+    m_init(m, 2);
+    kv_str(m, "type", "churn");
+    kv_u(m, "ts", NOW);
+}
+
+static void bad_sub_wrong_type(struct msg *m)
+{
+    m_init(m, 3);
+    kv_str(m, "type", "churn");
+    kv_u(m, "ts", NOW);
+    kv_i(m, "sub", -42);
+}
+
+static void bad_dim_not_string(struct msg *m)
+{
+    base(m, "activation", 1);
+    kv_u(m, "plan", 3);
+}
+
+static void bad_amount_not_number(struct msg *m)
+{
+    base(m, "usage", 1);
+    kv_str(m, "amount", "12.50");
+}
+
+static void bad_amount_negative(struct msg *m)
+{
+    base(m, "usage", 1);
+    kv_i(m, "amount", -250000);
+}
+
+static void bad_amount_not_finite(struct msg *m)
+{
+    base(m, "usage", 1);
+    kv_f64(m, "amount", NAN);
+}
+
+static void bad_amount_out_of_range(struct msg *m)
+{
+    base(m, "usage", 1);
+    kv_f64(m, "amount", 1e13); /* 1e19 micro-units */
+}
+
+static void bad_volume_not_uint(struct msg *m)
+{
+    base(m, "usage", 1);
+    kv_i(m, "bytes", -1);
+}
+
+static void bad_missing_score(struct msg *m)
+{
+    base(m, "nps", 1);
+    kv_str(m, "survey", "network");
+}
+
+static void bad_score_not_uint(struct msg *m)
+{
+    base(m, "nps", 1);
+    kv_f64(m, "score", 9.0);
+}
+
+static void bad_score_out_of_range(struct msg *m)
+{
+    base(m, "nps", 1);
+    kv_u(m, "score", 11);
+}
+
+static void bad_survey_not_string(struct msg *m)
+{
+    base(m, "nps", 2);
+    kv_u(m, "score", 5);
+    kv_u(m, "survey", 1);
+}
+
+static void bad_unknown_survey(struct msg *m)
+{
+    base(m, "nps", 2);
+    kv_u(m, "score", 5);
+    kv_str(m, "survey", "store");
+}
+
+static void bad_reason_not_string(struct msg *m)
+{
+    base(m, "churn", 1);
+    kv_u(m, "reason", 3);
+}
+
+static const struct example {
+    const char *name; /* the corpus file; a bad example is named after its reason */
+    enum kpi_bad_reason want;
+    void (*build)(struct msg *m);
+} examples[] = {
+    {"ok_usage", KPI_BAD_NONE, ex_usage},
+    {"ok_usage_float_unknown_keys", KPI_BAD_NONE, ex_usage_float},
+    {"ok_activation", KPI_BAD_NONE, ex_activation},
+    {"ok_churn", KPI_BAD_NONE, ex_churn},
+    {"ok_nps", KPI_BAD_NONE, ex_nps},
+    {"ok_nps_wide_encodings", KPI_BAD_NONE, ex_nps_wide_encodings},
+    {"empty", KPI_BAD_EMPTY, bad_empty},
+    {"not_map", KPI_BAD_NOT_MAP, bad_not_map},
+    {"truncated", KPI_BAD_TRUNCATED, bad_truncated},
+    {"malformed", KPI_BAD_MALFORMED, bad_malformed},
+    {"trailing_bytes", KPI_BAD_TRAILING_BYTES, bad_trailing_bytes},
+    {"key_not_string", KPI_BAD_KEY_NOT_STRING, bad_key_not_string},
+    {"duplicate_key", KPI_BAD_DUPLICATE_KEY, bad_duplicate_key},
+    {"too_deep", KPI_BAD_TOO_DEEP, bad_too_deep},
+    {"nested_value", KPI_BAD_NESTED_VALUE, bad_nested_value},
+    {"oversized_string", KPI_BAD_OVERSIZED_STRING, bad_oversized_string},
+    {"missing_type", KPI_BAD_MISSING_TYPE, bad_missing_type},
+    {"type_not_string", KPI_BAD_TYPE_NOT_STRING, bad_type_not_string},
+    {"unknown_type", KPI_BAD_UNKNOWN_TYPE, bad_unknown_type},
+    {"missing_ts", KPI_BAD_MISSING_TS, bad_missing_ts},
+    {"ts_not_uint", KPI_BAD_TS_NOT_UINT, bad_ts_not_uint},
+    {"ts_in_future", KPI_BAD_TS_IN_FUTURE, bad_ts_in_future},
+    {"missing_sub", KPI_BAD_MISSING_SUB, bad_missing_sub},
+    {"sub_wrong_type", KPI_BAD_SUB_WRONG_TYPE, bad_sub_wrong_type},
+    {"dim_not_string", KPI_BAD_DIM_NOT_STRING, bad_dim_not_string},
+    {"amount_not_number", KPI_BAD_AMOUNT_NOT_NUMBER, bad_amount_not_number},
+    {"amount_negative", KPI_BAD_AMOUNT_NEGATIVE, bad_amount_negative},
+    {"amount_not_finite", KPI_BAD_AMOUNT_NOT_FINITE, bad_amount_not_finite},
+    {"amount_out_of_range", KPI_BAD_AMOUNT_OUT_OF_RANGE, bad_amount_out_of_range},
+    {"volume_not_uint", KPI_BAD_VOLUME_NOT_UINT, bad_volume_not_uint},
+    {"missing_score", KPI_BAD_MISSING_SCORE, bad_missing_score},
+    {"score_not_uint", KPI_BAD_SCORE_NOT_UINT, bad_score_not_uint},
+    {"score_out_of_range", KPI_BAD_SCORE_OUT_OF_RANGE, bad_score_out_of_range},
+    {"survey_not_string", KPI_BAD_SURVEY_NOT_STRING, bad_survey_not_string},
+    {"unknown_survey", KPI_BAD_UNKNOWN_SURVEY, bad_unknown_survey},
+    {"reason_not_string", KPI_BAD_REASON_NOT_STRING, bad_reason_not_string},
+};
+#define N_EXAMPLES (sizeof(examples) / sizeof(examples[0]))
+
+/* Build the example for a reason and check it decodes to exactly that. */
+static void expect_example(enum kpi_bad_reason want)
+{
+    for (size_t i = 0; i < N_EXAMPLES; i++) {
+        if (examples[i].want != want)
+            continue;
+        struct msg m;
+        examples[i].build(&m);
+        EXPECT(&m, want);
+        return;
+    }
+    cr_assert_fail("no example for %s", kpi_bad_reason_name(want));
 }
 
 TestSuite(decode, .init = setup);
 
-Test(decode, decodes_a_usage_event_exactly)
+/* ---- good events ---- */
+
+Test(decode, decodes_a_usage_event_with_every_field_exactly)
 {
     struct msg m;
-    m_init(&m, 9);
-    kv_str(&m, "type", "usage");
-    kv_u(&m, "ts", NOW - 5);
-    kv_str(&m, "sub", "46701234567");
-    kv_str(&m, "region", "eu-west");
-    kv_str(&m, "plan", "prepaid");
-    kv_str(&m, "segment", "youth");
-    kv_u(&m, "amount", 1250000);
-    kv_u(&m, "bytes", 1048576);
-    kv_u(&m, "seconds", 60);
+    ex_usage(&m);
     struct kpi_event ev;
     cr_assert_eq(decode(&m, &ev), KPI_BAD_NONE);
     cr_assert_eq(ev.type, KPI_EV_USAGE);
     cr_assert_eq(ev.ts_ms, NOW - 5);
     cr_assert_eq(ev.sub_hash, hash_of("46701234567"));
-    cr_assert_eq(ev.amount_micros, 1250000);
+    cr_assert_eq(ev.amount_micros, 1250000, "an int amount is micro-units");
     cr_assert_eq(ev.bytes, 1048576);
     cr_assert_eq(ev.seconds, 60);
-    cr_assert_eq(ev.dims[0].len, 7);
-    cr_assert_eq(memcmp(ev.dims[0].ptr, "eu-west", 7), 0);
-    cr_assert_eq(memcmp(ev.dims[2].ptr, "youth", 5), 0);
-    cr_assert(ev.dims[0].ptr >= m.sb.data && ev.dims[0].ptr < m.sb.data + m.sb.size,
-              "strings point into the message");
-    msgpack_sbuffer_destroy(&m.sb);
+    cr_assert(str_eq(ev.dims[0], "eu-west"), "dims[0] is region");
+    cr_assert(str_eq(ev.dims[1], "prepaid"), "dims[1] is plan");
+    cr_assert(str_eq(ev.dims[2], "youth"), "dims[2] is segment");
+    for (int i = 0; i < 3; i++)
+        cr_assert(ev.dims[i].ptr > m.sb.data &&
+                      ev.dims[i].ptr + ev.dims[i].len <= m.sb.data + m.sb.size,
+                  "strings point into the message");
+    cr_assert_null(ev.reason.ptr);
+    m_free(&m);
 }
 
-Test(decode, float_amount_is_currency_rounded_to_micro_units)
+Test(decode, decodes_an_activation_event)
 {
     struct msg m;
-    base(&m, "usage", 1);
-    k(&m, "amount");
-    msgpack_pack_double(&m.pk, 12.3456789);
+    ex_activation(&m);
     struct kpi_event ev;
     cr_assert_eq(decode(&m, &ev), KPI_BAD_NONE);
-    cr_assert_eq(ev.amount_micros, 12345679);
-    msgpack_sbuffer_destroy(&m.sb);
-
-    base(&m, "usage", 1);
-    k(&m, "amount");
-    msgpack_pack_float(&m.pk, 0.5f);
-    cr_assert_eq(decode(&m, &ev), KPI_BAD_NONE);
-    cr_assert_eq(ev.amount_micros, 500000);
-    msgpack_sbuffer_destroy(&m.sb);
-
-    base(&m, "usage", 1);
-    k(&m, "amount");
-    msgpack_pack_double(&m.pk, -0.0);
-    cr_assert_eq(decode(&m, &ev), KPI_BAD_NONE);
+    cr_assert_eq(ev.type, KPI_EV_ACTIVATION);
+    cr_assert_eq(ev.ts_ms, NOW);
+    cr_assert_eq(ev.sub_hash, hash_of("imsi-240011234567890"));
+    cr_assert_null(ev.dims[0].ptr);
+    cr_assert(str_eq(ev.dims[1], "postpaid"));
     cr_assert_eq(ev.amount_micros, 0);
-    msgpack_sbuffer_destroy(&m.sb);
+    cr_assert_eq(ev.bytes, 0);
+    cr_assert_eq(ev.seconds, 0);
+    m_free(&m);
 }
 
-Test(decode, decodes_nps_with_survey_and_defaults_to_network)
+Test(decode, decodes_a_churn_event_with_its_reason)
 {
     struct msg m;
-    base(&m, "nps", 2);
-    kv_u(&m, "score", 9);
-    kv_str(&m, "survey", "brand");
+    ex_churn(&m);
+    struct kpi_event ev;
+    cr_assert_eq(decode(&m, &ev), KPI_BAD_NONE);
+    cr_assert_eq(ev.type, KPI_EV_CHURN);
+    cr_assert_eq(ev.ts_ms, NOW - 1000);
+    cr_assert_eq(ev.sub_hash, hash_of("42"));
+    cr_assert(str_eq(ev.reason, "price"));
+    cr_assert(str_eq(ev.dims[0], "eu-north"));
+    m_free(&m);
+}
+
+Test(decode, decodes_an_nps_event_with_score_and_survey)
+{
+    struct msg m;
+    ex_nps(&m);
     struct kpi_event ev;
     cr_assert_eq(decode(&m, &ev), KPI_BAD_NONE);
     cr_assert_eq(ev.type, KPI_EV_NPS);
     cr_assert_eq(ev.score, 9);
     cr_assert_eq(ev.survey, KPI_SURVEY_BRAND);
-    msgpack_sbuffer_destroy(&m.sb);
+    m_free(&m);
+}
+
+Test(decode, nps_survey_defaults_to_network)
+{
+    struct msg m;
     base(&m, "nps", 1);
     kv_u(&m, "score", 0);
+    struct kpi_event ev;
     cr_assert_eq(decode(&m, &ev), KPI_BAD_NONE);
     cr_assert_eq(ev.survey, KPI_SURVEY_NETWORK);
     cr_assert_eq(ev.score, 0);
-    msgpack_sbuffer_destroy(&m.sb);
+    m_free(&m);
+    base(&m, "nps", 2);
+    kv_u(&m, "score", 10);
+    kv_str(&m, "survey", "network");
+    cr_assert_eq(decode(&m, &ev), KPI_BAD_NONE);
+    cr_assert_eq(ev.survey, KPI_SURVEY_NETWORK);
+    cr_assert_eq(ev.score, 10);
+    m_free(&m);
 }
 
-Test(decode, decodes_activation_and_churn_with_reason)
+Test(decode, accepts_every_string_integer_and_map_width)
 {
     struct msg m;
-    base(&m, "activation", 0);
+    ex_nps_wide_encodings(&m);
     struct kpi_event ev;
     cr_assert_eq(decode(&m, &ev), KPI_BAD_NONE);
-    cr_assert_eq(ev.type, KPI_EV_ACTIVATION);
-    msgpack_sbuffer_destroy(&m.sb);
-    base(&m, "churn", 1);
-    kv_str(&m, "reason", "price");
+    cr_assert_eq(ev.type, KPI_EV_NPS);
+    cr_assert_eq(ev.ts_ms, NOW);
+    cr_assert_eq(ev.sub_hash, hash_of("46709876543"));
+    cr_assert_eq(ev.score, 7);
+    cr_assert(str_eq(ev.dims[0], "eu-west"));
+    m_free(&m);
+
+    /* map32 at the top, str16 key, int16 and int32 holding values >= 0 */
+    m_open(&m);
+    u8(&m, 0xdf), u8(&m, 0), u8(&m, 0), u8(&m, 0), u8(&m, 4);
+    str_w(&m, 16, "type"), str_w(&m, 8, "usage");
+    k(&m, "ts"), msgpack_pack_uint64(&m.pk, NOW);
+    k(&m, "sub"), u8(&m, 0xd1), u8(&m, 0x01), u8(&m, 0x00); /* int16 256 */
+    k(&m, "seconds"), u8(&m, 0xd2), u8(&m, 0), u8(&m, 1), u8(&m, 0), u8(&m, 0);
     cr_assert_eq(decode(&m, &ev), KPI_BAD_NONE);
-    cr_assert_eq(ev.type, KPI_EV_CHURN);
-    cr_assert_eq(ev.reason.len, 5);
-    msgpack_sbuffer_destroy(&m.sb);
+    cr_assert_eq(ev.sub_hash, hash_of("256"));
+    cr_assert_eq(ev.seconds, 65536);
+    m_free(&m);
+}
+
+Test(decode, float_amount_is_currency_rounded_to_the_nearest_micro_unit)
+{
+    static const struct {
+        double in;
+        int64_t micros;
+    } cases[] = {
+        {12.3456789, 12345679}, /* 12345678.9 */
+        {19.99, 19990000},      /* 19989999.999999996 */
+        {2.5000004, 2500000},   /* 2500000.4 */
+        {2.5000006, 2500001},   /* 2500000.6 */
+        {0.0, 0},
+        {9.2e12, 9200000000000000000LL}, /* near the int64 limit, exact */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct msg m;
+        base(&m, "usage", 1);
+        kv_f64(&m, "amount", cases[i].in);
+        struct kpi_event ev;
+        cr_assert_eq(decode(&m, &ev), KPI_BAD_NONE, "%.17g", cases[i].in);
+        cr_assert_eq(ev.amount_micros, cases[i].micros, "%.17g -> %lld", cases[i].in,
+                     (long long)ev.amount_micros);
+        m_free(&m);
+    }
+}
+
+Test(decode, float32_amount_is_accepted)
+{
+    struct msg m;
+    base(&m, "usage", 1);
+    kv_f32(&m, "amount", 1.25f);
+    struct kpi_event ev;
+    cr_assert_eq(decode(&m, &ev), KPI_BAD_NONE);
+    cr_assert_eq(ev.amount_micros, 1250000);
+    m_free(&m);
+}
+
+Test(decode, negative_zero_amount_is_zero)
+{
+    struct msg m;
+    base(&m, "usage", 1);
+    kv_f64(&m, "amount", -0.0);
+    struct kpi_event ev;
+    cr_assert_eq(decode(&m, &ev), KPI_BAD_NONE);
+    cr_assert_eq(ev.amount_micros, 0);
+    m_free(&m);
+}
+
+Test(decode, int_amount_up_to_int64_max_is_micro_units)
+{
+    struct msg m;
+    base(&m, "usage", 1);
+    kv_u(&m, "amount", INT64_MAX);
+    struct kpi_event ev;
+    cr_assert_eq(decode(&m, &ev), KPI_BAD_NONE);
+    cr_assert_eq(ev.amount_micros, INT64_MAX);
+    m_free(&m);
 }
 
 Test(decode, uint_and_string_subscriber_ids_hash_the_same)
 {
-    struct msg a, b;
-    m_init(&a, 3);
-    kv_str(&a, "type", "activation");
-    kv_u(&a, "ts", NOW);
-    kv_u(&a, "sub", 18446744073709551615ULL);
-    m_init(&b, 3);
-    kv_str(&b, "type", "activation");
-    kv_u(&b, "ts", NOW);
-    kv_str(&b, "sub", "18446744073709551615");
-    struct kpi_event ea, eb;
-    cr_assert_eq(decode(&a, &ea), KPI_BAD_NONE);
-    cr_assert_eq(decode(&b, &eb), KPI_BAD_NONE);
-    cr_assert_eq(ea.sub_hash, eb.sub_hash);
-    cr_assert_eq(ea.sub_hash, hash_of("18446744073709551615"));
-    msgpack_sbuffer_destroy(&a.sb);
-    msgpack_sbuffer_destroy(&b.sb);
+    static const uint64_t ids[] = {0, 7, 42, 100, 46701234567ULL, UINT64_MAX};
+    for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+        char digits[24];
+        snprintf(digits, sizeof(digits), "%llu", (unsigned long long)ids[i]);
+        struct msg a, b;
+        m_init(&a, 3);
+        kv_str(&a, "type", "activation");
+        kv_u(&a, "ts", NOW);
+        kv_u(&a, "sub", ids[i]);
+        m_init(&b, 3);
+        kv_str(&b, "type", "activation");
+        kv_u(&b, "ts", NOW);
+        kv_str(&b, "sub", digits);
+        struct kpi_event ea, eb;
+        cr_assert_eq(decode(&a, &ea), KPI_BAD_NONE);
+        cr_assert_eq(decode(&b, &eb), KPI_BAD_NONE);
+        cr_assert_eq(ea.sub_hash, eb.sub_hash, "sub %s", digits);
+        cr_assert_eq(ea.sub_hash, hash_of(digits), "Redis's PFADD of \"%s\" agrees", digits);
+        m_free(&a);
+        m_free(&b);
+    }
 }
 
-Test(decode, missing_and_nil_dimensions_are_absent)
+Test(decode, missing_dimensions_are_null)
 {
     struct msg m;
     base(&m, "activation", 1);
-    k(&m, "region");
-    msgpack_pack_nil(&m.pk);
+    kv_str(&m, "segment", "smb");
     struct kpi_event ev;
     cr_assert_eq(decode(&m, &ev), KPI_BAD_NONE);
     cr_assert_null(ev.dims[0].ptr);
     cr_assert_null(ev.dims[1].ptr);
-    msgpack_sbuffer_destroy(&m.sb);
+    cr_assert(str_eq(ev.dims[2], "smb"));
+    m_free(&m);
+}
+
+Test(decode, empty_dimension_string_is_present_and_empty)
+{
+    struct msg m;
+    base(&m, "activation", 1);
+    kv_str(&m, "region", "");
+    struct kpi_event ev;
+    cr_assert_eq(decode(&m, &ev), KPI_BAD_NONE);
+    cr_assert_not_null(ev.dims[0].ptr);
+    cr_assert_eq(ev.dims[0].len, 0);
+    m_free(&m);
 }
 
 Test(decode, ignores_unknown_keys_of_any_shape)
 {
     struct msg m;
-    base(&m, "activation", 3);
-    kv_str(&m, "channel", "web");
-    k(&m, "meta");
-    msgpack_pack_map(&m.pk, 1);
-    k(&m, "tags");
-    msgpack_pack_array(&m.pk, 2);
-    msgpack_pack_int(&m.pk, -5);
-    msgpack_pack_bin_with_body(&m.pk, "xy", 2);
-    k(&m, "ratio");
-    msgpack_pack_double(&m.pk, 0.25);
-    cr_assert_eq(decode_free(&m), KPI_BAD_NONE);
+    ex_usage_float(&m);
+    struct kpi_event ev;
+    cr_assert_eq(decode(&m, &ev), KPI_BAD_NONE);
+    cr_assert_eq(ev.amount_micros, 12345679);
+    cr_assert(str_eq(ev.dims[0], "apac"));
+    m_free(&m);
+
+    base(&m, "activation", 4);
+    kv_bin(&m, "blob", "\x01\x02");
+    kv_ext(&m, "ext");
+    k(&m, "big");
+    msgpack_pack_str_with_body(&m.pk, too_long(), MAX_STR + 1); /* no limit on unknown keys */
+    k(&m, "empty");
+    msgpack_pack_array(&m.pk, 0);
+    EXPECT(&m, KPI_BAD_NONE);
+}
+
+Test(decode, skips_unknown_values_nested_up_to_the_depth_limit)
+{
+    struct msg m;
+    base(&m, "activation", 1);
+    k(&m, "deep");
+    nest(&m, KPI_DECODE_MAX_DEPTH - 1); /* with the top-level map: exactly the limit */
+    EXPECT(&m, KPI_BAD_NONE);
+
+    base(&m, "activation", 1);
+    k(&m, "deep");
+    for (int i = 0; i < KPI_DECODE_MAX_DEPTH - 1; i++) {
+        msgpack_pack_map(&m.pk, 1);
+        k(&m, "k");
+    }
+    msgpack_pack_nil(&m.pk);
+    EXPECT(&m, KPI_BAD_NONE);
 }
 
 Test(decode, accepts_a_ts_exactly_at_the_skew_limit)
@@ -231,119 +826,182 @@ Test(decode, accepts_a_ts_exactly_at_the_skew_limit)
     struct msg m;
     m_init(&m, 3);
     kv_str(&m, "type", "activation");
-    kv_u(&m, "ts", NOW + 60000);
+    kv_u(&m, "ts", NOW + SKEW);
     kv_u(&m, "sub", 1);
     EXPECT(&m, KPI_BAD_NONE);
 }
 
+Test(decode, accepts_strings_exactly_at_the_length_limit)
+{
+    char s[MAX_STR + 1];
+    memset(s, 'y', MAX_STR);
+    s[MAX_STR] = '\0';
+    struct msg m;
+    m_init(&m, 6);
+    kv_str(&m, "type", "churn");
+    kv_u(&m, "ts", NOW);
+    kv_str(&m, "sub", s);
+    kv_str(&m, "region", s);
+    kv_str(&m, "reason", s);
+    kv_str(&m, "segment", s);
+    EXPECT(&m, KPI_BAD_NONE);
+}
+
+Test(decode, validates_known_keys_the_event_type_does_not_use)
+{
+    struct msg m;
+    base(&m, "churn", 1);
+    kv_u(&m, "score", 11);
+    EXPECT(&m, KPI_BAD_SCORE_OUT_OF_RANGE);
+    base(&m, "activation", 1);
+    kv_str(&m, "amount", "free");
+    EXPECT(&m, KPI_BAD_AMOUNT_NOT_NUMBER);
+    base(&m, "usage", 1);
+    kv_u(&m, "reason", 1);
+    EXPECT(&m, KPI_BAD_REASON_NOT_STRING);
+    base(&m, "churn", 1);
+    kv_str(&m, "survey", "shop");
+    EXPECT(&m, KPI_BAD_UNKNOWN_SURVEY);
+}
+
+Test(decode, decodes_with_no_dimensions_configured)
+{
+    struct kpi_decoder d0;
+    cr_assert_eq(kpi_decoder_init(&d0, NULL, 0, SKEW, MAX_STR, NULL, 0), 0);
+    struct msg m;
+    base(&m, "activation", 1);
+    kv_u(&m, "region", 5); /* not a dimension here: an unknown key */
+    struct kpi_event ev;
+    cr_assert_eq(kpi_decode(&d0, m.sb.data, m.sb.size, NOW, &ev), KPI_BAD_NONE);
+    m_free(&m);
+}
+
 /* ---- one test per reason ---- */
 
-Test(decode, rejects_empty_message)
+Test(decode, rejects_an_empty_message)
 {
-    struct kpi_event ev;
-    cr_assert_eq(kpi_decode(&dec, "", 0, NOW, &ev), KPI_BAD_EMPTY);
+    expect_example(KPI_BAD_EMPTY);
 }
 
-Test(decode, rejects_a_top_level_array_as_not_map)
+Test(decode, rejects_a_top_level_value_that_is_not_a_map)
 {
-    const uint8_t b[] = {0x92, 0x01, 0x02};
-    struct kpi_event ev;
-    cr_assert_eq(kpi_decode(&dec, b, sizeof(b), NOW, &ev), KPI_BAD_NOT_MAP);
-    const uint8_t s[] = {0xa3, 'a', 'b', 'c'};
-    cr_assert_eq(kpi_decode(&dec, s, sizeof(s), NOW, &ev), KPI_BAD_NOT_MAP);
+    expect_example(KPI_BAD_NOT_MAP);
+    const uint8_t str[] = {0xa3, 'a', 'b', 'c'};
+    EXPECT_RAW(str, KPI_BAD_NOT_MAP);
+    const uint8_t nil[] = {0xc0};
+    EXPECT_RAW(nil, KPI_BAD_NOT_MAP);
+    const uint8_t bin[] = {0xc4, 0x01, 0x80};
+    EXPECT_RAW(bin, KPI_BAD_NOT_MAP);
 }
 
-Test(decode, rejects_truncated_message)
+Test(decode, rejects_a_message_that_ends_inside_a_value)
 {
-    const uint8_t b[] = {0x83, 0xa4, 't', 'y', 'p', 'e', 0xa5, 'u', 's'};
-    struct kpi_event ev;
-    cr_assert_eq(kpi_decode(&dec, b, sizeof(b), NOW, &ev), KPI_BAD_TRUNCATED);
+    expect_example(KPI_BAD_TRUNCATED);
+    const uint8_t in_key[] = {0x83, 0xa4, 't', 'y'};
+    EXPECT_RAW(in_key, KPI_BAD_TRUNCATED);
+    const uint8_t in_float[] = {0x81, 0xa6, 'a', 'm', 'o', 'u', 'n', 't', 0xcb, 0x40, 0x09};
+    EXPECT_RAW(in_float, KPI_BAD_TRUNCATED);
+    const uint8_t in_map16_header[] = {0xde, 0x00};
+    EXPECT_RAW(in_map16_header, KPI_BAD_TRUNCATED);
 }
 
-Test(decode, rejects_a_map_header_that_promises_more_than_the_bytes)
+Test(decode, rejects_a_map32_claiming_four_billion_pairs_as_truncated)
 {
-    const uint8_t b[] = {0xdf, 0xff, 0xff, 0xff, 0xff, 0xa1, 'a', 0x01};
-    struct kpi_event ev;
-    cr_assert_eq(kpi_decode(&dec, b, sizeof(b), NOW, &ev), KPI_BAD_TRUNCATED);
+    const uint8_t b[] = {0xdf, 0xff, 0xff, 0xff, 0xff, 0xa1, 'a', 0x01, 0xa1, 'b'};
+    EXPECT_RAW(b, KPI_BAD_TRUNCATED);
+}
+
+Test(decode, rejects_nested_counts_larger_than_the_bytes_left_as_truncated)
+{
+    const uint8_t array32[] = {0x81, 0xa1, 'x', 0xdd, 0xff, 0xff, 0xff, 0xff, 0xc0, 0xc0};
+    EXPECT_RAW(array32, KPI_BAD_TRUNCATED);
+    const uint8_t map16[] = {0x81, 0xa1, 'x', 0x81, 0xa1, 'y', 0xde, 0x10, 0x00, 0xc0};
+    EXPECT_RAW(map16, KPI_BAD_TRUNCATED);
+    const uint8_t str32[] = {0x81, 0xa4, 't', 'y', 'p', 'e', 0xdb, 0xff, 0xff, 0xff, 0xff, 'n'};
+    EXPECT_RAW(str32, KPI_BAD_TRUNCATED);
+    const uint8_t ext32[] = {0x81, 0xa1, 'x', 0xc9, 0x7f, 0xff, 0xff, 0xff, 0x01, 0x00};
+    EXPECT_RAW(ext32, KPI_BAD_TRUNCATED);
 }
 
 Test(decode, rejects_the_never_used_byte_as_malformed)
 {
-    const uint8_t b[] = {0x81, 0xa1, 'x', 0xc1};
-    struct kpi_event ev;
-    cr_assert_eq(kpi_decode(&dec, b, sizeof(b), NOW, &ev), KPI_BAD_MALFORMED);
+    expect_example(KPI_BAD_MALFORMED);
+    const uint8_t top[] = {0xc1};
+    EXPECT_RAW(top, KPI_BAD_MALFORMED);
+    const uint8_t nested[] = {0x81, 0xa1, 'x', 0x91, 0xc1};
+    EXPECT_RAW(nested, KPI_BAD_MALFORMED);
 }
 
-Test(decode, rejects_trailing_bytes)
+Test(decode, rejects_trailing_bytes_after_the_map)
 {
-    struct msg m;
-    base(&m, "activation", 0);
-    msgpack_pack_nil(&m.pk);
-    EXPECT(&m, KPI_BAD_TRAILING_BYTES);
+    expect_example(KPI_BAD_TRAILING_BYTES);
 }
 
-Test(decode, rejects_a_non_string_key)
+Test(decode, rejects_a_key_that_is_not_a_string)
 {
+    expect_example(KPI_BAD_KEY_NOT_STRING);
     struct msg m;
     base(&m, "activation", 1);
-    msgpack_pack_int(&m.pk, 7);
-    msgpack_pack_int(&m.pk, 7);
+    msgpack_pack_bin_with_body(&m.pk, "type", 4);
+    msgpack_pack_uint64(&m.pk, 1);
     EXPECT(&m, KPI_BAD_KEY_NOT_STRING);
 }
 
-Test(decode, rejects_a_duplicate_known_key)
+Test(decode, rejects_a_known_key_given_twice)
 {
+    expect_example(KPI_BAD_DUPLICATE_KEY);
     struct msg m;
-    base(&m, "activation", 1);
-    kv_u(&m, "ts", NOW);
+    base(&m, "activation", 2);
+    kv_str(&m, "plan", "a");
+    kv_str(&m, "plan", "a");
     EXPECT(&m, KPI_BAD_DUPLICATE_KEY);
 }
 
 Test(decode, rejects_nesting_deeper_than_the_limit)
 {
-    struct msg m;
-    base(&m, "activation", 1);
-    k(&m, "deep");
-    for (int i = 0; i < 40; i++)
-        msgpack_pack_array(&m.pk, 1);
-    msgpack_pack_nil(&m.pk);
-    EXPECT(&m, KPI_BAD_TOO_DEEP);
+    expect_example(KPI_BAD_TOO_DEEP);
 }
 
-Test(decode, rejects_a_map_where_a_scalar_belongs)
+Test(decode, rejects_a_map_or_array_where_a_known_key_needs_a_scalar)
 {
+    expect_example(KPI_BAD_NESTED_VALUE);
     struct msg m;
-    base(&m, "activation", 1);
-    k(&m, "region");
-    msgpack_pack_map(&m.pk, 0);
+    base(&m, "usage", 1);
+    k(&m, "amount");
+    msgpack_pack_array(&m.pk, 1);
+    msgpack_pack_uint64(&m.pk, 5);
     EXPECT(&m, KPI_BAD_NESTED_VALUE);
 }
 
-Test(decode, rejects_an_oversized_string)
+Test(decode, rejects_a_string_longer_than_the_limit)
 {
-    char big[100];
-    memset(big, 'x', sizeof(big) - 1);
-    big[99] = '\0';
+    expect_example(KPI_BAD_OVERSIZED_STRING);
     struct msg m;
-    base(&m, "activation", 1);
-    kv_str(&m, "region", big);
+    m_init(&m, 1);
+    kv_str(&m, "type", too_long());
     EXPECT(&m, KPI_BAD_OVERSIZED_STRING);
+    static const char *keys[] = {"sub", "region", "survey", "reason"};
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        m_init(&m, 4);
+        kv_str(&m, "type", "nps");
+        kv_u(&m, "ts", NOW);
+        kv_u(&m, "score", 1);
+        kv_str(&m, keys[i], too_long());
+        EXPECT(&m, KPI_BAD_OVERSIZED_STRING);
+    }
 }
 
-Test(decode, rejects_missing_type)
+Test(decode, rejects_a_message_without_type)
 {
-    struct msg m;
-    m_init(&m, 2);
-    kv_u(&m, "ts", NOW);
-    kv_u(&m, "sub", 1);
-    EXPECT(&m, KPI_BAD_MISSING_TYPE);
+    expect_example(KPI_BAD_MISSING_TYPE);
 }
 
 Test(decode, rejects_a_type_that_is_not_a_string)
 {
+    expect_example(KPI_BAD_TYPE_NOT_STRING);
     struct msg m;
     m_init(&m, 3);
-    kv_u(&m, "type", 1);
+    kv_bin(&m, "type", "usage");
     kv_u(&m, "ts", NOW);
     kv_u(&m, "sub", 1);
     EXPECT(&m, KPI_BAD_TYPE_NOT_STRING);
@@ -351,221 +1009,304 @@ Test(decode, rejects_a_type_that_is_not_a_string)
 
 Test(decode, rejects_an_unknown_type)
 {
+    expect_example(KPI_BAD_UNKNOWN_TYPE);
     struct msg m;
-    base(&m, "refund", 0);
+    base(&m, "Usage", 0); /* names are case-sensitive */
     EXPECT(&m, KPI_BAD_UNKNOWN_TYPE);
 }
 
-Test(decode, rejects_missing_ts)
+Test(decode, rejects_a_message_without_ts)
 {
-    struct msg m;
-    m_init(&m, 2);
-    kv_str(&m, "type", "churn");
-    kv_u(&m, "sub", 1);
-    EXPECT(&m, KPI_BAD_MISSING_TS);
+    expect_example(KPI_BAD_MISSING_TS);
 }
 
-Test(decode, rejects_a_negative_or_string_ts)
+Test(decode, rejects_a_ts_that_is_not_a_uint)
 {
+    expect_example(KPI_BAD_TS_NOT_UINT);
+    const uint8_t neg_fixint[] = {0x81, 0xa2, 't', 's', 0xff};
+    EXPECT_RAW(neg_fixint, KPI_BAD_TS_NOT_UINT);
     struct msg m;
-    m_init(&m, 3);
-    kv_str(&m, "type", "churn");
-    k(&m, "ts");
-    msgpack_pack_int64(&m.pk, -1);
-    kv_u(&m, "sub", 1);
+    m_init(&m, 1);
+    kv_f64(&m, "ts", (double)NOW);
     EXPECT(&m, KPI_BAD_TS_NOT_UINT);
-    m_init(&m, 3);
-    kv_str(&m, "type", "churn");
+    m_init(&m, 1);
     kv_str(&m, "ts", "2026-11-24");
-    kv_u(&m, "sub", 1);
+    EXPECT(&m, KPI_BAD_TS_NOT_UINT);
+    m_init(&m, 1);
+    kv_int64_w(&m, "ts", -NOW);
     EXPECT(&m, KPI_BAD_TS_NOT_UINT);
 }
 
 Test(decode, rejects_a_ts_beyond_the_clock_skew)
 {
+    expect_example(KPI_BAD_TS_IN_FUTURE);
     struct msg m;
     m_init(&m, 3);
     kv_str(&m, "type", "churn");
-    kv_u(&m, "ts", NOW + 60001);
+    kv_u(&m, "ts", UINT64_MAX);
     kv_u(&m, "sub", 1);
     EXPECT(&m, KPI_BAD_TS_IN_FUTURE);
 }
 
-Test(decode, rejects_missing_sub)
+Test(decode, rejects_a_message_without_sub)
 {
-    struct msg m;
-    m_init(&m, 2);
-    kv_str(&m, "type", "churn");
-    kv_u(&m, "ts", NOW);
-    EXPECT(&m, KPI_BAD_MISSING_SUB);
+    expect_example(KPI_BAD_MISSING_SUB);
 }
 
-Test(decode, rejects_a_sub_of_the_wrong_type_or_empty)
+Test(decode, rejects_a_sub_that_is_neither_a_uint_nor_a_non_empty_string)
 {
+    expect_example(KPI_BAD_SUB_WRONG_TYPE);
+    const uint8_t neg_fixint[] = {0x81, 0xa3, 's', 'u', 'b', 0xe0};
+    EXPECT_RAW(neg_fixint, KPI_BAD_SUB_WRONG_TYPE);
     struct msg m;
-    m_init(&m, 3);
-    kv_str(&m, "type", "churn");
-    kv_u(&m, "ts", NOW);
-    k(&m, "sub");
-    msgpack_pack_double(&m.pk, 1.5);
+    m_init(&m, 1);
+    kv_f64(&m, "sub", 1.0);
     EXPECT(&m, KPI_BAD_SUB_WRONG_TYPE);
-    m_init(&m, 3);
-    kv_str(&m, "type", "churn");
-    kv_u(&m, "ts", NOW);
+    m_init(&m, 1);
     kv_str(&m, "sub", "");
+    EXPECT(&m, KPI_BAD_SUB_WRONG_TYPE);
+    m_init(&m, 1);
+    kv_nil(&m, "sub");
+    EXPECT(&m, KPI_BAD_SUB_WRONG_TYPE);
+    m_init(&m, 1);
+    kv_bin(&m, "sub", "42");
     EXPECT(&m, KPI_BAD_SUB_WRONG_TYPE);
 }
 
 Test(decode, rejects_a_dimension_that_is_not_a_string)
 {
+    expect_example(KPI_BAD_DIM_NOT_STRING);
     struct msg m;
-    base(&m, "activation", 1);
-    kv_u(&m, "plan", 3);
+    m_init(&m, 1);
+    kv_bin(&m, "region", "eu");
+    EXPECT(&m, KPI_BAD_DIM_NOT_STRING);
+    m_init(&m, 1);
+    kv_nil(&m, "segment");
     EXPECT(&m, KPI_BAD_DIM_NOT_STRING);
 }
 
 Test(decode, rejects_an_amount_that_is_not_a_number)
 {
+    expect_example(KPI_BAD_AMOUNT_NOT_NUMBER);
     struct msg m;
-    base(&m, "usage", 1);
-    kv_str(&m, "amount", "12.50");
+    m_init(&m, 1);
+    kv_nil(&m, "amount");
+    EXPECT(&m, KPI_BAD_AMOUNT_NOT_NUMBER);
+    m_init(&m, 1);
+    k(&m, "amount");
+    msgpack_pack_true(&m.pk);
     EXPECT(&m, KPI_BAD_AMOUNT_NOT_NUMBER);
 }
 
-Test(decode, rejects_negative_amounts_int_and_float)
+Test(decode, rejects_a_negative_amount)
 {
+    expect_example(KPI_BAD_AMOUNT_NEGATIVE);
+    const uint8_t neg_fixint[] = {0x81, 0xa6, 'a', 'm', 'o', 'u', 'n', 't', 0xff};
+    EXPECT_RAW(neg_fixint, KPI_BAD_AMOUNT_NEGATIVE);
     struct msg m;
-    base(&m, "usage", 1);
-    k(&m, "amount");
-    msgpack_pack_int(&m.pk, -3);
+    m_init(&m, 1);
+    kv_i(&m, "amount", INT64_MIN);
     EXPECT(&m, KPI_BAD_AMOUNT_NEGATIVE);
-    base(&m, "usage", 1);
-    k(&m, "amount");
-    msgpack_pack_double(&m.pk, -0.01);
+    m_init(&m, 1);
+    kv_f64(&m, "amount", -0.01);
+    EXPECT(&m, KPI_BAD_AMOUNT_NEGATIVE);
+    m_init(&m, 1);
+    kv_f64(&m, "amount", -1e-300); /* rounds to 0, but is below zero */
     EXPECT(&m, KPI_BAD_AMOUNT_NEGATIVE);
 }
 
-Test(decode, rejects_nan_and_infinite_amounts)
+Test(decode, rejects_a_nan_or_infinite_amount)
 {
+    expect_example(KPI_BAD_AMOUNT_NOT_FINITE);
     struct msg m;
-    base(&m, "usage", 1);
-    k(&m, "amount");
-    msgpack_pack_double(&m.pk, NAN);
+    m_init(&m, 1);
+    kv_f32(&m, "amount", INFINITY);
     EXPECT(&m, KPI_BAD_AMOUNT_NOT_FINITE);
-    base(&m, "usage", 1);
-    k(&m, "amount");
-    msgpack_pack_float(&m.pk, INFINITY);
+    m_init(&m, 1);
+    kv_f64(&m, "amount", -INFINITY);
     EXPECT(&m, KPI_BAD_AMOUNT_NOT_FINITE);
 }
 
-Test(decode, rejects_amounts_beyond_int64_micro_units)
+Test(decode, rejects_an_amount_beyond_int64_micro_units)
 {
+    expect_example(KPI_BAD_AMOUNT_OUT_OF_RANGE);
     struct msg m;
-    base(&m, "usage", 1);
-    k(&m, "amount");
-    msgpack_pack_double(&m.pk, 1e13);
-    EXPECT(&m, KPI_BAD_AMOUNT_OUT_OF_RANGE);
-    base(&m, "usage", 1);
+    m_init(&m, 1);
     kv_u(&m, "amount", (uint64_t)INT64_MAX + 1);
     EXPECT(&m, KPI_BAD_AMOUNT_OUT_OF_RANGE);
+    m_init(&m, 1);
+    kv_f64(&m, "amount", 9223372036854.775808); /* 2^63 micro-units */
+    EXPECT(&m, KPI_BAD_AMOUNT_OUT_OF_RANGE);
+    m_init(&m, 1);
+    kv_f32(&m, "amount", 1e30f);
+    EXPECT(&m, KPI_BAD_AMOUNT_OUT_OF_RANGE);
 }
 
-Test(decode, rejects_volumes_that_are_not_uints)
+Test(decode, rejects_a_volume_that_is_not_a_uint)
 {
+    expect_example(KPI_BAD_VOLUME_NOT_UINT);
     struct msg m;
-    base(&m, "usage", 1);
-    k(&m, "bytes");
-    msgpack_pack_int(&m.pk, -1);
-    EXPECT(&m, KPI_BAD_VOLUME_NOT_UINT);
-    base(&m, "usage", 1);
+    m_init(&m, 1);
     kv_str(&m, "seconds", "60");
     EXPECT(&m, KPI_BAD_VOLUME_NOT_UINT);
+    m_init(&m, 1);
+    kv_f64(&m, "bytes", 1.5);
+    EXPECT(&m, KPI_BAD_VOLUME_NOT_UINT);
+    m_init(&m, 1);
+    kv_u(&m, "bytes", (uint64_t)INT64_MAX + 1); /* the byte sums are int64 */
+    EXPECT(&m, KPI_BAD_VOLUME_NOT_UINT);
 }
 
-Test(decode, rejects_nps_without_score)
+Test(decode, rejects_an_nps_event_without_score)
 {
-    struct msg m;
-    base(&m, "nps", 0);
-    EXPECT(&m, KPI_BAD_MISSING_SCORE);
+    expect_example(KPI_BAD_MISSING_SCORE);
 }
 
 Test(decode, rejects_a_score_that_is_not_a_uint)
 {
+    expect_example(KPI_BAD_SCORE_NOT_UINT);
     struct msg m;
-    base(&m, "nps", 1);
-    k(&m, "score");
-    msgpack_pack_double(&m.pk, 9.0);
+    m_init(&m, 1);
+    kv_i(&m, "score", -1); /* negative: not a uint, rather than out of range */
+    EXPECT(&m, KPI_BAD_SCORE_NOT_UINT);
+    m_init(&m, 1);
+    kv_str(&m, "score", "9");
     EXPECT(&m, KPI_BAD_SCORE_NOT_UINT);
 }
 
-Test(decode, rejects_score_above_ten_or_negative)
+Test(decode, rejects_score_above_ten)
 {
+    expect_example(KPI_BAD_SCORE_OUT_OF_RANGE);
     struct msg m;
-    base(&m, "nps", 1);
-    kv_u(&m, "score", 11);
+    m_init(&m, 1);
+    kv_u(&m, "score", 255);
     EXPECT(&m, KPI_BAD_SCORE_OUT_OF_RANGE);
-    base(&m, "nps", 1);
-    k(&m, "score");
-    msgpack_pack_int(&m.pk, -1);
-    EXPECT(&m, KPI_BAD_SCORE_OUT_OF_RANGE);
-    /* Validated on any event type that carries it. */
-    base(&m, "churn", 1);
-    kv_u(&m, "score", 12);
+    m_init(&m, 1);
+    kv_u(&m, "score", UINT64_MAX);
     EXPECT(&m, KPI_BAD_SCORE_OUT_OF_RANGE);
 }
 
 Test(decode, rejects_a_survey_that_is_not_a_string)
 {
+    expect_example(KPI_BAD_SURVEY_NOT_STRING);
     struct msg m;
-    base(&m, "nps", 2);
-    kv_u(&m, "score", 5);
-    kv_u(&m, "survey", 1);
+    m_init(&m, 1);
+    kv_bin(&m, "survey", "brand");
     EXPECT(&m, KPI_BAD_SURVEY_NOT_STRING);
 }
 
 Test(decode, rejects_an_unknown_survey)
 {
-    struct msg m;
-    base(&m, "nps", 2);
-    kv_u(&m, "score", 5);
-    kv_str(&m, "survey", "store");
-    EXPECT(&m, KPI_BAD_UNKNOWN_SURVEY);
+    expect_example(KPI_BAD_UNKNOWN_SURVEY);
 }
 
 Test(decode, rejects_a_churn_reason_that_is_not_a_string)
 {
+    expect_example(KPI_BAD_REASON_NOT_STRING);
     struct msg m;
-    base(&m, "churn", 1);
-    kv_u(&m, "reason", 3);
+    m_init(&m, 1);
+    kv_nil(&m, "reason");
     EXPECT(&m, KPI_BAD_REASON_NOT_STRING);
 }
 
+Test(decode, rejects_ext_under_any_known_key_as_that_keys_wrong_type)
+{
+    static const struct {
+        const char *key;
+        enum kpi_bad_reason want;
+    } cases[] = {
+        {"type", KPI_BAD_TYPE_NOT_STRING},     {"ts", KPI_BAD_TS_NOT_UINT},
+        {"sub", KPI_BAD_SUB_WRONG_TYPE},       {"region", KPI_BAD_DIM_NOT_STRING},
+        {"amount", KPI_BAD_AMOUNT_NOT_NUMBER}, {"bytes", KPI_BAD_VOLUME_NOT_UINT},
+        {"seconds", KPI_BAD_VOLUME_NOT_UINT},  {"score", KPI_BAD_SCORE_NOT_UINT},
+        {"survey", KPI_BAD_SURVEY_NOT_STRING}, {"reason", KPI_BAD_REASON_NOT_STRING},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct msg m;
+        m_init(&m, 1);
+        kv_ext(&m, cases[i].key);
+        struct kpi_event ev;
+        enum kpi_bad_reason got = decode_bytes(m.sb.data, m.sb.size, &ev);
+        cr_assert_eq(got, cases[i].want, "%s: got %s", cases[i].key, kpi_bad_reason_name(got));
+        m_free(&m);
+    }
+}
+
+/* ---- whole-decoder properties ---- */
+
 Test(decode, every_prefix_of_a_valid_message_is_truncated)
 {
-    struct msg m;
-    m_init(&m, 6);
-    kv_str(&m, "type", "usage");
-    kv_u(&m, "ts", NOW);
-    kv_u(&m, "sub", 123456789);
-    kv_str(&m, "region", "apac");
-    k(&m, "amount");
-    msgpack_pack_double(&m.pk, 3.25);
-    k(&m, "x");
-    msgpack_pack_array(&m.pk, 2);
-    msgpack_pack_int(&m.pk, -70000);
-    msgpack_pack_bin_with_body(&m.pk, "abc", 3);
-    struct kpi_event ev;
-    cr_assert_eq(kpi_decode(&dec, m.sb.data, m.sb.size, NOW, &ev), KPI_BAD_NONE);
-    for (size_t len = 0; len < m.sb.size; len++) {
-        /* An exact-size heap copy, so ASan catches any read past len. */
-        char *copy = malloc(len ? len : 1);
-        memcpy(copy, m.sb.data, len);
-        enum kpi_bad_reason r = kpi_decode(&dec, copy, len, NOW, &ev);
-        cr_assert_eq(r, len ? KPI_BAD_TRUNCATED : KPI_BAD_EMPTY, "prefix %zu: %s", len,
-                     kpi_bad_reason_name(r));
-        free(copy);
+    for (size_t e = 0; e < N_EXAMPLES; e++) {
+        if (examples[e].want != KPI_BAD_NONE)
+            continue;
+        struct msg m;
+        examples[e].build(&m);
+        struct kpi_event ev;
+        cr_assert_eq(decode_bytes(m.sb.data, m.sb.size, &ev), KPI_BAD_NONE, "%s", examples[e].name);
+        for (size_t len = 0; len < m.sb.size; len++) {
+            enum kpi_bad_reason r = decode_bytes(m.sb.data, len, &ev);
+            cr_assert_eq(r, len ? KPI_BAD_TRUNCATED : KPI_BAD_EMPTY, "%s, prefix %zu of %zu: %s",
+                         examples[e].name, len, m.sb.size, kpi_bad_reason_name(r));
+        }
+        m_free(&m);
     }
-    msgpack_sbuffer_destroy(&m.sb);
+}
+
+Test(decode, every_decoder_reason_has_an_example_that_produces_exactly_it)
+{
+    for (int r = KPI_BAD_NONE + 1; r < KPI_BAD__COUNT; r++) {
+        if (r == KPI_BAD_TOO_LATE)
+            continue; /* the windows' reason, never the decoder's */
+        size_t found = 0;
+        for (size_t i = 0; i < N_EXAMPLES; i++)
+            if (examples[i].want == (enum kpi_bad_reason)r) {
+                found++;
+                cr_assert_str_eq(examples[i].name, kpi_bad_reason_name((enum kpi_bad_reason)r));
+            }
+        cr_assert_eq(found, 1, "%s has %zu examples", kpi_bad_reason_name((enum kpi_bad_reason)r),
+                     found);
+    }
+    for (size_t i = 0; i < N_EXAMPLES; i++) {
+        struct msg m;
+        examples[i].build(&m);
+        struct kpi_event ev;
+        enum kpi_bad_reason got = decode_bytes(m.sb.data, m.sb.size, &ev);
+        cr_assert_eq(got, examples[i].want, "%s: got %s", examples[i].name,
+                     kpi_bad_reason_name(got));
+        m_free(&m);
+    }
+}
+
+/* The fuzzer's seeds are the examples, byte for byte; with KPI_WRITE_CORPUS
+ * set to a directory, this writes them there instead. */
+Test(decode, seed_corpus_is_the_examples)
+{
+    const char *out = getenv("KPI_WRITE_CORPUS");
+    for (size_t i = 0; i < N_EXAMPLES; i++) {
+        struct msg m;
+        examples[i].build(&m);
+        char path[512];
+        snprintf(path, sizeof(path), "%s/%s", out ? out : KPI_SOURCE_DIR "/fuzz/corpus",
+                 examples[i].name);
+        if (out) {
+            FILE *f = fopen(path, "wb");
+            cr_assert_not_null(f, "%s: %s", path, strerror(errno));
+            if (m.sb.size)
+                cr_assert_eq(fwrite(m.sb.data, 1, m.sb.size, f), m.sb.size);
+            cr_assert_eq(fclose(f), 0);
+        } else {
+            FILE *f = fopen(path, "rb");
+            cr_assert_not_null(f, "%s: %s (regenerate: see the top of test_decode.c)", path,
+                               strerror(errno));
+            char buf[1024];
+            size_t n = fread(buf, 1, sizeof(buf), f);
+            fclose(f);
+            cr_assert(n == m.sb.size && (n == 0 || memcmp(buf, m.sb.data, n) == 0),
+                      "%s differs from its example (regenerate: see the top of test_decode.c)",
+                      path);
+        }
+        m_free(&m);
+    }
 }
 
 Test(decode, every_reason_has_a_distinct_stable_name)
@@ -573,21 +1314,87 @@ Test(decode, every_reason_has_a_distinct_stable_name)
     for (int a = 0; a < KPI_BAD__COUNT; a++) {
         const char *n = kpi_bad_reason_name((enum kpi_bad_reason)a);
         cr_assert(n && *n && strcmp(n, "unknown"), "reason %d has a name", a);
+        for (const char *c = n; *c; c++)
+            cr_assert((*c >= 'a' && *c <= 'z') || *c == '_', "%s is snake_case", n);
         for (int b = 0; b < a; b++)
             cr_assert_str_neq(n, kpi_bad_reason_name((enum kpi_bad_reason)b));
     }
+    cr_assert_str_eq(kpi_bad_reason_name(KPI_BAD_NOT_MAP), "not_map");
+    cr_assert_str_eq(kpi_bad_reason_name(KPI_BAD_TRUNCATED), "truncated");
     cr_assert_str_eq(kpi_bad_reason_name(KPI_BAD_SCORE_OUT_OF_RANGE), "score_out_of_range");
     cr_assert_str_eq(kpi_bad_reason_name(KPI_BAD_TOO_LATE), "too_late");
+    cr_assert_str_eq(kpi_bad_reason_name(KPI_BAD__COUNT), "unknown");
+    cr_assert_str_eq(kpi_bad_reason_name((enum kpi_bad_reason) - 1), "unknown");
 }
 
-Test(decode, init_rejects_reserved_and_duplicate_dimension_names)
+/* ---- decoder configuration ---- */
+
+Test(decode, init_rejects_a_dimension_named_like_a_reserved_key)
+{
+    static const char *reserved[] = {"type",    "ts",    "sub",    "amount", "bytes",
+                                     "seconds", "score", "survey", "reason"};
+    for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++) {
+        struct kpi_decoder d;
+        char err[128] = "";
+        const char *names[] = {"region", reserved[i]};
+        cr_assert_eq(kpi_decoder_init(&d, names, 2, 0, 64, err, sizeof(err)), KPI_ERR_INVAL);
+        cr_assert(strstr(err, reserved[i]), "errstr names '%s': %s", reserved[i], err);
+    }
+}
+
+Test(decode, init_rejects_a_dimension_listed_twice)
 {
     struct kpi_decoder d;
     char err[128] = "";
-    const char *a[] = {"region", "score"};
-    cr_assert_eq(kpi_decoder_init(&d, a, 2, 0, 64, err, sizeof(err)), KPI_ERR_INVAL);
-    cr_assert(strstr(err, "score"), "%s", err);
-    const char *b[] = {"plan", "plan"};
-    cr_assert_eq(kpi_decoder_init(&d, b, 2, 0, 64, err, sizeof(err)), KPI_ERR_INVAL);
-    cr_assert(strstr(err, "plan"), "%s", err);
+    const char *names[] = {"plan", "region", "plan"};
+    cr_assert_eq(kpi_decoder_init(&d, names, 3, 0, 64, err, sizeof(err)), KPI_ERR_INVAL);
+    cr_assert(strstr(err, "'plan'"), "%s", err);
+}
+
+Test(decode, init_rejects_an_empty_dimension_name)
+{
+    struct kpi_decoder d;
+    char err[128] = "";
+    const char *names[] = {"region", ""};
+    cr_assert_eq(kpi_decoder_init(&d, names, 2, 0, 64, err, sizeof(err)), KPI_ERR_INVAL);
+    cr_assert(strstr(err, "dimension 1"), "%s", err);
+    const char *null_name[] = {NULL};
+    cr_assert_eq(kpi_decoder_init(&d, null_name, 1, 0, 64, err, sizeof(err)), KPI_ERR_INVAL);
+}
+
+Test(decode, init_rejects_more_dimensions_than_kpi_max_dims)
+{
+    struct kpi_decoder d;
+    char err[128] = "";
+    char bufs[KPI_MAX_DIMS + 1][16];
+    const char *names[KPI_MAX_DIMS + 1];
+    for (int i = 0; i <= KPI_MAX_DIMS; i++) {
+        snprintf(bufs[i], sizeof(bufs[i]), "d%d", i);
+        names[i] = bufs[i];
+    }
+    cr_assert_eq(kpi_decoder_init(&d, names, KPI_MAX_DIMS, 0, 64, err, sizeof(err)), 0);
+    cr_assert_eq(kpi_decoder_init(&d, names, KPI_MAX_DIMS + 1, 0, 64, err, sizeof(err)),
+                 KPI_ERR_INVAL);
+    cr_assert_eq(kpi_decoder_init(&d, names, -1, 0, 64, err, sizeof(err)), KPI_ERR_INVAL);
+}
+
+Test(decode, init_rejects_negative_skew_and_zero_string_limit)
+{
+    struct kpi_decoder d;
+    char err[128] = "";
+    cr_assert_eq(kpi_decoder_init(&d, dims, 3, -1, 64, err, sizeof(err)), KPI_ERR_INVAL);
+    cr_assert(strstr(err, "max_skew_ms"), "%s", err);
+    cr_assert_eq(kpi_decoder_init(&d, dims, 3, 0, 0, err, sizeof(err)), KPI_ERR_INVAL);
+    cr_assert(strstr(err, "max_str_len"), "%s", err);
+}
+
+/* ---- event.h ---- */
+
+Test(event, type_names_are_stable_and_lower_case)
+{
+    cr_assert_str_eq(kpi_event_type_name(KPI_EV_USAGE), "usage");
+    cr_assert_str_eq(kpi_event_type_name(KPI_EV_ACTIVATION), "activation");
+    cr_assert_str_eq(kpi_event_type_name(KPI_EV_CHURN), "churn");
+    cr_assert_str_eq(kpi_event_type_name(KPI_EV_NPS), "nps");
+    cr_assert_str_eq(kpi_event_type_name(KPI_EV__COUNT), "unknown");
 }
