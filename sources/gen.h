@@ -1,19 +1,76 @@
 /*
- * gen.h - a built-in generator of realistic subscriber traffic.
+ * gen.h - a built-in generator of realistic subscriber traffic, and the exact
+ * tally ("truth") of what it generated.
  *
- * Deterministic for a seed.  A population of subscribers, each with a fixed
- * region, plan and segment drawn with realistic skew; activity Zipf-like
- * across subscribers (a few are very busy, most are quiet); a mix of event
- * types close to an operator's (mostly usage with revenue, some NPS answers,
- * activations and churns at a base rate); event times advancing at a set
- * rate with bounded out-of-order jitter; an optional churn spike in one
- * segment; and, on request, malformed events of many kinds, each tagged with
- * the decoder reason it must produce.  Events are encoded as msgpack maps
- * (docs/events.md) into the caller's buffer without allocating.
+ * Used by kpistream-bench (the core benchmark's corpus), the zero-setup demo,
+ * the kpistream-gen load generator and the tests, which tally each event's
+ * `info` to know exactly what they produced and compare it with what the
+ * engine reports.
  *
- * Used by kpistream-bench (the core benchmark's corpus), the demo, the
- * kpistream-gen load generator and tests, which tally `info` to know exactly
- * what they produced.
+ * The traffic
+ *
+ *   - Deterministic for a seed: its own PRNG (xoshiro256**, seeded through
+ *     splitmix64), never rand().  Same conf, same bytes.
+ *   - A population of `subscribers` (numbers 0..N-1, ids 46700000000 + n as
+ *     an MSISDN would be).  Each has a fixed region, plan and segment drawn
+ *     once with realistic skew: regions Zipf-like (eu-west is the largest,
+ *     mea the smallest), plans depending on the segment (youth mostly
+ *     prepaid, enterprise mostly business).  About one subscriber in ten is
+ *     always sent with `sub` as a str of its digits, the others as a uint
+ *     (same id either way, so the same HyperLogLog element).  The population
+ *     and its attributes depend only on the subscriber number, not on the
+ *     seed: a seed picks a day of traffic, not another operator.
+ *   - Activity is Zipf(s = zipf_s) across subscribers: the subscriber of
+ *     activity rank k makes events with probability proportional to k^-s.
+ *     Ranks are spread over the subscriber numbers by a fixed bijection, so
+ *     the busy ones are not all at the low numbers.  Sampling is O(1) from a
+ *     Walker/Vose alias table built once by kpi_gen_new (8 bytes per
+ *     subscriber).
+ *   - Event types: nps_rate NPS answers (one third `brand`, the rest
+ *     `network`, half of those without the optional `survey` key; scores
+ *     skewed to 7..10: about 47% promoters, 31% passives, 22% detractors),
+ *     activation_rate activations, churn_rate churns (usually with a
+ *     `reason`), and usage for the rest.  Usage carries `amount` (an int of
+ *     micro-units; one event in eight a float of currency units in whole
+ *     cents), and `bytes` and/or `seconds` as data, voice or SMS records do;
+ *     one usage event in eight carries an unknown key ("cell") the decoder
+ *     must skip.
+ *   - Event time: event i is "now" = start_ts_ms + i * 1000 / events_per_sec;
+ *     its ts is now minus a uniform jitter in [0, jitter_ms], so events
+ *     arrive out of order by at most jitter_ms.
+ *   - Churn spike: between event-time offsets [spike_start_ms, spike_end_ms)
+ *     from start_ts_ms, the churn probability of subscribers in
+ *     spike_segment (and/or spike_region) is multiplied by spike_factor.
+ *   - Bad input: a share bad_ratio of events is malformed, rotating through
+ *     one generator per decoder reason (decode.h), so that every reason in
+ *     `bad_kinds` appears and info->reason names the reason the engine's
+ *     decoder must report.  Two of them make assumptions about the engine's
+ *     configuration: dim_not_string sends a non-string `region` (region must
+ *     be a dimension), and oversized_string sends a churn reason of
+ *     max_str_len + 1 bytes (max_str_len must be the engine's
+ *     engine.max_string).  ts_in_future sends the time in nanoseconds,
+ *     which is in the future under any clock skew the engine accepts.
+ *
+ * Encoding: one msgpack map per event, keys as docs/events.md, written by
+ * hand into the caller's buffer: no allocation, no msgpack-c, O(1) per
+ * event.  kpi_gen_event_max() bytes always suffice (KPI_GEN_EVENT_MAX when
+ * max_str_len <= 200, which includes the default 128).
+ *
+ * The truth
+ *
+ * struct kpi_gen_truth tallies events from their info.  Zeroed (memset or
+ * = {0}) it keeps overall totals only.  kpi_gen_truth_init() adds, for a
+ * bucket width and grouping sets over region, plan and segment (the engine's
+ * dimensions.sets syntax: "region,region+plan,segment"; "all" is always
+ * there), the exact kpi_counters of every (set, value, bucket start) and
+ * exact distinct subscribers (one bitmap over the population per bucket, one
+ * overall), so a test can compare any window the engine reports with the
+ * truth.  Memory is bounded by max_buckets x (cells per bucket + N/8 bytes);
+ * good events in buckets beyond max_buckets are counted as untracked.
+ * Values are labelled as the engine labels them: dimension values joined by
+ * '|' in the set's order ("eu-west|prepaid"), "all" for set "all".
+ *
+ * Neither a generator nor a truth is thread-safe; use one per thread.
  */
 #ifndef KPI_GEN_H
 #define KPI_GEN_H
@@ -24,47 +81,79 @@
 
 #include "decode.h"
 #include "event.h"
+#include "kpi.h"
+
+#define KPI_GEN_EVENT_MAX       256       /* bytes per event when max_str_len <= 200 */
+#define KPI_GEN_MAX_SUBSCRIBERS 100000000 /* the alias table takes 8 bytes each */
+#define KPI_GEN_NAME_MAX        32
 
 struct kpi_gen_conf {
     uint64_t seed;
-    uint64_t subscribers;   /* population size */
-    double zipf_s;          /* activity skew exponent (> 0, != 1) */
-    int64_t start_ts_ms;    /* event time of the first event */
-    double events_per_sec;  /* event-time rate: how fast timestamps advance */
-    int64_t jitter_ms;      /* events may be up to this much older than "now" */
-    double bad_ratio;       /* share of malformed events, 0..1 */
-    double churn_rate;      /* share of churn events (base) */
-    char spike_segment[32]; /* "" for none */
-    double spike_factor;    /* churn multiplied by this in the spike */
-    int64_t spike_start_ms; /* spike interval, as offsets of event time */
-    int64_t spike_end_ms;   /* from start_ts_ms */
+    uint64_t subscribers;   /* population size, 1..KPI_GEN_MAX_SUBSCRIBERS (100000) */
+    double zipf_s;          /* activity skew exponent, > 0 (1.1) */
+    int64_t start_ts_ms;    /* event time of the first event (1700000000000) */
+    double events_per_sec;  /* event-time rate: how fast timestamps advance (10000) */
+    int64_t jitter_ms;      /* events may be up to this much older than "now" (2000) */
+    double bad_ratio;       /* share of malformed events, 0..1 (0) */
+    double nps_rate;        /* share of good events that are NPS answers (0.03) */
+    double activation_rate; /* share of activations (0.01) */
+    double churn_rate;      /* share of churns, outside a spike (0.005) */
+    uint64_t bad_kinds;     /* bad reasons to rotate through, bit (1 << reason);
+                               0: every reason the generator can make */
+    uint32_t max_str_len;   /* the engine's string limit (128; 0: 128), <= 65535 */
+    char spike_segment[KPI_GEN_NAME_MAX]; /* "" for none */
+    char spike_region[KPI_GEN_NAME_MAX];  /* "" for none */
+    double spike_factor;                  /* churn multiplied by this in the spike (1) */
+    int64_t spike_start_ms;               /* spike interval [start, end): offsets of */
+    int64_t spike_end_ms;                 /* event time from start_ts_ms */
 };
 
+/* Fill *c with the defaults above. */
 void kpi_gen_conf_defaults(struct kpi_gen_conf *c);
 
+/* 0, or KPI_ERR_INVAL with a message naming the bad field. */
+int kpi_gen_conf_validate(const struct kpi_gen_conf *c, char *errstr, size_t errstr_size);
+
+/* Ground truth of one generated event. */
 struct kpi_gen_info {
     int is_bad;
-    enum kpi_bad_reason reason; /* the decoder reason a bad event produces */
-    enum kpi_event_type type;
-    int64_t ts_ms;
-    uint64_t sub;
-    int region, plan, segment; /* indexes into kpi_gen_*_name */
-    int64_t amount_micros;
-    uint8_t score;
-    uint8_t survey;
+    enum kpi_bad_reason reason; /* bad: the reason the decoder must report */
+    enum kpi_event_type type;   /* good: the type; bad: KPI_EV__COUNT */
+    int64_t ts_ms;              /* event time (bad events: the time they were made at) */
+    uint64_t sub;               /* subscriber number, 0..subscribers-1 */
+    uint64_t sub_id;            /* the id the event carries (kpi_gen_sub_id) */
+    int is_sub_str;             /* sent as a str of its digits, not a uint */
+    int region, plan, segment;  /* indexes into kpi_gen_*_name */
+    const char *region_name, *plan_name, *segment_name;
+    int64_t amount_micros;   /* usage: revenue, exactly as the decoder rounds it */
+    uint64_t bytes;          /* usage: 0 when absent */
+    uint64_t seconds;        /* usage: 0 when absent */
+    uint8_t score;           /* nps: 0..10 */
+    uint8_t survey;          /* nps: enum kpi_survey */
+    const char *reason_text; /* churn: the reason sent, or NULL */
 };
 
 struct kpi_gen;
 
+/* A generator for *c (copied), or NULL when c is invalid (see
+ * kpi_gen_conf_validate for why) or memory is short.  Builds the alias table:
+ * O(subscribers) time and 8 bytes per subscriber. */
 struct kpi_gen *kpi_gen_new(const struct kpi_gen_conf *c);
 void kpi_gen_destroy(struct kpi_gen *g);
 
-/* Encode the next event into buf[0, cap) (256 bytes always suffice) and
- * describe it.  0, or KPI_ERR_FULL if cap is too small. */
+/* Buffer size that always holds one event of this generator. */
+size_t kpi_gen_event_max(const struct kpi_gen *g);
+
+/* Encode the next event into buf[0, cap) and describe it in *info.  Returns
+ * 0, or KPI_ERR_FULL if cap is too small (the event is then skipped: the
+ * stream goes on with the next one).  No allocation. */
 int kpi_gen_next(struct kpi_gen *g, uint8_t *buf, size_t cap, size_t *len,
                  struct kpi_gen_info *info);
 
-/* The subscriber id as the event carries it (decimal digits when a str). */
+/* Events generated so far (including skipped ones). */
+uint64_t kpi_gen_count(const struct kpi_gen *g);
+
+/* The subscriber id a subscriber number is sent as (decimal digits when a str). */
 uint64_t kpi_gen_sub_id(const struct kpi_gen *g, uint64_t sub);
 
 int kpi_gen_n_regions(void);
@@ -73,18 +162,71 @@ int kpi_gen_n_segments(void);
 const char *kpi_gen_region_name(int i);
 const char *kpi_gen_plan_name(int i);
 const char *kpi_gen_segment_name(int i);
+/* Index of a name, or -1. */
+int kpi_gen_region_index(const char *name);
+int kpi_gen_segment_index(const char *name);
 
-/* Exact tallies of what was generated. */
+/* ---- the truth ---- */
+
+struct kpi_gen_truth_conf {
+    uint64_t subscribers; /* population, for exact distinct counts; 0: none */
+    int64_t bucket_ms;    /* bucket width, epoch-aligned; 0: no per-bucket cells (5000) */
+    const char *sets;     /* grouping sets; NULL: "region,region+plan,segment" */
+    uint32_t max_buckets; /* buckets tracked at most (4096) */
+};
+
+/* One (grouping-set value, bucket) tally. */
+struct kpi_gen_cell {
+    struct kpi_counters c; /* good events, exactly as kpi_counters_count counts them */
+    uint64_t active;       /* distinct subscribers (0 without `subscribers`) */
+};
+
+struct kpi_gen_truth_detail; /* private to gen.c */
+
+/* Exact tallies of what was generated (good events only, except `bad*`). */
 struct kpi_gen_truth {
     uint64_t events, good, bad;
     uint64_t by_type[KPI_EV__COUNT];
     uint64_t bad_by_reason[KPI_BAD__COUNT];
-    int64_t revenue;
-    uint64_t nps[KPI_SURVEY__COUNT][3]; /* promoters, passives, detractors */
+    int64_t revenue; /* micro-units */
+    int64_t bytes, seconds;
+    uint64_t nps[KPI_SURVEY__COUNT][3]; /* [survey][KPI_NPS_PROMOTERS...] */
     uint64_t churns_by_segment[16];
+    uint64_t distinct;                   /* distinct subscribers (kpi_gen_truth_init only) */
+    struct kpi_gen_truth_detail *detail; /* NULL when zeroed rather than initialised */
 };
 
+void kpi_gen_truth_conf_defaults(struct kpi_gen_truth_conf *tc);
+
+/* Initialise *t with per-bucket cells and distinct counts as tc says.
+ * 0, KPI_ERR_INVAL (bad sets, bucket or limits; message in errstr) or
+ * KPI_ERR_NOMEM.  Pair with kpi_gen_truth_fini. */
+int kpi_gen_truth_init(struct kpi_gen_truth *t, const struct kpi_gen_truth_conf *tc, char *errstr,
+                       size_t errstr_size);
+void kpi_gen_truth_fini(struct kpi_gen_truth *t);
+
+/* Tally one event.  Allocates only when an event opens a new bucket. */
 void kpi_gen_truth_add(struct kpi_gen_truth *t, const struct kpi_gen_info *info);
-void kpi_gen_truth_write_json(FILE *out, const struct kpi_gen_truth *t);
+
+/* Good events that fell in buckets past max_buckets (or whose bucket could
+ * not be allocated): counted in the totals, in no cell. */
+uint64_t kpi_gen_truth_untracked(const struct kpi_gen_truth *t);
+
+/* The tally of `value` in grouping set `set` ("region", "eu-west") in the
+ * bucket starting at bucket_start; NULL when it holds no good event, or the
+ * truth has no such set or value.  Set "all" has the one value "all". */
+const struct kpi_gen_cell *kpi_gen_truth_cell(const struct kpi_gen_truth *t, const char *set,
+                                              const char *value, int64_t bucket_start);
+
+/* Exact distinct subscribers of `value` in `set` over the buckets starting in
+ * [from_ms, to_ms): what a window's "active subscribers" should estimate.
+ * -1 when unknown: no per-bucket tracking, no `subscribers`, an unknown set
+ * or value, or untracked events. */
+int64_t kpi_gen_truth_distinct(const struct kpi_gen_truth *t, const char *set, const char *value,
+                               int64_t from_ms, int64_t to_ms);
+
+/* Everything as one JSON object (documented in gen.c above this function).
+ * 0, or KPI_ERR_IO when writing failed. */
+int kpi_gen_truth_write_json(FILE *out, const struct kpi_gen_truth *t);
 
 #endif
