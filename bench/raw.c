@@ -51,7 +51,8 @@ int bench_raw(int argc, char **argv)
                            {"enable.auto.commit", "false"},
                            {"auto.offset.reset", "earliest"},
                            {"partition.assignment.strategy", "cooperative-sticky"},
-                           {"queued.min.messages", "100000"},
+                           {"queued.min.messages", "10000000"},
+                           {"queued.max.messages.kbytes", "65536"},
                            {"fetch.wait.max.ms", "50"},
                            {"enable.partition.eof", "true"}};
     for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]); i++)

@@ -219,7 +219,8 @@ static void *worker_main(void *arg)
         for (ssize_t i = 0; i < n; i++) {
             rd_kafka_message_t *m = msgs[i];
             if (!m->err) {
-                int t = topic_index(s, rd_kafka_topic_name(m->rkt));
+                /* One topic (the usual case): no name lookup per message. */
+                int t = s->n_topics == 1 ? 0 : topic_index(s, rd_kafka_topic_name(m->rkt));
                 int input =
                     t >= 0 && m->partition >= 0 && m->partition < MAX_PARTS
                         ? atomic_load_explicit(&s->input_of[t][m->partition], memory_order_acquire)
@@ -239,8 +240,15 @@ static void *worker_main(void *arg)
                                               memory_order_relaxed);
                 }
             }
-            rd_kafka_message_destroy(m);
         }
+        /* Destroy the batch after processing it, not message by message:
+         * each destroy drops references (partition, fetch buffer) that the
+         * fetcher thread is busy taking on other messages; done in a burst
+         * the cache lines move between cores once per batch instead of once
+         * per message.  perf showed this refcount line at ~20% of the
+         * fetcher thread's time when destroys were interleaved. */
+        for (ssize_t i = 0; i < n; i++)
+            rd_kafka_message_destroy(msgs[i]);
         kpi_worker_checkpoint(w);
     }
     kpi_worker_detach(w);
@@ -605,7 +613,19 @@ struct kpi_source kpi_source_kafka_new(const struct kpi_kafka_conf *conf, struct
         conf_set(c, "enable.auto.offset.store", "false", errstr, errsz) ||
         conf_set(c, "auto.offset.reset", "earliest", errstr, errsz) ||
         conf_set(c, "partition.assignment.strategy", "cooperative-sticky", errstr, errsz) ||
-        conf_set(c, "queued.min.messages", "100000", errstr, errsz) ||
+        /* Local queue limits.  Each partition's queue is forwarded to its
+         * worker's queue, and librdkafka 2.0.x measures a partition's
+         * "queued" messages on the queue it forwards to: the worker's, which
+         * holds several partitions.  Once that reaches queued.min.messages
+         * (or queued.max.messages.kbytes) the partition's fetching backs off
+         * for a fixed second (configurable only from 2.3.0 on, as
+         * fetch.queue.backoff.ms), and the worker drains its queue in tens of
+         * milliseconds and then idles.  Measured on 10M events, 8 partitions,
+         * 2 workers: 4.4 s at the old 100000, 3.0 s at 10000000.  So the
+         * count limit is set out of the way and memory is bounded by bytes:
+         * at most queued.max.messages.kbytes per worker queue. */
+        conf_set(c, "queued.min.messages", "10000000", errstr, errsz) ||
+        conf_set(c, "queued.max.messages.kbytes", "65536", errstr, errsz) ||
         conf_set(c, "fetch.wait.max.ms", "50", errstr, errsz)) {
         rd_kafka_conf_destroy(c);
         goto fail;
