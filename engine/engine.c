@@ -98,7 +98,7 @@ struct kpi_engine *kpi_engine_new(const struct kpi_engine_conf *conf, char *errs
         w->e = e;
         w->idx = i;
         w->watermark = INT64_MIN;
-        if (kpi_shard_init(&w->shard, conf->max_cells))
+        if (kpi_shard_init(&w->shard, conf->max_cells) || kpi_tcache_init(&w->tcache))
             goto nomem;
         w->cur = &w->shard.buf[0];
     }
@@ -126,6 +126,7 @@ void kpi_engine_destroy(struct kpi_engine *e)
         for (int i = 0; i < e->n_workers; i++)
             if (e->workers[i]) {
                 kpi_shard_fini(&e->workers[i]->shard);
+                kpi_tcache_fini(&e->workers[i]->tcache);
                 free(e->workers[i]);
             }
         free(e->workers);
@@ -390,8 +391,7 @@ static enum kpi_bad_reason add_event(struct kpi_worker *w, struct kpi_worker_inp
     const int n_sets = e->dims.n_sets;
     uint32_t vids[KPI_MAX_SETS];
     struct kpi_agg_cell *cells[KPI_MAX_SETS];
-    for (int s = 0; s < n_sets; s++)
-        vids[s] = kpi_dims_value_id(&e->dims, s, ev);
+    kpi_tcache_value_ids(&w->tcache, &e->dims, ev, vids);
     /* Find every cell before touching any, so a full buffer never leaves an
      * event half-counted. */
     for (;;) {
@@ -403,6 +403,8 @@ static enum kpi_bad_reason add_event(struct kpi_worker *w, struct kpi_worker_inp
             break;
         wait_for_flip(w);
     }
+    for (int s = 0; s < n_sets; s++)
+        kpi_hll_prefetch(&cells[s]->hll, ev->sub_hash);
     struct kpi_shard_stats *st = &w->cur->stats;
     for (int s = 0; s < n_sets; s++) {
         kpi_counters_count(&cells[s]->c, ev);

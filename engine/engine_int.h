@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 
 #include "engine.h"
+#include "tuple_cache.h"
 
 /*
  * An input is a partition assigned to this instance.  `state` packs the
@@ -58,6 +59,7 @@ struct kpi_worker {
     uint32_t n_touched;
     uint32_t touched[KPI_MAX_INPUTS];
     struct kpi_worker_input in[KPI_MAX_INPUTS];
+    struct kpi_tcache tcache; /* dimension tuple -> value ids (tuple_cache.h) */
 };
 
 struct kpi_engine {
