@@ -56,6 +56,8 @@ static void usage(FILE *out)
             "      --seed X             same seed, same events (1)\n"
             "      --jitter MS          events arrive up to MS ms out of event-time order (2000)\n"
             "      --churn-rate F       base share of churn events (0.005)\n"
+            "      --sites N            add a `site` dimension: each subscriber's home cell\n"
+            "                           site, one of N values \"site-<n>\" (0: none)\n"
             "      --bad-ratio F        share of malformed events, 0..1, rotating through every\n"
             "                           decoder reason (0)\n"
             "      --max-string N       the engine's engine.max_string, so that oversized-string\n"
@@ -258,6 +260,7 @@ enum {
     O_SEED,
     O_JITTER,
     O_CHURN_RATE,
+    O_SITES,
     O_BAD_RATIO,
     O_MAX_STRING,
     O_SPIKE,
@@ -281,6 +284,7 @@ static const struct option long_opts[] = {
     {"seed", required_argument, NULL, O_SEED},
     {"jitter", required_argument, NULL, O_JITTER},
     {"churn-rate", required_argument, NULL, O_CHURN_RATE},
+    {"sites", required_argument, NULL, O_SITES},
     {"bad-ratio", required_argument, NULL, O_BAD_RATIO},
     {"max-string", required_argument, NULL, O_MAX_STRING},
     {"spike", required_argument, NULL, O_SPIKE},
@@ -341,6 +345,12 @@ static int parse_args(int argc, char **argv, struct opts *o, rd_kafka_conf_t *co
             if (!(rc = parse_u64("--jitter", optarg, 0, 86400000, &u)))
                 o->gc.jitter_ms = (int64_t)u;
             break;
+        case O_SITES: {
+            uint64_t v = 0;
+            rc = parse_u64("--sites", optarg, 0, 10000000, &v);
+            o->gc.sites = (uint32_t)v;
+            break;
+        }
         case O_CHURN_RATE:
             rc = parse_double("--churn-rate", optarg, 0, 0.5, &o->gc.churn_rate);
             break;

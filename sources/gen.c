@@ -619,6 +619,16 @@ static inline void kv_dims(struct w *w, const struct kpi_gen *g, const struct kp
     put(w, g->segment_enc[in->segment].b, g->segment_enc[in->segment].len);
 }
 
+/* site: the subscriber's home cell site, when conf.sites is set. */
+static inline void kv_site(struct w *w, const struct kpi_gen *g, const struct kpi_gen_info *in)
+{
+    char v[32] = "site-";
+    uint64_t x = in->sub * 0xd6e8feb86659fd93ULL;
+    size_t n = 5 + utoa(splitmix(&x) % g->c.sites, v + 5);
+    K(w, "\244site");
+    put_strn(w, v, n);
+}
+
 /* type, ts, sub: the three pairs every event needs. */
 static inline void kv_head(struct w *w, enum kpi_event_type t, const struct kpi_gen_info *in)
 {
@@ -847,6 +857,11 @@ int kpi_gen_next(struct kpi_gen *g, uint8_t *buf, size_t cap, size_t *len, struc
             }
             break;
         default: break;
+        }
+        if (g->c.sites) {
+            kv_site(&w, g, in);
+            if (!w.full)
+                *map = (uint8_t)(*map + 1);
         }
     }
     if (w.full) {

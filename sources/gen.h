@@ -106,6 +106,10 @@ struct kpi_gen_conf {
     double spike_factor;                  /* churn multiplied by this in the spike (1) */
     int64_t spike_start_ms;               /* spike interval [start, end): offsets of */
     int64_t spike_end_ms;                 /* event time from start_ts_ms */
+    uint32_t sites;                       /* 0: off; else every good event also carries `site`, the
+                                             subscriber's home cell site "site-<n>", n in 0..sites-1
+                                             (uniform over subscribers): a high-cardinality dimension
+                                             for the scaling benchmark; not in the truth's cells */
 };
 
 /* Fill *c with the defaults above. */

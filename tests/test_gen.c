@@ -415,6 +415,47 @@ Test(gen, attributes_are_fixed_per_subscriber_and_regions_are_skewed)
     kpi_gen_destroy(g);
 }
 
+Test(gen, sites_add_a_fixed_home_site_per_subscriber_with_n_values)
+{
+    static const char *const dims4[] = {"region", "plan", "segment", "site"};
+    struct kpi_decoder d4;
+    cr_assert_eq(kpi_decoder_init(&d4, dims4, 4, 300000, KPI_MAX_STR_DEFAULT, NULL, 0), 0);
+    struct kpi_gen_conf c;
+    kpi_gen_conf_defaults(&c);
+    c.seed = 4;
+    c.sites = 50;
+    c.subscribers = 20000;
+    struct kpi_gen *g = kpi_gen_new(&c);
+    cr_assert_not_null(g);
+    uint8_t buf[KPI_GEN_EVENT_MAX];
+    size_t len;
+    struct kpi_gen_info in;
+    static int site_of[20000];
+    memset(site_of, -1, sizeof(site_of));
+    int used[50] = {0}, n_used = 0;
+    for (int i = 0; i < 100000; i++) {
+        cr_assert_eq(kpi_gen_next(g, buf, sizeof(buf), &len, &in), 0);
+        struct kpi_event ev;
+        enum kpi_bad_reason r = kpi_decode(&d4, buf, len, NOW, &ev);
+        cr_assert_eq(r, KPI_BAD_NONE, "event %d: %s", i, kpi_bad_reason_name(r));
+        cr_assert(strref_is(ev.dims[0], in.region_name)); /* the others are unchanged */
+        cr_assert_not_null(ev.dims[3].ptr, "event %d has no site", i);
+        char v[32];
+        cr_assert_lt(ev.dims[3].len, sizeof(v));
+        memcpy(v, ev.dims[3].ptr, ev.dims[3].len);
+        v[ev.dims[3].len] = '\0';
+        int n = -1;
+        cr_assert_eq(sscanf(v, "site-%d", &n), 1, "site value '%s'", v);
+        cr_assert(n >= 0 && n < 50, "site value '%s'", v);
+        if (site_of[in.sub] < 0)
+            site_of[in.sub] = n;
+        cr_assert_eq(site_of[in.sub], n, "subscriber %llu moved site", (unsigned long long)in.sub);
+        n_used += !used[n]++;
+    }
+    cr_assert_eq(n_used, 50, "every site is someone's home");
+    kpi_gen_destroy(g);
+}
+
 Test(gen, event_time_advances_at_the_rate_with_bounded_jitter)
 {
     struct kpi_gen_conf c;
