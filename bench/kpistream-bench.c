@@ -204,11 +204,19 @@ static void usage(FILE *out)
                  "  Consume a topic with librdkafka alone (kpistream's consumer settings) to\n"
                  "  the end offsets seen at assignment: the end-to-end baseline.\n"
                  "usage: kpistream-bench measure -- COMMAND [ARGS...]\n"
-                 "  Run COMMAND; print its wall time, CPU time and peak RSS on stderr.\n");
+                 "  Run COMMAND; print its wall time, CPU time and peak RSS on stderr.\n"
+                 "usage: kpistream-bench latency --timestamps FILE [--topic T] [--group G]\n"
+                 "                               [--redis-host H] [--redis-port P] [--prefix X]\n"
+                 "                               [--duration S] [--warmup W] [--poll-ms M]\n"
+                 "  For S seconds, poll group G's stored offsets in Redis every M ms; then print\n"
+                 "  the production-to-Redis latency percentiles of the messages in FILE\n"
+                 "  (kpistream-gen --timestamps) produced after the first W seconds.\n"
+                 "  Defaults: S=60 W=10 M=5.\n");
 }
 
 int bench_raw(int argc, char **argv);
 int bench_measure(int argc, char **argv);
+int bench_latency(int argc, char **argv);
 
 int main(int argc, char **argv)
 {
@@ -216,6 +224,8 @@ int main(int argc, char **argv)
         return bench_raw(argc, argv);
     if (argc >= 2 && strcmp(argv[1], "measure") == 0)
         return bench_measure(argc, argv);
+    if (argc >= 2 && strcmp(argv[1], "latency") == 0)
+        return bench_latency(argc, argv);
     if (argc < 2 || strcmp(argv[1], "core") != 0) {
         usage(argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) ? stdout
                                                                                   : stderr);

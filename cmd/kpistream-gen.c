@@ -70,6 +70,9 @@ static void usage(FILE *out)
             "                           grouping-set value and bucket with exact distinct\n"
             "                           subscribers (see sources/gen.c)\n"
             "      --truth-bucket DUR   bucket width of the truth's cells (5s)\n"
+            "      --timestamps FILE    write `partition offset create_time_ms` of every 100th\n"
+            "                           delivered message (by offset) to FILE, for\n"
+            "                           `kpistream-bench latency`\n"
             "      --truth-sets SETS    grouping sets of the truth's cells\n"
             "                           (region,region+plan,segment; 'all' is always there)\n"
             "      --key-by-sub         key messages by subscriber id (the default)\n"
@@ -167,6 +170,8 @@ static int conf_set(rd_kafka_conf_t *conf, const char *opt, const char *k, const
 static unsigned long long failed;
 static char first_failure[256];
 
+static FILE *timestamps_file; /* --timestamps */
+
 /* Called from rd_kafka_poll/flush on this thread only. */
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
@@ -174,6 +179,11 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     (void)opaque;
     if (m->err && failed++ == 0)
         snprintf(first_failure, sizeof(first_failure), "%s", rd_kafka_err2str(m->err));
+    if (!m->err && timestamps_file && m->offset % 100 == 0) {
+        rd_kafka_timestamp_type_t tt;
+        fprintf(timestamps_file, "%d %lld %lld\n", (int)m->partition, (long long)m->offset,
+                (long long)rd_kafka_message_timestamp(m, &tt));
+    }
 }
 
 static volatile sig_atomic_t stop_signal;
@@ -265,6 +275,7 @@ enum {
     O_MAX_STRING,
     O_SPIKE,
     O_TRUTH,
+    O_TIMESTAMPS,
     O_TRUTH_BUCKET,
     O_TRUTH_SETS,
     O_KEY_BY_SUB,
@@ -289,6 +300,7 @@ static const struct option long_opts[] = {
     {"max-string", required_argument, NULL, O_MAX_STRING},
     {"spike", required_argument, NULL, O_SPIKE},
     {"truth", required_argument, NULL, O_TRUTH},
+    {"timestamps", required_argument, NULL, O_TIMESTAMPS},
     {"truth-bucket", required_argument, NULL, O_TRUTH_BUCKET},
     {"truth-sets", required_argument, NULL, O_TRUTH_SETS},
     {"key-by-sub", no_argument, NULL, O_KEY_BY_SUB},
@@ -299,7 +311,7 @@ static const struct option long_opts[] = {
 };
 
 struct opts {
-    const char *topic, *truth_path, *truth_sets;
+    const char *topic, *truth_path, *truth_sets, *timestamps_path;
     uint64_t events;
     double rate, event_rate;
     int partitions, replication, keyed;
@@ -361,6 +373,7 @@ static int parse_args(int argc, char **argv, struct opts *o, rd_kafka_conf_t *co
             break;
         case O_SPIKE: rc = parse_spike(optarg, &o->gc); break;
         case O_TRUTH: o->truth_path = optarg; break;
+        case O_TIMESTAMPS: o->timestamps_path = optarg; break;
         case O_TRUTH_BUCKET:
             if (kpi_duration_parse(optarg, &o->truth_bucket_ms) || o->truth_bucket_ms <= 0)
                 return bad_value("--truth-bucket", optarg, "a duration such as 5s or 1m");
@@ -472,6 +485,15 @@ int main(int argc, char **argv)
         }
     }
 
+    if (o.timestamps_path && !(timestamps_file = fopen(o.timestamps_path, "w"))) {
+        fprintf(stderr, PROG ": --timestamps: cannot write %s: %s\n", o.timestamps_path,
+                strerror(errno));
+        rd_kafka_conf_destroy(conf);
+        if (truth_file)
+            fclose(truth_file);
+        kpi_gen_truth_fini(&truth);
+        return 2;
+    }
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
     if (!rk) {
@@ -570,6 +592,10 @@ out:
         }
     }
     rd_kafka_destroy(rk);
+    if (timestamps_file && fclose(timestamps_file)) {
+        fprintf(stderr, PROG ": --timestamps: writing %s failed\n", o.timestamps_path);
+        status = 1;
+    }
     kpi_gen_destroy(g);
     free(buf);
     printf("produced: %llu events (%llu bad) in %.2f s\n", (unsigned long long)truth.events,

@@ -402,6 +402,29 @@ static void metrics_extra(void *opaque, FILE *out)
     kpi_source_kafka_write_metrics(opaque, out);
 }
 
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* At exit: `flush latency: N flushes, p50 A ms, p90 B ms, p99 C ms, max D ms`
+ * (the sink's time per flush attempt, the last KPI_FLUSH_LAT_KEEP of them);
+ * bench/e2e.sh reads this line. */
+static void log_flush_latencies(struct kpi_engine *e)
+{
+    static uint32_t lat[KPI_FLUSH_LAT_KEEP];
+    size_t n = kpi_engine_flush_latencies(e, lat, KPI_FLUSH_LAT_KEEP);
+    if (n == 0)
+        return;
+    qsort(lat, n, sizeof(lat[0]), cmp_u32);
+#define PCT(p) ((double)lat[(size_t)((double)(n - 1) * (p) + 0.5)] / 1000.0)
+    kpi_log(KPI_LOG_INFO, "kpistream",
+            "flush latency: %zu flushes, p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms", n,
+            PCT(0.5), PCT(0.9), PCT(0.99), PCT(1.0));
+#undef PCT
+}
+
 int main(int argc, char **argv)
 {
     struct opts o;
@@ -624,6 +647,7 @@ int main(int argc, char **argv)
     else
         kpi_log(KPI_LOG_INFO, "kpistream", "stopped cleanly after %llu flushes",
                 (unsigned long long)st.flushes);
+    log_flush_latencies(e);
     kpi_sink_destroy(&sink);
     kpi_engine_destroy(e);
     return rc ? 1 : 0;

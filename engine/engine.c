@@ -279,6 +279,18 @@ void kpi_engine_get_stats(struct kpi_engine *e, struct kpi_engine_stats *out)
     out->fenced = kpi_engine_is_fenced(e);
 }
 
+size_t kpi_engine_flush_latencies(struct kpi_engine *e, uint32_t *out, size_t max)
+{
+    pthread_mutex_lock(&e->mu);
+    uint64_t n = e->n_flush_lat < KPI_FLUSH_LAT_KEEP ? e->n_flush_lat : KPI_FLUSH_LAT_KEEP;
+    if (n > max)
+        n = max;
+    for (uint64_t i = 0; i < n; i++)
+        out[i] = e->flush_lat_us[(e->n_flush_lat - n + i) % KPI_FLUSH_LAT_KEEP];
+    pthread_mutex_unlock(&e->mu);
+    return (size_t)n;
+}
+
 /* ---- workers ---- */
 
 struct kpi_worker *kpi_engine_worker(struct kpi_engine *e, int idx)

@@ -140,6 +140,12 @@ int kpi_engine_is_fenced(const struct kpi_engine *e);
 int64_t kpi_engine_watermark(const struct kpi_engine *e);
 void kpi_engine_get_stats(struct kpi_engine *e, struct kpi_engine_stats *out);
 
+/* The sink latencies of the last (up to) KPI_FLUSH_LAT_KEEP flush attempts,
+ * in microseconds, oldest first; returns how many were written to out[max].
+ * For exact percentiles at exit (the /metrics histogram is coarser). */
+#define KPI_FLUSH_LAT_KEEP 4096
+size_t kpi_engine_flush_latencies(struct kpi_engine *e, uint32_t *out, size_t max);
+
 /* Workers.  Each worker's functions are called from one thread at a time. */
 struct kpi_worker *kpi_engine_worker(struct kpi_engine *e, int idx);
 

@@ -73,6 +73,8 @@ struct kpi_engine {
     struct kpi_input inputs[KPI_MAX_INPUTS];
 
     struct kpi_flush_target target;
+    uint32_t flush_lat_us[KPI_FLUSH_LAT_KEEP]; /* ring, with mu; see kpi_engine_flush_latencies */
+    uint64_t n_flush_lat;
     void (*wake)(void *opaque, int worker);
     void *wake_opaque;
 

@@ -177,6 +177,8 @@ int kpi_flusher_cycle(struct kpi_engine *e, char *errstr, size_t errsz)
         bin++;
     e->stats.flush_lat_hist[bin]++;
     e->stats.flush_lat_us_sum += lat;
+    e->flush_lat_us[e->n_flush_lat++ % KPI_FLUSH_LAT_KEEP] =
+        lat > UINT32_MAX ? UINT32_MAX : (uint32_t)lat;
     if (err == 0) {
         for (size_t i = 0; i < e->n_ranges; i++) {
             struct kpi_input *in = &e->inputs[owners[i].input];

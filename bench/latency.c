@@ -1,0 +1,218 @@
+/*
+ * latency.c - `kpistream-bench latency`: how long an event takes from its
+ * production to its effect in Redis.
+ *
+ * An event has taken effect when the flush that carries it has run: the sink
+ * stores a partition's next offset in the same Lua call as the data
+ * (docs/exactly-once.md), so "offset o of partition p is in Redis" is exactly
+ * "HGET <prefix>:{<group>}:offsets <topic>:<p> > o".
+ *
+ * The production side comes from `kpistream-gen --timestamps FILE`: every
+ * 100th delivered message's partition, offset and CreateTime (the time the
+ * generator handed it to librdkafka).  This program polls the group's
+ * offsets hash every --poll-ms for --duration seconds and keeps, per
+ * partition, each (time, stored offset) change; then reads FILE and gives
+ * each sampled message the time of the first poll that showed its offset
+ * stored, minus its CreateTime (same machine, same clock; the poll interval
+ * is the resolution).  Messages produced in the first --warmup seconds of
+ * the poll (group join, first assignment) are left out.
+ *
+ * Prints `latency: N samples, p50 A ms, p90 B ms, p99 C ms, max D ms` and how
+ * many sampled messages never showed up in Redis before the end.
+ */
+#include <getopt.h>
+#include <hiredis/hiredis.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_P 256
+
+struct sample {
+    int64_t offset, ts_ms;
+    int32_t partition;
+};
+
+struct change {
+    int64_t t_ms, offset;
+};
+
+struct series {
+    struct change *v;
+    size_t n, cap;
+};
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void *grow(void *p, size_t *cap, size_t n, size_t size)
+{
+    if (n < *cap)
+        return p;
+    *cap = *cap ? *cap * 2 : 1024;
+    void *q = realloc(p, *cap * size);
+    if (!q) {
+        fprintf(stderr, "latency: out of memory\n");
+        exit(1);
+    }
+    return q;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static volatile sig_atomic_t g_stop;
+static void on_signal(int sig)
+{
+    (void)sig;
+    g_stop = 1;
+}
+
+int bench_latency(int argc, char **argv)
+{
+    const char *topic = "events", *group = "kpistream", *samples_path = NULL;
+    const char *redis_host = "127.0.0.1", *prefix = "kpi";
+    int redis_port = 6379, poll_ms = 5;
+    double duration = 60, warmup = 10;
+    static const struct option lo[] = {{"timestamps", required_argument, NULL, 'T'},
+                                       {"topic", required_argument, NULL, 't'},
+                                       {"group", required_argument, NULL, 'g'},
+                                       {"redis-host", required_argument, NULL, 'H'},
+                                       {"redis-port", required_argument, NULL, 'P'},
+                                       {"prefix", required_argument, NULL, 'x'},
+                                       {"duration", required_argument, NULL, 'd'},
+                                       {"warmup", required_argument, NULL, 'w'},
+                                       {"poll-ms", required_argument, NULL, 'p'},
+                                       {NULL, 0, NULL, 0}};
+    optind = 2;
+    int c;
+    while ((c = getopt_long(argc, argv, "t:g:", lo, NULL)) != -1) {
+        switch (c) {
+        case 'T': samples_path = optarg; break;
+        case 't': topic = optarg; break;
+        case 'g': group = optarg; break;
+        case 'H': redis_host = optarg; break;
+        case 'P': redis_port = atoi(optarg); break;
+        case 'x': prefix = optarg; break;
+        case 'd': duration = atof(optarg); break;
+        case 'w': warmup = atof(optarg); break;
+        case 'p': poll_ms = atoi(optarg); break;
+        default: return 2;
+        }
+    }
+    if (!samples_path || poll_ms < 1 || duration <= warmup) {
+        fprintf(stderr, "latency: need --timestamps FILE, --poll-ms >= 1, --duration > --warmup\n");
+        return 2;
+    }
+    redisContext *rc = redisConnect(redis_host, redis_port);
+    if (!rc || rc->err) {
+        fprintf(stderr, "latency: redis %s:%d: %s\n", redis_host, redis_port,
+                rc ? rc->errstr : "cannot allocate");
+        return 1;
+    }
+    signal(SIGTERM, on_signal);
+    signal(SIGINT, on_signal);
+    int64_t t0 = wall_ms(), from_ms = t0 + (int64_t)(warmup * 1000);
+
+    char key[512];
+    snprintf(key, sizeof(key), "%s:{%s}:offsets", prefix, group);
+    size_t tlen = strlen(topic);
+    static struct series ser[MAX_P];
+    int64_t end = t0 + (int64_t)(duration * 1000);
+    while (!g_stop && wall_ms() < end) {
+        redisReply *r = redisCommand(rc, "HGETALL %s", key);
+        int64_t now = wall_ms();
+        if (!r) {
+            fprintf(stderr, "latency: redis: %s\n", rc->errstr);
+            return 1;
+        }
+        if (r->type == REDIS_REPLY_ARRAY)
+            for (size_t i = 0; i + 1 < r->elements; i += 2) {
+                const char *f = r->element[i]->str;
+                if (r->element[i]->len <= tlen + 1 || strncmp(f, topic, tlen) != 0 ||
+                    f[tlen] != ':')
+                    continue;
+                int p = atoi(f + tlen + 1);
+                int64_t off = atoll(r->element[i + 1]->str);
+                if (p < 0 || p >= MAX_P)
+                    continue;
+                struct series *s = &ser[p];
+                if (s->n == 0 || s->v[s->n - 1].offset != off) {
+                    s->v = grow(s->v, &s->cap, s->n, sizeof(*s->v));
+                    s->v[s->n++] = (struct change){now, off};
+                }
+            }
+        freeReplyObject(r);
+        struct timespec ts = {0, (long)poll_ms * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    redisFree(rc);
+
+    FILE *f = fopen(samples_path, "r");
+    if (!f) {
+        fprintf(stderr, "latency: cannot read %s\n", samples_path);
+        return 1;
+    }
+    struct sample *smp = NULL;
+    size_t n_smp = 0, cap = 0, before = 0;
+    struct sample x;
+    while (fscanf(f, "%d %lld %lld", &x.partition, (long long *)&x.offset, (long long *)&x.ts_ms) ==
+           3) {
+        if (x.partition < 0 || x.partition >= MAX_P)
+            continue;
+        if (x.ts_ms < from_ms) {
+            before++;
+            continue;
+        }
+        smp = grow(smp, &cap, n_smp, sizeof(*smp));
+        smp[n_smp++] = x;
+    }
+    fclose(f);
+    int64_t *lat = malloc((n_smp + 1) * sizeof(*lat));
+    size_t n = 0, missing = 0;
+    for (size_t i = 0; i < n_smp; i++) {
+        const struct sample *s = &smp[i];
+        const struct series *z = &ser[s->partition];
+        size_t a = 0, b = z->n; /* first change with offset > s->offset */
+        while (a < b) {
+            size_t mid = (a + b) / 2;
+            if (z->v[mid].offset > s->offset)
+                b = mid;
+            else
+                a = mid + 1;
+        }
+        if (a == z->n)
+            missing++;
+        else
+            lat[n++] = z->v[a].t_ms - s->ts_ms;
+    }
+    printf("latency: %zu sampled messages produced after the %.0f s warm-up (%zu before), "
+           "%zu not in Redis by the end\n",
+           n_smp, warmup, before, missing);
+    if (n == 0) {
+        printf("latency: no samples\n");
+        free(lat);
+        return 1;
+    }
+    qsort(lat, n, sizeof(*lat), cmp_i64);
+#define PCT(p) lat[(size_t)((double)(n - 1) * (p) + 0.5)]
+    printf("latency: %zu samples, p50 %lld ms, p90 %lld ms, p99 %lld ms, max %lld ms "
+           "(production to Redis, poll every %d ms)\n",
+           n, (long long)PCT(0.5), (long long)PCT(0.9), (long long)PCT(0.99),
+           (long long)PCT(1.0), poll_ms);
+#undef PCT
+    free(lat);
+    free(smp);
+    for (int p = 0; p < MAX_P; p++)
+        free(ser[p].v);
+    return 0;
+}

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# bench/latency.sh - production-to-Redis latency under a paced load:
+#
+#   bash bench/latency.sh [RATE] [SECONDS] [PARTITIONS]     (defaults 700000 60 8)
+#
+# starts the services, then at once: kpistream-gen producing RATE events/s
+# for SECONDS to a fresh topic (event time = the present), kpistream with the
+# default configuration flushing to Redis, and `kpistream-bench latency`,
+# which polls the group's stored offsets in Redis and matches them with the
+# production times the generator recorded (--timestamps; see
+# bench/latency.c).  Messages produced in the first 10 s (group join, first
+# assignment) are left out.  Prints the generator's, kpistream's and the
+# probe's last lines.  Figures, not verdicts: results go to bench/RESULTS.md
+# by hand, with this command line.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+rate="${1:-700000}"
+secs="${2:-60}"
+parts="${3:-8}"
+b=build-bench
+
+bash scripts/install-deps.sh
+bash scripts/services.sh up >&2
+cmake -S . -B "$b" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$b" -j2 >/dev/null
+
+tag="lat-$rate-$(date +%s)"
+tmp="$(mktemp -d)"
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+echo "== $rate events/s for $secs s to $tag ($parts partitions)"
+"$b/kpistream-gen" -t "$tag" --events "$((rate * secs))" --rate "$rate" --partitions "$parts" \
+    --subscribers 1000000 --seed 7 --timestamps "$tmp/ts" >"$tmp/gen.out" 2>"$tmp/gen.err" &
+gen=$!
+pids+=("$gen")
+for _ in $(seq 1 300); do # the generator creates the topic first
+    grep -q "created topic\|produced:" "$tmp/gen.err" "$tmp/gen.out" 2>/dev/null && break
+    kill -0 "$gen" 2>/dev/null || break
+    sleep 0.1
+done
+"$b/kpistream" -X "kafka.topics=$tag" -X "kafka.group.id=$tag" -X http.port=0 \
+    -X alerts.enabled=false >"$tmp/kpi.out" 2>"$tmp/kpi.err" &
+kpi=$!
+pids+=("$kpi")
+"$b/kpistream-bench" latency --timestamps "$tmp/ts" --topic "$tag" --group "$tag" \
+    --duration 86400 --warmup 10 >"$tmp/lat.out" &
+lat=$!
+pids+=("$lat")
+wait "$gen" || true
+total=$((rate * secs))
+# Stop polling once Redis holds every produced offset (the sum of the stored
+# next offsets is the number of messages), or after two minutes.
+for _ in $(seq 1 1200); do
+    sum=$(redis-cli -p "${KPI_REDIS_PORT:-6379}" HVALS "kpi:{$tag}:offsets" | awk '{s += $1} END {print s + 0}')
+    [ "$sum" -ge "$total" ] && break
+    sleep 0.1
+done
+kill -TERM "$lat"
+wait "$lat" || true
+cat "$tmp/lat.out"
+kill -TERM "$kpi"
+wait "$kpi" || true
+echo "generator: $(tail -1 "$tmp/gen.out")"
+echo "kpistream: $(tail -1 "$tmp/kpi.out")"
+grep "flush latency" "$tmp/kpi.err" | sed 's/^.*kpistream: /kpistream: /' || true
