@@ -9,9 +9,13 @@
 #   raw        kpistream-bench raw: librdkafka alone, same consumer settings
 #   kpistream  build/kpistream --exit-on-eof, default configuration, flushing
 #              to Redis with exactly-once on
-#   peer       bench/peers/kafka-streams (if built: see its README)
+#   peer       bench/peers/kafka-streams (unless PEER=0; built by Maven on
+#              first use, see its README); its throughput is taken from the
+#              seconds it reports (first record to last activity), which
+#              leaves out JVM start-up and its idle wait
 # each on a fresh consumer group, measured by `kpistream-bench measure`
-# (wall, CPU, peak RSS).  Prints every run, the medians and the ratios.
+# (wall, CPU, peak RSS).  Prints every run, the medians, the ratios, and
+# kpistream's flush latency percentiles (its exit log line).
 # Figures, not verdicts.  Results go to bench/RESULTS.md by hand, with this
 # command line.
 set -euo pipefail
@@ -44,6 +48,10 @@ measure() { # measure LOGFILE CMD... -> prints "wall cpu rss"
 
 tmp="$(mktemp -d)"
 raw_w=() kpi_w=() kpi_cpu=() kpi_rss=() peer_w=() peer_rss=()
+peer="${PEER:-1}"
+if [ "$peer" != 0 ]; then
+    (cd bench/peers/kafka-streams && mvn -q -B package -DskipTests) >&2
+fi
 for i in $(seq 1 "$runs"); do
     read -r w c r < <(measure "$tmp/raw$i" "$b/kpistream-bench" raw --topic "$topic" --group "raw-$topic-$i")
     raw_w+=("$w")
@@ -54,12 +62,14 @@ for i in $(seq 1 "$runs"); do
     kpi_cpu+=("$c")
     kpi_rss+=("$r")
     echo "run $i kpistream: ${w}s  cpu ${c}s  rss ${r} KiB  ($(tail -1 "$tmp/kpi$i.out"))"
-    if [ -x bench/peers/kafka-streams/run.sh ] && [ -d bench/peers/kafka-streams/target ]; then
+    grep "flush latency" "$tmp/kpi$i.err" | sed 's/^.*kpistream: /           kpistream /' || true
+    if [ "$peer" != 0 ]; then
         read -r w c r < <(measure "$tmp/peer$i" bash bench/peers/kafka-streams/run.sh \
             --bootstrap 127.0.0.1:9092 --topic "$topic" --app-id "peer-$topic-$i" --exit-on-idle 10)
-        peer_w+=("$w")
+        s=$(sed -n 's/^peer: .* in \([0-9.]*\) s$/\1/p' "$tmp/peer$i.out")
+        peer_w+=("$s")
         peer_rss+=("$r")
-        echo "run $i peer:      ${w}s  cpu ${c}s  rss ${r} KiB  ($(tail -1 "$tmp/peer$i.out"))"
+        echo "run $i peer:      ${s}s processing (${w}s wall)  cpu ${c}s  rss ${r} KiB  ($(tail -1 "$tmp/peer$i.out"))"
     fi
 done
 
