@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# bench/scale.sh - the scaling scenario: grouping-set values and distinct
+# subscribers against throughput and memory.
+#
+#   bash bench/scale.sh [EVENTS]          (default 5000000 per scenario)
+#
+# Every scenario adds a `site` dimension (kpistream-gen --sites N: each
+# subscriber's home cell site) and a grouping set on it, so the set `site`
+# has N values, next to the default sets:
+#   dimensions.fields = region,plan,segment,site
+#   dimensions.sets   = region,region+plan,segment,site
+# Scenarios (sites x subscribers): 10, 1 000 and 10 000 sites at 10^6
+# subscribers; 1 000 sites at 10^5 and 10^7 subscribers (the last with 4x
+# the events and a flatter activity, --zipf 0.5, so millions of distinct
+# subscribers actually appear).  Each runs kpistream --exit-on-eof with the
+# default windows against a private redis-server (so its memory is this
+# scenario's alone) and prints events/s, kpistream's peak RSS, Redis's
+# used memory, the site set's values and the 24h window's distinct
+# subscribers.  Figures, not verdicts.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+events="${1:-5000000}"
+b=build-bench
+rport="${KPI_SCALE_REDIS_PORT:-6391}"
+
+bash scripts/install-deps.sh
+bash scripts/services.sh up >&2
+cmake -S . -B "$b" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$b" -j2 >/dev/null
+
+tmp="$(mktemp -d)"
+rpid=""
+cleanup() {
+    [ -n "$rpid" ] && kill "$rpid" 2>/dev/null || true
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+printf '%-7s %-9s %-9s %12s %10s %12s %8s %11s %s\n' sites subs events "events/s" "RSS MiB" \
+    "Redis MiB" values distinct "zipf"
+run() { # run SITES SUBSCRIBERS EVENTS ZIPF
+    local sites=$1 subs=$2 n=$3 zipf=$4
+    local topic="scale-$sites-$subs-$n-$(date +%s)"
+    "$b/kpistream-gen" -t "$topic" --events "$n" --partitions 8 --subscribers "$subs" \
+        --sites "$sites" --zipf "$zipf" --seed 11 >"$tmp/gen.out" 2>"$tmp/gen.err"
+    rm -rf "$tmp/redis" && mkdir -p "$tmp/redis"
+    redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no \
+        --dir "$tmp/redis" --daemonize no >"$tmp/redis.log" 2>&1 &
+    rpid=$!
+    for _ in $(seq 1 100); do
+        redis-cli -p "$rport" ping >/dev/null 2>&1 && break
+        sleep 0.05
+    done
+    "$b/kpistream-bench" measure -- "$b/kpistream" --exit-on-eof -X "kafka.topics=$topic" \
+        -X "kafka.group.id=$topic" -X "redis.url=redis://127.0.0.1:$rport" -X http.port=0 \
+        -X alerts.enabled=false -X dimensions.fields=region,plan,segment,site \
+        -X dimensions.sets=region,region+plan,segment,site >"$tmp/kpi.out" 2>"$tmp/kpi.err"
+    local wall rss mem vals active
+    wall=$(sed -n 's/^measure: wall=\([0-9.]*\).*/\1/p' "$tmp/kpi.err")
+    rss=$(sed -n 's/^measure: .*maxrss_kb=\([0-9]*\).*/\1/p' "$tmp/kpi.err")
+    mem=$(redis-cli -p "$rport" info memory | sed -n 's/^used_memory:\([0-9]*\).*/\1/p')
+    vals=$(redis-cli -p "$rport" zcard "kpi:{$topic}:values:24h_1h:site")
+    # the 24h window's distinct subscribers: PFCOUNT over its bucket sketches
+    # (the rolling hash's `active` is refreshed at most every 10 s)
+    mapfile -t hk < <(redis-cli -p "$rport" --scan --pattern "kpi:{$topic}:h:24h_1h:all:all:*")
+    active=$(redis-cli -p "$rport" pfcount "${hk[@]}")
+    awk -v s="$sites" -v u="$subs" -v n="$n" -v w="$wall" -v r="$rss" -v m="$mem" -v v="$vals" \
+        -v a="$active" -v z="$zipf" 'BEGIN {
+        printf "%-7s %-9s %-9s %12.0f %10.0f %12.0f %8s %11s %s\n", s, u, n, n / w, r / 1024,
+            m / 1048576, v, a, z }'
+    kill "$rpid"
+    wait "$rpid" 2>/dev/null || true
+    rpid=""
+}
+run 10 1000000 "$events" 1.1
+run 1000 1000000 "$events" 1.1
+run 10000 1000000 "$events" 1.1
+run 1000 100000 "$events" 1.1
+run 1000 10000000 "$((events * 4))" 0.5
