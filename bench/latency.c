@@ -70,6 +70,12 @@ static int cmp_i64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+static int cmp_sample_ts(const void *a, const void *b)
+{
+    int64_t x = ((const struct sample *)a)->ts_ms, y = ((const struct sample *)b)->ts_ms;
+    return (x > y) - (x < y);
+}
+
 static volatile sig_atomic_t g_stop;
 static void on_signal(int sig)
 {
@@ -79,12 +85,13 @@ static void on_signal(int sig)
 
 int bench_latency(int argc, char **argv)
 {
-    const char *topic = "events", *group = "kpistream", *samples_path = NULL;
+    const char *topic = "events", *group = "kpistream", *samples_path = NULL, *series_path = NULL;
     const char *redis_host = "127.0.0.1", *prefix = "kpi";
     int redis_port = 6379, poll_ms = 5;
     double duration = 60, warmup = 10;
     static const struct option lo[] = {{"timestamps", required_argument, NULL, 'T'},
                                        {"topic", required_argument, NULL, 't'},
+                                       {"series", required_argument, NULL, 'S'},
                                        {"group", required_argument, NULL, 'g'},
                                        {"redis-host", required_argument, NULL, 'H'},
                                        {"redis-port", required_argument, NULL, 'P'},
@@ -98,6 +105,7 @@ int bench_latency(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "t:g:", lo, NULL)) != -1) {
         switch (c) {
         case 'T': samples_path = optarg; break;
+        case 'S': series_path = optarg; break;
         case 't': topic = optarg; break;
         case 'g': group = optarg; break;
         case 'H': redis_host = optarg; break;
@@ -194,6 +202,39 @@ int bench_latency(int argc, char **argv)
             missing++;
         else
             lat[n++] = z->v[a].t_ms - s->ts_ms;
+    }
+    if (series_path) { /* per second of production time: samples and max latency */
+        FILE *o = fopen(series_path, "w");
+        int64_t sec = -1, mx = 0;
+        size_t cnt = 0;
+        qsort(smp, n_smp, sizeof(*smp), cmp_sample_ts);
+        for (size_t i = 0; i < n_smp; i++) {
+            const struct sample *s = &smp[i];
+            const struct series *z = &ser[s->partition];
+            size_t a = 0, b = z->n;
+            while (a < b) {
+                size_t mid = (a + b) / 2;
+                if (z->v[mid].offset > s->offset)
+                    b = mid;
+                else
+                    a = mid + 1;
+            }
+            if (a == z->n)
+                continue;
+            int64_t l = z->v[a].t_ms - s->ts_ms;
+            if (s->ts_ms / 1000 != sec) {
+                if (o && sec >= 0)
+                    fprintf(o, "%lld %zu %lld\n", (long long)(sec - t0 / 1000), cnt, (long long)mx);
+                sec = s->ts_ms / 1000, cnt = 0, mx = 0;
+            }
+            cnt++;
+            if (l > mx)
+                mx = l;
+        }
+        if (o && sec >= 0)
+            fprintf(o, "%lld %zu %lld\n", (long long)(sec - t0 / 1000), cnt, (long long)mx);
+        if (o)
+            fclose(o);
     }
     printf("latency: %zu sampled messages produced after the %.0f s warm-up (%zu before), "
            "%zu not in Redis by the end\n",

@@ -49,7 +49,7 @@ done
 kpi=$!
 pids+=("$kpi")
 "$b/kpistream-bench" latency --timestamps "$tmp/ts" --topic "$tag" --group "$tag" \
-    --duration 86400 --warmup 10 >"$tmp/lat.out" &
+    --duration 86400 --warmup 10 --series "${KPI_LATENCY_SERIES:-/dev/null}" >"$tmp/lat.out" &
 lat=$!
 pids+=("$lat")
 wait "$gen" || true
