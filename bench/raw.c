@@ -52,7 +52,7 @@ int bench_raw(int argc, char **argv)
                            {"auto.offset.reset", "earliest"},
                            {"partition.assignment.strategy", "cooperative-sticky"},
                            {"queued.min.messages", "10000000"},
-                           {"queued.max.messages.kbytes", "65536"},
+                           {"queued.max.messages.kbytes", "32768"},
                            {"fetch.wait.max.ms", "50"},
                            {"enable.partition.eof", "true"}};
     for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]); i++)
