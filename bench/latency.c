@@ -248,8 +248,8 @@ int bench_latency(int argc, char **argv)
 #define PCT(p) lat[(size_t)((double)(n - 1) * (p) + 0.5)]
     printf("latency: %zu samples, p50 %lld ms, p90 %lld ms, p99 %lld ms, max %lld ms "
            "(production to Redis, poll every %d ms)\n",
-           n, (long long)PCT(0.5), (long long)PCT(0.9), (long long)PCT(0.99),
-           (long long)PCT(1.0), poll_ms);
+           n, (long long)PCT(0.5), (long long)PCT(0.9), (long long)PCT(0.99), (long long)PCT(1.0),
+           poll_ms);
 #undef PCT
     free(lat);
     free(smp);
