@@ -44,6 +44,22 @@
  * worker checks that a partition's offsets arrive contiguously and counts
  * any gap (kpistream_offset_gaps_total; compacted or transactional topics
  * have legitimate gaps).
+ *
+ * Leaving mid-join.  librdkafka 2.0.x aborts in rd_kafka_destroy
+ * (rd_kafka_sticky_assignor_state_destroy: Assertion `assignor_state'
+ * failed) when a cooperative-sticky consumer is destroyed after a JoinGroup
+ * succeeded but before its first SyncGroup delivered an assignment: the
+ * group remembers the assignor, whose state only the first assignment
+ * creates (librdkafka issue #4312, fixed in 2.3.0 by PR #4381).  An instance
+ * stopped while it joins a busy group is exactly that.  So on the way out,
+ * an instance that has a member id but has not yet seen its first
+ * assignment callback keeps serving the consumer queue until that callback
+ * arrives (librdkafka calls it even for an empty assignment) and takes the
+ * assignment without opening inputs; only then does it close.  If the
+ * assignment does not come within JOIN_SETTLE_MS (the coordinator is gone),
+ * the handle is left to the exit instead of destroyed: a leak at shutdown,
+ * not an abort.  tests/test_kafka_mock.c (stopping_between_join_and_sync...)
+ * holds a SyncGroup back to stop in exactly that window.
  */
 #include "kafka.h"
 
@@ -57,9 +73,10 @@
 #include "err.h"
 #include "log.h"
 
-#define MAX_TOPICS 16
-#define MAX_PARTS  1024 /* partitions per topic this source maps */
-#define BATCH      1024
+#define MAX_TOPICS     16
+#define MAX_PARTS      1024 /* partitions per topic this source maps */
+#define BATCH          1024
+#define JOIN_SETTLE_MS 30000 /* how long leaving waits for a pending first assignment */
 
 struct part {
     int used;
@@ -93,6 +110,9 @@ struct kafka_src {
     _Atomic int stop;
     _Atomic int workers_stop;
     int paused;
+    int closing;         /* leaving: assignments are taken without opening inputs */
+    int ever_assigned;   /* an assignment callback was served (the assignor has state) */
+    int leak_on_destroy; /* left mid-join: rd_kafka_destroy would abort (top comment) */
     struct kpi_kafka_stats stats;
     _Atomic uint64_t dlq_produced, dlq_retried, offset_gaps;
     char errstr[512];
@@ -383,7 +403,9 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     s->stats.rebalances++;
     pthread_mutex_unlock(&s->mu);
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-        assign(s, parts);
+        s->ever_assigned = 1;
+        if (!s->closing)
+            assign(s, parts);
         if (cooperative)
             rd_kafka_error_destroy(rd_kafka_incremental_assign(rk, parts));
         else
@@ -452,6 +474,34 @@ static void update_lag(struct kafka_src *s)
     pthread_mutex_unlock(&s->mu);
 }
 
+/* Leaving mid-join (top comment): wait for the first assignment, if a
+ * JoinGroup may have succeeded, before the consumer may be destroyed. */
+static void settle_join(struct kafka_src *s)
+{
+    s->closing = 1;
+    if (s->ever_assigned)
+        return;
+    char *member = rd_kafka_memberid(s->rk);
+    int joined = member && *member;
+    rd_kafka_mem_free(s->rk, member);
+    if (!joined)
+        return; /* never joined: the group holds no assignor yet */
+    kpi_log(KPI_LOG_INFO, "kafka", "leaving during a group join: waiting for its assignment");
+    int64_t deadline = now_ms() + JOIN_SETTLE_MS;
+    while (!s->ever_assigned && now_ms() < deadline) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(s->rk, 100);
+        if (m)
+            rd_kafka_message_destroy(m);
+    }
+    if (!s->ever_assigned) {
+        s->leak_on_destroy = 1;
+        kpi_log(KPI_LOG_WARN, "kafka",
+                "no assignment within %d ms of leaving mid-join: the consumer handle is left to "
+                "the exit (librdkafka 2.0.x aborts destroying it)",
+                JOIN_SETTLE_MS);
+    }
+}
+
 static int src_run(void *self, char *errstr, size_t errsz)
 {
     struct kafka_src *s = self;
@@ -485,6 +535,11 @@ static int src_run(void *self, char *errstr, size_t errsz)
             pthread_mutex_unlock(&s->mu);
         }
         s->paused = bp;
+        char *member = rd_kafka_memberid(s->rk);
+        pthread_mutex_lock(&s->mu);
+        s->stats.joined = member && *member;
+        pthread_mutex_unlock(&s->mu);
+        rd_kafka_mem_free(s->rk, member);
         if (kpi_engine_is_fenced(s->e)) {
             snprintf(s->errstr, sizeof(s->errstr),
                      "fenced: the sink's offsets show another consumer owns a partition");
@@ -508,6 +563,7 @@ static int src_run(void *self, char *errstr, size_t errsz)
     int ferr_rc = s->fatal ? 0 : kpi_engine_flush_sync(s->e, 60000, ferr, sizeof(ferr));
     if (!s->fatal)
         commit_advisory(s);
+    settle_join(s);
     rd_kafka_consumer_close(s->rk);
     if (s->fatal)
         rc = kpi_seterr(errstr, errsz, KPI_ERR_IO, "%s", s->errstr);
@@ -527,7 +583,7 @@ static void src_destroy(void *self)
     struct kafka_src *s = self;
     if (!s)
         return;
-    if (s->rk) {
+    if (s->rk && !s->leak_on_destroy) {
         for (int i = 0; i < s->n_workers; i++)
             if (s->wq && s->wq[i])
                 rd_kafka_queue_destroy(s->wq[i]);

@@ -121,16 +121,19 @@ Test(kafka, eight_partitions_two_workers_count_exactly, .timeout = 300)
     cr_assert_eq(ms.conflicts, 0);
 }
 
+/* B joins while A consumes; the second half of the stream is produced only
+ * once B owns partitions, so both instances really share the stream (on a
+ * fast machine A could otherwise finish before B's join completes). */
 Test(kafka, second_consumer_joining_mid_stream_keeps_counts_exact, .timeout = 300)
 {
     char topic[128], group[160];
     cr_assert_eq(kt_create_topic(topic, sizeof(topic), "it-join", 8), 0);
     snprintf(group, sizeof(group), "g-%s", topic);
-    struct kpi_gen_conf gc = gen_conf(12, 0);
+    struct kpi_gen_conf first = gen_conf(12, 0), second = gen_conf(15, 0);
     struct kpi_gen_truth truth;
     memset(&truth, 0, sizeof(truth));
     const uint64_t N = 300000;
-    cr_assert_eq(kt_produce(topic, &gc, N, &truth), 0);
+    cr_assert_eq(kt_produce(topic, &first, N / 2, &truth), 0);
 
     struct mem_sink ms;
     mem_sink_init(&ms, topic);
@@ -138,15 +141,28 @@ Test(kafka, second_consumer_joining_mid_stream_keeps_counts_exact, .timeout = 30
     start_instance(&a, &ms, topic, group, 0);
     wait_until_events(&ms, (int64_t)truth.good / 10, 60000);
     start_instance(&b, &ms, topic, group, 0); /* the group rebalances under A */
-    int64_t deadline = mono_ms() + 120000;
+    struct kpi_kafka_stats sa, sb;
+    int64_t deadline = mono_ms() + 60000;
+    do {
+        poll_pause();
+        kpi_source_kafka_get_stats(&a.src, &sa);
+        kpi_source_kafka_get_stats(&b.src, &sb);
+    } while ((sb.assigned == 0 || sa.assigned + sb.assigned != 8) && mono_ms() < deadline);
+    cr_assert_gt(sb.assigned, 0, "B was given partitions");
+    cr_assert_eq(sa.assigned + sb.assigned, 8, "A released what B took");
+    cr_assert_eq(kt_produce(topic, &second, N / 2, &truth), 0);
+    deadline = mono_ms() + 120000;
     while (mem_sink_offsets_total(&ms) < (int64_t)N && mono_ms() < deadline)
         poll_pause();
+    struct kpi_engine_stats eb;
+    kpi_engine_get_stats(b.e, &eb);
     a.src.ops->stop(a.src.self);
     b.src.ops->stop(b.src.self);
     join_instance(&a);
     join_instance(&b);
     cr_assert_eq(a.rc, 0, "%s", a.err);
     cr_assert_eq(b.rc, 0, "%s", b.err);
+    cr_assert_gt(eb.events.good, 0, "B counted part of the stream");
     cr_assert_eq(mem_sink_offsets_total(&ms), (int64_t)N);
     cr_assert_eq(ms.total.events, (int64_t)truth.good, "no event lost or counted twice");
     cr_assert_eq(ms.total.revenue, truth.revenue);

@@ -20,6 +20,7 @@
 #define API_FETCH         1
 #define API_OFFSET_COMMIT 8
 #define API_HEARTBEAT     12
+#define API_SYNC_GROUP    14
 
 static rd_kafka_t *prod;
 static rd_kafka_mock_cluster_t *mc;
@@ -88,7 +89,8 @@ static void *run(void *arg)
     return NULL;
 }
 
-static void start(struct instance *in, struct mem_sink *ms, int exit_on_eof)
+static void start_in_group(struct instance *in, struct mem_sink *ms, int exit_on_eof,
+                           const char *group)
 {
     memset(in, 0, sizeof(*in));
     struct kpi_engine_conf ec;
@@ -105,7 +107,7 @@ static void start(struct instance *in, struct mem_sink *ms, int exit_on_eof)
     kpi_kafka_conf_defaults(&kc);
     kc.brokers = bootstraps;
     kc.topics = "events";
-    kc.group_id = "mock-group";
+    kc.group_id = group;
     kc.dlq_topic = "-";
     kc.exit_on_eof = exit_on_eof;
     static const char *const props[][2] = {{"session.timeout.ms", "6000"},
@@ -116,6 +118,11 @@ static void start(struct instance *in, struct mem_sink *ms, int exit_on_eof)
     cr_assert_not_null(in->src.ops, "%s", err);
     cr_assert_eq(kpi_engine_start(in->e, err, sizeof(err)), 0);
     pthread_create(&in->th, NULL, run, in);
+}
+
+static void start(struct instance *in, struct mem_sink *ms, int exit_on_eof)
+{
+    start_in_group(in, ms, exit_on_eof, "mock-group");
 }
 
 static void finish(struct instance *in)
@@ -242,4 +249,32 @@ Test(kafka_mock, the_sink_failing_pauses_and_resumes_without_loss)
     cr_assert_eq(a.rc, 0, "%s", a.err);
     assert_exact(&ms);
     cr_assert_geq(ms.fail_io, 0);
+}
+
+/* librdkafka 2.0.x aborts destroying a cooperative-sticky consumer that is
+ * between a successful JoinGroup and its first SyncGroup (sources/kafka.c,
+ * "Leaving mid-join").  The coordinator holds the SyncGroup response back
+ * for 5 s, and the instance is stopped inside that window. */
+Test(kafka_mock, stopping_between_join_and_sync_exits_cleanly)
+{
+    rd_kafka_mock_coordinator_set(mc, "group", "mock-join-stop", 1);
+    rd_kafka_mock_broker_push_request_error_rtts(mc, 1, API_SYNC_GROUP, 1,
+                                                 RD_KAFKA_RESP_ERR_NO_ERROR, 5000);
+    struct mem_sink ms;
+    mem_sink_init(&ms, "events");
+    struct instance a;
+    start_in_group(&a, &ms, 0, "mock-join-stop");
+    struct kpi_kafka_stats st;
+    int64_t deadline = mono_ms() + 30000;
+    do {
+        struct timespec ts = {0, 10000000}; /* polling interval */
+        nanosleep(&ts, NULL);
+        kpi_source_kafka_get_stats(&a.src, &st);
+    } while (!st.joined && mono_ms() < deadline);
+    cr_assert(st.joined, "the JoinGroup succeeded");
+    cr_assert_eq(st.rebalances, 0, "the SyncGroup is still held back: no assignment yet");
+    a.src.ops->stop(a.src.self);
+    finish(&a);
+    cr_assert_eq(a.rc, 0, "%s", a.err);
+    cr_assert_eq(mem_sink_offsets_total(&ms), 0, "an instance that is leaving consumes nothing");
 }
