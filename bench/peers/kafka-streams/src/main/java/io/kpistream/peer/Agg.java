@@ -13,6 +13,8 @@ import java.util.Arrays;
  */
 final class Agg {
     static final int P = 14, M = 1 << P, SPARSE_MAX = 3000;
+    /** false with --no-distinct: counters only, no sketch (the peer's upper bound). */
+    static boolean distinct = true;
 
     long events, usage, revenue, activations, churns;
     final long[] npsNetwork = new long[3]; // promoters, passives, detractors
@@ -33,6 +35,7 @@ final class Agg {
             }
             default:
         }
+        if (!distinct) return this;
         int idx = (int) (e.subHash & (M - 1));
         long rest = (e.subHash >>> P) | (1L << (64 - P));
         int rank = Long.numberOfTrailingZeros(rest) + 1;

@@ -153,6 +153,7 @@ public final class PeerApp {
                 case "--app-id": appId = args[++i]; break;
                 case "--exit-on-idle": idle = Double.parseDouble(args[++i]); break;
                 case "--threads": threads = Integer.parseInt(args[++i]); break;
+                case "--no-distinct": Agg.distinct = false; break;
                 case "--redis": {
                     String[] hp = args[++i].split(":");
                     redisHost = hp[0];
@@ -161,7 +162,7 @@ public final class PeerApp {
                 }
                 default:
                     System.err.println("usage: run.sh [--bootstrap B] [--topic T] [--app-id A] "
-                            + "[--exit-on-idle S] [--threads N] [--redis HOST:PORT]");
+                            + "[--exit-on-idle S] [--threads N] [--redis HOST:PORT] [--no-distinct]");
                     System.exit(2);
             }
         }
