@@ -65,7 +65,34 @@ measure() { # measure LOGFILE CMD... -> prints "wall cpu rss"
     sed -n 's/^measure: wall=\([0-9.]*\) cpu=\([0-9.]*\) maxrss_kb=\([0-9]*\).*/\1 \2 \3/p' "$log.err"
 }
 
+# CPU seconds a service has used so far (its pid file from scripts/services.sh).
+tck="$(getconf CLK_TCK)"
+svc_cpu() {
+    local f=".services/$1.pid"
+    [ -f "$f" ] && [ -r "/proc/$(cat "$f")/stat" ] || {
+        echo 0
+        return
+    }
+    awk -v t="$tck" '{sub(/^.*\) /, ""); printf "%.2f\n", ($12 + $13) / t}' "/proc/$(cat "$f")/stat"
+}
+# "broker Xs, redis Ys": what the services used while CMD... ran.
+with_services_cpu() {
+    local k0 r0
+    k0=$(svc_cpu kafka)
+    r0=$(svc_cpu redis)
+    "$@"
+    awk -v k0="$k0" -v k1="$(svc_cpu kafka)" -v r0="$r0" -v r1="$(svc_cpu redis)" \
+        'BEGIN {printf "           services: broker cpu %.2fs, redis cpu %.2fs\n", k1 - k0, r1 - r0}'
+}
+
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+run_raw() { # run_raw TOPIC TAG -> appends to raw_w
+    local w c r
+    read -r w c r < <(measure "$tmp/$2" "$b/kpistream-bench" raw --topic "$1" --group "$2")
+    raw_w+=("$w")
+    echo "run $i raw:       ${w}s  cpu ${c}s  rss ${r} KiB  ($(grep -o '[0-9]* msg/s' "$tmp/$2.out"))"
+}
 
 run_kpistream() { # run_kpistream TOPIC TAG -> appends to kpi_w kpi_cpu kpi_rss
     local w c r
@@ -94,10 +121,8 @@ topic="bench-$events-$stamp"
 produce "$topic" "$events"
 raw_w=() kpi_w=() kpi_cpu=() kpi_rss=()
 for i in $(seq 1 "$runs"); do
-    read -r w c r < <(measure "$tmp/raw$i" "$b/kpistream-bench" raw --topic "$topic" --group "raw-$topic-$i")
-    raw_w+=("$w")
-    echo "run $i raw:       ${w}s  cpu ${c}s  rss ${r} KiB  ($(grep -o '[0-9]* msg/s' "$tmp/raw$i.out"))"
-    run_kpistream "$topic" "kpi-$topic-$i"
+    with_services_cpu run_raw "$topic" "raw-$topic-$i"
+    with_services_cpu run_kpistream "$topic" "kpi-$topic-$i"
 done
 echo "== medians over $runs runs, $events events"
 awk -v e="$events" -v r="$(median "${raw_w[@]}")" -v k="$(median "${kpi_w[@]}")" \

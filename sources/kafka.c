@@ -406,12 +406,16 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         s->ever_assigned = 1;
         if (!s->closing)
             assign(s, parts);
+        kpi_log(KPI_LOG_INFO, "kafka", "assigned %d partition(s)%s", parts->cnt,
+                s->closing ? " while leaving: not consumed" : ", resuming at the stored offsets");
         if (cooperative)
             rd_kafka_error_destroy(rd_kafka_incremental_assign(rk, parts));
         else
             rd_kafka_assign(rk, parts);
     } else {
         revoke(s, parts);
+        kpi_log(KPI_LOG_INFO, "kafka", "revoked %d partition(s) after flushing what they produced",
+                parts->cnt);
         if (cooperative)
             rd_kafka_error_destroy(rd_kafka_incremental_unassign(rk, parts));
         else
@@ -535,11 +539,15 @@ static int src_run(void *self, char *errstr, size_t errsz)
             pthread_mutex_unlock(&s->mu);
         }
         s->paused = bp;
-        char *member = rd_kafka_memberid(s->rk);
-        pthread_mutex_lock(&s->mu);
-        s->stats.joined = member && *member;
-        pthread_mutex_unlock(&s->mu);
-        rd_kafka_mem_free(s->rk, member);
+        if (!s->ever_assigned && !s->stats.joined) {
+            /* Until the first assignment only (each call is a round trip to
+             * librdkafka's main thread): settle_join() and tests read it. */
+            char *member = rd_kafka_memberid(s->rk);
+            pthread_mutex_lock(&s->mu);
+            s->stats.joined = member && *member;
+            pthread_mutex_unlock(&s->mu);
+            rd_kafka_mem_free(s->rk, member);
+        }
         if (kpi_engine_is_fenced(s->e)) {
             snprintf(s->errstr, sizeof(s->errstr),
                      "fenced: the sink's offsets show another consumer owns a partition");

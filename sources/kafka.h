@@ -38,7 +38,7 @@ struct kpi_kafka_stats {
     uint64_t rebalances;
     uint64_t assigned;     /* partitions currently assigned */
     uint64_t paused_times; /* pauses for backpressure */
-    int joined;            /* the consumer holds a group member id */
+    int joined;            /* the consumer has had a group member id (joined) */
 };
 void kpi_source_kafka_get_stats(const struct kpi_source *s, struct kpi_kafka_stats *out);
 
