@@ -43,7 +43,7 @@ bash scripts/services.sh up >&2
 cmake -S . -B "$b" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$b" -j2 >/dev/null
 if [ "$peer" != 0 ]; then
-    (cd bench/peers/kafka-streams && mvn -q -B package -DskipTests) >&2
+    (cd bench/peers/kafka-streams && mvn -q -B -Dstyle.color=never package -DskipTests) >&2
 fi
 
 tmp="$(mktemp -d)"

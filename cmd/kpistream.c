@@ -497,12 +497,7 @@ int main(int argc, char **argv)
     }
     if (use_redis) {
         struct kpi_redis_conf rcf;
-        kpi_redis_conf_defaults(&rcf);
-        rcf.url = cfg.redis_url;
-        rcf.prefix = cfg.redis_prefix;
-        rcf.group = cfg.group_id;
-        rcf.connect_timeout_ms = cfg.redis_timeout_ms;
-        rcf.stream_maxlen = cfg.redis_stream_maxlen;
+        kpi_config_redis_conf(&cfg, &rcf);
         sink = kpi_sink_redis_new(&rcf, err, sizeof(err));
     } else {
         sink = kpi_sink_stdout_new(o.demo ? NULL : stdout, 0, 5, err, sizeof(err));

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "redis.h"
 #include "err.h"
 
 static char err[512];
@@ -120,6 +121,42 @@ Test(config, cross_key_checks_name_the_key)
     set_ok(&c, "redis.url=http://x");
     cr_assert_eq(kpi_config_validate(&c, err, sizeof(err)), KPI_ERR_INVAL);
     cr_assert(strstr(err, "redis.url"), "%s", err);
+
+    kpi_config_defaults(&c);
+    set_ok(&c, "redis.url=unix:///run/redis/redis.sock?db=2");
+    cr_assert_eq(kpi_config_validate(&c, err, sizeof(err)), 0, "the sink takes unix: URLs: %s",
+                 err);
+}
+
+Test(config, redis_sink_keys_reach_the_sink_conf)
+{
+    struct kpi_config c;
+    kpi_config_defaults(&c);
+    struct kpi_redis_conf rc, def;
+    kpi_redis_conf_defaults(&def);
+    kpi_config_redis_conf(&c, &rc);
+    cr_assert_eq(rc.command_timeout_ms, def.command_timeout_ms, "table default = sink default");
+    cr_assert_eq(rc.active_refresh_ms, def.active_refresh_ms);
+    cr_assert_eq(rc.ttl_margin_ms, def.ttl_margin_ms);
+    cr_assert_eq(rc.sketch_cache_bytes, def.sketch_cache_bytes);
+    set_ok(&c, "redis.command_timeout=30s");
+    set_ok(&c, "redis.active_refresh=0");
+    set_ok(&c, "redis.ttl_margin=1h");
+    set_ok(&c, "redis.sketch_cache_mb=0");
+    set_ok(&c, "redis.timeout=500ms");
+    kpi_config_redis_conf(&c, &rc);
+    cr_assert_eq(rc.command_timeout_ms, 30000);
+    cr_assert_eq(rc.active_refresh_ms, 0);
+    cr_assert_eq(rc.ttl_margin_ms, 3600000);
+    cr_assert_eq(rc.sketch_cache_bytes, 0);
+    cr_assert_eq(rc.connect_timeout_ms, 500);
+    cr_assert_str_eq(rc.group, c.group_id);
+
+    cr_assert_eq(kpi_config_set_x(&c, "redis.command_timeout=10ms", err, sizeof(err)),
+                 KPI_ERR_INVAL);
+    cr_assert(strstr(err, "redis.command_timeout"), "%s", err);
+    cr_assert_eq(kpi_config_set_x(&c, "redis.sketch_cache_mb=-1", err, sizeof(err)), KPI_ERR_INVAL);
+    cr_assert(strstr(err, "redis.sketch_cache_mb"), "%s", err);
 }
 
 Test(config, kafka_properties_pass_through_untouched)

@@ -12,6 +12,7 @@
 
 #include "dims.h"
 #include "err.h"
+#include "redis.h"
 #include "window.h"
 
 enum ktype { K_STR, K_INT, K_DURATION, K_DOUBLE, K_BOOL, K_ENUM };
@@ -44,11 +45,21 @@ static const struct kdef kpi_config_table[] = {
      SZ(dead_letter_topic),
      "where bad and too-late events go; empty: <first topic>.dlq; \"-\": disabled"},
     {"redis", "url", K_STR, "redis://127.0.0.1:6379", 0, 0, NULL, OFF(redis_url), SZ(redis_url),
-     "redis://[:password@]host:port[/db]"},
+     "redis://[[user]:password@]host[:port][/db] or unix:///path[?db=N]"},
     {"redis", "prefix", K_STR, "kpi", 0, 0, NULL, OFF(redis_prefix), SZ(redis_prefix),
      "first part of every key (docs/redis-schema.md)"},
     {"redis", "timeout", K_DURATION, "2s", 10, 600000, NULL, OFF(redis_timeout_ms),
-     SZ(redis_timeout_ms), "connect and command timeout"},
+     SZ(redis_timeout_ms), "connect timeout (and the alerter's command timeout)"},
+    {"redis", "command_timeout", K_DURATION, "10s", 100, 600000, NULL,
+     OFF(redis_command_timeout_ms), SZ(redis_command_timeout_ms),
+     "how long one flush's Lua call may take before it is in doubt (then checked, retried)"},
+    {"redis", "active_refresh", K_DURATION, "10s", 0, 86400000, NULL, OFF(redis_active_refresh_ms),
+     SZ(redis_active_refresh_ms),
+     "recount a rolling hash's active subscribers at most this often (0: every flush)"},
+    {"redis", "ttl_margin", K_DURATION, "10m", 0, 30 * 86400000.0, NULL, OFF(redis_ttl_margin_ms),
+     SZ(redis_ttl_margin_ms), "bucket and rolling keys outlive their window by this much"},
+    {"redis", "sketch_cache_mb", K_INT, "64", 0, 65536, NULL, OFF(redis_sketch_cache_mb),
+     SZ(redis_sketch_cache_mb), "MiB of written bucket sketches kept to SET instead of PFMERGE"},
     {"redis", "stream_maxlen", K_INT, "10000", 10, 1e9, NULL, OFF(redis_stream_maxlen),
      SZ(redis_stream_maxlen), "approximate length bound of the closed-bucket streams"},
     {"engine", "sink", K_ENUM, "redis", 0, 0, "redis|stdout", OFF(sink), SZ(sink),
@@ -316,9 +327,9 @@ int kpi_config_validate(const struct kpi_config *c, char *errstr, size_t errsz)
                           "engine.retry_max: must not be below engine.retry_min");
     if (c->topics[0] == '\0')
         return kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "kafka.topics: no topic given");
-    if (strncmp(c->redis_url, "redis://", 8) != 0)
+    if (strncmp(c->redis_url, "redis://", 8) != 0 && strncmp(c->redis_url, "unix:", 5) != 0)
         return kpi_seterr(errstr, errsz, KPI_ERR_INVAL,
-                          "redis.url: '%s' does not start with redis://", c->redis_url);
+                          "redis.url: '%s' does not start with redis:// or unix:", c->redis_url);
     if (c->alerts_enabled) {
         int found = 0;
         for (int i = 0; i < ws.n; i++)
@@ -350,6 +361,20 @@ void kpi_config_engine_conf(const struct kpi_config *c, struct kpi_engine_conf *
     ec->max_cells = (uint32_t)c->max_cells;
     ec->retry_min_ms = c->retry_min_ms;
     ec->retry_max_ms = c->retry_max_ms;
+}
+
+void kpi_config_redis_conf(const struct kpi_config *c, struct kpi_redis_conf *rc)
+{
+    kpi_redis_conf_defaults(rc);
+    rc->url = c->redis_url;
+    rc->prefix = c->redis_prefix;
+    rc->group = c->group_id;
+    rc->connect_timeout_ms = c->redis_timeout_ms;
+    rc->command_timeout_ms = c->redis_command_timeout_ms;
+    rc->active_refresh_ms = c->redis_active_refresh_ms;
+    rc->ttl_margin_ms = c->redis_ttl_margin_ms;
+    rc->sketch_cache_bytes = c->redis_sketch_cache_mb << 20;
+    rc->stream_maxlen = c->redis_stream_maxlen;
 }
 
 void kpi_config_alert_conf(const struct kpi_config *c, struct kpi_alert_conf *a)

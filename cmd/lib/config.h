@@ -35,6 +35,10 @@ struct kpi_config {
     char redis_url[KPI_CONF_STR];
     char redis_prefix[64];
     int64_t redis_timeout_ms;
+    int64_t redis_command_timeout_ms;
+    int64_t redis_active_refresh_ms;
+    int64_t redis_ttl_margin_ms;
+    int64_t redis_sketch_cache_mb;
     int64_t redis_stream_maxlen;
     /* [engine] */
     char sink[16];
@@ -86,6 +90,10 @@ int kpi_config_validate(const struct kpi_config *c, char *errstr, size_t errstr_
 
 /* The engine settings this configuration describes. */
 void kpi_config_engine_conf(const struct kpi_config *c, struct kpi_engine_conf *ec);
+
+/* The Redis sink settings; the strings point into c. */
+struct kpi_redis_conf;
+void kpi_config_redis_conf(const struct kpi_config *c, struct kpi_redis_conf *rc);
 
 /* The alert detector settings. */
 void kpi_config_alert_conf(const struct kpi_config *c, struct kpi_alert_conf *a);

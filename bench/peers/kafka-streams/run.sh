@@ -7,7 +7,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 jar="$here/target/kpistream-peer-kafka-streams-1.jar"
 if [ ! -f "$jar" ]; then
-    (cd "$here" && mvn -q -B package -DskipTests) >&2
+    (cd "$here" && mvn -q -B -Dstyle.color=never package -DskipTests) >&2
 fi
 # shellcheck disable=SC2086 # PEER_JAVA_OPTS is a list of options
 exec java ${PEER_JAVA_OPTS:--Xmx2g} -cp "$jar:$here/target/lib/*" io.kpistream.peer.PeerApp "$@"
