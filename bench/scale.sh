@@ -3,6 +3,7 @@
 # subscribers against throughput and memory.
 #
 #   bash bench/scale.sh [EVENTS]          (default 5000000 per scenario)
+#   SCALE_X="engine.max_cells=65536" bash bench/scale.sh   (settings for every run)
 #
 # Every scenario adds a `site` dimension (kpistream-gen --sites N: each
 # subscriber's home cell site) and a grouping set on it, so the set `site`
@@ -15,14 +16,20 @@
 # subscribers actually appear).  Each runs kpistream --exit-on-eof with the
 # default windows against a private redis-server (so its memory is this
 # scenario's alone) and prints events/s, kpistream's peak RSS, Redis's
-# used memory, the site set's values and the 24h window's distinct
-# subscribers.  Figures, not verdicts.
+# used memory, the site set's values, the 24h window's distinct
+# subscribers, and the flushes with their latency (p50/max: at high
+# cardinality a flush's Redis time, not the engine, sets the pace).
+# Figures, not verdicts.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 events="${1:-5000000}"
 b=build-bench
 rport="${KPI_SCALE_REDIS_PORT:-6391}"
+# SCALE_X="engine.max_cells=65536 ...": -X settings added to every kpistream run
+read -r -a xs <<<"${SCALE_X:-}"
+extra=()
+for x in "${xs[@]}"; do extra+=(-X "$x"); done
 
 bash scripts/install-deps.sh
 bash scripts/services.sh up >&2
@@ -37,8 +44,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-printf '%-7s %-9s %-9s %12s %10s %12s %8s %11s %s\n' sites subs events "events/s" "RSS MiB" \
-    "Redis MiB" values distinct "zipf"
+printf '%-7s %-9s %-9s %12s %10s %12s %8s %11s %5s %s\n' sites subs events "events/s" "RSS MiB" \
+    "Redis MiB" values distinct zipf "flushes (p50/max ms)"
 run() { # run SITES SUBSCRIBERS EVENTS ZIPF
     local sites=$1 subs=$2 n=$3 zipf=$4
     local topic="scale-$sites-$subs-$n-$(date +%s)"
@@ -55,8 +62,9 @@ run() { # run SITES SUBSCRIBERS EVENTS ZIPF
     "$b/kpistream-bench" measure -- "$b/kpistream" --exit-on-eof -X "kafka.topics=$topic" \
         -X "kafka.group.id=$topic" -X "redis.url=redis://127.0.0.1:$rport" -X http.port=0 \
         -X alerts.enabled=false -X dimensions.fields=region,plan,segment,site \
-        -X dimensions.sets=region,region+plan,segment,site >"$tmp/kpi.out" 2>"$tmp/kpi.err"
-    local wall rss mem vals active
+        -X dimensions.sets=region,region+plan,segment,site "${extra[@]}" >"$tmp/kpi.out" \
+        2>"$tmp/kpi.err"
+    local wall rss mem vals active flushes
     wall=$(sed -n 's/^measure: wall=\([0-9.]*\).*/\1/p' "$tmp/kpi.err")
     rss=$(sed -n 's/^measure: .*maxrss_kb=\([0-9]*\).*/\1/p' "$tmp/kpi.err")
     mem=$(redis-cli -p "$rport" info memory | sed -n 's/^used_memory:\([0-9]*\).*/\1/p')
@@ -65,10 +73,11 @@ run() { # run SITES SUBSCRIBERS EVENTS ZIPF
     # (the rolling hash's `active` is refreshed at most every 10 s)
     mapfile -t hk < <(redis-cli -p "$rport" --scan --pattern "kpi:{$topic}:h:24h_1h:all:all:*")
     active=$(redis-cli -p "$rport" pfcount "${hk[@]}")
+    flushes=$(sed -n 's/^.*flush latency: \([0-9]*\) flushes, p50 \([0-9.]*\) ms,.* max \([0-9.]*\) ms.*/\1 (\2\/\3)/p' "$tmp/kpi.err")
     awk -v s="$sites" -v u="$subs" -v n="$n" -v w="$wall" -v r="$rss" -v m="$mem" -v v="$vals" \
-        -v a="$active" -v z="$zipf" 'BEGIN {
-        printf "%-7s %-9s %-9s %12.0f %10.0f %12.0f %8s %11s %s\n", s, u, n, n / w, r / 1024,
-            m / 1048576, v, a, z }'
+        -v a="$active" -v z="$zipf" -v f="$flushes" 'BEGIN {
+        printf "%-7s %-9s %-9s %12.0f %10.0f %12.0f %8s %11s %5s %s\n", s, u, n, n / w, r / 1024,
+            m / 1048576, v, a, z, f }'
     kill "$rpid"
     wait "$rpid" 2>/dev/null || true
     rpid=""
