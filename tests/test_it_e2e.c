@@ -37,7 +37,7 @@ static void up(void)
 static void down(void)
 {
     redisFree(rc);
-    kpi_test_redis_stop(&srv);
+    kpi_test_redis_destroy(&srv);
 }
 
 TestSuite(e2e, .init = up, .fini = down, .timeout = 400);

@@ -24,7 +24,7 @@ static void up(void)
 static void down(void)
 {
     redisFree(c);
-    kpi_test_redis_stop(&srv);
+    kpi_test_redis_destroy(&srv);
 }
 
 TestSuite(hll_redis, .init = up, .fini = down);

@@ -41,7 +41,7 @@ static void srv_up(void)
 
 static void srv_down(void)
 {
-    kpi_test_redis_stop(&srv);
+    kpi_test_redis_destroy(&srv);
 }
 
 static redisContext *srv_connect(void)

@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <ftw.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -146,6 +147,22 @@ void kpi_test_redis_stop(struct kpi_test_redis *r)
         }
     }
     r->pid = 0;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+void kpi_test_redis_destroy(struct kpi_test_redis *r)
+{
+    kpi_test_redis_stop(r);
+    if (r->dir[0] && strncmp(r->dir, "/tmp/kpi-test-redis-", 20) == 0)
+        nftw(r->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    r->dir[0] = '\0';
 }
 
 int kpi_test_redis_restart(struct kpi_test_redis *r, char *errstr, size_t errsz)

@@ -29,6 +29,8 @@ int kpi_test_redis_start_again(struct kpi_test_redis *r, char *errstr, size_t er
 int kpi_test_redis_restart(struct kpi_test_redis *r, char *errstr, size_t errstr_size);
 /* SHUTDOWN NOSAVE and reap the process; the directory stays for a restart. */
 void kpi_test_redis_stop(struct kpi_test_redis *r);
+/* Stop, then remove the data directory: the end of a test process. */
+void kpi_test_redis_destroy(struct kpi_test_redis *r);
 /* A new connection (caller frees with redisFree); may carry c->err. */
 redisContext *kpi_test_redis_connect(const struct kpi_test_redis *r);
 
