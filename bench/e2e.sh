@@ -36,12 +36,10 @@ runs="${2:-3}"
 parts="${3:-8}"
 peer="${PEER:-1}"
 peer_events="${PEER_EVENTS:-2000000}"
-b=build-bench
 
-bash scripts/install-deps.sh
-bash scripts/services.sh up >&2
-cmake -S . -B "$b" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$b" -j2 >/dev/null
+# shellcheck source=bench/common.sh
+. bench/common.sh
+bench_setup
 if [ "$peer" != 0 ]; then
     (cd bench/peers/kafka-streams && mvn -q -B -Dstyle.color=never package -DskipTests) >&2
 fi

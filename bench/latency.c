@@ -70,6 +70,22 @@ static int cmp_i64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* Time from the sample's production to the first poll that showed its
+ * offset stored (the first change with offset > s->offset), or -1 if no
+ * poll did. */
+static int64_t latency_of(const struct series *z, const struct sample *s)
+{
+    size_t a = 0, b = z->n;
+    while (a < b) {
+        size_t mid = (a + b) / 2;
+        if (z->v[mid].offset > s->offset)
+            b = mid;
+        else
+            a = mid + 1;
+    }
+    return a == z->n ? -1 : z->v[a].t_ms - s->ts_ms;
+}
+
 static int cmp_sample_ts(const void *a, const void *b)
 {
     int64_t x = ((const struct sample *)a)->ts_ms, y = ((const struct sample *)b)->ts_ms;
@@ -189,19 +205,11 @@ int bench_latency(int argc, char **argv)
     size_t n = 0, missing = 0;
     for (size_t i = 0; i < n_smp; i++) {
         const struct sample *s = &smp[i];
-        const struct series *z = &ser[s->partition];
-        size_t a = 0, b = z->n; /* first change with offset > s->offset */
-        while (a < b) {
-            size_t mid = (a + b) / 2;
-            if (z->v[mid].offset > s->offset)
-                b = mid;
-            else
-                a = mid + 1;
-        }
-        if (a == z->n)
+        int64_t l = latency_of(&ser[s->partition], s);
+        if (l < 0)
             missing++;
         else
-            lat[n++] = z->v[a].t_ms - s->ts_ms;
+            lat[n++] = l;
     }
     if (series_path) { /* per second of production time: samples and max latency */
         FILE *o = fopen(series_path, "w");
@@ -210,18 +218,9 @@ int bench_latency(int argc, char **argv)
         qsort(smp, n_smp, sizeof(*smp), cmp_sample_ts);
         for (size_t i = 0; i < n_smp; i++) {
             const struct sample *s = &smp[i];
-            const struct series *z = &ser[s->partition];
-            size_t a = 0, b = z->n;
-            while (a < b) {
-                size_t mid = (a + b) / 2;
-                if (z->v[mid].offset > s->offset)
-                    b = mid;
-                else
-                    a = mid + 1;
-            }
-            if (a == z->n)
+            int64_t l = latency_of(&ser[s->partition], s);
+            if (l < 0)
                 continue;
-            int64_t l = z->v[a].t_ms - s->ts_ms;
             if (s->ts_ms / 1000 != sec) {
                 if (o && sec >= 0)
                     fprintf(o, "%lld %zu %lld\n", (long long)(sec - t0 / 1000), cnt, (long long)mx);

@@ -18,12 +18,10 @@ cd "$root"
 rate="${1:-700000}"
 secs="${2:-60}"
 parts="${3:-8}"
-b=build-bench
 
-bash scripts/install-deps.sh
-bash scripts/services.sh up >&2
-cmake -S . -B "$b" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$b" -j2 >/dev/null
+# shellcheck source=bench/common.sh
+. bench/common.sh
+bench_setup
 
 tag="lat-$rate-$(date +%s)"
 tmp="$(mktemp -d)"

@@ -24,17 +24,15 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 events="${1:-5000000}"
-b=build-bench
 rport="${KPI_SCALE_REDIS_PORT:-6391}"
 # SCALE_X="engine.max_cells=65536 ...": -X settings added to every kpistream run
 read -r -a xs <<<"${SCALE_X:-}"
 extra=()
 for x in "${xs[@]}"; do extra+=(-X "$x"); done
 
-bash scripts/install-deps.sh
-bash scripts/services.sh up >&2
-cmake -S . -B "$b" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$b" -j2 >/dev/null
+# shellcheck source=bench/common.sh
+. bench/common.sh
+bench_setup
 
 tmp="$(mktemp -d)"
 rpid=""
