@@ -499,6 +499,16 @@ static void update_lag(struct kafka_src *s)
     pthread_mutex_unlock(&s->mu);
 }
 
+/* Whether the consumer holds a group member id (a round trip to
+ * librdkafka's main thread). */
+static int has_member_id(struct kafka_src *s)
+{
+    char *member = rd_kafka_memberid(s->rk);
+    int joined = member && *member;
+    rd_kafka_mem_free(s->rk, member);
+    return joined;
+}
+
 /* Leaving mid-join (top comment): wait for the first assignment, if a
  * JoinGroup may have succeeded, before the consumer may be destroyed. */
 static void settle_join(struct kafka_src *s)
@@ -506,10 +516,7 @@ static void settle_join(struct kafka_src *s)
     s->closing = 1;
     if (s->ever_assigned)
         return;
-    char *member = rd_kafka_memberid(s->rk);
-    int joined = member && *member;
-    rd_kafka_mem_free(s->rk, member);
-    if (!joined)
+    if (!has_member_id(s))
         return; /* never joined: the group holds no assignor yet */
     kpi_log(KPI_LOG_INFO, "kafka", "leaving during a group join: waiting for its assignment");
     int64_t deadline = now_ms() + JOIN_SETTLE_MS;
@@ -563,11 +570,10 @@ static int src_run(void *self, char *errstr, size_t errsz)
         if (!s->ever_assigned && !s->stats.joined) {
             /* Until the first assignment only (each call is a round trip to
              * librdkafka's main thread): settle_join() and tests read it. */
-            char *member = rd_kafka_memberid(s->rk);
+            int joined = has_member_id(s);
             pthread_mutex_lock(&s->mu);
-            s->stats.joined = member && *member;
+            s->stats.joined = joined;
             pthread_mutex_unlock(&s->mu);
-            rd_kafka_mem_free(s->rk, member);
         }
         if (kpi_engine_is_fenced(s->e)) {
             snprintf(s->errstr, sizeof(s->errstr),
