@@ -71,6 +71,7 @@ static const char *const reason_names[KPI_BAD__COUNT] = {
     [KPI_BAD_AMOUNT_NOT_FINITE] = "amount_not_finite",
     [KPI_BAD_AMOUNT_OUT_OF_RANGE] = "amount_out_of_range",
     [KPI_BAD_VOLUME_NOT_UINT] = "volume_not_uint",
+    [KPI_BAD_VOLUME_OUT_OF_RANGE] = "volume_out_of_range",
     [KPI_BAD_MISSING_SCORE] = "missing_score",
     [KPI_BAD_SCORE_NOT_UINT] = "score_not_uint",
     [KPI_BAD_SCORE_OUT_OF_RANGE] = "score_out_of_range",
@@ -511,7 +512,6 @@ static inline enum kpi_bad_reason check_str(const struct kpi_decoder *d, const s
 }
 
 /* 2^63: the first double that does not fit int64. */
-#define TWO_POW_63 9223372036854775808.0
 
 /* Validate a known key's value and store it.  *ts holds ts as read (its skew
  * check waits for the end of the walk). */
@@ -556,7 +556,7 @@ static inline enum kpi_bad_reason take(const struct kpi_decoder *d, int key, con
         return KPI_BAD_NONE;
     case K_AMOUNT:
         if (v->k == V_UINT) { /* micro-units */
-            if (v->u > (uint64_t)INT64_MAX)
+            if (v->u > KPI_MAX_QUANTITY)
                 return KPI_BAD_AMOUNT_OUT_OF_RANGE;
             ev->amount_micros = (int64_t)v->u;
             return KPI_BAD_NONE;
@@ -570,19 +570,19 @@ static inline enum kpi_bad_reason take(const struct kpi_decoder *d, int key, con
         if (v->f < 0)
             return KPI_BAD_AMOUNT_NEGATIVE; /* -0.0 is not < 0: it is 0 */
         {
-            /* Currency units: round half away from zero to micro-units.  Every
-             * double below 2^63 rounds to a value that fits int64. */
+            /* Currency units: round half away from zero to micro-units. */
             double x = v->f * 1e6;
-            if (!(x < TWO_POW_63))
+            if (!(x <= (double)KPI_MAX_QUANTITY))
                 return KPI_BAD_AMOUNT_OUT_OF_RANGE;
             ev->amount_micros = llround(x);
         }
         return KPI_BAD_NONE;
     case K_BYTES:
     case K_SECONDS:
-        /* Above INT64_MAX is refused too: the KPI sums are int64. */
-        if (v->k != V_UINT || v->u > (uint64_t)INT64_MAX)
+        if (v->k != V_UINT)
             return KPI_BAD_VOLUME_NOT_UINT;
+        if (v->u > KPI_MAX_QUANTITY)
+            return KPI_BAD_VOLUME_OUT_OF_RANGE;
         if (key == K_BYTES)
             ev->bytes = v->u;
         else

@@ -10,7 +10,7 @@ void kpi_counters_add(struct kpi_counters *dst, const struct kpi_counters *src)
     int64_t *d = (int64_t *)dst;
     const int64_t *s = (const int64_t *)src;
     for (size_t i = 0; i < NCOUNTERS; i++)
-        d[i] += s[i];
+        d[i] = kpi_sat_add(d[i], s[i]);
 }
 
 void kpi_counters_sub(struct kpi_counters *dst, const struct kpi_counters *src)
@@ -18,7 +18,7 @@ void kpi_counters_sub(struct kpi_counters *dst, const struct kpi_counters *src)
     int64_t *d = (int64_t *)dst;
     const int64_t *s = (const int64_t *)src;
     for (size_t i = 0; i < NCOUNTERS; i++)
-        d[i] -= s[i];
+        d[i] = kpi_sat_add(d[i], s[i] == INT64_MIN ? INT64_MAX : -s[i]);
 }
 
 int kpi_counters_is_zero(const struct kpi_counters *c)

@@ -44,6 +44,17 @@ struct kpi_values {
     double nps_brand;
 };
 
+/* a + b, saturated at the int64 limits: counters never wrap.  The decoder
+ * bounds every input at 2^53 (KPI_MAX_QUANTITY), so reaching a limit takes
+ * more than a thousand events at that bound in one cell. */
+static inline int64_t kpi_sat_add(int64_t a, int64_t b)
+{
+    int64_t r;
+    if (__builtin_add_overflow(a, b, &r))
+        return b > 0 ? INT64_MAX : INT64_MIN;
+    return r;
+}
+
 /* Count one valid event. */
 static inline void kpi_counters_count(struct kpi_counters *c, const struct kpi_event *ev)
 {
@@ -51,9 +62,9 @@ static inline void kpi_counters_count(struct kpi_counters *c, const struct kpi_e
     switch (ev->type) {
     case KPI_EV_USAGE:
         c->usage++;
-        c->revenue += ev->amount_micros;
-        c->bytes += (int64_t)ev->bytes;
-        c->seconds += (int64_t)ev->seconds;
+        c->revenue = kpi_sat_add(c->revenue, ev->amount_micros);
+        c->bytes = kpi_sat_add(c->bytes, (int64_t)ev->bytes);
+        c->seconds = kpi_sat_add(c->seconds, (int64_t)ev->seconds);
         break;
     case KPI_EV_ACTIVATION: c->activations++; break;
     case KPI_EV_CHURN: c->churns++; break;

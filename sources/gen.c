@@ -731,11 +731,14 @@ static void encode_bad(struct kpi_gen *g, struct w *w, struct kpi_gen_info *in)
     case KPI_BAD_AMOUNT_NOT_FINITE:
         put1(w, 0x84), kv_head(w, KPI_EV_USAGE, in), K(w, K_AMOUNT), put_double(w, NAN);
         return;
-    case KPI_BAD_AMOUNT_OUT_OF_RANGE: /* 10^13 currency units: not int64 micro-units */
+    case KPI_BAD_AMOUNT_OUT_OF_RANGE: /* 10^13 currency units: above 2^53 micro-units */
         put1(w, 0x84), kv_head(w, KPI_EV_USAGE, in), K(w, K_AMOUNT), put_double(w, 1e13);
         return;
     case KPI_BAD_VOLUME_NOT_UINT:
         put1(w, 0x84), kv_head(w, KPI_EV_USAGE, in), K(w, K_BYTES), put_int(w, -1);
+        return;
+    case KPI_BAD_VOLUME_OUT_OF_RANGE: /* a valid uint64 whose sums would overflow */
+        put1(w, 0x84), kv_head(w, KPI_EV_USAGE, in), K(w, K_BYTES), put_uint(w, INT64_MAX);
         return;
     case KPI_BAD_MISSING_SCORE:
         put1(w, 0x84), kv_head(w, KPI_EV_NPS, in), K(w, K_SURVEY), put_str(w, "network");

@@ -464,6 +464,12 @@ static void bad_volume_not_uint(struct msg *m)
     kv_i(m, "bytes", -1);
 }
 
+static void bad_volume_out_of_range(struct msg *m)
+{
+    base(m, "usage", 1);
+    kv_u(m, "bytes", INT64_MAX); /* a valid uint64, and a wedge of Redis once (issue 10) */
+}
+
 static void bad_missing_score(struct msg *m)
 {
     base(m, "nps", 1);
@@ -537,6 +543,7 @@ static const struct example {
     {"amount_not_finite", KPI_BAD_AMOUNT_NOT_FINITE, bad_amount_not_finite},
     {"amount_out_of_range", KPI_BAD_AMOUNT_OUT_OF_RANGE, bad_amount_out_of_range},
     {"volume_not_uint", KPI_BAD_VOLUME_NOT_UINT, bad_volume_not_uint},
+    {"volume_out_of_range", KPI_BAD_VOLUME_OUT_OF_RANGE, bad_volume_out_of_range},
     {"missing_score", KPI_BAD_MISSING_SCORE, bad_missing_score},
     {"score_not_uint", KPI_BAD_SCORE_NOT_UINT, bad_score_not_uint},
     {"score_out_of_range", KPI_BAD_SCORE_OUT_OF_RANGE, bad_score_out_of_range},
@@ -686,7 +693,7 @@ Test(decode, float_amount_is_currency_rounded_to_the_nearest_micro_unit)
         {2.5000004, 2500000},   /* 2500000.4 */
         {2.5000006, 2500001},   /* 2500000.6 */
         {0.0, 0},
-        {9.2e12, 9200000000000000000LL}, /* near the int64 limit, exact */
+        {9.0e9, 9000000000000000LL}, /* near the 2^53 bound, exact */
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct msg m;
@@ -722,14 +729,18 @@ Test(decode, negative_zero_amount_is_zero)
     m_free(&m);
 }
 
-Test(decode, int_amount_up_to_int64_max_is_micro_units)
+Test(decode, int_amount_up_to_2_pow_53_is_micro_units)
 {
     struct msg m;
-    base(&m, "usage", 1);
-    kv_u(&m, "amount", INT64_MAX);
+    base(&m, "usage", 3);
+    kv_u(&m, "amount", KPI_MAX_QUANTITY);
+    kv_u(&m, "bytes", KPI_MAX_QUANTITY);
+    kv_u(&m, "seconds", KPI_MAX_QUANTITY);
     struct kpi_event ev;
     cr_assert_eq(decode(&m, &ev), KPI_BAD_NONE);
-    cr_assert_eq(ev.amount_micros, INT64_MAX);
+    cr_assert_eq(ev.amount_micros, (int64_t)KPI_MAX_QUANTITY);
+    cr_assert_eq(ev.bytes, KPI_MAX_QUANTITY);
+    cr_assert_eq(ev.seconds, KPI_MAX_QUANTITY);
     m_free(&m);
 }
 
@@ -1127,12 +1138,18 @@ Test(decode, rejects_a_nan_or_infinite_amount)
     EXPECT(&m, KPI_BAD_AMOUNT_NOT_FINITE);
 }
 
-Test(decode, rejects_an_amount_beyond_int64_micro_units)
+Test(decode, rejects_an_amount_beyond_2_pow_53_micro_units)
 {
     expect_example(KPI_BAD_AMOUNT_OUT_OF_RANGE);
     struct msg m;
     m_init(&m, 1);
-    kv_u(&m, "amount", (uint64_t)INT64_MAX + 1);
+    kv_u(&m, "amount", KPI_MAX_QUANTITY + 1);
+    EXPECT(&m, KPI_BAD_AMOUNT_OUT_OF_RANGE);
+    m_init(&m, 1);
+    kv_u(&m, "amount", INT64_MAX);
+    EXPECT(&m, KPI_BAD_AMOUNT_OUT_OF_RANGE);
+    m_init(&m, 1);
+    kv_f64(&m, "amount", 9007199254.740994); /* just above 2^53 micro-units */
     EXPECT(&m, KPI_BAD_AMOUNT_OUT_OF_RANGE);
     m_init(&m, 1);
     kv_f64(&m, "amount", 9223372036854.775808); /* 2^63 micro-units */
@@ -1153,8 +1170,20 @@ Test(decode, rejects_a_volume_that_is_not_a_uint)
     kv_f64(&m, "bytes", 1.5);
     EXPECT(&m, KPI_BAD_VOLUME_NOT_UINT);
     m_init(&m, 1);
-    kv_u(&m, "bytes", (uint64_t)INT64_MAX + 1); /* the byte sums are int64 */
+    kv_i(&m, "bytes", -1);
     EXPECT(&m, KPI_BAD_VOLUME_NOT_UINT);
+}
+
+Test(decode, rejects_a_volume_above_2_pow_53)
+{
+    expect_example(KPI_BAD_VOLUME_OUT_OF_RANGE);
+    struct msg m;
+    m_init(&m, 1);
+    kv_u(&m, "seconds", KPI_MAX_QUANTITY + 1);
+    EXPECT(&m, KPI_BAD_VOLUME_OUT_OF_RANGE);
+    m_init(&m, 1);
+    kv_u(&m, "bytes", UINT64_MAX);
+    EXPECT(&m, KPI_BAD_VOLUME_OUT_OF_RANGE);
 }
 
 Test(decode, rejects_an_nps_event_without_score)
