@@ -9,6 +9,7 @@
  * through the shard handshake (shard.h) at checkpoints.
  */
 #include "engine_int.h"
+#include "keygroup.h"
 
 #include <errno.h>
 #include <sched.h>
@@ -132,6 +133,8 @@ void kpi_engine_destroy(struct kpi_engine *e)
         free(e->workers);
     }
     kpi_agg_fini(&e->pending);
+    for (int i = 0; i < KPI_MAX_INPUTS; i++)
+        free(e->inputs[i].kg_floor);
     free(e->ranges);
     kpi_dims_fini(&e->dims);
     for (int i = 0; i < 3; i++)
@@ -176,7 +179,15 @@ void kpi_engine_set_wake(struct kpi_engine *e, void (*wake)(void *, int), void *
 int kpi_engine_input_open(struct kpi_engine *e, const char *topic, int32_t partition, int worker,
                           int64_t start_offset)
 {
-    if (worker < 0 || worker >= e->n_workers || strlen(topic) > KPI_TOPIC_MAX || start_offset < 0)
+    return kpi_engine_input_open_floors(e, topic, partition, worker, start_offset, NULL, 0);
+}
+
+int kpi_engine_input_open_floors(struct kpi_engine *e, const char *topic, int32_t partition,
+                                 int worker, int64_t start_offset, const int64_t *floors,
+                                 uint32_t n_floors)
+{
+    if (worker < 0 || worker >= e->n_workers || strlen(topic) > KPI_TOPIC_MAX || start_offset < 0 ||
+        n_floors > KPI_MAX_KEY_GROUPS || (n_floors && !floors))
         return KPI_ERR_INVAL;
     pthread_mutex_lock(&e->mu);
     int id = -1;
@@ -202,6 +213,20 @@ int kpi_engine_input_open(struct kpi_engine *e, const char *topic, int32_t parti
     in->gen++;
     in->flushed_to = in->taken_to = start_offset;
     in->max_ts = -1;
+    in->kg_n = 0;
+    in->floor_max = start_offset;
+    for (uint32_t k = 0; k < n_floors; k++)
+        if (floors[k] > in->floor_max)
+            in->floor_max = floors[k];
+    if (in->floor_max > start_offset) {
+        if (!in->kg_floor && !(in->kg_floor = malloc(KPI_MAX_KEY_GROUPS * sizeof(int64_t)))) {
+            in->open = 0;
+            pthread_mutex_unlock(&e->mu);
+            return KPI_ERR_NOMEM;
+        }
+        memcpy(in->kg_floor, floors, n_floors * sizeof(int64_t));
+        in->kg_n = n_floors;
+    }
     /* release: the worker that sees the new generation also sees the fields
      * above (it reads none of them today, but the order costs nothing). */
     atomic_store_explicit(&in->state, in->gen << 1, memory_order_release);
@@ -374,6 +399,11 @@ static inline struct kpi_worker_input *input_view(struct kpi_worker *w, int inpu
         wi->next_offset = -1;
         wi->max_ts = -1;
         wi->touched_epoch_plus1 = 0;
+        /* Written before the release store we just acquired (input_open). */
+        const struct kpi_input *in = &w->e->inputs[input];
+        wi->kg_n = in->kg_n;
+        wi->kg_floor = in->kg_floor;
+        wi->floor_max = in->kg_n ? in->floor_max : INT64_MIN;
     }
     *revoked = st & 1;
     return wi;
@@ -388,6 +418,18 @@ static inline void consume_offset(struct kpi_worker *w, struct kpi_worker_input 
         wi->touched_epoch_plus1 = (uint32_t)(w->epoch + 1);
         w->touched[w->n_touched++] = (uint32_t)input;
     }
+}
+
+/* Whether the value (set, vid)'s key group stored offsets past `offset`
+ * (keygroup.h): only while a resumed partition replays what some key groups
+ * already hold, so the CRC per (event, set) is off the steady-state path. */
+static int below_floor(const struct kpi_engine *e, const struct kpi_worker_input *wi, int set,
+                       uint32_t vid, int64_t offset)
+{
+    uint32_t len;
+    const char *v = kpi_dims_value_label(&e->dims, set, vid, &len);
+    uint32_t kg = kpi_keygroup(e->dims.sets[set].name, v, len, wi->kg_n);
+    return offset < wi->kg_floor[kg];
 }
 
 static enum kpi_bad_reason add_event(struct kpi_worker *w, struct kpi_worker_input *wi, int input,
@@ -419,6 +461,8 @@ static enum kpi_bad_reason add_event(struct kpi_worker *w, struct kpi_worker_inp
         kpi_hll_prefetch(&cells[s]->hll, ev->sub_hash);
     struct kpi_shard_stats *st = &w->cur->stats;
     for (int s = 0; s < n_sets; s++) {
+        if (offset < wi->floor_max && below_floor(e, wi, s, vids[s], offset))
+            continue; /* that value's key group already holds this event */
         kpi_counters_count(&cells[s]->c, ev);
         if (kpi_hll_add_hash(&cells[s]->hll, ev->sub_hash) < 0)
             st->hll_nomem++;

@@ -76,6 +76,8 @@ struct kpi_delta {
 struct kpi_flush_target {
     void *opaque;
     int (*flush)(void *opaque, const struct kpi_delta *d, char *errstr, size_t errstr_size);
+    /* Optional: called instead of flush when a cycle has nothing to write. */
+    int (*idle)(void *opaque, char *errstr, size_t errstr_size);
 };
 
 struct kpi_engine_stats {
@@ -125,6 +127,14 @@ void kpi_engine_stop(struct kpi_engine *e);
  * the input id (>= 0) or a negative kpi_err. */
 int kpi_engine_input_open(struct kpi_engine *e, const char *topic, int32_t partition, int worker,
                           int64_t start_offset);
+/* The same, for a sink with key groups (keygroup.h) whose stored offsets for
+ * this partition differ: start_offset is the smallest, floors[k] (k < n_floors,
+ * n_floors = the sink's K) the offset key group k stored.  An event at offset
+ * o then counts only for the values whose key group has floors[kg] <= o, so a
+ * key group that is ahead never gets an event twice. */
+int kpi_engine_input_open_floors(struct kpi_engine *e, const char *topic, int32_t partition,
+                                 int worker, int64_t start_offset, const int64_t *floors,
+                                 uint32_t n_floors);
 /* The id of an open input, or -1. */
 int kpi_engine_input_find(struct kpi_engine *e, const char *topic, int32_t partition);
 /* From now on the input's events are dropped by its worker (the partition is

@@ -38,6 +38,13 @@ struct kpi_input {
     int64_t flushed_to; /* offsets below this are applied by the sink */
     int64_t taken_to;   /* offsets below this are in the pending delta */
     int64_t max_ts;     /* largest event time seen, -1 if none */
+    /* Key-group floors (keygroup.h), set by input_open before the release
+     * store of `state`; the worker reads them after its acquire load of the
+     * new generation.  kg_floor is allocated once per slot and freed only by
+     * kpi_engine_destroy, so a worker never reads freed memory. */
+    int64_t *kg_floor; /* [KPI_MAX_KEY_GROUPS] */
+    uint32_t kg_n;     /* 0: no floors */
+    int64_t floor_max; /* events below it may be skipped for some key groups */
 };
 
 /* Worker-private view of an input. */
@@ -46,6 +53,9 @@ struct kpi_worker_input {
     uint32_t touched_epoch_plus1; /* epoch + 1 when last added to progress */
     int64_t next_offset;
     int64_t max_ts;
+    int64_t floor_max;       /* copied from the input at a new generation */
+    const int64_t *kg_floor; /* the input's floors (immutable for this generation) */
+    uint32_t kg_n;
 };
 
 struct kpi_worker {

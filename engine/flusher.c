@@ -150,6 +150,11 @@ int kpi_flusher_cycle(struct kpi_engine *e, char *errstr, size_t errsz)
     pthread_mutex_unlock(&e->mu);
 
     if (e->pending.n == 0 && e->n_ranges == 0 && wm == e->applied_watermark) {
+        /* Nothing to write: the sink may finish deferred work.  Its failure
+         * is not a flush failure (no data waits on it): it is retried at the
+         * next idle cycle. */
+        if (target.idle)
+            target.idle(target.opaque, errstr, errsz);
         pthread_mutex_lock(&e->mu);
         e->stats.last_flush_ok_ms = kpi_now_ms(); /* nothing to write is healthy too */
         pthread_mutex_unlock(&e->mu);

@@ -4,18 +4,22 @@
 # in KRaft mode (combined broker + controller), whose jars Maven fetches from
 # Maven Central (scripts/kafka/pom.xml) and the machine's Java 17 runs.
 #
-#   scripts/services.sh up [redis|kafka]      start (idempotent), wait until they answer
+#   scripts/services.sh up [redis|kafka|redis-cluster]
+#                                             start (idempotent), wait until they answer;
+#                                             redis-cluster: 3 masters + 3 replicas on loopback
+#                                             (ports KPI_REDIS_CLUSTER_PORT .. +5), not in the default set
 #   scripts/services.sh down [redis|kafka]    stop (idempotent); --wipe also deletes Kafka's data
 #   scripts/services.sh stop|start kafka      same as down/up for one service, data kept
 #   scripts/services.sh status                one line per service; exit 0 if all run, 3 if not
 #
-# Environment: KPI_REDIS_PORT (6379), KPI_KAFKA_PORT (9092),
+# Environment: KPI_REDIS_PORT (6379), KPI_REDIS_CLUSTER_PORT (7000), KPI_KAFKA_PORT (9092),
 # KPI_KAFKA_CONTROLLER_PORT (9093), KPI_SERVICES_DIR (<repo>/.services),
 # KPI_KAFKA_HEAP (512m).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 dir="${KPI_SERVICES_DIR:-$root/.services}"
 redis_port="${KPI_REDIS_PORT:-6379}"
+cluster_port="${KPI_REDIS_CLUSTER_PORT:-7000}"
 kafka_port="${KPI_KAFKA_PORT:-9092}"
 ctl_port="${KPI_KAFKA_CONTROLLER_PORT:-9093}"
 libs="$dir/kafka-libs"
@@ -69,6 +73,57 @@ redis_down() {
     fi
     rm -f "$dir/redis.pid"
     say "redis stopped"
+}
+
+# ---- redis cluster: 3 masters, each with a replica, on loopback ----
+cluster_ports() { for i in 0 1 2 3 4 5; do echo $((cluster_port + i)); done; }
+
+cluster_ok() {
+    redis-cli -p "$cluster_port" cluster info 2>/dev/null | grep -q '^cluster_state:ok'
+}
+
+redis_cluster_up() {
+    if cluster_ok; then
+        say "redis cluster already up on 127.0.0.1:$cluster_port-$((cluster_port + 5))"
+        return 0
+    fi
+    local p nodes=()
+    for p in $(cluster_ports); do
+        mkdir -p "$dir/cluster/$p"
+        if ! [ "$(redis-cli -p "$p" ping 2>/dev/null)" = PONG ]; then
+            rm -f "$dir/cluster/$p/nodes.conf" "$dir/cluster/$p"/appendonly*
+            rm -rf "$dir/cluster/$p/appendonlydir"
+            redis-server --bind 127.0.0.1 --port "$p" --dir "$dir/cluster/$p" \
+                --cluster-enabled yes --cluster-config-file nodes.conf \
+                --cluster-node-timeout 2000 --save '' --appendonly yes --appendfsync always \
+                --daemonize yes --pidfile "$dir/cluster/$p/redis.pid" \
+                --logfile "$dir/cluster/$p/redis.log"
+        fi
+        nodes+=("127.0.0.1:$p")
+    done
+    for p in $(cluster_ports); do
+        wait_for 30 "cluster node $p" bash -c "[ \"\$(redis-cli -p $p ping 2>/dev/null)\" = PONG ]"
+    done
+    redis-cli --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes >"$dir/cluster/create.log" 2>&1 || {
+        tail -20 "$dir/cluster/create.log" >&2
+        return 1
+    }
+    wait_for 60 "redis cluster state ok" cluster_ok
+    # Every node must agree before clients use it: wait for each to report ok.
+    for p in $(cluster_ports); do
+        wait_for 60 "cluster node $p state ok" bash -c "redis-cli -p $p cluster info | grep -q '^cluster_state:ok'"
+    done
+    say "redis cluster up on 127.0.0.1:$cluster_port-$((cluster_port + 5)) (3 masters, 3 replicas)"
+}
+
+redis_cluster_down() {
+    local p
+    for p in $(cluster_ports); do
+        redis-cli -p "$p" shutdown nosave >/dev/null 2>&1 || true
+        if pid_alive "$dir/cluster/$p/redis.pid"; then kill "$(cat "$dir/cluster/$p/redis.pid")" 2>/dev/null || true; fi
+    done
+    rm -rf "$dir/cluster"
+    say "redis cluster stopped"
 }
 
 # ---- kafka ----
@@ -203,6 +258,7 @@ for a in "$@"; do
     case "$a" in
     --wipe) wipe=1 ;;
     redis | kafka) targets+=("$a") ;;
+    redis-cluster) targets+=(redis_cluster) ;;
     *) say "unknown argument '$a'"; exit 2 ;;
     esac
 done

@@ -2,8 +2,9 @@
 # scripts/test.sh - the project's test command (README quickstart, CI).
 #
 # 1. installs missing Debian packages (scripts/install-deps.sh),
-# 2. starts redis-server and a single-node Kafka broker on loopback
-#    (scripts/services.sh up) and stops them again at the end, pass or fail,
+# 2. starts redis-server, a 3-master Redis Cluster and a single-node Kafka
+#    broker on loopback (scripts/services.sh up, up redis-cluster) and stops
+#    them again at the end, pass or fail,
 # 3. builds with AddressSanitizer + UndefinedBehaviorSanitizer and runs every
 #    test with ctest (unit tests, and the "services" tests against the real
 #    Redis and Kafka),
@@ -13,7 +14,7 @@
 #
 # Environment: KPI_TEST_SKIP_SERVICES=1 runs only the tests that need no
 # services; KPI_FUZZ_SECONDS=0 skips fuzzing; KPI_REDIS_PORT / KPI_KAFKA_PORT
-# move the services (scripts/services.sh).
+# KPI_REDIS_CLUSTER_PORT move the services (scripts/services.sh).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -26,8 +27,9 @@ bash scripts/install-deps.sh
 if [ "${KPI_TEST_SKIP_SERVICES:-0}" != 1 ]; then
     say "starting services"
     started_services=1
-    trap 'bash scripts/services.sh down >/dev/null 2>&1 || true' EXIT
+    trap 'bash scripts/services.sh down redis kafka redis-cluster >/dev/null 2>&1 || true' EXIT
     bash scripts/services.sh up
+    bash scripts/services.sh up redis-cluster
     label_args=()
 else
     label_args=(-LE services)

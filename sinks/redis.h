@@ -64,7 +64,16 @@ struct kpi_redis_conf {
      * turn Redis-side PFMERGEs into SETs, in bytes.  Default 64 MiB; 0 turns
      * the cache off. */
     int64_t sketch_cache_bytes;
+    /* Key groups (engine/keygroup.h): the group's values are spread over
+     * this many hash tags, each with its own offsets fence, so one group can
+     * use every master of a Redis Cluster and no single call holds a whole
+     * flush.  1 keeps every key under "{<group>}".  Default
+     * KPI_REDIS_KEY_GROUPS_DEFAULT; all instances of a group must agree
+     * (docs/redis-schema.md, "Key groups"). */
+    int64_t key_groups;
 };
+
+#define KPI_REDIS_KEY_GROUPS_DEFAULT 16
 
 void kpi_redis_conf_defaults(struct kpi_redis_conf *c);
 
@@ -87,6 +96,9 @@ struct kpi_redis_stats {
     uint64_t sketch_errors;   /* HLL commands Redis refused (estimate affected) */
     uint64_t sketch_sets;     /* bucket sketches written whole (no merge in Redis) */
     uint64_t sketch_merges;   /* bucket sketches Redis had to PFMERGE */
+    uint64_t redirects;       /* MOVED/ASK replies followed (Redis Cluster) */
+    uint64_t saturated;       /* counters that would have passed int64 (set to the limit) */
+    uint64_t recount_calls;   /* idle calls that only recounted stale `active` */
     uint64_t last_call_us;    /* round trip of the last EVALSHA */
     uint64_t last_args_bytes; /* payload size of the last EVALSHA */
 };
@@ -94,7 +106,20 @@ struct kpi_redis_stats {
 /* Counters of a sink made by kpi_sink_redis_new.  Thread-safe. */
 void kpi_sink_redis_get_stats(const struct kpi_sink *s, struct kpi_redis_stats *out);
 
-/* The key prefix with its hash tag, "kpi:{group}:", as the sink builds it. */
-const char *kpi_sink_redis_key_prefix(const struct kpi_sink *s);
+/* Key group kg's key prefix with its hash tag, "kpi:{group.3}:" ("kpi:{group}:"
+ * with one key group), as the sink builds it. */
+const char *kpi_sink_redis_key_prefix(const struct kpi_sink *s, uint32_t kg);
+/* The sink's number of key groups. */
+uint32_t kpi_sink_redis_key_groups(const struct kpi_sink *s);
+
+/* Key names for readers (the alerter, the demo view, the HTTP API, tests):
+ * the prefix "kpi:{group.kg}:" of key group kg of K ("kpi:{group}:" when K
+ * is 1), and of the key group holding a grouping-set value (CRC16 of
+ * "<set>:<value>" mod K, engine/keygroup.h).  0, or KPI_ERR_INVAL when cap
+ * is too small. */
+int kpi_redis_kg_prefix(char *out, size_t cap, const char *prefix, const char *group, uint32_t k,
+                        uint32_t kg);
+int kpi_redis_value_prefix(char *out, size_t cap, const char *prefix, const char *group, uint32_t k,
+                           const char *set, const char *value, size_t value_len);
 
 #endif

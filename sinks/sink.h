@@ -30,6 +30,16 @@ struct kpi_sink_ops {
      * KPI_ERR_IO.  NULL for sinks that store no offsets. */
     int (*load_offset)(void *self, const char *topic, int32_t partition, int64_t *offset,
                        char *errstr, size_t errstr_size);
+    /* After load_offset, for a sink with key groups (engine/keygroup.h):
+     * when its key groups stored different offsets for the partition,
+     * floors[kg] = each one's (n = the number of key groups), to hand to
+     * kpi_engine_input_open_floors; else *n = 0.  NULL: none. */
+    int (*load_floors)(void *self, const char *topic, int32_t partition, int64_t *floors,
+                       uint32_t max, uint32_t *n);
+    /* The engine had nothing to flush this interval: a chance to finish
+     * deferred work (the Redis sink recounts stale `active`).  0 or a
+     * kpi_err (retried at the next idle interval).  NULL: none. */
+    int (*idle)(void *self, char *errstr, size_t errstr_size);
     void (*destroy)(void *self);
 };
 
@@ -41,7 +51,7 @@ struct kpi_sink {
 /* Adapt a sink to the engine's flush target. */
 static inline struct kpi_flush_target kpi_sink_target(struct kpi_sink *s)
 {
-    struct kpi_flush_target t = {s->self, s->ops->flush};
+    struct kpi_flush_target t = {s->self, s->ops->flush, s->ops->idle};
     return t;
 }
 

@@ -62,6 +62,7 @@
  * holds a SyncGroup back to stop in exactly that window.
  */
 #include "kafka.h"
+#include "keygroup.h"
 
 #include <librdkafka/rdkafka.h>
 #include <pthread.h>
@@ -213,6 +214,12 @@ static int flush_target(void *opaque, const struct kpi_delta *d, char *errstr, s
     return s->inner.flush ? s->inner.flush(s->inner.opaque, d, errstr, errsz) : 0;
 }
 
+static int idle_target(void *opaque, char *errstr, size_t errsz)
+{
+    struct kafka_src *s = opaque;
+    return s->inner.idle ? s->inner.idle(s->inner.opaque, errstr, errsz) : 0;
+}
+
 /* ---- workers ---- */
 
 struct worker_arg {
@@ -351,7 +358,16 @@ static void assign(struct kafka_src *s, rd_kafka_topic_partition_list_t *list)
         int64_t lo = 0, hi = 0;
         rd_kafka_query_watermark_offsets(s->rk, tp->topic, tp->partition, &lo, &hi, 10000);
         int worker = s->next_worker++ % s->n_workers;
-        int input = kpi_engine_input_open(s->e, tp->topic, tp->partition, worker, start);
+        /* Key groups of the store that hold more of this partition than
+         * `start` (a flush cut short by a crash): the engine skips for them
+         * what they hold (engine/keygroup.h). */
+        int64_t floors[KPI_MAX_KEY_GROUPS];
+        uint32_t n_floors = 0;
+        if (s->store && s->store->ops->load_floors)
+            s->store->ops->load_floors(s->store->self, tp->topic, tp->partition, floors,
+                                       KPI_MAX_KEY_GROUPS, &n_floors);
+        int input = kpi_engine_input_open_floors(s->e, tp->topic, tp->partition, worker, start,
+                                                 floors, n_floors);
         if (input < 0) {
             snprintf(s->errstr, sizeof(s->errstr), "engine cannot open input %s:%d: %s", tp->topic,
                      (int)tp->partition, kpi_err_name(input));
@@ -765,7 +781,7 @@ struct kpi_source kpi_source_kafka_new(const struct kpi_kafka_conf *conf, struct
 
     /* Wrap the engine's flush target: dead letters before offsets. */
     s->inner = store ? kpi_sink_target(store) : (struct kpi_flush_target){NULL, NULL};
-    struct kpi_flush_target t = {s, flush_target};
+    struct kpi_flush_target t = {s, flush_target, idle_target};
     kpi_engine_set_target(e, &t);
     kpi_engine_set_wake(e, wake_worker, s);
     out.ops = &kafka_ops;

@@ -21,6 +21,9 @@
 
 #include "engine.h"
 #include "kafka_util.h"
+#include "keygroup.h"
+#include "redis.h"
+#include "redis_int.h"
 #include "redis_server.h"
 
 static struct kpi_test_redis srv;
@@ -70,13 +73,13 @@ static int free_port(void)
 }
 
 /* Start build/kpistream with the test's settings; stdout to `out`. */
-static pid_t start_daemon(const char *topic, const char *group, int http_port, int exit_on_eof,
-                          const char *out)
+static pid_t start_daemon_at(int redis_port, const char *topic, const char *group, int http_port,
+                             int exit_on_eof, const char *out)
 {
     char x[6][256];
     snprintf(x[0], sizeof(x[0]), "kafka.topics=%s", topic);
     snprintf(x[1], sizeof(x[1]), "kafka.group.id=%s", group);
-    snprintf(x[2], sizeof(x[2]), "redis.url=redis://127.0.0.1:%d", srv.port);
+    snprintf(x[2], sizeof(x[2]), "redis.url=redis://127.0.0.1:%d", redis_port);
     snprintf(x[3], sizeof(x[3]), "http.port=%d", http_port);
     snprintf(x[4], sizeof(x[4]), "kafka.bootstrap.servers=%s", kt_brokers());
     snprintf(x[5], sizeof(x[5]), "engine.flush_interval=200ms");
@@ -84,6 +87,8 @@ static pid_t start_daemon(const char *topic, const char *group, int http_port, i
     if (pid == 0) {
         FILE *f = freopen(out, "w", stdout);
         (void)f;
+        if (dup2(fileno(stdout), STDERR_FILENO) < 0) /* the log lines too */
+            _exit(126);
         const char *argv[20];
         int n = 0;
         argv[n++] = "kpistream";
@@ -102,21 +107,48 @@ static pid_t start_daemon(const char *topic, const char *group, int http_port, i
     return pid;
 }
 
+#define KG KPI_REDIS_KEY_GROUPS_DEFAULT /* the daemon runs with the default key groups */
+
+/* Sum of the stored offsets over partitions: the smallest over key groups
+ * (all of them hold every event below it); *agree: every key group stores
+ * the same offsets. */
+static int64_t stored_offsets_kg(const char *group, int *agree)
+{
+    int64_t lo = INT64_MAX, hi = -1;
+    for (uint32_t kg = 0; kg < KG; kg++) {
+        char p[256];
+        kpi_redis_kg_prefix(p, sizeof(p), "kpi", group, KG, kg);
+        redisReply *r = redisCommand(rc, "HVALS %soffsets", p);
+        int64_t n = 0;
+        if (r && r->type == REDIS_REPLY_ARRAY)
+            for (size_t i = 0; i < r->elements; i++)
+                n += atoll(r->element[i]->str);
+        if (r)
+            freeReplyObject(r);
+        lo = n < lo ? n : lo;
+        hi = n > hi ? n : hi;
+    }
+    if (agree)
+        *agree = lo == hi;
+    return lo;
+}
+
+static pid_t start_daemon(const char *topic, const char *group, int http_port, int exit_on_eof,
+                          const char *out)
+{
+    return start_daemon_at(srv.port, topic, group, http_port, exit_on_eof, out);
+}
+
 static int64_t stored_offsets(const char *group)
 {
-    redisReply *r = redisCommand(rc, "HVALS kpi:{%s}:offsets", group);
-    int64_t n = 0;
-    if (r && r->type == REDIS_REPLY_ARRAY)
-        for (size_t i = 0; i < r->elements; i++)
-            n += atoll(r->element[i]->str);
-    if (r)
-        freeReplyObject(r);
-    return n;
+    return stored_offsets_kg(group, NULL);
 }
 
 static int64_t kpi_field(const char *group, const char *field)
 {
-    redisReply *r = redisCommand(rc, "HGET kpi:{%s}:kpi:24h_1h:all:all %s", group, field);
+    char p[256];
+    kpi_redis_value_prefix(p, sizeof(p), "kpi", group, KG, "all", "all", 3);
+    redisReply *r = redisCommand(rc, "HGET %skpi:24h_1h:all:all %s", p, field);
     int64_t v = r && r->type == REDIS_REPLY_STRING ? atoll(r->str) : -1;
     if (r)
         freeReplyObject(r);
@@ -178,7 +210,9 @@ Test(e2e, sigkill_mid_stream_then_restart_leaves_exact_totals)
 
     pid = start_daemon(topic, group, 0, 1, out);
     cr_assert_eq(wait_exit(pid, 240000), 0, "the restart ran to the end and exited 0");
-    cr_assert_eq(stored_offsets(group), (int64_t)N);
+    int agree = 0;
+    cr_assert_eq(stored_offsets_kg(group, &agree), (int64_t)N);
+    cr_assert(agree, "every key group stored the same offsets");
     cr_assert_eq(kpi_field(group, "events"), (int64_t)truth.good,
                  "Redis holds every event exactly once");
     cr_assert_eq(kpi_field(group, "revenue"), truth.revenue);
@@ -304,4 +338,392 @@ Test(e2e, bad_configuration_exits_2_and_names_the_key)
              KPI_BINARY_DIR);
     st = system(full);
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 2, "status %d", st);
+}
+
+/* ---- every field a reader sees is right at rest ---- */
+
+static const struct {
+    const char *id;
+    int64_t size, slide;
+} windows[] = {{"1m_5s", 60000, 5000}, {"1h_1m", 3600000, 60000}, {"24h_1h", 86400000, 3600000}};
+
+static int64_t hget_i(const char *key, const char *field, int *present)
+{
+    redisReply *r = redisCommand(rc, "HGET %s %s", key, field);
+    int ok = r && r->type == REDIS_REPLY_STRING;
+    int64_t v = ok ? atoll(r->str) : 0;
+    if (present)
+        *present = ok;
+    if (r)
+        freeReplyObject(r);
+    return v;
+}
+
+static void hget_s(const char *key, const char *field, char *out, size_t cap)
+{
+    redisReply *r = redisCommand(rc, "HGET %s %s", key, field);
+    snprintf(out, cap, "%s", r && r->type == REDIS_REPLY_STRING ? r->str : "<missing>");
+    if (r)
+        freeReplyObject(r);
+}
+
+static void fmt10(char *out, size_t cap, int defined, double x)
+{
+    if (defined)
+        snprintf(out, cap, "%.10g", x);
+    else
+        out[0] = '\0';
+}
+
+/* Every rolling hash of the group: `active` equals PFCOUNT of the union of
+ * its current instance's bucket sketches, exactly, and its derived KPIs are
+ * the formulas of docs/kpis.md on its own counters.  Returns the hashes
+ * checked; fails on the first difference. */
+static int check_rolling_hashes(const char *group)
+{
+    int checked = 0;
+    for (uint32_t kg = 0; kg < KG; kg++) {
+        char p[256], meta[300];
+        kpi_redis_kg_prefix(p, sizeof(p), "kpi", group, KG, kg);
+        snprintf(meta, sizeof(meta), "%smeta", p);
+        for (size_t w = 0; w < sizeof(windows) / sizeof(windows[0]); w++) {
+            char field[64];
+            snprintf(field, sizeof(field), "head:%s", windows[w].id);
+            int has_head = 0;
+            int64_t head = hget_i(meta, field, &has_head);
+            char pattern[400];
+            snprintf(pattern, sizeof(pattern), "%skpi:%s:*", p, windows[w].id);
+            char cursor[32] = "0";
+            do {
+                redisReply *r = redisCommand(rc, "SCAN %s MATCH %b COUNT 1000", cursor, pattern,
+                                             strlen(pattern));
+                cr_assert(r && r->type == REDIS_REPLY_ARRAY && r->elements == 2);
+                snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+                for (size_t i = 0; i < r->element[1]->elements; i++) {
+                    const char *key = r->element[1]->element[i]->str;
+                    cr_assert(has_head, "%s exists, so %s has a head", key, meta);
+                    const char *member = key + strlen(pattern) - 1; /* "<set>:<value>" */
+                    /* PFCOUNT h:<w>:<member>:<b> over the current instance. */
+                    const char *argv[64];
+                    size_t lens[64];
+                    char names[64][512];
+                    int n = 0;
+                    argv[n] = "PFCOUNT";
+                    lens[n++] = 7;
+                    for (int64_t b = head - windows[w].size + windows[w].slide; b <= head;
+                         b += windows[w].slide) {
+                        snprintf(names[n], sizeof(names[n]), "%sh:%s:%s:%lld", p, windows[w].id,
+                                 member, (long long)b);
+                        argv[n] = names[n];
+                        lens[n] = strlen(names[n]);
+                        n++;
+                    }
+                    redisReply *pc = redisCommandArgv(rc, n, argv, lens);
+                    cr_assert(pc && pc->type == REDIS_REPLY_INTEGER);
+                    int64_t active = hget_i(key, "active", NULL);
+                    cr_assert_eq(active, pc->integer,
+                                 "%s: active %lld, PFCOUNT of its buckets %lld", key,
+                                 (long long)active, (long long)pc->integer);
+                    freeReplyObject(pc);
+                    int64_t churns = hget_i(key, "churns", NULL);
+                    int64_t revenue = hget_i(key, "revenue", NULL);
+                    int64_t np = hget_i(key, "nps_network_promoters", NULL);
+                    int64_t npa = hget_i(key, "nps_network_passives", NULL);
+                    int64_t nd = hget_i(key, "nps_network_detractors", NULL);
+                    char want[64], got[64];
+                    fmt10(want, sizeof(want), active > 0, (double)churns / (double)active);
+                    hget_s(key, "churn_rate", got, sizeof(got));
+                    cr_assert_str_eq(got, want, "%s churn_rate", key);
+                    fmt10(want, sizeof(want), active > 0, (double)revenue / 1e6 / (double)active);
+                    hget_s(key, "arpu", got, sizeof(got));
+                    cr_assert_str_eq(got, want, "%s arpu", key);
+                    fmt10(want, sizeof(want), np + npa + nd > 0,
+                          100.0 * (double)(np - nd) / (double)(np + npa + nd));
+                    hget_s(key, "nps_network", got, sizeof(got));
+                    cr_assert_str_eq(got, want, "%s nps_network", key);
+                    checked++;
+                }
+                freeReplyObject(r);
+            } while (strcmp(cursor, "0") != 0);
+        }
+    }
+    return checked;
+}
+
+static int file_has(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "r");
+    char line[1024];
+    int found = 0;
+    while (f && !found && fgets(line, sizeof(line), f))
+        found = strstr(line, needle) != NULL;
+    if (f)
+        fclose(f);
+    return found;
+}
+
+/* The instance's summary line's "flushed: F". */
+static long long flushed_of(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char line[1024];
+    long long v = -1;
+    while (f && fgets(line, sizeof(line), f)) {
+        const char *p = strstr(line, "flushed: ");
+        if (strncmp(line, "consumed: ", 10) == 0 && p)
+            v = atoll(p + 9);
+    }
+    if (f)
+        fclose(f);
+    return v;
+}
+
+Test(e2e, two_instances_leave_every_rolling_hash_exact_at_rest)
+{
+    char topic[128], group[160], out[2][256];
+    struct kpi_gen_truth truth;
+    const uint64_t N = 300000;
+    cr_assert_eq(kt_create_topic(topic, sizeof(topic), "e2e-rest", 8), 0);
+    snprintf(group, sizeof(group), "g-%s", topic);
+    /* Both instances own partitions before any event exists, so both write
+     * (the same values: every partition holds every segment). */
+    pid_t pid[2];
+    for (int i = 0; i < 2; i++) {
+        snprintf(out[i], sizeof(out[i]), "/tmp/kpi-e2e-rest-%d-%d.out", (int)getpid(), i);
+        pid[i] = start_daemon(topic, group, 0, 0, out[i]);
+    }
+    int64_t deadline = mono_ms() + 120000;
+    while (
+        !(file_has(out[0], "assigned 4 partition") && file_has(out[1], "assigned 4 partition")) &&
+        mono_ms() < deadline)
+        poll_pause();
+    cr_assert(file_has(out[0], "assigned 4 partition") && file_has(out[1], "assigned 4 partition"),
+              "the group split the 8 partitions 4 + 4");
+    struct kpi_gen_conf gc;
+    kpi_gen_conf_defaults(&gc);
+    gc.seed = 4242;
+    gc.start_ts_ms = (kpi_now_ms() / 3600000 - 1) * 3600000;
+    gc.events_per_sec = 20000;
+    memset(&truth, 0, sizeof(truth));
+    cr_assert_eq(kt_produce(topic, &gc, N, &truth), 0);
+    wait_offsets(group, (int64_t)N, 240000);
+    for (int i = 0; i < 2; i++) {
+        kill(pid[i], SIGTERM);
+        cr_assert_eq(wait_exit(pid[i], 60000), 0, "instance %d: SIGTERM, exit 0", i);
+        cr_assert_gt(flushed_of(out[i]), 0, "instance %d wrote events", i);
+    }
+    int agree = 0;
+    cr_assert_eq(stored_offsets_kg(group, &agree), (int64_t)N);
+    cr_assert(agree, "every key group stored the same offsets");
+    cr_assert_eq(kpi_field(group, "events"), (int64_t)truth.good);
+    cr_assert_eq(kpi_field(group, "revenue"), truth.revenue);
+    cr_assert_eq(kpi_field(group, "churns"), (int64_t)truth.by_type[KPI_EV_CHURN]);
+    /* Both instances are gone: nothing will touch these hashes again, so
+     * what a dashboard reads now is what it keeps reading. */
+    int checked = check_rolling_hashes(group);
+    cr_assert_gt(checked, 30, "every set value of every window was checked (%d)", checked);
+    for (int i = 0; i < 2; i++)
+        remove(out[i]);
+}
+
+/* ---- hostile quantities ---- */
+
+/* A valid usage event (docs/events.md) with bytes = 2^63 - 1. */
+static size_t huge_bytes_event(uint8_t *b, int64_t ts)
+{
+    size_t n = 0;
+    static const uint8_t head[] = {0x85, 0xa4, 't', 'y', 'p',  'e', 0xa5, 'u',
+                                   's',  'a',  'g', 'e', 0xa2, 't', 's',  0xcf};
+    memcpy(b, head, sizeof(head));
+    n = sizeof(head);
+    for (int i = 7; i >= 0; i--)
+        b[n++] = (uint8_t)((uint64_t)ts >> (8 * i));
+    static const uint8_t tail[] = {0xa3, 's',  'u',  'b',  0x2a, 0xa6, 'a',  'm',  'o',  'u',
+                                   'n',  't',  0xcd, 0x03, 0xe8, 0xa5, 'b',  'y',  't',  'e',
+                                   's',  0xcf, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+    memcpy(b + n, tail, sizeof(tail));
+    return n + sizeof(tail);
+}
+
+Test(e2e, overflowing_volumes_are_dead_lettered_and_the_group_goes_on)
+{
+    char topic[128], group[160], out[256], dlq[160];
+    struct kpi_gen_truth truth;
+    const uint64_t N = 50000;
+    produce("e2e-ovf", topic, sizeof(topic), group, sizeof(group), N, 0, &truth);
+    snprintf(out, sizeof(out), "/tmp/kpi-e2e-ovf-%d.out", (int)getpid());
+    snprintf(dlq, sizeof(dlq), "%s.dlq", topic);
+    pid_t pid = start_daemon(topic, group, 0, 0, out);
+    wait_offsets(group, (int64_t)N, 120000);
+    cr_assert_eq(stored_offsets(group), (int64_t)N);
+    /* Twice, in two flushes: the second one used to overflow Redis's HINCRBY
+     * half-way through the flush script and wedge the group. */
+    uint8_t ev[64];
+    int64_t ts = (kpi_now_ms() / 3600000 - 1) * 3600000 + 1000;
+    for (int i = 1; i <= 2; i++) {
+        cr_assert_eq(kt_produce_raw(topic, 0, ev, huge_bytes_event(ev, ts)), 0);
+        wait_offsets(group, (int64_t)N + i, 60000);
+        cr_assert_eq(stored_offsets(group), (int64_t)N + i, "flush %d went through", i);
+    }
+    int st = 0;
+    cr_assert_eq(waitpid(pid, &st, WNOHANG), 0, "the instance is still running");
+    cr_assert_eq(kpi_field(group, "events"), (int64_t)truth.good);
+    cr_assert_eq(kpi_field(group, "bytes"), truth.bytes, "the byte total is exact, not wrapped");
+    cr_assert_eq(kpi_field(group, "revenue"), truth.revenue);
+    uint64_t by_reason[KPI_BAD__COUNT] = {0};
+    int headers_ok = 0;
+    cr_assert_eq(kt_read_dlq(dlq, 2, 60000, by_reason, KPI_BAD__COUNT, &headers_ok), 2);
+    cr_assert(headers_ok);
+    cr_assert_eq(by_reason[KPI_BAD_VOLUME_OUT_OF_RANGE], 2, "dead-lettered with their reason");
+    kill(pid, SIGTERM);
+    cr_assert_eq(wait_exit(pid, 60000), 0, "SIGTERM: exit 0");
+    remove(out);
+}
+
+/* ---- a Redis Cluster (scripts/services.sh up redis-cluster) ---- */
+
+static int cluster_port(void)
+{
+    const char *p = getenv("KPI_REDIS_CLUSTER_PORT");
+    return p && *p ? atoi(p) : 7000;
+}
+
+/* A reader that follows MOVED like the sink does (sinks/redis/conn.c). */
+static redisReply *cluster_cmd(struct kpi_redis_conn *c, const char *prefix, int argc,
+                               const char **argv)
+{
+    const char *tag = strchr(prefix, '{') + 1;
+    size_t lens[8];
+    for (int i = 0; i < argc; i++)
+        lens[i] = strlen(argv[i]);
+    redisReply *r = NULL;
+    int sent = 0;
+    char err[256];
+    int slot = kpi_crc16(tag, (size_t)(strchr(tag, '}') - tag)) & (KPI_REDIS_SLOTS - 1);
+    cr_assert_eq(kpi_redis_conn_command(c, slot, argc, argv, lens, &r, &sent, err, sizeof(err)), 0,
+                 "%s", err);
+    return r;
+}
+
+static int64_t cluster_offsets(struct kpi_redis_conn *c, const char *group, int *agree)
+{
+    int64_t lo = INT64_MAX, hi = -1;
+    for (uint32_t kg = 0; kg < KG; kg++) {
+        char p[300], key[320];
+        kpi_redis_kg_prefix(p, sizeof(p), "kpi", group, KG, kg);
+        snprintf(key, sizeof(key), "%soffsets", p);
+        const char *argv[] = {"HVALS", key};
+        redisReply *r = cluster_cmd(c, p, 2, argv);
+        int64_t n = 0;
+        for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++)
+            n += atoll(r->element[i]->str);
+        freeReplyObject(r);
+        lo = n < lo ? n : lo;
+        hi = n > hi ? n : hi;
+    }
+    if (agree)
+        *agree = lo == hi;
+    return lo;
+}
+
+static int64_t cluster_field(struct kpi_redis_conn *c, const char *group, const char *field)
+{
+    char p[300], key[320];
+    kpi_redis_value_prefix(p, sizeof(p), "kpi", group, KG, "all", "all", 3);
+    snprintf(key, sizeof(key), "%skpi:24h_1h:all:all", p);
+    const char *argv[] = {"HGET", key, field};
+    redisReply *r = cluster_cmd(c, p, 3, argv);
+    int64_t v = r->type == REDIS_REPLY_STRING ? atoll(r->str) : -1;
+    freeReplyObject(r);
+    return v;
+}
+
+Test(e2e, three_instances_share_a_redis_cluster_through_a_failover_with_exact_totals)
+{
+    const int port = cluster_port();
+    char url[64], err[256];
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d", port);
+    struct kpi_redis_conn c;
+    memset(&c, 0, sizeof(c));
+    kpi_redis_conn_init(&c, NULL);
+    cr_assert_eq(kpi_redis_url_parse(url, &c.addr, err, sizeof(err)), 0, "%s", err);
+    c.url = url;
+    c.connect_timeout_ms = 2000;
+    c.command_timeout_ms = 5000;
+    char cmdline[256];
+    snprintf(cmdline, sizeof(cmdline), "redis-cli -p %d cluster info | grep -q cluster_state:ok",
+             port);
+    cr_assert_eq(kt_sh(cmdline), 0,
+                 "a Redis Cluster answers on port %d "
+                 "(bash scripts/services.sh up redis-cluster)",
+                 port);
+
+    char topic[128], group[160], out[3][256];
+    struct kpi_gen_truth truth;
+    const uint64_t N = 200000;
+    cr_assert_eq(kt_create_topic(topic, sizeof(topic), "e2e-cluster", 8), 0);
+    snprintf(group, sizeof(group), "g-%s", topic);
+    pid_t pid[3];
+    for (int i = 0; i < 3; i++) {
+        snprintf(out[i], sizeof(out[i]), "/tmp/kpi-e2e-cl-%d-%d.out", (int)getpid(), i);
+        pid[i] = start_daemon_at(port, topic, group, 0, 0, out[i]);
+    }
+    int64_t deadline = mono_ms() + 120000;
+    while (!(file_has(out[0], "assigned") && file_has(out[1], "assigned") &&
+             file_has(out[2], "assigned")) &&
+           mono_ms() < deadline)
+        poll_pause();
+    struct kpi_gen_conf gc;
+    kpi_gen_conf_defaults(&gc);
+    gc.seed = 777;
+    gc.start_ts_ms = (kpi_now_ms() / 3600000 - 1) * 3600000;
+    gc.events_per_sec = 20000;
+    memset(&truth, 0, sizeof(truth));
+    cr_assert_eq(kt_produce(topic, &gc, N / 2, &truth), 0);
+    deadline = mono_ms() + 120000;
+    while (cluster_offsets(&c, group, NULL) < (int64_t)N / 4 && mono_ms() < deadline)
+        poll_pause();
+
+    /* A failover while they write: a replica takes over from its master
+     * (CLUSTER FAILOVER waits until it has every write); the old master
+     * becomes its replica and answers MOVED to what the sinks send it. */
+    int replica = -1;
+    for (int p = port; p <= port + 5 && replica < 0; p++) {
+        char q[128];
+        snprintf(q, sizeof(q), "redis-cli -p %d role | head -1 | grep -qx slave", p);
+        if (kt_sh(q) == 0)
+            replica = p;
+    }
+    cr_assert_geq(replica, 0, "the cluster has a replica");
+    char q[160], promoted[160];
+    snprintf(q, sizeof(q), "redis-cli -p %d cluster failover | grep -q OK", replica);
+    cr_assert_eq(kt_sh(q), 0, "CLUSTER FAILOVER on port %d", replica);
+    snprintf(promoted, sizeof(promoted), "redis-cli -p %d role | head -1 | grep -qx master",
+             replica);
+    deadline = mono_ms() + 60000;
+    while (kt_sh(promoted) != 0 && mono_ms() < deadline)
+        poll_pause();
+    cr_assert_eq(kt_sh(promoted), 0, "port %d is a master now", replica);
+
+    cr_assert_eq(kt_produce(topic, &gc, N - N / 2, &truth), 0);
+    deadline = mono_ms() + 240000;
+    while (cluster_offsets(&c, group, NULL) < (int64_t)N && mono_ms() < deadline)
+        poll_pause();
+    for (int i = 0; i < 3; i++) {
+        kill(pid[i], SIGTERM);
+        cr_assert_eq(wait_exit(pid[i], 60000), 0, "instance %d: SIGTERM, exit 0", i);
+        cr_assert_gt(flushed_of(out[i]), 0, "instance %d wrote events", i);
+    }
+    int agree = 0;
+    cr_assert_eq(cluster_offsets(&c, group, &agree), (int64_t)N);
+    cr_assert(agree, "every key group stored the same offsets");
+    cr_assert_eq(cluster_field(&c, group, "events"), (int64_t)truth.good);
+    cr_assert_eq(cluster_field(&c, group, "revenue"), truth.revenue);
+    cr_assert_eq(cluster_field(&c, group, "churns"), (int64_t)truth.by_type[KPI_EV_CHURN]);
+    cr_assert_eq(cluster_field(&c, group, "activations"),
+                 (int64_t)truth.by_type[KPI_EV_ACTIVATION]);
+    kpi_redis_conn_fini(&c);
+    kpi_redis_addr_fini(&c.addr);
+    for (int i = 0; i < 3; i++)
+        remove(out[i]);
 }

@@ -25,8 +25,8 @@
 #include "engine.h"
 #include "err.h"
 #include "hll.h"
+#include "keygroup.h"
 #include "redis.h"
-#include "redis_lua.h"
 #include "redis_server.h"
 
 /* ---- the server (tests/support/redis_server.h) ---- */
@@ -193,6 +193,7 @@ static void assert_same(struct snapshot *a, struct snapshot *b)
 /* ---- sinks ---- */
 
 static int64_t active_refresh_ms; /* 0: exact `active` after every flush */
+static int64_t key_groups = 1;    /* these tests read the one-key-group layout ("{kpistream}") */
 
 static struct kpi_sink new_sink(int64_t command_timeout_ms)
 {
@@ -203,6 +204,7 @@ static struct kpi_sink new_sink(int64_t command_timeout_ms)
     c.url = url;
     c.connect_timeout_ms = 500;
     c.active_refresh_ms = active_refresh_ms;
+    c.key_groups = key_groups;
     if (command_timeout_ms)
         c.command_timeout_ms = command_timeout_ms;
     struct kpi_sink s = kpi_sink_redis_new(&c, err, sizeof(err));
@@ -352,18 +354,6 @@ static void feed_example(struct fixture *f, int64_t t)
 }
 
 TestSuite(redis_sink, .init = setup, .fini = teardown, .timeout = 120);
-
-Test(redis_sink, embedded_script_is_redis_flush_lua)
-{
-    FILE *f = fopen(KPI_SOURCE_DIR "/sinks/redis_flush.lua", "rb");
-    cr_assert_not_null(f);
-    static char buf[1 << 20];
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    cr_assert_str_eq(kpi_redis_flush_lua, buf,
-                     "sinks/redis_lua.h is stale: regenerate it (command at its top)");
-}
 
 Test(redis_sink, kpi_hashes_match_the_formulas_on_a_hand_computed_example)
 {
@@ -859,7 +849,17 @@ Test(redis_sink, a_bad_url_is_refused_and_passwords_stay_out_of_messages)
     cr_assert_eq(s.ops->load_offset(s.self, "events", 0, &off, err, sizeof(err)), KPI_ERR_IO);
     cr_assert_null(strstr(err, "s3cr3t"), "%s", err);
     cr_assert_not_null(strstr(err, "redis://user:***@127.0.0.1:1/2"), "%s", err);
-    cr_assert_str_eq(kpi_sink_redis_key_prefix(&s), "kpi:{kpistream}:");
+    /* Key group kg's tag is "<group>.<kg>.<s>", s the first that puts its
+     * slot in the kg-th sixteenth of the slots (docs/redis-schema.md). */
+    for (uint32_t kg = 0; kg < 16; kg++) {
+        const char *p = kpi_sink_redis_key_prefix(&s, kg);
+        char want[64];
+        snprintf(want, sizeof(want), "kpi:{kpistream.%u.", kg);
+        cr_assert(strncmp(p, want, strlen(want)) == 0, "%s", p);
+        const char *tag = strchr(p, '{') + 1;
+        uint32_t slot = kpi_crc16(tag, (size_t)(strchr(tag, '}') - tag)) & 16383;
+        cr_assert(slot >= kg * 1024 && slot < (kg + 1) * 1024, "%s: slot %u", p, slot);
+    }
     kpi_sink_destroy(&s);
 }
 
@@ -1056,6 +1056,86 @@ Test(redis_sink, the_engine_keeps_its_delta_while_redis_is_down_and_totals_are_e
     kpi_sink_destroy(&s);
 }
 
+/* Key groups: an instance that dies between the calls of one flush leaves
+ * key groups at different offsets; the next one resumes at the smallest and
+ * the engine skips, per key group, what that key group already holds
+ * (docs/exactly-once.md, "Key groups"). */
+static void assert_value(uint32_t k, const char *window, const char *set, const char *value,
+                         const struct kpi_counters *c)
+{
+    char p[128], key[256];
+    kpi_redis_value_prefix(p, sizeof(p), "kpi", "kpistream", k, set, value, strlen(value));
+    snprintf(key, sizeof(key), "%skpi:%s:%s:%s", p, window, set, value);
+    assert_kpi_counters(key, c);
+}
+
+static int64_t kg_offset(struct kpi_sink *s, uint32_t kg)
+{
+    char key[160];
+    snprintf(key, sizeof(key), "%soffsets", kpi_sink_redis_key_prefix(s, kg));
+    return hget_i64(key, "events:0");
+}
+
+Test(redis_sink, a_kill_between_key_groups_is_resumed_from_per_key_group_floors)
+{
+    key_groups = 4; /* all:all is in key group 3, region:eu-west in 0 */
+    struct kpi_sink s = new_sink(0);
+    struct kpi_engine *e = make_engine(&s);
+    struct kpi_worker *w = kpi_engine_worker(e, 0);
+    int in = kpi_engine_input_open(e, "events", 0, 0, 0);
+    struct kpi_counters fed = {0}, eu = {0};
+    feed(e, w, in, 0, 6000, &fed, &eu);
+    cr_assert_eq(flush_from_worker(e, w, 10000), 0);
+
+    /* Key group 2's next call fails before it writes (its meta is not a
+     * hash), after key groups 0 and 1 applied theirs: what a kill -9
+     * between the calls leaves behind. */
+    char meta2[160];
+    snprintf(meta2, sizeof(meta2), "%smeta", kpi_sink_redis_key_prefix(&s, 2));
+    freeReplyObject(cmd("RENAME %s %s.saved", meta2, meta2));
+    freeReplyObject(cmd("SET %s broken", meta2));
+    feed(e, w, in, 6000, 12000, &fed, &eu);
+    cr_assert_eq(flush_from_worker(e, w, 2000), KPI_ERR_CONFLICT);
+    int64_t want[4] = {12000, 12000, 6000, 6000};
+    for (uint32_t kg = 0; kg < 4; kg++)
+        cr_assert_eq(kg_offset(&s, kg), want[kg], "key group %u", kg);
+    kpi_engine_destroy(e);
+    kpi_sink_destroy(&s);
+    freeReplyObject(cmd("DEL %s", meta2));
+    freeReplyObject(cmd("RENAME %s.saved %s", meta2, meta2));
+
+    /* The next instance. */
+    s = new_sink(0);
+    e = make_engine(&s);
+    w = kpi_engine_worker(e, 0);
+    char err[256];
+    int64_t start = -1;
+    cr_assert_eq(s.ops->load_offset(s.self, "events", 0, &start, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(start, 6000, "resume at the smallest key group offset");
+    int64_t floors[KPI_MAX_KEY_GROUPS];
+    uint32_t nf = 0;
+    cr_assert_eq(s.ops->load_floors(s.self, "events", 0, floors, KPI_MAX_KEY_GROUPS, &nf), 0);
+    cr_assert_eq(nf, 4);
+    for (uint32_t kg = 0; kg < 4; kg++)
+        cr_assert_eq(floors[kg], want[kg]);
+    in = kpi_engine_input_open_floors(e, "events", 0, 0, start, floors, nf);
+    cr_assert_geq(in, 0);
+    struct kpi_counters replay_fed = {0}, replay_eu = {0}; /* counted already */
+    feed(e, w, in, 6000, 12000, &replay_fed, &replay_eu);
+    feed(e, w, in, 12000, 15000, &fed, &eu);
+    cr_assert_eq(flush_from_worker(e, w, 10000), 0);
+    for (uint32_t kg = 0; kg < 4; kg++)
+        cr_assert_eq(kg_offset(&s, kg), 15000, "key group %u caught up", kg);
+    static const char *wins[] = {"1m_5s", "1h_1m", "24h_1h"};
+    for (int i = 0; i < 3; i++) {
+        assert_value(4, wins[i], "all", "all", &fed);       /* key group 3: was behind */
+        assert_value(4, wins[i], "region", "eu-west", &eu); /* key group 0: was ahead */
+    }
+    kpi_engine_destroy(e);
+    kpi_sink_destroy(&s);
+    key_groups = 1;
+}
+
 /* ---- the schema document ---- */
 
 /* Mirrors docs/redis-schema.md: every key pattern it documents, its type and
@@ -1063,42 +1143,42 @@ Test(redis_sink, the_engine_keeps_its_delta_while_redis_is_down_and_totals_are_e
  * eu-west, <bucket> = T0. */
 struct doc_key {
     const char *pattern; /* as written in the doc */
-    const char *key;     /* an instance, after "kpi:{kpistream}:" */
+    const char *key; /* an instance, after the prefix P ("kpi:{kpistream}:" with one key group) */
     const char *type;
     const char *fields[24];
 };
 
 static const struct doc_key documented[] = {
-    {"kpi:{<group>}:offsets", "offsets", "hash", {"events:0"}},
-    {"kpi:{<group>}:meta",
+    {"P:offsets", "offsets", "hash", {"events:0"}},
+    {"P:meta",
      "meta",
      "hash",
      {"schema", "flushes", "last_flush_ms", "watermark", "head:1m_5s", "closed:1m_5s",
       "first:1m_5s"}},
-    {"kpi:{<group>}:kpi:<window>:<set>:<value>",
+    {"P:kpi:<window>:<set>:<value>",
      "kpi:1m_5s:region:eu-west",
      "hash",
      {"events", "usage", "revenue", "activations", "churns", "bytes", "seconds",
       "nps_network_promoters", "nps_network_passives", "nps_network_detractors",
       "nps_brand_promoters", "nps_brand_passives", "nps_brand_detractors", "active", "churn_rate",
       "arpu", "nps_network", "nps_brand"}},
-    {"kpi:{<group>}:ws:<window>:<set>:<value>", "ws:1h_1m:region:eu-west", "string", {NULL}},
-    {"kpi:{<group>}:values:<window>:<set>", "values:1m_5s:region", "zset", {NULL}},
-    {"kpi:{<group>}:b:<window>:<set>:<value>:<bucket>",
+    {"P:ws:<window>:<set>:<value>", "ws:1h_1m:region:eu-west", "string", {NULL}},
+    {"P:values:<window>:<set>", "values:1m_5s:region", "zset", {NULL}},
+    {"P:b:<window>:<set>:<value>:<bucket>",
      "b:1m_5s:region:eu-west:1700000040000",
      "hash",
      {"events", "usage", "revenue", "nps_network_promoters", "emitted"}},
-    {"kpi:{<group>}:h:<window>:<set>:<value>:<bucket>",
+    {"P:h:<window>:<set>:<value>:<bucket>",
      "h:1m_5s:region:eu-west:1700000040000",
      "string",
      {NULL}},
-    {"kpi:{<group>}:idx:<window>:<bucket>", "idx:1m_5s:1700000045000", "set", {NULL}},
-    {"kpi:{<group>}:stream:<window>", "stream:1m_5s", "stream", {NULL}},
+    {"P:idx:<window>:<bucket>", "idx:1m_5s:1700000045000", "set", {NULL}},
+    {"P:stream:<window>", "stream:1m_5s", "stream", {NULL}},
 };
 
 /* Transient keys the script deletes before it returns: documented too, never
  * seen from outside. */
-static const char *documented_transient[] = {"kpi:{<group>}:tmp", "kpi:{<group>}:tmp0"};
+static const char *documented_transient[] = {"P:tmp", "P:tmp0"};
 
 static int matches_documented(const char *key)
 {

@@ -1,6 +1,7 @@
 /* alerter.c - see alerter.h. */
 #include "alerter.h"
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 
 #include "err.h"
 #include "log.h"
+#include "redis.h"
 #include "redisconn.h"
 
 #define MAX_SERIES 8192
@@ -22,7 +24,8 @@ struct series {
 struct kpi_alerter {
     struct kpi_alerter_conf c;
     char url[512], prefix[64], group[256], window[32], channel[128];
-    char tag[400]; /* "<prefix>:{<group>}:" */
+    char tag[400];       /* "<prefix>:{<group>}:": the group's alerts */
+    char (*kg_tag)[400]; /* [key_groups]: "<prefix>:{<group>.<kg>}:", where the KPIs are */
     const struct kpi_dims *d;
     pthread_t th;
     atomic_int stop;
@@ -92,37 +95,39 @@ static void publish(struct kpi_alerter *a, redisContext *rc, const char *set, co
 
 static void evaluate(struct kpi_alerter *a, redisContext *rc)
 {
-    for (int s = 0; s < a->d->n_sets; s++) {
-        const char *set = a->d->sets[s].name;
-        redisReply *vals = redisCommand(rc, "ZRANGE %svalues:%s:%s 0 -1", a->tag, a->window, set);
-        if (!vals || vals->type != REDIS_REPLY_ARRAY) {
-            if (vals)
-                freeReplyObject(vals);
-            continue;
-        }
-        for (size_t i = 0; i < vals->elements; i++) {
-            const char *value = vals->element[i]->str;
-            redisReply *h = redisCommand(rc, "HMGET %skpi:%s:%s:%s churn_rate active", a->tag,
-                                         a->window, set, value);
-            if (h && h->type == REDIS_REPLY_ARRAY && h->elements == 2 && h->element[0]->str &&
-                h->element[1]->str && h->element[0]->str[0]) {
-                double rate = atof(h->element[0]->str);
-                uint64_t active = strtoull(h->element[1]->str, NULL, 10);
-                char key[400];
-                snprintf(key, sizeof(key), "%.150s:%.200s", set, value);
-                struct series *sr = find_series(a, key);
-                struct kpi_alert_info info;
-                enum kpi_alert_change ch =
-                    sr ? kpi_alert_observe(&a->c.detector, &sr->st, rate, active, &info)
-                       : KPI_ALERT_NONE;
-                if (ch != KPI_ALERT_NONE)
-                    publish(a, rc, set, value, ch, &info);
+    for (uint32_t kg = 0; kg < a->c.key_groups; kg++)
+        for (int s = 0; s < a->d->n_sets; s++) {
+            const char *set = a->d->sets[s].name;
+            redisReply *vals =
+                redisCommand(rc, "ZRANGE %svalues:%s:%s 0 -1", a->kg_tag[kg], a->window, set);
+            if (!vals || vals->type != REDIS_REPLY_ARRAY) {
+                if (vals)
+                    freeReplyObject(vals);
+                continue;
             }
-            if (h)
-                freeReplyObject(h);
+            for (size_t i = 0; i < vals->elements; i++) {
+                const char *value = vals->element[i]->str;
+                redisReply *h = redisCommand(rc, "HMGET %skpi:%s:%s:%s churn_rate active",
+                                             a->kg_tag[kg], a->window, set, value);
+                if (h && h->type == REDIS_REPLY_ARRAY && h->elements == 2 && h->element[0]->str &&
+                    h->element[1]->str && h->element[0]->str[0]) {
+                    double rate = atof(h->element[0]->str);
+                    uint64_t active = strtoull(h->element[1]->str, NULL, 10);
+                    char key[400];
+                    snprintf(key, sizeof(key), "%.150s:%.200s", set, value);
+                    struct series *sr = find_series(a, key);
+                    struct kpi_alert_info info;
+                    enum kpi_alert_change ch =
+                        sr ? kpi_alert_observe(&a->c.detector, &sr->st, rate, active, &info)
+                           : KPI_ALERT_NONE;
+                    if (ch != KPI_ALERT_NONE)
+                        publish(a, rc, set, value, ch, &info);
+                }
+                if (h)
+                    freeReplyObject(h);
+            }
+            freeReplyObject(vals);
         }
-        freeReplyObject(vals);
-    }
 }
 
 static void *run(void *arg)
@@ -135,17 +140,23 @@ static void *run(void *arg)
             rc = kpi_redis_connect_url(a->url, a->c.timeout_ms, err, sizeof(err));
         }
         if (rc) {
-            redisReply *r = redisCommand(rc, "HGET %smeta closed:%s", a->tag, a->window);
-            if (!r) {
-                redisFree(rc);
-                rc = NULL;
-            } else {
-                long long closed = r->type == REDIS_REPLY_STRING ? atoll(r->str) : 0;
-                freeReplyObject(r);
-                if (closed > a->closed) {
-                    a->closed = closed;
-                    evaluate(a, rc);
+            /* A bucket is closed for the group once every key group closed it. */
+            long long closed = LLONG_MAX;
+            for (uint32_t kg = 0; kg < a->c.key_groups && rc; kg++) {
+                redisReply *r = redisCommand(rc, "HGET %smeta closed:%s", a->kg_tag[kg], a->window);
+                if (!r) {
+                    redisFree(rc);
+                    rc = NULL;
+                    break;
                 }
+                long long c = r->type == REDIS_REPLY_STRING ? atoll(r->str) : 0;
+                if (c < closed)
+                    closed = c;
+                freeReplyObject(r);
+            }
+            if (rc && closed != LLONG_MAX && closed > a->closed) {
+                a->closed = closed;
+                evaluate(a, rc);
             }
         }
         /* Poll period: the closed mark moves at most once per flush. */
@@ -170,11 +181,18 @@ struct kpi_alerter *kpi_alerter_start(const struct kpi_alerter_conf *c, const st
     snprintf(a->window, sizeof(a->window), "%s", c->window);
     snprintf(a->channel, sizeof(a->channel), "%s", c->channel);
     snprintf(a->tag, sizeof(a->tag), "%s:{%s}:", c->prefix, c->group);
+    if (a->c.key_groups < 1)
+        a->c.key_groups = 1;
+    a->kg_tag = calloc(a->c.key_groups, sizeof(*a->kg_tag));
+    for (uint32_t kg = 0; a->kg_tag && kg < a->c.key_groups; kg++)
+        kpi_redis_kg_prefix(a->kg_tag[kg], sizeof(a->kg_tag[kg]), c->prefix, c->group,
+                            a->c.key_groups, kg);
     a->d = d;
     a->series = calloc(MAX_SERIES, sizeof(*a->series));
     pthread_mutex_init(&a->mu, NULL);
-    if (!a->series || pthread_create(&a->th, NULL, run, a)) {
+    if (!a->series || !a->kg_tag || pthread_create(&a->th, NULL, run, a)) {
         kpi_seterr(errstr, errsz, KPI_ERR_NOMEM, "cannot start the alerter");
+        free(a->kg_tag);
         free(a->series);
         free(a);
         return NULL;
@@ -190,6 +208,7 @@ void kpi_alerter_stop(struct kpi_alerter *a)
     pthread_join(a->th, NULL);
     pthread_mutex_destroy(&a->mu);
     free(a->series);
+    free(a->kg_tag);
     free(a);
 }
 

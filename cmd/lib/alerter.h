@@ -26,6 +26,7 @@ struct kpi_alerter_conf {
     const char *redis_url;
     const char *prefix;  /* "kpi" */
     const char *group;   /* consumer group: the hash tag */
+    uint32_t key_groups; /* redis.key_groups: where the KPIs are (docs/redis-schema.md) */
     const char *window;  /* window id, e.g. "1h_1m" */
     const char *channel; /* "alerts" */
     int64_t stream_maxlen;

@@ -62,6 +62,9 @@ static const struct kdef kpi_config_table[] = {
      SZ(redis_sketch_cache_mb), "MiB of written bucket sketches kept to SET instead of PFMERGE"},
     {"redis", "stream_maxlen", K_INT, "10000", 10, 1e9, NULL, OFF(redis_stream_maxlen),
      SZ(redis_stream_maxlen), "approximate length bound of the closed-bucket streams"},
+    {"redis", "key_groups", K_INT, "16", 1, 1024, NULL, OFF(redis_key_groups), SZ(redis_key_groups),
+     "hash tags a group's keys spread over (Redis Cluster slots); every instance of a group "
+     "must use the same (docs/redis-schema.md)"},
     {"engine", "sink", K_ENUM, "redis", 0, 0, "redis|stdout", OFF(sink), SZ(sink),
      "where KPIs go: Redis, or a table on standard output"},
     {"engine", "workers", K_INT, "2", 1, 256, NULL, OFF(workers), SZ(workers),
@@ -375,6 +378,7 @@ void kpi_config_redis_conf(const struct kpi_config *c, struct kpi_redis_conf *rc
     rc->ttl_margin_ms = c->redis_ttl_margin_ms;
     rc->sketch_cache_bytes = c->redis_sketch_cache_mb << 20;
     rc->stream_maxlen = c->redis_stream_maxlen;
+    rc->key_groups = c->redis_key_groups;
 }
 
 void kpi_config_alert_conf(const struct kpi_config *c, struct kpi_alert_conf *a)

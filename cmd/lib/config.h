@@ -37,6 +37,7 @@ struct kpi_config {
     int64_t redis_timeout_ms;
     int64_t redis_command_timeout_ms;
     int64_t redis_active_refresh_ms;
+    int64_t redis_key_groups;
     int64_t redis_ttl_margin_ms;
     int64_t redis_sketch_cache_mb;
     int64_t redis_stream_maxlen;

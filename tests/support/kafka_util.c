@@ -90,6 +90,25 @@ int kt_produce(const char *topic, const struct kpi_gen_conf *conf, uint64_t n,
     return rc;
 }
 
+int kt_produce_raw(const char *topic, int32_t partition, const void *msg, size_t len)
+{
+    char err[512];
+    rd_kafka_conf_t *c = rd_kafka_conf_new();
+    rd_kafka_conf_set(c, "bootstrap.servers", kt_brokers(), err, sizeof(err));
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof(err));
+    if (!rk)
+        return -1;
+    int rc = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
+                               RD_KAFKA_V_VALUE((void *)msg, len),
+                               RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END)
+                 ? -1
+                 : 0;
+    if (rd_kafka_flush(rk, 60000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        rc = -1;
+    rd_kafka_destroy(rk);
+    return rc;
+}
+
 int64_t kt_read_dlq(const char *topic, int64_t expect, int64_t timeout_ms, uint64_t by_reason[],
                     int n_reasons, int *headers_ok)
 {

@@ -18,6 +18,8 @@ int kt_create_topic(char *name, size_t size, const char *prefix, int partitions)
 /* Produce n generator events (keyed by subscriber) with conf, tallying truth. */
 int kt_produce(const char *topic, const struct kpi_gen_conf *conf, uint64_t n,
                struct kpi_gen_truth *truth);
+/* Produce one message as is to a partition, and wait for its delivery.  0 or -1. */
+int kt_produce_raw(const char *topic, int32_t partition, const void *msg, size_t len);
 /* Read every message of a topic from the beginning until `expect` arrived or
  * timeout_ms passed; counts per reason header into by_reason.  Returns the
  * number read. */

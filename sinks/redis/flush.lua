@@ -1,9 +1,9 @@
 --[[
-redis_flush.lua - apply one kpistream delta to Redis, atomically (EVALSHA).
+flush.lua - apply one key group's share of a kpistream delta to Redis,
+atomically (EVALSHA).
 
-This file is the one source of truth for the script: sinks/redis_lua.h embeds
-it as a C string (regenerate with the command at the top of that header; the
-test redis_sink.embedded_script_is_redis_flush_lua fails when they differ).
+The build embeds this file into the sink (cmake/embed.cmake); nothing else
+holds a copy.
 The key schema is documented in docs/redis-schema.md, the exactly-once
 argument in docs/exactly-once.md.
 
@@ -54,10 +54,14 @@ ARGV (one flat list; numbers in decimal):
   n_windows, then per window: id, size_ms, slide_ms, bucket ttl_ms,
     rolling ttl_ms, n_groups, then per group: member index (1-based),
     bucket start, counter mask, one value per mask bit (in CF order),
-    expected token ('' = merge the sketch), sketch.
-KEYS[1] is the offsets key (it routes the call in Redis Cluster).
+    expected token ('' = merge the sketch), sketch;
+    then n_trail, then per trailing value: member index (values to recount).
+KEYS[1] is the offsets key of the key group (it routes the call in Redis
+Cluster); the prefix is that key group's ('kpi:{group.3}:').
 Reply: {'ok', entries appended, rebuilds, sketch errors, per-group '1'/'0':
-        '1' when the bucket sketch now holds exactly the bytes sent} |
+        '1' when the bucket sketch now holds exactly the bytes sent,
+        counters saturated, then per window a '1'/'0' per member: '1' when
+        that value's `active` was left for a later recount} |
        {'dup'} | {'conflict', field, stored, from, to} | an error reply.
 ]]
 
@@ -121,8 +125,8 @@ local function nxt()
     return v
 end
 
-if nxt() ~= '1' then
-    return redis.error_reply('ERR kpistream: this script speaks flush protocol 1')
+if nxt() ~= '2' then
+    return redis.error_reply('ERR kpistream: this script speaks flush protocol 2')
 end
 local P = nxt()
 if KEYS[1] ~= P .. 'offsets' then
@@ -145,12 +149,13 @@ for i = 1, n_ranges do
     rto[i] = nxt()
 end
 local n_members = tonumber(nxt())
-local mem, mset, mval, phase = {}, {}, {}, {}
+local mem, mset, mval, phase, midx = {}, {}, {}, {}, {}
 for i = 1, n_members do
     local set, value = nxt(), nxt()
     local m = set .. ':' .. value
-    mem[i], mset[m], mval[m], phase[m] = m, set, value, tonumber(nxt())
+    mem[i], mset[m], mval[m], phase[m], midx[m] = m, set, value, tonumber(nxt()), i
 end
+local n_cells = 0
 
 -- Groups are kept as positions in ARGV (no table per counter).
 local windows = {}
@@ -171,6 +176,14 @@ for wi = 1, n_windows do
         w.gsk[gi] = sk
         if not w.gm[gi] or mask % 2 ~= 1 or string.sub(sk or '', 1, 4) ~= 'HYLL' then
             return redis.error_reply('ERR kpistream: malformed flush arguments')
+        end
+    end
+    n_cells = n_cells + ng
+    w.trail = {}
+    for ti = 1, tonumber(nxt()) do
+        w.trail[ti] = mem[tonumber(nxt())]
+        if not w.trail[ti] then
+            return redis.error_reply('ERR kpistream: malformed flush arguments (trailing)')
         end
     end
     windows[wi] = w
@@ -216,6 +229,31 @@ local function hll(...)
     return r
 end
 
+-- HINCRBY that cannot fail half-way: Redis refuses an increment that would
+-- pass int64 ("ERR increment or decrement would overflow") after earlier
+-- writes of this script are done, and a script is not rolled back.  So the
+-- sum is checked first (as doubles: exact enough to tell a sum that is
+-- within 2^10 of the limit) and a counter that would overflow is set to the
+-- limit instead and counted in meta `saturated` (docs/redis-schema.md).  The
+-- decoder bounds every input at 2^53, so this needs more than a thousand
+-- events at that bound in one bucket of one value.
+local saturated = 0
+local I64_MAX, I64_MIN = '9223372036854775807', '-9223372036854775808'
+local function incr(k, f, s)
+    local cur = redis.call('HGET', k, f)
+    local sum = (cur and tonumber(cur) or 0) + tonumber(s)
+    if sum >= 9.2233720368547748e18 - 2048 then
+        saturated = saturated + 1
+        redis.call('HSET', k, f, I64_MAX)
+        return tonumber(I64_MAX)
+    elseif sum <= -9.2233720368547748e18 + 2048 then
+        saturated = saturated + 1
+        redis.call('HSET', k, f, I64_MIN)
+        return tonumber(I64_MIN)
+    end
+    return redis.call('HINCRBY', k, f, s)
+end
+
 -- Exact counter arithmetic.  Lua numbers are doubles, exact for integers
 -- below 2^53; inputs of at most 15 digits (< 10^15) keep every sum of a few
 -- of them far below that.  A field with a longer input is HINCRBYed instead,
@@ -251,12 +289,12 @@ local function write_acc(k, cur, acc, hset, all)
         local a, base = acc[i], cur[i]
         if type(a) == 'table' then
             local v
-            for _, s in ipairs(a) do v = redis.call('HINCRBY', k, CF[i], s) end
+            for _, s in ipairs(a) do v = incr(k, CF[i], s) end
             c[i] = v
         elseif a or all then
             local b = base and tonumber(base) or 0
             if base and #base > 15 then
-                c[i] = redis.call('HINCRBY', k, CF[i], string.format('%d', a or 0))
+                c[i] = incr(k, CF[i], string.format('%d', a or 0))
             else
                 local v = b + (a or 0)
                 hset[#hset + 1] = CF[i]
@@ -404,7 +442,7 @@ local function process_window(w)
                 hset[#hset + 1] = names[q]
                 hset[#hset + 1] = string.format('%d', tonumber(base) + tonumber(s))
             else
-                redis.call('HINCRBY', bk, names[q], s)
+                incr(bk, names[q], s)
             end
         end
         local hkey = ph .. m .. ':' .. sb
@@ -450,6 +488,14 @@ local function process_window(w)
         call_chunked('SADD', pi .. sb, l)
         redis.call('PEXPIRE', pi .. sb, ttl_idx)
     end
+    -- Trailing recounts: values the caller wrote earlier without recounting
+    -- `active` (not due yet) and did not write in this call.  Recounting
+    -- them now is what makes every rolling hash exact at rest
+    -- (docs/redis-schema.md, "active").
+    if H then
+        for _, m in ipairs(w.trail) do touch(m).force = true end
+    end
+    local dirty = {} -- member index -> '1' when its active was not recounted
 
     -- 4. Rolling state of every touched value.
     local zsets = {} -- set -> values leaderboard changes
@@ -506,7 +552,7 @@ local function process_window(w)
             end
             local active = tonumber(cur[NC + 1])
             local last = tonumber(cur[NC + 2])
-            local due = rebuilt or not active or not last or refresh <= 0 or
+            local due = t.force or rebuilt or not active or not last or refresh <= 0 or
                             now - last >= stale_ms * (1000 + (phase[m] or 500)) / 2000
             if due then
                 if via_ws then
@@ -550,7 +596,11 @@ local function process_window(w)
             hset[n + 7], hset[n + 8] = 'nps_brand', nb
             hset[n + 9], hset[n + 10] = '_p', pend or ''
             redis.call('HSET', kk, unpack(hset))
-            if due then redis.call('PEXPIRE', kk, w.ttl_k) end
+            if due then
+                redis.call('PEXPIRE', kk, w.ttl_k)
+            elseif midx[m] then
+                dirty[midx[m]] = true
+            end
             z.add[#z.add + 1] = c[1]
             z.add[#z.add + 1] = value
         end
@@ -628,9 +678,13 @@ local function process_window(w)
         marks[#marks + 1] = bs(f_new)
     end
     if #marks > 0 then redis.call('HSET', meta, unpack(marks)) end
+    local d = {}
+    for i = 1, n_members do d[i] = dirty[i] and '1' or '0' end
+    return table.concat(d)
 end
 
-for _, w in ipairs(windows) do process_window(w) end
+local dirty_out = {}
+for wi, w in ipairs(windows) do dirty_out[wi] = process_window(w) end
 
 if n_ranges > 0 then
     local args = {}
@@ -644,8 +698,11 @@ local mw = redis.call('HGET', meta, 'watermark')
 if wm and (not mw or wm > tonumber(mw)) then
     redis.call('HSET', meta, 'watermark', bs(wm))
 end
-redis.call('HINCRBY', meta, 'flushes', 1)
-redis.call('HSET', meta, 'last_flush_ms', now_ms, 'schema', '1')
+if n_ranges > 0 or n_cells > 0 then redis.call('HINCRBY', meta, 'flushes', 1) end
+if saturated > 0 then redis.call('HINCRBY', meta, 'saturated', saturated) end
+redis.call('HSET', meta, 'last_flush_ms', now_ms, 'schema', '2')
 if have_tmp0 then redis.call('DEL', tmp0) end
 redis.call('DEL', tmp)
-return {'ok', entries, rebuilds, sk_errors, table.concat(results)}
+local reply = {'ok', entries, rebuilds, sk_errors, table.concat(results), saturated}
+for wi = 1, #dirty_out do reply[#reply + 1] = dirty_out[wi] end
+return reply

@@ -1,0 +1,268 @@
+/*
+ * conn.c - the Redis sink's connections: one Redis, or a Redis Cluster
+ * (redis_int.h).
+ *
+ * Routing.  Every command names the slot of the keys it touches (the key
+ * group's hash tag).  Slots start unknown and go to the seed (the configured
+ * address); a cluster node that does not own the slot answers
+ * `MOVED <slot> <host>:<port>`, which is remembered, so after one redirect per
+ * slot every command goes straight to its master.  `ASK` (a slot being
+ * migrated) is followed once, with ASKING, without remembering it.  Against a
+ * standalone Redis nothing is ever redirected and everything goes to the seed.
+ *
+ * Failures.  A command that got no reply drops its connection and returns
+ * KPI_ERR_IO with *sent = 1: it may have run (the sink resolves that from the
+ * offsets).  A node that cannot be reached is forgotten with its slots, so the
+ * next call asks the seed (or, if the seed is the one that died, any other
+ * node this sink knows) and is redirected to the new master after a failover.
+ * READONLY (the address now points at a replica: a Sentinel or managed
+ * failover) drops the connection, so the next call reconnects and resolves
+ * the address again.  MOVED, ASK, READONLY, CLUSTERDOWN and TRYAGAIN all mean
+ * "not run", so retrying them never applies anything twice.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "err.h"
+#include "redis_int.h"
+
+static struct timeval tv_ms(int64_t ms)
+{
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    return tv;
+}
+
+void kpi_redis_conn_init(struct kpi_redis_conn *c, const char *script)
+{
+    memset(c->nodes, 0, sizeof(c->nodes));
+    c->n_nodes = 1; /* node 0: the seed, the configured address */
+    c->script = script;
+    c->sha[0] = '\0';
+    for (int i = 0; i < KPI_REDIS_SLOTS; i++)
+        c->slot_node[i] = -1;
+}
+
+static void node_disconnect(struct kpi_redis_conn *c, int i)
+{
+    if (c->nodes[i].ctx) {
+        redisFree(c->nodes[i].ctx);
+        c->nodes[i].ctx = NULL;
+    }
+}
+
+/* Forget node i's connection and the slots routed to it. */
+static void node_forget(struct kpi_redis_conn *c, int i)
+{
+    node_disconnect(c, i);
+    for (int s = 0; s < KPI_REDIS_SLOTS; s++)
+        if (c->slot_node[s] == i)
+            c->slot_node[s] = -1;
+}
+
+void kpi_redis_conn_drop(struct kpi_redis_conn *c)
+{
+    for (int i = 0; i < c->n_nodes; i++)
+        node_disconnect(c, i);
+}
+
+void kpi_redis_conn_fini(struct kpi_redis_conn *c)
+{
+    kpi_redis_conn_drop(c);
+    for (int i = 0; i < c->n_nodes; i++)
+        free(c->nodes[i].host);
+    c->n_nodes = 0;
+}
+
+static int conn_error(struct kpi_redis_conn *c, int node, char *errstr, size_t errsz,
+                      const char *what)
+{
+    const redisContext *ctx = c->nodes[node].ctx;
+    const char *why = ctx && ctx->err ? ctx->errstr : "connection lost";
+    if (node == 0)
+        kpi_seterr(errstr, errsz, KPI_ERR_IO, "redis %s: %s: %s", c->url, what, why);
+    else
+        kpi_seterr(errstr, errsz, KPI_ERR_IO, "redis %s:%d (cluster node): %s: %s",
+                   c->nodes[node].host, c->nodes[node].port, what, why);
+    node_forget(c, node);
+    c->io_errors++;
+    return KPI_ERR_IO;
+}
+
+/* AUTH, SELECT (standalone seed only) and SCRIPT LOAD in one round trip. */
+static int node_connect(struct kpi_redis_conn *c, int i, char *errstr, size_t errsz)
+{
+    struct kpi_redis_node *n = &c->nodes[i];
+    if (n->ctx)
+        return 0;
+    struct timeval ct = tv_ms(c->connect_timeout_ms);
+    if (i == 0)
+        n->ctx = c->addr.unix_path ? redisConnectUnixWithTimeout(c->addr.unix_path, ct)
+                                   : redisConnectWithTimeout(c->addr.host, c->addr.port, ct);
+    else
+        n->ctx = redisConnectWithTimeout(n->host, n->port, ct);
+    if (!n->ctx || n->ctx->err)
+        return conn_error(c, i, errstr, errsz, "connect");
+    if (redisSetTimeout(n->ctx, tv_ms(c->command_timeout_ms)) != REDIS_OK)
+        return conn_error(c, i, errstr, errsz, "set timeout");
+    const char *what[3];
+    int k = 0;
+    if (c->addr.password) {
+        if (c->addr.user)
+            redisAppendCommand(n->ctx, "AUTH %s %s", c->addr.user, c->addr.password);
+        else
+            redisAppendCommand(n->ctx, "AUTH %s", c->addr.password);
+        what[k++] = "AUTH";
+    }
+    if (c->addr.db && i == 0) {
+        redisAppendCommand(n->ctx, "SELECT %d", c->addr.db);
+        what[k++] = "SELECT";
+    }
+    if (c->script) {
+        redisAppendCommand(n->ctx, "SCRIPT LOAD %s", c->script);
+        what[k++] = "SCRIPT LOAD";
+    }
+    int err = 0;
+    for (int j = 0; j < k; j++) {
+        void *rv = NULL;
+        if (redisGetReply(n->ctx, &rv) != REDIS_OK)
+            return conn_error(c, i, errstr, errsz, "connect handshake");
+        redisReply *r = rv;
+        if (!err && r->type == REDIS_REPLY_ERROR) {
+            err = kpi_seterr(errstr, errsz, KPI_ERR_IO, "redis %s: %s: %.*s", c->url, what[j],
+                             (int)r->len, r->str);
+        } else if (!err && strcmp(what[j], "SCRIPT LOAD") == 0) {
+            if (r->type == REDIS_REPLY_STRING && r->len == 40) {
+                memcpy(c->sha, r->str, 40);
+                c->sha[40] = '\0';
+                c->script_loads++;
+            } else {
+                err =
+                    kpi_seterr(errstr, errsz, KPI_ERR_IO, "redis %s: SCRIPT LOAD: no sha", c->url);
+            }
+        }
+        freeReplyObject(r);
+    }
+    if (err) {
+        c->io_errors++;
+        node_disconnect(c, i);
+        return err;
+    }
+    c->connects++;
+    return 0;
+}
+
+/* The node for "host:port" (added if new), or -1 when the table is full. */
+static int node_index(struct kpi_redis_conn *c, const char *hostport)
+{
+    const char *colon = strrchr(hostport, ':');
+    if (!colon)
+        return -1;
+    int port = atoi(colon + 1);
+    size_t hl = (size_t)(colon - hostport);
+    for (int i = 1; i < c->n_nodes; i++)
+        if (c->nodes[i].port == port && strlen(c->nodes[i].host) == hl &&
+            memcmp(c->nodes[i].host, hostport, hl) == 0)
+            return i;
+    if (c->n_nodes == KPI_REDIS_MAX_NODES)
+        return -1;
+    struct kpi_redis_node *n = &c->nodes[c->n_nodes];
+    if (!(n->host = strndup(hostport, hl)))
+        return -1;
+    n->port = port;
+    n->ctx = NULL;
+    return c->n_nodes++;
+}
+
+/* Where a slot goes: its known master, else the seed, else (the seed down)
+ * any node that answers. */
+static int pick_node(struct kpi_redis_conn *c, int slot, char *errstr, size_t errsz)
+{
+    if (slot >= 0 && c->slot_node[slot] >= 0 &&
+        node_connect(c, c->slot_node[slot], errstr, errsz) == 0)
+        return c->slot_node[slot];
+    for (int i = 0; i < c->n_nodes; i++)
+        if (node_connect(c, i, errstr, errsz) == 0)
+            return i;
+    return -1;
+}
+
+static int starts_with_code(const char *s, const char *code)
+{
+    size_t n = strlen(code);
+    return strncmp(s, code, n) == 0 && (s[n] == ' ' || s[n] == '\0');
+}
+
+int kpi_redis_conn_command(struct kpi_redis_conn *c, int slot, int argc, const char **argv,
+                           size_t *lens, redisReply **out, int *sent, char *errstr, size_t errsz)
+{
+    *sent = 0;
+    *out = NULL;
+    int is_evalsha = argc > 1 && lens[0] == 7 && memcmp(argv[0], "EVALSHA", 7) == 0;
+    int asking = -1, reloaded = 0;
+    for (int hop = 0; hop < 16; hop++) {
+        int ni = asking >= 0 ? asking : pick_node(c, slot, errstr, errsz);
+        if (ni < 0)
+            return KPI_ERR_IO;
+        if (node_connect(c, ni, errstr, errsz))
+            return KPI_ERR_IO;
+        redisContext *ctx = c->nodes[ni].ctx;
+        if (is_evalsha) {
+            argv[1] = c->sha; /* the sha may have changed on reload */
+            lens[1] = 40;
+        }
+        if (asking >= 0) {
+            redisReply *a = redisCommand(ctx, "ASKING");
+            if (!a)
+                return conn_error(c, ni, errstr, errsz, "ASKING");
+            freeReplyObject(a);
+            asking = -1;
+        }
+        redisReply *r = redisCommandArgv(ctx, argc, argv, lens);
+        if (!r) {
+            *sent = 1;
+            return conn_error(c, ni, errstr, errsz, is_evalsha ? "EVALSHA" : "command");
+        }
+        if (r->type == REDIS_REPLY_ERROR) {
+            int moved = starts_with_code(r->str, "MOVED"), ask = starts_with_code(r->str, "ASK");
+            if (moved || ask) {
+                /* "MOVED 3999 127.0.0.1:6381" */
+                const char *hp = strrchr(r->str, ' ');
+                int target = hp ? node_index(c, hp + 1) : -1;
+                if (target >= 0) {
+                    c->redirects++;
+                    if (moved && slot >= 0)
+                        c->slot_node[slot] = (int16_t)target;
+                    else
+                        asking = target;
+                    freeReplyObject(r);
+                    continue;
+                }
+            } else if (starts_with_code(r->str, "NOSCRIPT") && is_evalsha && !reloaded) {
+                freeReplyObject(r);
+                reloaded = 1;
+                node_disconnect(c, ni); /* reconnecting loads the script */
+                continue;
+            } else if (starts_with_code(r->str, "READONLY")) {
+                node_forget(c, ni); /* a replica now: resolve the address again next time */
+            }
+        }
+        *out = r;
+        return 0;
+    }
+    return kpi_seterr(errstr, errsz, KPI_ERR_IO, "redis %s: too many cluster redirections", c->url);
+}
+
+int kpi_redis_is_transient(const char *err)
+{
+    static const char *const codes[] = {
+        "BUSY",        "LOADING",    "OOM",       "MASTERDOWN", "READONLY", "TRYAGAIN",
+        "CLUSTERDOWN", "NOREPLICAS", "NOSCRIPT",  "MOVED",      "ASK",      "NOAUTH",
+        "NOPERM",      "MISCONF",    "EXECABORT", "UNBLOCKED",  "WRONGPASS"};
+    for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
+        if (starts_with_code(err, codes[i]))
+            return 1;
+    return 0;
+}

@@ -1,0 +1,1177 @@
+/*
+ * sink.c - the Redis sink (see sinks/redis.h for the contract, flush.lua for
+ * what one call does in Redis, docs/redis-schema.md for the keys and
+ * docs/exactly-once.md for why it is exactly once).
+ *
+ * Key groups.  The group's values are spread over K key groups
+ * (engine/keygroup.h); each has its own hash tag, so its own Redis Cluster
+ * slot, and its own per-partition offsets.  One flush is K calls of the
+ * script, one per key group, each carrying that key group's cells and every
+ * offset range of the delta: each call is fenced and atomic on its own.  The
+ * engine's flush succeeds when all K have applied the delta.
+ *
+ * One flush:
+ *   1. For every key group whose previous call failed after the script may
+ *      have run, ask Redis (HMGET of its offsets) whether it did, and if so
+ *      make that attempt's counters the key group's "applied base".
+ *   2. Roll the delta's base-bucket cells, minus the applied base of their
+ *      key group, up into every window's buckets, and sort them by key group.
+ *   3. Per key group: build the script's flat ARGV (offset ranges starting
+ *      where that key group's applied part ends, a member table, per window
+ *      its buckets' counters and sketches, and the values whose `active` this
+ *      sink left stale last time), EVALSHA it on the key group's node.
+ *   4. If a call fails, the key groups already applied in this flush keep
+ *      what they applied as their base, so the engine's retry of the same
+ *      delta sends them only what is new.
+ *
+ * In-doubt calls.  A lost reply leaves the sink not knowing whether Redis
+ * applied the call; the engine keeps the delta and, by the time it retries,
+ * has usually merged more events into it, so the retry is neither the same
+ * delta (a "dup") nor one that starts at the stored offset.  So the sink
+ * keeps the counters of the in-doubt attempt (not its sketches: merging a
+ * sketch twice changes nothing) and, once it knows the attempt was applied,
+ * subtracts them from every later attempt of the same delta (same seq) and
+ * starts its ranges where the applied attempt ended.  The key group's offsets
+ * decide: after the attempt they are either all its `to` (applied) or all
+ * unchanged; Redis runs the script atomically, so nothing in between exists.
+ *
+ * Resuming.  A kill -9 between the K calls of a flush leaves key groups whose
+ * offsets differ for a partition.  load_offset answers the smallest, and
+ * load_floors every key group's own, which the source hands to the engine
+ * (kpi_engine_input_open_floors): replayed events count only for the key
+ * groups that do not hold them yet, and each key group's ranges start at its
+ * own stored offset.
+ *
+ * Stale `active`.  A value written without a recount of its distinct
+ * subscribers (rate-limited: redis.active_refresh) is "dirty"; the script
+ * says which.  The sink recounts every dirty value it did not write again in
+ * its next call to that key group, and calls the key groups holding dirty
+ * values when the engine is idle (the idle callback), so within two flush
+ * intervals of the last event every rolling hash is exact.
+ */
+#include "redis.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "err.h"
+#include "hash.h"
+#include "keygroup.h"
+#include "redis_flush_lua.h"
+#include "redis_int.h"
+
+void kpi_redis_conf_defaults(struct kpi_redis_conf *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->url = KPI_REDIS_URL_DEFAULT;
+    c->prefix = KPI_REDIS_PREFIX_DEFAULT;
+    c->group = KPI_REDIS_GROUP_DEFAULT;
+    c->connect_timeout_ms = 2000;
+    c->command_timeout_ms = 10000;
+    c->stream_maxlen = 10000;
+    c->ttl_margin_ms = 600000;
+    c->active_refresh_ms = 10000;
+    c->sketch_cache_bytes = 64 << 20;
+    c->key_groups = KPI_REDIS_KEY_GROUPS_DEFAULT;
+}
+
+/* ---- (set, value id) -> member index of one call ---- */
+
+struct member_map {
+    uint64_t *keys; /* set << 32 | vid */
+    uint32_t *vals; /* 1-based member index */
+    uint32_t *gen;  /* entry valid when gen[i] == cur_gen */
+    uint32_t mask;
+    uint32_t cur_gen;
+    uint32_t n;
+};
+
+static int mm_init(struct member_map *m, uint32_t want)
+{
+    uint32_t slots = 1024;
+    while (slots < want * 2)
+        slots <<= 1;
+    if (m->keys && m->mask + 1 >= slots) {
+        if (++m->cur_gen == 0) {
+            memset(m->gen, 0, ((size_t)m->mask + 1) * sizeof(*m->gen));
+            m->cur_gen = 1;
+        }
+        m->n = 0;
+        return 0;
+    }
+    free(m->keys);
+    free(m->vals);
+    free(m->gen);
+    m->keys = malloc(slots * sizeof(*m->keys));
+    m->vals = malloc(slots * sizeof(*m->vals));
+    m->gen = calloc(slots, sizeof(*m->gen));
+    m->mask = slots - 1;
+    m->cur_gen = 1;
+    m->n = 0;
+    if (!m->keys || !m->vals || !m->gen)
+        return KPI_ERR_NOMEM;
+    return 0;
+}
+
+/* The member's index, or 0 with *slot set where to insert it. */
+static uint32_t mm_find(const struct member_map *m, uint64_t key, uint32_t *slot)
+{
+    uint64_t x = key * 0x9e3779b97f4a7c15ULL;
+    uint32_t h = (uint32_t)(x >> 32) & m->mask;
+    while (m->gen[h] == m->cur_gen) {
+        if (m->keys[h] == key)
+            return m->vals[h];
+        h = (h + 1) & m->mask;
+    }
+    *slot = h;
+    return 0;
+}
+
+static void mm_free(struct member_map *m)
+{
+    free(m->keys);
+    free(m->vals);
+    free(m->gen);
+    memset(m, 0, sizeof(*m));
+}
+
+/* ---- the sink ---- */
+
+/* What a call sent for one window bucket, for updating the sketch cache. */
+struct group_ref {
+    struct kpi_skc_key key;
+    size_t arg; /* index of the sketch argument */
+};
+
+struct sent_range {
+    char field[KPI_TOPIC_MAX + 16];
+    int64_t from, to;
+};
+
+/* (set, vid) pairs, e.g. the values of a key group whose `active` is stale. */
+struct value_list {
+    uint64_t *v; /* set << 32 | vid */
+    uint32_t n, cap;
+};
+
+struct keygroup {
+    char *prefix;             /* "kpi:{group.7}:" ("kpi:{group}:" when K = 1) */
+    char *offsets_key;        /* prefix + "offsets" */
+    int slot;                 /* Redis Cluster slot of its hash tag */
+    struct kpi_dcopy base;    /* applied part of the engine's pending delta */
+    struct kpi_dcopy attempt; /* the in-doubt call's delta, if any */
+    struct sent_range *sent;  /* the in-doubt call's ranges as sent */
+    size_t n_sent, sent_cap;
+    int applied; /* applied in the current flush (step 4) */
+    struct value_list dirty[KPI_MAX_WINDOWS];
+};
+
+/* The offsets every key group stored for a partition, from load_offset. */
+struct floors {
+    char topic[KPI_TOPIC_MAX + 1];
+    int32_t partition;
+    int64_t *at; /* [k]; -1: none stored */
+};
+
+struct redis_sink {
+    pthread_mutex_t mu;
+    /* configuration */
+    char *url;       /* for messages: the password replaced by "***" */
+    char *group_tag; /* "kpi:{group" */
+    uint32_t k;
+    int64_t stream_maxlen, ttl_margin_ms, active_refresh_ms, sketch_cache_bytes;
+    struct kpi_redis_conn conn;
+    struct keygroup *kgs;
+    uint16_t *kg_of[KPI_MAX_SETS]; /* per set, by vid: key group + 1 (0: unknown) */
+    uint32_t kg_of_cap[KPI_MAX_SETS];
+    struct floors *floors;
+    size_t n_floors;
+    const struct kpi_dims *dims;       /* of the last delta (for idle calls) */
+    const struct kpi_windows *windows; /* likewise */
+    int64_t last_watermark;            /* of the last delta */
+    int retry_now; /* the last call failed on a connection that was already open */
+    /* scratch, reused across flushes */
+    struct kpi_agg roll[KPI_MAX_WINDOWS];
+    uint32_t roll_cap;
+    uint32_t *order[KPI_MAX_WINDOWS]; /* roll cell indexes sorted by key group */
+    uint32_t order_cap;
+    uint32_t *kg_start; /* [k + 1] per window, rebuilt per window */
+    uint32_t *kg_starts[KPI_MAX_WINDOWS];
+    struct member_map members;
+    struct kpi_argv args;
+    struct kpi_skc cache;
+    struct group_ref *grefs;
+    size_t n_grefs, grefs_cap;
+    struct kpi_hll scratch;
+    uint8_t *sk_buf; /* KPI_HLL_DENSE_SIZE */
+    uint64_t flush_no;
+    uint64_t token_seed, token_ctr, token; /* this call's write token */
+    struct kpi_redis_stats stats;
+};
+
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void range_field(char *out, size_t cap, const char *topic, int32_t partition)
+{
+    snprintf(out, cap, "%s:%" PRId32, topic, partition);
+}
+
+static int reply_error(struct redis_sink *s, const redisReply *r, char *errstr, size_t errsz,
+                       const char *what)
+{
+    kpi_seterr(errstr, errsz, KPI_ERR_IO, "redis %s: %s: %.*s", s->url, what, r ? (int)r->len : 0,
+               r ? r->str : "");
+    s->stats.io_errors++;
+    return KPI_ERR_IO;
+}
+
+static void sync_conn_stats(struct redis_sink *s)
+{
+    s->stats.connects = s->conn.connects;
+    s->stats.script_loads = s->conn.script_loads;
+    s->stats.redirects = s->conn.redirects;
+}
+
+/* ---- key groups of values ---- */
+
+static uint32_t kg_of(struct redis_sink *s, const struct kpi_dims *dims, uint32_t set, uint32_t vid)
+{
+    if (s->k == 1)
+        return 0;
+    if (vid >= s->kg_of_cap[set]) {
+        uint32_t cap = s->kg_of_cap[set] ? s->kg_of_cap[set] : 1024;
+        while (cap <= vid)
+            cap *= 2;
+        uint16_t *p = realloc(s->kg_of[set], cap * sizeof(*p));
+        if (!p) /* computing it every time is slower, not wrong */
+            goto compute;
+        memset(p + s->kg_of_cap[set], 0, (cap - s->kg_of_cap[set]) * sizeof(*p));
+        s->kg_of[set] = p;
+        s->kg_of_cap[set] = cap;
+    }
+    if (s->kg_of[set][vid])
+        return s->kg_of[set][vid] - 1u;
+compute:;
+    uint32_t len;
+    const char *v = kpi_dims_value_label(dims, (int)set, vid, &len);
+    uint32_t kg = kpi_keygroup(dims->sets[set].name, v, len, s->k);
+    if (vid < s->kg_of_cap[set])
+        s->kg_of[set][vid] = (uint16_t)(kg + 1);
+    return kg;
+}
+
+struct kg_filter {
+    struct redis_sink *s;
+    const struct kpi_dims *dims;
+    uint32_t kg;
+};
+
+static int kg_keep(void *ctx, uint32_t set, uint32_t vid)
+{
+    struct kg_filter *f = ctx;
+    return kg_of(f->s, f->dims, set, vid) == f->kg;
+}
+
+static int kg_copy(struct redis_sink *s, struct kpi_dcopy *c, const struct kpi_delta *d,
+                   uint32_t kg)
+{
+    struct kg_filter f = {s, d->dims, kg};
+    return kpi_dcopy_copy(c, d, s->k > 1 ? kg_keep : NULL, &f);
+}
+
+static const int64_t *floors_of(const struct redis_sink *s, const char *topic, int32_t partition)
+{
+    for (size_t i = 0; i < s->n_floors; i++)
+        if (s->floors[i].partition == partition && strcmp(s->floors[i].topic, topic) == 0)
+            return s->floors[i].at;
+    return NULL;
+}
+
+static int vl_add(struct value_list *l, uint64_t v)
+{
+    if (l->n == l->cap) {
+        uint32_t cap = l->cap ? l->cap * 2 : 256;
+        uint64_t *p = realloc(l->v, cap * sizeof(*p));
+        if (!p)
+            return KPI_ERR_NOMEM;
+        l->v = p;
+        l->cap = cap;
+    }
+    l->v[l->n++] = v;
+    return 0;
+}
+
+/* ---- in-doubt resolution ---- */
+
+/* Ask Redis whether key group g's in-doubt call was applied.  0 (resolved
+ * either way), KPI_ERR_IO (ask again next time) or KPI_ERR_CONFLICT. */
+static int resolve_in_doubt(struct redis_sink *s, struct keygroup *g, char *errstr, size_t errsz)
+{
+    int any_progress = 0;
+    for (size_t i = 0; i < g->n_sent; i++)
+        if (g->sent[i].to != g->sent[i].from)
+            any_progress = 1;
+    if (!any_progress) {
+        /* Nothing to tell it by, and nothing in it that a second application
+         * would count twice: just send again. */
+        kpi_dcopy_clear(&g->attempt);
+        return 0;
+    }
+    const char **argv = malloc((g->n_sent + 2) * sizeof(*argv));
+    size_t *lens = malloc((g->n_sent + 2) * sizeof(*lens));
+    if (!argv || !lens) {
+        free(argv);
+        free(lens);
+        return kpi_seterr(errstr, errsz, KPI_ERR_NOMEM, "out of memory");
+    }
+    argv[0] = "HMGET";
+    argv[1] = g->offsets_key;
+    for (size_t i = 0; i < g->n_sent; i++)
+        argv[i + 2] = g->sent[i].field;
+    for (size_t i = 0; i < g->n_sent + 2; i++)
+        lens[i] = strlen(argv[i]);
+    redisReply *r = NULL;
+    int sent = 0;
+    int err = kpi_redis_conn_command(&s->conn, g->slot, (int)(g->n_sent + 2), argv, lens, &r, &sent,
+                                     errstr, errsz);
+    free(argv);
+    free(lens);
+    if (err) {
+        s->stats.io_errors++;
+        return err;
+    }
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != g->n_sent) {
+        err = reply_error(s, r, errstr, errsz, "HMGET offsets");
+        freeReplyObject(r);
+        return err;
+    }
+    int all_to = 1, all_from = 1;
+    for (size_t i = 0; i < g->n_sent; i++) {
+        const redisReply *e = r->element[i];
+        int64_t stored = -1;
+        if (e->type == REDIS_REPLY_STRING)
+            stored = strtoll(e->str, NULL, 10);
+        if (stored != g->sent[i].to)
+            all_to = 0;
+        if (!(e->type == REDIS_REPLY_NIL || stored == g->sent[i].from))
+            all_from = 0;
+    }
+    freeReplyObject(r);
+    if (all_to) {
+        /* Applied: that attempt's delta is now the applied base. */
+        kpi_dcopy_swap(&g->base, &g->attempt);
+    } else if (!all_from) {
+        kpi_dcopy_clear(&g->attempt);
+        kpi_dcopy_clear(&g->base);
+        s->stats.conflicts++;
+        return kpi_seterr(errstr, errsz, KPI_ERR_CONFLICT,
+                          "redis: after a lost reply the offsets of key group %s match "
+                          "neither before nor after that flush: another instance wrote them",
+                          g->prefix);
+    }
+    kpi_dcopy_clear(&g->attempt);
+    return 0;
+}
+
+/* ---- building a call ---- */
+
+static int ensure_scratch(struct redis_sink *s, const struct kpi_delta *d)
+{
+    uint32_t need = d->cells->n ? d->cells->n : 1;
+    if (s->roll_cap < need) {
+        uint32_t cap = 1024;
+        while (cap < need)
+            cap *= 2;
+        for (int w = 0; w < KPI_MAX_WINDOWS; w++)
+            if (s->roll[w].cells)
+                kpi_agg_fini(&s->roll[w]);
+        s->roll_cap = 0;
+        for (int w = 0; w < d->windows->n; w++)
+            if (kpi_agg_init(&s->roll[w], cap))
+                return KPI_ERR_NOMEM;
+        s->roll_cap = cap;
+    } else {
+        for (int w = 0; w < d->windows->n; w++) {
+            if (!s->roll[w].cells && kpi_agg_init(&s->roll[w], s->roll_cap))
+                return KPI_ERR_NOMEM;
+            kpi_agg_reset(&s->roll[w]);
+        }
+    }
+    if (s->order_cap < s->roll_cap) {
+        for (int w = 0; w < KPI_MAX_WINDOWS; w++) {
+            free(s->order[w]);
+            if (!(s->order[w] = malloc(s->roll_cap * sizeof(uint32_t))))
+                return KPI_ERR_NOMEM;
+        }
+        s->order_cap = s->roll_cap;
+    }
+    return 0;
+}
+
+/* Roll the delta (minus each key group's applied base) up into every
+ * window's buckets, then list each window's cells by key group. */
+static int rollup(struct redis_sink *s, const struct kpi_delta *d)
+{
+    const struct kpi_windows *ws = d->windows;
+    for (uint32_t i = 0; i < d->cells->n; i++) {
+        const struct kpi_agg_cell *cell = &d->cells->cells[i];
+        struct kpi_counters c = cell->c;
+        const struct keygroup *g = &s->kgs[kg_of(s, d->dims, cell->set, cell->vid)];
+        if (g->base.valid) {
+            const struct kpi_agg_cell *b =
+                kpi_agg_find(&g->base.cells, cell->bucket, cell->set, cell->vid);
+            if (b)
+                kpi_counters_sub(&c, &b->c);
+        }
+        if (kpi_counters_is_zero(&c))
+            continue; /* all of it is in Redis already, sketch included */
+        for (int w = 0; w < ws->n; w++) {
+            int64_t wb = kpi_bucket_start(cell->bucket, ws->w[w].slide_ms);
+            struct kpi_agg_cell *r = kpi_agg_get(&s->roll[w], wb, cell->set, cell->vid);
+            if (!r)
+                return KPI_ERR_FULL;
+            kpi_counters_add(&r->c, &c);
+            int err = kpi_hll_merge(&r->hll, &cell->hll);
+            if (err)
+                return err;
+        }
+    }
+    /* Counting sort of each window's cells by key group. */
+    for (int w = 0; w < ws->n; w++) {
+        uint32_t *st = s->kg_starts[w];
+        memset(st, 0, (s->k + 1) * sizeof(*st));
+        for (uint32_t i = 0; i < s->roll[w].n; i++) {
+            const struct kpi_agg_cell *c = &s->roll[w].cells[i];
+            st[kg_of(s, d->dims, c->set, c->vid) + 1]++;
+        }
+        for (uint32_t g = 0; g < s->k; g++)
+            st[g + 1] += st[g];
+        uint32_t *pos = s->kg_start;
+        memcpy(pos, st, s->k * sizeof(*pos));
+        for (uint32_t i = 0; i < s->roll[w].n; i++) {
+            const struct kpi_agg_cell *c = &s->roll[w].cells[i];
+            s->order[w][pos[kg_of(s, d->dims, c->set, c->vid)]++] = i;
+        }
+    }
+    return 0;
+}
+
+/* A member: its set's name, its value's label and its recount phase (a
+ * stable hash of both, so recounts of different values spread out). */
+static int push_member(struct redis_sink *s, const struct kpi_dims *dims, uint32_t set,
+                       uint32_t vid)
+{
+    const char *sname = dims->sets[set].name;
+    uint32_t vl;
+    const char *v = kpi_dims_value_label(dims, (int)set, vid, &vl);
+    uint64_t h = kpi_murmur64a(v, vl, 7) ^ kpi_murmur64a(sname, strlen(sname), 11);
+    if (kpi_argv_str(&s->args, sname) || kpi_argv_push(&s->args, v, vl) ||
+        kpi_argv_i64(&s->args, (int64_t)(h % 1000)))
+        return KPI_ERR_NOMEM;
+    return 0;
+}
+
+/* The member index of (set, vid) in this call, adding it if new. */
+static int member(struct redis_sink *s, const struct kpi_dims *dims, uint32_t set, uint32_t vid,
+                  uint32_t *idx)
+{
+    uint64_t key = (uint64_t)set << 32 | vid;
+    uint32_t slot = 0;
+    if ((*idx = mm_find(&s->members, key, &slot)))
+        return 0;
+    s->members.keys[slot] = key;
+    s->members.vals[slot] = *idx = ++s->members.n;
+    s->members.gen[slot] = s->members.cur_gen;
+    return push_member(s, dims, set, vid);
+}
+
+static uint64_t splitmix(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* A write token no other call, of this sink or another, will ever use. */
+static uint64_t next_token(struct redis_sink *s)
+{
+    uint64_t x = s->token_seed ^ ++s->token_ctr;
+    return splitmix(&x) | 1;
+}
+
+static void token_hex(char out[17], uint64_t t)
+{
+    snprintf(out, 17, "%016" PRIx64, t);
+}
+
+/* Push a window bucket's expected token and sketch: the cached bytes plus
+ * this delta when the cache has the bucket and the result stays sparse,
+ * else "" and the delta's own sketch (for Redis to merge). */
+static int push_sketch(struct redis_sink *s, struct group_ref *g, const struct kpi_hll *delta)
+{
+    struct kpi_argv *a = &s->args;
+    struct kpi_skc_entry *e = s->sketch_cache_bytes > 0 ? kpi_skc_find(&s->cache, &g->key) : NULL;
+    if (e && e->len) {
+        size_t len = 0;
+        if (kpi_hll_deserialize(&s->scratch, e->bytes, e->len) == 0 &&
+            kpi_hll_merge(&s->scratch, delta) == 0)
+            len =
+                kpi_hll_serialize(&s->scratch, s->sk_buf, KPI_HLL_DENSE_SIZE, KPI_REDIS_SPARSE_MAX);
+        if (len > 0 && len <= KPI_REDIS_SPARSE_MAX) {
+            char tok[17];
+            token_hex(tok, e->token);
+            if (kpi_argv_str(a, tok) || kpi_argv_push(a, s->sk_buf, len))
+                return KPI_ERR_NOMEM;
+            g->arg = a->n - 1;
+            return 0;
+        }
+        kpi_skc_drop(&s->cache, &g->key);
+    }
+    if (kpi_argv_str(a, ""))
+        return KPI_ERR_NOMEM;
+    char *p = kpi_argv_begin(a, KPI_HLL_DENSE_SIZE);
+    if (!p)
+        return KPI_ERR_NOMEM;
+    size_t len = kpi_hll_serialize(delta, (uint8_t *)p, KPI_HLL_DENSE_SIZE, KPI_REDIS_SPARSE_MAX);
+    if (len == 0)
+        return KPI_ERR_STATE;
+    kpi_argv_commit(a, len);
+    g->arg = a->n - 1;
+    return 0;
+}
+
+/* After an applied call: remember the sketches Redis now holds exactly
+ * (exact[i] == '1': the script SET what group i sent). */
+static void update_cache(struct redis_sink *s, const char *exact, size_t n)
+{
+    for (size_t i = 0; i < s->n_grefs; i++) {
+        const struct group_ref *g = &s->grefs[i];
+        size_t len = s->args.alen[g->arg];
+        int is_exact = i < n && exact[i] == '1';
+        if (is_exact)
+            s->stats.sketch_sets++;
+        else
+            s->stats.sketch_merges++;
+        if (s->sketch_cache_bytes <= 0)
+            continue;
+        if (is_exact && len <= KPI_REDIS_SPARSE_MAX)
+            kpi_skc_put(&s->cache, &g->key, s->token, s->flush_no,
+                        s->args.buf + s->args.off[g->arg], (uint32_t)len);
+        else
+            kpi_skc_drop(&s->cache, &g->key);
+    }
+}
+
+/* Where key group g's range for r starts: past what g already applied of
+ * this delta (its base) and past what it stored before this instance
+ * resumed the partition (its floor). */
+static int64_t range_from(const struct redis_sink *s, const struct keygroup *g, uint32_t kg,
+                          const struct kpi_offset_range *r)
+{
+    int64_t from = r->from;
+    int64_t bt = kpi_dcopy_range_to(&g->base, r->topic, r->partition);
+    if (bt >= r->from && bt <= r->to)
+        from = bt;
+    const int64_t *f = floors_of(s, r->topic, r->partition);
+    if (f && f[kg] > from)
+        from = f[kg];
+    return from;
+}
+
+/* The script's arguments for key group kg: d's ranges and the rolled-up
+ * cells of that key group.  d may be NULL: an idle call that only recounts
+ * the key group's dirty values. */
+static int build_args(struct redis_sink *s, uint32_t kg, const struct kpi_delta *d)
+{
+    struct keygroup *g = &s->kgs[kg];
+    struct kpi_argv *a = &s->args;
+    const struct kpi_windows *ws = s->windows;
+    const struct kpi_dims *dims = s->dims;
+    int err = 0;
+    kpi_argv_reset(a);
+    err |= kpi_argv_str(a, "EVALSHA");
+    err |=
+        kpi_argv_str(a, s->conn.sha[0] ? s->conn.sha : "0000000000000000000000000000000000000000");
+    err |= kpi_argv_str(a, "1");
+    err |= kpi_argv_str(a, g->offsets_key);
+    err |= kpi_argv_str(a, "2");
+    err |= kpi_argv_str(a, g->prefix);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    err |= kpi_argv_i64(a, (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000);
+    int64_t wm = d ? d->watermark : INT64_MIN;
+    if (wm == INT64_MIN)
+        err |= kpi_argv_str(a, "");
+    else
+        err |= kpi_argv_i64(a, wm);
+    err |= kpi_argv_i64(a, ws->lateness_ms);
+    err |= kpi_argv_i64(a, s->stream_maxlen);
+    err |= kpi_argv_i64(a, s->active_refresh_ms);
+    s->token = next_token(s);
+    char tok[17];
+    token_hex(tok, s->token);
+    err |= kpi_argv_str(a, tok);
+
+    size_t n_ranges = d ? d->n_ranges : 0;
+    if (g->sent_cap < n_ranges) {
+        struct sent_range *sent = realloc(g->sent, n_ranges * sizeof(*sent));
+        if (!sent)
+            return KPI_ERR_NOMEM;
+        g->sent = sent;
+        g->sent_cap = n_ranges;
+    }
+    g->n_sent = 0;
+    err |= kpi_argv_i64(a, (int64_t)n_ranges);
+    for (size_t i = 0; i < n_ranges; i++) {
+        const struct kpi_offset_range *r = &d->ranges[i];
+        struct sent_range *sr = &g->sent[g->n_sent++];
+        range_field(sr->field, sizeof(sr->field), r->topic, r->partition);
+        sr->from = range_from(s, g, kg, r);
+        sr->to = r->to > sr->from ? r->to : sr->from;
+        err |= kpi_argv_str(a, sr->field);
+        err |= kpi_argv_i64(a, sr->from);
+        err |= kpi_argv_i64(a, sr->to);
+    }
+    if (err)
+        return KPI_ERR_NOMEM;
+
+    /* Members: every (set, value) of the key group's window buckets, and
+     * its dirty values. */
+    uint32_t n_groups = 0, n_dirty = 0;
+    for (int w = 0; w < ws->n; w++) {
+        if (d)
+            n_groups += s->kg_starts[w][kg + 1] - s->kg_starts[w][kg];
+        n_dirty += g->dirty[w].n;
+    }
+    if (s->grefs_cap < n_groups) {
+        struct group_ref *gr = realloc(s->grefs, n_groups * sizeof(*gr));
+        if (!gr)
+            return KPI_ERR_NOMEM;
+        s->grefs = gr;
+        s->grefs_cap = n_groups;
+    }
+    s->n_grefs = 0;
+    if ((err = mm_init(&s->members, n_groups + n_dirty)))
+        return err;
+    size_t n_members_arg = a->n;
+    err |= kpi_argv_str(a, "0000000000");
+    for (int w = 0; w < ws->n && d; w++)
+        for (uint32_t j = s->kg_starts[w][kg]; j < s->kg_starts[w][kg + 1] && !err; j++) {
+            const struct kpi_agg_cell *c = &s->roll[w].cells[s->order[w][j]];
+            uint32_t m;
+            err |= member(s, dims, c->set, c->vid, &m);
+        }
+    /* Every delta cell rolls up into every window, so the members so far
+     * are the values this call writes, in every window. */
+    const uint32_t n_written = s->members.n;
+    for (int w = 0; w < ws->n && !err; w++)
+        for (uint32_t j = 0; j < g->dirty[w].n && !err; j++) {
+            uint32_t m;
+            err |=
+                member(s, dims, (uint32_t)(g->dirty[w].v[j] >> 32), (uint32_t)g->dirty[w].v[j], &m);
+        }
+    err |= kpi_argv_set_i64(a, n_members_arg, s->members.n);
+
+    /* Windows: their buckets, then the values to recount. */
+    err |= kpi_argv_i64(a, ws->n);
+    for (int w = 0; w < ws->n && !err; w++) {
+        const struct kpi_window_spec *spec = &ws->w[w];
+        int64_t ttl = spec->size_ms + spec->slide_ms + ws->lateness_ms + s->ttl_margin_ms;
+        uint32_t lo = d ? s->kg_starts[w][kg] : 0, hi = d ? s->kg_starts[w][kg + 1] : 0;
+        err |= kpi_argv_str(a, spec->id);
+        err |= kpi_argv_i64(a, spec->size_ms);
+        err |= kpi_argv_i64(a, spec->slide_ms);
+        err |= kpi_argv_i64(a, ttl);
+        err |= kpi_argv_i64(a, ttl);
+        err |= kpi_argv_i64(a, hi - lo);
+        for (uint32_t j = lo; j < hi && !err; j++) {
+            const struct kpi_agg_cell *c = &s->roll[w].cells[s->order[w][j]];
+            uint32_t slot;
+            uint32_t m = mm_find(&s->members, (uint64_t)c->set << 32 | c->vid, &slot);
+            err |= kpi_argv_i64(a, m);
+            err |= kpi_argv_i64(a, c->bucket);
+            const int64_t *cv = (const int64_t *)&c->c;
+            const int nc = (int)(sizeof(c->c) / sizeof(int64_t));
+            int64_t mask = 0;
+            for (int q = 0; q < nc; q++)
+                if (cv[q])
+                    mask |= (int64_t)1 << q;
+            err |= kpi_argv_i64(a, mask);
+            for (int q = 0; q < nc; q++)
+                if (cv[q])
+                    err |= kpi_argv_i64(a, cv[q]);
+            struct group_ref *gr = &s->grefs[s->n_grefs++];
+            gr->key.bucket = c->bucket;
+            gr->key.set = c->set;
+            gr->key.vid = c->vid;
+            gr->key.win = (uint32_t)w;
+            if ((err = push_sketch(s, gr, &c->hll)))
+                return err;
+        }
+        /* Trailing recounts: dirty values this call does not write. */
+        size_t n_trail_arg = a->n;
+        uint32_t n_trail = 0;
+        err |= kpi_argv_str(a, "0000000000");
+        for (uint32_t j = 0; j < g->dirty[w].n && !err; j++) {
+            uint32_t slot;
+            uint32_t m = mm_find(&s->members, g->dirty[w].v[j], &slot);
+            if (m <= n_written)
+                continue; /* written by this call: recounted if due, else dirty again */
+            err |= kpi_argv_i64(a, m);
+            n_trail++;
+        }
+        err |= kpi_argv_set_i64(a, n_trail_arg, n_trail);
+    }
+    return err ? KPI_ERR_NOMEM : 0;
+}
+
+/* From the script's reply: the values of window w whose `active` it left
+ * stale (dirty[m - 1] == '1' for member m) become the key group's dirty list. */
+static int take_dirty(struct redis_sink *s, struct keygroup *g, const redisReply *r)
+{
+    const struct kpi_windows *ws = s->windows;
+    for (int w = 0; w < ws->n; w++) {
+        g->dirty[w].n = 0;
+        if (r->elements < (size_t)(7 + w))
+            continue;
+        const redisReply *e = r->element[6 + w];
+        if (e->type != REDIS_REPLY_STRING)
+            continue;
+        for (uint32_t slot = 0; slot <= s->members.mask; slot++) {
+            if (s->members.gen[slot] != s->members.cur_gen)
+                continue;
+            uint32_t m = s->members.vals[slot];
+            if (m >= 1 && m <= e->len && e->str[m - 1] == '1' &&
+                vl_add(&g->dirty[w], s->members.keys[slot]))
+                return KPI_ERR_NOMEM;
+        }
+    }
+    return 0;
+}
+
+/* ---- one call ---- */
+
+/* Run key group kg's call.  0: applied (or a replay); KPI_ERR_IO: not
+ * applied, or in doubt (*in_doubt = 1); KPI_ERR_CONFLICT: fenced. */
+static int call_kg(struct redis_sink *s, uint32_t kg, const struct kpi_delta *d, int *in_doubt,
+                   char *errstr, size_t errsz)
+{
+    struct keygroup *g = &s->kgs[kg];
+    *in_doubt = 0;
+    int err = build_args(s, kg, d);
+    if (err)
+        return kpi_seterr(errstr, errsz, err, "redis: cannot build the flush: %s",
+                          kpi_err_name(err));
+    s->stats.last_args_bytes = s->args.len;
+    const char **argv = kpi_argv_finish(&s->args);
+    if (!argv)
+        return kpi_seterr(errstr, errsz, KPI_ERR_NOMEM, "out of memory");
+    redisReply *r = NULL;
+    int sent = 0;
+    int64_t t0 = mono_us();
+    err = kpi_redis_conn_command(&s->conn, g->slot, (int)s->args.n, argv, s->args.alen, &r, &sent,
+                                 errstr, errsz);
+    s->stats.last_call_us = (uint64_t)(mono_us() - t0);
+    sync_conn_stats(s);
+    if (err) {
+        s->stats.io_errors++;
+        if (sent) {
+            s->stats.in_doubt++;
+            *in_doubt = 1;
+        }
+        return err;
+    }
+    if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
+        r->element[0]->type == REDIS_REPLY_STRING) {
+        const char *st = r->element[0]->str;
+        if (strcmp(st, "ok") == 0 && r->elements >= 6) {
+            if (d && d->n_ranges + d->cells->n > 0)
+                s->stats.flushes++;
+            s->stats.stream_entries += (uint64_t)r->element[1]->integer;
+            s->stats.rebuilds += (uint64_t)r->element[2]->integer;
+            s->stats.sketch_errors += (uint64_t)r->element[3]->integer;
+            s->stats.saturated += (uint64_t)r->element[5]->integer;
+            update_cache(s, r->element[4]->str ? r->element[4]->str : "", r->element[4]->len);
+            err = take_dirty(s, g, r);
+        } else if (strcmp(st, "dup") == 0) {
+            s->stats.replays++;
+        } else if (strcmp(st, "conflict") == 0 && r->elements >= 5) {
+            s->stats.conflicts++;
+            err = kpi_seterr(errstr, errsz, KPI_ERR_CONFLICT,
+                             "redis: partition %s: key group %s stored offset '%s', this "
+                             "delta covers [%s, %s): another instance owns it",
+                             r->element[1]->str, g->prefix, r->element[2]->str, r->element[3]->str,
+                             r->element[4]->str);
+        } else {
+            err = reply_error(s, NULL, errstr, errsz, "unexpected script reply");
+        }
+    } else if (r->type == REDIS_REPLY_ERROR && !kpi_redis_is_transient(r->str)) {
+        s->stats.io_errors++;
+        err = kpi_seterr(errstr, errsz, KPI_ERR_CONFLICT,
+                         "redis %s: the flush script failed: %.*s; not retrying a script that "
+                         "may have run part-way (see docs/exactly-once.md)",
+                         s->url, (int)r->len, r->str);
+    } else {
+        err = reply_error(s, r, errstr, errsz, "EVALSHA");
+    }
+    freeReplyObject(r);
+    return err;
+}
+
+/* ---- the sink callbacks ---- */
+
+static int flush_once(struct redis_sink *s, const struct kpi_delta *d, char *errstr, size_t errsz)
+{
+    s->dims = d->dims;
+    s->windows = d->windows;
+    s->flush_no++;
+    s->last_watermark = d->watermark;
+    for (uint32_t kg = 0; kg < s->k; kg++) {
+        struct keygroup *g = &s->kgs[kg];
+        int err = g->attempt.valid ? resolve_in_doubt(s, g, errstr, errsz) : 0;
+        if (err)
+            return err;
+        if (g->base.valid && g->base.seq != d->seq)
+            kpi_dcopy_clear(&g->base); /* the engine moved on: not part of this delta */
+        g->applied = 0;
+    }
+    int err;
+    if ((err = ensure_scratch(s, d)) || (err = rollup(s, d)))
+        return kpi_seterr(errstr, errsz, err, "redis: cannot build the flush: %s",
+                          kpi_err_name(err));
+    for (uint32_t kg = 0; kg < s->k; kg++) {
+        int in_doubt = 0;
+        uint64_t connects = s->conn.connects;
+        err = call_kg(s, kg, d, &in_doubt, errstr, errsz);
+        if (err) {
+            /* A connection that died while idle (Redis restarted, a proxy
+             * timed it out) is only found out by using it: the caller tries
+             * once more at once (resolving this call first) instead of
+             * waiting for the engine's retry. */
+            s->retry_now = err == KPI_ERR_IO && s->conn.connects == connects;
+            struct keygroup *g = &s->kgs[kg];
+            if (in_doubt) {
+                kpi_skc_clear(&s->cache); /* the tokens may have moved on */
+                if (kg_copy(s, &g->attempt, d, kg) != 0)
+                    kpi_dcopy_clear(&g->attempt); /* the next call risks a fence, never a double */
+            }
+            /* Key groups that applied this delta keep it as their base. */
+            for (uint32_t j = 0; j < kg; j++)
+                if (s->kgs[j].applied && kg_copy(s, &s->kgs[j].base, d, j) != 0)
+                    kpi_dcopy_clear(&s->kgs[j].base);
+            return err;
+        }
+        s->kgs[kg].applied = 1;
+    }
+    for (uint32_t kg = 0; kg < s->k; kg++)
+        kpi_dcopy_clear(&s->kgs[kg].base);
+    if (s->sketch_cache_bytes > 0)
+        kpi_skc_evict(&s->cache, s->flush_no, (size_t)s->sketch_cache_bytes);
+    return 0;
+}
+
+static int redis_flush(void *self, const struct kpi_delta *d, char *errstr, size_t errsz)
+{
+    struct redis_sink *s = self;
+    pthread_mutex_lock(&s->mu);
+    s->retry_now = 0;
+    int err = flush_once(s, d, errstr, errsz);
+    if (err == KPI_ERR_IO && s->retry_now)
+        err = flush_once(s, d, errstr, errsz);
+    pthread_mutex_unlock(&s->mu);
+    return err;
+}
+
+/* The engine is idle: recount the values whose `active` this sink left
+ * stale, one call per key group that has any. */
+static int redis_idle(void *self, char *errstr, size_t errsz)
+{
+    struct redis_sink *s = self;
+    int err = 0;
+    pthread_mutex_lock(&s->mu);
+    for (uint32_t kg = 0; kg < s->k && !err && s->windows; kg++) {
+        struct keygroup *g = &s->kgs[kg];
+        uint32_t n = 0;
+        for (int w = 0; w < s->windows->n; w++)
+            n += g->dirty[w].n;
+        if (n == 0 || g->attempt.valid)
+            continue; /* an in-doubt key group is resolved by the next flush first */
+        int in_doubt = 0;
+        err = call_kg(s, kg, NULL, &in_doubt, errstr, errsz);
+        if (err == 0)
+            s->stats.recount_calls++;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return err == KPI_ERR_CONFLICT ? KPI_ERR_IO : err;
+}
+
+static int record_floors(struct redis_sink *s, const char *topic, int32_t partition,
+                         const int64_t *at)
+{
+    struct floors *f = NULL;
+    for (size_t i = 0; i < s->n_floors && !f; i++)
+        if (s->floors[i].partition == partition && strcmp(s->floors[i].topic, topic) == 0)
+            f = &s->floors[i];
+    if (!f) {
+        struct floors *nf = realloc(s->floors, (s->n_floors + 1) * sizeof(*nf));
+        if (!nf)
+            return KPI_ERR_NOMEM;
+        s->floors = nf;
+        f = &s->floors[s->n_floors++];
+        memset(f, 0, sizeof(*f));
+        snprintf(f->topic, sizeof(f->topic), "%s", topic);
+        f->partition = partition;
+        if (!(f->at = malloc(s->k * sizeof(int64_t)))) {
+            s->n_floors--;
+            return KPI_ERR_NOMEM;
+        }
+    }
+    memcpy(f->at, at, s->k * sizeof(int64_t));
+    return 0;
+}
+
+static int redis_load_offset(void *self, const char *topic, int32_t partition, int64_t *offset,
+                             char *errstr, size_t errsz)
+{
+    struct redis_sink *s = self;
+    char field[KPI_TOPIC_MAX + 16];
+    range_field(field, sizeof(field), topic, partition);
+    pthread_mutex_lock(&s->mu);
+    int err = 0;
+    int64_t *at = malloc(s->k * sizeof(int64_t));
+    if (!at) {
+        err = kpi_seterr(errstr, errsz, KPI_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    int64_t lo = INT64_MAX;
+    int any_missing = 0;
+    for (uint32_t kg = 0; kg < s->k && !err; kg++) {
+        const char *argv[3] = {"HGET", s->kgs[kg].offsets_key, field};
+        size_t lens[3] = {4, strlen(argv[1]), strlen(field)};
+        redisReply *r = NULL;
+        int sent = 0;
+        err = kpi_redis_conn_command(&s->conn, s->kgs[kg].slot, 3, argv, lens, &r, &sent, errstr,
+                                     errsz);
+        if (err)
+            break;
+        if (r->type == REDIS_REPLY_NIL) {
+            at[kg] = -1;
+            any_missing = 1;
+        } else if (r->type == REDIS_REPLY_STRING) {
+            char *end;
+            errno = 0;
+            long long v = strtoll(r->str, &end, 10);
+            if (errno || *end || v < 0)
+                err = kpi_seterr(errstr, errsz, KPI_ERR_PARSE, "redis: offset of %s in %s is '%s'",
+                                 field, s->kgs[kg].offsets_key, r->str);
+            at[kg] = v;
+            if (v < lo)
+                lo = v;
+        } else {
+            err = reply_error(s, r, errstr, errsz, "HGET offsets");
+        }
+        freeReplyObject(r);
+    }
+    sync_conn_stats(s);
+    if (!err) {
+        /* A key group with no offset never applied this partition (a first
+         * flush cut short): resume from the consumer's start, like a new
+         * group, and let the others skip what they hold. */
+        *offset = any_missing || lo == INT64_MAX ? -1 : lo;
+        err = record_floors(s, topic, partition, at);
+    }
+out:
+    free(at);
+    pthread_mutex_unlock(&s->mu);
+    return err;
+}
+
+static int redis_load_floors(void *self, const char *topic, int32_t partition, int64_t *floors,
+                             uint32_t max, uint32_t *n)
+{
+    struct redis_sink *s = self;
+    *n = 0;
+    pthread_mutex_lock(&s->mu);
+    const int64_t *f = floors_of(s, topic, partition);
+    int differ = 0;
+    for (uint32_t kg = 1; f && kg < s->k; kg++)
+        if (f[kg] != f[0])
+            differ = 1;
+    if (f && differ && s->k <= max) {
+        memcpy(floors, f, s->k * sizeof(int64_t));
+        *n = s->k;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return 0;
+}
+
+static void redis_destroy(void *self)
+{
+    struct redis_sink *s = self;
+    if (!s)
+        return;
+    kpi_redis_conn_fini(&s->conn);
+    kpi_redis_addr_fini(&s->conn.addr);
+    for (int w = 0; w < KPI_MAX_WINDOWS; w++) {
+        if (s->roll[w].cells)
+            kpi_agg_fini(&s->roll[w]);
+        free(s->order[w]);
+        free(s->kg_starts[w]);
+    }
+    for (uint32_t kg = 0; s->kgs && kg < s->k; kg++) {
+        struct keygroup *g = &s->kgs[kg];
+        kpi_dcopy_free(&g->base);
+        kpi_dcopy_free(&g->attempt);
+        free(g->sent);
+        free(g->prefix);
+        free(g->offsets_key);
+        for (int w = 0; w < KPI_MAX_WINDOWS; w++)
+            free(g->dirty[w].v);
+    }
+    free(s->kgs);
+    for (int i = 0; i < KPI_MAX_SETS; i++)
+        free(s->kg_of[i]);
+    for (size_t i = 0; i < s->n_floors; i++)
+        free(s->floors[i].at);
+    free(s->floors);
+    free(s->kg_start);
+    mm_free(&s->members);
+    kpi_argv_free(&s->args);
+    kpi_skc_free(&s->cache);
+    free(s->grefs);
+    free(s->sk_buf);
+    kpi_hll_fini(&s->scratch);
+    free(s->url);
+    free(s->group_tag);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+static const struct kpi_sink_ops redis_ops = {
+    .name = "redis",
+    .flush = redis_flush,
+    .load_offset = redis_load_offset,
+    .load_floors = redis_load_floors,
+    .idle = redis_idle,
+    .destroy = redis_destroy,
+};
+
+static int init_keygroup(struct redis_sink *s, const char *prefix, const char *group, uint32_t kg)
+{
+    struct keygroup *g = &s->kgs[kg];
+    size_t n = strlen(prefix) + strlen(group) + 24;
+    g->prefix = malloc(n);
+    g->offsets_key = malloc(n + 8);
+    if (!g->prefix || !g->offsets_key || kpi_redis_kg_prefix(g->prefix, n, prefix, group, s->k, kg))
+        return KPI_ERR_NOMEM;
+    snprintf(g->offsets_key, n + 8, "%soffsets", g->prefix);
+    /* The slot of the hash tag: what is between the braces. */
+    const char *tag = strchr(g->prefix, '{') + 1;
+    g->slot = kpi_crc16(tag, (size_t)(strchr(tag, '}') - tag)) & (KPI_REDIS_SLOTS - 1);
+    return 0;
+}
+
+struct kpi_sink kpi_sink_redis_new(const struct kpi_redis_conf *conf, char *errstr, size_t errsz)
+{
+    struct kpi_sink none = {NULL, NULL};
+    struct kpi_redis_conf def;
+    kpi_redis_conf_defaults(&def);
+    const char *url = conf && conf->url ? conf->url : def.url;
+    const char *prefix = conf && conf->prefix ? conf->prefix : def.prefix;
+    const char *group = conf && conf->group ? conf->group : def.group;
+    int64_t k = conf && conf->key_groups > 0 ? conf->key_groups : def.key_groups;
+#define OR_DEFAULT(f) (conf && conf->f > 0 ? conf->f : def.f)
+    if (!*prefix || strpbrk(prefix, "{}")) {
+        kpi_seterr(errstr, errsz, KPI_ERR_INVAL,
+                   "redis key prefix '%s' must be non-empty and hold no '{' or '}'", prefix);
+        return none;
+    }
+    if (!*group || strpbrk(group, "{}") || strlen(group) > 200) {
+        kpi_seterr(errstr, errsz, KPI_ERR_INVAL,
+                   "redis group '%s' must be non-empty, at most 200 bytes and hold no '{' or "
+                   "'}' (it is the keys' hash tag)",
+                   group);
+        return none;
+    }
+    if (k > KPI_MAX_KEY_GROUPS) {
+        kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "redis key_groups %" PRId64 " is above %d", k,
+                   KPI_MAX_KEY_GROUPS);
+        return none;
+    }
+    struct redis_sink *s = calloc(1, sizeof(*s));
+    if (!s) {
+        kpi_seterr(errstr, errsz, KPI_ERR_NOMEM, "out of memory");
+        return none;
+    }
+    pthread_mutex_init(&s->mu, NULL);
+    kpi_redis_conn_init(&s->conn, kpi_redis_flush_lua);
+    s->conn.connect_timeout_ms = OR_DEFAULT(connect_timeout_ms);
+    s->conn.command_timeout_ms = OR_DEFAULT(command_timeout_ms);
+    s->stream_maxlen = OR_DEFAULT(stream_maxlen);
+    s->ttl_margin_ms = conf && conf->ttl_margin_ms >= 0 ? conf->ttl_margin_ms : def.ttl_margin_ms;
+    s->active_refresh_ms =
+        conf && conf->active_refresh_ms >= 0 ? conf->active_refresh_ms : def.active_refresh_ms;
+    s->sketch_cache_bytes =
+        conf && conf->sketch_cache_bytes >= 0 ? conf->sketch_cache_bytes : def.sketch_cache_bytes;
+#undef OR_DEFAULT
+    s->k = (uint32_t)k;
+    kpi_hll_init(&s->scratch);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    uint64_t seed = (uint64_t)now.tv_nsec ^ (uint64_t)now.tv_sec << 30 ^ (uint64_t)getpid() << 16 ^
+                    (uint64_t)(uintptr_t)s;
+    s->token_seed = splitmix(&seed);
+    s->url = kpi_redis_url_redact(url);
+    s->conn.url = s->url;
+    s->sk_buf = malloc(KPI_HLL_DENSE_SIZE);
+    s->kgs = calloc(s->k, sizeof(*s->kgs));
+    s->kg_start = malloc((s->k + 1) * sizeof(uint32_t));
+    int nomem = !s->url || !s->sk_buf || !s->kgs || !s->kg_start;
+    for (int w = 0; w < KPI_MAX_WINDOWS && !nomem; w++)
+        nomem = !(s->kg_starts[w] = calloc(s->k + 1, sizeof(uint32_t)));
+    for (uint32_t kg = 0; kg < s->k && !nomem; kg++)
+        nomem = init_keygroup(s, prefix, group, kg) != 0;
+    if (nomem) {
+        kpi_seterr(errstr, errsz, KPI_ERR_NOMEM, "out of memory");
+        redis_destroy(s);
+        return none;
+    }
+    if (kpi_redis_url_parse(url, &s->conn.addr, errstr, errsz)) {
+        redis_destroy(s);
+        return none;
+    }
+    struct kpi_sink sink = {&redis_ops, s};
+    return sink;
+}
+
+void kpi_sink_redis_get_stats(const struct kpi_sink *sink, struct kpi_redis_stats *out)
+{
+    struct redis_sink *s = sink->self;
+    pthread_mutex_lock(&s->mu);
+    *out = s->stats;
+    pthread_mutex_unlock(&s->mu);
+}
+
+const char *kpi_sink_redis_key_prefix(const struct kpi_sink *sink, uint32_t kg)
+{
+    const struct redis_sink *s = sink->self;
+    return s->kgs[kg < s->k ? kg : 0].prefix;
+}
+
+uint32_t kpi_sink_redis_key_groups(const struct kpi_sink *sink)
+{
+    const struct redis_sink *s = sink->self;
+    return s->k;
+}
