@@ -10,6 +10,7 @@ pkgs=(
     redis-server redis-tools
     openjdk-17-jre-headless maven
     python3 python3-yaml curl
+    dpkg-dev file man-db systemd util-linux # the Debian package: cpack -G DEB, scripts/package-check.sh
 )
 missing=()
 for p in "${pkgs[@]}"; do
