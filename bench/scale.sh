@@ -17,9 +17,11 @@
 # default windows against a private redis-server (so its memory is this
 # scenario's alone) and prints events/s, kpistream's peak RSS, Redis's
 # used memory, the site set's values, the 24h window's distinct
-# subscribers, and the flushes with their latency (p50/max: at high
-# cardinality a flush's Redis time, not the engine, sets the pace).
-# Figures, not verdicts.
+# subscribers, the flushes with their latency (p50/max), and Redis's side
+# of them: the flush script's time per (window, bucket, value) cell written
+# (INFO commandstats: EVALSHA usec / cells the sink wrote), the longest single
+# command (SLOWLOG, threshold 50 ms: "slow" counts the commands above it) and
+# Redis's CPU (used_cpu_sys + used_cpu_user).  Figures, not verdicts.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -42,12 +44,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-printf '%-7s %-9s %-9s %12s %10s %12s %8s %11s %5s %s\n' sites subs events "events/s" "RSS MiB" \
-    "Redis MiB" values distinct zipf "flushes (p50/max ms)"
+printf '%-7s %-9s %-9s %12s %10s %12s %8s %11s %5s %-22s %9s %8s %5s %9s\n' sites subs events \
+    "events/s" "RSS MiB" "Redis MiB" values distinct zipf "flushes (p50/max ms)" "us/cell" \
+    "max ms" slow "Redis s"
 run() { # run SITES SUBSCRIBERS EVENTS ZIPF
     local sites=$1 subs=$2 n=$3 zipf=$4
     local topic="scale-$sites-$subs-$n-$(date +%s)"
-    "$b/kpistream-gen" -t "$topic" --events "$n" --partitions 8 --subscribers "$subs" \
+    "$b/kpistream-gen" -b "$brokers" -t "$topic" --events "$n" --partitions 8 --subscribers "$subs" \
         --sites "$sites" --zipf "$zipf" --seed 11 >"$tmp/gen.out" 2>"$tmp/gen.err"
     rm -rf "$tmp/redis" && mkdir -p "$tmp/redis"
     redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no \
@@ -57,25 +60,38 @@ run() { # run SITES SUBSCRIBERS EVENTS ZIPF
         redis-cli -p "$rport" ping >/dev/null 2>&1 && break
         sleep 0.05
     done
-    "$b/kpistream-bench" measure -- "$b/kpistream" --exit-on-eof -X "kafka.topics=$topic" \
+    redis-cli -p "$rport" config set slowlog-log-slower-than 50000 >/dev/null
+    redis-cli -p "$rport" config set slowlog-max-len 1024 >/dev/null
+    redis-cli -p "$rport" config set latency-monitor-threshold 1 >/dev/null
+    "$b/kpistream-bench" measure -- "$b/kpistream" --exit-on-eof -X "kafka.bootstrap.servers=$brokers" -X "kafka.topics=$topic" \
         -X "kafka.group.id=$topic" -X "redis.url=redis://127.0.0.1:$rport" -X http.port=0 \
         -X alerts.enabled=false -X dimensions.fields=region,plan,segment,site \
         -X dimensions.sets=region,region+plan,segment,site "${extra[@]}" >"$tmp/kpi.out" \
         2>"$tmp/kpi.err"
-    local wall rss mem vals active flushes
+    local wall rss mem vals active flushes evalsha cells slowmax slown cpu
     wall=$(sed -n 's/^measure: wall=\([0-9.]*\).*/\1/p' "$tmp/kpi.err")
     rss=$(sed -n 's/^measure: .*maxrss_kb=\([0-9]*\).*/\1/p' "$tmp/kpi.err")
     mem=$(redis-cli -p "$rport" info memory | sed -n 's/^used_memory:\([0-9]*\).*/\1/p')
-    vals=$(redis-cli -p "$rport" zcard "kpi:{$topic}:values:24h_1h:site")
+    # the site set's values: its leaderboards, one per key group
+    vals=0
+    while read -r k; do
+        vals=$((vals + $(redis-cli -p "$rport" zcard "$k")))
+    done < <(redis-cli -p "$rport" --scan --pattern "kpi:{$topic*}:values:24h_1h:site")
     # the 24h window's distinct subscribers: PFCOUNT over its bucket sketches
-    # (the rolling hash's `active` is refreshed at most every 10 s)
-    mapfile -t hk < <(redis-cli -p "$rport" --scan --pattern "kpi:{$topic}:h:24h_1h:all:all:*")
+    mapfile -t hk < <(redis-cli -p "$rport" --scan --pattern "kpi:{$topic*}:h:24h_1h:all:all:*")
     active=$(redis-cli -p "$rport" pfcount "${hk[@]}")
     flushes=$(sed -n 's/^.*flush latency: \([0-9]*\) flushes, p50 \([0-9.]*\) ms,.* max \([0-9.]*\) ms.*/\1 (\2\/\3)/p' "$tmp/kpi.err")
+    evalsha=$(redis-cli -p "$rport" info commandstats | sed -n 's/^cmdstat_evalsha:calls=[0-9]*,usec=\([0-9]*\),.*/\1/p')
+    cells=$(sed -n 's/^.*redis: [0-9]* calls, \([0-9]*\) (window, bucket, value) cells.*/\1/p' "$tmp/kpi.err")
+    slown=$(redis-cli -p "$rport" slowlog len)
+    # the longest command: LATENCY LATEST's all-time max of the "command" event
+    slowmax=$(redis-cli -p "$rport" latency latest | awk '{ if (n == 3) m = $1; if (n) n++ } $1 == "command" { n = 1 } END { print m + 0 }')
+    cpu=$(redis-cli -p "$rport" info cpu | awk -F: '/^used_cpu_(sys|user):/ { s += $2 } END { printf "%.1f", s }')
     awk -v s="$sites" -v u="$subs" -v n="$n" -v w="$wall" -v r="$rss" -v m="$mem" -v v="$vals" \
-        -v a="$active" -v z="$zipf" -v f="$flushes" 'BEGIN {
-        printf "%-7s %-9s %-9s %12.0f %10.0f %12.0f %8s %11s %5s %s\n", s, u, n, n / w, r / 1024,
-            m / 1048576, v, a, z, f }'
+        -v a="$active" -v z="$zipf" -v f="$flushes" -v e="${evalsha:-0}" -v c="${cells:-0}" \
+        -v sm="$slowmax" -v sn="$slown" -v cp="$cpu" 'BEGIN {
+        printf "%-7s %-9s %-9s %12.0f %10.0f %12.0f %8s %11s %5s %-22s %9.1f %8.1f %5s %9s\n", s, u, n,
+            n / w, r / 1024, m / 1048576, v, a, z, f, c ? e / c : 0, sm, sn, cp }'
     kill "$rpid"
     wait "$rpid" 2>/dev/null || true
     rpid=""

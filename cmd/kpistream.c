@@ -658,6 +658,17 @@ int main(int argc, char **argv)
         kpi_log(KPI_LOG_INFO, "kpistream", "stopped cleanly after %llu flushes",
                 (unsigned long long)st.flushes);
     log_flush_latencies(e);
+    if (use_redis && sink.ops) {
+        struct kpi_redis_stats rs;
+        kpi_sink_redis_get_stats(&sink, &rs);
+        kpi_log(KPI_LOG_INFO, "kpistream",
+                "redis: %llu calls, %llu (window, bucket, value) cells written, %llu stale "
+                "`active` recount calls, %llu redirects, %llu in doubt",
+                (unsigned long long)rs.calls,
+                (unsigned long long)(rs.sketch_sets + rs.sketch_merges),
+                (unsigned long long)rs.recount_calls, (unsigned long long)rs.redirects,
+                (unsigned long long)rs.in_doubt);
+    }
     kpi_sink_destroy(&sink);
     kpi_engine_destroy(e);
     return rc ? 1 : 0;

@@ -85,6 +85,7 @@ struct kpi_sink kpi_sink_redis_new(const struct kpi_redis_conf *conf, char *errs
 
 struct kpi_redis_stats {
     uint64_t flushes;         /* deltas applied */
+    uint64_t calls;           /* script calls (K per flush, plus idle recounts) */
     uint64_t replays;         /* deltas Redis already held ("dup") */
     uint64_t conflicts;       /* deltas refused: another writer owns a partition */
     uint64_t io_errors;       /* failed calls (connection, timeout, error reply) */

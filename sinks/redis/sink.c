@@ -784,6 +784,7 @@ static int call_kg(struct redis_sink *s, uint32_t kg, const struct kpi_delta *d,
     err = kpi_redis_conn_command(&s->conn, g->slot, (int)s->args.n, argv, s->args.alen, &r, &sent,
                                  errstr, errsz);
     s->stats.last_call_us = (uint64_t)(mono_us() - t0);
+    s->stats.calls++;
     sync_conn_stats(s);
     if (err) {
         s->stats.io_errors++;
