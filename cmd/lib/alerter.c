@@ -9,10 +9,11 @@
 #include <time.h>
 
 #include "err.h"
+#include "json.h"
 #include "log.h"
-#include "redisconn.h"
 
 #define MAX_SERIES 8192
+#define PAGE       1000 /* values read per call */
 
 struct series {
     char key[400]; /* "<set>:<value>" */
@@ -21,8 +22,7 @@ struct series {
 
 struct kpi_alerter {
     struct kpi_alerter_conf c;
-    char url[512], prefix[64], group[256], window[32], channel[128];
-    char tag[400]; /* "<prefix>:{<group>}:" */
+    char window[KPI_WINDOW_NAME_MAX], channel[128];
     const struct kpi_dims *d;
     pthread_t th;
     atomic_int stop;
@@ -31,7 +31,7 @@ struct kpi_alerter {
     char last[256];
     struct series *series;
     size_t n_series;
-    long long closed;
+    int64_t closed;
 };
 
 static struct series *find_series(struct kpi_alerter *a, const char *key)
@@ -47,105 +47,99 @@ static struct series *find_series(struct kpi_alerter *a, const char *key)
     return s;
 }
 
-static void publish(struct kpi_alerter *a, redisContext *rc, const char *set, const char *value,
+static void publish(struct kpi_alerter *a, const char *set, const char *value,
                     enum kpi_alert_change ch, const struct kpi_alert_info *in)
 {
-    const char *state = ch == KPI_ALERT_RAISED ? "raised" : "resolved";
-    redisReply *r = redisCommand(rc, "SET %salertmark:%s:%s:%s:%lld:%s 1 NX EX 172800", a->tag,
-                                 a->window, set, value, a->closed, state);
-    int first = r && r->type == REDIS_REPLY_STATUS;
-    if (r)
-        freeReplyObject(r);
-    if (!first)
-        return; /* another instance published it */
-    char rate[32], base[32], thr[32], act[32], bucket[32];
-    snprintf(rate, sizeof(rate), "%.6f", in->rate);
-    snprintf(base, sizeof(base), "%.6f", in->baseline);
-    snprintf(thr, sizeof(thr), "%.6f", in->threshold);
-    snprintf(act, sizeof(act), "%llu", (unsigned long long)in->active);
-    snprintf(bucket, sizeof(bucket), "%lld", a->closed);
-    r = redisCommand(rc,
-                     "XADD %salerts MAXLEN ~ %lld * state %s window %s set %s value %s rate %s "
-                     "baseline %s threshold %s active %s bucket_end %s",
-                     a->tag, (long long)a->c.stream_maxlen, state, a->window, set, value, rate,
-                     base, thr, act, bucket);
-    if (r)
-        freeReplyObject(r);
-    char msg[768];
-    snprintf(msg, sizeof(msg),
-             "{\"state\":\"%s\",\"window\":\"%s\",\"set\":\"%s\",\"value\":\"%s\",\"rate\":%s,"
-             "\"baseline\":%s,\"threshold\":%s,\"active\":%s,\"bucket_end\":%s}",
-             state, a->window, set, value, rate, base, thr, act, bucket);
-    r = redisCommand(rc, "PUBLISH %s%s %s", a->tag, a->channel, msg);
-    if (r)
-        freeReplyObject(r);
-    pthread_mutex_lock(&a->mu);
-    if (ch == KPI_ALERT_RAISED)
-        a->raised++;
-    else
-        a->resolved++;
-    snprintf(a->last, sizeof(a->last), "%s: %s=%s churn %.2f%% (baseline %.2f%%)", state, set,
-             value, in->rate * 100, in->baseline * 100);
-    pthread_mutex_unlock(&a->mu);
-    kpi_log(KPI_LOG_INFO, "alert", "%s", msg);
+    struct kpiread_alert al;
+    memset(&al, 0, sizeof(al));
+    al.raised = ch == KPI_ALERT_RAISED;
+    snprintf(al.window, sizeof(al.window), "%s", a->window);
+    snprintf(al.set, sizeof(al.set), "%s", set);
+    snprintf(al.value, sizeof(al.value), "%s", value);
+    al.rate = in->rate;
+    al.baseline = in->baseline;
+    al.threshold = in->threshold;
+    al.active = in->active;
+    al.bucket_end = a->closed;
+    const char *state = al.raised ? "raised" : "resolved";
+    char *msg = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&msg, &len);
+    if (!f)
+        return;
+    fprintf(f, "{\"state\":\"%s\",\"window\":", state);
+    kpi_json_str(f, a->window);
+    fputs(",\"set\":", f);
+    kpi_json_str(f, set);
+    fputs(",\"value\":", f);
+    kpi_json_str(f, value);
+    fprintf(f,
+            ",\"rate\":%.6f,\"baseline\":%.6f,\"threshold\":%.6f,\"active\":%llu,"
+            "\"bucket_end\":%lld}",
+            in->rate, in->baseline, in->threshold, (unsigned long long)in->active,
+            (long long)a->closed);
+    fclose(f);
+    char err[256];
+    int rc = kpiread_alert_record(a->c.store, &al, msg, a->channel, a->c.stream_maxlen, err,
+                                  sizeof(err));
+    if (rc < 0)
+        kpi_log(KPI_LOG_WARN, "alert", "cannot record %s (%s): %s", msg, state, err);
+    if (rc == 1) {
+        pthread_mutex_lock(&a->mu);
+        if (al.raised)
+            a->raised++;
+        else
+            a->resolved++;
+        snprintf(a->last, sizeof(a->last), "%s: %s=%s churn %.2f%% (baseline %.2f%%)", state, set,
+                 value, in->rate * 100, in->baseline * 100);
+        pthread_mutex_unlock(&a->mu);
+        kpi_log(KPI_LOG_INFO, "alert", "%s", msg);
+    }
+    free(msg);
 }
 
-static void evaluate(struct kpi_alerter *a, redisContext *rc)
+static void evaluate(struct kpi_alerter *a)
 {
     for (int s = 0; s < a->d->n_sets; s++) {
         const char *set = a->d->sets[s].name;
-        redisReply *vals = redisCommand(rc, "ZRANGE %svalues:%s:%s 0 -1", a->tag, a->window, set);
-        if (!vals || vals->type != REDIS_REPLY_ARRAY) {
-            if (vals)
-                freeReplyObject(vals);
-            continue;
-        }
-        for (size_t i = 0; i < vals->elements; i++) {
-            const char *value = vals->element[i]->str;
-            redisReply *h = redisCommand(rc, "HMGET %skpi:%s:%s:%s churn_rate active", a->tag,
-                                         a->window, set, value);
-            if (h && h->type == REDIS_REPLY_ARRAY && h->elements == 2 && h->element[0]->str &&
-                h->element[1]->str && h->element[0]->str[0]) {
-                double rate = atof(h->element[0]->str);
-                uint64_t active = strtoull(h->element[1]->str, NULL, 10);
+        for (uint64_t off = 0; off < KPIREAD_SCAN_MAX; off += PAGE) {
+            struct kpiread_page p;
+            char err[256];
+            if (kpiread_values(a->c.store, a->c.window, set, off, PAGE, NULL, &p, err, sizeof(err)))
+                break;
+            for (size_t i = 0; i < p.n; i++) {
+                const struct kpi_values *v = &p.rows[i].v;
+                if (!v->has_churn_rate)
+                    continue;
                 char key[400];
-                snprintf(key, sizeof(key), "%.150s:%.200s", set, value);
+                snprintf(key, sizeof(key), "%.150s:%.200s", set, p.rows[i].value);
                 struct series *sr = find_series(a, key);
                 struct kpi_alert_info info;
                 enum kpi_alert_change ch =
-                    sr ? kpi_alert_observe(&a->c.detector, &sr->st, rate, active, &info)
+                    sr ? kpi_alert_observe(&a->c.detector, &sr->st, v->churn_rate, v->active, &info)
                        : KPI_ALERT_NONE;
                 if (ch != KPI_ALERT_NONE)
-                    publish(a, rc, set, value, ch, &info);
+                    publish(a, set, p.rows[i].value, ch, &info);
             }
-            if (h)
-                freeReplyObject(h);
+            uint64_t total = p.total;
+            kpiread_page_free(&p);
+            if (off + PAGE >= total)
+                break;
         }
-        freeReplyObject(vals);
     }
 }
 
 static void *run(void *arg)
 {
     struct kpi_alerter *a = arg;
-    redisContext *rc = NULL;
     while (!atomic_load(&a->stop)) {
-        if (!rc) {
-            char err[256];
-            rc = kpi_redis_connect_url(a->url, a->c.timeout_ms, err, sizeof(err));
-        }
-        if (rc) {
-            redisReply *r = redisCommand(rc, "HGET %smeta closed:%s", a->tag, a->window);
-            if (!r) {
-                redisFree(rc);
-                rc = NULL;
-            } else {
-                long long closed = r->type == REDIS_REPLY_STRING ? atoll(r->str) : 0;
-                freeReplyObject(r);
-                if (closed > a->closed) {
-                    a->closed = closed;
-                    evaluate(a, rc);
-                }
+        struct kpiread_meta m;
+        char err[256];
+        if (kpiread_meta(a->c.store, &m, err, sizeof(err)) == 0) {
+            int64_t closed = m.closed[a->c.window];
+            if (closed != INT64_MIN && closed > a->closed) {
+                a->closed = closed;
+                evaluate(a);
             }
         }
         /* Poll period: the closed mark moves at most once per flush. */
@@ -154,8 +148,6 @@ static void *run(void *arg)
             nanosleep(&ts, NULL);
         }
     }
-    if (rc)
-        redisFree(rc);
     return NULL;
 }
 
@@ -166,10 +158,8 @@ struct kpi_alerter *kpi_alerter_start(const struct kpi_alerter_conf *c, const st
     if (!a)
         return NULL;
     a->c = *c;
-    snprintf(a->url, sizeof(a->url), "%s", c->redis_url);
-    snprintf(a->window, sizeof(a->window), "%s", c->window);
+    snprintf(a->window, sizeof(a->window), "%s", c->window_id);
     snprintf(a->channel, sizeof(a->channel), "%s", c->channel);
-    snprintf(a->tag, sizeof(a->tag), "%s:{%s}:", c->prefix, c->group);
     a->d = d;
     a->series = calloc(MAX_SERIES, sizeof(*a->series));
     pthread_mutex_init(&a->mu, NULL);

@@ -68,6 +68,10 @@ struct kpi_config {
     /* [http] */
     char http_bind[64];
     int64_t http_port;
+    int64_t http_max_connections;
+    int64_t http_connection_timeout_ms;
+    int64_t http_threads;
+    int64_t http_sse_max_clients;
     /* [log] */
     char log_level[16];
 };
