@@ -399,7 +399,8 @@ Test(api, every_bad_parameter_is_400_naming_it)
         {"/api/v1/kpis?window=1h_1m&limit=-5", "limit"},
         {"/api/v1/kpis?window=1h_1m&offset=-1", "offset"},
         {"/api/v1/kpis?window=1h_1m&offset=1x", "offset"},
-        {"/api/v1/kpis?window=1h_1m&q=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        {"/api/v1/"
+         "kpis?window=1h_1m&q=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
          "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
          "q"},
         {"/api/v1/kpis?window=1h_1m&colour=red", "colour"},
@@ -450,6 +451,17 @@ Test(api, redis_down_is_503_and_recovers)
 Test(api, the_page_and_metrics_are_served_beside_the_api)
 {
     char *b;
+    cr_assert_eq(get("/", &b), 200);
+    cr_assert(strstr(b, "<html"), "%s", b);
+    cr_assert(strstr(b, "/app.js"), "%s", b);
+    free(b);
+    cr_assert_eq(get("/app.js", &b), 200);
+    cr_assert(strstr(b, "/api/v1/events"), "the page listens to the event stream");
+    free(b);
+    cr_assert_eq(get("/style.css", &b), 200);
+    free(b);
+    cr_assert_eq(get("/nothing.js", &b), 404);
+    free(b);
     cr_assert_eq(get("/metrics", &b), 200);
     cr_assert(strstr(b, "kpistream_api_requests_total"), "%s", b);
     cr_assert(strstr(b, "kpistream_sse_clients 0"), "%s", b);

@@ -24,11 +24,11 @@
 struct kpi_api;
 
 struct kpi_api_conf {
-    const char *group;           /* the consumer group shown */
-    const char *alerts_window;   /* window id the alerter watches, or "" */
-    int64_t flush_interval_ms;   /* for the page's staleness rule */
-    int64_t poll_ms;             /* watcher period (default 500) */
-    int64_t min_event_ms;        /* at most one kpis event per this (default 1000) */
+    const char *group;         /* the consumer group shown */
+    const char *alerts_window; /* window id the alerter watches, or "" */
+    int64_t flush_interval_ms; /* for the page's staleness rule */
+    int64_t poll_ms;           /* watcher period (default 500) */
+    int64_t min_event_ms;      /* at most one kpis event per this (default 1000) */
 };
 
 struct kpi_api_param {

@@ -90,9 +90,9 @@ static int64_t to_i64(const char *s)
 static void values_from_fields(struct kpi_values *v, const char *const f[N_HASH_FIELDS])
 {
     memset(v, 0, sizeof(*v));
-    int64_t *c[13] = {&v->c.events,    &v->c.usage,      &v->c.revenue,      &v->c.activations,
-                      &v->c.churns,    &v->c.bytes,      &v->c.seconds,      &v->c.nps[0][0],
-                      &v->c.nps[0][1], &v->c.nps[0][2],  &v->c.nps[1][0],    &v->c.nps[1][1],
+    int64_t *c[13] = {&v->c.events,    &v->c.usage,     &v->c.revenue,   &v->c.activations,
+                      &v->c.churns,    &v->c.bytes,     &v->c.seconds,   &v->c.nps[0][0],
+                      &v->c.nps[0][1], &v->c.nps[0][2], &v->c.nps[1][0], &v->c.nps[1][1],
                       &v->c.nps[1][2]};
     for (int i = 0; i < 13; i++)
         *c[i] = to_i64(f[i]);
@@ -388,9 +388,9 @@ static int r_values(struct kpiread *r, int w, const char *set, uint64_t offset, 
     redisReply **want = NULL;
     size_t n_want = 0;
     for (uint64_t start = 0; start < KPIREAD_SCAN_MAX; start += CHUNK) {
-        redisReply *chunk = redisCommand(c, "ZREVRANGE %s %llu %llu", key,
-                                         (unsigned long long)start,
-                                         (unsigned long long)(start + CHUNK - 1));
+        redisReply *chunk =
+            redisCommand(c, "ZREVRANGE %s %llu %llu", key, (unsigned long long)start,
+                         (unsigned long long)(start + CHUNK - 1));
         if (!chunk || chunk->type != REDIS_REPLY_ARRAY) {
             err = io_err(c, chunk, errstr, errsz);
             if (chunk)
@@ -633,8 +633,7 @@ static int r_alert_record(struct kpiread *r, struct kpiread_alert *a, const char
     char mark[1400], key[512], ch[700];
     k_alertmark_prefix(r, a, mark, sizeof(mark));
     size_t ml = strlen(mark);
-    snprintf(mark + ml, sizeof(mark) - ml, "%s:%lld:%s", a->value, (long long)a->bucket_end,
-             state);
+    snprintf(mark + ml, sizeof(mark) - ml, "%s:%lld:%s", a->value, (long long)a->bucket_end, state);
     int err = 0, first = 0;
     redisReply *rep = redisCommand(c, "SET %s 1 NX EX 172800", mark);
     if (!rep || rep->type == REDIS_REPLY_ERROR) {
@@ -656,8 +655,8 @@ static int r_alert_record(struct kpiread *r, struct kpiread_alert *a, const char
     rep = redisCommand(c,
                        "XADD %s MAXLEN ~ %lld * state %s window %s set %s value %s rate %s "
                        "baseline %s threshold %s active %s bucket_end %s",
-                       key, (long long)maxlen, state, a->window, a->set, a->value, rate, base,
-                       thr, act, bucket);
+                       key, (long long)maxlen, state, a->window, a->set, a->value, rate, base, thr,
+                       act, bucket);
     if (!rep || rep->type != REDIS_REPLY_STRING) {
         err = io_err(c, rep, errstr, errsz);
         goto out;

@@ -63,9 +63,9 @@ const char *kpiread_store(const struct kpiread *r);
 
 /* The group's clock.  Fields unknown yet are INT64_MIN (flushes 0). */
 struct kpiread_meta {
-    uint64_t flushes;     /* deltas applied, all instances */
-    int64_t as_of_ms;     /* wall clock of the last applied delta */
-    int64_t watermark_ms; /* event-time watermark */
+    uint64_t flushes;                /* deltas applied, all instances */
+    int64_t as_of_ms;                /* wall clock of the last applied delta */
+    int64_t watermark_ms;            /* event-time watermark */
     int64_t head[KPI_MAX_WINDOWS];   /* per window: newest bucket of the current instance */
     int64_t closed[KPI_MAX_WINDOWS]; /* per window: every bucket before it is closed */
 };
@@ -109,8 +109,8 @@ int kpiread_series(struct kpiread *r, int w, const char *set, const char *value,
 /* ---- alerts ---- */
 
 struct kpiread_alert {
-    char id[48];     /* position in the alert log: "<ms>-<seq>", increasing */
-    int raised;      /* 1 raised, 0 resolved */
+    char id[48]; /* position in the alert log: "<ms>-<seq>", increasing */
+    int raised;  /* 1 raised, 0 resolved */
     char window[KPI_WINDOW_NAME_MAX];
     char set[KPI_SET_NAME_MAX];
     char value[512];

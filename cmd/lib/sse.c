@@ -19,9 +19,9 @@ struct event {
 struct client {
     struct kpi_sse *h;
     struct MHD_Connection *c;
-    uint64_t next;  /* sequence number of the next event to send */
-    size_t off;     /* bytes of it already sent */
-    char pre[64];   /* the stream's first bytes ("retry: ...") */
+    uint64_t next; /* sequence number of the next event to send */
+    size_t off;    /* bytes of it already sent */
+    char pre[64];  /* the stream's first bytes ("retry: ...") */
     size_t pre_len, pre_off;
     int suspended;
     int64_t last_write_ms;
@@ -148,8 +148,8 @@ uint64_t kpi_sse_publish(struct kpi_sse *h, const char *event, const char *data)
     pthread_mutex_lock(&h->mu);
     uint64_t id = h->next;
     char *text = NULL;
-    int n = asprintf(&text, "id: %llu\nevent: %s\ndata: %s\n\n", (unsigned long long)id, event,
-                     data);
+    int n =
+        asprintf(&text, "id: %llu\nevent: %s\ndata: %s\n\n", (unsigned long long)id, event, data);
     if (n < 0) {
         pthread_mutex_unlock(&h->mu);
         return 0;

@@ -28,13 +28,13 @@ struct MHD_Connection;
 struct MHD_Response;
 
 struct kpi_sse_stats {
-    uint64_t clients;       /* connected now */
-    uint64_t connects;      /* accepted so far */
-    uint64_t refused;       /* refused: max_clients reached */
-    uint64_t dropped;       /* disconnected for falling behind the ring */
-    uint64_t events;        /* published */
-    uint64_t ring_bytes;    /* held by the ring now */
-    uint64_t ring_events;   /* in the ring now */
+    uint64_t clients;     /* connected now */
+    uint64_t connects;    /* accepted so far */
+    uint64_t refused;     /* refused: max_clients reached */
+    uint64_t dropped;     /* disconnected for falling behind the ring */
+    uint64_t events;      /* published */
+    uint64_t ring_bytes;  /* held by the ring now */
+    uint64_t ring_events; /* in the ring now */
 };
 
 /* ring_events, ring_bytes: the ring's bounds; max_clients: concurrent
