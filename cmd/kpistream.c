@@ -40,6 +40,7 @@
 #include "kpiread.h"
 #include "log.h"
 #include "metrics.h"
+#include "notify.h"
 #include "redis.h"
 #include "redisconn.h"
 #include "sse.h"
@@ -642,6 +643,24 @@ int main(int argc, char **argv)
     for (int i = 0; i < ws->n; i++)
         if (strcmp(ws->w[i].name, cfg.alerts_window) == 0)
             alerts_w = i;
+    struct kpi_notify *notify = NULL;
+    if (cfg.alerts_enabled && (cfg.alerts_alertmanager_url[0] || cfg.alerts_webhook_url[0])) {
+        struct kpi_notify_conf nc = {cfg.alerts_alertmanager_url,
+                                     cfg.alerts_webhook_url,
+                                     cfg.group_id,
+                                     web.url[0] ? web.url : NULL,
+                                     cfg.alerts_delivery_timeout_ms,
+                                     cfg.alerts_retry_min_ms,
+                                     cfg.alerts_retry_max_ms,
+                                     cfg.alerts_resend_interval_ms,
+                                     (size_t)cfg.alerts_delivery_queue};
+        notify = kpi_notify_new(&nc, err, sizeof(err));
+        if (!notify) {
+            fprintf(stderr, "kpistream: %s\n", err);
+            return 2;
+        }
+        kpi_metrics_set_extra(m, kpi_notify_write_metrics, notify);
+    }
     if (cfg.alerts_enabled && web.store && alerts_w >= 0) {
         struct kpi_alerter_conf ac;
         memset(&ac, 0, sizeof(ac));
@@ -652,6 +671,7 @@ int main(int argc, char **argv)
         ac.stream_maxlen = cfg.alerts_stream_maxlen;
         ac.poll_ms = cfg.flush_interval_ms;
         kpi_config_alert_conf(&cfg, &ac.detector);
+        ac.notify = notify;
         alerter = kpi_alerter_start(&ac, kpi_engine_dims(e), err, sizeof(err));
     }
 
@@ -697,6 +717,8 @@ int main(int argc, char **argv)
         pthread_join(timer, NULL);
     kpi_engine_stop(e);
     kpi_alerter_stop(alerter);
+    /* What is still queued gets a few seconds to reach Alertmanager. */
+    kpi_notify_destroy(notify, cfg.alerts_delivery_timeout_ms);
     web_stop(&web);
 
     struct kpi_engine_stats st;

@@ -10,6 +10,7 @@ pkgs=(
     redis-server redis-tools
     openjdk-17-jre-headless maven
     python3 python3-yaml curl
+    libcurl4-openssl-dev prometheus prometheus-alertmanager chromium
 )
 missing=()
 for p in "${pkgs[@]}"; do

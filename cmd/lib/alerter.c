@@ -11,6 +11,7 @@
 #include "err.h"
 #include "json.h"
 #include "log.h"
+#include "notify.h"
 
 #define MAX_SERIES 8192
 #define PAGE       1000 /* values read per call */
@@ -85,6 +86,8 @@ static void publish(struct kpi_alerter *a, const char *set, const char *value,
     if (rc < 0)
         kpi_log(KPI_LOG_WARN, "alert", "cannot record %s (%s): %s", msg, state, err);
     if (rc == 1) {
+        if (a->c.notify)
+            kpi_notify_alert(a->c.notify, &al);
         pthread_mutex_lock(&a->mu);
         if (al.raised)
             a->raised++;

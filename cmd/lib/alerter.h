@@ -22,6 +22,7 @@
 #include "kpiread.h"
 
 struct kpi_alerter;
+struct kpi_notify;
 
 struct kpi_alerter_conf {
     struct kpiread *store; /* outlives the alerter */
@@ -31,6 +32,7 @@ struct kpi_alerter_conf {
     int64_t stream_maxlen;
     int64_t poll_ms;
     struct kpi_alert_conf detector;
+    struct kpi_notify *notify; /* NULL: no delivery beyond the store */
 };
 
 struct kpi_alerter *kpi_alerter_start(const struct kpi_alerter_conf *c, const struct kpi_dims *d,

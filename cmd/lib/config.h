@@ -65,6 +65,13 @@ struct kpi_config {
     int64_t alerts_warmup;
     int64_t alerts_stream_maxlen;
     char alerts_channel[128];
+    char alerts_alertmanager_url[KPI_CONF_STR];
+    char alerts_webhook_url[KPI_CONF_STR];
+    int64_t alerts_delivery_timeout_ms;
+    int64_t alerts_retry_min_ms;
+    int64_t alerts_retry_max_ms;
+    int64_t alerts_resend_interval_ms;
+    int64_t alerts_delivery_queue;
     /* [http] */
     char http_bind[64];
     int64_t http_port;
