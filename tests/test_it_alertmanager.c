@@ -126,8 +126,8 @@ static struct kpiread_alert alert(const char *value, int raised, int64_t bucket_
 
 static struct kpi_notify *notifier(const char *am, const char *hook)
 {
-    struct kpi_notify_conf c = {am, hook, "kpistream-test", "http://127.0.0.1:1/", 2000, 100,
-                                400, 60000, 100};
+    struct kpi_notify_conf c = {
+        am, hook, "kpistream-test", "http://127.0.0.1:1/", 2000, 100, 400, 60000, 100};
     char err[256];
     struct kpi_notify *n = kpi_notify_new(&c, err, sizeof(err));
     cr_assert_not_null(n, "%s", err);
@@ -283,8 +283,7 @@ Test(alertmanager, the_webhook_gets_the_same_json_with_a_stable_dedup_key_throug
     cr_assert_str_eq(h.keys[1], h.keys[0]);
     cr_assert_str_eq(h.keys[2], h.keys[0]);
     cr_assert(strstr(h.body, "[{\"labels\":{\"alertname\":\"ChurnSpike\""), "%s", h.body);
-    cr_assert(strstr(h.body, "\"dedup_key\":\"kpistream-test/1m_5s/segment/youth/"), "%s",
-              h.body);
+    cr_assert(strstr(h.body, "\"dedup_key\":\"kpistream-test/1m_5s/segment/youth/"), "%s", h.body);
     cr_assert(strstr(h.body, "\"startsAt\":\"") && strstr(h.body, "\"endsAt\":\""), "%s", h.body);
     kpi_notify_destroy(n, 0);
     shutdown(h.fd, SHUT_RDWR);

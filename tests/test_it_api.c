@@ -354,6 +354,12 @@ Test(api, series_gives_closed_buckets_oldest_first)
     cr_assert_eq(json_int(b, "events"), 4, "%s", b);
     cr_assert_null(strstr(strstr(b, "\"bucket\":") + 1, "\"bucket\":"), "%s", b);
     free(b);
+    cr_assert_eq(get("/api/v1/series?window=1h_1m&set=site&value=nowhere", &b), 200, "%s", b);
+    cr_assert(strstr(b, "\"points\":[]}"), "a value without data has no point: %s", b);
+    free(b);
+    cr_assert_eq(get("/api/v1/kpis?window=1h_1m&set=segment&q=zzz", &b), 200, "%s", b);
+    cr_assert(strstr(b, "\"total\":0,") && strstr(b, "\"values\":[]}"), "%s", b);
+    free(b);
 }
 
 Test(api, alerts_list_newest_first)

@@ -139,10 +139,17 @@ static void *run(void *arg)
         struct kpiread_meta m;
         char err[256];
         if (kpiread_meta(a->c.store, &m, err, sizeof(err)) == 0) {
-            int64_t closed = m.closed[a->c.window];
+            int64_t closed = m.closed[a->c.window], first = m.first[a->c.window];
+            const struct kpi_window_spec *ws = &a->c.windows->w[a->c.window];
+            /* A window that has not filled yet since the group's first data
+             * is not comparable with itself later (its churn rate climbs as
+             * it fills): such observations would teach the baseline a rate
+             * too low and the first full window would look like a spike. */
+            int filled = first != INT64_MIN && closed - first >= ws->size_ms;
             if (closed != INT64_MIN && closed > a->closed) {
                 a->closed = closed;
-                evaluate(a);
+                if (filled)
+                    evaluate(a);
             }
         }
         /* Poll period: the closed mark moves at most once per flush. */

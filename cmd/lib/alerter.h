@@ -9,7 +9,9 @@
  * (kpiread_alert_record: the alert stream and the Pub/Sub channel of
  * docs/redis-schema.md).  Several instances of a group evaluate the same
  * observations; only the one that recorded an alert hands it on for
- * delivery (Alertmanager, webhook: cmd/lib/notify.h).
+ * delivery (Alertmanager, webhook: cmd/lib/notify.h).  Observations start
+ * once the window has filled since the group's first data (before, its
+ * rate climbs as it fills and would make a false baseline).
  */
 #ifndef KPI_ALERTER_H
 #define KPI_ALERTER_H
@@ -25,10 +27,11 @@ struct kpi_alerter;
 struct kpi_notify;
 
 struct kpi_alerter_conf {
-    struct kpiread *store; /* outlives the alerter */
-    int window;            /* index of the watched window */
-    const char *window_id; /* its id, e.g. "1h_1m" */
-    const char *channel;   /* "alerts" */
+    struct kpiread *store;             /* outlives the alerter */
+    const struct kpi_windows *windows; /* outlive the alerter */
+    int window;                        /* index of the watched window */
+    const char *window_id;             /* its id, e.g. "1h_1m" */
+    const char *channel;               /* "alerts" */
     int64_t stream_maxlen;
     int64_t poll_ms;
     struct kpi_alert_conf detector;

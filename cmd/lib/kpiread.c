@@ -76,6 +76,7 @@ struct kpiread {
     const struct kpi_sink *sink;
     struct kpi_engine *engine;
     struct alert_ring ring;
+    int64_t first[KPI_MAX_WINDOWS]; /* memory: the first head seen per window */
 };
 
 /* ---- shared helpers ---- */
@@ -253,8 +254,8 @@ static int r_meta(struct kpiread *r, struct kpiread_meta *m, char *errstr, size_
     if (!c)
         return KPI_ERR_IO;
     /* HMGET meta flushes last_flush_ms watermark head:<w>... closed:<w>... */
-    const char *argv[3 + 2 * KPI_MAX_WINDOWS + 1];
-    char fields[2 * KPI_MAX_WINDOWS][64], key[512];
+    const char *argv[5 + 3 * KPI_MAX_WINDOWS];
+    char fields[3 * KPI_MAX_WINDOWS][64], key[512];
     k_meta(r, key, sizeof(key));
     int argc = 0;
     argv[argc++] = "HMGET";
@@ -263,10 +264,12 @@ static int r_meta(struct kpiread *r, struct kpiread_meta *m, char *errstr, size_
     argv[argc++] = "last_flush_ms";
     argv[argc++] = "watermark";
     for (int w = 0; w < r->ws->n; w++) {
-        snprintf(fields[2 * w], sizeof(fields[0]), "head:%s", r->ws->w[w].id);
-        snprintf(fields[2 * w + 1], sizeof(fields[0]), "closed:%s", r->ws->w[w].id);
-        argv[argc++] = fields[2 * w];
-        argv[argc++] = fields[2 * w + 1];
+        snprintf(fields[3 * w], sizeof(fields[0]), "head:%s", r->ws->w[w].id);
+        snprintf(fields[3 * w + 1], sizeof(fields[0]), "closed:%s", r->ws->w[w].id);
+        snprintf(fields[3 * w + 2], sizeof(fields[0]), "first:%s", r->ws->w[w].id);
+        argv[argc++] = fields[3 * w];
+        argv[argc++] = fields[3 * w + 1];
+        argv[argc++] = fields[3 * w + 2];
     }
     redisReply *rep = redisCommandArgv(c, argc, argv, NULL);
     if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != (size_t)argc - 2) {
@@ -283,8 +286,9 @@ static int r_meta(struct kpiread *r, struct kpiread_meta *m, char *errstr, size_
     m->as_of_ms = T(1);
     m->watermark_ms = T(2);
     for (int w = 0; w < KPI_MAX_WINDOWS; w++) {
-        m->head[w] = w < r->ws->n ? T(3 + 2 * (size_t)w) : INT64_MIN;
-        m->closed[w] = w < r->ws->n ? T(4 + 2 * (size_t)w) : INT64_MIN;
+        m->head[w] = w < r->ws->n ? T(3 + 3 * (size_t)w) : INT64_MIN;
+        m->closed[w] = w < r->ws->n ? T(4 + 3 * (size_t)w) : INT64_MIN;
+        m->first[w] = w < r->ws->n ? T(5 + 3 * (size_t)w) : INT64_MIN;
     }
 #undef T
 #undef F
@@ -544,7 +548,7 @@ static int r_series(struct kpiread *r, int w, const char *set, const char *value
             done = 1;
         freeReplyObject(rep);
     }
-    if (!err) {
+    if (!err && n_pts) {
         qsort(pts, n_pts, sizeof(*pts), cmp_points);
         size_t from = n_pts > max ? n_pts - max : 0;
         *n = n_pts - from;
@@ -733,7 +737,7 @@ static int m_meta(struct kpiread *r, struct kpiread_meta *m)
     m->as_of_ms = st.last_flush_ok_ms ? st.last_flush_ok_ms : INT64_MIN;
     m->watermark_ms = INT64_MIN;
     for (int w = 0; w < KPI_MAX_WINDOWS; w++) {
-        m->head[w] = m->closed[w] = INT64_MIN;
+        m->head[w] = m->closed[w] = m->first[w] = INT64_MIN;
         if (w >= r->ws->n)
             continue;
         int64_t head, wm;
@@ -742,6 +746,11 @@ static int m_meta(struct kpiread *r, struct kpiread_meta *m)
             continue;
         m->head[w] = head;
         m->watermark_ms = wm;
+        pthread_mutex_lock(&r->mu);
+        if (head != INT64_MIN && (r->first[w] == INT64_MIN || head < r->first[w]))
+            r->first[w] = head;
+        m->first[w] = r->first[w];
+        pthread_mutex_unlock(&r->mu);
         if (wm != INT64_MIN)
             m->closed[w] = wm >= 0 ? kpi_bucket_start(wm, r->ws->w[w].slide_ms) : INT64_MIN;
     }
@@ -773,8 +782,10 @@ static int m_values(struct kpiread *r, int w, const char *set, uint64_t offset, 
         kpiread_page_free(p);
         return m_err(err ? err : mc.err, errstr, errsz);
     }
-    qsort(p->rows, p->n, sizeof(*p->rows), cmp_rows);
     p->total = p->n;
+    if (!p->n)
+        return 0;
+    qsort(p->rows, p->n, sizeof(*p->rows), cmp_rows);
     /* keep rows [offset, offset + limit) */
     size_t from = offset < p->n ? (size_t)offset : p->n;
     size_t to = from + limit < p->n ? from + limit : p->n;
@@ -843,6 +854,8 @@ struct kpiread *kpiread_new_memory(const struct kpi_sink *sink, struct kpi_engin
     r->engine = engine;
     r->ws = kpi_engine_windows(engine);
     r->dims = kpi_engine_dims(engine);
+    for (int w = 0; w < KPI_MAX_WINDOWS; w++)
+        r->first[w] = INT64_MIN;
     r->ring.cap = alerts_keep ? alerts_keep : 1;
     r->ring.a = calloc(r->ring.cap, sizeof(*r->ring.a));
     if (!r->ring.a) {

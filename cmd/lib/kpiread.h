@@ -68,6 +68,7 @@ struct kpiread_meta {
     int64_t watermark_ms;            /* event-time watermark */
     int64_t head[KPI_MAX_WINDOWS];   /* per window: newest bucket of the current instance */
     int64_t closed[KPI_MAX_WINDOWS]; /* per window: every bucket before it is closed */
+    int64_t first[KPI_MAX_WINDOWS];  /* per window: the oldest bucket ever written */
 };
 int kpiread_meta(struct kpiread *r, struct kpiread_meta *m, char *errstr, size_t errstr_size);
 

@@ -88,8 +88,9 @@ static char *alert_body(struct kpi_notify *n, const struct kpiread_alert *a, int
     fputs(",\"value\":", f);
     kpi_json_str(f, a->value);
     fputs(",\"severity\":\"warning\"},\"annotations\":{\"summary\":", f);
-    snprintf(summary, sizeof(summary), "Churn spike in %s=%s: %.2f%% churn over %s (baseline %.2f%%)",
-             a->set, a->value, a->rate * 100, a->window, a->baseline * 100);
+    snprintf(summary, sizeof(summary),
+             "Churn spike in %s=%s: %.2f%% churn over %s (baseline %.2f%%)", a->set, a->value,
+             a->rate * 100, a->window, a->baseline * 100);
     kpi_json_str(f, summary);
     snprintf(num, sizeof(num), "%.6f", a->rate);
     fputs(",\"rate\":", f);
@@ -120,8 +121,8 @@ static void enqueue_locked(struct kpi_notify *n, int t, char *body, const char *
     struct queue *q = &n->q[t];
     if (q->n >= n->c.queue_max) {
         n->st.dropped[t]++;
-        kpi_log(KPI_LOG_ERROR, "notify", "%s: queue full (%zu): alert %s dropped",
-                target_names[t], q->n, key);
+        kpi_log(KPI_LOG_ERROR, "notify", "%s: queue full (%zu): alert %s dropped", target_names[t],
+                q->n, key);
         free(body);
         return;
     }
@@ -147,8 +148,8 @@ void kpi_notify_alert(struct kpi_notify *n, const struct kpiread_alert *a)
         return;
     int64_t now = kpi_now_ms();
     char dedup[700], k[600];
-    snprintf(dedup, sizeof(dedup), "%.100s/%s/%.200s/%.200s/%lld/%s", n->group, a->window, a->set, a->value,
-             (long long)a->bucket_end, a->raised ? "raised" : "resolved");
+    snprintf(dedup, sizeof(dedup), "%.100s/%s/%.200s/%.200s/%lld/%s", n->group, a->window, a->set,
+             a->value, (long long)a->bucket_end, a->raised ? "raised" : "resolved");
     active_key(a, k, sizeof(k));
     pthread_mutex_lock(&n->mu);
     int64_t starts = now;
@@ -232,8 +233,8 @@ static void resend_locked(struct kpi_notify *n, int64_t now)
     for (size_t i = 0; i < n->n_act; i++) {
         const struct active *ac = &n->act[i];
         char dedup[700];
-        snprintf(dedup, sizeof(dedup), "%.100s/%s/%.200s/%.200s/%lld/raised", n->group, ac->a.window,
-                 ac->a.set, ac->a.value, (long long)ac->a.bucket_end);
+        snprintf(dedup, sizeof(dedup), "%.100s/%s/%.200s/%.200s/%lld/raised", n->group,
+                 ac->a.window, ac->a.set, ac->a.value, (long long)ac->a.bucket_end);
         char *body = alert_body(n, &ac->a, ac->starts_ms, now + 4 * n->c.resend_ms, dedup);
         if (body) {
             enqueue_locked(n, T_AM, body, dedup);
@@ -414,8 +415,8 @@ void kpi_notify_write_metrics(void *opaque, FILE *out)
     fprintf(out, "# HELP kpistream_alert_notifications_total Alerts delivered, by target.\n"
                  "# TYPE kpistream_alert_notifications_total counter\n");
     for (int t = 0; t < N_TARGETS; t++)
-        fprintf(out, "kpistream_alert_notifications_total{target=\"%s\"} %llu\n",
-                target_names[t], (unsigned long long)st.sent[t]);
+        fprintf(out, "kpistream_alert_notifications_total{target=\"%s\"} %llu\n", target_names[t],
+                (unsigned long long)st.sent[t]);
     fprintf(out, "# HELP kpistream_alert_notification_failures_total Failed delivery attempts "
                  "(each retried with backoff).\n"
                  "# TYPE kpistream_alert_notification_failures_total counter\n");
@@ -431,6 +432,6 @@ void kpi_notify_write_metrics(void *opaque, FILE *out)
     fprintf(out, "# HELP kpistream_alert_notifications_queued Alerts waiting for delivery.\n"
                  "# TYPE kpistream_alert_notifications_queued gauge\n");
     for (int t = 0; t < N_TARGETS; t++)
-        fprintf(out, "kpistream_alert_notifications_queued{target=\"%s\"} %llu\n",
-                target_names[t], (unsigned long long)st.queued[t]);
+        fprintf(out, "kpistream_alert_notifications_queued{target=\"%s\"} %llu\n", target_names[t],
+                (unsigned long long)st.queued[t]);
 }
