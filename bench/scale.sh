@@ -19,7 +19,8 @@
 # used memory, the site set's values, the 24h window's distinct
 # subscribers, the flushes with their latency (p50/max), and Redis's side
 # of them: the flush script's time per (window, bucket, value) cell written
-# (INFO commandstats: EVALSHA usec / cells the sink wrote), the longest single
+# (INFO commandstats: EVALSHA usec / cells the sink wrote; and Redis's
+# main-thread CPU / cells, which a busy machine distorts far less), the longest single
 # command (SLOWLOG, threshold 50 ms: "slow" counts the commands above it) and
 # Redis's CPU (used_cpu_sys + used_cpu_user).  Figures, not verdicts.
 set -euo pipefail
@@ -44,9 +45,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-printf '%-7s %-9s %-9s %12s %10s %12s %8s %11s %5s %-22s %9s %8s %5s %9s\n' sites subs events \
+printf '%-7s %-9s %-9s %12s %10s %12s %8s %11s %5s %-22s %9s %9s %8s %5s %9s\n' sites subs events \
     "events/s" "RSS MiB" "Redis MiB" values distinct zipf "flushes (p50/max ms)" "us/cell" \
-    "max ms" slow "Redis s"
+    "CPU us/c" "max ms" slow "Redis s"
 run() { # run SITES SUBSCRIBERS EVENTS ZIPF
     local sites=$1 subs=$2 n=$3 zipf=$4
     local topic="scale-$sites-$subs-$n-$(date +%s)"
@@ -86,12 +87,12 @@ run() { # run SITES SUBSCRIBERS EVENTS ZIPF
     slown=$(redis-cli -p "$rport" slowlog len)
     # the longest command: LATENCY LATEST's all-time max of the "command" event
     slowmax=$(redis-cli -p "$rport" latency latest | awk '{ if (n == 3) m = $1; if (n) n++ } $1 == "command" { n = 1 } END { print m + 0 }')
-    cpu=$(redis-cli -p "$rport" info cpu | awk -F: '/^used_cpu_(sys|user):/ { s += $2 } END { printf "%.1f", s }')
+    cpu=$(redis-cli -p "$rport" info cpu | awk -F: '/^used_cpu_(sys|user)_main_thread:/ { s += $2 } END { printf "%.1f", s }')
     awk -v s="$sites" -v u="$subs" -v n="$n" -v w="$wall" -v r="$rss" -v m="$mem" -v v="$vals" \
         -v a="$active" -v z="$zipf" -v f="$flushes" -v e="${evalsha:-0}" -v c="${cells:-0}" \
         -v sm="$slowmax" -v sn="$slown" -v cp="$cpu" 'BEGIN {
-        printf "%-7s %-9s %-9s %12.0f %10.0f %12.0f %8s %11s %5s %-22s %9.1f %8.1f %5s %9s\n", s, u, n,
-            n / w, r / 1024, m / 1048576, v, a, z, f, c ? e / c : 0, sm, sn, cp }'
+        printf "%-7s %-9s %-9s %12.0f %10.0f %12.0f %8s %11s %5s %-22s %9.1f %9.1f %8.1f %5s %9s\n", s, u, n,
+            n / w, r / 1024, m / 1048576, v, a, z, f, c ? e / c : 0, c ? cp * 1e6 / c : 0, sm, sn, cp }'
     kill "$rpid"
     wait "$rpid" 2>/dev/null || true
     rpid=""

@@ -4,10 +4,14 @@
  *   kpistream --config FILE [-X section.key=value]... [--exit-on-eof]
  *   kpistream --demo [--duration SECONDS] [-X ...]
  *   kpistream --check-config [--config FILE] [-X ...]
+ *   kpistream --serve-only [--config FILE] [-X ...]
  *
  * Wires the pieces: configuration (cmd/lib/config.c) -> engine -> Redis or
- * stdout sink -> Kafka source, plus /metrics and /healthz
- * (cmd/lib/metrics.c) and churn-spike alerts (cmd/lib/alerter.c).  The demo
+ * stdout sink -> Kafka source, plus the HTTP server (cmd/lib/metrics.c:
+ * /metrics, /healthz, the dashboard and the KPI API of cmd/lib/api.c, which
+ * reads the store through cmd/lib/kpiread.c) and churn-spike alerts
+ * (cmd/lib/alerter.c).  --serve-only runs the HTTP server over Redis without
+ * consuming: a read-only dashboard and API for the whole group.  The demo
  * replaces the real cluster with librdkafka's embedded mock cluster fed by the
  * built-in traffic generator, and draws a live view every second.
  *
@@ -27,15 +31,19 @@
 #include <unistd.h>
 
 #include "alerter.h"
+#include "api.h"
 #include "config.h"
 #include "engine.h"
 #include "err.h"
 #include "gen.h"
 #include "kafka.h"
+#include "kpiread.h"
 #include "log.h"
 #include "metrics.h"
+#include "notify.h"
 #include "redis.h"
 #include "redisconn.h"
+#include "sse.h"
 #include "stdout.h"
 
 static struct kpi_source g_src;
@@ -54,6 +62,7 @@ static void usage(FILE *out)
     fprintf(out, "usage: kpistream --config FILE [-X section.key=value]... [--exit-on-eof]\n"
                  "       kpistream --demo [--duration SECONDS] [-X section.key=value]...\n"
                  "       kpistream --check-config [--config FILE] [-X ...]\n"
+                 "       kpistream --serve-only [--config FILE] [-X ...]\n"
                  "\n"
                  "Consumes subscriber events from Kafka, keeps rolling windows of churn rate,\n"
                  "ARPU and NPS per region, plan and segment, and writes them to Redis exactly\n"
@@ -63,6 +72,8 @@ static void usage(FILE *out)
                  "  -X section.key=value  set a key; wins over the file; any kafka.* key that is\n"
                  "                        not listed below goes to librdkafka untouched\n"
                  "      --check-config    validate the configuration and exit (0 ok, 2 bad)\n"
+                 "      --serve-only      serve the dashboard and the API from Redis without\n"
+                 "                        consuming (read-only, any number of these)\n"
                  "      --exit-on-eof     stop once every partition reached the end offset it had\n"
                  "                        when assigned; prints a summary line\n"
                  "      --demo            zero-setup demo: embedded mock Kafka cluster, built-in\n"
@@ -82,21 +93,18 @@ struct opts {
     const char *config;
     const char *xs[256];
     int n_x;
-    int check, exit_on_eof, demo;
+    int check, exit_on_eof, demo, serve_only;
     long duration;
 };
 
 static int parse_args(int argc, char **argv, struct opts *o)
 {
-    static const struct option lo[] = {{"config", required_argument, 0, 'c'},
-                                       {"check-config", no_argument, 0, 1},
-                                       {"exit-on-eof", no_argument, 0, 2},
-                                       {"demo", no_argument, 0, 3},
-                                       {"duration", required_argument, 0, 4},
-                                       {"help-config", no_argument, 0, 5},
-                                       {"help", no_argument, 0, 'h'},
-                                       {"version", no_argument, 0, 'V'},
-                                       {0, 0, 0, 0}};
+    static const struct option lo[] = {
+        {"config", required_argument, 0, 'c'}, {"check-config", no_argument, 0, 1},
+        {"exit-on-eof", no_argument, 0, 2},    {"demo", no_argument, 0, 3},
+        {"duration", required_argument, 0, 4}, {"help-config", no_argument, 0, 5},
+        {"serve-only", no_argument, 0, 6},     {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},      {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "c:X:hV", lo, NULL)) != -1) {
         switch (c) {
@@ -124,6 +132,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
             break;
         }
         case 5: kpi_config_print_reference(stdout, 1); return 0;
+        case 6: o->serve_only = 1; break;
         case 'h': usage(stdout); return 0;
         case 'V': printf("kpistream %s\n", KPI_VERSION); return 0;
         default: usage(stderr); return 2;
@@ -161,8 +170,9 @@ static void *demo_produce(void *arg)
     gc.churn_rate = 0.004;
     strcpy(gc.spike_segment, "youth");
     gc.spike_factor = 12;
-    gc.spike_start_ms = 75000;
-    gc.spike_end_ms = 135000;
+    /* after the 1m window filled (60 s) and the baseline's warmup (30 s) */
+    gc.spike_start_ms = 100000;
+    gc.spike_end_ms = 150000;
     struct kpi_gen *g = kpi_gen_new(&gc);
     uint8_t buf[512];
     struct timespec t0;
@@ -215,82 +225,25 @@ static void demo_stop(struct demo *d)
     rd_kafka_destroy(d->producer);
 }
 
-/* Wipe the demo group's keys so each demo starts clean (the mock cluster's
- * offsets start at 0 every time). */
-static void demo_wipe_redis(const char *url, const char *prefix, const char *group)
-{
-    char err[256];
-    redisContext *c = kpi_redis_connect_url(url, 2000, err, sizeof(err));
-    if (!c)
-        return;
-    char cursor[32] = "0";
-    do {
-        /* "{group}:" and every key group's "{group.N}:" */
-        redisReply *r =
-            redisCommand(c, "SCAN %s MATCH %s:{%s[.}]* COUNT 1000", cursor, prefix, group);
-        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
-            if (r)
-                freeReplyObject(r);
-            break;
-        }
-        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
-        for (size_t i = 0; i < r->element[1]->elements; i++) {
-            redisReply *d = redisCommand(c, "UNLINK %s", r->element[1]->element[i]->str);
-            if (d)
-                freeReplyObject(d);
-        }
-        freeReplyObject(r);
-    } while (strcmp(cursor, "0") != 0);
-    redisFree(c);
-}
-
 /* ---- the live view ---- */
 
 struct view {
     struct kpi_engine *e;
-    struct kpi_sink *sink;
+    struct kpiread *store;
     int redis;
-    redisContext *rc;
-    const char *prefix, *group;
-    uint32_t key_groups;
+    char url[128];
     struct kpi_alerter *alerter;
     struct demo *demo;
     atomic_int stop;
     pthread_t th;
 };
 
-static int read_kpis(struct view *v, const char *wid, const char *set, const char *value,
+static int read_kpis(struct view *v, int w, const char *set, const char *value,
                      struct kpi_values *out)
 {
-    memset(out, 0, sizeof(*out));
-    if (!v->redis)
-        return kpi_sink_stdout_query(v->sink, wid, set, value, out, NULL, NULL);
-    char tag[400];
-    kpi_redis_value_prefix(tag, sizeof(tag), v->prefix, v->group, v->key_groups, set, value,
-                           strlen(value));
-    redisReply *r = redisCommand(v->rc,
-                                 "HMGET %skpi:%s:%s:%s events active churn_rate arpu "
-                                 "nps_network revenue",
-                                 tag, wid, set, value);
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 6) {
-        if (r)
-            freeReplyObject(r);
-        return -1;
-    }
-    const char *f[6];
-    for (int i = 0; i < 6; i++)
-        f[i] = r->element[i]->str ? r->element[i]->str : "";
-    out->c.events = atoll(f[0]);
-    out->active = strtoull(f[1], NULL, 10);
-    out->has_churn_rate = f[2][0] != 0;
-    out->churn_rate = atof(f[2]);
-    out->has_arpu = f[3][0] != 0;
-    out->arpu = atof(f[3]);
-    out->has_nps_network = f[4][0] != 0;
-    out->nps_network = atof(f[4]);
-    out->c.revenue = atoll(f[5]);
-    freeReplyObject(r);
-    return 0;
+    int found;
+    char err[256];
+    return kpiread_hash(v->store, w, set, value, out, &found, err, sizeof(err));
 }
 
 static void print_row(const char *label, const struct kpi_values *k)
@@ -343,16 +296,18 @@ static void *view_main(void *arg)
                rate, (unsigned long long)st.events.good, (unsigned long long)bad,
                (unsigned long long)st.events.bad[KPI_BAD_TOO_LATE], (unsigned long long)st.flushes,
                v->redis ? "Redis" : "memory (no Redis)");
+        if (v->url[0])
+            printf("dashboard: %s\n", v->url);
         printf("\n  %-24s %10s %9s %8s %9s %7s\n", "window / value", "events", "active", "churn",
                "ARPU", "NPS");
         for (int w = 0; w < ws->n; w++) {
             struct kpi_values k;
-            read_kpis(v, ws->w[w].id, "all", "all", &k);
+            read_kpis(v, w, "all", "all", &k);
             char label[64];
             snprintf(label, sizeof(label), "%s  all", ws->w[w].name);
             print_row(label, &k);
         }
-        const char *wid = ws->n > 1 ? ws->w[1].id : ws->w[0].id;
+        const int wid = ws->n > 1 ? 1 : 0;
         printf("\n  segments over %s:\n", ws->n > 1 ? ws->w[1].name : ws->w[0].name);
         for (int s = 0; s < kpi_gen_n_segments(); s++) {
             struct kpi_values k;
@@ -367,7 +322,7 @@ static void *view_main(void *arg)
             printf("\n  churn-spike alerts: %llu raised, %llu resolved  %s\n",
                    (unsigned long long)ra, (unsigned long long)re, last);
         }
-        printf("\n  (the youth segment's churn spikes about 75 s in; Ctrl-C stops)\n");
+        printf("\n  (the youth segment's churn spikes about 100 s in; Ctrl-C stops)\n");
         fflush(stdout);
     }
     return NULL;
@@ -430,6 +385,107 @@ static void log_flush_latencies(struct kpi_engine *e)
 #undef PCT
 }
 
+/* ---- the HTTP side: store reader, event hub, API, server ---- */
+
+struct web {
+    struct kpiread *store;
+    struct kpi_sse *hub;
+    struct kpi_api *api;
+    struct kpi_metrics *m;
+    char url[128]; /* the dashboard's address, "" when the server is off */
+};
+
+static struct kpiread *store_new(const struct kpi_config *cfg, struct kpi_engine *e, int use_redis,
+                                 const struct kpi_sink *sink)
+{
+    if (!use_redis)
+        return kpiread_new_memory(sink, e, 256);
+    struct kpiread_redis_conf rc = {
+        cfg->redis_url,        cfg->redis_prefix,          cfg->group_id,
+        cfg->redis_timeout_ms, (int)cfg->http_threads + 2, (uint32_t)cfg->redis_key_groups};
+    return kpiread_new_redis(&rc, kpi_engine_windows(e), kpi_engine_dims(e));
+}
+
+/* Starts the server over `store` (w->store, owned by the caller).  0, or -1
+ * with err set when the port cannot be had. */
+static int web_start(struct web *w, const struct kpi_config *cfg, struct kpi_engine *e, char *err,
+                     size_t errsz)
+{
+    struct kpi_http_conf hc = {
+        cfg->http_bind, (int)cfg->http_port, (unsigned)cfg->http_max_connections,
+        (unsigned)((cfg->http_connection_timeout_ms + 999) / 1000), (unsigned)cfg->http_threads};
+    w->m = kpi_metrics_start(&hc, e, err, errsz);
+    if (!w->m)
+        return cfg->http_port ? -1 : 0;
+    const struct kpi_windows *ws = kpi_engine_windows(e);
+    const char *alerts_window = "";
+    for (int i = 0; i < ws->n && cfg->alerts_enabled; i++)
+        if (strcmp(ws->w[i].name, cfg->alerts_window) == 0)
+            alerts_window = ws->w[i].id;
+    /* Keepalive comments well inside the idle timeout, so a live stream is
+     * never closed by it. */
+    int64_t keepalive = cfg->http_connection_timeout_ms / 3;
+    w->hub = kpi_sse_new(256, 4u << 20, (int)cfg->http_sse_max_clients,
+                         keepalive < 15000 ? keepalive : 15000);
+    struct kpi_api_conf ac = {cfg->group_id, alerts_window, cfg->flush_interval_ms, 500, 1000};
+    w->api = w->store && w->hub ? kpi_api_new(&ac, w->store, ws, kpi_engine_dims(e), w->hub) : NULL;
+    if (w->api && kpi_api_start(w->api) == 0)
+        kpi_metrics_set_api(w->m, w->api, w->hub);
+    const char *host = strcmp(cfg->http_bind, "0.0.0.0") == 0 ? "127.0.0.1" : cfg->http_bind;
+    snprintf(w->url, sizeof(w->url), "http://%s:%d/", host, kpi_metrics_port(w->m));
+    return 0;
+}
+
+static void web_stop(struct web *w)
+{
+    kpi_metrics_stop(w->m); /* ends the event streams first */
+    kpi_api_destroy(w->api);
+    kpi_sse_destroy(w->hub);
+    w->m = NULL;
+    w->api = NULL;
+    w->hub = NULL;
+}
+
+static int store_healthy(void *opaque, char *why, size_t size)
+{
+    char err[256];
+    if (kpiread_ping(opaque, err, sizeof(err)) == 0)
+        return 1;
+    snprintf(why, size, "store unreachable: %s", err);
+    return 0;
+}
+
+/* --serve-only: the dashboard and the API over Redis, nothing consumed. */
+static int serve_only(const struct kpi_config *cfg, struct kpi_engine *e)
+{
+    char err[512];
+    struct web w;
+    memset(&w, 0, sizeof(w));
+    w.store = store_new(cfg, e, 1, NULL);
+    if (!w.store)
+        return 1;
+    if (!cfg->http_port) {
+        fprintf(stderr, "kpistream: --serve-only needs http.port\n");
+        kpiread_destroy(w.store);
+        return 2;
+    }
+    if (web_start(&w, cfg, e, err, sizeof(err))) {
+        fprintf(stderr, "kpistream: %s\n", err);
+        kpiread_destroy(w.store);
+        return 1;
+    }
+    kpi_metrics_set_health(w.m, store_healthy, w.store);
+    kpi_log(KPI_LOG_INFO, "kpistream", "serving group %s from %s: dashboard %s", cfg->group_id,
+            cfg->redis_url, w.url);
+    while (!atomic_load(&g_stop)) {
+        struct timespec ts = {0, 100000000};
+        nanosleep(&ts, NULL); /* waiting for SIGTERM/SIGINT */
+    }
+    web_stop(&w);
+    kpiread_destroy(w.store);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     struct opts o;
@@ -446,6 +502,9 @@ int main(int argc, char **argv)
         kpi_config_set(&cfg, "kafka", "group.id", "kpistream-demo", NULL, 0);
         kpi_config_set(&cfg, "alerts", "window", "1m/5s", NULL, 0);
         kpi_config_set(&cfg, "alerts", "warmup", "6", NULL, 0);
+        /* a young group's rolling rate still drifts up: a wider deviation
+         * scale lets the spike resolve once it is over */
+        kpi_config_set(&cfg, "alerts", "rel_floor", "0.3", NULL, 0);
         kpi_config_set(&cfg, "engine", "lateness", "5s", NULL, 0);
     }
     if (o.config && kpi_config_load_file(&cfg, o.config, err, sizeof(err))) {
@@ -474,6 +533,17 @@ int main(int argc, char **argv)
         kpi_engine_destroy(e);
         return 0;
     }
+    if (o.serve_only) {
+        struct sigaction ssa;
+        memset(&ssa, 0, sizeof(ssa));
+        ssa.sa_handler = on_signal;
+        sigaction(SIGTERM, &ssa, NULL);
+        sigaction(SIGINT, &ssa, NULL);
+        signal(SIGPIPE, SIG_IGN);
+        rc = serve_only(&cfg, e);
+        kpi_engine_destroy(e);
+        return rc;
+    }
 
     struct demo demo;
     memset(&demo, 0, sizeof(demo));
@@ -497,7 +567,10 @@ int main(int argc, char **argv)
             sleep(3);
         } else {
             redisFree(probe);
-            demo_wipe_redis(cfg.redis_url, cfg.redis_prefix, cfg.group_id);
+            struct kpiread *wipe = store_new(&cfg, e, 1, NULL);
+            if (wipe && kpiread_wipe_group(wipe, err, sizeof(err)))
+                fprintf(stderr, "kpistream: cannot wipe the demo group: %s\n", err);
+            kpiread_destroy(wipe);
         }
     }
     if (use_redis) {
@@ -547,39 +620,64 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    struct kpi_metrics *m =
-        kpi_metrics_start(cfg.http_bind, (int)cfg.http_port, e, err, sizeof(err));
-    if (!m && cfg.http_port) {
+    struct web web;
+    memset(&web, 0, sizeof(web));
+    web.store = store_new(&cfg, e, use_redis, &sink);
+    if (web_start(&web, &cfg, e, err, sizeof(err))) {
         if (!o.demo) {
             fprintf(stderr, "kpistream: %s\n", err);
             g_src.ops->destroy(g_src.self);
+            kpiread_destroy(web.store);
             kpi_sink_destroy(&sink);
             kpi_engine_destroy(e);
             return 1;
         }
         fprintf(stderr, "kpistream: %s (the demo goes on without it)\n", err);
     }
+    struct kpi_metrics *m = web.m;
     struct health hl = {e, cfg.flush_interval_ms};
     kpi_metrics_set_health(m, healthy, &hl);
     kpi_metrics_set_extra(m, metrics_extra, g_src.self);
+    if (web.url[0])
+        kpi_log(KPI_LOG_INFO, "kpistream", "dashboard: %s  (API: %sapi/v1/, metrics: %smetrics)",
+                web.url, web.url, web.url);
 
     struct kpi_alerter *alerter = NULL;
-    if (cfg.alerts_enabled && use_redis) {
+    const struct kpi_windows *ws = kpi_engine_windows(e);
+    int alerts_w = -1;
+    for (int i = 0; i < ws->n; i++)
+        if (strcmp(ws->w[i].name, cfg.alerts_window) == 0)
+            alerts_w = i;
+    struct kpi_notify *notify = NULL;
+    if (cfg.alerts_enabled && (cfg.alerts_alertmanager_url[0] || cfg.alerts_webhook_url[0])) {
+        struct kpi_notify_conf nc = {cfg.alerts_alertmanager_url,
+                                     cfg.alerts_webhook_url,
+                                     cfg.group_id,
+                                     web.url[0] ? web.url : NULL,
+                                     cfg.alerts_delivery_timeout_ms,
+                                     cfg.alerts_retry_min_ms,
+                                     cfg.alerts_retry_max_ms,
+                                     cfg.alerts_resend_interval_ms,
+                                     (size_t)cfg.alerts_delivery_queue};
+        notify = kpi_notify_new(&nc, err, sizeof(err));
+        if (!notify) {
+            fprintf(stderr, "kpistream: %s\n", err);
+            return 2;
+        }
+        kpi_metrics_set_extra(m, kpi_notify_write_metrics, notify);
+    }
+    if (cfg.alerts_enabled && web.store && alerts_w >= 0) {
         struct kpi_alerter_conf ac;
         memset(&ac, 0, sizeof(ac));
-        ac.redis_url = cfg.redis_url;
-        ac.prefix = cfg.redis_prefix;
-        ac.group = cfg.group_id;
-        ac.key_groups = (uint32_t)cfg.redis_key_groups;
-        const struct kpi_windows *ws = kpi_engine_windows(e);
-        for (int i = 0; i < ws->n; i++)
-            if (strcmp(ws->w[i].name, cfg.alerts_window) == 0)
-                ac.window = ws->w[i].id;
+        ac.store = web.store;
+        ac.windows = ws;
+        ac.window = alerts_w;
+        ac.window_id = ws->w[alerts_w].id;
         ac.channel = cfg.alerts_channel;
         ac.stream_maxlen = cfg.alerts_stream_maxlen;
         ac.poll_ms = cfg.flush_interval_ms;
-        ac.timeout_ms = cfg.redis_timeout_ms;
         kpi_config_alert_conf(&cfg, &ac.detector);
+        ac.notify = notify;
         alerter = kpi_alerter_start(&ac, kpi_engine_dims(e), err, sizeof(err));
     }
 
@@ -591,17 +689,11 @@ int main(int argc, char **argv)
     memset(&view, 0, sizeof(view));
     if (o.demo) {
         view.e = e;
-        view.sink = &sink;
+        view.store = web.store;
         view.redis = use_redis;
         view.alerter = alerter;
         view.demo = &demo;
-        view.prefix = cfg.redis_prefix;
-        view.group = cfg.group_id;
-        view.key_groups = (uint32_t)cfg.redis_key_groups;
-        if (use_redis)
-            view.rc = kpi_redis_connect_url(cfg.redis_url, 2000, err, sizeof(err));
-        if (use_redis && !view.rc)
-            view.redis = 0;
+        snprintf(view.url, sizeof(view.url), "%s", web.url);
         pthread_create(&view.th, NULL, view_main, &view);
     }
     pthread_t timer;
@@ -625,8 +717,6 @@ int main(int argc, char **argv)
     if (o.demo) {
         atomic_store(&view.stop, 1);
         pthread_join(view.th, NULL);
-        if (view.rc)
-            redisFree(view.rc);
         demo_stop(&demo);
     }
     if (has_timer)
@@ -640,7 +730,9 @@ int main(int argc, char **argv)
             kpi_log(KPI_LOG_WARN, "kpistream", "final recount of active subscribers: %s", ierr);
     }
     kpi_alerter_stop(alerter);
-    kpi_metrics_stop(m);
+    /* What is still queued gets a few seconds to reach Alertmanager. */
+    kpi_notify_destroy(notify, cfg.alerts_delivery_timeout_ms);
+    web_stop(&web);
 
     struct kpi_engine_stats st;
     kpi_engine_get_stats(e, &st);
@@ -669,6 +761,7 @@ int main(int argc, char **argv)
                 (unsigned long long)rs.recount_calls, (unsigned long long)rs.redirects,
                 (unsigned long long)rs.in_doubt);
     }
+    kpiread_destroy(web.store);
     kpi_sink_destroy(&sink);
     kpi_engine_destroy(e);
     return rc ? 1 : 0;

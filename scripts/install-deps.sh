@@ -11,6 +11,7 @@ pkgs=(
     openjdk-17-jre-headless maven
     python3 python3-yaml curl
     dpkg-dev file man-db systemd util-linux # the Debian package: cpack -G DEB, scripts/package-check.sh
+    libcurl4-openssl-dev prometheus prometheus-alertmanager chromium
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -4,17 +4,22 @@
 # in KRaft mode (combined broker + controller), whose jars Maven fetches from
 # Maven Central (scripts/kafka/pom.xml) and the machine's Java 17 runs.
 #
-#   scripts/services.sh up [redis|kafka|redis-cluster]
+#   scripts/services.sh up [redis|kafka|alertmanager|redis-cluster]
 #                                             start (idempotent), wait until they answer;
 #                                             redis-cluster: 3 masters + 3 replicas on loopback
 #                                             (ports KPI_REDIS_CLUSTER_PORT .. +5), not in the default set
-#   scripts/services.sh down [redis|kafka]    stop (idempotent); --wipe also deletes Kafka's data
-#   scripts/services.sh stop|start kafka      same as down/up for one service, data kept
+#   scripts/services.sh down [redis|kafka|alertmanager|redis-cluster]
+#                                             stop (idempotent); --wipe also deletes Kafka's data
+#   scripts/services.sh stop|start kafka|alertmanager   same as down/up for one service, data kept
 #   scripts/services.sh status                one line per service; exit 0 if all run, 3 if not
 #
 # Environment: KPI_REDIS_PORT (6379), KPI_REDIS_CLUSTER_PORT (7000), KPI_KAFKA_PORT (9092),
 # KPI_KAFKA_CONTROLLER_PORT (9093), KPI_SERVICES_DIR (<repo>/.services),
-# KPI_KAFKA_HEAP (512m).
+# KPI_KAFKA_HEAP (512m), KPI_ALERTMANAGER_PORT (9095).
+#
+# A third service, alertmanager (Debian's prometheus-alertmanager, on
+# loopback, clustering off), is started with the others and can be named
+# alone: scripts/services.sh up|down|stop|start alertmanager.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 dir="${KPI_SERVICES_DIR:-$root/.services}"
@@ -238,6 +243,61 @@ kafka_down() {
     fi
 }
 
+# ---- alertmanager ----
+am_port="${KPI_ALERTMANAGER_PORT:-9095}"
+am_ready() { curl -sf "http://127.0.0.1:$am_port/-/ready" >/dev/null 2>&1; }
+
+alertmanager_up() {
+    if pid_alive "$dir/alertmanager.pid" && am_ready; then
+        say "alertmanager already answers on 127.0.0.1:$am_port"
+        return 0
+    fi
+    if port_open "$am_port"; then
+        say "port $am_port is taken by something else; set KPI_ALERTMANAGER_PORT"
+        return 1
+    fi
+    command -v prometheus-alertmanager >/dev/null ||
+        { say "prometheus-alertmanager not found (scripts/install-deps.sh)"; return 1; }
+    mkdir -p "$dir/alertmanager-data"
+    # One catch-all receiver with no integration: alerts are kept and listed
+    # by the API (GET /api/v2/alerts), which is what the tests look at.
+    cat >"$dir/alertmanager.yml" <<YML
+route:
+  receiver: keep
+  group_by: [alertname, group]
+  group_wait: 1s
+  group_interval: 5s
+receivers:
+  - name: keep
+YML
+    nohup prometheus-alertmanager --config.file="$dir/alertmanager.yml" \
+        --storage.path="$dir/alertmanager-data" \
+        --web.listen-address="127.0.0.1:$am_port" --cluster.listen-address= \
+        --log.level=warn >"$dir/alertmanager.log" 2>&1 </dev/null &
+    echo $! >"$dir/alertmanager.pid"
+    disown || true
+    if ! wait_for 30 "alertmanager on port $am_port" am_ready; then
+        tail -n 30 "$dir/alertmanager.log" >&2 || true
+        return 1
+    fi
+    say "alertmanager up on 127.0.0.1:$am_port"
+}
+
+alertmanager_down() {
+    if pid_alive "$dir/alertmanager.pid"; then
+        local pid
+        pid="$(cat "$dir/alertmanager.pid")"
+        kill "$pid" 2>/dev/null || true
+        local deadline=$((SECONDS + 15))
+        while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do
+            sleep 0.1 # waiting for Alertmanager to exit
+        done
+        kill -9 "$pid" 2>/dev/null || true
+    fi
+    rm -f "$dir/alertmanager.pid"
+    say "alertmanager stopped"
+}
+
 status() {
     local rc=0
     if redis_ping; then echo "redis: running on 127.0.0.1:$redis_port"; else echo "redis: stopped"; rc=3; fi
@@ -245,6 +305,12 @@ status() {
         echo "kafka: running on 127.0.0.1:$kafka_port"
     else
         echo "kafka: stopped"
+        rc=3
+    fi
+    if pid_alive "$dir/alertmanager.pid" && am_ready; then
+        echo "alertmanager: running on 127.0.0.1:$am_port"
+    else
+        echo "alertmanager: stopped"
         rc=3
     fi
     return $rc
@@ -257,13 +323,13 @@ targets=()
 for a in "$@"; do
     case "$a" in
     --wipe) wipe=1 ;;
-    redis | kafka) targets+=("$a") ;;
+    redis | kafka | alertmanager) targets+=("$a") ;;
     redis-cluster) targets+=(redis_cluster) ;;
     *) say "unknown argument '$a'"; exit 2 ;;
     esac
 done
 [ "${KPI_SERVICES_WIPE:-0}" = 1 ] && wipe=1
-[ ${#targets[@]} -eq 0 ] && targets=(redis kafka)
+[ ${#targets[@]} -eq 0 ] && targets=(redis kafka alertmanager)
 
 case "$action" in
 up | start) for t in "${targets[@]}"; do "${t}_up"; done ;;
@@ -271,7 +337,7 @@ down | stop)
     for ((i = ${#targets[@]} - 1; i >= 0; i--)); do "${targets[$i]}_down"; done ;;
 status) status ;;
 *)
-    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
     ;;
 esac

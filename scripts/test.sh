@@ -35,6 +35,10 @@ else
     label_args=(-LE services)
 fi
 
+say "Prometheus configuration and rules (promtool)"
+promtool check config deploy/prometheus/prometheus.yml
+promtool check rules deploy/prometheus/rules/*.yml
+
 say "ASan+UBSan build and all tests"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DKPI_SANITIZE=address >/dev/null
 cmake --build build-asan -j"$jobs"

@@ -456,6 +456,112 @@ struct kpi_sink kpi_sink_stdout_new(FILE *out, int json, int top, char *errstr, 
     return sink;
 }
 
+/* The window and set index a reader names, or NULL / -1.  Caller holds mu. */
+static struct win *find_win(struct stdout_sink *s, const char *window)
+{
+    for (int i = 0; i < s->n_windows; i++)
+        if (strcmp(s->w[i].spec.name, window) == 0 || strcmp(s->w[i].spec.id, window) == 0)
+            return &s->w[i];
+    return NULL;
+}
+
+static int find_set(const struct stdout_sink *s, const char *set)
+{
+    for (int i = 0; i < s->n_sets; i++)
+        if (strcmp(s->set_names[i], set) == 0)
+            return i;
+    return -1;
+}
+
+int kpi_sink_stdout_state(const struct kpi_sink *sink, const char *window, int64_t *head,
+                          int64_t *watermark, uint64_t *flushes)
+{
+    struct stdout_sink *s = sink->self;
+    int err = 0;
+    pthread_mutex_lock(&s->mu);
+    struct win *w = s->ready ? find_win(s, window) : NULL;
+    if (!s->ready)
+        err = KPI_ERR_STATE;
+    else if (!w)
+        err = KPI_ERR_INVAL;
+    else {
+        *head = w->head;
+        *watermark = s->watermark;
+        *flushes = s->flushes;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return err;
+}
+
+int kpi_sink_stdout_each(const struct kpi_sink *sink, const char *window, const char *set,
+                         void (*fn)(void *opaque, const char *value, size_t len,
+                                    const struct kpi_values *v),
+                         void *opaque)
+{
+    struct stdout_sink *s = sink->self;
+    int err = 0;
+    pthread_mutex_lock(&s->mu);
+    struct win *w = s->ready ? find_win(s, window) : NULL;
+    int si = s->ready ? find_set(s, set) : -1;
+    if (!s->ready)
+        err = KPI_ERR_STATE;
+    else if (!w || si < 0)
+        err = KPI_ERR_INVAL;
+    else
+        for (uint32_t i = 0; i < w->n; i++) {
+            struct entry *e = &w->e[i];
+            if (e->set != (uint32_t)si)
+                continue;
+            const struct kpi_values *v = entry_values(s, w, e, NULL);
+            if (v->c.events > 0 || si == 0)
+                fn(opaque, e->label, e->label_len, v);
+        }
+    pthread_mutex_unlock(&s->mu);
+    return err;
+}
+
+int kpi_sink_stdout_buckets(const struct kpi_sink *sink, const char *window, const char *set,
+                            const char *value,
+                            void (*fn)(void *opaque, int64_t bucket, const struct kpi_values *v),
+                            void *opaque)
+{
+    struct stdout_sink *s = sink->self;
+    int err = 0;
+    pthread_mutex_lock(&s->mu);
+    struct win *w = s->ready ? find_win(s, window) : NULL;
+    int si = s->ready ? find_set(s, set) : -1;
+    if (!s->ready) {
+        err = KPI_ERR_STATE;
+        goto out;
+    }
+    if (!w || si < 0) {
+        err = KPI_ERR_INVAL;
+        goto out;
+    }
+    size_t vl = strlen(value);
+    struct entry *e = NULL;
+    for (uint32_t i = 0; i < w->n && !e; i++)
+        if (w->e[i].set == (uint32_t)si && w->e[i].label_len == vl &&
+            memcmp(w->e[i].label, value, vl) == 0)
+            e = &w->e[i];
+    if (!e || w->head == INT64_MIN)
+        goto out;
+    /* The ring's slots in bucket order: slot (b / slide) mod ring. */
+    const int64_t slide = w->spec.slide_ms;
+    int64_t lo = w->head - w->spec.size_ms + slide;
+    for (int64_t b = lo; b <= w->head; b += slide) {
+        const struct slot *sl = &e->slots[(uint64_t)(b / slide) % w->ring];
+        if (sl->bucket != b)
+            continue;
+        struct kpi_values v;
+        kpi_values_compute(&v, &sl->c, kpi_hll_count(&sl->hll));
+        fn(opaque, b, &v);
+    }
+out:
+    pthread_mutex_unlock(&s->mu);
+    return err;
+}
+
 int kpi_sink_stdout_query(const struct kpi_sink *sink, const char *window, const char *set,
                           const char *value, struct kpi_values *out, int64_t *start, int64_t *end)
 {

@@ -43,4 +43,27 @@ struct kpi_sink kpi_sink_stdout_new(FILE *out, int json, int top, char *errstr, 
 int kpi_sink_stdout_query(const struct kpi_sink *s, const char *window, const char *set,
                           const char *value, struct kpi_values *out, int64_t *start, int64_t *end);
 
+/* For readers of the in-memory state (the HTTP API in memory mode).  Each
+ * call holds the sink's lock while it visits, so callbacks must be short.
+ * All return 0, KPI_ERR_INVAL for an unknown window or set, KPI_ERR_STATE
+ * before the first delta. */
+
+/* The head of `window`'s current instance (INT64_MIN if none yet), the
+ * largest watermark flushed (INT64_MIN if none) and the deltas applied. */
+int kpi_sink_stdout_state(const struct kpi_sink *s, const char *window, int64_t *head,
+                          int64_t *watermark, uint64_t *flushes);
+/* Every value of `set` with events in the current instance of `window` (the
+ * set "all": its value always), with its KPIs, in no particular order. */
+int kpi_sink_stdout_each(const struct kpi_sink *s, const char *window, const char *set,
+                         void (*fn)(void *opaque, const char *value, size_t len,
+                                    const struct kpi_values *v),
+                         void *opaque);
+/* The buckets of one value kept for the current instance of `window`, oldest
+ * first, each with its own KPIs (counters and distinct subscribers of that
+ * bucket alone). */
+int kpi_sink_stdout_buckets(const struct kpi_sink *s, const char *window, const char *set,
+                            const char *value,
+                            void (*fn)(void *opaque, int64_t bucket, const struct kpi_values *v),
+                            void *opaque);
+
 #endif

@@ -1,7 +1,6 @@
 /* alerter.c - see alerter.h. */
 #include "alerter.h"
 
-#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -10,11 +9,12 @@
 #include <time.h>
 
 #include "err.h"
+#include "json.h"
 #include "log.h"
-#include "redis.h"
-#include "redisconn.h"
+#include "notify.h"
 
 #define MAX_SERIES 8192
+#define PAGE       1000 /* values read per call */
 
 struct series {
     char key[400]; /* "<set>:<value>" */
@@ -23,9 +23,7 @@ struct series {
 
 struct kpi_alerter {
     struct kpi_alerter_conf c;
-    char url[512], prefix[64], group[256], window[32], channel[128];
-    char tag[400];       /* "<prefix>:{<group>}:": the group's alerts */
-    char (*kg_tag)[400]; /* [key_groups]: "<prefix>:{<group>.<kg>}:", where the KPIs are */
+    char window[KPI_WINDOW_NAME_MAX], channel[128];
     const struct kpi_dims *d;
     pthread_t th;
     atomic_int stop;
@@ -34,7 +32,7 @@ struct kpi_alerter {
     char last[256];
     struct series *series;
     size_t n_series;
-    long long closed;
+    int64_t closed;
 };
 
 static struct series *find_series(struct kpi_alerter *a, const char *key)
@@ -50,113 +48,108 @@ static struct series *find_series(struct kpi_alerter *a, const char *key)
     return s;
 }
 
-static void publish(struct kpi_alerter *a, redisContext *rc, const char *set, const char *value,
+static void publish(struct kpi_alerter *a, const char *set, const char *value,
                     enum kpi_alert_change ch, const struct kpi_alert_info *in)
 {
-    const char *state = ch == KPI_ALERT_RAISED ? "raised" : "resolved";
-    redisReply *r = redisCommand(rc, "SET %salertmark:%s:%s:%s:%lld:%s 1 NX EX 172800", a->tag,
-                                 a->window, set, value, a->closed, state);
-    int first = r && r->type == REDIS_REPLY_STATUS;
-    if (r)
-        freeReplyObject(r);
-    if (!first)
-        return; /* another instance published it */
-    char rate[32], base[32], thr[32], act[32], bucket[32];
-    snprintf(rate, sizeof(rate), "%.6f", in->rate);
-    snprintf(base, sizeof(base), "%.6f", in->baseline);
-    snprintf(thr, sizeof(thr), "%.6f", in->threshold);
-    snprintf(act, sizeof(act), "%llu", (unsigned long long)in->active);
-    snprintf(bucket, sizeof(bucket), "%lld", a->closed);
-    r = redisCommand(rc,
-                     "XADD %salerts MAXLEN ~ %lld * state %s window %s set %s value %s rate %s "
-                     "baseline %s threshold %s active %s bucket_end %s",
-                     a->tag, (long long)a->c.stream_maxlen, state, a->window, set, value, rate,
-                     base, thr, act, bucket);
-    if (r)
-        freeReplyObject(r);
-    char msg[768];
-    snprintf(msg, sizeof(msg),
-             "{\"state\":\"%s\",\"window\":\"%s\",\"set\":\"%s\",\"value\":\"%s\",\"rate\":%s,"
-             "\"baseline\":%s,\"threshold\":%s,\"active\":%s,\"bucket_end\":%s}",
-             state, a->window, set, value, rate, base, thr, act, bucket);
-    r = redisCommand(rc, "PUBLISH %s%s %s", a->tag, a->channel, msg);
-    if (r)
-        freeReplyObject(r);
-    pthread_mutex_lock(&a->mu);
-    if (ch == KPI_ALERT_RAISED)
-        a->raised++;
-    else
-        a->resolved++;
-    snprintf(a->last, sizeof(a->last), "%s: %s=%s churn %.2f%% (baseline %.2f%%)", state, set,
-             value, in->rate * 100, in->baseline * 100);
-    pthread_mutex_unlock(&a->mu);
-    kpi_log(KPI_LOG_INFO, "alert", "%s", msg);
+    struct kpiread_alert al;
+    memset(&al, 0, sizeof(al));
+    al.raised = ch == KPI_ALERT_RAISED;
+    snprintf(al.window, sizeof(al.window), "%s", a->window);
+    snprintf(al.set, sizeof(al.set), "%s", set);
+    snprintf(al.value, sizeof(al.value), "%s", value);
+    al.rate = in->rate;
+    al.baseline = in->baseline;
+    al.threshold = in->threshold;
+    al.active = in->active;
+    al.bucket_end = a->closed;
+    const char *state = al.raised ? "raised" : "resolved";
+    char *msg = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&msg, &len);
+    if (!f)
+        return;
+    fprintf(f, "{\"state\":\"%s\",\"window\":", state);
+    kpi_json_str(f, a->window);
+    fputs(",\"set\":", f);
+    kpi_json_str(f, set);
+    fputs(",\"value\":", f);
+    kpi_json_str(f, value);
+    fprintf(f,
+            ",\"rate\":%.6f,\"baseline\":%.6f,\"threshold\":%.6f,\"active\":%llu,"
+            "\"bucket_end\":%lld}",
+            in->rate, in->baseline, in->threshold, (unsigned long long)in->active,
+            (long long)a->closed);
+    fclose(f);
+    char err[256];
+    int rc = kpiread_alert_record(a->c.store, &al, msg, a->channel, a->c.stream_maxlen, err,
+                                  sizeof(err));
+    if (rc < 0)
+        kpi_log(KPI_LOG_WARN, "alert", "cannot record %s (%s): %s", msg, state, err);
+    if (rc == 1) {
+        if (a->c.notify)
+            kpi_notify_alert(a->c.notify, &al);
+        pthread_mutex_lock(&a->mu);
+        if (al.raised)
+            a->raised++;
+        else
+            a->resolved++;
+        snprintf(a->last, sizeof(a->last), "%s: %s=%s churn %.2f%% (baseline %.2f%%)", state, set,
+                 value, in->rate * 100, in->baseline * 100);
+        pthread_mutex_unlock(&a->mu);
+        kpi_log(KPI_LOG_INFO, "alert", "%s", msg);
+    }
+    free(msg);
 }
 
-static void evaluate(struct kpi_alerter *a, redisContext *rc)
+static void evaluate(struct kpi_alerter *a)
 {
-    for (uint32_t kg = 0; kg < a->c.key_groups; kg++)
-        for (int s = 0; s < a->d->n_sets; s++) {
-            const char *set = a->d->sets[s].name;
-            redisReply *vals =
-                redisCommand(rc, "ZRANGE %svalues:%s:%s 0 -1", a->kg_tag[kg], a->window, set);
-            if (!vals || vals->type != REDIS_REPLY_ARRAY) {
-                if (vals)
-                    freeReplyObject(vals);
-                continue;
+    for (int s = 0; s < a->d->n_sets; s++) {
+        const char *set = a->d->sets[s].name;
+        for (uint64_t off = 0; off < KPIREAD_SCAN_MAX; off += PAGE) {
+            struct kpiread_page p;
+            char err[256];
+            if (kpiread_values(a->c.store, a->c.window, set, off, PAGE, NULL, &p, err, sizeof(err)))
+                break;
+            for (size_t i = 0; i < p.n; i++) {
+                const struct kpi_values *v = &p.rows[i].v;
+                if (!v->has_churn_rate)
+                    continue;
+                char key[400];
+                snprintf(key, sizeof(key), "%.150s:%.200s", set, p.rows[i].value);
+                struct series *sr = find_series(a, key);
+                struct kpi_alert_info info;
+                enum kpi_alert_change ch =
+                    sr ? kpi_alert_observe(&a->c.detector, &sr->st, v->churn_rate, v->active, &info)
+                       : KPI_ALERT_NONE;
+                if (ch != KPI_ALERT_NONE)
+                    publish(a, set, p.rows[i].value, ch, &info);
             }
-            for (size_t i = 0; i < vals->elements; i++) {
-                const char *value = vals->element[i]->str;
-                redisReply *h = redisCommand(rc, "HMGET %skpi:%s:%s:%s churn_rate active",
-                                             a->kg_tag[kg], a->window, set, value);
-                if (h && h->type == REDIS_REPLY_ARRAY && h->elements == 2 && h->element[0]->str &&
-                    h->element[1]->str && h->element[0]->str[0]) {
-                    double rate = atof(h->element[0]->str);
-                    uint64_t active = strtoull(h->element[1]->str, NULL, 10);
-                    char key[400];
-                    snprintf(key, sizeof(key), "%.150s:%.200s", set, value);
-                    struct series *sr = find_series(a, key);
-                    struct kpi_alert_info info;
-                    enum kpi_alert_change ch =
-                        sr ? kpi_alert_observe(&a->c.detector, &sr->st, rate, active, &info)
-                           : KPI_ALERT_NONE;
-                    if (ch != KPI_ALERT_NONE)
-                        publish(a, rc, set, value, ch, &info);
-                }
-                if (h)
-                    freeReplyObject(h);
-            }
-            freeReplyObject(vals);
+            uint64_t total = p.total;
+            kpiread_page_free(&p);
+            if (off + PAGE >= total)
+                break;
         }
+    }
 }
 
 static void *run(void *arg)
 {
     struct kpi_alerter *a = arg;
-    redisContext *rc = NULL;
     while (!atomic_load(&a->stop)) {
-        if (!rc) {
-            char err[256];
-            rc = kpi_redis_connect_url(a->url, a->c.timeout_ms, err, sizeof(err));
-        }
-        if (rc) {
-            /* A bucket is closed for the group once every key group closed it. */
-            long long closed = LLONG_MAX;
-            for (uint32_t kg = 0; kg < a->c.key_groups && rc; kg++) {
-                redisReply *r = redisCommand(rc, "HGET %smeta closed:%s", a->kg_tag[kg], a->window);
-                if (!r) {
-                    redisFree(rc);
-                    rc = NULL;
-                    break;
-                }
-                long long c = r->type == REDIS_REPLY_STRING ? atoll(r->str) : 0;
-                if (c < closed)
-                    closed = c;
-                freeReplyObject(r);
-            }
-            if (rc && closed != LLONG_MAX && closed > a->closed) {
+        struct kpiread_meta m;
+        char err[256];
+        if (kpiread_meta(a->c.store, &m, err, sizeof(err)) == 0) {
+            int64_t closed = m.closed[a->c.window], first = m.first[a->c.window];
+            const struct kpi_window_spec *ws = &a->c.windows->w[a->c.window];
+            /* A window that has not filled yet since the group's first data
+             * is not comparable with itself later (its churn rate climbs as
+             * it fills): such observations would teach the baseline a rate
+             * too low and the first full window would look like a spike. */
+            int filled = first != INT64_MIN && closed - first >= ws->size_ms;
+            if (closed != INT64_MIN && closed > a->closed) {
                 a->closed = closed;
-                evaluate(a, rc);
+                if (filled)
+                    evaluate(a);
             }
         }
         /* Poll period: the closed mark moves at most once per flush. */
@@ -165,8 +158,6 @@ static void *run(void *arg)
             nanosleep(&ts, NULL);
         }
     }
-    if (rc)
-        redisFree(rc);
     return NULL;
 }
 
@@ -177,22 +168,13 @@ struct kpi_alerter *kpi_alerter_start(const struct kpi_alerter_conf *c, const st
     if (!a)
         return NULL;
     a->c = *c;
-    snprintf(a->url, sizeof(a->url), "%s", c->redis_url);
-    snprintf(a->window, sizeof(a->window), "%s", c->window);
+    snprintf(a->window, sizeof(a->window), "%s", c->window_id);
     snprintf(a->channel, sizeof(a->channel), "%s", c->channel);
-    snprintf(a->tag, sizeof(a->tag), "%s:{%s}:", c->prefix, c->group);
-    if (a->c.key_groups < 1)
-        a->c.key_groups = 1;
-    a->kg_tag = calloc(a->c.key_groups, sizeof(*a->kg_tag));
-    for (uint32_t kg = 0; a->kg_tag && kg < a->c.key_groups; kg++)
-        kpi_redis_kg_prefix(a->kg_tag[kg], sizeof(a->kg_tag[kg]), c->prefix, c->group,
-                            a->c.key_groups, kg);
     a->d = d;
     a->series = calloc(MAX_SERIES, sizeof(*a->series));
     pthread_mutex_init(&a->mu, NULL);
-    if (!a->series || !a->kg_tag || pthread_create(&a->th, NULL, run, a)) {
+    if (!a->series || pthread_create(&a->th, NULL, run, a)) {
         kpi_seterr(errstr, errsz, KPI_ERR_NOMEM, "cannot start the alerter");
-        free(a->kg_tag);
         free(a->series);
         free(a);
         return NULL;
@@ -208,7 +190,6 @@ void kpi_alerter_stop(struct kpi_alerter *a)
     pthread_join(a->th, NULL);
     pthread_mutex_destroy(&a->mu);
     free(a->series);
-    free(a->kg_tag);
     free(a);
 }
 

@@ -1,15 +1,17 @@
 /*
  * alerter.h - churn-spike alerting over what the Redis sink wrote.
  *
- * Every time the watched window closes a bucket (the group's
- * `closed:<window>` mark in Redis moves), the alerter reads each grouping-set
- * value's rolling churn rate and active subscribers from its KPI hash
- * (docs/redis-schema.md), feeds them to that value's detector
- * (engine/alert.h), and publishes every raise and resolve to the stream
- * `<prefix>:{<group>}:alerts` (XADD, bounded) and the Pub/Sub channel
- * `<prefix>:{<group>}:<channel>`.  Several instances of a group evaluate the
- * same observations; a SET NX marker per (value, bucket, state) makes each
- * alert appear once.
+ * Every time the watched window closes a bucket (the group's closed mark
+ * moves), the alerter reads each grouping-set value's rolling churn rate and
+ * active subscribers (cmd/lib/kpiread.h: from Redis, or from this process's
+ * memory in the demo without Redis), feeds them to that value's detector
+ * (engine/alert.h), and records every raise and resolve once per group
+ * (kpiread_alert_record: the alert stream and the Pub/Sub channel of
+ * docs/redis-schema.md).  Several instances of a group evaluate the same
+ * observations; only the one that recorded an alert hands it on for
+ * delivery (Alertmanager, webhook: cmd/lib/notify.h).  Observations start
+ * once the window has filled since the group's first data (before, its
+ * rate climbs as it fills and would make a false baseline).
  */
 #ifndef KPI_ALERTER_H
 #define KPI_ALERTER_H
@@ -19,20 +21,21 @@
 
 #include "alert.h"
 #include "dims.h"
+#include "kpiread.h"
 
 struct kpi_alerter;
+struct kpi_notify;
 
 struct kpi_alerter_conf {
-    const char *redis_url;
-    const char *prefix;  /* "kpi" */
-    const char *group;   /* consumer group: the hash tag */
-    uint32_t key_groups; /* redis.key_groups: where the KPIs are (docs/redis-schema.md) */
-    const char *window;  /* window id, e.g. "1h_1m" */
-    const char *channel; /* "alerts" */
+    struct kpiread *store;             /* outlives the alerter */
+    const struct kpi_windows *windows; /* outlive the alerter */
+    int window;                        /* index of the watched window */
+    const char *window_id;             /* its id, e.g. "1h_1m" */
+    const char *channel;               /* "alerts" */
     int64_t stream_maxlen;
     int64_t poll_ms;
-    int64_t timeout_ms;
     struct kpi_alert_conf detector;
+    struct kpi_notify *notify; /* NULL: no delivery beyond the store */
 };
 
 struct kpi_alerter *kpi_alerter_start(const struct kpi_alerter_conf *c, const struct kpi_dims *d,

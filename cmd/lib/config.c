@@ -117,10 +117,36 @@ static const struct kdef kpi_config_table[] = {
      SZ(alerts_stream_maxlen), "approximate length bound of the alert stream"},
     {"alerts", "channel", K_STR, "alerts", 0, 0, NULL, OFF(alerts_channel), SZ(alerts_channel),
      "Pub/Sub channel suffix: <prefix>:alerts by default"},
+    {"alerts", "alertmanager_url", K_STR, "", 0, 0, NULL, OFF(alerts_alertmanager_url),
+     SZ(alerts_alertmanager_url),
+     "Alertmanager base URL (http://host:9093): raises and resolves are posted to /api/v2/alerts"},
+    {"alerts", "webhook_url", K_STR, "", 0, 0, NULL, OFF(alerts_webhook_url),
+     SZ(alerts_webhook_url), "URL that receives the same JSON as Alertmanager (POST)"},
+    {"alerts", "delivery_timeout", K_DURATION, "5s", 100, 600000, NULL,
+     OFF(alerts_delivery_timeout_ms), SZ(alerts_delivery_timeout_ms),
+     "timeout of one delivery attempt"},
+    {"alerts", "retry_min", K_DURATION, "1s", 10, 3600000, NULL, OFF(alerts_retry_min_ms),
+     SZ(alerts_retry_min_ms), "first wait before retrying a failed delivery"},
+    {"alerts", "retry_max", K_DURATION, "1m", 10, 3600000, NULL, OFF(alerts_retry_max_ms),
+     SZ(alerts_retry_max_ms), "longest wait between delivery retries (exponential backoff)"},
+    {"alerts", "resend_interval", K_DURATION, "1m", 1000, 3600000, NULL,
+     OFF(alerts_resend_interval_ms), SZ(alerts_resend_interval_ms),
+     "re-post active alerts to Alertmanager this often (endsAt = 4 x this ahead)"},
+    {"alerts", "delivery_queue", K_INT, "10000", 1, 10000000, NULL, OFF(alerts_delivery_queue),
+     SZ(alerts_delivery_queue), "alerts waiting per target before new ones are dropped (counted)"},
     {"http", "bind", K_STR, "127.0.0.1", 0, 0, NULL, OFF(http_bind), SZ(http_bind),
-     "address of the /metrics and /healthz endpoint"},
+     "address of the HTTP server: dashboard, API (docs/api.md), /metrics, /healthz"},
     {"http", "port", K_INT, "9464", 0, 65535, NULL, OFF(http_port), SZ(http_port),
-     "port of the /metrics and /healthz endpoint; 0 disables it"},
+     "port of the HTTP server; 0 disables it"},
+    {"http", "max_connections", K_INT, "256", 1, 100000, NULL, OFF(http_max_connections),
+     SZ(http_max_connections), "concurrent HTTP connections; more wait in the listen queue"},
+    {"http", "connection_timeout", K_DURATION, "30s", 1000, 3600000, NULL,
+     OFF(http_connection_timeout_ms), SZ(http_connection_timeout_ms),
+     "close a connection idle (nothing read or written) this long"},
+    {"http", "threads", K_INT, "2", 1, 64, NULL, OFF(http_threads), SZ(http_threads),
+     "HTTP server threads (each API request holds one while it reads Redis)"},
+    {"http", "sse_max_clients", K_INT, "128", 0, 100000, NULL, OFF(http_sse_max_clients),
+     SZ(http_sse_max_clients), "concurrent /api/v1/events streams; more get 503"},
     {"log", "level", K_ENUM, "info", 0, 0, NULL, OFF(log_level), SZ(log_level),
      "error|warn|info|debug"},
 };
@@ -333,6 +359,20 @@ int kpi_config_validate(const struct kpi_config *c, char *errstr, size_t errsz)
     if (strncmp(c->redis_url, "redis://", 8) != 0 && strncmp(c->redis_url, "unix:", 5) != 0)
         return kpi_seterr(errstr, errsz, KPI_ERR_INVAL,
                           "redis.url: '%s' does not start with redis:// or unix:", c->redis_url);
+    if (c->alerts_retry_max_ms < c->alerts_retry_min_ms)
+        return kpi_seterr(errstr, errsz, KPI_ERR_INVAL,
+                          "alerts.retry_max: must not be below alerts.retry_min");
+    static const struct {
+        const char *key;
+        size_t off;
+    } urls[] = {{"alerts.alertmanager_url", offsetof(struct kpi_config, alerts_alertmanager_url)},
+                {"alerts.webhook_url", offsetof(struct kpi_config, alerts_webhook_url)}};
+    for (size_t i = 0; i < sizeof(urls) / sizeof(urls[0]); i++) {
+        const char *u = (const char *)c + urls[i].off;
+        if (u[0] && strncmp(u, "http://", 7) != 0 && strncmp(u, "https://", 8) != 0)
+            return kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "%s: '%s' is not an http(s):// URL",
+                              urls[i].key, u);
+    }
     if (c->alerts_enabled) {
         int found = 0;
         for (int i = 0; i < ws.n; i++)

@@ -66,9 +66,20 @@ struct kpi_config {
     int64_t alerts_warmup;
     int64_t alerts_stream_maxlen;
     char alerts_channel[128];
+    char alerts_alertmanager_url[KPI_CONF_STR];
+    char alerts_webhook_url[KPI_CONF_STR];
+    int64_t alerts_delivery_timeout_ms;
+    int64_t alerts_retry_min_ms;
+    int64_t alerts_retry_max_ms;
+    int64_t alerts_resend_interval_ms;
+    int64_t alerts_delivery_queue;
     /* [http] */
     char http_bind[64];
     int64_t http_port;
+    int64_t http_max_connections;
+    int64_t http_connection_timeout_ms;
+    int64_t http_threads;
+    int64_t http_sse_max_clients;
     /* [log] */
     char log_level[16];
 };
