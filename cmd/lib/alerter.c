@@ -145,7 +145,7 @@ static void *run(void *arg)
              * is not comparable with itself later (its churn rate climbs as
              * it fills): such observations would teach the baseline a rate
              * too low and the first full window would look like a spike. */
-            int filled = first != INT64_MIN && closed - first >= ws->size_ms;
+            int filled = first != INT64_MIN && closed != INT64_MIN && closed - first >= ws->size_ms;
             if (closed != INT64_MIN && closed > a->closed) {
                 a->closed = closed;
                 if (filled)
