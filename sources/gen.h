@@ -196,6 +196,7 @@ struct kpi_gen_truth {
     int64_t bytes, seconds;
     uint64_t nps[KPI_SURVEY__COUNT][3]; /* [survey][KPI_NPS_PROMOTERS...] */
     uint64_t churns_by_segment[16];
+    struct kpi_counters counters;        /* every counter, as kpi_counters_count counts them */
     uint64_t distinct;                   /* distinct subscribers (kpi_gen_truth_init only) */
     struct kpi_gen_truth_detail *detail; /* NULL when zeroed rather than initialised */
 };
