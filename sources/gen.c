@@ -562,6 +562,7 @@ static inline void put_str(struct w *w, const char *s)
 #define K_SURVEY  "\246survey"
 #define K_REASON  "\246reason"
 #define K_CELL    "\244cell"
+#define K_PROV    "\254provision_ms"
 
 static const char *const type_enc[KPI_EV__COUNT] = {
     [KPI_EV_USAGE] = "\245usage",
@@ -851,6 +852,20 @@ int kpi_gen_next(struct kpi_gen *g, uint8_t *buf, size_t cap, size_t *len, struc
             if (!w.full)
                 *map = (uint8_t)(0x86 + 1 + (in->survey == KPI_SURVEY_BRAND || (u >> 22 & 1)));
             break;
+        case KPI_EV_ACTIVATION: {
+            /* Three in four say how long provisioning took: mostly seconds
+             * to two minutes, one in eight up to two hours. */
+            uint64_t v = next_u64(g);
+            if ((v & 3) != 0) {
+                in->has_provision_ms = 1;
+                in->provision_ms =
+                    (v >> 2 & 15) < 14 ? 200 + (v >> 8) % 120000 : 120000 + (v >> 8) % 7080000;
+                K(&w, K_PROV), put_uint(&w, in->provision_ms);
+                if (!w.full)
+                    *map = 0x87;
+            }
+            break;
+        }
         case KPI_EV_CHURN:
             if ((u & 3) != 0) { /* three in four say why */
                 in->reason_text = churn_reasons[u >> 2 & 7];

@@ -293,6 +293,37 @@ Test(gen, type_mix_matches_the_configured_shares)
     cr_assert(s[KPI_EV_CHURN] > 0.008 && s[KPI_EV_CHURN] < 0.012, "churn %.4f", s[KPI_EV_CHURN]);
 }
 
+Test(gen, three_activations_in_four_say_how_long_provisioning_took)
+{
+    struct kpi_gen *g = gen_new(5, 0);
+    uint8_t buf[KPI_GEN_EVENT_MAX];
+    size_t len;
+    struct kpi_gen_info in;
+    int act = 0, with = 0, slow = 0;
+    for (int i = 0; i < 200000; i++) {
+        cr_assert_eq(kpi_gen_next(g, buf, sizeof(buf), &len, &in), 0);
+        int sent = memmem(buf, len, "\254provision_ms", 13) != NULL;
+        cr_assert_eq(sent, in.has_provision_ms, "event %d: provision_ms sent as info says", i);
+        if (in.type != KPI_EV_ACTIVATION) {
+            cr_assert_not(sent, "only activations carry provision_ms");
+            continue;
+        }
+        act++;
+        if (!in.has_provision_ms) {
+            cr_assert_eq(in.provision_ms, 0);
+            continue;
+        }
+        with++;
+        cr_assert(in.provision_ms >= 200 && in.provision_ms < 7200000, "%llu",
+                  (unsigned long long)in.provision_ms);
+        slow += in.provision_ms >= 120000;
+    }
+    cr_assert_gt(act, 1000);
+    cr_assert(with > act * 0.70 && with < act * 0.80, "%d of %d", with, act);
+    cr_assert(slow > with * 0.08 && slow < with * 0.17, "%d of %d over 2 min", slow, with);
+    kpi_gen_destroy(g);
+}
+
 Test(gen, nps_leans_to_7_to_10_and_one_answer_in_three_is_brand)
 {
     struct kpi_gen_conf c;
