@@ -10,9 +10,9 @@
  *                   the counter masks and values the sink sends)
  *   DF              the derived KPIs, in kpi_values order
  *   DERIVED_INPUT   [counter index] = true for the counters the formulas read
- *   derived_values  (c, active) -> per DF index the KPI as a number, or false
- *                   when undefined (denominator <= 0); c holds counters by CF
- *                   index
+ *   derived_values  (c, active, v): sets v[i], per DF index, to the KPI as a
+ *                   number, or false when undefined (denominator <= 0); c
+ *                   holds counters by CF index
  *
  * A formula is the C text of kpi_schema.h with KPI_C(name) replaced by
  * c[<index of name>] and KPI_ACTIVE by active; the schema allows nothing in
@@ -135,17 +135,17 @@ int main(int argc, char **argv)
             first = 0;
         }
     fputs("}\n"
-          "-- The formulas of engine/kpi.c: per DF index a number, or false when\n"
-          "-- undefined (denominator <= 0).\n"
-          "local function derived_values(c, active)\n"
-          "    local v, d = {}, nil\n",
+          "-- The formulas of engine/kpi.c: v[i] per DF index, a number, or false\n"
+          "-- when undefined (denominator <= 0).\n"
+          "local function derived_values(c, active, v)\n"
+          "    local d\n",
           f);
     for (int i = 0; i < NDERIVED; i++)
         fprintf(f,
                 "    d = %s -- %s\n"
                 "    if d > 0 then v[%d] = (%s) / d else v[%d] = false end\n",
                 den[i], derived[i].name, i + 1, num[i], i + 1);
-    fputs("    return v\nend\n", f);
+    fputs("end\n", f);
     if (fclose(f) != 0) {
         perror(argv[1]);
         return 1;

@@ -6,7 +6,7 @@ The build embeds this file into the sink (cmake/embed.cmake); nothing else
 holds a copy.  It runs after a prologue the build generates from
 engine/kpi_schema.h (tools/kpi_schema_lua.c): CF, the counters in the order of
 struct kpi_counters; DF, the derived KPIs; DERIVED_INPUT, the counters their
-formulas read; derived_values(c, active), the formulas.
+formulas read; derived_values(c, active, v), the formulas.
 The key schema is documented in docs/redis-schema.md, the exactly-once
 argument in docs/exactly-once.md.
 
@@ -313,8 +313,10 @@ end
 
 -- Append the derived KPIs of engine/kpi.c (DF order) to a field/value list;
 -- '' when undefined (zero denominator).
+local dv = {} -- reused: no table per value
 local function add_derived(list, c, active)
-    local v = derived_values(c, active)
+    local v = dv
+    derived_values(c, active, v)
     local n = #list
     for i = 1, ND do
         list[n + 2 * i - 1] = DF[i]
