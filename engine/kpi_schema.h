@@ -65,7 +65,10 @@
     X(nps_network_detractors, KPI_NPS_OF(NETWORK) && KPI_DETRACTOR, 1, "network NPS, score 0-6")  \
     X(nps_brand_promoters, KPI_NPS_OF(BRAND) && KPI_PROMOTER, 1, "brand NPS, score 9-10")         \
     X(nps_brand_passives, KPI_NPS_OF(BRAND) && KPI_PASSIVE, 1, "brand NPS, score 7-8")            \
-    X(nps_brand_detractors, KPI_NPS_OF(BRAND) && KPI_DETRACTOR, 1, "brand NPS, score 0-6")
+    X(nps_brand_detractors, KPI_NPS_OF(BRAND) && KPI_DETRACTOR, 1, "brand NPS, score 0-6")        \
+    X(provision_ms, KPI_IS(ACTIVATION) && e->has_provision_ms, e->provision_ms,                   \
+      "sum of activations' provision_ms")                                                         \
+    X(provisioned, KPI_IS(ACTIVATION) && e->has_provision_ms, 1, "activations with provision_ms")
 
 #define KPI_DERIVED(X)                                                                            \
     X(churn_rate, KPI_C(churns), KPI_ACTIVE, "churn", "%.2f%%", 100,                             \
@@ -77,7 +80,9 @@
       "NPS-net", "%.1f", 1, "network NPS, -100..100")                                             \
     X(nps_brand, 100 * (KPI_C(nps_brand_promoters) - KPI_C(nps_brand_detractors)),                \
       KPI_C(nps_brand_promoters) + KPI_C(nps_brand_passives) + KPI_C(nps_brand_detractors),       \
-      "NPS-brd", "%.1f", 1, "brand NPS, -100..100")
+      "NPS-brd", "%.1f", 1, "brand NPS, -100..100")                                               \
+    X(time_to_provision_ms, KPI_C(provision_ms), KPI_C(provisioned), "TTP-ms", "%.0f", 1,         \
+      "mean provisioning time of activations, ms")
 /* clang-format on */
 
 #endif
