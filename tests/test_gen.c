@@ -108,6 +108,8 @@ Test(gen, good_events_decode_to_exactly_what_info_says)
         cr_assert_eq(ev.amount_micros, in.amount_micros, "event %d: amount", i);
         cr_assert_eq(ev.bytes, in.bytes);
         cr_assert_eq(ev.seconds, in.seconds);
+        cr_assert_eq(ev.has_provision_ms, in.has_provision_ms, "event %d: provision_ms", i);
+        cr_assert_eq(ev.provision_ms, in.provision_ms);
         if (in.type == KPI_EV_USAGE) {
             cr_assert_gt(in.amount_micros, 0);
             no_bytes += in.bytes == 0;
@@ -750,6 +752,11 @@ Test(truth, tallies_equal_a_recount_of_the_decoded_events)
     for (int s = 0; s < KPI_SURVEY__COUNT; s++)
         for (int k = 0; k < 3; k++)
             cr_assert_eq(t.nps[s][k], (uint64_t)total.nps[s][k]);
+    for (int k = 0; k < KPI_NCOUNTERS; k++)
+        cr_assert_eq(t.counters.v[k], total.v[k], "counter %s", kpi_counter_names[k]);
+    cr_assert_gt(total.provisioned, 0, "the traffic exercises every counter...");
+    cr_assert_gt(total.provision_ms, 0);
+    cr_assert_lt(total.provisioned, total.activations, "...and activations without it");
     cr_assert_eq(t.distinct, distinct);
     cr_assert_eq(kpi_gen_truth_untracked(&t), 0);
 
@@ -892,6 +899,9 @@ Test(truth, json_holds_the_totals_and_one_line_per_cell)
     snprintf(want, sizeof(want), "\"distinct_subscribers\":%llu,", (unsigned long long)t.distinct);
     cr_assert(strstr(text, want), "%s", want);
     cr_assert(strstr(text, "\"bad_by_reason\":{\"empty\":"));
+    snprintf(want, sizeof(want), ",\"provision_ms\":%lld,\"provisioned\":%lld}",
+             (long long)t.counters.provision_ms, (long long)t.counters.provisioned);
+    cr_assert(strstr(text, want), "every counter of the schema: %s", want);
     cr_assert(strstr(text, "\"sets\":[\"all\",\"region\",\"region+plan\",\"segment\"]"));
     const struct kpi_gen_cell *cell =
         kpi_gen_truth_cell(&t, "region+plan", "eu-west|prepaid", START + BUCKET);
