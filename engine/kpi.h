@@ -58,6 +58,8 @@ struct kpi_counters {
 
 _Static_assert(sizeof(struct kpi_counters) == KPI_NCOUNTERS * sizeof(int64_t),
                "struct kpi_counters is an int64 array");
+_Static_assert(KPI_NCOUNTERS <= 53, "a bit mask of the counters must stay exact in a double "
+                                    "(the Redis script reads the sink's counter masks in Lua)");
 _Static_assert(offsetof(struct kpi_counters, nps[KPI_SURVEY_NETWORK][KPI_NPS_PROMOTERS]) ==
                        offsetof(struct kpi_counters, nps_network_promoters) &&
                    offsetof(struct kpi_counters, nps[KPI_SURVEY_BRAND][KPI_NPS_DETRACTORS]) ==
