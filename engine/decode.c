@@ -8,7 +8,8 @@
  *   message  = map                       fixmap 0x80-0x8f, map16 0xde, map32 0xdf
  *   map      = N x (key value)           keys must be strings (fixstr/str8/16/32)
  *   key      = known key                 type ts sub amount bytes seconds score
- *                                        survey reason, or a configured dimension
+ *                                        survey reason provision_ms, or a configured
+ *                                        dimension
  *            | unknown key               value skipped whatever it is; containers
  *                                        nested at most MAX_DEPTH levels, counting
  *                                        the top-level map as level 1
@@ -88,7 +89,7 @@ const char *kpi_bad_reason_name(enum kpi_bad_reason r)
 
 /* The keys the contract knows; dimension keys come from the configuration. */
 static const char *const reserved[] = {"type",    "ts",    "sub",    "amount", "bytes",
-                                       "seconds", "score", "survey", "reason"};
+                                       "seconds", "score", "survey", "reason", "provision_ms"};
 
 int kpi_decoder_init(struct kpi_decoder *d, const char *const *dim_names, int n_dims,
                      int64_t max_skew_ms, uint32_t max_str_len, char *errstr, size_t errsz)
@@ -429,6 +430,7 @@ enum key {
     K_SCORE,
     K_SURVEY,
     K_REASON,
+    K_PROVISION_MS,
     K_DIM0, /* K_DIM0 + i: dimension i */
     K_UNKNOWN = K_DIM0 + KPI_MAX_DIMS
 };
@@ -470,6 +472,10 @@ static inline int match_key(const struct kpi_decoder *d, const struct val *k)
     case 7:
         if (!memcmp(k->s, "seconds", 7))
             return K_SECONDS;
+        break;
+    case 12:
+        if (!memcmp(k->s, "provision_ms", 12))
+            return K_PROVISION_MS;
         break;
     }
     for (int i = 0; i < d->n_dims; i++)
@@ -579,14 +585,19 @@ static inline enum kpi_bad_reason take(const struct kpi_decoder *d, int key, con
         return KPI_BAD_NONE;
     case K_BYTES:
     case K_SECONDS:
+    case K_PROVISION_MS:
         if (v->k != V_UINT)
             return KPI_BAD_VOLUME_NOT_UINT;
         if (v->u > KPI_MAX_QUANTITY)
             return KPI_BAD_VOLUME_OUT_OF_RANGE;
         if (key == K_BYTES)
             ev->bytes = v->u;
-        else
+        else if (key == K_SECONDS)
             ev->seconds = v->u;
+        else {
+            ev->provision_ms = v->u;
+            ev->has_provision_ms = 1;
+        }
         return KPI_BAD_NONE;
     case K_SCORE:
         if (v->k != V_UINT)
@@ -640,6 +651,8 @@ enum kpi_bad_reason kpi_decode(const struct kpi_decoder *d, const void *msg, siz
     ev->type = KPI_EV__COUNT;
     ev->amount_micros = 0;
     ev->bytes = ev->seconds = 0;
+    ev->provision_ms = 0;
+    ev->has_provision_ms = 0;
     ev->score = 0;
     ev->survey = KPI_SURVEY_NETWORK;
     ev->reason.ptr = NULL;

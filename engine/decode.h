@@ -18,7 +18,7 @@
 /* Deepest nesting of maps/arrays the decoder follows under an unknown key,
  * counting the top-level map as level 1. */
 #define KPI_DECODE_MAX_DEPTH 32
-/* The largest amount (micro-units), bytes or seconds one event may carry:
+/* The largest amount (micro-units), bytes, seconds or provision_ms one event may carry:
  * 2^53, about 9 x 10^9 currency units, 9 PB, 285 million years.  Bounding
  * inputs is what keeps sums exact where they are doubles (Redis's Lua) and
  * far from int64's limit everywhere else (kpi_sat_add, docs/events.md). */
@@ -52,8 +52,8 @@ enum kpi_bad_reason {
     KPI_BAD_AMOUNT_NEGATIVE,     /* a negative int, or a float < 0 (-0.0 is 0) */
     KPI_BAD_AMOUNT_NOT_FINITE,   /* NaN or infinity */
     KPI_BAD_AMOUNT_OUT_OF_RANGE, /* above KPI_MAX_QUANTITY micro-units */
-    KPI_BAD_VOLUME_NOT_UINT,     /* bytes / seconds: not a uint */
-    KPI_BAD_VOLUME_OUT_OF_RANGE, /* bytes / seconds: above KPI_MAX_QUANTITY */
+    KPI_BAD_VOLUME_NOT_UINT,     /* bytes / seconds / provision_ms: not a uint */
+    KPI_BAD_VOLUME_OUT_OF_RANGE, /* bytes / seconds / provision_ms: above KPI_MAX_QUANTITY */
     KPI_BAD_MISSING_SCORE,       /* nps without score */
     KPI_BAD_SCORE_NOT_UINT,      /* a negative int, float, str, ... */
     KPI_BAD_SCORE_OUT_OF_RANGE,  /* a uint above 10 */

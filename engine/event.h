@@ -45,6 +45,8 @@ struct kpi_event {
     uint64_t seconds;                     /* usage: optional volume (0 when absent) */
     uint8_t score;                        /* nps: 0..10 */
     uint8_t survey;                       /* nps: enum kpi_survey */
+    uint8_t has_provision_ms;             /* activation: provision_ms was sent */
+    uint64_t provision_ms;                /* activation: time to provision, ms (0: absent) */
     struct kpi_strref reason;             /* churn: optional */
     struct kpi_strref dims[KPI_MAX_DIMS]; /* by configured dimension index;
                                              ptr == NULL when the key is absent */

@@ -1,24 +1,26 @@
-/* kpi.c - counter arithmetic and KPI formulas (see kpi.h for definitions). */
+/* kpi.c - counter arithmetic and KPI formulas (see kpi.h and kpi_schema.h). */
 #include "kpi.h"
 
 #include <string.h>
 
-#define NCOUNTERS (sizeof(struct kpi_counters) / sizeof(int64_t))
+#define NAME_(name, when, add, doc) #name,
+const char *const kpi_counter_names[KPI_NCOUNTERS] = {KPI_COUNTERS(NAME_)};
+#undef NAME_
+
+#define DEF_(name, num, den, head, fmt, scale, doc) {#name, head, fmt, scale},
+const struct kpi_derived_def kpi_derived_defs[KPI_NDERIVED] = {KPI_DERIVED(DEF_)};
+#undef DEF_
 
 void kpi_counters_add(struct kpi_counters *dst, const struct kpi_counters *src)
 {
-    int64_t *d = (int64_t *)dst;
-    const int64_t *s = (const int64_t *)src;
-    for (size_t i = 0; i < NCOUNTERS; i++)
-        d[i] = kpi_sat_add(d[i], s[i]);
+    for (size_t i = 0; i < KPI_NCOUNTERS; i++)
+        dst->v[i] = kpi_sat_add(dst->v[i], src->v[i]);
 }
 
 void kpi_counters_sub(struct kpi_counters *dst, const struct kpi_counters *src)
 {
-    int64_t *d = (int64_t *)dst;
-    const int64_t *s = (const int64_t *)src;
-    for (size_t i = 0; i < NCOUNTERS; i++)
-        d[i] = kpi_sat_add(d[i], s[i] == INT64_MIN ? INT64_MAX : -s[i]);
+    for (size_t i = 0; i < KPI_NCOUNTERS; i++)
+        dst->v[i] = kpi_sat_add(dst->v[i], src->v[i] == INT64_MIN ? INT64_MAX : -src->v[i]);
 }
 
 int kpi_counters_is_zero(const struct kpi_counters *c)
@@ -35,23 +37,21 @@ double kpi_nps(const int64_t counts[3])
     return 100.0 * (double)(counts[KPI_NPS_PROMOTERS] - counts[KPI_NPS_DETRACTORS]) / (double)n;
 }
 
-static int responses(const int64_t counts[3])
-{
-    return counts[0] + counts[1] + counts[2] > 0;
-}
+/* The formulas, as kpi_schema.h writes them: name = num / den when den > 0.
+ * The Redis script computes the same expressions (tools/kpi_schema_lua.c). */
+#define KPI_C(name) ((double)c->name)
+#define KPI_ACTIVE  ((double)active)
+#define FORMULA_(name, num, den, head, fmt, scale, doc)                                            \
+    {                                                                                              \
+        double d = (den);                                                                          \
+        if ((v->has_##name = d > 0))                                                               \
+            v->name = (num) / d;                                                                   \
+    }
 
 void kpi_values_compute(struct kpi_values *v, const struct kpi_counters *c, uint64_t active)
 {
     memset(v, 0, sizeof(*v));
     v->c = *c;
     v->active = active;
-    if (active > 0) {
-        v->has_churn_rate = v->has_arpu = 1;
-        v->churn_rate = (double)c->churns / (double)active;
-        v->arpu = (double)c->revenue / 1e6 / (double)active;
-    }
-    if ((v->has_nps_network = responses(c->nps[KPI_SURVEY_NETWORK])))
-        v->nps_network = kpi_nps(c->nps[KPI_SURVEY_NETWORK]);
-    if ((v->has_nps_brand = responses(c->nps[KPI_SURVEY_BRAND])))
-        v->nps_brand = kpi_nps(c->nps[KPI_SURVEY_BRAND]);
+    KPI_DERIVED(FORMULA_)
 }

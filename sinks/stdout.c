@@ -242,47 +242,29 @@ static void print_json(struct stdout_sink *s, struct win *w, const struct entry 
     json_str(f, e->label, e->label_len);
     int64_t start = w->head - w->spec.size_ms + w->spec.slide_ms, end = w->head + w->spec.slide_ms;
     fprintf(f, ",\"start\":%" PRId64 ",\"end\":%" PRId64, start, end);
-    const struct kpi_counters *c = &v->c;
-    fprintf(f,
-            ",\"events\":%" PRId64 ",\"usage\":%" PRId64 ",\"revenue\":%" PRId64
-            ",\"activations\":%" PRId64 ",\"churns\":%" PRId64 ",\"bytes\":%" PRId64
-            ",\"seconds\":%" PRId64,
-            c->events, c->usage, c->revenue, c->activations, c->churns, c->bytes, c->seconds);
-    static const char *surveys[KPI_SURVEY__COUNT] = {"network", "brand"};
-    static const char *kinds[3] = {"promoters", "passives", "detractors"};
-    for (int sv = 0; sv < KPI_SURVEY__COUNT; sv++)
-        for (int k = 0; k < 3; k++)
-            fprintf(f, ",\"nps_%s_%s\":%" PRId64, surveys[sv], kinds[k], c->nps[sv][k]);
+    for (int i = 0; i < KPI_NCOUNTERS; i++)
+        fprintf(f, ",\"%s\":%" PRId64, kpi_counter_names[i], v->c.v[i]);
     fprintf(f, ",\"active\":%" PRIu64, v->active);
-    json_num(f, "churn_rate", v->has_churn_rate, v->churn_rate);
-    json_num(f, "arpu", v->has_arpu, v->arpu);
-    json_num(f, "nps_network", v->has_nps_network, v->nps_network);
-    json_num(f, "nps_brand", v->has_nps_brand, v->nps_brand);
+    for (int i = 0; i < KPI_NDERIVED; i++)
+        json_num(f, kpi_derived_defs[i].name, v->has[i], v->derived[i]);
     fputs("}\n", f);
-}
-
-static void cell_num(char *buf, size_t cap, int has, const char *fmt, double v)
-{
-    if (has)
-        snprintf(buf, cap, fmt, v);
-    else
-        snprintf(buf, cap, "-");
 }
 
 static void print_row(struct stdout_sink *s, const struct win *w, const struct entry *e,
                       const struct kpi_values *v)
 {
-    char churn[24], arpu[24], nn[24], nb[24];
-    cell_num(churn, sizeof(churn), v->has_churn_rate, "%.2f%%", v->churn_rate * 100);
-    cell_num(arpu, sizeof(arpu), v->has_arpu, "%.2f", v->arpu);
-    cell_num(nn, sizeof(nn), v->has_nps_network, "%.1f", v->nps_network);
-    cell_num(nb, sizeof(nb), v->has_nps_brand, "%.1f", v->nps_brand);
-    fprintf(s->out,
-            "%-8s %-14s %-24.*s %10" PRId64 " %14.2f %6" PRId64 " %6" PRId64 " %8" PRIu64
-            " %8s %9s %8s %8s\n",
+    fprintf(s->out, "%-8s %-14s %-24.*s %10" PRId64 " %14.2f %6" PRId64 " %6" PRId64 " %8" PRIu64,
             w->spec.name, s->set_names[e->set], e->label_len > 24 ? 24 : (int)e->label_len,
             e->label, v->c.events, (double)v->c.revenue / 1e6, v->c.activations, v->c.churns,
-            v->active, churn, arpu, nn, nb);
+            v->active);
+    for (int i = 0; i < KPI_NDERIVED; i++) {
+        const struct kpi_derived_def *k = &kpi_derived_defs[i];
+        char cell[24] = "-";
+        if (v->has[i])
+            snprintf(cell, sizeof(cell), k->fmt, v->derived[i] * k->scale);
+        fprintf(s->out, " %9s", cell);
+    }
+    fputc('\n', s->out);
 }
 
 static int by_events_desc(const void *a, const void *b)
@@ -299,9 +281,11 @@ static void print_table(struct stdout_sink *s, const struct kpi_delta *d)
     fmt_time(wm, sizeof(wm), d->watermark);
     fprintf(s->out, "-- flush %" PRIu64 "  watermark %s  delta cells %u\n", s->flushes, wm,
             d->cells->n);
-    fprintf(s->out, "%-8s %-14s %-24s %10s %14s %6s %6s %8s %8s %9s %8s %8s\n", "window", "set",
-            "value", "events", "revenue", "activ", "churns", "active", "churn", "ARPU", "NPS-net",
-            "NPS-brd");
+    fprintf(s->out, "%-8s %-14s %-24s %10s %14s %6s %6s %8s", "window", "set", "value", "events",
+            "revenue", "activ", "churns", "active");
+    for (int i = 0; i < KPI_NDERIVED; i++)
+        fprintf(s->out, " %9s", kpi_derived_defs[i].head);
+    fputc('\n', s->out);
     for (int wi = 0; wi < s->n_windows; wi++) {
         struct win *w = &s->w[wi];
         struct entry **list = malloc((w->n ? w->n : 1) * sizeof(*list));

@@ -562,6 +562,7 @@ static inline void put_str(struct w *w, const char *s)
 #define K_SURVEY  "\246survey"
 #define K_REASON  "\246reason"
 #define K_CELL    "\244cell"
+#define K_PROV    "\254provision_ms"
 
 static const char *const type_enc[KPI_EV__COUNT] = {
     [KPI_EV_USAGE] = "\245usage",
@@ -851,6 +852,20 @@ int kpi_gen_next(struct kpi_gen *g, uint8_t *buf, size_t cap, size_t *len, struc
             if (!w.full)
                 *map = (uint8_t)(0x86 + 1 + (in->survey == KPI_SURVEY_BRAND || (u >> 22 & 1)));
             break;
+        case KPI_EV_ACTIVATION: {
+            /* Three in four say how long provisioning took: mostly seconds
+             * to two minutes, one in eight up to two hours. */
+            uint64_t v = next_u64(g);
+            if ((v & 3) != 0) {
+                in->has_provision_ms = 1;
+                in->provision_ms =
+                    (v >> 2 & 15) < 14 ? 200 + (v >> 8) % 120000 : 120000 + (v >> 8) % 7080000;
+                K(&w, K_PROV), put_uint(&w, in->provision_ms);
+                if (!w.full)
+                    *map = 0x87;
+            }
+            break;
+        }
         case KPI_EV_CHURN:
             if ((u & 3) != 0) { /* three in four say why */
                 in->reason_text = churn_reasons[u >> 2 & 7];
@@ -1108,25 +1123,11 @@ static inline uint32_t value_of(const struct tset *s, const int idx[TRUTH_DIMS])
     return v;
 }
 
-static inline void count(struct kpi_counters *c, const struct kpi_gen_info *in)
+/* The engine's counting rules (kpi_schema.h), applied to what was generated
+ * rather than to what a decoder read. */
+static inline void count(struct kpi_counters *c, const struct kpi_gen_info *e)
 {
-    c->events++;
-    switch (in->type) {
-    case KPI_EV_USAGE:
-        c->usage++;
-        c->revenue += in->amount_micros;
-        c->bytes += (int64_t)in->bytes;
-        c->seconds += (int64_t)in->seconds;
-        break;
-    case KPI_EV_ACTIVATION: c->activations++; break;
-    case KPI_EV_CHURN: c->churns++; break;
-    case KPI_EV_NPS:
-        c->nps[in->survey][in->score >= 9   ? KPI_NPS_PROMOTERS
-                           : in->score >= 7 ? KPI_NPS_PASSIVES
-                                            : KPI_NPS_DETRACTORS]++;
-        break;
-    default: break;
-    }
+    KPI_COUNTERS(KPI_COUNTER_RULE)
 }
 
 void kpi_gen_truth_add(struct kpi_gen_truth *t, const struct kpi_gen_info *in)
@@ -1139,6 +1140,7 @@ void kpi_gen_truth_add(struct kpi_gen_truth *t, const struct kpi_gen_info *in)
         return;
     }
     t->good++;
+    count(&t->counters, in);
     if ((unsigned)in->type < KPI_EV__COUNT)
         t->by_type[in->type]++;
     switch (in->type) {
@@ -1293,10 +1295,11 @@ static void write_label(FILE *out, const struct tset *s, uint32_t v)
         fprintf(out, "%s%s", j ? "|" : "", truth_dim_values[s->dims[j]][idx[j]]);
 }
 
-static void write_nps3(FILE *out, const char *name, const int64_t v[3])
+/* Every counter of the schema, as "name":value pairs. */
+static void write_counters(FILE *out, const struct kpi_counters *c)
 {
-    fprintf(out, "\"%s\":[%lld,%lld,%lld]", name, (long long)v[0], (long long)v[1],
-            (long long)v[2]);
+    for (int i = 0; i < KPI_NCOUNTERS; i++)
+        fprintf(out, "%s\"%s\":%lld", i ? "," : "", kpi_counter_names[i], (long long)c->v[i]);
 }
 
 /*
@@ -1306,13 +1309,13 @@ static void write_nps3(FILE *out, const char *name, const int64_t v[3])
  *    "distinct_subscribers" (null without tracking),
  *    "by_type": {"usage": n, ...}, "bad_by_reason": {"empty": n, ...} (every
  *    reason the generator makes), "nps": {"network": {"promoters",
- *    "passives", "detractors"}, "brand": {...}}, "churns_by_segment": {...}
+ *    "passives", "detractors"}, "brand": {...}}, "churns_by_segment": {...},
+ *    "counters": {every counter of engine/kpi_schema.h: "events", "usage",
+ *                 "revenue" (micro-units), ...}
  *   and, with per-bucket tracking,
  *    "bucket_ms", "sets": ["all", "region", ...], "untracked_events",
- *    "cells": [{"bucket": start_ms, "set", "value", "events", "usage",
- *               "revenue_micros", "activations", "churns", "bytes",
- *               "seconds", "nps_network": [promoters, passives, detractors],
- *               "nps_brand": [...], "active"}, ...]}
+ *    "cells": [{"bucket": start_ms, "set", "value", then every counter of
+ *               engine/kpi_schema.h ("events", "usage", ...), "active"}, ...]}
  *
  * Cells are sorted by bucket, then set, then value; cells without events are
  * left out.  One cell per line, so line tools work on it too.
@@ -1352,6 +1355,8 @@ int kpi_gen_truth_write_json(FILE *out, const struct kpi_gen_truth *t)
     for (int i = 0; i < NSEG; i++)
         fprintf(out, "%s\"%s\":%llu", i ? "," : "", segments[i],
                 (unsigned long long)t->churns_by_segment[i]);
+    fputs("},\n\"counters\":{", out);
+    write_counters(out, &t->counters);
     fputc('}', out);
     if (d && d->bucket_ms) {
         fprintf(out, ",\n\"bucket_ms\":%lld,\"sets\":[", (long long)d->bucket_ms);
@@ -1377,16 +1382,8 @@ int kpi_gen_truth_write_json(FILE *out, const struct kpi_gen_truth *t)
                     fprintf(out, "%s{\"bucket\":%lld,\"set\":\"%s\",\"value\":\"", sep,
                             (long long)b->start, ts->name);
                     write_label(out, ts, v);
-                    fprintf(out,
-                            "\",\"events\":%lld,\"usage\":%lld,\"revenue_micros\":%lld,"
-                            "\"activations\":%lld,\"churns\":%lld,\"bytes\":%lld,"
-                            "\"seconds\":%lld,",
-                            (long long)c->events, (long long)c->usage, (long long)c->revenue,
-                            (long long)c->activations, (long long)c->churns, (long long)c->bytes,
-                            (long long)c->seconds);
-                    write_nps3(out, "nps_network", c->nps[KPI_SURVEY_NETWORK]);
-                    fputc(',', out);
-                    write_nps3(out, "nps_brand", c->nps[KPI_SURVEY_BRAND]);
+                    fputs("\",", out);
+                    write_counters(out, c);
                     if (d->subscribers)
                         fprintf(out, ",\"active\":%llu}", (unsigned long long)cell->active);
                     else

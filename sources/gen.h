@@ -29,8 +29,9 @@
  *   - Event types: nps_rate NPS answers (one third `brand`, the rest
  *     `network`, half of those without the optional `survey` key; scores
  *     skewed to 7..10: about 47% promoters, 31% passives, 22% detractors),
- *     activation_rate activations, churn_rate churns (usually with a
- *     `reason`), and usage for the rest.  Usage carries `amount` (an int of
+ *     activation_rate activations (three in four with `provision_ms`: mostly
+ *     0.2 s to 2 min, one in eight up to 2 h), churn_rate churns (usually
+ *     with a `reason`), and usage for the rest.  Usage carries `amount` (an int of
  *     micro-units; one event in eight a float of currency units in whole
  *     cents), and `bytes` and/or `seconds` as data, voice or SMS records do;
  *     one usage event in eight carries an unknown key ("cell") the decoder
@@ -135,6 +136,8 @@ struct kpi_gen_info {
     uint8_t score;           /* nps: 0..10 */
     uint8_t survey;          /* nps: enum kpi_survey */
     const char *reason_text; /* churn: the reason sent, or NULL */
+    int has_provision_ms;    /* activation: provision_ms was sent */
+    uint64_t provision_ms;   /* activation: 0 when absent */
 };
 
 struct kpi_gen;
@@ -196,6 +199,7 @@ struct kpi_gen_truth {
     int64_t bytes, seconds;
     uint64_t nps[KPI_SURVEY__COUNT][3]; /* [survey][KPI_NPS_PROMOTERS...] */
     uint64_t churns_by_segment[16];
+    struct kpi_counters counters;        /* every counter, as kpi_counters_count counts them */
     uint64_t distinct;                   /* distinct subscribers (kpi_gen_truth_init only) */
     struct kpi_gen_truth_detail *detail; /* NULL when zeroed rather than initialised */
 };

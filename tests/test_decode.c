@@ -261,6 +261,15 @@ static void ex_activation(struct msg *m)
     kv_str(m, "channel", "web");
 }
 
+static void ex_activation_provision_ms(struct msg *m)
+{
+    m_init(m, 4);
+    kv_str(m, "type", "activation");
+    kv_u(m, "ts", NOW);
+    kv_u(m, "sub", 46701234568);
+    kv_u(m, "provision_ms", 4200);
+}
+
 static void ex_churn(struct msg *m)
 {
     base(m, "churn", 2);
@@ -516,6 +525,7 @@ static const struct example {
     {"ok_usage", KPI_BAD_NONE, ex_usage},
     {"ok_usage_float_unknown_keys", KPI_BAD_NONE, ex_usage_float},
     {"ok_activation", KPI_BAD_NONE, ex_activation},
+    {"ok_activation_provision_ms", KPI_BAD_NONE, ex_activation_provision_ms},
     {"ok_churn", KPI_BAD_NONE, ex_churn},
     {"ok_nps", KPI_BAD_NONE, ex_nps},
     {"ok_nps_wide_encodings", KPI_BAD_NONE, ex_nps_wide_encodings},
@@ -608,6 +618,36 @@ Test(decode, decodes_an_activation_event)
     cr_assert_eq(ev.amount_micros, 0);
     cr_assert_eq(ev.bytes, 0);
     cr_assert_eq(ev.seconds, 0);
+    cr_assert_not(ev.has_provision_ms, "provision_ms is optional");
+    cr_assert_eq(ev.provision_ms, 0);
+    m_free(&m);
+}
+
+Test(decode, decodes_provision_ms_including_zero_and_2_pow_53)
+{
+    struct msg m;
+    ex_activation_provision_ms(&m);
+    struct kpi_event ev;
+    cr_assert_eq(decode(&m, &ev), KPI_BAD_NONE);
+    cr_assert_eq(ev.type, KPI_EV_ACTIVATION);
+    cr_assert(ev.has_provision_ms);
+    cr_assert_eq(ev.provision_ms, 4200);
+    m_free(&m);
+    static const uint64_t ok[] = {0, 1, KPI_MAX_QUANTITY};
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        base(&m, "activation", 1);
+        kv_u(&m, "provision_ms", ok[i]);
+        cr_assert_eq(decode(&m, &ev), KPI_BAD_NONE);
+        cr_assert(ev.has_provision_ms, "%llu: present, even when 0", (unsigned long long)ok[i]);
+        cr_assert_eq(ev.provision_ms, ok[i]);
+        m_free(&m);
+    }
+    /* Known keys are validated on every type, and decoded; kpi.h decides
+     * that only activations count it. */
+    base(&m, "usage", 1);
+    kv_u(&m, "provision_ms", 7);
+    cr_assert_eq(decode(&m, &ev), KPI_BAD_NONE);
+    cr_assert(ev.has_provision_ms);
     m_free(&m);
 }
 
@@ -1172,6 +1212,15 @@ Test(decode, rejects_a_volume_that_is_not_a_uint)
     m_init(&m, 1);
     kv_i(&m, "bytes", -1);
     EXPECT(&m, KPI_BAD_VOLUME_NOT_UINT);
+    base(&m, "activation", 1);
+    kv_f64(&m, "provision_ms", 4.2);
+    EXPECT(&m, KPI_BAD_VOLUME_NOT_UINT);
+    base(&m, "activation", 1);
+    kv_i(&m, "provision_ms", -1);
+    EXPECT(&m, KPI_BAD_VOLUME_NOT_UINT);
+    base(&m, "activation", 1);
+    kv_str(&m, "provision_ms", "4200");
+    EXPECT(&m, KPI_BAD_VOLUME_NOT_UINT);
 }
 
 Test(decode, rejects_a_volume_above_2_pow_53)
@@ -1183,6 +1232,9 @@ Test(decode, rejects_a_volume_above_2_pow_53)
     EXPECT(&m, KPI_BAD_VOLUME_OUT_OF_RANGE);
     m_init(&m, 1);
     kv_u(&m, "bytes", UINT64_MAX);
+    EXPECT(&m, KPI_BAD_VOLUME_OUT_OF_RANGE);
+    base(&m, "activation", 1);
+    kv_u(&m, "provision_ms", KPI_MAX_QUANTITY + 1);
     EXPECT(&m, KPI_BAD_VOLUME_OUT_OF_RANGE);
 }
 
@@ -1244,11 +1296,12 @@ Test(decode, rejects_ext_under_any_known_key_as_that_keys_wrong_type)
         const char *key;
         enum kpi_bad_reason want;
     } cases[] = {
-        {"type", KPI_BAD_TYPE_NOT_STRING},     {"ts", KPI_BAD_TS_NOT_UINT},
-        {"sub", KPI_BAD_SUB_WRONG_TYPE},       {"region", KPI_BAD_DIM_NOT_STRING},
-        {"amount", KPI_BAD_AMOUNT_NOT_NUMBER}, {"bytes", KPI_BAD_VOLUME_NOT_UINT},
-        {"seconds", KPI_BAD_VOLUME_NOT_UINT},  {"score", KPI_BAD_SCORE_NOT_UINT},
-        {"survey", KPI_BAD_SURVEY_NOT_STRING}, {"reason", KPI_BAD_REASON_NOT_STRING},
+        {"type", KPI_BAD_TYPE_NOT_STRING},         {"ts", KPI_BAD_TS_NOT_UINT},
+        {"sub", KPI_BAD_SUB_WRONG_TYPE},           {"region", KPI_BAD_DIM_NOT_STRING},
+        {"amount", KPI_BAD_AMOUNT_NOT_NUMBER},     {"bytes", KPI_BAD_VOLUME_NOT_UINT},
+        {"seconds", KPI_BAD_VOLUME_NOT_UINT},      {"score", KPI_BAD_SCORE_NOT_UINT},
+        {"survey", KPI_BAD_SURVEY_NOT_STRING},     {"reason", KPI_BAD_REASON_NOT_STRING},
+        {"provision_ms", KPI_BAD_VOLUME_NOT_UINT},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct msg m;
@@ -1361,7 +1414,7 @@ Test(decode, every_reason_has_a_distinct_stable_name)
 Test(decode, init_rejects_a_dimension_named_like_a_reserved_key)
 {
     static const char *reserved[] = {"type",    "ts",    "sub",    "amount", "bytes",
-                                     "seconds", "score", "survey", "reason"};
+                                     "seconds", "score", "survey", "reason", "provision_ms"};
     for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++) {
         struct kpi_decoder d;
         char err[128] = "";

@@ -108,6 +108,8 @@ Test(gen, good_events_decode_to_exactly_what_info_says)
         cr_assert_eq(ev.amount_micros, in.amount_micros, "event %d: amount", i);
         cr_assert_eq(ev.bytes, in.bytes);
         cr_assert_eq(ev.seconds, in.seconds);
+        cr_assert_eq(ev.has_provision_ms, in.has_provision_ms, "event %d: provision_ms", i);
+        cr_assert_eq(ev.provision_ms, in.provision_ms);
         if (in.type == KPI_EV_USAGE) {
             cr_assert_gt(in.amount_micros, 0);
             no_bytes += in.bytes == 0;
@@ -291,6 +293,37 @@ Test(gen, type_mix_matches_the_configured_shares)
     type_shares(&c, 100000, s);
     cr_assert(s[KPI_EV_USAGE] > 0.85 && s[KPI_EV_USAGE] < 0.95, "usage %.4f", s[KPI_EV_USAGE]);
     cr_assert(s[KPI_EV_CHURN] > 0.008 && s[KPI_EV_CHURN] < 0.012, "churn %.4f", s[KPI_EV_CHURN]);
+}
+
+Test(gen, three_activations_in_four_say_how_long_provisioning_took)
+{
+    struct kpi_gen *g = gen_new(5, 0);
+    uint8_t buf[KPI_GEN_EVENT_MAX];
+    size_t len;
+    struct kpi_gen_info in;
+    int act = 0, with = 0, slow = 0;
+    for (int i = 0; i < 200000; i++) {
+        cr_assert_eq(kpi_gen_next(g, buf, sizeof(buf), &len, &in), 0);
+        int sent = memmem(buf, len, "\254provision_ms", 13) != NULL;
+        cr_assert_eq(sent, in.has_provision_ms, "event %d: provision_ms sent as info says", i);
+        if (in.type != KPI_EV_ACTIVATION) {
+            cr_assert_not(sent, "only activations carry provision_ms");
+            continue;
+        }
+        act++;
+        if (!in.has_provision_ms) {
+            cr_assert_eq(in.provision_ms, 0);
+            continue;
+        }
+        with++;
+        cr_assert(in.provision_ms >= 200 && in.provision_ms < 7200000, "%llu",
+                  (unsigned long long)in.provision_ms);
+        slow += in.provision_ms >= 120000;
+    }
+    cr_assert_gt(act, 1000);
+    cr_assert(with > act * 0.70 && with < act * 0.80, "%d of %d", with, act);
+    cr_assert(slow > with * 0.08 && slow < with * 0.17, "%d of %d over 2 min", slow, with);
+    kpi_gen_destroy(g);
 }
 
 Test(gen, nps_leans_to_7_to_10_and_one_answer_in_three_is_brand)
@@ -719,6 +752,11 @@ Test(truth, tallies_equal_a_recount_of_the_decoded_events)
     for (int s = 0; s < KPI_SURVEY__COUNT; s++)
         for (int k = 0; k < 3; k++)
             cr_assert_eq(t.nps[s][k], (uint64_t)total.nps[s][k]);
+    for (int k = 0; k < KPI_NCOUNTERS; k++)
+        cr_assert_eq(t.counters.v[k], total.v[k], "counter %s", kpi_counter_names[k]);
+    cr_assert_gt(total.provisioned, 0, "the traffic exercises every counter...");
+    cr_assert_gt(total.provision_ms, 0);
+    cr_assert_lt(total.provisioned, total.activations, "...and activations without it");
     cr_assert_eq(t.distinct, distinct);
     cr_assert_eq(kpi_gen_truth_untracked(&t), 0);
 
@@ -861,6 +899,9 @@ Test(truth, json_holds_the_totals_and_one_line_per_cell)
     snprintf(want, sizeof(want), "\"distinct_subscribers\":%llu,", (unsigned long long)t.distinct);
     cr_assert(strstr(text, want), "%s", want);
     cr_assert(strstr(text, "\"bad_by_reason\":{\"empty\":"));
+    snprintf(want, sizeof(want), ",\"provision_ms\":%lld,\"provisioned\":%lld}",
+             (long long)t.counters.provision_ms, (long long)t.counters.provisioned);
+    cr_assert(strstr(text, want), "every counter of the schema: %s", want);
     cr_assert(strstr(text, "\"sets\":[\"all\",\"region\",\"region+plan\",\"segment\"]"));
     const struct kpi_gen_cell *cell =
         kpi_gen_truth_cell(&t, "region+plan", "eu-west|prepaid", START + BUCKET);

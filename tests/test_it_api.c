@@ -282,6 +282,9 @@ Test(api, kpis_are_sorted_by_events_with_undefined_kpis_as_null)
     cr_assert(strstr(b, "\"value\":\"quiet\""), "%s", b);
     cr_assert(strstr(b, "\"nps_network\":null,\"nps_brand\":null"), "%s", b);
     cr_assert(strstr(b, "\"churn_rate\":0,"), "%s", b);
+    /* every counter and KPI of engine/kpi_schema.h reaches the API */
+    cr_assert(strstr(b, "\"provisioned\":0,"), "%s", b);
+    cr_assert(strstr(b, "\"time_to_provision_ms\":null"), "%s", b);
     free(b);
     /* consumer: 1000/3 sites, answers of both surveys; youth: churns. */
     cr_assert_eq(get("/api/v1/kpis?window=1h_1m&set=segment&q=youth", &b), 200, "%s", b);

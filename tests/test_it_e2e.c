@@ -218,6 +218,9 @@ Test(e2e, sigkill_mid_stream_then_restart_leaves_exact_totals)
     cr_assert_eq(kpi_field(group, "revenue"), truth.revenue);
     cr_assert_eq(kpi_field(group, "churns"), (int64_t)truth.by_type[KPI_EV_CHURN]);
     cr_assert_eq(kpi_field(group, "activations"), (int64_t)truth.by_type[KPI_EV_ACTIVATION]);
+    for (int i = 0; i < KPI_NCOUNTERS; i++)
+        cr_assert_eq(kpi_field(group, kpi_counter_names[i]), truth.counters.v[i],
+                     "%s: every counter of the schema exactly once", kpi_counter_names[i]);
     FILE *f = fopen(out, "r");
     char line[256] = "", last[256] = "";
     while (f && fgets(line, sizeof(line), f))
@@ -441,6 +444,17 @@ static int check_rolling_hashes(const char *group)
                           100.0 * (double)(np - nd) / (double)(np + npa + nd));
                     hget_s(key, "nps_network", got, sizeof(got));
                     cr_assert_str_eq(got, want, "%s nps_network", key);
+                    /* and every KPI of the schema, as the engine derives it */
+                    struct kpi_counters c;
+                    for (int k = 0; k < KPI_NCOUNTERS; k++)
+                        c.v[k] = hget_i(key, kpi_counter_names[k], NULL);
+                    struct kpi_values v;
+                    kpi_values_compute(&v, &c, (uint64_t)active);
+                    for (int k = 0; k < KPI_NDERIVED; k++) {
+                        fmt10(want, sizeof(want), v.has[k], v.derived[k]);
+                        hget_s(key, kpi_derived_defs[k].name, got, sizeof(got));
+                        cr_assert_str_eq(got, want, "%s %s", key, kpi_derived_defs[k].name);
+                    }
                     checked++;
                 }
                 freeReplyObject(r);

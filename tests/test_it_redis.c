@@ -266,6 +266,8 @@ struct ev_spec {
     int64_t amount;
     int score;
     int survey;
+    int has_provision_ms;
+    uint64_t provision_ms;
 };
 
 static void fx_add_hash(struct fixture *f, struct ev_spec s, uint64_t sub_hash)
@@ -278,6 +280,8 @@ static void fx_add_hash(struct fixture *f, struct ev_spec s, uint64_t sub_hash)
     ev.amount_micros = s.amount;
     ev.score = (uint8_t)s.score;
     ev.survey = (uint8_t)s.survey;
+    ev.has_provision_ms = (uint8_t)s.has_provision_ms;
+    ev.provision_ms = s.provision_ms;
     if (s.region) {
         ev.dims[0].ptr = s.region;
         ev.dims[0].len = (uint32_t)strlen(s.region);
@@ -612,6 +616,95 @@ Test(redis_sink, rolling_hash_subtracts_buckets_that_leave_and_adds_those_that_e
     char head[32];
     hget(k("meta"), "head:20s_5s", head, sizeof(head));
     cr_assert_eq(strtoll(head, NULL, 10), T0 + 100000);
+    kpi_sink_destroy(&s);
+    fx_fini(&f);
+}
+
+/* A field of the last stream entry of (bucket, set, value), the one with
+ * the highest rev, into out ("" when missing); returns whether one exists. */
+static int stream_field(const char *key, int64_t bucket, const char *set, const char *value,
+                        const char *field, char *out, size_t cap)
+{
+    redisReply *r = cmd("XRANGE %s - +", key);
+    int found = 0;
+    for (size_t i = 0; i < r->elements; i++) {
+        redisReply *fs = r->element[i]->element[1];
+        const char *f[4] = {NULL}; /* bucket, set, value, the field */
+        for (size_t j = 0; j + 1 < fs->elements; j += 2) {
+            const char *name = fs->element[j]->str, *v = fs->element[j + 1]->str;
+            if (!strcmp(name, "bucket"))
+                f[0] = v;
+            else if (!strcmp(name, "set"))
+                f[1] = v;
+            else if (!strcmp(name, "value"))
+                f[2] = v;
+            else if (!strcmp(name, field))
+                f[3] = v;
+        }
+        if (f[0] && strtoll(f[0], NULL, 10) == bucket && f[1] && !strcmp(f[1], set) && f[2] &&
+            !strcmp(f[2], value)) {
+            found = 1;
+            snprintf(out, cap, "%s", f[3] ? f[3] : "");
+        }
+    }
+    freeReplyObject(r);
+    return found;
+}
+
+Test(redis_sink, time_to_provision_ms_is_the_mean_of_the_activations_that_carry_it)
+{
+    struct fixture f;
+    fx_init(&f, "20s/5s", 0, 0);
+    struct kpi_sink s = new_sink(0);
+    fx_add(&f,
+           (struct ev_spec){KPI_EV_ACTIVATION, T0 + 1000, "a", "eu-west", "x", 0, 0, 0, 1, 1000});
+    fx_add(&f,
+           (struct ev_spec){KPI_EV_ACTIVATION, T0 + 2000, "b", "eu-west", "x", 0, 0, 0, 1, 3000});
+    fx_add(&f, (struct ev_spec){KPI_EV_ACTIVATION, T0 + 3000, "c", "us-east", "x"});
+    /* decoded on any type, counted only for activations */
+    fx_add(&f, (struct ev_spec){KPI_EV_USAGE, T0 + 4000, "d", "us-east", "x", 5, 0, 0, 1, 500});
+    cr_assert_eq(fx_flush(&f, &s, T0 + 6000), 0); /* closes [T0, T0+5s) */
+    char buf[64];
+    const char *all = k("kpi:20s_5s:all:all"), *eu = k("kpi:20s_5s:region:eu-west");
+    const char *us = k("kpi:20s_5s:region:us-east");
+    cr_assert_eq(hget_i64(all, "activations"), 3);
+    cr_assert_eq(hget_i64(all, "provisioned"), 2);
+    cr_assert_eq(hget_i64(all, "provision_ms"), 4000);
+    hget(all, "time_to_provision_ms", buf, sizeof(buf));
+    cr_assert_str_eq(buf, "2000");
+    hget(eu, "time_to_provision_ms", buf, sizeof(buf));
+    cr_assert_str_eq(buf, "2000");
+    hget(k("kpi:20s_5s:region+plan:eu-west|x"), "time_to_provision_ms", buf, sizeof(buf));
+    cr_assert_str_eq(buf, "2000");
+    cr_assert_eq(hget_i64(us, "activations"), 1);
+    cr_assert_eq(hget_i64(us, "provisioned"), 0);
+    redisReply *r = cmd("HEXISTS %s time_to_provision_ms", us);
+    cr_assert_eq(r->integer, 1, "undefined is present, as an empty string");
+    freeReplyObject(r);
+    hget(us, "time_to_provision_ms", buf, sizeof(buf));
+    cr_assert_str_eq(buf, "");
+    /* The bucket hash and the closed bucket's stream entries carry it too. */
+    cr_assert_eq(hget_i64(k("b:20s_5s:all:all:%lld", T0), "provision_ms"), 4000);
+    cr_assert(stream_field(k("stream:20s_5s"), T0, "all", "all", "time_to_provision_ms", buf,
+                           sizeof(buf)));
+    cr_assert_str_eq(buf, "2000");
+    cr_assert(stream_field(k("stream:20s_5s"), T0, "region", "us-east", "time_to_provision_ms", buf,
+                           sizeof(buf)));
+    cr_assert_str_eq(buf, "");
+    cr_assert(stream_field(k("stream:20s_5s"), T0, "all", "all", "provisioned", buf, sizeof(buf)));
+    cr_assert_str_eq(buf, "2");
+
+    /* [T0, T0+5s) leaves the window: its provisioning leaves the mean. */
+    fx_add(&f,
+           (struct ev_spec){KPI_EV_ACTIVATION, T0 + 21000, "e", "eu-west", "x", 0, 0, 0, 1, 6001});
+    cr_assert_eq(fx_flush(&f, &s, T0 + 21000), 0);
+    cr_assert_eq(hget_i64(eu, "provisioned"), 1);
+    cr_assert_eq(hget_i64(eu, "provision_ms"), 6001);
+    hget(eu, "time_to_provision_ms", buf, sizeof(buf));
+    cr_assert_str_eq(buf, "6001");
+    hget(all, "time_to_provision_ms", buf, sizeof(buf));
+    cr_assert_str_eq(buf, "6001");
+    cr_assert_eq(exists(us), 0, "us-east has nothing left in the window");
     kpi_sink_destroy(&s);
     fx_fini(&f);
 }

@@ -104,3 +104,42 @@ Test(kpi, counters_add_and_subtract_back_to_zero)
     kpi_counters_sub(&a, &b);
     cr_assert(kpi_counters_is_zero(&a));
 }
+
+Test(kpi, counts_provision_ms_of_the_activations_that_carry_it)
+{
+    struct kpi_counters c = {0};
+    struct kpi_event a = ev(KPI_EV_ACTIVATION);
+    a.has_provision_ms = 1;
+    a.provision_ms = 4200;
+    kpi_counters_count(&c, &a);
+    a.provision_ms = 0; /* instant: counts as a provisioned activation */
+    kpi_counters_count(&c, &a);
+    struct kpi_event silent = ev(KPI_EV_ACTIVATION);
+    kpi_counters_count(&c, &silent);
+    struct kpi_event u = ev(KPI_EV_USAGE);
+    u.has_provision_ms = 1;
+    u.provision_ms = 999; /* decoded on any type, counted only for activations */
+    kpi_counters_count(&c, &u);
+    cr_assert_eq(c.activations, 3);
+    cr_assert_eq(c.provisioned, 2);
+    cr_assert_eq(c.provision_ms, 4200);
+}
+
+Test(kpi, time_to_provision_is_the_mean_and_undefined_without_any)
+{
+    struct kpi_counters c = {0};
+    c.activations = 5;
+    struct kpi_values v;
+    kpi_values_compute(&v, &c, 100);
+    cr_assert_not(v.has_time_to_provision_ms, "no activation said: undefined, not 0");
+    c.provisioned = 3;
+    c.provision_ms = 1000 + 2000 + 6000;
+    kpi_values_compute(&v, &c, 0);
+    cr_assert(v.has_time_to_provision_ms, "does not depend on active subscribers");
+    cr_assert_float_eq(v.time_to_provision_ms, 3000.0, 1e-12);
+    cr_assert_not(v.has_churn_rate);
+    c.provision_ms = 0;
+    kpi_values_compute(&v, &c, 0);
+    cr_assert(v.has_time_to_provision_ms, "all instant is 0 ms, defined");
+    cr_assert_float_eq(v.time_to_provision_ms, 0.0, 1e-12);
+}

@@ -60,6 +60,8 @@ struct ev_spec {
     int64_t amount;
     int score;
     int survey;
+    int has_provision_ms;
+    uint64_t provision_ms;
 };
 
 /* Aggregate one event the way the engine's workers do. */
@@ -73,6 +75,8 @@ static void fx_add(struct fixture *f, struct ev_spec s)
     ev.amount_micros = s.amount;
     ev.score = (uint8_t)s.score;
     ev.survey = (uint8_t)s.survey;
+    ev.has_provision_ms = (uint8_t)s.has_provision_ms;
+    ev.provision_ms = s.provision_ms;
     if (s.region) {
         ev.dims[0].ptr = s.region;
         ev.dims[0].len = (uint32_t)strlen(s.region);
@@ -295,7 +299,7 @@ Test(stdout_sink, json_lines_print_changed_values_with_undefined_kpis_as_null)
     cr_assert_not_null(strstr(buf, "{\"window\":\"1m/5s\",\"set\":\"region\",\"value\":\"us-east\","
                                    "\"start\":999970000,\"end\":1000030000,\"events\":2,"),
                        "%s", buf);
-    cr_assert_not_null(strstr(buf, "\"nps_network\":-100,\"nps_brand\":null}"), "%s", buf);
+    cr_assert_not_null(strstr(buf, "\"nps_network\":-100,\"nps_brand\":null"), "%s", buf);
     /* A flush that changes nothing prints nothing. */
     size_t before = len;
     cr_assert_eq(fx_flush(&f, &s, T0 + 9000), 0);
@@ -322,6 +326,38 @@ Test(stdout_sink, table_shows_all_and_the_top_values)
     cr_assert_not_null(strstr(buf, "all            all"), "%s", buf);
     cr_assert_not_null(strstr(buf, "region         eu-west"), "%s", buf);
     cr_assert_null(strstr(buf, "region         us-east"), "top 1 per set: %s", buf);
+    kpi_sink_destroy(&s);
+    fclose(out);
+    free(buf);
+    fx_fini(&f);
+}
+
+Test(stdout_sink, time_to_provision_ms_is_printed_and_queried_null_when_undefined)
+{
+    struct fixture f;
+    fx_init(&f, "1m/5s", 0);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&buf, &len);
+    struct kpi_sink s = kpi_sink_stdout_new(out, 1, 0, NULL, 0);
+    fx_add(&f, (struct ev_spec){KPI_EV_ACTIVATION, T0 + 100, "1", "eu-west", "prepaid", 0, 0, 0, 1,
+                                1000});
+    fx_add(&f, (struct ev_spec){KPI_EV_ACTIVATION, T0 + 200, "2", "eu-west", "prepaid", 0, 0, 0, 1,
+                                2000});
+    fx_add(&f, (struct ev_spec){KPI_EV_ACTIVATION, T0 + 300, "3", "us-east", "prepaid"});
+    cr_assert_eq(fx_flush(&f, &s, T0 + 1000), 0);
+    fflush(out);
+    cr_assert_not_null(strstr(buf, "\"value\":\"eu-west\""), "%s", buf);
+    cr_assert_not_null(strstr(buf, "\"provision_ms\":3000,\"provisioned\":2,"), "%s", buf);
+    cr_assert_not_null(strstr(buf, "\"time_to_provision_ms\":1500}"), "%s", buf);
+    cr_assert_not_null(strstr(buf, "\"time_to_provision_ms\":null}"), "us-east: %s", buf);
+    struct kpi_values v = query(&s, "1m/5s", "all", "all");
+    cr_assert_eq(v.c.provisioned, 2);
+    cr_assert(v.has_time_to_provision_ms);
+    cr_assert_float_eq(v.time_to_provision_ms, 1500.0, 1e-9);
+    v = query(&s, "1m/5s", "region", "us-east");
+    cr_assert_eq(v.c.activations, 1);
+    cr_assert_not(v.has_time_to_provision_ms);
     kpi_sink_destroy(&s);
     fclose(out);
     free(buf);

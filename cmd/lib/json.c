@@ -42,23 +42,11 @@ void kpi_json_i64(FILE *f, int64_t v)
 
 void kpi_json_values(FILE *f, const struct kpi_values *v)
 {
-    const struct kpi_counters *c = &v->c;
-    fprintf(f,
-            "\"events\":%" PRId64 ",\"usage\":%" PRId64 ",\"revenue\":%" PRId64
-            ",\"activations\":%" PRId64 ",\"churns\":%" PRId64 ",\"bytes\":%" PRId64
-            ",\"seconds\":%" PRId64 ",\"nps_network_promoters\":%" PRId64
-            ",\"nps_network_passives\":%" PRId64 ",\"nps_network_detractors\":%" PRId64
-            ",\"nps_brand_promoters\":%" PRId64 ",\"nps_brand_passives\":%" PRId64
-            ",\"nps_brand_detractors\":%" PRId64 ",\"active\":%" PRIu64,
-            c->events, c->usage, c->revenue, c->activations, c->churns, c->bytes, c->seconds,
-            c->nps[0][0], c->nps[0][1], c->nps[0][2], c->nps[1][0], c->nps[1][1], c->nps[1][2],
-            v->active);
-    fputs(",\"churn_rate\":", f);
-    kpi_json_num(f, v->has_churn_rate, v->churn_rate);
-    fputs(",\"arpu\":", f);
-    kpi_json_num(f, v->has_arpu, v->arpu);
-    fputs(",\"nps_network\":", f);
-    kpi_json_num(f, v->has_nps_network, v->nps_network);
-    fputs(",\"nps_brand\":", f);
-    kpi_json_num(f, v->has_nps_brand, v->nps_brand);
+    for (int i = 0; i < KPI_NCOUNTERS; i++)
+        fprintf(f, "%s\"%s\":%" PRId64, i ? "," : "", kpi_counter_names[i], v->c.v[i]);
+    fprintf(f, ",\"active\":%" PRIu64, v->active);
+    for (int i = 0; i < KPI_NDERIVED; i++) {
+        fprintf(f, ",\"%s\":", kpi_derived_defs[i].name);
+        kpi_json_num(f, v->has[i], v->derived[i]);
+    }
 }

@@ -17,8 +17,8 @@ void kpi_json_str(FILE *f, const char *s);
 void kpi_json_num(FILE *f, int has, double v);
 /* An int64, or null for INT64_MIN (unknown). */
 void kpi_json_i64(FILE *f, int64_t v);
-/* The rolling hash's public fields of v, as `"events":1,...,"nps_brand":null`
- * (no braces). */
+/* The rolling hash's public fields of v, every counter and KPI of
+ * engine/kpi_schema.h, as `"events":1,...,"nps_brand":null,...` (no braces). */
 void kpi_json_values(FILE *f, const struct kpi_values *v);
 
 #endif

@@ -31,27 +31,13 @@
 #include "redisconn.h"
 #include "stdout.h"
 
-/* The rolling hash's public fields, in the order read. */
-static const char *const hash_fields[] = {
-    "events",
-    "usage",
-    "revenue",
-    "activations",
-    "churns",
-    "bytes",
-    "seconds",
-    "nps_network_promoters",
-    "nps_network_passives",
-    "nps_network_detractors",
-    "nps_brand_promoters",
-    "nps_brand_passives",
-    "nps_brand_detractors",
-    "active",
-    "churn_rate",
-    "arpu",
-    "nps_network",
-    "nps_brand",
-};
+/* The rolling hash's public fields, in the order read: every counter of
+ * engine/kpi_schema.h, active, every derived KPI. */
+#define COUNTER_(name, when, add, doc)                  #name,
+#define DERIVED_(name, num, den, head, fmt, scale, doc) #name,
+static const char *const hash_fields[] = {KPI_COUNTERS(COUNTER_) "active", KPI_DERIVED(DERIVED_)};
+#undef COUNTER_
+#undef DERIVED_
 #define N_HASH_FIELDS (sizeof(hash_fields) / sizeof(hash_fields[0]))
 
 #define CHUNK 1000 /* members or entries per Redis round trip when scanning */
@@ -96,19 +82,13 @@ static int64_t to_i64(const char *s)
 static void values_from_fields(struct kpi_values *v, const char *const f[N_HASH_FIELDS])
 {
     memset(v, 0, sizeof(*v));
-    int64_t *c[13] = {&v->c.events,    &v->c.usage,     &v->c.revenue,   &v->c.activations,
-                      &v->c.churns,    &v->c.bytes,     &v->c.seconds,   &v->c.nps[0][0],
-                      &v->c.nps[0][1], &v->c.nps[0][2], &v->c.nps[1][0], &v->c.nps[1][1],
-                      &v->c.nps[1][2]};
-    for (int i = 0; i < 13; i++)
-        *c[i] = to_i64(f[i]);
-    v->active = f[13] ? strtoull(f[13], NULL, 10) : 0;
-    int *has[4] = {&v->has_churn_rate, &v->has_arpu, &v->has_nps_network, &v->has_nps_brand};
-    double *val[4] = {&v->churn_rate, &v->arpu, &v->nps_network, &v->nps_brand};
-    for (int i = 0; i < 4; i++) {
-        const char *s = f[14 + i];
-        *has[i] = s && s[0];
-        *val[i] = *has[i] ? strtod(s, NULL) : 0;
+    for (int i = 0; i < KPI_NCOUNTERS; i++)
+        v->c.v[i] = to_i64(f[i]);
+    v->active = f[KPI_NCOUNTERS] ? strtoull(f[KPI_NCOUNTERS], NULL, 10) : 0;
+    for (int i = 0; i < KPI_NDERIVED; i++) {
+        const char *s = f[KPI_NCOUNTERS + 1 + i];
+        v->has[i] = s && s[0];
+        v->derived[i] = v->has[i] ? strtod(s, NULL) : 0;
     }
 }
 

@@ -3,7 +3,10 @@ flush.lua - apply one key group's share of a kpistream delta to Redis,
 atomically (EVALSHA).
 
 The build embeds this file into the sink (cmake/embed.cmake); nothing else
-holds a copy.
+holds a copy.  It runs after a prologue the build generates from
+engine/kpi_schema.h (tools/kpi_schema_lua.c): CF, the counters in the order of
+struct kpi_counters; DF, the derived KPIs; DERIVED_INPUT, the counters their
+formulas read; derived_values(c, active, v), the formulas.
 The key schema is documented in docs/redis-schema.md, the exactly-once
 argument in docs/exactly-once.md.
 
@@ -65,11 +68,8 @@ Reply: {'ok', entries appended, rebuilds, sketch errors, per-group '1'/'0':
        {'dup'} | {'conflict', field, stored, from, to} | an error reply.
 ]]
 
--- Counter fields, in the order of struct kpi_counters (engine/kpi.h).
-local CF = {'events', 'usage', 'revenue', 'activations', 'churns', 'bytes', 'seconds',
-            'nps_network_promoters', 'nps_network_passives', 'nps_network_detractors',
-            'nps_brand_promoters', 'nps_brand_passives', 'nps_brand_detractors'}
-local NC = #CF
+-- CF, DF, DERIVED_INPUT and derived_values come from the generated prologue.
+local NC, ND = #CF, #DF
 -- Rolling hash fields read before an update: the counters, the active count,
 -- when it was counted (_ms) and the buckets not yet merged into ws (_p).
 local KF = {}
@@ -281,8 +281,7 @@ end
 -- Write acc into hash k (cur: its HMGET values by field index; all = every
 -- counter field is written, zeros included).  Appends to hset; returns the
 -- new value of field i in c[i] for the fields derived KPIs need.
-local DERIVED_INPUT = {[1] = true, [3] = true, [5] = true, [8] = true, [9] = true, [10] = true,
-                       [11] = true, [12] = true, [13] = true}
+DERIVED_INPUT[1] = true -- events: a value's score, and whether it still has data
 local function write_acc(k, cur, acc, hset, all)
     local c = {}
     for i = 1, NC do
@@ -312,18 +311,17 @@ local function fmt(x)
     return string.format('%.10g', x)
 end
 
--- The derived KPIs of engine/kpi.c; '' when undefined (zero denominator).
-local function derived(c, active)
-    local churn, arpu, nn, nb = '', '', '', ''
-    if active > 0 then
-        churn = fmt(c[5] / active)
-        arpu = fmt(c[3] / 1e6 / active)
+-- Append the derived KPIs of engine/kpi.c (DF order) to a field/value list;
+-- '' when undefined (zero denominator).
+local dv = {} -- reused: no table per value
+local function add_derived(list, c, active)
+    local v = dv
+    derived_values(c, active, v)
+    local n = #list
+    for i = 1, ND do
+        list[n + 2 * i - 1] = DF[i]
+        list[n + 2 * i] = v[i] and fmt(v[i]) or ''
     end
-    local n = c[8] + c[9] + c[10]
-    if n > 0 then nn = fmt(100 * (c[8] - c[10]) / n) end
-    n = c[11] + c[12] + c[13]
-    if n > 0 then nb = fmt(100 * (c[11] - c[13]) / n) end
-    return churn, arpu, nn, nb
 end
 
 local function split_member(m)
@@ -588,13 +586,9 @@ local function process_window(w)
                 hset[#hset + 1] = '_ms'
                 hset[#hset + 1] = now_ms
             end
-            local churn, arpu, nn, nb = derived(c, active or 0)
-            local n = #hset
-            hset[n + 1], hset[n + 2] = 'churn_rate', churn
-            hset[n + 3], hset[n + 4] = 'arpu', arpu
-            hset[n + 5], hset[n + 6] = 'nps_network', nn
-            hset[n + 7], hset[n + 8] = 'nps_brand', nb
-            hset[n + 9], hset[n + 10] = '_p', pend or ''
+            add_derived(hset, c, active or 0)
+            hset[#hset + 1] = '_p'
+            hset[#hset + 1] = pend or ''
             redis.call('HSET', kk, unpack(hset))
             if due then
                 redis.call('PEXPIRE', kk, w.ttl_k)
@@ -622,7 +616,6 @@ local function process_window(w)
         local c = {}
         for i = 1, NC do c[i] = tonumber(v[i]) or 0 end
         local active = hll('PFCOUNT', ph .. m .. ':' .. sb) or 0
-        local churn, arpu, nn, nb = derived(c, active)
         local set, value = split_member(m)
         local b = tonumber(sb)
         local args = {'XADD', stream, 'MAXLEN', '~', maxlen, '*', 'bucket', sb,
@@ -633,14 +626,7 @@ local function process_window(w)
         end
         args[#args + 1] = 'active'
         args[#args + 1] = active
-        args[#args + 1] = 'churn_rate'
-        args[#args + 1] = churn
-        args[#args + 1] = 'arpu'
-        args[#args + 1] = arpu
-        args[#args + 1] = 'nps_network'
-        args[#args + 1] = nn
-        args[#args + 1] = 'nps_brand'
-        args[#args + 1] = nb
+        add_derived(args, c, active)
         redis.call(unpack(args))
         entries = entries + 1
     end
