@@ -1,47 +1,64 @@
 #!/usr/bin/env bash
 # bench/e2e.sh - end-to-end benchmark, in one run on this machine:
 #
-#   bash bench/e2e.sh [EVENTS] [RUNS] [PARTITIONS]      (defaults 20000000 3 8)
+#   bash bench/e2e.sh [EVENTS] [RUNS] [PARTITIONS]      (defaults 5000000 3 8)
 #
-# starts the services (scripts/services.sh) and builds a Release tree, then
+# starts the services (scripts/services.sh, on KPI_REDIS_PORT / KPI_KAFKA_PORT)
+# and builds a Release tree, then
 #
-# 1. engine vs raw librdkafka: produces EVENTS generator events to a fresh
-#    topic with PARTITIONS partitions (kpistream-gen, keyed by subscriber,
-#    event time ending at the present) and alternates RUNS times
+# 1. engine vs raw librdkafka (unless ENGINE=0): produces EVENTS generator
+#    events to a fresh topic with PARTITIONS partitions (kpistream-gen, keyed
+#    by subscriber, event time ending at the present) and alternates RUNS times
 #      raw        kpistream-bench raw: librdkafka alone, kpistream's consumer
 #                 settings, touching every payload
 #      kpistream  build-bench/kpistream --exit-on-eof, default configuration
 #                 (2 workers, 1 s flushes, exactly-once into Redis)
 #
-# 2. engine vs the Kafka Streams peer (unless PEER=0): the peer reads ~10 k
-#    events/s here, so it gets its own topic of PEER_EVENTS events (default
-#    2000000, same generator settings), and RUNS times, alternating
-#      kpistream  as above, on the peer's topic
-#      peer       bench/peers/kafka-streams (built by Maven on first use)
-#      peer-lite  the same with --no-distinct: counters only, no sketch
-#                 (what Kafka Streams does at best with this topology)
-#    The peer's throughput is taken from the seconds it reports (first record
-#    to last activity), which leaves out JVM start-up and its idle wait.
+# 2. kpistream vs its peers (unless PEER=0), all on one topic of PEER_EVENTS
+#    events (default 1000000, same generator settings), RUNS rounds of, in
+#    this order and each on a fresh consumer group / application id:
+#      raw        as above
+#      kpistream  as above
+#      flink      bench/peers/flink: Flink 2.2 SQL (HOP + GROUPING SETS +
+#                 exact COUNT(DISTINCT)), 1 s exactly-once checkpoints, a
+#                 local MiniCluster; PEER_FLINK_ARGS adds options
+#      ks-dsl     bench/peers/kafka-streams: the idiomatic DSL topology
+#      ks-proc    the same with --processor: one Processor-API processor,
+#                 in-memory pre-aggregation per commit, no repartition topic
+#      ks-lite    (only with LITE=1) the DSL one with --no-distinct
+#    After round 1's Flink run, `bench/peers/flink/run.sh check` compares
+#    Flink's Redis results with kpistream's on the same topic (every window
+#    instance's counters equal, distinct counts within 5 %); a mismatch fails
+#    the script.
+#    A peer's throughput is taken from the seconds it reports itself (first
+#    record to its last write to Redis), which leaves out JVM start-up, SQL
+#    planning, group join and the idle wait; kpistream's and raw's from their
+#    whole wall time.  Both favour the peers.  CPU per million events is the
+#    whole process's CPU (start-up included) over the topic's events.
 #
-# Every run is on a fresh consumer group (or application id), measured by
-# `kpistream-bench measure` (wall, CPU, peak RSS).  Prints every run, the
-# medians, the ratios, and kpistream's flush latency percentiles (its exit
-# log line).  Figures, not verdicts.  Results go to bench/RESULTS.md by hand,
-# with this command line.
+# Every run is measured by `kpistream-bench measure` (wall, CPU, peak RSS).
+# Prints every run, the medians, the ratios, and kpistream's flush latency
+# percentiles (its exit log line).  Figures, not verdicts.  Results go to
+# bench/RESULTS.md by hand, with this command line.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
-events="${1:-20000000}"
+events="${1:-5000000}"
 runs="${2:-3}"
 parts="${3:-8}"
+engine="${ENGINE:-1}"
 peer="${PEER:-1}"
-peer_events="${PEER_EVENTS:-2000000}"
+lite="${LITE:-0}"
+peer_events="${PEER_EVENTS:-1000000}"
+brokers="127.0.0.1:${KPI_KAFKA_PORT:-9092}"
+redis_hp="127.0.0.1:${KPI_REDIS_PORT:-6379}"
 
 # shellcheck source=bench/common.sh
 . bench/common.sh
 bench_setup
 if [ "$peer" != 0 ]; then
-    (cd bench/peers/kafka-streams && mvn -q -B -Dstyle.color=never package -DskipTests) >&2
+    bash bench/peers/kafka-streams/run.sh build >&2
+    bash bench/peers/flink/run.sh build >&2
 fi
 
 tmp="$(mktemp -d)"
@@ -49,8 +66,8 @@ trap 'rm -rf "$tmp"' EXIT
 
 produce() { # produce TOPIC N
     echo "== producing $2 events to $1 ($parts partitions)"
-    "$b/kpistream-gen" -t "$1" --events "$2" --partitions "$parts" --subscribers 1000000 \
-        --seed 7 | tail -1
+    "$b/kpistream-gen" -b "$brokers" -t "$1" --events "$2" --partitions "$parts" \
+        --subscribers 1000000 --seed 7 | tail -1
 }
 
 measure() { # measure LOGFILE CMD... -> prints "wall cpu rss"
@@ -85,68 +102,118 @@ with_services_cpu() {
 
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
-run_raw() { # run_raw TOPIC TAG -> appends to raw_w
+# Per row: seconds (for throughput), CPU s, peak RSS KiB, one value per run.
+declare -A row_s row_cpu row_rss
+record() { # record ROW SECONDS CPU RSS
+    row_s[$1]+="$2 "
+    row_cpu[$1]+="$3 "
+    row_rss[$1]+="$4 "
+}
+
+run_raw() { # run_raw TOPIC TAG
     local w c r
-    read -r w c r < <(measure "$tmp/$2" "$b/kpistream-bench" raw --topic "$1" --group "$2")
-    raw_w+=("$w")
+    read -r w c r < <(measure "$tmp/$2" "$b/kpistream-bench" raw --brokers "$brokers" --topic "$1" --group "$2")
+    record raw "$w" "$c" "$r"
     echo "run $i raw:       ${w}s  cpu ${c}s  rss ${r} KiB  ($(grep -o '[0-9]* msg/s' "$tmp/$2.out"))"
 }
 
-run_kpistream() { # run_kpistream TOPIC TAG -> appends to kpi_w kpi_cpu kpi_rss
+run_kpistream() { # run_kpistream TOPIC TAG
     local w c r
     read -r w c r < <(measure "$tmp/$2" "$b/kpistream" --exit-on-eof -X "kafka.topics=$1" \
-        -X "kafka.group.id=$2" -X http.port=0 -X alerts.enabled=false)
-    kpi_w+=("$w")
-    kpi_cpu+=("$c")
-    kpi_rss+=("$r")
+        -X "kafka.group.id=$2" -X "kafka.bootstrap.servers=$brokers" -X "redis.url=redis://$redis_hp" \
+        -X http.port=0 -X alerts.enabled=false)
+    record kpistream "$w" "$c" "$r"
     echo "run $i kpistream: ${w}s  cpu ${c}s  rss ${r} KiB  ($(tail -1 "$tmp/$2.out"))"
     grep "flush latency" "$tmp/$2.err" | sed 's/^.*kpistream: /           kpistream /' || true
 }
 
-run_peer() { # run_peer TOPIC TAG LABEL [ARGS...] -> prints "seconds rss"
-    local topic="$1" tag="$2" label="$3" w c r s
-    shift 3
-    read -r w c r < <(measure "$tmp/$tag" bash bench/peers/kafka-streams/run.sh \
-        --bootstrap 127.0.0.1:9092 --topic "$topic" --app-id "$tag" --exit-on-idle 10 "$@")
+run_peer() { # run_peer ROW TAG CMD... : a peer that prints "peer: N events (B bad) in S s"
+    local label="$1" tag="$2" w c r s
+    shift 2
+    read -r w c r < <(measure "$tmp/$tag" "$@")
     s=$(sed -n 's/^peer: .* in \([0-9.]*\) s$/\1/p' "$tmp/$tag.out")
+    record "$label" "$s" "$c" "$r"
     printf 'run %s %-10s %ss processing (%ss wall)  cpu %ss  rss %s KiB  (%s)\n' "$i" "$label:" \
-        "$s" "$w" "$c" "$r" "$(tail -1 "$tmp/$tag.out")" >&2
-    echo "$s $r"
+        "$s" "$w" "$c" "$r" "$(tail -1 "$tmp/$tag.out")"
+    grep '^peer: input read' "$tmp/$tag.out" | sed 's/^/           /' || true
+}
+
+run_flink() { # run_flink TOPIC TAG
+    run_peer flink "$2" bash bench/peers/flink/run.sh --bootstrap "$brokers" --redis "$redis_hp" \
+        --topic "$1" --job "$2" ${PEER_FLINK_ARGS:-}
+}
+
+run_ks() { # run_ks ROW TOPIC TAG [ARGS...]
+    local label="$1" topic="$2" tag="$3"
+    shift 3
+    run_peer "$label" "$tag" bash bench/peers/kafka-streams/run.sh --bootstrap "$brokers" \
+        --redis "$redis_hp" --topic "$topic" --app-id "$tag" --exit-on-idle 10 "$@"
+}
+
+# One summary line per row: median throughput, CPU per million events, peak RSS.
+summary() { # summary EVENTS ROW...
+    local e="$1" r s c m
+    shift
+    printf '%-10s %14s %14s %12s\n' "" "events/s" "CPU s per M" "peak RSS MiB"
+    for r in "$@"; do
+        [ -n "${row_s[$r]:-}" ] || continue
+        # shellcheck disable=SC2086 # one value per run
+        s=$(median ${row_s[$r]})
+        # shellcheck disable=SC2086
+        c=$(median ${row_cpu[$r]})
+        # shellcheck disable=SC2086
+        m=$(median ${row_rss[$r]})
+        awk -v r="$r" -v e="$e" -v s="$s" -v c="$c" -v m="$m" \
+            'BEGIN {printf "%-10s %14.0f %14.2f %12.0f\n", r ":", e / s, c / (e / 1e6), m / 1024}'
+    done
+}
+
+ratios() { # ratios ROW...: kpistream's throughput and memory against each
+    local k km r s m
+    # shellcheck disable=SC2086
+    k=$(median ${row_s[kpistream]})
+    # shellcheck disable=SC2086
+    km=$(median ${row_rss[kpistream]})
+    for r in "$@"; do
+        [ -n "${row_s[$r]:-}" ] || continue
+        # shellcheck disable=SC2086
+        s=$(median ${row_s[$r]})
+        # shellcheck disable=SC2086
+        m=$(median ${row_rss[$r]})
+        awk -v r="$r" -v k="$k" -v s="$s" -v km="$km" -v m="$m" \
+            'BEGIN {printf "kpistream vs %-9s %8.2f x its throughput, %5.2f x its peak RSS\n", r ":", s / k, km / m}'
+    done
 }
 
 stamp="$(date +%s)"
-topic="bench-$events-$stamp"
-produce "$topic" "$events"
-raw_w=() kpi_w=() kpi_cpu=() kpi_rss=()
-for i in $(seq 1 "$runs"); do
-    with_services_cpu run_raw "$topic" "raw-$topic-$i"
-    with_services_cpu run_kpistream "$topic" "kpi-$topic-$i"
-done
-echo "== medians over $runs runs, $events events"
-awk -v e="$events" -v r="$(median "${raw_w[@]}")" -v k="$(median "${kpi_w[@]}")" \
-    -v c="$(median "${kpi_cpu[@]}")" -v m="$(median "${kpi_rss[@]}")" 'BEGIN {
-    printf "raw librdkafka: %.0f events/s\n", e / r
-    printf "kpistream:      %.0f events/s (%.2f x raw), %.2f CPU s per million events, peak RSS %.0f MiB\n", e / k, r / k, c / (e / 1e6), m / 1024
-}'
+if [ "$engine" != 0 ]; then
+    topic="bench-$events-$stamp"
+    produce "$topic" "$events"
+    for i in $(seq 1 "$runs"); do
+        with_services_cpu run_raw "$topic" "raw-$topic-$i"
+        with_services_cpu run_kpistream "$topic" "kpi-$topic-$i"
+    done
+    echo "== medians over $runs runs, $events events"
+    summary "$events" raw kpistream
+    ratios raw
+fi
 
 [ "$peer" != 0 ] || exit 0
+row_s=() row_cpu=() row_rss=()
 ptopic="bench-peer-$peer_events-$stamp"
 produce "$ptopic" "$peer_events"
-kpi_w=() kpi_cpu=() kpi_rss=() peer_s=() peer_rss=() lite_s=() lite_rss=()
 for i in $(seq 1 "$runs"); do
-    run_kpistream "$ptopic" "kpi-$ptopic-$i"
-    read -r s r < <(run_peer "$ptopic" "peer-$ptopic-$i" peer)
-    peer_s+=("$s")
-    peer_rss+=("$r")
-    read -r s r < <(run_peer "$ptopic" "lite-$ptopic-$i" peer-lite --no-distinct)
-    lite_s+=("$s")
-    lite_rss+=("$r")
+    with_services_cpu run_raw "$ptopic" "raw-$ptopic-$i"
+    with_services_cpu run_kpistream "$ptopic" "kpi-$ptopic-$i"
+    with_services_cpu run_flink "$ptopic" "flink-$ptopic-$i"
+    if [ "$i" = 1 ]; then
+        bash bench/peers/flink/run.sh check --redis "$redis_hp" --kpi-group "kpi-$ptopic-1" \
+            --job "flink-$ptopic-1"
+    fi
+    with_services_cpu run_ks ks-dsl "$ptopic" "ksdsl-$ptopic-$i"
+    with_services_cpu run_ks ks-proc "$ptopic" "ksproc-$ptopic-$i" --processor
+    [ "$lite" = 0 ] || with_services_cpu run_ks ks-lite "$ptopic" "kslite-$ptopic-$i" --no-distinct
 done
-echo "== medians over $runs runs, $peer_events events"
-awk -v e="$peer_events" -v k="$(median "${kpi_w[@]}")" -v m="$(median "${kpi_rss[@]}")" \
-    -v p="$(median "${peer_s[@]}")" -v pr="$(median "${peer_rss[@]}")" \
-    -v l="$(median "${lite_s[@]}")" -v lr="$(median "${lite_rss[@]}")" 'BEGIN {
-    printf "kpistream:      %.0f events/s, peak RSS %.0f MiB\n", e / k, m / 1024
-    printf "kafka-streams:  %.0f events/s, peak RSS %.0f MiB; kpistream: %.1f x its throughput, %.2f x its memory\n", e / p, pr / 1024, p / k, m / pr
-    printf "peer-lite:      %.0f events/s, peak RSS %.0f MiB; kpistream: %.1f x its throughput, %.2f x its memory (no distinct counts)\n", e / l, lr / 1024, l / k, m / lr
-}'
+echo "== medians over $runs runs, $peer_events events (peers: their own processing time)"
+summary "$peer_events" raw kpistream flink ks-dsl ks-proc ks-lite
+ratios flink ks-dsl ks-proc ks-lite

@@ -16,7 +16,7 @@ final class Agg {
     /** false with --no-distinct: counters only, no sketch (the peer's upper bound). */
     static boolean distinct = true;
 
-    long events, usage, revenue, activations, churns;
+    long events, usage, revenue, activations, churns, bytes, seconds;
     final long[] npsNetwork = new long[3]; // promoters, passives, detractors
     final long[] npsBrand = new long[3];
     int[] sparse = new int[0];
@@ -25,7 +25,7 @@ final class Agg {
     Agg add(Event e) {
         events++;
         switch (e.type) {
-            case Event.USAGE: usage++; revenue += e.amountMicros; break;
+            case Event.USAGE: usage++; revenue += e.amountMicros; bytes += e.bytes; seconds += e.seconds; break;
             case Event.ACTIVATION: activations++; break;
             case Event.CHURN: churns++; break;
             case Event.NPS: {
@@ -40,6 +40,28 @@ final class Agg {
         long rest = (e.subHash >>> P) | (1L << (64 - P));
         int rank = Long.numberOfTrailingZeros(rest) + 1;
         setReg(idx, rank);
+        return this;
+    }
+
+    /** Add another bucket's counts and registers (the Processor-API peer's pre-aggregates). */
+    Agg merge(Agg o) {
+        events += o.events;
+        usage += o.usage;
+        revenue += o.revenue;
+        activations += o.activations;
+        churns += o.churns;
+        bytes += o.bytes;
+        seconds += o.seconds;
+        for (int i = 0; i < 3; i++) {
+            npsNetwork[i] += o.npsNetwork[i];
+            npsBrand[i] += o.npsBrand[i];
+        }
+        if (o.dense != null) {
+            for (int i = 0; i < M; i++)
+                if (o.dense[i] != 0) setReg(i, o.dense[i]);
+        } else {
+            for (int v : o.sparse) setReg(v >>> 8, v & 0xff);
+        }
         return this;
     }
 
@@ -90,8 +112,9 @@ final class Agg {
 
     byte[] toBytes() {
         int hll = dense != null ? M : 4 * sparse.length;
-        ByteBuffer b = ByteBuffer.allocate(8 * 11 + 1 + 4 + hll);
-        b.putLong(events).putLong(usage).putLong(revenue).putLong(activations).putLong(churns);
+        ByteBuffer b = ByteBuffer.allocate(8 * 13 + 1 + 4 + hll);
+        b.putLong(events).putLong(usage).putLong(revenue).putLong(activations).putLong(churns).putLong(bytes)
+                .putLong(seconds);
         for (long v : npsNetwork) b.putLong(v);
         for (long v : npsBrand) b.putLong(v);
         if (dense != null) {
@@ -111,6 +134,8 @@ final class Agg {
         g.revenue = b.getLong();
         g.activations = b.getLong();
         g.churns = b.getLong();
+        g.bytes = b.getLong();
+        g.seconds = b.getLong();
         for (int i = 0; i < 3; i++) g.npsNetwork[i] = b.getLong();
         for (int i = 0; i < 3; i++) g.npsBrand[i] = b.getLong();
         boolean isDense = b.get() == 1;
@@ -123,6 +148,25 @@ final class Agg {
             for (int i = 0; i < n; i++) g.sparse[i] = b.getInt();
         }
         return g;
+    }
+
+    /** The Redis hash of a bucket: counters, distinct estimate and derived KPIs. */
+    java.util.Map<String, String> fields() {
+        long active = distinct();
+        java.util.Map<String, String> h = new java.util.HashMap<>();
+        h.put("events", Long.toString(events));
+        h.put("usage", Long.toString(usage));
+        h.put("revenue_micros", Long.toString(revenue));
+        h.put("activations", Long.toString(activations));
+        h.put("churns", Long.toString(churns));
+        h.put("bytes", Long.toString(bytes));
+        h.put("seconds", Long.toString(seconds));
+        h.put("active", Long.toString(active));
+        h.put("churn_rate", Double.toString(active == 0 ? 0 : (double) churns / active));
+        h.put("arpu", Double.toString(active == 0 ? 0 : revenue / 1e6 / active));
+        h.put("nps_network", Double.toString(nps(npsNetwork)));
+        h.put("nps_brand", Double.toString(nps(npsBrand)));
+        return h;
     }
 
     static double nps(long[] n) {

@@ -14,6 +14,7 @@ final class Event {
     long ts;
     long subHash;
     long amountMicros;
+    long bytes, seconds; // usage volumes, 0 otherwise (as kpistream counts them)
     byte score = -1;
     byte survey; // 0 network, 1 brand
     String region, plan, segment;
@@ -29,11 +30,14 @@ final class Event {
     /** kpistream's engine.max_skew default: event times further ahead are bad. */
     static final long MAX_SKEW_MS = 300_000;
 
-    static final int WIRE = 1 + 8 + 8 + 8 + 1 + 1;
+    static final int WIRE = 1 + 8 + 8 + 8 + 8 + 8 + 1 + 1;
+
+    /** docs/events.md: amount, bytes and seconds are at most 2^53. */
+    static final long MAX_QUANTITY = 1L << 53;
 
     byte[] toBytes() {
         return ByteBuffer.allocate(WIRE).put(type).putLong(ts).putLong(subHash).putLong(amountMicros)
-                .put(score).put(survey).array();
+                .putLong(bytes).putLong(seconds).put(score).put(survey).array();
     }
 
     static Event fromBytes(byte[] b) {
@@ -43,6 +47,8 @@ final class Event {
         e.ts = bb.getLong();
         e.subHash = bb.getLong();
         e.amountMicros = bb.getLong();
+        e.bytes = bb.getLong();
+        e.seconds = bb.getLong();
         e.score = bb.get();
         e.survey = bb.get();
         return e;
@@ -98,8 +104,16 @@ final class Event {
                     case "segment": if ((e.segment = r.readStrOrNull()) == null) return null; break;
                     case "amount": {
                         Long v = r.readAmountMicros();
-                        if (v == null || v < 0) return null;
+                        if (v == null || v < 0 || v > MAX_QUANTITY) return null;
                         e.amountMicros = v;
+                        break;
+                    }
+                    case "bytes":
+                    case "seconds": {
+                        Long v = r.readUintOrNull();
+                        if (v == null || v > MAX_QUANTITY) return null;
+                        if (k.equals("bytes")) e.bytes = v;
+                        else e.seconds = v;
                         break;
                     }
                     case "score": {
@@ -121,7 +135,7 @@ final class Event {
             if (!r.atEnd() || !hasType || !hasTs || !hasSub) return null;
             if (e.ts > System.currentTimeMillis() + MAX_SKEW_MS) return null; // ts_in_future
             if (e.type == NPS && e.score < 0) return null;
-            if (e.type != USAGE) e.amountMicros = 0;
+            if (e.type != USAGE) e.amountMicros = e.bytes = e.seconds = 0;
             return e;
         } catch (RuntimeException ex) {
             return null;

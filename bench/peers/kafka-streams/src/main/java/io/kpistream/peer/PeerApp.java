@@ -42,7 +42,7 @@ import redis.clients.jedis.Pipeline;
  * bucket to Redis.  Exactly-once v2, two stream threads, commit every second.
  */
 public final class PeerApp {
-    static final AtomicLong consumed = new AtomicLong(), bad = new AtomicLong(),
+    static final AtomicLong consumed = new AtomicLong(), bad = new AtomicLong(), late = new AtomicLong(),
             aggregated = new AtomicLong(), written = new AtomicLong();
     static volatile long firstNanos = 0, lastNanos = 0;
 
@@ -106,18 +106,7 @@ public final class PeerApp {
             Agg a = r.value();
             if (a == null) return;
             touch();
-            long active = a.distinct();
-            Map<String, String> h = new HashMap<>();
-            h.put("events", Long.toString(a.events));
-            h.put("usage", Long.toString(a.usage));
-            h.put("revenue_micros", Long.toString(a.revenue));
-            h.put("activations", Long.toString(a.activations));
-            h.put("churns", Long.toString(a.churns));
-            h.put("active", Long.toString(active));
-            h.put("churn_rate", Double.toString(active == 0 ? 0 : (double) a.churns / active));
-            h.put("arpu", Double.toString(active == 0 ? 0 : a.revenue / 1e6 / active));
-            h.put("nps_network", Double.toString(Agg.nps(a.npsNetwork)));
-            h.put("nps_brand", Double.toString(Agg.nps(a.npsBrand)));
+            Map<String, String> h = a.fields();
             String key = prefix + window + ":" + r.key().key() + ":" + r.key().window().start();
             pipe.hset(key, h);
             pipe.pexpire(key, ttlMs);
@@ -146,6 +135,7 @@ public final class PeerApp {
         String redisHost = "127.0.0.1";
         int redisPort = 6379, threads = 2;
         double idle = 0;
+        boolean processor = false;
         for (int i = 0; i < args.length; i++) {
             switch (args[i]) {
                 case "--bootstrap": bootstrap = args[++i]; break;
@@ -154,6 +144,7 @@ public final class PeerApp {
                 case "--exit-on-idle": idle = Double.parseDouble(args[++i]); break;
                 case "--threads": threads = Integer.parseInt(args[++i]); break;
                 case "--no-distinct": Agg.distinct = false; break;
+                case "--processor": processor = true; break;
                 case "--redis": {
                     String[] hp = args[++i].split(":");
                     redisHost = hp[0];
@@ -162,7 +153,7 @@ public final class PeerApp {
                 }
                 default:
                     System.err.println("usage: run.sh [--bootstrap B] [--topic T] [--app-id A] "
-                            + "[--exit-on-idle S] [--threads N] [--redis HOST:PORT] [--no-distinct]");
+                            + "[--exit-on-idle S] [--threads N] [--redis HOST:PORT] [--no-distinct] [--processor]");
                     System.exit(2);
             }
         }
@@ -172,7 +163,13 @@ public final class PeerApp {
         p.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
         p.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, StreamsConfig.EXACTLY_ONCE_V2);
         p.put(StreamsConfig.NUM_STREAM_THREADS_CONFIG, threads);
-        p.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, 1000);
+        // The processor variant commits from its punctuation, every second;
+        // the interval is only a backstop (it must stay below the transaction
+        // timeout, and that below the broker's 15 min maximum).
+        p.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, processor ? 600_000 : 1000);
+        if (processor)
+            p.put(StreamsConfig.producerPrefix(org.apache.kafka.clients.producer.ProducerConfig.TRANSACTION_TIMEOUT_CONFIG),
+                    840_000);
         p.put(StreamsConfig.STATE_DIR_CONFIG, stateDir.toString());
         p.put(StreamsConfig.TOPOLOGY_OPTIMIZATION_CONFIG, StreamsConfig.OPTIMIZE);
         p.put(StreamsConfig.REPLICATION_FACTOR_CONFIG, 1);
@@ -181,26 +178,30 @@ public final class PeerApp {
         Serde<Agg> aggSerde = serde((t, a) -> a == null ? null : a.toBytes(),
                 (t, b) -> b == null ? null : Agg.fromBytes(b));
         StreamsBuilder b = new StreamsBuilder();
-        KStream<byte[], byte[]> src = b.stream(topic, Consumed.with(Serdes.ByteArray(), Serdes.ByteArray()));
-        KStream<String, byte[]> fan = src.process(DecodeFanOut::new, Named.as("decode"));
-        KGroupedStream<String, byte[]> bySet =
-                fan.groupByKey(Grouped.with("by-set", Serdes.String(), Serdes.ByteArray()));
         String prefix = "peer:{" + appId + "}:";
         final String rh = redisHost;
         final int rp = redisPort;
-        for (String[] w : WINDOWS) {
-            long slide = Long.parseLong(w[1]), size = Long.parseLong(w[2]);
-            String id = w[0];
-            bySet.windowedBy(TimeWindows.ofSizeAndGrace(Duration.ofMillis(slide), Duration.ofSeconds(30)))
-                    .aggregate(Agg::new, (k, v, a) -> {
-                        aggregated.incrementAndGet();
-                        return a.add(Event.fromBytes(v));
-                    }, Named.as("agg-" + id),
-                            Materialized.<String, Agg, WindowStore<Bytes, byte[]>>as("agg-" + id)
-                                    .withKeySerde(Serdes.String()).withValueSerde(aggSerde)
-                                    .withRetention(Duration.ofMillis(slide + 30000)))
-                    .toStream(Named.as("changes-" + id))
-                    .process(() -> new RedisWriter(rh, rp, prefix, id, size + slide), Named.as("redis-" + id));
+        if (processor) {
+            OneProcessor.build(b, topic, rh, rp, "ksp:{" + appId + "}:", aggSerde);
+        } else {
+            KStream<byte[], byte[]> src = b.stream(topic, Consumed.with(Serdes.ByteArray(), Serdes.ByteArray()));
+            KStream<String, byte[]> fan = src.process(DecodeFanOut::new, Named.as("decode"));
+            KGroupedStream<String, byte[]> bySet =
+                    fan.groupByKey(Grouped.with("by-set", Serdes.String(), Serdes.ByteArray()));
+            for (String[] w : WINDOWS) {
+                long slide = Long.parseLong(w[1]), size = Long.parseLong(w[2]);
+                String id = w[0];
+                bySet.windowedBy(TimeWindows.ofSizeAndGrace(Duration.ofMillis(slide), Duration.ofSeconds(30)))
+                        .aggregate(Agg::new, (k, v, a) -> {
+                            aggregated.incrementAndGet();
+                            return a.add(Event.fromBytes(v));
+                        }, Named.as("agg-" + id),
+                                Materialized.<String, Agg, WindowStore<Bytes, byte[]>>as("agg-" + id)
+                                        .withKeySerde(Serdes.String()).withValueSerde(aggSerde)
+                                        .withRetention(Duration.ofMillis(slide + 30000)))
+                        .toStream(Named.as("changes-" + id))
+                        .process(() -> new RedisWriter(rh, rp, prefix, id, size + slide), Named.as("redis-" + id));
+            }
         }
 
         KafkaStreams ks = new KafkaStreams(b.build(p), p);
@@ -228,8 +229,8 @@ public final class PeerApp {
             // a leftover temp directory is harmless
         }
         double secs = (lastNanos - firstNanos) / 1e9;
-        System.out.printf("peer: aggregated %d set-records into 3 windows, wrote %d bucket updates%n",
-                aggregated.get(), written.get());
+        System.out.printf("peer: aggregated %d set-records into 3 windows (%d late), wrote %d bucket updates%n",
+                aggregated.get(), late.get(), written.get());
         System.out.printf("peer: %d events (%d bad) in %.1f s%n", consumed.get(), bad.get(), secs);
         System.exit(exit[0]);
     }
