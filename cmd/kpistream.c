@@ -372,12 +372,16 @@ static void *view_main(void *arg)
 
 struct health {
     struct kpi_engine *e;
+    void *src; /* the Kafka source */
     int64_t flush_ms;
 };
 
 static int healthy(void *opaque, char *why, size_t size)
 {
     struct health *h = opaque;
+    /* The source first: undelivered dead letters are why flushes fail then. */
+    if (h->src && !kpi_source_kafka_health(h->src, why, size))
+        return 0;
     struct kpi_engine_stats st;
     kpi_engine_get_stats(h->e, &st);
     if (st.fenced) {
@@ -554,7 +558,7 @@ int main(int argc, char **argv)
         }
         fprintf(stderr, "kpistream: %s (the demo goes on without it)\n", err);
     }
-    struct health hl = {e, cfg.flush_interval_ms};
+    struct health hl = {e, g_src.self, cfg.flush_interval_ms};
     kpi_metrics_set_health(m, healthy, &hl);
     kpi_metrics_set_extra(m, metrics_extra, g_src.self);
 

@@ -25,10 +25,20 @@
  *    message of a revoked partition still in a worker's queue finds no input
  *    (the map says -1) and is skipped: the new owner reads it again from the
  *    offset this flush stored.
- *  - Dead letters: the engine's flush target is wrapped so that the
- *    dead-letter producer is flushed (every DLQ message produced before the
- *    cut is delivered) before the sink stores offsets past those messages;
- *    a failed delivery is produced again from the delivery report.
+ *  - Dead letters: the engine's flush target is wrapped so that no offset
+ *    moves past a dead letter that was not delivered.  A worker produces a
+ *    message's dead letter before its next checkpoint, so by the time a
+ *    flush cycle has the worker's events, each of their dead letters is
+ *    either in the producer's queue or, if producing it failed, in the
+ *    source's list of undelivered dead letters (a copy).  A failed delivery
+ *    report puts a copy in that list too.  The flush target first produces
+ *    that list again, then flushes the producer (bounded wait), and refuses
+ *    the flush (KPI_ERR_IO: retried with backoff, consumption paused) while
+ *    anything is left in the list or in flight.  A dead-letter topic that
+ *    cannot be written therefore holds every offset back, and says so:
+ *    /healthz (kpi_source_kafka_health) and kpistream_dead_letters_blocked.
+ *    The producer gets the same kafka.* properties as the consumer
+ *    (security.protocol, sasl.*, ssl.* ...).
  *  - Kafka's own committed offsets are advisory (lag monitoring): committed
  *    asynchronously from what the sink has applied.
  *
@@ -77,6 +87,7 @@
 #define MAX_PARTS      1024 /* partitions per topic this source maps */
 #define BATCH          1024
 #define JOIN_SETTLE_MS 30000 /* how long leaving waits for a pending first assignment */
+#define DLQ_FLUSH_MS   2000  /* how long one flush waits for dead letters in flight */
 
 struct part {
     int used;
@@ -87,6 +98,17 @@ struct part {
     rd_kafka_queue_t *q;
     int64_t eof_target; /* high watermark at assignment */
     int64_t lag;        /* from the last statistics pass */
+};
+
+/* A dead letter that could not be produced or delivered: a copy, produced
+ * again by the flush target.  Owns its buffers and headers. */
+struct dead_letter {
+    struct dead_letter *next;
+    void *payload;
+    size_t len;
+    void *key;
+    size_t key_len;
+    rd_kafka_headers_t *headers;
 };
 
 struct kafka_src {
@@ -114,7 +136,14 @@ struct kafka_src {
     int ever_assigned;   /* an assignment callback was served (the assignor has state) */
     int leak_on_destroy; /* left mid-join: rd_kafka_destroy would abort (top comment) */
     struct kpi_kafka_stats stats;
-    _Atomic uint64_t dlq_produced, dlq_retried, offset_gaps;
+    _Atomic uint64_t dlq_produced, dlq_retried, dlq_errors, offset_gaps;
+    /* Undelivered dead letters (top comment); workers, delivery reports and
+     * the flusher touch them, on the dead-letter path only. */
+    pthread_mutex_t dlq_mu;
+    struct dead_letter *dlq_pending;
+    size_t dlq_n_pending;
+    char dlq_why[256]; /* last produce or delivery error */
+    int dlq_blocked;   /* the last flush was refused for undelivered dead letters */
     char errstr[512];
     int fatal;
 };
@@ -149,25 +178,72 @@ static int topic_index(struct kafka_src *s, const char *name)
 
 /* ---- dead letters ---- */
 
+/* Keep a copy of a dead letter that is not on its way (top comment).  Takes
+ * ownership of `h` (may be NULL). */
+static void dlq_keep(struct kafka_src *s, const void *payload, size_t len, const void *key,
+                     size_t key_len, rd_kafka_headers_t *h, const char *why)
+{
+    struct dead_letter *d = calloc(1, sizeof(*d));
+    if (d) {
+        d->payload = len ? malloc(len) : NULL;
+        d->key = key_len ? malloc(key_len) : NULL;
+    }
+    if (!d || (len && !d->payload) || (key_len && !d->key)) {
+        /* Without memory for the copy the dead letter would be lost: stop
+         * rather than move offsets past it. */
+        kpi_log(KPI_LOG_ERROR, "kafka", "out of memory keeping an undelivered dead letter");
+        abort();
+    }
+    if (len)
+        memcpy(d->payload, payload, len);
+    if (key_len)
+        memcpy(d->key, key, key_len);
+    d->len = len;
+    d->key_len = key_len;
+    d->headers = h;
+    pthread_mutex_lock(&s->dlq_mu);
+    d->next = s->dlq_pending;
+    s->dlq_pending = d;
+    s->dlq_n_pending++;
+    snprintf(s->dlq_why, sizeof(s->dlq_why), "%s", why);
+    pthread_mutex_unlock(&s->dlq_mu);
+    atomic_fetch_add(&s->dlq_errors, 1);
+}
+
+static void dead_letter_free(struct dead_letter *d)
+{
+    free(d->payload);
+    free(d->key);
+    if (d->headers)
+        rd_kafka_headers_destroy(d->headers);
+    free(d);
+}
+
 static void dlq_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     (void)opaque;
     if (!m->err)
         return;
-    /* Not delivered even after librdkafka's own retries: send it again, so
-     * the flush that waits for the dead-letter producer waits for this too. */
+    /* Not delivered even after librdkafka's own retries: keep a copy; the
+     * next flush produces it again and waits for it. */
     struct kafka_src *s = rd_kafka_opaque(rk);
     rd_kafka_headers_t *h = NULL;
     rd_kafka_headers_t *orig = NULL;
     if (rd_kafka_message_headers(m, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR)
         h = rd_kafka_headers_copy(orig);
-    rd_kafka_resp_err_t err = rd_kafka_producev(
-        rk, RD_KAFKA_V_TOPIC(rd_kafka_topic_name(m->rkt)), RD_KAFKA_V_VALUE(m->payload, m->len),
-        RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_HEADERS(h),
-        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
-    if (err && h)
-        rd_kafka_headers_destroy(h);
-    atomic_fetch_add(&s->dlq_retried, 1);
+    char why[256];
+    snprintf(why, sizeof(why), "delivery failed: %s", rd_kafka_err2str(m->err));
+    dlq_keep(s, m->payload, m->len, m->key, m->key_len, h, why);
+}
+
+/* Produce one dead letter; on success librdkafka owns the headers. */
+static rd_kafka_resp_err_t dlq_produce(struct kafka_src *s, const void *payload, size_t len,
+                                       const void *key, size_t key_len, rd_kafka_headers_t *h)
+{
+    return rd_kafka_producev(s->dlq, RD_KAFKA_V_TOPIC(s->dlq_topic),
+                             RD_KAFKA_V_VALUE((void *)payload, len), RD_KAFKA_V_KEY(key, key_len),
+                             RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                             RD_KAFKA_V_END);
 }
 
 static void dead_letter(struct kafka_src *s, const rd_kafka_message_t *m, enum kpi_bad_reason r)
@@ -183,14 +259,21 @@ static void dead_letter(struct kafka_src *s, const rd_kafka_message_t *m, enum k
     rd_kafka_header_add(h, "kpi.partition", -1, part, -1);
     rd_kafka_header_add(h, "kpi.offset", -1, off, -1);
     for (;;) {
-        rd_kafka_resp_err_t err = rd_kafka_producev(
-            s->dlq, RD_KAFKA_V_TOPIC(s->dlq_topic), RD_KAFKA_V_VALUE(m->payload, m->len),
-            RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_HEADERS(h),
-            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+        rd_kafka_resp_err_t err = dlq_produce(s, m->payload, m->len, m->key, m->key_len, h);
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
             break;
-        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-            rd_kafka_headers_destroy(h);
+        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL ||
+            atomic_load_explicit(&s->workers_stop, memory_order_relaxed)) {
+            /* Refused (too large, unknown topic, fatal producer error...),
+             * or full while the worker is stopping: keep it for the flush,
+             * which will not store offsets past it until it is delivered. */
+            char why[256];
+            char fatal[200] = "";
+            if (err == RD_KAFKA_RESP_ERR__FATAL)
+                rd_kafka_fatal_error(s->dlq, fatal, sizeof(fatal));
+            snprintf(why, sizeof(why), "produce failed: %s%s%s", rd_kafka_err2str(err),
+                     fatal[0] ? ": " : "", fatal);
+            dlq_keep(s, m->payload, m->len, m->key, m->key_len, h, why);
             return;
         }
         rd_kafka_poll(s->dlq, 10); /* queue full: serve delivery reports, retry */
@@ -199,16 +282,70 @@ static void dead_letter(struct kafka_src *s, const rd_kafka_message_t *m, enum k
     rd_kafka_poll(s->dlq, 0);
 }
 
+/* Produce the undelivered dead letters again, wait (bounded) for everything
+ * in flight, and say whether anything is still undelivered.  The flusher's
+ * thread only. */
+static int dlq_settle(struct kafka_src *s, char *errstr, size_t errsz)
+{
+    pthread_mutex_lock(&s->dlq_mu);
+    struct dead_letter *list = s->dlq_pending;
+    s->dlq_pending = NULL;
+    s->dlq_n_pending = 0;
+    pthread_mutex_unlock(&s->dlq_mu);
+    while (list) {
+        struct dead_letter *d = list;
+        list = d->next;
+        rd_kafka_resp_err_t err =
+            dlq_produce(s, d->payload, d->len, d->key, d->key_len, d->headers);
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            d->headers = NULL; /* librdkafka's now */
+            dead_letter_free(d);
+            atomic_fetch_add(&s->dlq_retried, 1);
+            continue;
+        }
+        char why[256];
+        char fatal[200] = "";
+        if (err == RD_KAFKA_RESP_ERR__FATAL)
+            rd_kafka_fatal_error(s->dlq, fatal, sizeof(fatal));
+        snprintf(why, sizeof(why), "produce failed: %s%s%s", rd_kafka_err2str(err),
+                 fatal[0] ? ": " : "", fatal);
+        pthread_mutex_lock(&s->dlq_mu);
+        d->next = s->dlq_pending;
+        s->dlq_pending = d;
+        s->dlq_n_pending++;
+        snprintf(s->dlq_why, sizeof(s->dlq_why), "%s", why);
+        pthread_mutex_unlock(&s->dlq_mu);
+        atomic_fetch_add(&s->dlq_errors, 1);
+    }
+    /* Serves the delivery reports too: a failed one lands in the list. */
+    rd_kafka_flush(s->dlq, DLQ_FLUSH_MS);
+    int in_flight = rd_kafka_outq_len(s->dlq);
+    pthread_mutex_lock(&s->dlq_mu);
+    size_t kept = s->dlq_n_pending;
+    s->dlq_blocked = kept > 0 || in_flight > 0;
+    int err = 0;
+    if (kept)
+        err = kpi_seterr(errstr, errsz, KPI_ERR_IO,
+                         "dead-letter topic %s cannot be written: %zu dead letter(s) undelivered "
+                         "(%s); offsets are held until they are",
+                         s->dlq_topic, kept, s->dlq_why);
+    else if (in_flight)
+        err = kpi_seterr(errstr, errsz, KPI_ERR_IO,
+                         "dead-letter topic %s: %d dead letter(s) not yet delivered; offsets are "
+                         "held until they are",
+                         s->dlq_topic, in_flight);
+    pthread_mutex_unlock(&s->dlq_mu);
+    return err;
+}
+
 /* The engine's flush target: dead letters first, then the sink. */
 static int flush_target(void *opaque, const struct kpi_delta *d, char *errstr, size_t errsz)
 {
     struct kafka_src *s = opaque;
     if (s->dlq) {
-        rd_kafka_resp_err_t err = rd_kafka_flush(s->dlq, 10000);
-        if (err || rd_kafka_outq_len(s->dlq) > 0)
-            return kpi_seterr(errstr, errsz, KPI_ERR_IO,
-                              "dead-letter topic %s: %d messages not yet delivered", s->dlq_topic,
-                              rd_kafka_outq_len(s->dlq));
+        int err = dlq_settle(s, errstr, errsz);
+        if (err)
+            return err;
     }
     return s->inner.flush ? s->inner.flush(s->inner.opaque, d, errstr, errsz) : 0;
 }
@@ -628,9 +765,15 @@ static void src_destroy(void *self)
         rd_kafka_flush(s->dlq, 10000);
         rd_kafka_destroy(s->dlq);
     }
+    while (s->dlq_pending) {
+        struct dead_letter *d = s->dlq_pending;
+        s->dlq_pending = d->next;
+        dead_letter_free(d);
+    }
     free(s->wq);
     free(s->threads);
     pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->dlq_mu);
     free(s);
 }
 
@@ -643,6 +786,15 @@ static void rdkafka_log(const rd_kafka_t *rk, int level, const char *fac, const 
                            : level <= 6 ? KPI_LOG_INFO
                                         : KPI_LOG_DEBUG;
     kpi_log(l, "rdkafka", "%s: %s", fac, buf);
+}
+
+/* The dead-letter producer gets the consumer's kafka.* properties, so
+ * librdkafka warns about every consumer-only one it ignores: not news. */
+static void rdkafka_log_dlq(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    if (strcmp(fac, "CONFWARN") == 0 && strstr(buf, "consumer property"))
+        level = 7;
+    rdkafka_log(rk, level, fac, buf);
 }
 
 static const struct kpi_source_ops kafka_ops = {"kafka", src_run, src_stop, src_destroy};
@@ -666,6 +818,7 @@ struct kpi_source kpi_source_kafka_new(const struct kpi_kafka_conf *conf, struct
     s->e = e;
     s->store = store;
     pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->dlq_mu, NULL);
     for (int t = 0; t < MAX_TOPICS; t++)
         for (int p = 0; p < MAX_PARTS; p++)
             atomic_init(&s->input_of[t][p], -1);
@@ -747,8 +900,16 @@ struct kpi_source kpi_source_kafka_new(const struct kpi_kafka_conf *conf, struct
             rd_kafka_conf_destroy(pc);
             goto fail;
         }
+        /* The same cluster, so the same kafka.* settings as the consumer
+         * (security.protocol, sasl.*, ssl.*, message.max.bytes...); they
+         * win over the defaults above, as they do for the consumer. */
+        for (int i = 0; i < conf->n_props; i++)
+            if (conf_set(pc, conf->props[i][0], conf->props[i][1], errstr, errsz)) {
+                rd_kafka_conf_destroy(pc);
+                goto fail;
+            }
         rd_kafka_conf_set_dr_msg_cb(pc, dlq_dr);
-        rd_kafka_conf_set_log_cb(pc, rdkafka_log);
+        rd_kafka_conf_set_log_cb(pc, rdkafka_log_dlq);
         rd_kafka_conf_set_opaque(pc, s);
         s->dlq = rd_kafka_new(RD_KAFKA_PRODUCER, pc, why, sizeof(why));
         if (!s->dlq) {
@@ -784,6 +945,31 @@ void kpi_source_kafka_get_stats(const struct kpi_source *src, struct kpi_kafka_s
     pthread_mutex_unlock(&s->mu);
     out->dlq_produced = atomic_load(&s->dlq_produced);
     out->dlq_retried = atomic_load(&s->dlq_retried);
+    out->dlq_errors = atomic_load(&s->dlq_errors);
+    pthread_mutex_lock(&s->dlq_mu);
+    out->dlq_undelivered = s->dlq_n_pending;
+    out->dlq_blocked = s->dlq_blocked;
+    pthread_mutex_unlock(&s->dlq_mu);
+}
+
+int kpi_source_kafka_health(void *self, char *why, size_t size)
+{
+    struct kafka_src *s = self;
+    int ok = 1;
+    pthread_mutex_lock(&s->dlq_mu);
+    if (s->dlq_blocked || s->dlq_n_pending) {
+        ok = 0;
+        if (s->dlq_n_pending)
+            snprintf(why, size,
+                     "dead letters: topic %s cannot be written (%zu undelivered: %s); offsets "
+                     "are held",
+                     s->dlq_topic, s->dlq_n_pending, s->dlq_why);
+        else
+            snprintf(why, size, "dead letters: topic %s: deliveries pending; offsets are held",
+                     s->dlq_topic);
+    }
+    pthread_mutex_unlock(&s->dlq_mu);
+    return ok;
 }
 
 void kpi_source_kafka_write_metrics(void *self, FILE *out)
@@ -806,6 +992,24 @@ void kpi_source_kafka_write_metrics(void *self, FILE *out)
             "kpistream_paused_total %llu\n",
             (unsigned long long)s->stats.rebalances, (unsigned long long)s->stats.paused_times);
     pthread_mutex_unlock(&s->mu);
+    pthread_mutex_lock(&s->dlq_mu);
+    size_t undelivered = s->dlq_n_pending;
+    int blocked = s->dlq_blocked || undelivered;
+    pthread_mutex_unlock(&s->dlq_mu);
+    fprintf(out,
+            "# HELP kpistream_dead_letters_blocked 1 while undelivered dead letters hold the "
+            "offsets back.\n"
+            "# TYPE kpistream_dead_letters_blocked gauge\n"
+            "kpistream_dead_letters_blocked %d\n"
+            "# HELP kpistream_dead_letters_undelivered Dead letters refused by the producer or "
+            "the broker, waiting to be produced again.\n"
+            "# TYPE kpistream_dead_letters_undelivered gauge\n"
+            "kpistream_dead_letters_undelivered %zu\n"
+            "# HELP kpistream_dead_letter_errors_total Failed dead-letter produce or delivery "
+            "attempts (each is retried).\n"
+            "# TYPE kpistream_dead_letter_errors_total counter\n"
+            "kpistream_dead_letter_errors_total %llu\n",
+            blocked, undelivered, (unsigned long long)atomic_load(&s->dlq_errors));
     fprintf(out,
             "# HELP kpistream_dead_letters_total Messages produced to the dead-letter topic.\n"
             "# TYPE kpistream_dead_letters_total counter\n"
