@@ -17,7 +17,9 @@
 #include <getopt.h>
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
+#include <errno.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -41,12 +43,52 @@
 static struct kpi_source g_src;
 static atomic_int g_stop;
 
+/* Shutdown watchdog.  The source stops within its share of
+ * engine.shutdown_timeout (sources/kafka.c, "Stopping in time"), but a sink
+ * call in progress or a broker that does not answer can still hold a thread.
+ * So the first stop request also starts a watchdog: if the process has not
+ * finished when engine.shutdown_timeout has passed, it exits with code 1
+ * right there.  That is as safe as a kill -9: nothing unflushed was
+ * acknowledged, and whoever consumes the partitions next reads it again. */
+static sem_t g_stop_sem; /* posted once by the first stop request */
+static sem_t g_done_sem; /* posted when main has finished its shutdown */
+static atomic_int g_stop_requested;
+static int64_t g_shutdown_timeout_ms = 30000;
+
 static void on_signal(int sig)
 {
     (void)sig;
     atomic_store(&g_stop, 1);
     if (g_src.ops)
         g_src.ops->stop(g_src.self); /* an atomic store: async-signal-safe */
+    if (!atomic_exchange(&g_stop_requested, 1))
+        sem_post(&g_stop_sem); /* async-signal-safe */
+}
+
+static void *watchdog_main(void *arg)
+{
+    (void)arg;
+    while (sem_wait(&g_stop_sem) != 0 && errno == EINTR)
+        ;
+    struct timespec dl;
+    clock_gettime(CLOCK_MONOTONIC, &dl);
+    dl.tv_sec += g_shutdown_timeout_ms / 1000;
+    dl.tv_nsec += (g_shutdown_timeout_ms % 1000) * 1000000;
+    if (dl.tv_nsec >= 1000000000) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000;
+    }
+    int r;
+    while ((r = sem_clockwait(&g_done_sem, CLOCK_MONOTONIC, &dl)) != 0 && errno == EINTR)
+        ;
+    if (r == 0)
+        return NULL;
+    kpi_log(KPI_LOG_ERROR, "kpistream",
+            "shutdown did not finish within engine.shutdown_timeout (%lld ms): exiting now; "
+            "what was not flushed is not acknowledged and will be consumed again",
+            (long long)g_shutdown_timeout_ms);
+    fflush(stdout);
+    _exit(1);
 }
 
 static void usage(FILE *out)
@@ -522,6 +564,10 @@ int main(int argc, char **argv)
     kc.group_id = cfg.group_id;
     kc.dlq_topic = cfg.dead_letter_topic;
     kc.exit_on_eof = o.exit_on_eof;
+    /* The source's share of the shutdown budget: the rest is for tearing
+     * down the engine, the alerter and the metrics server after it. */
+    int64_t reserve = cfg.shutdown_timeout_ms / 5 < 2000 ? cfg.shutdown_timeout_ms / 5 : 2000;
+    kc.shutdown_timeout_ms = cfg.shutdown_timeout_ms - reserve;
     const char *props[KPI_CONF_MAX_PASSTHROUGH][2];
     for (int i = 0; i < cfg.n_kafka_props; i++) {
         props[i][0] = cfg.kafka_props[i][0];
@@ -539,6 +585,12 @@ int main(int argc, char **argv)
         return 2;
     }
 
+    g_shutdown_timeout_ms = cfg.shutdown_timeout_ms;
+    sem_init(&g_stop_sem, 0, 0);
+    sem_init(&g_done_sem, 0, 0);
+    pthread_t watchdog;
+    pthread_create(&watchdog, NULL, watchdog_main, NULL);
+    pthread_detach(watchdog);
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal;
@@ -615,6 +667,9 @@ int main(int argc, char **argv)
 
     rc = g_src.ops->run(g_src.self, err, sizeof(err));
     atomic_store(&g_stop, 1);
+    /* The flusher calls into the source (its flush target wraps the sink's,
+     * and it wakes the source's workers): it stops first. */
+    kpi_engine_stop(e);
     /* The consumer goes before the demo's embedded cluster does. */
     g_src.ops->destroy(g_src.self);
     g_src.ops = NULL;
@@ -627,7 +682,6 @@ int main(int argc, char **argv)
     }
     if (has_timer)
         pthread_join(timer, NULL);
-    kpi_engine_stop(e);
     kpi_alerter_stop(alerter);
     kpi_metrics_stop(m);
 
@@ -649,6 +703,7 @@ int main(int argc, char **argv)
     log_flush_latencies(e);
     kpi_sink_destroy(&sink);
     kpi_engine_destroy(e);
+    sem_post(&g_done_sem);
     return rc ? 1 : 0;
 }
 

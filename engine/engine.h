@@ -113,11 +113,15 @@ void kpi_engine_set_wake(struct kpi_engine *e, void (*wake)(void *opaque, int wo
 
 /* Start the flusher thread. */
 int kpi_engine_start(struct kpi_engine *e, char *errstr, size_t errstr_size);
-/* Run flush cycles until one started after this call has been applied.
- * Returns 0, or the last error after `timeout_ms` of failed retries. */
+/* Run flush cycles until one started after this call has been applied and
+ * left nothing behind: everything the workers took before their first
+ * checkpoint after this call is then applied.  Returns 0, or the last error
+ * after `timeout_ms` of failed retries. */
 int kpi_engine_flush_sync(struct kpi_engine *e, int64_t timeout_ms, char *errstr,
                           size_t errstr_size);
-/* Stop the flusher thread (no final flush: call kpi_engine_flush_sync first). */
+/* Stop the flusher thread (no final flush: call kpi_engine_flush_sync first).
+ * Returns once the cycle in progress, if any, ends: at once if it is waiting
+ * for a worker's checkpoint, else when the sink's call returns. */
 void kpi_engine_stop(struct kpi_engine *e);
 
 /* Inputs.  Called from a control thread (e.g. a rebalance callback).
@@ -152,13 +156,25 @@ struct kpi_worker *kpi_engine_worker(struct kpi_engine *e, int idx);
 /* Decode and aggregate one message of `input` at `offset`.  Returns
  * KPI_BAD_NONE when aggregated, or the reason it was not (bad input or
  * too_late: the caller dead-letters it).  Either way the offset is consumed.
- * Events of a revoked input are dropped and return KPI_BAD_NONE with
- * *dropped = 1 when dropped is non-NULL. */
+ * Events that are not taken return KPI_BAD_NONE with *dropped = 1 (when
+ * dropped is non-NULL) and their offset is not consumed: events of a revoked
+ * input (left to the new owner), and every event once the worker is stopped
+ * (kpi_worker_stopped). */
 enum kpi_bad_reason kpi_worker_process(struct kpi_worker *w, int input, int64_t offset,
                                        const void *msg, size_t len, int64_t now_ms, int *dropped);
 /* Same, for an already decoded event. */
 enum kpi_bad_reason kpi_worker_add(struct kpi_worker *w, int input, int64_t offset,
                                    const struct kpi_event *ev);
+/* Shutdown: a worker waiting for room in its buffer (the sink is failing)
+ * gives up instead of waiting for ever.  The event it was adding is not
+ * taken and the worker is *stopped*: it takes nothing more, so no offset is
+ * consumed past one that was not.  Call before joining the workers' threads;
+ * what they took before is flushed as usual (kpi_engine_flush_sync). */
+void kpi_engine_release_workers(struct kpi_engine *e);
+/* 1 once the worker refused an event because the workers were released: its
+ * feeder should stop (and leave the rest of its batch unconsumed). */
+int kpi_worker_stopped(const struct kpi_worker *w);
+
 /* Between batches and when idle: lets the flusher retire the shard. */
 void kpi_worker_checkpoint(struct kpi_worker *w);
 /* The worker will not be called again (its thread is ending). */

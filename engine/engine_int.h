@@ -53,6 +53,7 @@ struct kpi_worker {
     int idx;
     struct kpi_shard shard;
     /* worker-private */
+    int stopped; /* refused an event because the workers were released: takes no more */
     uint64_t epoch;
     struct kpi_shard_buf *cur;
     int64_t watermark;
@@ -82,6 +83,12 @@ struct kpi_engine {
     _Atomic int64_t watermark;
     _Atomic int backpressured;
     _Atomic int fenced;
+    /* Shutdown.  workers_released: a worker waiting for room gives up
+     * (kpi_engine_release_workers).  quit: the flusher stops waiting for
+     * workers' acknowledgements (kpi_engine_stop).  Both are flags with no
+     * data behind them: relaxed. */
+    _Atomic int workers_released;
+    _Atomic int quit;
 
     /* Flusher control plane: never touched on the per-event path. */
     pthread_mutex_t mu;
@@ -92,6 +99,8 @@ struct kpi_engine {
     uint64_t cycles_started;
     uint64_t cycles_done;
     uint64_t last_ok_cycle;
+    uint64_t last_complete_cycle; /* applied, and left no retired buffer unmerged */
+    int cycle_left_some;          /* the last cycle left a retired buffer unmerged */
     int last_err;
     char last_errstr[256];
     uint64_t wanted_cycle; /* a flush_sync caller needs this cycle */

@@ -4,7 +4,10 @@
  *
  * One cycle:
  *   1. Request a flip of every shard whose last retired buffer was merged,
- *      wake the workers, wait for their acknowledgements (shard.h).
+ *      wake the workers, wait for their acknowledgements (shard.h).  The
+ *      wait ends early only when the engine is stopping (kpi_engine_stop):
+ *      the cycle is then given up, and shard->taken keeps the flip it asked
+ *      for outstanding, so a later cycle waits for that same flip.
  *   2. Merge each retired buffer into the pending delta (kpi_agg_merge),
  *      fold its event counters into the totals and its progress into the
  *      inputs' taken_to / max_ts, then reset it for reuse.  If the pending
@@ -91,13 +94,20 @@ int kpi_flusher_cycle(struct kpi_engine *e, char *errstr, size_t errsz)
     /* 1. flip */
     for (int i = 0; i < n; i++) {
         struct kpi_shard *s = &e->workers[i]->shard;
-        /* A shard whose retired buffer is still unmerged is "held": its
-         * epoch_req is one ahead of what we merged.  We track that with the
-         * buffer's content: a non-empty retired buffer means held. */
         uint64_t cur = atomic_load_explicit(&s->epoch_req, memory_order_relaxed);
-        struct kpi_shard_buf *last = cur ? kpi_shard_retired(s, cur) : NULL;
-        held[i] = last && (last->agg.n || last->n_progress);
-        epoch[i] = held[i] ? cur : kpi_shard_request_flip(s);
+        if (s->taken != cur) {
+            /* An earlier cycle asked for this flip and stopped waiting for
+             * it: wait for that one; its buffer may still be written. */
+            held[i] = 0;
+            epoch[i] = cur;
+        } else {
+            /* A shard whose retired buffer (ours since we took it) is still
+             * unmerged is "held": the pending table had no room for it.
+             * Merge it first, without a new flip. */
+            struct kpi_shard_buf *last = cur ? kpi_shard_retired(s, cur) : NULL;
+            held[i] = last && (last->agg.n || last->n_progress);
+            epoch[i] = held[i] ? cur : kpi_shard_request_flip(s);
+        }
         atomic_store_explicit(&s->want_flip, 0, memory_order_relaxed);
     }
     pthread_mutex_lock(&e->mu);
@@ -112,6 +122,12 @@ int kpi_flusher_cycle(struct kpi_engine *e, char *errstr, size_t errsz)
     for (int i = 0; i < n; i++) {
         struct kpi_shard *s = &e->workers[i]->shard;
         for (unsigned spins = 0; !kpi_shard_flip_done(s, epoch[i]); spins++) {
+            /* A worker that never reaches a checkpoint must not keep
+             * kpi_engine_stop waiting: give the cycle up (nothing is taken
+             * or offered; shard->taken remembers the outstanding flip). */
+            if (atomic_load_explicit(&e->quit, memory_order_relaxed))
+                return kpi_seterr(errstr, errsz, KPI_ERR_STATE,
+                                  "stopping: worker %d has not reached a checkpoint", i);
             struct timespec ts = {0, spins < 20 ? 50000 : 1000000};
             nanosleep(&ts, NULL);
         }
@@ -119,8 +135,15 @@ int kpi_flusher_cycle(struct kpi_engine *e, char *errstr, size_t errsz)
 
     /* 2, 3 */
     pthread_mutex_lock(&e->mu);
-    for (int i = 0; i < n; i++)
-        absorb(e, kpi_shard_retired(&e->workers[i]->shard, epoch[i]));
+    /* Complete (kpi_engine_flush_sync) only if every shard flipped in this
+     * cycle and every retired buffer found room. */
+    e->cycle_left_some = 0;
+    for (int i = 0; i < n; i++) {
+        e->workers[i]->shard.taken = epoch[i];
+        int no_room = absorb(e, kpi_shard_retired(&e->workers[i]->shard, epoch[i]));
+        if (held[i] || no_room)
+            e->cycle_left_some = 1; /* merged, or flipped, by a later cycle */
+    }
     int64_t min_ts = INT64_MAX;
     for (int i = 0; i < KPI_MAX_INPUTS; i++)
         if (e->inputs[i].open && e->inputs[i].max_ts >= 0 && e->inputs[i].max_ts < min_ts)
@@ -261,6 +284,8 @@ void *kpi_flusher_main(void *arg)
         e->last_err = err;
         if (err == 0) {
             e->last_ok_cycle = my;
+            if (!e->cycle_left_some)
+                e->last_complete_cycle = my;
             backoff = 0;
             next = mono_ms() + e->conf.flush_interval_ms;
         } else {
@@ -285,6 +310,7 @@ int kpi_engine_start(struct kpi_engine *e, char *errstr, size_t errsz)
         return kpi_seterr(errstr, errsz, KPI_ERR_STATE, "engine already started");
     }
     e->stopping = 0;
+    atomic_store_explicit(&e->quit, 0, memory_order_relaxed);
     int rc = pthread_create(&e->thread, NULL, kpi_flusher_main, e);
     if (rc == 0)
         e->running = 1;
@@ -300,9 +326,12 @@ void kpi_engine_stop(struct kpi_engine *e)
         return;
     }
     e->stopping = 1;
+    atomic_store_explicit(&e->quit, 1, memory_order_relaxed);
     pthread_cond_broadcast(&e->cv);
     pthread_mutex_unlock(&e->mu);
     pthread_join(e->thread, NULL);
+    /* Cycles run inline from now on (kpi_engine_flush_sync) wait again. */
+    atomic_store_explicit(&e->quit, 0, memory_order_relaxed);
     pthread_mutex_lock(&e->mu);
     e->running = 0;
     pthread_mutex_unlock(&e->mu);
@@ -318,6 +347,8 @@ int kpi_engine_flush_sync(struct kpi_engine *e, int64_t timeout_ms, char *errstr
         int64_t backoff = e->conf.retry_min_ms;
         for (;;) {
             int err = kpi_flusher_cycle(e, errstr, errsz);
+            if (err == 0 && e->cycle_left_some)
+                continue; /* applied, but a retired buffer is still to merge */
             if (err == 0 || err == KPI_ERR_CONFLICT || mono_ms() >= deadline)
                 return err;
             struct timespec ts = {backoff / 1000, (backoff % 1000) * 1000000};
@@ -332,18 +363,35 @@ int kpi_engine_flush_sync(struct kpi_engine *e, int64_t timeout_ms, char *errstr
         if (e->wanted_cycle < want)
             e->wanted_cycle = want;
         pthread_cond_broadcast(&e->cv);
-        while (e->cycles_done < want && !e->stopping) {
+        while (e->cycles_done < want && !e->stopping && mono_ms() < deadline) {
             struct timespec ts;
             deadline_ts(&ts, 50);
             pthread_cond_timedwait(&e->cv, &e->mu, &ts);
         }
-        if (e->last_ok_cycle >= want) {
+        if (e->last_complete_cycle >= want) {
             err = 0;
             break;
         }
-        err = e->last_err ? e->last_err : KPI_ERR_STATE;
+        /* Applied but incomplete (a retired buffer had no room in the
+         * pending delta): the next cycle merges it; wait for that one. */
+        if (e->cycles_done < want) {
+            /* No cycle ended in time (one may be waiting for a worker, or
+             * for the sink). */
+            err = kpi_seterr(errstr, errsz, KPI_ERR_STATE, "no flush completed within %lld ms%s%s",
+                             (long long)timeout_ms, e->last_err ? "; last error: " : "",
+                             e->last_err ? e->last_errstr : "");
+            break;
+        }
+        err = e->last_ok_cycle >= want ? 0 : (e->last_err ? e->last_err : KPI_ERR_STATE);
+        if (err == 0 && !e->stopping && mono_ms() < deadline) {
+            want = e->cycles_done + 1;
+            continue;
+        }
+        if (err == 0)
+            err = KPI_ERR_STATE;
         if (e->stopping || err == KPI_ERR_CONFLICT || mono_ms() >= deadline) {
-            kpi_seterr(errstr, errsz, err, "%s", e->last_errstr);
+            kpi_seterr(errstr, errsz, err, "%s",
+                       e->last_err ? e->last_errstr : "no flush completed in time");
             break;
         }
         want = e->cycles_done + 1;

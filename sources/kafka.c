@@ -55,6 +55,17 @@
  * any gap (kpistream_offset_gaps_total; compacted or transactional topics
  * have legitimate gaps).
  *
+ * Stopping in time.  From the moment the run loop sees the stop request,
+ * everything the source waits for shares one budget, conf.shutdown_timeout_ms
+ * (budget_ms()): workers are released (a worker waiting for room in a full
+ * buffer gives up and leaves its event unconsumed, kpi_engine_release_workers),
+ * the final flush, the mid-join settle below, the revocations while leaving
+ * the group (rd_kafka_consumer_close_queue, served with a deadline) and the
+ * dead-letter producer's last flush.  Whatever could not be flushed in time
+ * is not acknowledged: its offsets are not stored and whoever consumes the
+ * partition next reads it again.  A revocation during a rebalance waits
+ * conf.shutdown_timeout_ms for its flush, too.
+ *
  * Leaving mid-join.  librdkafka 2.0.x aborts in rd_kafka_destroy
  * (rd_kafka_sticky_assignor_state_destroy: Assertion `assignor_state'
  * failed) when a cooperative-sticky consumer is destroyed after a JoinGroup
@@ -132,9 +143,12 @@ struct kafka_src {
     _Atomic int stop;
     _Atomic int workers_stop;
     int paused;
-    int closing;         /* leaving: assignments are taken without opening inputs */
-    int ever_assigned;   /* an assignment callback was served (the assignor has state) */
-    int leak_on_destroy; /* left mid-join: rd_kafka_destroy would abort (top comment) */
+    int closing;            /* leaving: assignments are taken without opening inputs */
+    int64_t stop_deadline;  /* run thread: monotonic ms by which stopping must end; 0 running */
+    int close_timed_out;    /* the consumer did not finish leaving the group in time */
+    int final_flush_failed; /* then revocations while leaving do not try again */
+    int ever_assigned;      /* an assignment callback was served (the assignor has state) */
+    int leak_on_destroy;    /* left mid-join: rd_kafka_destroy would abort (top comment) */
     struct kpi_kafka_stats stats;
     _Atomic uint64_t dlq_produced, dlq_retried, dlq_errors, offset_gaps;
     /* Undelivered dead letters (top comment); workers, delivery reports and
@@ -155,6 +169,25 @@ void kpi_kafka_conf_defaults(struct kpi_kafka_conf *c)
     c->topics = "events";
     c->group_id = "kpistream";
     c->offset_retry_ms = 60000;
+    c->shutdown_timeout_ms = 30000;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* How long a wait may last: `normal` while running, what is left of the
+ * shutdown budget once stopping (top comment). */
+static int64_t budget_ms(const struct kafka_src *s, int64_t normal)
+{
+    if (!s->stop_deadline)
+        return normal;
+    int64_t left = s->stop_deadline - mono_ms();
+    left = left > 0 ? left : 0;
+    return left < normal ? left : normal;
 }
 
 static int64_t now_ms(void)
@@ -416,6 +449,8 @@ static void *worker_main(void *arg)
                     if (!dropped)
                         atomic_store_explicit(&s->next_offset[t][m->partition], m->offset + 1,
                                               memory_order_relaxed);
+                    else if (kpi_worker_stopped(w))
+                        break; /* released while stopping: the rest stays unconsumed */
                 }
             }
         }
@@ -454,6 +489,8 @@ static int64_t resume_offset(struct kafka_src *s, const char *topic, int32_t par
                     return off;
                 break;
             }
+            if (atomic_load(&s->stop))
+                return -3; /* stopping: this partition is not opened */
             if (now_ms() >= deadline) {
                 snprintf(s->errstr, sizeof(s->errstr), "cannot read the stored offset of %s:%d: %s",
                          topic, (int)partition, err);
@@ -481,6 +518,8 @@ static void assign(struct kafka_src *s, rd_kafka_topic_partition_list_t *list)
             continue;
         }
         int64_t start = resume_offset(s, tp->topic, tp->partition);
+        if (start == -3)
+            continue;
         if (start < 0) {
             s->fatal = 1;
             continue;
@@ -532,7 +571,12 @@ static void revoke(struct kafka_src *s, rd_kafka_topic_partition_list_t *list)
     if (n == 0)
         return;
     char err[256];
-    if (kpi_engine_flush_sync(s->e, 30000, err, sizeof(err)))
+    if (s->final_flush_failed)
+        kpi_log(KPI_LOG_WARN, "kafka",
+                "leaving without the final flush: what these partitions produced since the last "
+                "flush is read again by their next owner");
+    else if (kpi_engine_flush_sync(s->e, budget_ms(s, s->conf.shutdown_timeout_ms), err,
+                                   sizeof(err)))
         kpi_log(KPI_LOG_WARN, "kafka",
                 "revocation flush failed (%s); the delta is kept and its offsets fence any "
                 "double count",
@@ -572,8 +616,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             rd_kafka_assign(rk, parts);
     } else {
         revoke(s, parts);
-        kpi_log(KPI_LOG_INFO, "kafka", "revoked %d partition(s) after flushing what they produced",
-                parts->cnt);
+        kpi_log(KPI_LOG_INFO, "kafka", "revoked %d partition(s)%s", parts->cnt,
+                s->final_flush_failed ? "" : " after flushing what they produced");
         if (cooperative)
             rd_kafka_error_destroy(rd_kafka_incremental_unassign(rk, parts));
         else
@@ -656,8 +700,8 @@ static void settle_join(struct kafka_src *s)
     if (!has_member_id(s))
         return; /* never joined: the group holds no assignor yet */
     kpi_log(KPI_LOG_INFO, "kafka", "leaving during a group join: waiting for its assignment");
-    int64_t deadline = now_ms() + JOIN_SETTLE_MS;
-    while (!s->ever_assigned && now_ms() < deadline) {
+    int64_t deadline = mono_ms() + budget_ms(s, JOIN_SETTLE_MS);
+    while (!s->ever_assigned && mono_ms() < deadline) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(s->rk, 100);
         if (m)
             rd_kafka_message_destroy(m);
@@ -665,10 +709,32 @@ static void settle_join(struct kafka_src *s)
     if (!s->ever_assigned) {
         s->leak_on_destroy = 1;
         kpi_log(KPI_LOG_WARN, "kafka",
-                "no assignment within %d ms of leaving mid-join: the consumer handle is left to "
-                "the exit (librdkafka 2.0.x aborts destroying it)",
-                JOIN_SETTLE_MS);
+                "no assignment in time after leaving mid-join: the consumer handle is left to "
+                "the exit (librdkafka 2.0.x aborts destroying it)");
     }
+}
+
+/* rd_kafka_consumer_close, but within the shutdown budget: the revocation
+ * callbacks are served here, and a consumer that has not left the group in
+ * time is destroyed without waiting for it (the group notices at its session
+ * timeout; nothing it held is acknowledged past what was flushed). */
+static void close_consumer(struct kafka_src *s)
+{
+    rd_kafka_queue_t *q = rd_kafka_queue_new(s->rk);
+    rd_kafka_error_t *error = rd_kafka_consumer_close_queue(s->rk, q);
+    if (error) {
+        kpi_log(KPI_LOG_WARN, "kafka", "leaving the group: %s", rd_kafka_error_string(error));
+        rd_kafka_error_destroy(error);
+    }
+    while (!rd_kafka_consumer_closed(s->rk) && budget_ms(s, INT64_MAX) > 0)
+        rd_kafka_queue_poll_callback(q, 100);
+    if (!rd_kafka_consumer_closed(s->rk)) {
+        s->close_timed_out = 1;
+        kpi_log(KPI_LOG_WARN, "kafka",
+                "the consumer did not leave the group within the shutdown timeout: closing "
+                "without it");
+    }
+    rd_kafka_queue_destroy(q);
 }
 
 static int src_run(void *self, char *errstr, size_t errsz)
@@ -725,18 +791,27 @@ static int src_run(void *self, char *errstr, size_t errsz)
             next_commit = now_ms() + 5000;
         }
     }
-    /* Stop: workers first (their last messages are in the engine), then one
-     * final flush of everything, then leave the group cleanly. */
+    /* Stop, within the shutdown budget (top comment): workers first (their
+     * last messages are in the engine), then one final flush of everything,
+     * then leave the group cleanly. */
+    s->stop_deadline = mono_ms() + s->conf.shutdown_timeout_ms;
+    s->closing = 1; /* an assignment from here on opens nothing */
     atomic_store(&s->workers_stop, 1);
+    kpi_engine_release_workers(s->e);
     for (int i = 0; i < s->n_workers; i++)
         pthread_join(s->threads[i], NULL);
     free(args);
+    /* Two thirds of the budget for the final flush: a sink that keeps
+     * failing must not leave no time to leave the group cleanly. */
     char ferr[256] = "";
-    int ferr_rc = s->fatal ? 0 : kpi_engine_flush_sync(s->e, 60000, ferr, sizeof(ferr));
+    int ferr_rc = s->fatal ? 0
+                           : kpi_engine_flush_sync(s->e, s->conf.shutdown_timeout_ms * 2 / 3, ferr,
+                                                   sizeof(ferr));
+    s->final_flush_failed = s->fatal || ferr_rc != 0;
     if (!s->fatal)
         commit_advisory(s);
     settle_join(s);
-    rd_kafka_consumer_close(s->rk);
+    close_consumer(s);
     if (s->fatal)
         rc = kpi_seterr(errstr, errsz, KPI_ERR_IO, "%s", s->errstr);
     else if (ferr_rc)
@@ -759,10 +834,13 @@ static void src_destroy(void *self)
         for (int i = 0; i < s->n_workers; i++)
             if (s->wq && s->wq[i])
                 rd_kafka_queue_destroy(s->wq[i]);
-        rd_kafka_destroy(s->rk);
+        if (s->close_timed_out)
+            rd_kafka_destroy_flags(s->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+        else
+            rd_kafka_destroy(s->rk);
     }
     if (s->dlq) {
-        rd_kafka_flush(s->dlq, 10000);
+        rd_kafka_flush(s->dlq, (int)budget_ms(s, 10000));
         rd_kafka_destroy(s->dlq);
     }
     while (s->dlq_pending) {

@@ -21,6 +21,11 @@ struct kpi_kafka_conf {
     int n_props;           /* librdkafka properties passed untouched */
     const char *const (*props)[2];
     int64_t offset_retry_ms; /* how long assignment retries the offset store (default 60000) */
+    /* Once stopped, the final flush, leaving the group and everything else
+     * the source waits for end within this (default 30000); a revocation
+     * waits this long for its flush.  What is not flushed in time is not
+     * acknowledged (read again by the next owner). */
+    int64_t shutdown_timeout_ms;
 };
 
 void kpi_kafka_conf_defaults(struct kpi_kafka_conf *c);

@@ -415,3 +415,83 @@ Test(engine, rejects_bad_configuration_with_a_message)
     cr_assert_null(kpi_engine_new(&c, err, sizeof(err)));
     cr_assert(strstr(err, "workers"), "%s", err);
 }
+
+/* ---- shutdown ---- */
+
+struct refusing_feeder {
+    struct kpi_engine *e;
+    int input;
+    int64_t refused_at; /* offset of the first event the worker did not take */
+};
+
+static void *feed_until_refused(void *arg)
+{
+    struct refusing_feeder *f = arg;
+    struct kpi_worker *w = kpi_engine_worker(f->e, 0);
+    f->refused_at = -1;
+    for (int64_t n = 0; n < 1000000; n++) {
+        /* A new base bucket per event: 4 cells each, so buffers fill fast. */
+        struct kpi_event ev = at(1700000000000 + n * 5000);
+        cr_assert_eq(kpi_worker_add(w, f->input, n, &ev), KPI_BAD_NONE);
+        if (kpi_worker_stopped(w)) {
+            f->refused_at = n;
+            break;
+        }
+        if (n % 8 == 7)
+            kpi_worker_checkpoint(w);
+    }
+    kpi_worker_detach(w);
+    return NULL;
+}
+
+/* The sink is down, so the worker's buffers and the pending delta fill and
+ * the worker waits for room.  Shutdown must not wait with it: released, the
+ * worker refuses the event it was adding (its offset is not consumed) and
+ * everything after it; what it took before is flushed once the sink is back. */
+Test(engine, released_workers_stop_waiting_for_room_and_consume_nothing_more)
+{
+    struct kpi_engine *e = make_engine(1, 64, 1);
+    target_state.fail_next = 1 << 30;
+    cr_assert_eq(kpi_engine_start(e, NULL, 0), 0);
+    struct refusing_feeder f = {e, kpi_engine_input_open(e, "events", 0, 0, 0), -1};
+    pthread_t th;
+    pthread_create(&th, NULL, feed_until_refused, &f);
+    struct kpi_engine_stats st;
+    for (int i = 0; i < 10000; i++) { /* polling (bounded) until the pipeline is full */
+        kpi_engine_get_stats(e, &st);
+        if (st.backpressured && st.pending_cells >= 64)
+            break;
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    cr_assert(st.backpressured, "the sink's failures filled the pipeline");
+    kpi_engine_release_workers(e);
+    pthread_join(th, NULL); /* hangs for ever if the worker kept waiting */
+    cr_assert_gt(f.refused_at, 0, "the worker took events, then refused one");
+    pthread_mutex_lock(&target_state.mu);
+    target_state.fail_next = 0;
+    pthread_mutex_unlock(&target_state.mu);
+    cr_assert_eq(kpi_engine_flush_sync(e, 10000, NULL, 0), 0);
+    kpi_engine_stop(e);
+    cr_assert_eq(target_state.next_from[0], f.refused_at,
+                 "offsets end exactly before the refused event (%lld, flushed to %lld)",
+                 (long long)f.refused_at, (long long)target_state.next_from[0]);
+    cr_assert_eq(target_state.per_set_total[0].activations, f.refused_at);
+    cr_assert_eq(target_state.ranges_broken, 0);
+    kpi_engine_destroy(e);
+}
+
+/* A worker that never reaches a checkpoint (stuck in a call) keeps a flush
+ * cycle waiting for its acknowledgement; stopping the engine must not. */
+Test(engine, stop_returns_while_a_worker_never_reaches_a_checkpoint)
+{
+    struct kpi_engine *e = make_engine(1, 4096, 1);
+    cr_assert_eq(kpi_engine_start(e, NULL, 0), 0);
+    int in = kpi_engine_input_open(e, "events", 0, 0, 0);
+    struct kpi_event ev = at(1000000);
+    cr_assert_eq(kpi_worker_add(kpi_engine_worker(e, 0), in, 0, &ev), KPI_BAD_NONE);
+    cr_assert_neq(kpi_engine_flush_sync(e, 100, NULL, 0), 0, "no checkpoint, no flush");
+    kpi_engine_stop(e); /* hangs for ever if the flusher keeps waiting */
+    cr_assert_eq(target_state.applied, 0);
+    kpi_engine_destroy(e);
+}

@@ -69,9 +69,11 @@ static int free_port(void)
     return ntohs(a.sin_port);
 }
 
-/* Start build/kpistream with the test's settings; stdout to `out`. */
-static pid_t start_daemon(const char *topic, const char *group, int http_port, int exit_on_eof,
-                          const char *out)
+/* Start build/kpistream with the test's settings and `extra` more -X
+ * settings (NULL-terminated, may be NULL); stdout to `out`, stderr to
+ * `<out>.err`. */
+static pid_t start_daemon_x(const char *topic, const char *group, int http_port, int exit_on_eof,
+                            const char *out, const char *const *extra)
 {
     char x[6][256];
     snprintf(x[0], sizeof(x[0]), "kafka.topics=%s", topic);
@@ -83,13 +85,20 @@ static pid_t start_daemon(const char *topic, const char *group, int http_port, i
     pid_t pid = fork();
     if (pid == 0) {
         FILE *f = freopen(out, "w", stdout);
+        char errpath[300];
+        snprintf(errpath, sizeof(errpath), "%s.err", out);
+        f = freopen(errpath, "w", stderr);
         (void)f;
-        const char *argv[20];
+        const char *argv[64];
         int n = 0;
         argv[n++] = "kpistream";
         for (int i = 0; i < 6; i++) {
             argv[n++] = "-X";
             argv[n++] = x[i];
+        }
+        for (int i = 0; extra && extra[i] && n < 56; i++) {
+            argv[n++] = "-X";
+            argv[n++] = extra[i];
         }
         argv[n++] = "-X";
         argv[n++] = "alerts.enabled=false";
@@ -100,6 +109,38 @@ static pid_t start_daemon(const char *topic, const char *group, int http_port, i
         _exit(127);
     }
     return pid;
+}
+
+static pid_t start_daemon(const char *topic, const char *group, int http_port, int exit_on_eof,
+                          const char *out)
+{
+    return start_daemon_x(topic, group, http_port, exit_on_eof, out, NULL);
+}
+
+/* The whole of a file (caller frees), "" if absent. */
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return strdup("");
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap);
+    size_t k;
+    while ((k = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+        len += k;
+        if (cap - len < 4096)
+            buf = realloc(buf, cap *= 2);
+    }
+    buf[len] = '\0';
+    fclose(f);
+    return buf;
+}
+
+static void redis_do(const char *cmd)
+{
+    redisReply *r = redisCommand(rc, cmd);
+    cr_assert(r && r->type != REDIS_REPLY_ERROR, "%s: %s", cmd, r ? r->str : rc->errstr);
+    freeReplyObject(r);
 }
 
 static int64_t stored_offsets(const char *group)
@@ -192,6 +233,60 @@ Test(e2e, sigkill_mid_stream_then_restart_leaves_exact_totals)
         fclose(f);
     cr_assert(strncmp(last, "consumed: ", 10) == 0, "summary line: %s", last);
     remove(out);
+}
+
+static char *http_get(int port, const char *path);
+
+/* Poll /metrics until it contains `needle`; 1 if it did within timeout_ms. */
+static int wait_metric(int port, const char *needle, int64_t timeout_ms)
+{
+    int64_t deadline = mono_ms() + timeout_ms;
+    while (mono_ms() < deadline) {
+        char *m = http_get(port, "/metrics");
+        int found = m && strstr(m, needle);
+        free(m);
+        if (found)
+            return 1;
+        poll_pause();
+    }
+    return 0;
+}
+
+/* The sink cannot write (an ACL refuses EVALSHA: NOPERM, retried for ever)
+ * and its tiny buffers are full, so the workers wait for room.  SIGTERM must
+ * still end the process within engine.shutdown_timeout, acknowledging
+ * nothing it could not flush; the next run reads it all again. */
+Test(e2e, sigterm_ends_within_the_shutdown_timeout_while_the_sink_fails)
+{
+    char topic[128], group[160], out[256];
+    struct kpi_gen_truth truth;
+    const uint64_t N = 100000;
+    produce("e2e-stop", topic, sizeof(topic), group, sizeof(group), N, 0, &truth);
+    snprintf(out, sizeof(out), "/tmp/kpi-e2e-stop-%d.out", (int)getpid());
+    redis_do("ACL SETUSER default -evalsha");
+    int port = free_port();
+    static const char *const extra[] = {"engine.max_cells=64", "engine.shutdown_timeout=3s",
+                                        "engine.retry_max=200ms", NULL};
+    pid_t pid = start_daemon_x(topic, group, port, 0, out, extra);
+    cr_assert(wait_metric(port, "\nkpistream_backpressured 1\n", 120000),
+              "the failing sink backpressures the workers");
+    kill(pid, SIGTERM);
+    cr_assert_eq(wait_exit(pid, 60000), 1, "SIGTERM ends the process, exit 1: unflushed");
+    cr_assert_eq(stored_offsets(group), 0, "nothing was acknowledged");
+    char errpath[300];
+    snprintf(errpath, sizeof(errpath), "%s.err", out);
+    char *log = slurp(errpath);
+    cr_assert(strstr(log, "NOPERM"), "the log says why: %s", log);
+    free(log);
+
+    redis_do("ACL SETUSER default +@all");
+    pid = start_daemon(topic, group, 0, 1, out);
+    cr_assert_eq(wait_exit(pid, 240000), 0, "the next run reads everything again");
+    cr_assert_eq(stored_offsets(group), (int64_t)N);
+    cr_assert_eq(kpi_field(group, "events"), (int64_t)truth.good, "exactly once");
+    cr_assert_eq(kpi_field(group, "revenue"), truth.revenue);
+    remove(out);
+    remove(errpath);
 }
 
 static char *http_get(int port, const char *path)

@@ -226,6 +226,7 @@ static void start_big(struct instance *in, struct mem_sink *ms, int exit_on_eof,
     kc.exit_on_eof = exit_on_eof;
     kc.props = props;
     kc.n_props = n_props;
+    kc.shutdown_timeout_ms = 3000;
     in->src = kpi_source_kafka_new(&kc, in->e, &in->store, err, sizeof(err));
     cr_assert_not_null(in->src.ops, "%s", err);
     cr_assert_eq(kpi_engine_start(in->e, err, sizeof(err)), 0);
