@@ -32,6 +32,7 @@
 #include "config.h"
 #include "engine.h"
 #include "err.h"
+#include "flush_errors.h"
 #include "gen.h"
 #include "kafka.h"
 #include "log.h"
@@ -427,12 +428,13 @@ static int healthy(void *opaque, char *why, size_t size)
     struct kpi_engine_stats st;
     kpi_engine_get_stats(h->e, &st);
     if (st.fenced) {
-        snprintf(why, size, "fenced: another consumer owns a partition");
+        snprintf(why, size, "stopped: the sink refused a flush for good (%s): %s", st.last_reason,
+                 st.last_error);
         return 0;
     }
     if (st.backpressured) {
-        snprintf(why, size, "paused: the sink is failing (%llu errors)",
-                 (unsigned long long)st.flush_errors);
+        snprintf(why, size, "paused: flushes failing (%s, %llu errors): %s", st.last_reason,
+                 (unsigned long long)st.flush_errors, st.last_error);
         return 0;
     }
     int64_t age = kpi_now_ms() - st.last_flush_ok_ms;
@@ -441,6 +443,25 @@ static int healthy(void *opaque, char *why, size_t size)
         return 0;
     }
     return 1;
+}
+
+/* Flush errors are logged once per change of state (engine.h:
+ * kpi_flush_error_hooks), not once per retry. */
+static void on_flush_state(void *opaque, int err, const char *reason, const char *errstr,
+                           uint64_t failed)
+{
+    (void)opaque;
+    if (err == 0)
+        kpi_log(KPI_LOG_INFO, "flush", "flushes applied again after %llu failed attempt(s)",
+                (unsigned long long)failed);
+    else if (err == KPI_ERR_CONFLICT)
+        kpi_log(KPI_LOG_ERROR, "flush", "the sink refused a flush for good (%s): %s", reason,
+                errstr);
+    else
+        kpi_log(KPI_LOG_WARN, "flush",
+                "flushes failing (%s): %s; retrying with backoff, consumption paused, nothing "
+                "acknowledged",
+                reason, errstr);
 }
 
 static void metrics_extra(void *opaque, FILE *out)
@@ -633,6 +654,8 @@ int main(int argc, char **argv)
         alerter = kpi_alerter_start(&ac, kpi_engine_dims(e), err, sizeof(err));
     }
 
+    struct kpi_flush_error_hooks hooks = {NULL, kpi_flush_error_classify, on_flush_state};
+    kpi_engine_set_error_hooks(e, &hooks);
     if (kpi_engine_start(e, err, sizeof(err))) {
         fprintf(stderr, "kpistream: %s\n", err);
         return 1;

@@ -165,6 +165,13 @@ void kpi_engine_set_target(struct kpi_engine *e, const struct kpi_flush_target *
     pthread_mutex_unlock(&e->mu);
 }
 
+void kpi_engine_set_error_hooks(struct kpi_engine *e, const struct kpi_flush_error_hooks *h)
+{
+    pthread_mutex_lock(&e->mu);
+    e->err_hooks = *h;
+    pthread_mutex_unlock(&e->mu);
+}
+
 void kpi_engine_set_wake(struct kpi_engine *e, void (*wake)(void *, int), void *opaque)
 {
     pthread_mutex_lock(&e->mu);

@@ -78,12 +78,26 @@ struct kpi_flush_target {
     int (*flush)(void *opaque, const struct kpi_delta *d, char *errstr, size_t errstr_size);
 };
 
+/* Failed flush attempts by cause (the `reason` label of
+ * kpistream_flush_errors_total); see kpi_flush_error_hooks. */
+#define KPI_FLUSH_REASONS    16 /* distinct causes kept; more fold into "other" */
+#define KPI_FLUSH_REASON_MAX 24
+struct kpi_flush_reason {
+    char name[KPI_FLUSH_REASON_MAX];
+    uint64_t count;
+};
+
 struct kpi_engine_stats {
     struct kpi_shard_stats events; /* totals over all workers */
     uint64_t flushes;              /* deltas applied */
     uint64_t flushed_events;       /* valid events in applied deltas */
     int64_t last_flush_ok_ms;      /* wall clock of the last applied delta, 0 if none */
     uint64_t flush_errors;         /* failed attempts */
+    struct kpi_flush_reason flush_error_reasons[KPI_FLUSH_REASONS];
+    int n_flush_error_reasons;
+    int last_err;                           /* the last attempt's error, 0 if it was applied */
+    char last_reason[KPI_FLUSH_REASON_MAX]; /* its cause, "" if none */
+    char last_error[256];                   /* its message, "" if none */
     uint64_t flush_lat_us_sum;
     uint64_t flush_lat_hist[16]; /* attempts by latency: < 1ms * 2^i (last: the rest) */
     uint64_t pending_cells;
@@ -106,6 +120,23 @@ const struct kpi_windows *kpi_engine_windows(const struct kpi_engine *e);
 const struct kpi_engine_conf *kpi_engine_conf(const struct kpi_engine *e);
 
 void kpi_engine_set_target(struct kpi_engine *e, const struct kpi_flush_target *t);
+
+/* Flush errors, for the operator.  Both callbacks run on the flusher's
+ * thread (or kpi_engine_flush_sync's, when the flusher is not running).
+ *  - classify: names the cause of a failed attempt from the error and the
+ *    sink's message (a short lower-case word: the metric label); without it,
+ *    kpi_err_name(err).
+ *  - on_change: called once per change of the flush state: when flushes
+ *    start failing, when the cause changes, and (err == 0) when one is applied
+ *    again after failures.  failed counts the attempts that failed in the
+ *    state being left (on recovery) or so far. */
+struct kpi_flush_error_hooks {
+    void *opaque;
+    void (*classify)(void *opaque, int err, const char *errstr, char *reason, size_t size);
+    void (*on_change)(void *opaque, int err, const char *reason, const char *errstr,
+                      uint64_t failed);
+};
+void kpi_engine_set_error_hooks(struct kpi_engine *e, const struct kpi_flush_error_hooks *h);
 /* Called by the flusher when it wants worker `w` to reach a checkpoint soon
  * (e.g. rd_kafka_queue_yield on that worker's queue). */
 void kpi_engine_set_wake(struct kpi_engine *e, void (*wake)(void *opaque, int worker),

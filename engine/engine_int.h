@@ -74,6 +74,8 @@ struct kpi_engine {
     struct kpi_input inputs[KPI_MAX_INPUTS];
 
     struct kpi_flush_target target;
+    struct kpi_flush_error_hooks err_hooks; /* under mu */
+    uint64_t failed_in_a_row; /* flusher-owned: attempts failed since the last applied */
     uint32_t flush_lat_us[KPI_FLUSH_LAT_KEEP]; /* ring, with mu; see kpi_engine_flush_latencies */
     uint64_t n_flush_lat;
     void (*wake)(void *opaque, int worker);

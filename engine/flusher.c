@@ -85,8 +85,45 @@ struct range_owner {
     uint32_t gen;
 };
 
+/* Count a failed attempt under its cause; with mu held.  Returns 1 if the
+ * flush state changed (ok -> failing, or another cause). */
+static int note_failure(struct kpi_engine *e, int err, const char *errstr)
+{
+    char reason[KPI_FLUSH_REASON_MAX] = "";
+    if (e->err_hooks.classify)
+        e->err_hooks.classify(e->err_hooks.opaque, err, errstr, reason, sizeof(reason));
+    if (!reason[0])
+        snprintf(reason, sizeof(reason), "%s", kpi_err_name(err));
+    struct kpi_engine_stats *st = &e->stats;
+    int k = 0;
+    while (k < st->n_flush_error_reasons && strcmp(st->flush_error_reasons[k].name, reason) != 0)
+        k++;
+    if (k == st->n_flush_error_reasons) {
+        if (k == KPI_FLUSH_REASONS) {
+            k = KPI_FLUSH_REASONS - 1; /* the last slot becomes "other" */
+            snprintf(st->flush_error_reasons[k].name, KPI_FLUSH_REASON_MAX, "other");
+        } else {
+            snprintf(st->flush_error_reasons[k].name, KPI_FLUSH_REASON_MAX, "%s", reason);
+            st->n_flush_error_reasons++;
+        }
+    }
+    st->flush_error_reasons[k].count++;
+    int changed = st->last_err == 0 || strcmp(st->last_reason, reason) != 0;
+    st->last_err = err;
+    snprintf(st->last_reason, sizeof(st->last_reason), "%s", reason);
+    snprintf(st->last_error, sizeof(st->last_error), "%s", errstr[0] ? errstr : reason);
+    e->failed_in_a_row++;
+    return changed;
+}
+
 int kpi_flusher_cycle(struct kpi_engine *e, char *errstr, size_t errsz)
 {
+    char local[256];
+    if (!errstr || errsz == 0) {
+        errstr = local;
+        errsz = sizeof(local);
+    }
+    errstr[0] = '\0';
     const int n = e->n_workers;
     uint64_t epoch[256];
     int held[256];
@@ -195,6 +232,9 @@ int kpi_flusher_cycle(struct kpi_engine *e, char *errstr, size_t errsz)
     uint64_t lat = (uint64_t)(mono_us() - t0);
 
     pthread_mutex_lock(&e->mu);
+    struct kpi_flush_error_hooks hooks = e->err_hooks;
+    int changed = 0;
+    uint64_t failed = e->failed_in_a_row;
     int bin = 0;
     while (bin < 15 && lat >= (1000ULL << bin))
         bin++;
@@ -218,8 +258,15 @@ int kpi_flusher_cycle(struct kpi_engine *e, char *errstr, size_t errsz)
         kpi_agg_reset(&e->pending);
         e->stats.pending_cells = 0;
         atomic_store_explicit(&e->backpressured, 0, memory_order_relaxed);
+        changed = e->stats.last_err != 0;
+        e->stats.last_err = 0;
+        e->stats.last_reason[0] = '\0';
+        e->stats.last_error[0] = '\0';
+        e->failed_in_a_row = 0;
     } else {
         e->stats.flush_errors++;
+        changed = note_failure(e, err, errstr);
+        failed = e->failed_in_a_row;
         if (err == KPI_ERR_CONFLICT)
             atomic_store_explicit(&e->fenced, 1, memory_order_relaxed);
         else
@@ -233,7 +280,12 @@ int kpi_flusher_cycle(struct kpi_engine *e, char *errstr, size_t errsz)
     for (int i = 0; i < n; i++)
         bytes += 2 * kpi_agg_memory(&kpi_shard_retired(&e->workers[i]->shard, epoch[i])->agg);
     e->stats.state_bytes = bytes;
+    char reason[KPI_FLUSH_REASON_MAX], msg[256];
+    snprintf(reason, sizeof(reason), "%s", e->stats.last_reason);
+    snprintf(msg, sizeof(msg), "%s", e->stats.last_error);
     pthread_mutex_unlock(&e->mu);
+    if (changed && hooks.on_change)
+        hooks.on_change(hooks.opaque, err, reason, msg, failed);
     return err;
 }
 

@@ -779,8 +779,13 @@ static int src_run(void *self, char *errstr, size_t errsz)
             pthread_mutex_unlock(&s->mu);
         }
         if (kpi_engine_is_fenced(s->e)) {
+            /* The sink's own words: an offsets conflict (another consumer
+             * owns a partition) is one cause, a script error another. */
+            struct kpi_engine_stats es;
+            kpi_engine_get_stats(s->e, &es);
             snprintf(s->errstr, sizeof(s->errstr),
-                     "fenced: the sink's offsets show another consumer owns a partition");
+                     "stopped: the sink refused a flush that cannot be retried (%s): %s",
+                     es.last_reason, es.last_error);
             s->fatal = 1;
         }
         if (s->conf.exit_on_eof && all_at_eof(s))

@@ -27,7 +27,8 @@ struct mem_target {
     int n_region;
     int64_t next_from[KPI_MAX_INPUTS]; /* by partition number */
     int ranges_broken;
-    int fail_next; /* fail this many flushes with KPI_ERR_IO */
+    int fail_next;        /* fail this many flushes with KPI_ERR_IO */
+    const char *fail_msg; /* their message (default "injected failure") */
     int conflict;
     uint64_t applied;
 };
@@ -43,7 +44,8 @@ static int mem_flush(void *opaque, const struct kpi_delta *d, char *errstr, size
     if (t->fail_next > 0) {
         t->fail_next--;
         pthread_mutex_unlock(&t->mu);
-        return kpi_seterr(errstr, errsz, KPI_ERR_IO, "injected failure");
+        return kpi_seterr(errstr, errsz, KPI_ERR_IO, "%s",
+                          t->fail_msg ? t->fail_msg : "injected failure");
     }
     for (size_t i = 0; i < d->n_ranges; i++) {
         const struct kpi_offset_range *r = &d->ranges[i];
@@ -493,5 +495,103 @@ Test(engine, stop_returns_while_a_worker_never_reaches_a_checkpoint)
     cr_assert_neq(kpi_engine_flush_sync(e, 100, NULL, 0), 0, "no checkpoint, no flush");
     kpi_engine_stop(e); /* hangs for ever if the flusher keeps waiting */
     cr_assert_eq(target_state.applied, 0);
+    kpi_engine_destroy(e);
+}
+
+/* ---- flush errors: counted by cause, reported once per change ---- */
+
+struct change_log {
+    int n;
+    int err[8];
+    char reason[8][KPI_FLUSH_REASON_MAX];
+    uint64_t failed[8];
+};
+
+static void classify_first_word(void *opaque, int err, const char *errstr, char *reason,
+                                size_t size)
+{
+    (void)opaque;
+    (void)err;
+    snprintf(reason, size, "%.*s", (int)strcspn(errstr, " "), errstr);
+}
+
+static void record_change(void *opaque, int err, const char *reason, const char *errstr,
+                          uint64_t failed)
+{
+    struct change_log *l = opaque;
+    (void)errstr;
+    if (l->n < 8) {
+        l->err[l->n] = err;
+        snprintf(l->reason[l->n], KPI_FLUSH_REASON_MAX, "%s", reason);
+        l->failed[l->n] = failed;
+        l->n++;
+    }
+}
+
+static int one_flush(struct kpi_engine *e, struct kpi_worker *w, int in, int64_t off)
+{
+    struct kpi_event ev = at(1000000);
+    kpi_worker_add(w, in, off, &ev);
+    return flush_from_worker(e, w);
+}
+
+Test(engine, flush_errors_are_counted_by_cause_and_reported_once_per_change)
+{
+    struct kpi_engine *e = make_engine(1, 4096, 1000);
+    struct change_log log;
+    memset(&log, 0, sizeof(log));
+    struct kpi_flush_error_hooks h = {&log, classify_first_word, record_change};
+    kpi_engine_set_error_hooks(e, &h);
+    struct kpi_worker *w = kpi_engine_worker(e, 0);
+    int in = kpi_engine_input_open(e, "events", 0, 0, 0);
+    target_state.fail_msg = "noperm no permissions";
+    target_state.fail_next = 3;
+    cr_assert_eq(one_flush(e, w, in, 0), 0, "retried until applied");
+    target_state.fail_msg = "wrongpass bad password";
+    target_state.fail_next = 2;
+    cr_assert_eq(one_flush(e, w, in, 1), 0);
+    target_state.fail_next = 2;
+    cr_assert_eq(one_flush(e, w, in, 2), 0);
+    target_state.fail_msg = "noperm again";
+    target_state.fail_next = 1;
+    cr_assert_eq(one_flush(e, w, in, 3), 0);
+
+    /* noperm, ok, wrongpass, ok, wrongpass, ok, noperm, ok */
+    cr_assert_eq(log.n, 8, "one report per change, not per attempt (%d)", log.n);
+    cr_assert_str_eq(log.reason[0], "noperm");
+    cr_assert_eq(log.err[0], KPI_ERR_IO);
+    cr_assert_eq(log.err[1], 0);
+    cr_assert_eq(log.failed[1], 3, "the recovery says how many attempts failed");
+    cr_assert_str_eq(log.reason[2], "wrongpass");
+    struct kpi_engine_stats st;
+    kpi_engine_get_stats(e, &st);
+    cr_assert_eq(st.n_flush_error_reasons, 2);
+    cr_assert_str_eq(st.flush_error_reasons[0].name, "noperm");
+    cr_assert_eq(st.flush_error_reasons[0].count, 4);
+    cr_assert_str_eq(st.flush_error_reasons[1].name, "wrongpass");
+    cr_assert_eq(st.flush_error_reasons[1].count, 4);
+    cr_assert_eq(st.flush_errors, 8);
+    cr_assert_eq(st.last_err, 0, "applied last");
+    kpi_engine_destroy(e);
+}
+
+Test(engine, without_a_classifier_the_cause_is_the_error_name_and_the_message_is_kept)
+{
+    struct kpi_engine *e = make_engine(1, 4096, 1000);
+    struct change_log log;
+    memset(&log, 0, sizeof(log));
+    struct kpi_flush_error_hooks h = {&log, NULL, record_change};
+    kpi_engine_set_error_hooks(e, &h);
+    struct kpi_worker *w = kpi_engine_worker(e, 0);
+    int in = kpi_engine_input_open(e, "events", 0, 0, 0);
+    target_state.conflict = 1;
+    struct kpi_event ev = at(1000000);
+    kpi_worker_add(w, in, 0, &ev);
+    cr_assert_eq(flush_from_worker(e, w), KPI_ERR_CONFLICT);
+    cr_assert_eq(log.n, 1);
+    cr_assert_str_eq(log.reason[0], "conflict", "without a classifier: the error's name");
+    struct kpi_engine_stats st;
+    kpi_engine_get_stats(e, &st);
+    cr_assert_str_eq(st.last_error, "fenced", "the sink's own message is kept");
     kpi_engine_destroy(e);
 }

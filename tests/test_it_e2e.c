@@ -400,3 +400,55 @@ Test(e2e, bad_configuration_exits_2_and_names_the_key)
     st = system(full);
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 2, "status %d", st);
 }
+
+static int count_of(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle))
+        n++;
+    return n;
+}
+
+/* A sink that keeps failing (EVALSHA denied: NOPERM) is retried many times;
+ * the cause is logged once when it starts and once when it ends, counted by
+ * reason in /metrics, and given by /healthz. */
+Test(e2e, flush_errors_are_logged_once_per_cause_and_counted_by_reason)
+{
+    char topic[128], group[160], out[256], errpath[300];
+    struct kpi_gen_truth truth;
+    const uint64_t N = 100000;
+    produce("e2e-errs", topic, sizeof(topic), group, sizeof(group), N, 0, &truth);
+    snprintf(out, sizeof(out), "/tmp/kpi-e2e-errs-%d.out", (int)getpid());
+    snprintf(errpath, sizeof(errpath), "%s.err", out);
+    redis_do("ACL SETUSER default -evalsha");
+    int port = free_port();
+    static const char *const extra[] = {"engine.retry_max=100ms", NULL};
+    pid_t pid = start_daemon_x(topic, group, port, 0, out, extra);
+    double errors = 0;
+    int64_t deadline = mono_ms() + 120000;
+    while (errors < 5 && mono_ms() < deadline) {
+        char *m = http_get(port, "/metrics");
+        int ok = 1;
+        if (m && strstr(m, "kpistream_flush_errors_total{reason=\"noperm\"} "))
+            errors = metric_sum(m, "kpistream_flush_errors_total", &ok);
+        free(m);
+        poll_pause();
+    }
+    cr_assert_geq(errors, 5, "failed attempts are counted under reason=\"noperm\"");
+    char *h = http_get(port, "/healthz");
+    cr_assert(h && strstr(h, " 503 ") && strstr(h, "NOPERM"), "healthz says why: %s", h ? h : "");
+    free(h);
+
+    redis_do("ACL SETUSER default +@all");
+    wait_offsets(group, (int64_t)N, 180000);
+    kill(pid, SIGTERM);
+    cr_assert_eq(wait_exit(pid, 60000), 0);
+    cr_assert_eq(kpi_field(group, "events"), (int64_t)truth.good);
+    char *log = slurp(errpath);
+    cr_assert_eq(count_of(log, "flushes failing (noperm)"), 1, "logged once: %s", log);
+    cr_assert_eq(count_of(log, "NOPERM"), 1, "the cause is in that line: %s", log);
+    cr_assert_eq(count_of(log, "flushes applied again"), 1, "and the recovery once: %s", log);
+    free(log);
+    remove(out);
+    remove(errpath);
+}

@@ -455,3 +455,21 @@ Test(kafka_mock, stopping_between_join_and_sync_exits_cleanly)
     cr_assert_eq(a.rc, 0, "%s", a.err);
     cr_assert_eq(mem_sink_offsets_total(&ms), 0, "an instance that is leaving consumes nothing");
 }
+
+/* A sink that refuses a flush for a reason other than an offsets conflict
+ * (here a script error) stops the instance; the message says the real cause,
+ * not that another consumer owns a partition. */
+Test(kafka_mock, a_flush_refused_for_good_stops_with_the_sinks_own_reason)
+{
+    struct mem_sink ms;
+    mem_sink_init(&ms, "events");
+    ms.refuse = "redis redis://127.0.0.1:6379: the flush script failed: WRONGTYPE Operation "
+                "against a key holding the wrong kind of value";
+    struct instance a;
+    start(&a, &ms, 0);
+    finish(&a);
+    cr_assert_neq(a.rc, 0);
+    cr_assert(strstr(a.err, "WRONGTYPE"), "%s", a.err);
+    cr_assert_null(strstr(a.err, "another consumer"), "%s", a.err);
+    cr_assert_eq(mem_sink_offsets_total(&ms), 0);
+}
