@@ -40,6 +40,7 @@ void kpi_engine_conf_defaults(struct kpi_engine_conf *c)
     c->max_cells = 16384;
     c->retry_min_ms = 100;
     c->retry_max_ms = 5000;
+    c->idle_timeout_ms = 60000;
 }
 
 struct kpi_engine *kpi_engine_new(const struct kpi_engine_conf *conf, char *errstr, size_t errsz)
@@ -76,7 +77,7 @@ struct kpi_engine *kpi_engine_new(const struct kpi_engine_conf *conf, char *errs
     }
     if (conf->flush_interval_ms < 1 || conf->max_cells < 64 || conf->retry_min_ms < 1 ||
         conf->retry_max_ms < conf->retry_min_ms || conf->max_skew_ms < 0 || conf->max_str_len < 1 ||
-        conf->max_str_len > 65535) {
+        conf->max_str_len > 65535 || conf->idle_timeout_ms < 0) {
         kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "engine settings out of range");
         goto fail;
     }
@@ -211,6 +212,7 @@ int kpi_engine_input_open(struct kpi_engine *e, const char *topic, int32_t parti
     in->gen++;
     in->flushed_to = in->taken_to = start_offset;
     in->max_ts = -1;
+    in->active_at = kpi_mono_ms();
     /* release: the worker that sees the new generation also sees the fields
      * above (it reads none of them today, but the order costs nothing). */
     atomic_store_explicit(&in->state, in->gen << 1, memory_order_release);

@@ -44,6 +44,10 @@ struct kpi_engine_conf {
     uint32_t max_cells;   /* per shard buffer: bucket x value cells between flushes */
     int64_t retry_min_ms; /* sink retry backoff: first wait ... */
     int64_t retry_max_ms; /* ... doubling up to this */
+    /* An input that took no message for this long (processing time) stops
+     * holding the watermark back (Flink's withIdleness); 0: never.  Default
+     * 60000. */
+    int64_t idle_timeout_ms;
 };
 
 void kpi_engine_conf_defaults(struct kpi_engine_conf *c);

@@ -38,6 +38,7 @@ struct kpi_input {
     int64_t flushed_to; /* offsets below this are applied by the sink */
     int64_t taken_to;   /* offsets below this are in the pending delta */
     int64_t max_ts;     /* largest event time seen, -1 if none */
+    int64_t active_at;  /* monotonic ms when it last took a message (or opened) */
 };
 
 /* Worker-private view of an input. */
@@ -116,6 +117,8 @@ struct kpi_engine {
     uint64_t seq;
     struct kpi_engine_stats stats; /* under mu */
 };
+
+int64_t kpi_mono_ms(void);
 
 /* One flush cycle; called with mu NOT held.  Returns 0 or an error. */
 int kpi_flusher_cycle(struct kpi_engine *e, char *errstr, size_t errstr_size);

@@ -35,11 +35,16 @@
 
 #include "err.h"
 
-static int64_t mono_ms(void)
+int64_t kpi_mono_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t mono_ms(void)
+{
+    return kpi_mono_ms();
 }
 
 static int64_t mono_us(void)
@@ -69,8 +74,10 @@ static int absorb(struct kpi_engine *e, struct kpi_shard_buf *b)
         struct kpi_input *in = &e->inputs[p->input];
         if (in->gen != p->gen || p->next_offset < 0)
             continue; /* an earlier life of a reused input slot */
-        if (p->next_offset > in->taken_to)
+        if (p->next_offset > in->taken_to) {
             in->taken_to = p->next_offset;
+            in->active_at = mono_ms();
+        }
         if (p->max_ts > in->max_ts)
             in->max_ts = p->max_ts;
     }
@@ -181,10 +188,22 @@ int kpi_flusher_cycle(struct kpi_engine *e, char *errstr, size_t errsz)
         if (held[i] || no_room)
             e->cycle_left_some = 1; /* merged, or flipped, by a later cycle */
     }
+    /* The watermark's clock per input: its largest event time, but never
+     * ahead of the wall clock (one event from a fast producer clock must
+     * not make minutes of correct events late), and inputs that took nothing
+     * for idle_timeout do not hold it back (if all are idle, it stays). */
     int64_t min_ts = INT64_MAX;
-    for (int i = 0; i < KPI_MAX_INPUTS; i++)
-        if (e->inputs[i].open && e->inputs[i].max_ts >= 0 && e->inputs[i].max_ts < min_ts)
-            min_ts = e->inputs[i].max_ts;
+    const int64_t wall = kpi_now_ms(), mono = mono_ms();
+    for (int i = 0; i < KPI_MAX_INPUTS; i++) {
+        const struct kpi_input *in = &e->inputs[i];
+        if (!in->open || in->max_ts < 0)
+            continue;
+        if (e->conf.idle_timeout_ms > 0 && mono - in->active_at >= e->conf.idle_timeout_ms)
+            continue;
+        int64_t t = in->max_ts < wall ? in->max_ts : wall;
+        if (t < min_ts)
+            min_ts = t;
+    }
     int64_t wm = atomic_load_explicit(&e->watermark, memory_order_relaxed);
     if (min_ts != INT64_MAX && kpi_watermark_from(&e->windows, min_ts) > wm) {
         wm = kpi_watermark_from(&e->windows, min_ts);

@@ -595,3 +595,84 @@ Test(engine, without_a_classifier_the_cause_is_the_error_name_and_the_message_is
     cr_assert_str_eq(st.last_error, "fenced", "the sink's own message is kept");
     kpi_engine_destroy(e);
 }
+
+/* ---- the watermark's clock ---- */
+
+/* One event stamped by a producer whose clock runs 4 minutes fast (within
+ * engine.max_skew) must not make the next minutes of correct events late. */
+Test(engine, an_event_from_the_future_moves_the_watermark_no_further_than_the_wall_clock)
+{
+    struct kpi_engine *e = make_engine(1, 4096, 1000); /* lateness 30 s */
+    struct kpi_worker *w = kpi_engine_worker(e, 0);
+    int in = kpi_engine_input_open(e, "events", 0, 0, 0);
+    struct kpi_event ev = at(kpi_now_ms() + 240000);
+    cr_assert_eq(kpi_worker_add(w, in, 0, &ev), KPI_BAD_NONE);
+    cr_assert_eq(flush_from_worker(e, w), 0);
+    cr_assert_leq(kpi_engine_watermark(e), kpi_now_ms() - 30000,
+                  "the watermark follows the wall clock, not the future event");
+    ev = at(kpi_now_ms() - 1000); /* a correct event, a second old */
+    cr_assert_eq(kpi_worker_add(w, in, 1, &ev), KPI_BAD_NONE, "is not late");
+    cr_assert_eq(flush_from_worker(e, w), 0);
+    cr_assert_eq(target_state.per_set_total[0].activations, 2);
+    kpi_engine_destroy(e);
+}
+
+static struct kpi_engine *make_engine_idle(int64_t idle_ms)
+{
+    memset(&target_state, 0, sizeof(target_state));
+    pthread_mutex_init(&target_state.mu, NULL);
+    struct kpi_engine_conf c;
+    kpi_engine_conf_defaults(&c);
+    c.n_workers = 1;
+    c.retry_min_ms = 1;
+    c.retry_max_ms = 2;
+    c.idle_timeout_ms = idle_ms;
+    char err[256];
+    struct kpi_engine *e = kpi_engine_new(&c, err, sizeof(err));
+    cr_assert_not_null(e, "%s", err);
+    struct kpi_flush_target t = {&target_state, mem_flush};
+    kpi_engine_set_target(e, &t);
+    return e;
+}
+
+/* Partition 1 goes quiet while partition 0 keeps going: feed partition 0
+ * (and flush) until the watermark passes partition 1's last event time, or
+ * give up at `deadline_ms` of wall time.  Returns the watermark reached. */
+static int64_t run_one_quiet_partition(struct kpi_engine *e, int64_t t0, int64_t deadline_ms)
+{
+    struct kpi_worker *w = kpi_engine_worker(e, 0);
+    int busy = kpi_engine_input_open(e, "events", 0, 0, 0);
+    int quiet = kpi_engine_input_open(e, "events", 1, 0, 0);
+    struct kpi_event ev = at(t0);
+    kpi_worker_add(w, busy, 0, &ev);
+    kpi_worker_add(w, quiet, 0, &ev);
+    cr_assert_eq(flush_from_worker(e, w), 0);
+    cr_assert_eq(kpi_engine_watermark(e), t0 - 30000);
+    int64_t end = kpi_now_ms() + deadline_ms;
+    for (int64_t k = 1; kpi_engine_watermark(e) <= t0 && kpi_now_ms() < end; k++) {
+        ev = at(t0 + k * 1000);
+        kpi_worker_add(w, busy, k, &ev);
+        cr_assert_eq(flush_from_worker(e, w), 0);
+    }
+    return kpi_engine_watermark(e);
+}
+
+Test(engine, an_idle_partition_stops_holding_the_watermark_back)
+{
+    struct kpi_engine *e = make_engine_idle(200);
+    const int64_t t0 = 1700000000000;
+    int64_t wm = run_one_quiet_partition(e, t0, 60000);
+    cr_assert_gt(wm, t0, "the busy partition's clock moves the watermark on");
+    const struct kpi_windows *ws = kpi_engine_windows(e);
+    cr_assert(kpi_window_bucket_closed(&ws->w[0], kpi_bucket_start(t0, ws->w[0].slide_ms), wm),
+              "and the buckets of the quiet partition's last events close");
+    kpi_engine_destroy(e);
+}
+
+Test(engine, without_an_idle_timeout_a_quiet_partition_holds_the_watermark)
+{
+    struct kpi_engine *e = make_engine_idle(0);
+    const int64_t t0 = 1700000000000;
+    cr_assert_eq(run_one_quiet_partition(e, t0, 1000), t0 - 30000);
+    kpi_engine_destroy(e);
+}

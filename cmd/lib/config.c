@@ -70,6 +70,9 @@ static const struct kdef kpi_config_table[] = {
      SZ(flush_interval_ms), "how often deltas are written to the sink"},
     {"engine", "lateness", K_DURATION, "30s", 0, 86400000, NULL, OFF(lateness_ms), SZ(lateness_ms),
      "allowed lateness behind the newest event time (watermark)"},
+    {"engine", "idle_timeout", K_DURATION, "1m", 0, 86400000, NULL, OFF(idle_timeout_ms),
+     SZ(idle_timeout_ms),
+     "a partition that took nothing for this long stops holding the watermark back (0: never)"},
     {"engine", "max_skew", K_DURATION, "5m", 0, 86400000, NULL, OFF(max_skew_ms), SZ(max_skew_ms),
      "events further in the future than this are bad (ts_in_future)"},
     {"engine", "max_string", K_INT, "128", 1, 65535, NULL, OFF(max_string), SZ(max_string),
@@ -362,6 +365,7 @@ void kpi_config_engine_conf(const struct kpi_config *c, struct kpi_engine_conf *
     ec->max_cells = (uint32_t)c->max_cells;
     ec->retry_min_ms = c->retry_min_ms;
     ec->retry_max_ms = c->retry_max_ms;
+    ec->idle_timeout_ms = c->idle_timeout_ms;
 }
 
 void kpi_config_redis_conf(const struct kpi_config *c, struct kpi_redis_conf *rc)

@@ -45,6 +45,7 @@ struct kpi_config {
     int64_t workers;
     int64_t flush_interval_ms;
     int64_t lateness_ms;
+    int64_t idle_timeout_ms;
     int64_t max_skew_ms;
     int64_t max_string;
     int64_t max_cells;
