@@ -258,18 +258,39 @@ static void demo_stop(struct demo *d)
     rd_kafka_destroy(d->producer);
 }
 
-/* Wipe the demo group's keys so each demo starts clean (the mock cluster's
- * offsets start at 0 every time). */
-static void demo_wipe_redis(const char *url, const char *prefix, const char *group)
+/* The demo writes only under its own prefix and group, whatever the
+ * configuration file or -X say: `kpistream --demo --config prod.ini` must not
+ * touch production keys (it wipes its own at start). */
+#define KPI_DEMO_PREFIX "kpi-demo"
+#define KPI_DEMO_GROUP  "kpistream-demo"
+
+/* pattern with Redis glob characters escaped, for SCAN MATCH. */
+static void glob_escape(char *out, size_t size, const char *pattern)
 {
-    char err[256];
+    size_t n = 0;
+    for (const char *p = pattern; *p && n + 2 < size; p++) {
+        if (strchr("*?[]\\", *p))
+            out[n++] = '\\';
+        out[n++] = *p;
+    }
+    out[n] = '\0';
+}
+
+/* Wipe the demo group's keys so each demo starts clean (the mock cluster's
+ * offsets start at 0 every time).  Only keys that start with exactly
+ * "<demo prefix>:{<demo group>}:" are unlinked. */
+static void demo_wipe_redis(const char *url)
+{
+    char err[256], tag[64], match[160];
+    snprintf(tag, sizeof(tag), "%s:{%s}:", KPI_DEMO_PREFIX, KPI_DEMO_GROUP);
+    glob_escape(match, sizeof(match) - 1, tag);
+    strcat(match, "*");
     redisContext *c = kpi_redis_connect_url(url, 2000, err, sizeof(err));
     if (!c)
         return;
     char cursor[32] = "0";
     do {
-        redisReply *r =
-            redisCommand(c, "SCAN %s MATCH %s:{%s}:* COUNT 1000", cursor, prefix, group);
+        redisReply *r = redisCommand(c, "SCAN %s MATCH %s COUNT 1000", cursor, match);
         if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
             if (r)
                 freeReplyObject(r);
@@ -277,7 +298,10 @@ static void demo_wipe_redis(const char *url, const char *prefix, const char *gro
         }
         snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
         for (size_t i = 0; i < r->element[1]->elements; i++) {
-            redisReply *d = redisCommand(c, "UNLINK %s", r->element[1]->element[i]->str);
+            const redisReply *k = r->element[1]->element[i];
+            if (k->type != REDIS_REPLY_STRING || strncmp(k->str, tag, strlen(tag)) != 0)
+                continue;
+            redisReply *d = redisCommand(c, "UNLINK %b", k->str, k->len);
             if (d)
                 freeReplyObject(d);
         }
@@ -505,7 +529,8 @@ int main(int argc, char **argv)
     char err[1024];
     if (o.demo) {
         /* Demo defaults; -X and a config file still win. */
-        kpi_config_set(&cfg, "kafka", "group.id", "kpistream-demo", NULL, 0);
+        kpi_config_set(&cfg, "kafka", "group.id", KPI_DEMO_GROUP, NULL, 0);
+        kpi_config_set(&cfg, "redis", "prefix", KPI_DEMO_PREFIX, NULL, 0);
         kpi_config_set(&cfg, "alerts", "window", "1m/5s", NULL, 0);
         kpi_config_set(&cfg, "alerts", "warmup", "6", NULL, 0);
         kpi_config_set(&cfg, "engine", "lateness", "5s", NULL, 0);
@@ -522,6 +547,17 @@ int main(int argc, char **argv)
     if (kpi_config_validate(&cfg, err, sizeof(err))) {
         fprintf(stderr, "kpistream: %s\n", err);
         return 2;
+    }
+    if (o.demo && (strcmp(cfg.redis_prefix, KPI_DEMO_PREFIX) != 0 ||
+                   strcmp(cfg.group_id, KPI_DEMO_GROUP) != 0)) {
+        fprintf(stderr,
+                "kpistream: the demo writes only under %s:{%s}: ignoring redis.prefix '%s' and "
+                "kafka.group.id '%s'\n",
+                KPI_DEMO_PREFIX, KPI_DEMO_GROUP, cfg.redis_prefix, cfg.group_id);
+    }
+    if (o.demo) {
+        kpi_config_set(&cfg, "redis", "prefix", KPI_DEMO_PREFIX, NULL, 0);
+        kpi_config_set(&cfg, "kafka", "group.id", KPI_DEMO_GROUP, NULL, 0);
     }
     kpi_log_set_level(cfg.log_level);
     struct kpi_engine_conf ec;
@@ -559,7 +595,7 @@ int main(int argc, char **argv)
             sleep(3);
         } else {
             redisFree(probe);
-            demo_wipe_redis(cfg.redis_url, cfg.redis_prefix, cfg.group_id);
+            demo_wipe_redis(cfg.redis_url);
         }
     }
     if (use_redis) {

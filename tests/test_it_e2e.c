@@ -452,3 +452,50 @@ Test(e2e, flush_errors_are_logged_once_per_cause_and_counted_by_reason)
     remove(out);
     remove(errpath);
 }
+
+static long long redis_int(const char *cmd, const char *key)
+{
+    redisReply *r = redisCommand(rc, cmd, key);
+    long long v = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    if (r)
+        freeReplyObject(r);
+    return v;
+}
+
+/* `kpistream --demo --config prod.ini` used prod.ini's group id to wipe
+ * "<prefix>:{<group>}:*" (offsets included), and a group id with glob
+ * characters widened the match.  The demo touches only its own keys. */
+Test(e2e, the_demo_never_touches_keys_outside_its_own_prefix_and_group)
+{
+    char ini[256], out[256];
+    snprintf(ini, sizeof(ini), "/tmp/kpi-demo-prod-%d.ini", (int)getpid());
+    snprintf(out, sizeof(out), "/tmp/kpi-demo-%d.out", (int)getpid());
+    FILE *f = fopen(ini, "w");
+    cr_assert_not_null(f);
+    fprintf(f,
+            "[kafka]\ngroup.id = prod*\n[redis]\nurl = redis://127.0.0.1:%d\nprefix = kpi\n"
+            "[http]\nport = 0\n",
+            srv.port);
+    fclose(f);
+    static const char *const prod[] = {"kpi:{prod*}:offsets", "kpi:{prod}:offsets",
+                                       "kpi:{production}:kpi:1m_5s:all:all"};
+    for (int i = 0; i < 3; i++)
+        freeReplyObject(redisCommand(rc, "HSET %s events:0 12345", prod[i]));
+    freeReplyObject(redisCommand(rc, "SET kpi-demo:{kpistream-demo}:stale 1"));
+
+    pid_t pid = fork();
+    if (pid == 0) {
+        FILE *o = freopen(out, "w", stdout);
+        (void)o;
+        execl(KPI_BINARY_DIR "/kpistream", "kpistream", "--demo", "--duration", "2", "--config",
+              ini, (char *)NULL);
+        _exit(127);
+    }
+    cr_assert_eq(wait_exit(pid, 120000), 0, "the demo ran and stopped");
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(redis_int("EXISTS %s", prod[i]), 1, "%s is untouched", prod[i]);
+    cr_assert_eq(redis_int("EXISTS %s", "kpi-demo:{kpistream-demo}:stale"), 0,
+                 "the demo's own stale keys are wiped");
+    remove(ini);
+    remove(out);
+}
