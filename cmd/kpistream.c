@@ -179,6 +179,49 @@ static int parse_args(int argc, char **argv, struct opts *o)
     return -1; /* go on */
 }
 
+/* A secret given with -X is visible to every local user in ps until the
+ * process overwrites it: the configuration has its copy by now, so the
+ * argument's value is blanked, and a warning points to the right place. */
+static void scrub_secret_args(struct opts *o)
+{
+    static const char *const secret_keys[] = {
+        "kafka.sasl.password=",
+        "kafka.ssl.key.password=",
+        "kafka.ssl.keystore.password=",
+        "kafka.ssl.truststore.password=",
+        "kafka.sasl.oauthbearer.client.secret=",
+        "kafka.ssl.key.pem=",
+    };
+    for (int i = 0; i < o->n_x; i++) {
+        char *x = (char *)o->xs[i];
+        char *value = NULL;
+        for (size_t k = 0; k < sizeof(secret_keys) / sizeof(secret_keys[0]); k++)
+            if (strncmp(x, secret_keys[k], strlen(secret_keys[k])) == 0)
+                value = x + strlen(secret_keys[k]);
+        if (!value && strncmp(x, "redis.url=redis://", 18) == 0) {
+            /* the password: between the first ':' of the userinfo and its '@' */
+            char *host = x + 18, *end = host + strcspn(host, "/?#"), *at = NULL;
+            for (char *p = host; p < end; p++)
+                if (*p == '@')
+                    at = p;
+            char *colon = at ? memchr(host, ':', (size_t)(at - host)) : NULL;
+            if (colon) {
+                memset(colon + 1, '*', (size_t)(at - colon - 1));
+                value = at; /* already blanked */
+            }
+        }
+        if (!value)
+            continue;
+        if (value[0] && value[0] != '@')
+            memset(value, '*', strlen(value));
+        fprintf(stderr,
+                "kpistream: warning: a secret on the command line (-X %.*s) is visible in ps; "
+                "use redis.password_file, kafka.sasl.password_file or the environment "
+                "(KPISTREAM_REDIS_PASSWORD, KPISTREAM_KAFKA_SASL_PASSWORD)\n",
+                (int)strcspn(x, "="), x);
+    }
+}
+
 /* ---- demo: the embedded cluster and the generator ---- */
 
 struct demo {
@@ -544,7 +587,9 @@ int main(int argc, char **argv)
             fprintf(stderr, "kpistream: %s\n", err);
             return 2;
         }
-    if (kpi_config_validate(&cfg, err, sizeof(err))) {
+    scrub_secret_args(&o);
+    if (kpi_config_validate(&cfg, err, sizeof(err)) ||
+        kpi_config_load_secrets(&cfg, err, sizeof(err))) {
         fprintf(stderr, "kpistream: %s\n", err);
         return 2;
     }
@@ -584,7 +629,8 @@ int main(int argc, char **argv)
     struct kpi_sink sink = {NULL, NULL};
     int use_redis = strcmp(cfg.sink, "redis") == 0;
     if (use_redis && o.demo) {
-        redisContext *probe = kpi_redis_connect_url(cfg.redis_url, 1000, err, sizeof(err));
+        redisContext *probe =
+            kpi_redis_connect_url(kpi_config_redis_url(&cfg), 1000, err, sizeof(err));
         if (!probe) {
             fprintf(stderr,
                     "kpistream: no Redis answers at %s (%s).\n"
@@ -595,7 +641,7 @@ int main(int argc, char **argv)
             sleep(3);
         } else {
             redisFree(probe);
-            demo_wipe_redis(cfg.redis_url);
+            demo_wipe_redis(kpi_config_redis_url(&cfg));
         }
     }
     if (use_redis) {
@@ -675,7 +721,7 @@ int main(int argc, char **argv)
     if (cfg.alerts_enabled && use_redis) {
         struct kpi_alerter_conf ac;
         memset(&ac, 0, sizeof(ac));
-        ac.redis_url = cfg.redis_url;
+        ac.redis_url = kpi_config_redis_url(&cfg);
         ac.prefix = cfg.redis_prefix;
         ac.group = cfg.group_id;
         const struct kpi_windows *ws = kpi_engine_windows(e);
@@ -706,7 +752,7 @@ int main(int argc, char **argv)
         view.demo = &demo;
         snprintf(view.tag, sizeof(view.tag), "%.60s:{%.300s}:", cfg.redis_prefix, cfg.group_id);
         if (use_redis)
-            view.rc = kpi_redis_connect_url(cfg.redis_url, 2000, err, sizeof(err));
+            view.rc = kpi_redis_connect_url(kpi_config_redis_url(&cfg), 2000, err, sizeof(err));
         if (use_redis && !view.rc)
             view.redis = 0;
         pthread_create(&view.th, NULL, view_main, &view);

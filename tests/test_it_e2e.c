@@ -499,3 +499,128 @@ Test(e2e, the_demo_never_touches_keys_outside_its_own_prefix_and_group)
     remove(ini);
     remove(out);
 }
+
+/* ---- secrets and the Redis ACL of docker-compose.yml ---- */
+
+/* A redis-server of its own, started with `aclfile`; its pid. */
+static pid_t start_acl_redis(int port, const char *aclfile, const char *dir)
+{
+    char p[16];
+    snprintf(p, sizeof(p), "%d", port);
+    pid_t pid = fork();
+    if (pid == 0) {
+        FILE *f = freopen("/dev/null", "w", stdout);
+        (void)f;
+        execlp("redis-server", "redis-server", "--port", p, "--bind", "127.0.0.1", "--aclfile",
+               aclfile, "--dir", dir, "--save", "", "--appendonly", "no", (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+static redisContext *connect_until(int port, int64_t timeout_ms)
+{
+    int64_t deadline = mono_ms() + timeout_ms;
+    for (;;) {
+        redisContext *c = redisConnect("127.0.0.1", port);
+        if (c && !c->err)
+            return c;
+        if (c)
+            redisFree(c);
+        if (mono_ms() >= deadline)
+            return NULL;
+        poll_pause();
+    }
+}
+
+/* The ACL docker-compose.yml gives Redis (scripts/redis-acl.sh), on a real
+ * redis-server: nobody gets in without the password, and kpistream, with
+ * the user in redis.url and the password in redis.password_file, counts
+ * exactly.  The password has characters a URL must escape. */
+Test(e2e, the_compose_redis_acl_and_a_password_file_count_exactly)
+{
+    char topic[128], group[160], out[256], dir[128], pw[160], acl[160], cmd[512];
+    struct kpi_gen_truth truth;
+    const uint64_t N = 50000;
+    produce("e2e-acl", topic, sizeof(topic), group, sizeof(group), N, 0, &truth);
+    snprintf(dir, sizeof(dir), "/tmp/kpi-acl-%d", (int)getpid());
+    snprintf(pw, sizeof(pw), "%s/redis_password", dir);
+    snprintf(acl, sizeof(acl), "%s/users.acl", dir);
+    snprintf(out, sizeof(out), "%s/kpistream.out", dir);
+    snprintf(cmd, sizeof(cmd), "mkdir -p %s && printf 's3cr:et@/x%%%%\\n' > %s", dir, pw);
+    cr_assert_eq(kt_sh(cmd), 0);
+    snprintf(cmd, sizeof(cmd), "sh scripts/redis-acl.sh %s > %s", pw, acl);
+    cr_assert_eq(kt_sh(cmd), 0);
+    int port = free_port();
+    pid_t redis = start_acl_redis(port, acl, dir);
+    redisContext *c = connect_until(port, 30000);
+    cr_assert_not_null(c, "the ACL'd redis-server answers");
+    redisReply *r = redisCommand(c, "GET kpi:x");
+    cr_assert(r && r->type == REDIS_REPLY_ERROR && strstr(r->str, "NOAUTH"),
+              "no password, no entry");
+    freeReplyObject(r);
+    r = redisCommand(c, "AUTH kpistream %s", "s3cr:et@/x%");
+    cr_assert(r && r->type == REDIS_REPLY_STATUS, "the user logs in with the file's password");
+    freeReplyObject(r);
+    r = redisCommand(c, "SET other:x 1");
+    cr_assert(r && r->type == REDIS_REPLY_ERROR && strstr(r->str, "NOPERM"), "keys outside kpi:*");
+    freeReplyObject(r);
+    r = redisCommand(c, "FLUSHALL");
+    cr_assert(r && r->type == REDIS_REPLY_ERROR && strstr(r->str, "NOPERM"),
+              "no dangerous command");
+    freeReplyObject(r);
+
+    char url[128], pwx[200];
+    snprintf(url, sizeof(url), "redis.url=redis://kpistream@127.0.0.1:%d", port);
+    snprintf(pwx, sizeof(pwx), "redis.password_file=%s", pw);
+    const char *extra[] = {url, pwx, NULL};
+    pid_t pid = start_daemon_x(topic, group, 0, 1, out, extra);
+    int rc_exit = wait_exit(pid, 240000);
+    r = redisCommand(c, "HGET kpi:{%s}:kpi:24h_1h:all:all events", group);
+    long long events = r && r->type == REDIS_REPLY_STRING ? atoll(r->str) : -1;
+    freeReplyObject(r);
+    redisFree(c);
+    kill(redis, SIGTERM);
+    waitpid(redis, NULL, 0);
+    cr_assert_eq(rc_exit, 0, "kpistream ran to the end through the ACL user");
+    cr_assert_eq(events, (long long)truth.good, "exactly once");
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    kt_sh(cmd);
+}
+
+/* A secret given with -X is blanked from /proc/<pid>/cmdline (what ps shows)
+ * as soon as the configuration has its copy, with a warning. */
+Test(e2e, a_secret_given_on_the_command_line_is_blanked_from_ps)
+{
+    char out[256], errpath[300], proc[64];
+    snprintf(out, sizeof(out), "/tmp/kpi-e2e-argv-%d.out", (int)getpid());
+    snprintf(errpath, sizeof(errpath), "%s.err", out);
+    static const char *const extra[] = {"kafka.sasl.password=hunter2-secret", NULL};
+    pid_t pid = start_daemon_x("argv-topic", "argv-group", 0, 0, out, extra);
+    snprintf(proc, sizeof(proc), "/proc/%d/cmdline", (int)pid);
+    int seen_kpistream = 0, secret = 1;
+    int64_t deadline = mono_ms() + 30000;
+    while (mono_ms() < deadline && (secret || !seen_kpistream)) {
+        FILE *f = fopen(proc, "r");
+        char buf[4096];
+        size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+        if (f)
+            fclose(f);
+        for (size_t i = 0; i < n; i++)
+            buf[i] = buf[i] ? buf[i] : ' ';
+        buf[n] = '\0';
+        seen_kpistream = strstr(buf, "kafka.sasl.password=") != NULL;
+        secret = strstr(buf, "hunter2") != NULL;
+        if (secret || !seen_kpistream)
+            poll_pause();
+    }
+    kill(pid, SIGTERM);
+    wait_exit(pid, 60000);
+    cr_assert(seen_kpistream, "the argument is still there");
+    cr_assert_not(secret, "but not its value");
+    char *log = slurp(errpath);
+    cr_assert(strstr(log, "visible in ps"), "%s", log);
+    free(log);
+    remove(out);
+    remove(errpath);
+}
