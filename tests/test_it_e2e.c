@@ -624,3 +624,33 @@ Test(e2e, a_secret_given_on_the_command_line_is_blanked_from_ps)
     remove(out);
     remove(errpath);
 }
+
+/* kpistream over the broker's SASL_SSL listener, the password read from a
+ * file (kafka.sasl.password_file), never the command line: exact totals. */
+Test(e2e, kafka_over_sasl_ssl_with_a_password_file_counts_exactly)
+{
+    char topic[128], group[160], out[256];
+    struct kpi_gen_truth truth;
+    const uint64_t N = 50000;
+    produce("e2e-sasl", topic, sizeof(topic), group, sizeof(group), N, 0.01, &truth);
+    snprintf(out, sizeof(out), "/tmp/kpi-e2e-sasl-%d.out", (int)getpid());
+    char brokers[128], pwfile[600], ca[600];
+    snprintf(brokers, sizeof(brokers), "kafka.bootstrap.servers=%s", kt_sasl_brokers());
+    snprintf(pwfile, sizeof(pwfile), "kafka.sasl.password_file=%s", kt_tls_file("kafka_password"));
+    snprintf(ca, sizeof(ca), "kafka.ssl.ca.location=%s", kt_tls_file("ca.pem"));
+    const char *extra[] = {brokers,
+                           "kafka.security.protocol=SASL_SSL",
+                           "kafka.sasl.mechanisms=PLAIN",
+                           "kafka.sasl.username=kpi",
+                           pwfile,
+                           ca,
+                           NULL};
+    pid_t pid = start_daemon_x(topic, group, 0, 1, out, extra);
+    cr_assert_eq(wait_exit(pid, 240000), 0, "ran to the end over SASL_SSL");
+    cr_assert_eq(stored_offsets(group), (int64_t)N);
+    cr_assert_eq(kpi_field(group, "events"), (int64_t)truth.good, "exactly once");
+    char errpath[300];
+    snprintf(errpath, sizeof(errpath), "%s.err", out);
+    remove(out);
+    remove(errpath);
+}
