@@ -15,6 +15,12 @@ RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-ins
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /build/kpistream /build/kpistream-gen /usr/local/bin/
 COPY config/kpistream.ini /etc/kpistream/kpistream.ini
+# Never root: a fixed numeric uid (10001) so orchestrators can check
+# runAsNonRoot and secret files can be given to it (docker-compose.yml).
+RUN groupadd --system --gid 10001 kpistream \
+    && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
+        --shell /usr/sbin/nologin kpistream
+USER 10001:10001
 EXPOSE 9464
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s CMD curl -fsS http://127.0.0.1:9464/healthz || exit 1
 ENTRYPOINT ["kpistream"]

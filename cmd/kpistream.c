@@ -21,7 +21,9 @@
 #include <getopt.h>
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
+#include <errno.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -35,6 +37,7 @@
 #include "config.h"
 #include "engine.h"
 #include "err.h"
+#include "flush_errors.h"
 #include "gen.h"
 #include "kafka.h"
 #include "kpiread.h"
@@ -49,12 +52,52 @@
 static struct kpi_source g_src;
 static atomic_int g_stop;
 
+/* Shutdown watchdog.  The source stops within its share of
+ * engine.shutdown_timeout (sources/kafka.c, "Stopping in time"), but a sink
+ * call in progress or a broker that does not answer can still hold a thread.
+ * So the first stop request also starts a watchdog: if the process has not
+ * finished when engine.shutdown_timeout has passed, it exits with code 1
+ * right there.  That is as safe as a kill -9: nothing unflushed was
+ * acknowledged, and whoever consumes the partitions next reads it again. */
+static sem_t g_stop_sem; /* posted once by the first stop request */
+static sem_t g_done_sem; /* posted when main has finished its shutdown */
+static atomic_int g_stop_requested;
+static int64_t g_shutdown_timeout_ms = 30000;
+
 static void on_signal(int sig)
 {
     (void)sig;
     atomic_store(&g_stop, 1);
     if (g_src.ops)
         g_src.ops->stop(g_src.self); /* an atomic store: async-signal-safe */
+    if (!atomic_exchange(&g_stop_requested, 1))
+        sem_post(&g_stop_sem); /* async-signal-safe */
+}
+
+static void *watchdog_main(void *arg)
+{
+    (void)arg;
+    while (sem_wait(&g_stop_sem) != 0 && errno == EINTR)
+        ;
+    struct timespec dl;
+    clock_gettime(CLOCK_MONOTONIC, &dl);
+    dl.tv_sec += g_shutdown_timeout_ms / 1000;
+    dl.tv_nsec += (g_shutdown_timeout_ms % 1000) * 1000000;
+    if (dl.tv_nsec >= 1000000000) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000;
+    }
+    int r;
+    while ((r = sem_clockwait(&g_done_sem, CLOCK_MONOTONIC, &dl)) != 0 && errno == EINTR)
+        ;
+    if (r == 0)
+        return NULL;
+    kpi_log(KPI_LOG_ERROR, "kpistream",
+            "shutdown did not finish within engine.shutdown_timeout (%lld ms): exiting now; "
+            "what was not flushed is not acknowledged and will be consumed again",
+            (long long)g_shutdown_timeout_ms);
+    fflush(stdout);
+    _exit(1);
 }
 
 static void usage(FILE *out)
@@ -145,6 +188,49 @@ static int parse_args(int argc, char **argv, struct opts *o)
     return -1; /* go on */
 }
 
+/* A secret given with -X is visible to every local user in ps until the
+ * process overwrites it: the configuration has its copy by now, so the
+ * argument's value is blanked, and a warning points to the right place. */
+static void scrub_secret_args(struct opts *o)
+{
+    static const char *const secret_keys[] = {
+        "kafka.sasl.password=",
+        "kafka.ssl.key.password=",
+        "kafka.ssl.keystore.password=",
+        "kafka.ssl.truststore.password=",
+        "kafka.sasl.oauthbearer.client.secret=",
+        "kafka.ssl.key.pem=",
+    };
+    for (int i = 0; i < o->n_x; i++) {
+        char *x = (char *)o->xs[i];
+        char *value = NULL;
+        for (size_t k = 0; k < sizeof(secret_keys) / sizeof(secret_keys[0]); k++)
+            if (strncmp(x, secret_keys[k], strlen(secret_keys[k])) == 0)
+                value = x + strlen(secret_keys[k]);
+        if (!value && strncmp(x, "redis.url=redis://", 18) == 0) {
+            /* the password: between the first ':' of the userinfo and its '@' */
+            char *host = x + 18, *end = host + strcspn(host, "/?#"), *at = NULL;
+            for (char *p = host; p < end; p++)
+                if (*p == '@')
+                    at = p;
+            char *colon = at ? memchr(host, ':', (size_t)(at - host)) : NULL;
+            if (colon) {
+                memset(colon + 1, '*', (size_t)(at - colon - 1));
+                value = at; /* already blanked */
+            }
+        }
+        if (!value)
+            continue;
+        if (value[0] && value[0] != '@')
+            memset(value, '*', strlen(value));
+        fprintf(stderr,
+                "kpistream: warning: a secret on the command line (-X %.*s) is visible in ps; "
+                "use redis.password_file, kafka.sasl.password_file or the environment "
+                "(KPISTREAM_REDIS_PASSWORD, KPISTREAM_KAFKA_SASL_PASSWORD)\n",
+                (int)strcspn(x, "="), x);
+    }
+}
+
 /* ---- demo: the embedded cluster and the generator ---- */
 
 struct demo {
@@ -224,6 +310,12 @@ static void demo_stop(struct demo *d)
     pthread_join(d->th, NULL);
     rd_kafka_destroy(d->producer);
 }
+
+/* The demo writes only under its own prefix and group, whatever the
+ * configuration file or -X say: `kpistream --demo --config prod.ini` must not
+ * touch production keys (it wipes its own at start). */
+#define KPI_DEMO_PREFIX "kpi-demo"
+#define KPI_DEMO_GROUP  "kpistream-demo"
 
 /* ---- the live view ---- */
 
@@ -332,21 +424,26 @@ static void *view_main(void *arg)
 
 struct health {
     struct kpi_engine *e;
+    void *src; /* the Kafka source */
     int64_t flush_ms;
 };
 
 static int healthy(void *opaque, char *why, size_t size)
 {
     struct health *h = opaque;
+    /* The source first: undelivered dead letters are why flushes fail then. */
+    if (h->src && !kpi_source_kafka_health(h->src, why, size))
+        return 0;
     struct kpi_engine_stats st;
     kpi_engine_get_stats(h->e, &st);
     if (st.fenced) {
-        snprintf(why, size, "fenced: another consumer owns a partition");
+        snprintf(why, size, "stopped: the sink refused a flush for good (%s): %s", st.last_reason,
+                 st.last_error);
         return 0;
     }
     if (st.backpressured) {
-        snprintf(why, size, "paused: the sink is failing (%llu errors)",
-                 (unsigned long long)st.flush_errors);
+        snprintf(why, size, "paused: flushes failing (%s, %llu errors): %s", st.last_reason,
+                 (unsigned long long)st.flush_errors, st.last_error);
         return 0;
     }
     int64_t age = kpi_now_ms() - st.last_flush_ok_ms;
@@ -355,6 +452,25 @@ static int healthy(void *opaque, char *why, size_t size)
         return 0;
     }
     return 1;
+}
+
+/* Flush errors are logged once per change of state (engine.h:
+ * kpi_flush_error_hooks), not once per retry. */
+static void on_flush_state(void *opaque, int err, const char *reason, const char *errstr,
+                           uint64_t failed)
+{
+    (void)opaque;
+    if (err == 0)
+        kpi_log(KPI_LOG_INFO, "flush", "flushes applied again after %llu failed attempt(s)",
+                (unsigned long long)failed);
+    else if (err == KPI_ERR_CONFLICT)
+        kpi_log(KPI_LOG_ERROR, "flush", "the sink refused a flush for good (%s): %s", reason,
+                errstr);
+    else
+        kpi_log(KPI_LOG_WARN, "flush",
+                "flushes failing (%s): %s; retrying with backoff, consumption paused, nothing "
+                "acknowledged",
+                reason, errstr);
 }
 
 static void metrics_extra(void *opaque, FILE *out)
@@ -499,7 +615,8 @@ int main(int argc, char **argv)
     char err[1024];
     if (o.demo) {
         /* Demo defaults; -X and a config file still win. */
-        kpi_config_set(&cfg, "kafka", "group.id", "kpistream-demo", NULL, 0);
+        kpi_config_set(&cfg, "kafka", "group.id", KPI_DEMO_GROUP, NULL, 0);
+        kpi_config_set(&cfg, "redis", "prefix", KPI_DEMO_PREFIX, NULL, 0);
         kpi_config_set(&cfg, "alerts", "window", "1m/5s", NULL, 0);
         kpi_config_set(&cfg, "alerts", "warmup", "6", NULL, 0);
         /* a young group's rolling rate still drifts up: a wider deviation
@@ -516,9 +633,22 @@ int main(int argc, char **argv)
             fprintf(stderr, "kpistream: %s\n", err);
             return 2;
         }
-    if (kpi_config_validate(&cfg, err, sizeof(err))) {
+    scrub_secret_args(&o);
+    if (kpi_config_validate(&cfg, err, sizeof(err)) ||
+        kpi_config_load_secrets(&cfg, err, sizeof(err))) {
         fprintf(stderr, "kpistream: %s\n", err);
         return 2;
+    }
+    if (o.demo && (strcmp(cfg.redis_prefix, KPI_DEMO_PREFIX) != 0 ||
+                   strcmp(cfg.group_id, KPI_DEMO_GROUP) != 0)) {
+        fprintf(stderr,
+                "kpistream: the demo writes only under %s:{%s}: ignoring redis.prefix '%s' and "
+                "kafka.group.id '%s'\n",
+                KPI_DEMO_PREFIX, KPI_DEMO_GROUP, cfg.redis_prefix, cfg.group_id);
+    }
+    if (o.demo) {
+        kpi_config_set(&cfg, "redis", "prefix", KPI_DEMO_PREFIX, NULL, 0);
+        kpi_config_set(&cfg, "kafka", "group.id", KPI_DEMO_GROUP, NULL, 0);
     }
     kpi_log_set_level(cfg.log_level);
     struct kpi_engine_conf ec;
@@ -556,7 +686,8 @@ int main(int argc, char **argv)
     struct kpi_sink sink = {NULL, NULL};
     int use_redis = strcmp(cfg.sink, "redis") == 0;
     if (use_redis && o.demo) {
-        redisContext *probe = kpi_redis_connect_url(cfg.redis_url, 1000, err, sizeof(err));
+        redisContext *probe =
+            kpi_redis_connect_url(kpi_config_redis_url(&cfg), 1000, err, sizeof(err));
         if (!probe) {
             fprintf(stderr,
                     "kpistream: no Redis answers at %s (%s).\n"
@@ -596,6 +727,10 @@ int main(int argc, char **argv)
     kc.group_id = cfg.group_id;
     kc.dlq_topic = cfg.dead_letter_topic;
     kc.exit_on_eof = o.exit_on_eof;
+    /* The source's share of the shutdown budget: the rest is for tearing
+     * down the engine, the alerter and the metrics server after it. */
+    int64_t reserve = cfg.shutdown_timeout_ms / 5 < 2000 ? cfg.shutdown_timeout_ms / 5 : 2000;
+    kc.shutdown_timeout_ms = cfg.shutdown_timeout_ms - reserve;
     const char *props[KPI_CONF_MAX_PASSTHROUGH][2];
     for (int i = 0; i < cfg.n_kafka_props; i++) {
         props[i][0] = cfg.kafka_props[i][0];
@@ -613,6 +748,12 @@ int main(int argc, char **argv)
         return 2;
     }
 
+    g_shutdown_timeout_ms = cfg.shutdown_timeout_ms;
+    sem_init(&g_stop_sem, 0, 0);
+    sem_init(&g_done_sem, 0, 0);
+    pthread_t watchdog;
+    pthread_create(&watchdog, NULL, watchdog_main, NULL);
+    pthread_detach(watchdog);
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal;
@@ -635,7 +776,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "kpistream: %s (the demo goes on without it)\n", err);
     }
     struct kpi_metrics *m = web.m;
-    struct health hl = {e, cfg.flush_interval_ms};
+    struct health hl = {e, g_src.self, cfg.flush_interval_ms};
     kpi_metrics_set_health(m, healthy, &hl);
     kpi_metrics_set_extra(m, metrics_extra, g_src.self);
     if (web.url[0])
@@ -681,6 +822,8 @@ int main(int argc, char **argv)
         alerter = kpi_alerter_start(&ac, kpi_engine_dims(e), err, sizeof(err));
     }
 
+    struct kpi_flush_error_hooks hooks = {NULL, kpi_flush_error_classify, on_flush_state};
+    kpi_engine_set_error_hooks(e, &hooks);
     if (kpi_engine_start(e, err, sizeof(err))) {
         fprintf(stderr, "kpistream: %s\n", err);
         return 1;
@@ -711,6 +854,9 @@ int main(int argc, char **argv)
 
     rc = g_src.ops->run(g_src.self, err, sizeof(err));
     atomic_store(&g_stop, 1);
+    /* The flusher calls into the source (its flush target wraps the sink's,
+     * and it wakes the source's workers): it stops first. */
+    kpi_engine_stop(e);
     /* The consumer goes before the demo's embedded cluster does. */
     g_src.ops->destroy(g_src.self);
     g_src.ops = NULL;
@@ -764,6 +910,7 @@ int main(int argc, char **argv)
     kpiread_destroy(web.store);
     kpi_sink_destroy(&sink);
     kpi_engine_destroy(e);
+    sem_post(&g_done_sem);
     return rc ? 1 : 0;
 }
 

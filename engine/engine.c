@@ -41,6 +41,7 @@ void kpi_engine_conf_defaults(struct kpi_engine_conf *c)
     c->max_cells = 16384;
     c->retry_min_ms = 100;
     c->retry_max_ms = 5000;
+    c->idle_timeout_ms = 60000;
 }
 
 struct kpi_engine *kpi_engine_new(const struct kpi_engine_conf *conf, char *errstr, size_t errsz)
@@ -67,6 +68,8 @@ struct kpi_engine *kpi_engine_new(const struct kpi_engine_conf *conf, char *errs
     atomic_init(&e->watermark, INT64_MIN);
     atomic_init(&e->backpressured, 0);
     atomic_init(&e->fenced, 0);
+    atomic_init(&e->workers_released, 0);
+    atomic_init(&e->quit, 0);
     e->applied_watermark = INT64_MIN;
 
     if (conf->n_workers < 1 || conf->n_workers > 256) {
@@ -75,7 +78,7 @@ struct kpi_engine *kpi_engine_new(const struct kpi_engine_conf *conf, char *errs
     }
     if (conf->flush_interval_ms < 1 || conf->max_cells < 64 || conf->retry_min_ms < 1 ||
         conf->retry_max_ms < conf->retry_min_ms || conf->max_skew_ms < 0 || conf->max_str_len < 1 ||
-        conf->max_str_len > 65535) {
+        conf->max_str_len > 65535 || conf->idle_timeout_ms < 0) {
         kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "engine settings out of range");
         goto fail;
     }
@@ -166,6 +169,13 @@ void kpi_engine_set_target(struct kpi_engine *e, const struct kpi_flush_target *
     pthread_mutex_unlock(&e->mu);
 }
 
+void kpi_engine_set_error_hooks(struct kpi_engine *e, const struct kpi_flush_error_hooks *h)
+{
+    pthread_mutex_lock(&e->mu);
+    e->err_hooks = *h;
+    pthread_mutex_unlock(&e->mu);
+}
+
 void kpi_engine_set_wake(struct kpi_engine *e, void (*wake)(void *, int), void *opaque)
 {
     pthread_mutex_lock(&e->mu);
@@ -227,6 +237,7 @@ int kpi_engine_input_open_floors(struct kpi_engine *e, const char *topic, int32_
         memcpy(in->kg_floor, floors, n_floors * sizeof(int64_t));
         in->kg_n = n_floors;
     }
+    in->active_at = kpi_mono_ms();
     /* release: the worker that sees the new generation also sees the fields
      * above (it reads none of them today, but the order costs nothing). */
     atomic_store_explicit(&in->state, in->gen << 1, memory_order_release);
@@ -369,8 +380,10 @@ void kpi_worker_detach(struct kpi_worker *w)
 }
 
 /* The buffer is full: ask the flusher for an early flip and wait for it.
- * This is backpressure, so waiting (politely) is the point. */
-static void wait_for_flip(struct kpi_worker *w)
+ * This is backpressure, so waiting (politely) is the point; but not past a
+ * shutdown: once the workers are released, give up and return -1 (the sink
+ * may be down for good, and the process must still stop in time). */
+static int wait_for_flip(struct kpi_worker *w)
 {
     struct kpi_shard *s = &w->shard;
     atomic_store_explicit(&s->want_flip, 1, memory_order_relaxed);
@@ -379,6 +392,8 @@ static void wait_for_flip(struct kpi_worker *w)
     pthread_mutex_unlock(&w->e->mu);
     uint64_t before = w->epoch;
     for (unsigned spins = 0; w->epoch == before; spins++) {
+        if (atomic_load_explicit(&w->e->workers_released, memory_order_relaxed))
+            return -1;
         if (spins < 64) {
             sched_yield();
         } else {
@@ -387,6 +402,17 @@ static void wait_for_flip(struct kpi_worker *w)
         }
         kpi_worker_checkpoint(w);
     }
+    return 0;
+}
+
+void kpi_engine_release_workers(struct kpi_engine *e)
+{
+    atomic_store_explicit(&e->workers_released, 1, memory_order_relaxed);
+}
+
+int kpi_worker_stopped(const struct kpi_worker *w)
+{
+    return w->stopped;
 }
 
 static inline struct kpi_worker_input *input_view(struct kpi_worker *w, int input, int *revoked)
@@ -432,8 +458,12 @@ static int below_floor(const struct kpi_engine *e, const struct kpi_worker_input
     return offset < wi->kg_floor[kg];
 }
 
-static enum kpi_bad_reason add_event(struct kpi_worker *w, struct kpi_worker_input *wi, int input,
-                                     int64_t offset, const struct kpi_event *ev)
+/* Returns the event's reason, or -1 when it was not taken (the workers were
+ * released while it waited for room): its offset is not consumed, and the
+ * worker takes nothing more (w->stopped), so no later offset of any input
+ * can be consumed past it. */
+static int add_event(struct kpi_worker *w, struct kpi_worker_input *wi, int input, int64_t offset,
+                     const struct kpi_event *ev)
 {
     struct kpi_engine *e = w->e;
     if (kpi_windows_is_late(&e->windows, ev->ts_ms, w->watermark)) {
@@ -455,7 +485,10 @@ static enum kpi_bad_reason add_event(struct kpi_worker *w, struct kpi_worker_inp
                 break;
         if (s == n_sets)
             break;
-        wait_for_flip(w);
+        if (wait_for_flip(w)) {
+            w->stopped = 1;
+            return -1;
+        }
     }
     for (int s = 0; s < n_sets; s++)
         kpi_hll_prefetch(&cells[s]->hll, ev->sub_hash);
@@ -480,22 +513,27 @@ static enum kpi_bad_reason add_event(struct kpi_worker *w, struct kpi_worker_inp
 enum kpi_bad_reason kpi_worker_add(struct kpi_worker *w, int input, int64_t offset,
                                    const struct kpi_event *ev)
 {
+    if (w->stopped)
+        return KPI_BAD_NONE;
     int revoked;
     struct kpi_worker_input *wi = input_view(w, input, &revoked);
     if (revoked) {
         w->cur->stats.revoked++;
         return KPI_BAD_NONE;
     }
-    return add_event(w, wi, input, offset, ev);
+    int r = add_event(w, wi, input, offset, ev);
+    return r < 0 ? KPI_BAD_NONE : (enum kpi_bad_reason)r;
 }
 
 enum kpi_bad_reason kpi_worker_process(struct kpi_worker *w, int input, int64_t offset,
                                        const void *msg, size_t len, int64_t now_ms, int *dropped)
 {
+    if (dropped)
+        *dropped = 1;
+    if (w->stopped)
+        return KPI_BAD_NONE;
     int revoked;
     struct kpi_worker_input *wi = input_view(w, input, &revoked);
-    if (dropped)
-        *dropped = revoked;
     if (revoked) {
         w->cur->stats.revoked++;
         return KPI_BAD_NONE;
@@ -505,7 +543,14 @@ enum kpi_bad_reason kpi_worker_process(struct kpi_worker *w, int input, int64_t 
     if (r != KPI_BAD_NONE) {
         w->cur->stats.bad[r]++;
         consume_offset(w, wi, input, offset);
+        if (dropped)
+            *dropped = 0;
         return r;
     }
-    return add_event(w, wi, input, offset, &ev);
+    int rr = add_event(w, wi, input, offset, &ev);
+    if (rr < 0)
+        return KPI_BAD_NONE;
+    if (dropped)
+        *dropped = 0;
+    return (enum kpi_bad_reason)rr;
 }

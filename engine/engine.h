@@ -44,6 +44,10 @@ struct kpi_engine_conf {
     uint32_t max_cells;   /* per shard buffer: bucket x value cells between flushes */
     int64_t retry_min_ms; /* sink retry backoff: first wait ... */
     int64_t retry_max_ms; /* ... doubling up to this */
+    /* An input that took no message for this long (processing time) stops
+     * holding the watermark back (Flink's withIdleness); 0: never.  Default
+     * 60000. */
+    int64_t idle_timeout_ms;
 };
 
 void kpi_engine_conf_defaults(struct kpi_engine_conf *c);
@@ -80,12 +84,26 @@ struct kpi_flush_target {
     int (*idle)(void *opaque, char *errstr, size_t errstr_size);
 };
 
+/* Failed flush attempts by cause (the `reason` label of
+ * kpistream_flush_errors_total); see kpi_flush_error_hooks. */
+#define KPI_FLUSH_REASONS    16 /* distinct causes kept; more fold into "other" */
+#define KPI_FLUSH_REASON_MAX 24
+struct kpi_flush_reason {
+    char name[KPI_FLUSH_REASON_MAX];
+    uint64_t count;
+};
+
 struct kpi_engine_stats {
     struct kpi_shard_stats events; /* totals over all workers */
     uint64_t flushes;              /* deltas applied */
     uint64_t flushed_events;       /* valid events in applied deltas */
     int64_t last_flush_ok_ms;      /* wall clock of the last applied delta, 0 if none */
     uint64_t flush_errors;         /* failed attempts */
+    struct kpi_flush_reason flush_error_reasons[KPI_FLUSH_REASONS];
+    int n_flush_error_reasons;
+    int last_err;                           /* the last attempt's error, 0 if it was applied */
+    char last_reason[KPI_FLUSH_REASON_MAX]; /* its cause, "" if none */
+    char last_error[256];                   /* its message, "" if none */
     uint64_t flush_lat_us_sum;
     uint64_t flush_lat_hist[16]; /* attempts by latency: < 1ms * 2^i (last: the rest) */
     uint64_t pending_cells;
@@ -108,6 +126,23 @@ const struct kpi_windows *kpi_engine_windows(const struct kpi_engine *e);
 const struct kpi_engine_conf *kpi_engine_conf(const struct kpi_engine *e);
 
 void kpi_engine_set_target(struct kpi_engine *e, const struct kpi_flush_target *t);
+
+/* Flush errors, for the operator.  Both callbacks run on the flusher's
+ * thread (or kpi_engine_flush_sync's, when the flusher is not running).
+ *  - classify: names the cause of a failed attempt from the error and the
+ *    sink's message (a short lower-case word: the metric label); without it,
+ *    kpi_err_name(err).
+ *  - on_change: called once per change of the flush state: when flushes
+ *    start failing, when the cause changes, and (err == 0) when one is applied
+ *    again after failures.  failed counts the attempts that failed in the
+ *    state being left (on recovery) or so far. */
+struct kpi_flush_error_hooks {
+    void *opaque;
+    void (*classify)(void *opaque, int err, const char *errstr, char *reason, size_t size);
+    void (*on_change)(void *opaque, int err, const char *reason, const char *errstr,
+                      uint64_t failed);
+};
+void kpi_engine_set_error_hooks(struct kpi_engine *e, const struct kpi_flush_error_hooks *h);
 /* Called by the flusher when it wants worker `w` to reach a checkpoint soon
  * (e.g. rd_kafka_queue_yield on that worker's queue). */
 void kpi_engine_set_wake(struct kpi_engine *e, void (*wake)(void *opaque, int worker),
@@ -115,11 +150,15 @@ void kpi_engine_set_wake(struct kpi_engine *e, void (*wake)(void *opaque, int wo
 
 /* Start the flusher thread. */
 int kpi_engine_start(struct kpi_engine *e, char *errstr, size_t errstr_size);
-/* Run flush cycles until one started after this call has been applied.
- * Returns 0, or the last error after `timeout_ms` of failed retries. */
+/* Run flush cycles until one started after this call has been applied and
+ * left nothing behind: everything the workers took before their first
+ * checkpoint after this call is then applied.  Returns 0, or the last error
+ * after `timeout_ms` of failed retries. */
 int kpi_engine_flush_sync(struct kpi_engine *e, int64_t timeout_ms, char *errstr,
                           size_t errstr_size);
-/* Stop the flusher thread (no final flush: call kpi_engine_flush_sync first). */
+/* Stop the flusher thread (no final flush: call kpi_engine_flush_sync first).
+ * Returns once the cycle in progress, if any, ends: at once if it is waiting
+ * for a worker's checkpoint, else when the sink's call returns. */
 void kpi_engine_stop(struct kpi_engine *e);
 
 /* Inputs.  Called from a control thread (e.g. a rebalance callback).
@@ -162,13 +201,25 @@ struct kpi_worker *kpi_engine_worker(struct kpi_engine *e, int idx);
 /* Decode and aggregate one message of `input` at `offset`.  Returns
  * KPI_BAD_NONE when aggregated, or the reason it was not (bad input or
  * too_late: the caller dead-letters it).  Either way the offset is consumed.
- * Events of a revoked input are dropped and return KPI_BAD_NONE with
- * *dropped = 1 when dropped is non-NULL. */
+ * Events that are not taken return KPI_BAD_NONE with *dropped = 1 (when
+ * dropped is non-NULL) and their offset is not consumed: events of a revoked
+ * input (left to the new owner), and every event once the worker is stopped
+ * (kpi_worker_stopped). */
 enum kpi_bad_reason kpi_worker_process(struct kpi_worker *w, int input, int64_t offset,
                                        const void *msg, size_t len, int64_t now_ms, int *dropped);
 /* Same, for an already decoded event. */
 enum kpi_bad_reason kpi_worker_add(struct kpi_worker *w, int input, int64_t offset,
                                    const struct kpi_event *ev);
+/* Shutdown: a worker waiting for room in its buffer (the sink is failing)
+ * gives up instead of waiting for ever.  The event it was adding is not
+ * taken and the worker is *stopped*: it takes nothing more, so no offset is
+ * consumed past one that was not.  Call before joining the workers' threads;
+ * what they took before is flushed as usual (kpi_engine_flush_sync). */
+void kpi_engine_release_workers(struct kpi_engine *e);
+/* 1 once the worker refused an event because the workers were released: its
+ * feeder should stop (and leave the rest of its batch unconsumed). */
+int kpi_worker_stopped(const struct kpi_worker *w);
+
 /* Between batches and when idle: lets the flusher retire the shard. */
 void kpi_worker_checkpoint(struct kpi_worker *w);
 /* The worker will not be called again (its thread is ending). */

@@ -45,6 +45,7 @@ struct kpi_input {
     int64_t *kg_floor; /* [KPI_MAX_KEY_GROUPS] */
     uint32_t kg_n;     /* 0: no floors */
     int64_t floor_max; /* events below it may be skipped for some key groups */
+    int64_t active_at; /* monotonic ms when it last took a message (or opened) */
 };
 
 /* Worker-private view of an input. */
@@ -63,6 +64,7 @@ struct kpi_worker {
     int idx;
     struct kpi_shard shard;
     /* worker-private */
+    int stopped; /* refused an event because the workers were released: takes no more */
     uint64_t epoch;
     struct kpi_shard_buf *cur;
     int64_t watermark;
@@ -83,6 +85,8 @@ struct kpi_engine {
     struct kpi_input inputs[KPI_MAX_INPUTS];
 
     struct kpi_flush_target target;
+    struct kpi_flush_error_hooks err_hooks; /* under mu */
+    uint64_t failed_in_a_row; /* flusher-owned: attempts failed since the last applied */
     uint32_t flush_lat_us[KPI_FLUSH_LAT_KEEP]; /* ring, with mu; see kpi_engine_flush_latencies */
     uint64_t n_flush_lat;
     void (*wake)(void *opaque, int worker);
@@ -92,6 +96,12 @@ struct kpi_engine {
     _Atomic int64_t watermark;
     _Atomic int backpressured;
     _Atomic int fenced;
+    /* Shutdown.  workers_released: a worker waiting for room gives up
+     * (kpi_engine_release_workers).  quit: the flusher stops waiting for
+     * workers' acknowledgements (kpi_engine_stop).  Both are flags with no
+     * data behind them: relaxed. */
+    _Atomic int workers_released;
+    _Atomic int quit;
 
     /* Flusher control plane: never touched on the per-event path. */
     pthread_mutex_t mu;
@@ -102,6 +112,8 @@ struct kpi_engine {
     uint64_t cycles_started;
     uint64_t cycles_done;
     uint64_t last_ok_cycle;
+    uint64_t last_complete_cycle; /* applied, and left no retired buffer unmerged */
+    int cycle_left_some;          /* the last cycle left a retired buffer unmerged */
     int last_err;
     char last_errstr[256];
     uint64_t wanted_cycle; /* a flush_sync caller needs this cycle */
@@ -115,6 +127,8 @@ struct kpi_engine {
     uint64_t seq;
     struct kpi_engine_stats stats; /* under mu */
 };
+
+int64_t kpi_mono_ms(void);
 
 /* One flush cycle; called with mu NOT held.  Returns 0 or an error. */
 int kpi_flusher_cycle(struct kpi_engine *e, char *errstr, size_t errstr_size);

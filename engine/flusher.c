@@ -4,7 +4,10 @@
  *
  * One cycle:
  *   1. Request a flip of every shard whose last retired buffer was merged,
- *      wake the workers, wait for their acknowledgements (shard.h).
+ *      wake the workers, wait for their acknowledgements (shard.h).  The
+ *      wait ends early only when the engine is stopping (kpi_engine_stop):
+ *      the cycle is then given up, and shard->taken keeps the flip it asked
+ *      for outstanding, so a later cycle waits for that same flip.
  *   2. Merge each retired buffer into the pending delta (kpi_agg_merge),
  *      fold its event counters into the totals and its progress into the
  *      inputs' taken_to / max_ts, then reset it for reuse.  If the pending
@@ -32,11 +35,16 @@
 
 #include "err.h"
 
-static int64_t mono_ms(void)
+int64_t kpi_mono_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t mono_ms(void)
+{
+    return kpi_mono_ms();
 }
 
 static int64_t mono_us(void)
@@ -66,8 +74,10 @@ static int absorb(struct kpi_engine *e, struct kpi_shard_buf *b)
         struct kpi_input *in = &e->inputs[p->input];
         if (in->gen != p->gen || p->next_offset < 0)
             continue; /* an earlier life of a reused input slot */
-        if (p->next_offset > in->taken_to)
+        if (p->next_offset > in->taken_to) {
             in->taken_to = p->next_offset;
+            in->active_at = mono_ms();
+        }
         if (p->max_ts > in->max_ts)
             in->max_ts = p->max_ts;
     }
@@ -82,8 +92,45 @@ struct range_owner {
     uint32_t gen;
 };
 
+/* Count a failed attempt under its cause; with mu held.  Returns 1 if the
+ * flush state changed (ok -> failing, or another cause). */
+static int note_failure(struct kpi_engine *e, int err, const char *errstr)
+{
+    char reason[KPI_FLUSH_REASON_MAX] = "";
+    if (e->err_hooks.classify)
+        e->err_hooks.classify(e->err_hooks.opaque, err, errstr, reason, sizeof(reason));
+    if (!reason[0])
+        snprintf(reason, sizeof(reason), "%s", kpi_err_name(err));
+    struct kpi_engine_stats *st = &e->stats;
+    int k = 0;
+    while (k < st->n_flush_error_reasons && strcmp(st->flush_error_reasons[k].name, reason) != 0)
+        k++;
+    if (k == st->n_flush_error_reasons) {
+        if (k == KPI_FLUSH_REASONS) {
+            k = KPI_FLUSH_REASONS - 1; /* the last slot becomes "other" */
+            snprintf(st->flush_error_reasons[k].name, KPI_FLUSH_REASON_MAX, "other");
+        } else {
+            snprintf(st->flush_error_reasons[k].name, KPI_FLUSH_REASON_MAX, "%s", reason);
+            st->n_flush_error_reasons++;
+        }
+    }
+    st->flush_error_reasons[k].count++;
+    int changed = st->last_err == 0 || strcmp(st->last_reason, reason) != 0;
+    st->last_err = err;
+    snprintf(st->last_reason, sizeof(st->last_reason), "%s", reason);
+    snprintf(st->last_error, sizeof(st->last_error), "%s", errstr[0] ? errstr : reason);
+    e->failed_in_a_row++;
+    return changed;
+}
+
 int kpi_flusher_cycle(struct kpi_engine *e, char *errstr, size_t errsz)
 {
+    char local[256];
+    if (!errstr || errsz == 0) {
+        errstr = local;
+        errsz = sizeof(local);
+    }
+    errstr[0] = '\0';
     const int n = e->n_workers;
     uint64_t epoch[256];
     int held[256];
@@ -91,13 +138,20 @@ int kpi_flusher_cycle(struct kpi_engine *e, char *errstr, size_t errsz)
     /* 1. flip */
     for (int i = 0; i < n; i++) {
         struct kpi_shard *s = &e->workers[i]->shard;
-        /* A shard whose retired buffer is still unmerged is "held": its
-         * epoch_req is one ahead of what we merged.  We track that with the
-         * buffer's content: a non-empty retired buffer means held. */
         uint64_t cur = atomic_load_explicit(&s->epoch_req, memory_order_relaxed);
-        struct kpi_shard_buf *last = cur ? kpi_shard_retired(s, cur) : NULL;
-        held[i] = last && (last->agg.n || last->n_progress);
-        epoch[i] = held[i] ? cur : kpi_shard_request_flip(s);
+        if (s->taken != cur) {
+            /* An earlier cycle asked for this flip and stopped waiting for
+             * it: wait for that one; its buffer may still be written. */
+            held[i] = 0;
+            epoch[i] = cur;
+        } else {
+            /* A shard whose retired buffer (ours since we took it) is still
+             * unmerged is "held": the pending table had no room for it.
+             * Merge it first, without a new flip. */
+            struct kpi_shard_buf *last = cur ? kpi_shard_retired(s, cur) : NULL;
+            held[i] = last && (last->agg.n || last->n_progress);
+            epoch[i] = held[i] ? cur : kpi_shard_request_flip(s);
+        }
         atomic_store_explicit(&s->want_flip, 0, memory_order_relaxed);
     }
     pthread_mutex_lock(&e->mu);
@@ -112,6 +166,12 @@ int kpi_flusher_cycle(struct kpi_engine *e, char *errstr, size_t errsz)
     for (int i = 0; i < n; i++) {
         struct kpi_shard *s = &e->workers[i]->shard;
         for (unsigned spins = 0; !kpi_shard_flip_done(s, epoch[i]); spins++) {
+            /* A worker that never reaches a checkpoint must not keep
+             * kpi_engine_stop waiting: give the cycle up (nothing is taken
+             * or offered; shard->taken remembers the outstanding flip). */
+            if (atomic_load_explicit(&e->quit, memory_order_relaxed))
+                return kpi_seterr(errstr, errsz, KPI_ERR_STATE,
+                                  "stopping: worker %d has not reached a checkpoint", i);
             struct timespec ts = {0, spins < 20 ? 50000 : 1000000};
             nanosleep(&ts, NULL);
         }
@@ -119,12 +179,31 @@ int kpi_flusher_cycle(struct kpi_engine *e, char *errstr, size_t errsz)
 
     /* 2, 3 */
     pthread_mutex_lock(&e->mu);
-    for (int i = 0; i < n; i++)
-        absorb(e, kpi_shard_retired(&e->workers[i]->shard, epoch[i]));
+    /* Complete (kpi_engine_flush_sync) only if every shard flipped in this
+     * cycle and every retired buffer found room. */
+    e->cycle_left_some = 0;
+    for (int i = 0; i < n; i++) {
+        e->workers[i]->shard.taken = epoch[i];
+        int no_room = absorb(e, kpi_shard_retired(&e->workers[i]->shard, epoch[i]));
+        if (held[i] || no_room)
+            e->cycle_left_some = 1; /* merged, or flipped, by a later cycle */
+    }
+    /* The watermark's clock per input: its largest event time, but never
+     * ahead of the wall clock (one event from a fast producer clock must
+     * not make minutes of correct events late), and inputs that took nothing
+     * for idle_timeout do not hold it back (if all are idle, it stays). */
     int64_t min_ts = INT64_MAX;
-    for (int i = 0; i < KPI_MAX_INPUTS; i++)
-        if (e->inputs[i].open && e->inputs[i].max_ts >= 0 && e->inputs[i].max_ts < min_ts)
-            min_ts = e->inputs[i].max_ts;
+    const int64_t wall = kpi_now_ms(), mono = mono_ms();
+    for (int i = 0; i < KPI_MAX_INPUTS; i++) {
+        const struct kpi_input *in = &e->inputs[i];
+        if (!in->open || in->max_ts < 0)
+            continue;
+        if (e->conf.idle_timeout_ms > 0 && mono - in->active_at >= e->conf.idle_timeout_ms)
+            continue;
+        int64_t t = in->max_ts < wall ? in->max_ts : wall;
+        if (t < min_ts)
+            min_ts = t;
+    }
     int64_t wm = atomic_load_explicit(&e->watermark, memory_order_relaxed);
     if (min_ts != INT64_MAX && kpi_watermark_from(&e->windows, min_ts) > wm) {
         wm = kpi_watermark_from(&e->windows, min_ts);
@@ -177,6 +256,9 @@ int kpi_flusher_cycle(struct kpi_engine *e, char *errstr, size_t errsz)
     uint64_t lat = (uint64_t)(mono_us() - t0);
 
     pthread_mutex_lock(&e->mu);
+    struct kpi_flush_error_hooks hooks = e->err_hooks;
+    int changed = 0;
+    uint64_t failed = e->failed_in_a_row;
     int bin = 0;
     while (bin < 15 && lat >= (1000ULL << bin))
         bin++;
@@ -200,8 +282,15 @@ int kpi_flusher_cycle(struct kpi_engine *e, char *errstr, size_t errsz)
         kpi_agg_reset(&e->pending);
         e->stats.pending_cells = 0;
         atomic_store_explicit(&e->backpressured, 0, memory_order_relaxed);
+        changed = e->stats.last_err != 0;
+        e->stats.last_err = 0;
+        e->stats.last_reason[0] = '\0';
+        e->stats.last_error[0] = '\0';
+        e->failed_in_a_row = 0;
     } else {
         e->stats.flush_errors++;
+        changed = note_failure(e, err, errstr);
+        failed = e->failed_in_a_row;
         if (err == KPI_ERR_CONFLICT)
             atomic_store_explicit(&e->fenced, 1, memory_order_relaxed);
         else
@@ -215,7 +304,12 @@ int kpi_flusher_cycle(struct kpi_engine *e, char *errstr, size_t errsz)
     for (int i = 0; i < n; i++)
         bytes += 2 * kpi_agg_memory(&kpi_shard_retired(&e->workers[i]->shard, epoch[i])->agg);
     e->stats.state_bytes = bytes;
+    char reason[KPI_FLUSH_REASON_MAX], msg[256];
+    snprintf(reason, sizeof(reason), "%s", e->stats.last_reason);
+    snprintf(msg, sizeof(msg), "%s", e->stats.last_error);
     pthread_mutex_unlock(&e->mu);
+    if (changed && hooks.on_change)
+        hooks.on_change(hooks.opaque, err, reason, msg, failed);
     return err;
 }
 
@@ -266,6 +360,8 @@ void *kpi_flusher_main(void *arg)
         e->last_err = err;
         if (err == 0) {
             e->last_ok_cycle = my;
+            if (!e->cycle_left_some)
+                e->last_complete_cycle = my;
             backoff = 0;
             next = mono_ms() + e->conf.flush_interval_ms;
         } else {
@@ -290,6 +386,7 @@ int kpi_engine_start(struct kpi_engine *e, char *errstr, size_t errsz)
         return kpi_seterr(errstr, errsz, KPI_ERR_STATE, "engine already started");
     }
     e->stopping = 0;
+    atomic_store_explicit(&e->quit, 0, memory_order_relaxed);
     int rc = pthread_create(&e->thread, NULL, kpi_flusher_main, e);
     if (rc == 0)
         e->running = 1;
@@ -305,9 +402,12 @@ void kpi_engine_stop(struct kpi_engine *e)
         return;
     }
     e->stopping = 1;
+    atomic_store_explicit(&e->quit, 1, memory_order_relaxed);
     pthread_cond_broadcast(&e->cv);
     pthread_mutex_unlock(&e->mu);
     pthread_join(e->thread, NULL);
+    /* Cycles run inline from now on (kpi_engine_flush_sync) wait again. */
+    atomic_store_explicit(&e->quit, 0, memory_order_relaxed);
     pthread_mutex_lock(&e->mu);
     e->running = 0;
     pthread_mutex_unlock(&e->mu);
@@ -323,6 +423,8 @@ int kpi_engine_flush_sync(struct kpi_engine *e, int64_t timeout_ms, char *errstr
         int64_t backoff = e->conf.retry_min_ms;
         for (;;) {
             int err = kpi_flusher_cycle(e, errstr, errsz);
+            if (err == 0 && e->cycle_left_some)
+                continue; /* applied, but a retired buffer is still to merge */
             if (err == 0 || err == KPI_ERR_CONFLICT || mono_ms() >= deadline)
                 return err;
             struct timespec ts = {backoff / 1000, (backoff % 1000) * 1000000};
@@ -337,18 +439,35 @@ int kpi_engine_flush_sync(struct kpi_engine *e, int64_t timeout_ms, char *errstr
         if (e->wanted_cycle < want)
             e->wanted_cycle = want;
         pthread_cond_broadcast(&e->cv);
-        while (e->cycles_done < want && !e->stopping) {
+        while (e->cycles_done < want && !e->stopping && mono_ms() < deadline) {
             struct timespec ts;
             deadline_ts(&ts, 50);
             pthread_cond_timedwait(&e->cv, &e->mu, &ts);
         }
-        if (e->last_ok_cycle >= want) {
+        if (e->last_complete_cycle >= want) {
             err = 0;
             break;
         }
-        err = e->last_err ? e->last_err : KPI_ERR_STATE;
+        /* Applied but incomplete (a retired buffer had no room in the
+         * pending delta): the next cycle merges it; wait for that one. */
+        if (e->cycles_done < want) {
+            /* No cycle ended in time (one may be waiting for a worker, or
+             * for the sink). */
+            err = kpi_seterr(errstr, errsz, KPI_ERR_STATE, "no flush completed within %lld ms%s%s",
+                             (long long)timeout_ms, e->last_err ? "; last error: " : "",
+                             e->last_err ? e->last_errstr : "");
+            break;
+        }
+        err = e->last_ok_cycle >= want ? 0 : (e->last_err ? e->last_err : KPI_ERR_STATE);
+        if (err == 0 && !e->stopping && mono_ms() < deadline) {
+            want = e->cycles_done + 1;
+            continue;
+        }
+        if (err == 0)
+            err = KPI_ERR_STATE;
         if (e->stopping || err == KPI_ERR_CONFLICT || mono_ms() >= deadline) {
-            kpi_seterr(errstr, errsz, err, "%s", e->last_errstr);
+            kpi_seterr(errstr, errsz, err, "%s",
+                       e->last_err ? e->last_errstr : "no flush completed in time");
             break;
         }
         want = e->cycles_done + 1;

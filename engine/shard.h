@@ -73,6 +73,12 @@ struct kpi_shard {
     _Atomic uint64_t epoch_ack; /* written by the worker only (or the flusher once detached) */
     _Atomic int detached;
     _Atomic int want_flip; /* worker -> flusher: my buffer is full, flip early */
+    /* The flusher's own: the last epoch whose retired buffer it took.  Below
+     * epoch_req while a flip it asked for is not acknowledged yet (a cycle
+     * that gave up waiting: the next cycle waits for that flip instead of
+     * asking for another, and never reads a buffer the worker may still
+     * write). */
+    uint64_t taken;
 };
 
 int kpi_shard_init(struct kpi_shard *s, uint32_t max_cells);

@@ -13,8 +13,11 @@
  * up into window buckets happens at flush time, off the per-event path.
  *
  * Watermark and lateness.  For each input (a Kafka partition) the engine
- * tracks the largest event time seen.  The watermark is the minimum of those
- * over the inputs that have seen events, minus the allowed lateness.  A base
+ * tracks the largest event time seen, capped at the wall clock (an event
+ * from a producer whose clock runs fast must not close buckets early).  The
+ * watermark is the minimum of those over the inputs that have seen events
+ * and are not idle (took a message within engine.idle_timeout; if all are
+ * idle it stays), minus the allowed lateness.  It never moves back.  A base
  * bucket [s, s + base) is closed once watermark >= s + base; an event that
  * falls in a closed bucket is too late: it is counted as such and handed back
  * for dead-lettering, never aggregated.  Since every window bucket is a union

@@ -15,7 +15,16 @@
 #
 # Environment: KPI_REDIS_PORT (6379), KPI_REDIS_CLUSTER_PORT (7000), KPI_KAFKA_PORT (9092),
 # KPI_KAFKA_CONTROLLER_PORT (9093), KPI_SERVICES_DIR (<repo>/.services),
-# KPI_KAFKA_HEAP (512m), KPI_ALERTMANAGER_PORT (9095).
+# KPI_KAFKA_HEAP (512m), KPI_ALERTMANAGER_PORT (9095),
+# KPI_KAFKA_SASL_PORT (KPI_KAFKA_PORT + 1000).
+#
+# The broker has a second listener, SASL_SSL, on KPI_KAFKA_SASL_PORT: TLS
+# with a test CA and certificate generated at the first start into
+# <services dir>/tls (never committed; clients trust tls/ca.pem), and the
+# user `kpi` whose password is generated there too (tls/kafka_password), for
+# SASL/PLAIN and SASL/SCRAM-SHA-512.  (Debian 12's librdkafka 2.0.2 cannot do
+# SCRAM with a Kafka 4.x broker, librdkafka #4895, fixed in 2.6.1: the tests
+# use PLAIN, over TLS.)
 #
 # A third service, alertmanager (Debian's prometheus-alertmanager, on
 # loopback, clustering off), is started with the others and can be named
@@ -201,6 +210,7 @@ kafka_up() {
     command -v java >/dev/null || { say "java not found (scripts/install-deps.sh)"; return 1; }
     fetch_kafka
     kafka_config
+    kafka_sasl_config
     if [ ! -f "$kdata/meta.properties" ]; then
         mkdir -p "$kdata"
         java_opts
@@ -220,7 +230,8 @@ kafka_up() {
         tail -n 30 "$dir/kafka.log" "$dir/kafka.out" >&2 || true
         return 1
     fi
-    say "kafka up on 127.0.0.1:$kafka_port (KRaft, data in $kdata)"
+    kafka_scram_user
+    say "kafka up on 127.0.0.1:$kafka_port (KRaft, data in $kdata), SASL_SSL on 127.0.0.1:$sasl_port"
 }
 
 kafka_down() {
@@ -296,6 +307,67 @@ alertmanager_down() {
     fi
     rm -f "$dir/alertmanager.pid"
     say "alertmanager stopped"
+}
+
+# ---- kafka: the SASL_SSL listener ----
+sasl_port="${KPI_KAFKA_SASL_PORT:-$((kafka_port + 1000))}"
+tls="$dir/tls"
+
+# A test CA, the broker's key and certificate (for 127.0.0.1 and localhost)
+# in a PKCS12 keystore, and the SCRAM user's password: generated once, here
+# only (the services directory is git-ignored).
+kafka_tls() {
+    if [ -f "$tls/broker.p12" ] && [ -f "$tls/kafka_password" ]; then
+        return 0
+    fi
+    command -v openssl >/dev/null || { say "openssl not found"; return 1; }
+    rm -rf "$tls"
+    mkdir -p "$tls"
+    chmod 700 "$tls"
+    (
+        cd "$tls"
+        openssl rand -hex 16 >keystore_password
+        openssl rand -hex 16 >kafka_password
+        openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=kpistream test CA" \
+            -keyout ca.key -out ca.pem
+        openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout broker.key -out broker.csr
+        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >broker.ext
+        openssl x509 -req -in broker.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 \
+            -extfile broker.ext -out broker.pem
+        openssl pkcs12 -export -in broker.pem -inkey broker.key -certfile ca.pem -name broker \
+            -out broker.p12 -passout file:keystore_password
+        chmod 600 ./*
+    ) >"$dir/tls.log" 2>&1 || { cat "$dir/tls.log" >&2; say "generating the test TLS files failed"; return 1; }
+}
+
+# Later keys win in a properties file: these extend kafka_config's listeners.
+kafka_sasl_config() {
+    kafka_tls
+    local kp pw
+    kp="$(cat "$tls/keystore_password")"
+    pw="$(cat "$tls/kafka_password")"
+    cat >>"$dir/server.properties" <<PROPS
+listeners=PLAINTEXT://127.0.0.1:$kafka_port,CONTROLLER://127.0.0.1:$ctl_port,SASL_SSL://127.0.0.1:$sasl_port
+advertised.listeners=PLAINTEXT://127.0.0.1:$kafka_port,SASL_SSL://127.0.0.1:$sasl_port
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL
+sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-512
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_kpi="$pw";
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.ssl.keystore.type=PKCS12
+listener.name.sasl_ssl.ssl.keystore.location=$tls/broker.p12
+listener.name.sasl_ssl.ssl.keystore.password=$kp
+listener.name.sasl_ssl.ssl.key.password=$kp
+PROPS
+}
+
+# The SCRAM user `kpi` (an upsert through the PLAINTEXT listener: works on
+# storage formatted before the listener existed, too).
+kafka_scram_user() {
+    java_opts
+    java "${jopts[@]}" kafka.admin.ConfigCommand --bootstrap-server "127.0.0.1:$kafka_port" \
+        --alter --entity-type users --entity-name kpi \
+        --add-config "SCRAM-SHA-512=[iterations=4096,password=$(cat "$tls/kafka_password")]" \
+        >"$dir/scram.log" 2>&1 || { cat "$dir/scram.log" >&2; say "creating the SCRAM user failed"; return 1; }
 }
 
 status() {

@@ -25,10 +25,20 @@
  *    message of a revoked partition still in a worker's queue finds no input
  *    (the map says -1) and is skipped: the new owner reads it again from the
  *    offset this flush stored.
- *  - Dead letters: the engine's flush target is wrapped so that the
- *    dead-letter producer is flushed (every DLQ message produced before the
- *    cut is delivered) before the sink stores offsets past those messages;
- *    a failed delivery is produced again from the delivery report.
+ *  - Dead letters: the engine's flush target is wrapped so that no offset
+ *    moves past a dead letter that was not delivered.  A worker produces a
+ *    message's dead letter before its next checkpoint, so by the time a
+ *    flush cycle has the worker's events, each of their dead letters is
+ *    either in the producer's queue or, if producing it failed, in the
+ *    source's list of undelivered dead letters (a copy).  A failed delivery
+ *    report puts a copy in that list too.  The flush target first produces
+ *    that list again, then flushes the producer (bounded wait), and refuses
+ *    the flush (KPI_ERR_IO: retried with backoff, consumption paused) while
+ *    anything is left in the list or in flight.  A dead-letter topic that
+ *    cannot be written therefore holds every offset back, and says so:
+ *    /healthz (kpi_source_kafka_health) and kpistream_dead_letters_blocked.
+ *    The producer gets the same kafka.* properties as the consumer
+ *    (security.protocol, sasl.*, ssl.* ...).
  *  - Kafka's own committed offsets are advisory (lag monitoring): committed
  *    asynchronously from what the sink has applied.
  *
@@ -44,6 +54,17 @@
  * worker checks that a partition's offsets arrive contiguously and counts
  * any gap (kpistream_offset_gaps_total; compacted or transactional topics
  * have legitimate gaps).
+ *
+ * Stopping in time.  From the moment the run loop sees the stop request,
+ * everything the source waits for shares one budget, conf.shutdown_timeout_ms
+ * (budget_ms()): workers are released (a worker waiting for room in a full
+ * buffer gives up and leaves its event unconsumed, kpi_engine_release_workers),
+ * the final flush, the mid-join settle below, the revocations while leaving
+ * the group (rd_kafka_consumer_close_queue, served with a deadline) and the
+ * dead-letter producer's last flush.  Whatever could not be flushed in time
+ * is not acknowledged: its offsets are not stored and whoever consumes the
+ * partition next reads it again.  A revocation during a rebalance waits
+ * conf.shutdown_timeout_ms for its flush, too.
  *
  * Leaving mid-join.  librdkafka 2.0.x aborts in rd_kafka_destroy
  * (rd_kafka_sticky_assignor_state_destroy: Assertion `assignor_state'
@@ -78,6 +99,7 @@
 #define MAX_PARTS      1024 /* partitions per topic this source maps */
 #define BATCH          1024
 #define JOIN_SETTLE_MS 30000 /* how long leaving waits for a pending first assignment */
+#define DLQ_FLUSH_MS   2000  /* how long one flush waits for dead letters in flight */
 
 struct part {
     int used;
@@ -88,6 +110,17 @@ struct part {
     rd_kafka_queue_t *q;
     int64_t eof_target; /* high watermark at assignment */
     int64_t lag;        /* from the last statistics pass */
+};
+
+/* A dead letter that could not be produced or delivered: a copy, produced
+ * again by the flush target.  Owns its buffers and headers. */
+struct dead_letter {
+    struct dead_letter *next;
+    void *payload;
+    size_t len;
+    void *key;
+    size_t key_len;
+    rd_kafka_headers_t *headers;
 };
 
 struct kafka_src {
@@ -111,11 +144,21 @@ struct kafka_src {
     _Atomic int stop;
     _Atomic int workers_stop;
     int paused;
-    int closing;         /* leaving: assignments are taken without opening inputs */
-    int ever_assigned;   /* an assignment callback was served (the assignor has state) */
-    int leak_on_destroy; /* left mid-join: rd_kafka_destroy would abort (top comment) */
+    int closing;            /* leaving: assignments are taken without opening inputs */
+    int64_t stop_deadline;  /* run thread: monotonic ms by which stopping must end; 0 running */
+    int close_timed_out;    /* the consumer did not finish leaving the group in time */
+    int final_flush_failed; /* then revocations while leaving do not try again */
+    int ever_assigned;      /* an assignment callback was served (the assignor has state) */
+    int leak_on_destroy;    /* left mid-join: rd_kafka_destroy would abort (top comment) */
     struct kpi_kafka_stats stats;
-    _Atomic uint64_t dlq_produced, dlq_retried, offset_gaps;
+    _Atomic uint64_t dlq_produced, dlq_retried, dlq_errors, offset_gaps;
+    /* Undelivered dead letters (top comment); workers, delivery reports and
+     * the flusher touch them, on the dead-letter path only. */
+    pthread_mutex_t dlq_mu;
+    struct dead_letter *dlq_pending;
+    size_t dlq_n_pending;
+    char dlq_why[256]; /* last produce or delivery error */
+    int dlq_blocked;   /* the last flush was refused for undelivered dead letters */
     char errstr[512];
     int fatal;
 };
@@ -127,6 +170,25 @@ void kpi_kafka_conf_defaults(struct kpi_kafka_conf *c)
     c->topics = "events";
     c->group_id = "kpistream";
     c->offset_retry_ms = 60000;
+    c->shutdown_timeout_ms = 30000;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* How long a wait may last: `normal` while running, what is left of the
+ * shutdown budget once stopping (top comment). */
+static int64_t budget_ms(const struct kafka_src *s, int64_t normal)
+{
+    if (!s->stop_deadline)
+        return normal;
+    int64_t left = s->stop_deadline - mono_ms();
+    left = left > 0 ? left : 0;
+    return left < normal ? left : normal;
 }
 
 static int64_t now_ms(void)
@@ -150,25 +212,72 @@ static int topic_index(struct kafka_src *s, const char *name)
 
 /* ---- dead letters ---- */
 
+/* Keep a copy of a dead letter that is not on its way (top comment).  Takes
+ * ownership of `h` (may be NULL). */
+static void dlq_keep(struct kafka_src *s, const void *payload, size_t len, const void *key,
+                     size_t key_len, rd_kafka_headers_t *h, const char *why)
+{
+    struct dead_letter *d = calloc(1, sizeof(*d));
+    if (d) {
+        d->payload = len ? malloc(len) : NULL;
+        d->key = key_len ? malloc(key_len) : NULL;
+    }
+    if (!d || (len && !d->payload) || (key_len && !d->key)) {
+        /* Without memory for the copy the dead letter would be lost: stop
+         * rather than move offsets past it. */
+        kpi_log(KPI_LOG_ERROR, "kafka", "out of memory keeping an undelivered dead letter");
+        abort();
+    }
+    if (len)
+        memcpy(d->payload, payload, len);
+    if (key_len)
+        memcpy(d->key, key, key_len);
+    d->len = len;
+    d->key_len = key_len;
+    d->headers = h;
+    pthread_mutex_lock(&s->dlq_mu);
+    d->next = s->dlq_pending;
+    s->dlq_pending = d;
+    s->dlq_n_pending++;
+    snprintf(s->dlq_why, sizeof(s->dlq_why), "%s", why);
+    pthread_mutex_unlock(&s->dlq_mu);
+    atomic_fetch_add(&s->dlq_errors, 1);
+}
+
+static void dead_letter_free(struct dead_letter *d)
+{
+    free(d->payload);
+    free(d->key);
+    if (d->headers)
+        rd_kafka_headers_destroy(d->headers);
+    free(d);
+}
+
 static void dlq_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     (void)opaque;
     if (!m->err)
         return;
-    /* Not delivered even after librdkafka's own retries: send it again, so
-     * the flush that waits for the dead-letter producer waits for this too. */
+    /* Not delivered even after librdkafka's own retries: keep a copy; the
+     * next flush produces it again and waits for it. */
     struct kafka_src *s = rd_kafka_opaque(rk);
     rd_kafka_headers_t *h = NULL;
     rd_kafka_headers_t *orig = NULL;
     if (rd_kafka_message_headers(m, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR)
         h = rd_kafka_headers_copy(orig);
-    rd_kafka_resp_err_t err = rd_kafka_producev(
-        rk, RD_KAFKA_V_TOPIC(rd_kafka_topic_name(m->rkt)), RD_KAFKA_V_VALUE(m->payload, m->len),
-        RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_HEADERS(h),
-        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
-    if (err && h)
-        rd_kafka_headers_destroy(h);
-    atomic_fetch_add(&s->dlq_retried, 1);
+    char why[256];
+    snprintf(why, sizeof(why), "delivery failed: %s", rd_kafka_err2str(m->err));
+    dlq_keep(s, m->payload, m->len, m->key, m->key_len, h, why);
+}
+
+/* Produce one dead letter; on success librdkafka owns the headers. */
+static rd_kafka_resp_err_t dlq_produce(struct kafka_src *s, const void *payload, size_t len,
+                                       const void *key, size_t key_len, rd_kafka_headers_t *h)
+{
+    return rd_kafka_producev(s->dlq, RD_KAFKA_V_TOPIC(s->dlq_topic),
+                             RD_KAFKA_V_VALUE((void *)payload, len), RD_KAFKA_V_KEY(key, key_len),
+                             RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                             RD_KAFKA_V_END);
 }
 
 static void dead_letter(struct kafka_src *s, const rd_kafka_message_t *m, enum kpi_bad_reason r)
@@ -184,14 +293,21 @@ static void dead_letter(struct kafka_src *s, const rd_kafka_message_t *m, enum k
     rd_kafka_header_add(h, "kpi.partition", -1, part, -1);
     rd_kafka_header_add(h, "kpi.offset", -1, off, -1);
     for (;;) {
-        rd_kafka_resp_err_t err = rd_kafka_producev(
-            s->dlq, RD_KAFKA_V_TOPIC(s->dlq_topic), RD_KAFKA_V_VALUE(m->payload, m->len),
-            RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_HEADERS(h),
-            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+        rd_kafka_resp_err_t err = dlq_produce(s, m->payload, m->len, m->key, m->key_len, h);
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
             break;
-        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-            rd_kafka_headers_destroy(h);
+        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL ||
+            atomic_load_explicit(&s->workers_stop, memory_order_relaxed)) {
+            /* Refused (too large, unknown topic, fatal producer error...),
+             * or full while the worker is stopping: keep it for the flush,
+             * which will not store offsets past it until it is delivered. */
+            char why[256];
+            char fatal[200] = "";
+            if (err == RD_KAFKA_RESP_ERR__FATAL)
+                rd_kafka_fatal_error(s->dlq, fatal, sizeof(fatal));
+            snprintf(why, sizeof(why), "produce failed: %s%s%s", rd_kafka_err2str(err),
+                     fatal[0] ? ": " : "", fatal);
+            dlq_keep(s, m->payload, m->len, m->key, m->key_len, h, why);
             return;
         }
         rd_kafka_poll(s->dlq, 10); /* queue full: serve delivery reports, retry */
@@ -200,16 +316,70 @@ static void dead_letter(struct kafka_src *s, const rd_kafka_message_t *m, enum k
     rd_kafka_poll(s->dlq, 0);
 }
 
+/* Produce the undelivered dead letters again, wait (bounded) for everything
+ * in flight, and say whether anything is still undelivered.  The flusher's
+ * thread only. */
+static int dlq_settle(struct kafka_src *s, char *errstr, size_t errsz)
+{
+    pthread_mutex_lock(&s->dlq_mu);
+    struct dead_letter *list = s->dlq_pending;
+    s->dlq_pending = NULL;
+    s->dlq_n_pending = 0;
+    pthread_mutex_unlock(&s->dlq_mu);
+    while (list) {
+        struct dead_letter *d = list;
+        list = d->next;
+        rd_kafka_resp_err_t err =
+            dlq_produce(s, d->payload, d->len, d->key, d->key_len, d->headers);
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            d->headers = NULL; /* librdkafka's now */
+            dead_letter_free(d);
+            atomic_fetch_add(&s->dlq_retried, 1);
+            continue;
+        }
+        char why[256];
+        char fatal[200] = "";
+        if (err == RD_KAFKA_RESP_ERR__FATAL)
+            rd_kafka_fatal_error(s->dlq, fatal, sizeof(fatal));
+        snprintf(why, sizeof(why), "produce failed: %s%s%s", rd_kafka_err2str(err),
+                 fatal[0] ? ": " : "", fatal);
+        pthread_mutex_lock(&s->dlq_mu);
+        d->next = s->dlq_pending;
+        s->dlq_pending = d;
+        s->dlq_n_pending++;
+        snprintf(s->dlq_why, sizeof(s->dlq_why), "%s", why);
+        pthread_mutex_unlock(&s->dlq_mu);
+        atomic_fetch_add(&s->dlq_errors, 1);
+    }
+    /* Serves the delivery reports too: a failed one lands in the list. */
+    rd_kafka_flush(s->dlq, DLQ_FLUSH_MS);
+    int in_flight = rd_kafka_outq_len(s->dlq);
+    pthread_mutex_lock(&s->dlq_mu);
+    size_t kept = s->dlq_n_pending;
+    s->dlq_blocked = kept > 0 || in_flight > 0;
+    int err = 0;
+    if (kept)
+        err = kpi_seterr(errstr, errsz, KPI_ERR_IO,
+                         "dead-letter topic %s cannot be written: %zu dead letter(s) undelivered "
+                         "(%s); offsets are held until they are",
+                         s->dlq_topic, kept, s->dlq_why);
+    else if (in_flight)
+        err = kpi_seterr(errstr, errsz, KPI_ERR_IO,
+                         "dead-letter topic %s: %d dead letter(s) not yet delivered; offsets are "
+                         "held until they are",
+                         s->dlq_topic, in_flight);
+    pthread_mutex_unlock(&s->dlq_mu);
+    return err;
+}
+
 /* The engine's flush target: dead letters first, then the sink. */
 static int flush_target(void *opaque, const struct kpi_delta *d, char *errstr, size_t errsz)
 {
     struct kafka_src *s = opaque;
     if (s->dlq) {
-        rd_kafka_resp_err_t err = rd_kafka_flush(s->dlq, 10000);
-        if (err || rd_kafka_outq_len(s->dlq) > 0)
-            return kpi_seterr(errstr, errsz, KPI_ERR_IO,
-                              "dead-letter topic %s: %d messages not yet delivered", s->dlq_topic,
-                              rd_kafka_outq_len(s->dlq));
+        int err = dlq_settle(s, errstr, errsz);
+        if (err)
+            return err;
     }
     return s->inner.flush ? s->inner.flush(s->inner.opaque, d, errstr, errsz) : 0;
 }
@@ -286,6 +456,8 @@ static void *worker_main(void *arg)
                     if (!dropped)
                         atomic_store_explicit(&s->next_offset[t][m->partition], m->offset + 1,
                                               memory_order_relaxed);
+                    else if (kpi_worker_stopped(w))
+                        break; /* released while stopping: the rest stays unconsumed */
                 }
             }
         }
@@ -324,6 +496,8 @@ static int64_t resume_offset(struct kafka_src *s, const char *topic, int32_t par
                     return off;
                 break;
             }
+            if (atomic_load(&s->stop))
+                return -3; /* stopping: this partition is not opened */
             if (now_ms() >= deadline) {
                 snprintf(s->errstr, sizeof(s->errstr), "cannot read the stored offset of %s:%d: %s",
                          topic, (int)partition, err);
@@ -351,6 +525,8 @@ static void assign(struct kafka_src *s, rd_kafka_topic_partition_list_t *list)
             continue;
         }
         int64_t start = resume_offset(s, tp->topic, tp->partition);
+        if (start == -3)
+            continue;
         if (start < 0) {
             s->fatal = 1;
             continue;
@@ -411,7 +587,12 @@ static void revoke(struct kafka_src *s, rd_kafka_topic_partition_list_t *list)
     if (n == 0)
         return;
     char err[256];
-    if (kpi_engine_flush_sync(s->e, 30000, err, sizeof(err)))
+    if (s->final_flush_failed)
+        kpi_log(KPI_LOG_WARN, "kafka",
+                "leaving without the final flush: what these partitions produced since the last "
+                "flush is read again by their next owner");
+    else if (kpi_engine_flush_sync(s->e, budget_ms(s, s->conf.shutdown_timeout_ms), err,
+                                   sizeof(err)))
         kpi_log(KPI_LOG_WARN, "kafka",
                 "revocation flush failed (%s); the delta is kept and its offsets fence any "
                 "double count",
@@ -451,8 +632,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             rd_kafka_assign(rk, parts);
     } else {
         revoke(s, parts);
-        kpi_log(KPI_LOG_INFO, "kafka", "revoked %d partition(s) after flushing what they produced",
-                parts->cnt);
+        kpi_log(KPI_LOG_INFO, "kafka", "revoked %d partition(s)%s", parts->cnt,
+                s->final_flush_failed ? "" : " after flushing what they produced");
         if (cooperative)
             rd_kafka_error_destroy(rd_kafka_incremental_unassign(rk, parts));
         else
@@ -535,8 +716,8 @@ static void settle_join(struct kafka_src *s)
     if (!has_member_id(s))
         return; /* never joined: the group holds no assignor yet */
     kpi_log(KPI_LOG_INFO, "kafka", "leaving during a group join: waiting for its assignment");
-    int64_t deadline = now_ms() + JOIN_SETTLE_MS;
-    while (!s->ever_assigned && now_ms() < deadline) {
+    int64_t deadline = mono_ms() + budget_ms(s, JOIN_SETTLE_MS);
+    while (!s->ever_assigned && mono_ms() < deadline) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(s->rk, 100);
         if (m)
             rd_kafka_message_destroy(m);
@@ -544,10 +725,32 @@ static void settle_join(struct kafka_src *s)
     if (!s->ever_assigned) {
         s->leak_on_destroy = 1;
         kpi_log(KPI_LOG_WARN, "kafka",
-                "no assignment within %d ms of leaving mid-join: the consumer handle is left to "
-                "the exit (librdkafka 2.0.x aborts destroying it)",
-                JOIN_SETTLE_MS);
+                "no assignment in time after leaving mid-join: the consumer handle is left to "
+                "the exit (librdkafka 2.0.x aborts destroying it)");
     }
+}
+
+/* rd_kafka_consumer_close, but within the shutdown budget: the revocation
+ * callbacks are served here, and a consumer that has not left the group in
+ * time is destroyed without waiting for it (the group notices at its session
+ * timeout; nothing it held is acknowledged past what was flushed). */
+static void close_consumer(struct kafka_src *s)
+{
+    rd_kafka_queue_t *q = rd_kafka_queue_new(s->rk);
+    rd_kafka_error_t *error = rd_kafka_consumer_close_queue(s->rk, q);
+    if (error) {
+        kpi_log(KPI_LOG_WARN, "kafka", "leaving the group: %s", rd_kafka_error_string(error));
+        rd_kafka_error_destroy(error);
+    }
+    while (!rd_kafka_consumer_closed(s->rk) && budget_ms(s, INT64_MAX) > 0)
+        rd_kafka_queue_poll_callback(q, 100);
+    if (!rd_kafka_consumer_closed(s->rk)) {
+        s->close_timed_out = 1;
+        kpi_log(KPI_LOG_WARN, "kafka",
+                "the consumer did not leave the group within the shutdown timeout: closing "
+                "without it");
+    }
+    rd_kafka_queue_destroy(q);
 }
 
 static int src_run(void *self, char *errstr, size_t errsz)
@@ -592,8 +795,13 @@ static int src_run(void *self, char *errstr, size_t errsz)
             pthread_mutex_unlock(&s->mu);
         }
         if (kpi_engine_is_fenced(s->e)) {
+            /* The sink's own words: an offsets conflict (another consumer
+             * owns a partition) is one cause, a script error another. */
+            struct kpi_engine_stats es;
+            kpi_engine_get_stats(s->e, &es);
             snprintf(s->errstr, sizeof(s->errstr),
-                     "fenced: the sink's offsets show another consumer owns a partition");
+                     "stopped: the sink refused a flush that cannot be retried (%s): %s",
+                     es.last_reason, es.last_error);
             s->fatal = 1;
         }
         if (s->conf.exit_on_eof && all_at_eof(s))
@@ -604,18 +812,27 @@ static int src_run(void *self, char *errstr, size_t errsz)
             next_commit = now_ms() + 5000;
         }
     }
-    /* Stop: workers first (their last messages are in the engine), then one
-     * final flush of everything, then leave the group cleanly. */
+    /* Stop, within the shutdown budget (top comment): workers first (their
+     * last messages are in the engine), then one final flush of everything,
+     * then leave the group cleanly. */
+    s->stop_deadline = mono_ms() + s->conf.shutdown_timeout_ms;
+    s->closing = 1; /* an assignment from here on opens nothing */
     atomic_store(&s->workers_stop, 1);
+    kpi_engine_release_workers(s->e);
     for (int i = 0; i < s->n_workers; i++)
         pthread_join(s->threads[i], NULL);
     free(args);
+    /* Two thirds of the budget for the final flush: a sink that keeps
+     * failing must not leave no time to leave the group cleanly. */
     char ferr[256] = "";
-    int ferr_rc = s->fatal ? 0 : kpi_engine_flush_sync(s->e, 60000, ferr, sizeof(ferr));
+    int ferr_rc = s->fatal ? 0
+                           : kpi_engine_flush_sync(s->e, s->conf.shutdown_timeout_ms * 2 / 3, ferr,
+                                                   sizeof(ferr));
+    s->final_flush_failed = s->fatal || ferr_rc != 0;
     if (!s->fatal)
         commit_advisory(s);
     settle_join(s);
-    rd_kafka_consumer_close(s->rk);
+    close_consumer(s);
     if (s->fatal)
         rc = kpi_seterr(errstr, errsz, KPI_ERR_IO, "%s", s->errstr);
     else if (ferr_rc)
@@ -638,15 +855,24 @@ static void src_destroy(void *self)
         for (int i = 0; i < s->n_workers; i++)
             if (s->wq && s->wq[i])
                 rd_kafka_queue_destroy(s->wq[i]);
-        rd_kafka_destroy(s->rk);
+        if (s->close_timed_out)
+            rd_kafka_destroy_flags(s->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+        else
+            rd_kafka_destroy(s->rk);
     }
     if (s->dlq) {
-        rd_kafka_flush(s->dlq, 10000);
+        rd_kafka_flush(s->dlq, (int)budget_ms(s, 10000));
         rd_kafka_destroy(s->dlq);
+    }
+    while (s->dlq_pending) {
+        struct dead_letter *d = s->dlq_pending;
+        s->dlq_pending = d->next;
+        dead_letter_free(d);
     }
     free(s->wq);
     free(s->threads);
     pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->dlq_mu);
     free(s);
 }
 
@@ -659,6 +885,15 @@ static void rdkafka_log(const rd_kafka_t *rk, int level, const char *fac, const 
                            : level <= 6 ? KPI_LOG_INFO
                                         : KPI_LOG_DEBUG;
     kpi_log(l, "rdkafka", "%s: %s", fac, buf);
+}
+
+/* The dead-letter producer gets the consumer's kafka.* properties, so
+ * librdkafka warns about every consumer-only one it ignores: not news. */
+static void rdkafka_log_dlq(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    if (strcmp(fac, "CONFWARN") == 0 && strstr(buf, "consumer property"))
+        level = 7;
+    rdkafka_log(rk, level, fac, buf);
 }
 
 static const struct kpi_source_ops kafka_ops = {"kafka", src_run, src_stop, src_destroy};
@@ -682,6 +917,7 @@ struct kpi_source kpi_source_kafka_new(const struct kpi_kafka_conf *conf, struct
     s->e = e;
     s->store = store;
     pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->dlq_mu, NULL);
     for (int t = 0; t < MAX_TOPICS; t++)
         for (int p = 0; p < MAX_PARTS; p++)
             atomic_init(&s->input_of[t][p], -1);
@@ -763,8 +999,16 @@ struct kpi_source kpi_source_kafka_new(const struct kpi_kafka_conf *conf, struct
             rd_kafka_conf_destroy(pc);
             goto fail;
         }
+        /* The same cluster, so the same kafka.* settings as the consumer
+         * (security.protocol, sasl.*, ssl.*, message.max.bytes...); they
+         * win over the defaults above, as they do for the consumer. */
+        for (int i = 0; i < conf->n_props; i++)
+            if (conf_set(pc, conf->props[i][0], conf->props[i][1], errstr, errsz)) {
+                rd_kafka_conf_destroy(pc);
+                goto fail;
+            }
         rd_kafka_conf_set_dr_msg_cb(pc, dlq_dr);
-        rd_kafka_conf_set_log_cb(pc, rdkafka_log);
+        rd_kafka_conf_set_log_cb(pc, rdkafka_log_dlq);
         rd_kafka_conf_set_opaque(pc, s);
         s->dlq = rd_kafka_new(RD_KAFKA_PRODUCER, pc, why, sizeof(why));
         if (!s->dlq) {
@@ -800,6 +1044,31 @@ void kpi_source_kafka_get_stats(const struct kpi_source *src, struct kpi_kafka_s
     pthread_mutex_unlock(&s->mu);
     out->dlq_produced = atomic_load(&s->dlq_produced);
     out->dlq_retried = atomic_load(&s->dlq_retried);
+    out->dlq_errors = atomic_load(&s->dlq_errors);
+    pthread_mutex_lock(&s->dlq_mu);
+    out->dlq_undelivered = s->dlq_n_pending;
+    out->dlq_blocked = s->dlq_blocked;
+    pthread_mutex_unlock(&s->dlq_mu);
+}
+
+int kpi_source_kafka_health(void *self, char *why, size_t size)
+{
+    struct kafka_src *s = self;
+    int ok = 1;
+    pthread_mutex_lock(&s->dlq_mu);
+    if (s->dlq_blocked || s->dlq_n_pending) {
+        ok = 0;
+        if (s->dlq_n_pending)
+            snprintf(why, size,
+                     "dead letters: topic %s cannot be written (%zu undelivered: %s); offsets "
+                     "are held",
+                     s->dlq_topic, s->dlq_n_pending, s->dlq_why);
+        else
+            snprintf(why, size, "dead letters: topic %s: deliveries pending; offsets are held",
+                     s->dlq_topic);
+    }
+    pthread_mutex_unlock(&s->dlq_mu);
+    return ok;
 }
 
 void kpi_source_kafka_write_metrics(void *self, FILE *out)
@@ -822,6 +1091,24 @@ void kpi_source_kafka_write_metrics(void *self, FILE *out)
             "kpistream_paused_total %llu\n",
             (unsigned long long)s->stats.rebalances, (unsigned long long)s->stats.paused_times);
     pthread_mutex_unlock(&s->mu);
+    pthread_mutex_lock(&s->dlq_mu);
+    size_t undelivered = s->dlq_n_pending;
+    int blocked = s->dlq_blocked || undelivered;
+    pthread_mutex_unlock(&s->dlq_mu);
+    fprintf(out,
+            "# HELP kpistream_dead_letters_blocked 1 while undelivered dead letters hold the "
+            "offsets back.\n"
+            "# TYPE kpistream_dead_letters_blocked gauge\n"
+            "kpistream_dead_letters_blocked %d\n"
+            "# HELP kpistream_dead_letters_undelivered Dead letters refused by the producer or "
+            "the broker, waiting to be produced again.\n"
+            "# TYPE kpistream_dead_letters_undelivered gauge\n"
+            "kpistream_dead_letters_undelivered %zu\n"
+            "# HELP kpistream_dead_letter_errors_total Failed dead-letter produce or delivery "
+            "attempts (each is retried).\n"
+            "# TYPE kpistream_dead_letter_errors_total counter\n"
+            "kpistream_dead_letter_errors_total %llu\n",
+            blocked, undelivered, (unsigned long long)atomic_load(&s->dlq_errors));
     fprintf(out,
             "# HELP kpistream_dead_letters_total Messages produced to the dead-letter topic.\n"
             "# TYPE kpistream_dead_letters_total counter\n"

@@ -235,3 +235,107 @@ Test(config, readme_reference_is_generated_from_the_table)
               "README.md holds the reference exactly as `kpistream --help-config` prints it");
     free(buf);
 }
+
+/* ---- secrets: from a file or the environment, never the command line ---- */
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+Test(config, the_redis_password_comes_from_a_file_into_the_urls_user)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/tmp/kpi-pw-%d", (int)getpid());
+    write_file(path, "s3cr:et@/%x\n");
+    struct kpi_config c;
+    kpi_config_defaults(&c);
+    set_ok(&c, "redis.url=redis://kpistream@redis.internal:6380/2");
+    char x[128];
+    snprintf(x, sizeof(x), "redis.password_file=%s", path);
+    set_ok(&c, x);
+    cr_assert_eq(kpi_config_load_secrets(&c, err, sizeof(err)), 0, "%s", err);
+    cr_assert_str_eq(kpi_config_redis_url(&c),
+                     "redis://kpistream:s3cr%3Aet%40%2F%25x@redis.internal:6380/2");
+    cr_assert_str_eq(c.redis_url, "redis://kpistream@redis.internal:6380/2",
+                     "the configured URL (used in messages) has no password");
+    struct kpi_redis_conf rc;
+    kpi_config_redis_conf(&c, &rc);
+    cr_assert_str_eq(rc.url, kpi_config_redis_url(&c), "the sink connects with it");
+    unlink(path);
+}
+
+Test(config, the_redis_password_may_come_from_the_environment)
+{
+    setenv("KPISTREAM_REDIS_PASSWORD", "from-env", 1);
+    struct kpi_config c;
+    kpi_config_defaults(&c);
+    cr_assert_eq(kpi_config_load_secrets(&c, err, sizeof(err)), 0, "%s", err);
+    cr_assert_str_eq(kpi_config_redis_url(&c), "redis://:from-env@127.0.0.1:6379");
+    unsetenv("KPISTREAM_REDIS_PASSWORD");
+    kpi_config_defaults(&c);
+    cr_assert_eq(kpi_config_load_secrets(&c, err, sizeof(err)), 0, "%s", err);
+    cr_assert_str_eq(kpi_config_redis_url(&c), "redis://127.0.0.1:6379", "no secret: as given");
+}
+
+Test(config, a_secret_given_twice_or_unreadable_is_refused_naming_the_key)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/tmp/kpi-pw2-%d", (int)getpid());
+    write_file(path, "pw\n");
+    char x[128];
+    snprintf(x, sizeof(x), "redis.password_file=%s", path);
+    struct kpi_config c;
+    kpi_config_defaults(&c);
+    set_ok(&c, "redis.url=redis://kpistream:inline@127.0.0.1:6379");
+    set_ok(&c, x);
+    cr_assert_eq(kpi_config_load_secrets(&c, err, sizeof(err)), KPI_ERR_INVAL);
+    cr_assert(strstr(err, "redis.password_file") && strstr(err, "already"), "%s", err);
+
+    kpi_config_defaults(&c);
+    set_ok(&c, "redis.url=unix:///run/redis.sock");
+    set_ok(&c, x);
+    cr_assert_eq(kpi_config_load_secrets(&c, err, sizeof(err)), KPI_ERR_INVAL);
+    cr_assert(strstr(err, "redis.password_file"), "%s", err);
+
+    kpi_config_defaults(&c);
+    set_ok(&c, "redis.password_file=/nonexistent/pw");
+    cr_assert_eq(kpi_config_load_secrets(&c, err, sizeof(err)), KPI_ERR_INVAL);
+    cr_assert(strstr(err, "redis.password_file") && strstr(err, "/nonexistent/pw"), "%s", err);
+
+    write_file(path, "\n");
+    kpi_config_defaults(&c);
+    set_ok(&c, x);
+    cr_assert_eq(kpi_config_load_secrets(&c, err, sizeof(err)), KPI_ERR_INVAL, "empty");
+    unlink(path);
+}
+
+Test(config, the_kafka_sasl_password_comes_from_a_file_as_sasl_password)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/tmp/kpi-sasl-%d", (int)getpid());
+    write_file(path, "kafka-secret\r\n");
+    char x[128];
+    snprintf(x, sizeof(x), "kafka.sasl.password_file=%s", path);
+    struct kpi_config c;
+    kpi_config_defaults(&c);
+    set_ok(&c, "kafka.sasl.username=kpistream");
+    set_ok(&c, x);
+    cr_assert_eq(kpi_config_load_secrets(&c, err, sizeof(err)), 0, "%s", err);
+    int found = 0;
+    for (int i = 0; i < c.n_kafka_props; i++)
+        if (!strcmp(c.kafka_props[i][0], "sasl.password"))
+            found = !strcmp(c.kafka_props[i][1], "kafka-secret");
+    cr_assert(found, "passed to librdkafka as sasl.password, newline dropped");
+    cr_assert_eq(c.n_kafka_props, 2, "the file's own key is not passed through");
+
+    kpi_config_defaults(&c);
+    set_ok(&c, "kafka.sasl.password=inline");
+    set_ok(&c, x);
+    cr_assert_eq(kpi_config_load_secrets(&c, err, sizeof(err)), KPI_ERR_INVAL);
+    cr_assert(strstr(err, "kafka.sasl.password_file"), "%s", err);
+    unlink(path);
+}

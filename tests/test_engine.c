@@ -27,7 +27,8 @@ struct mem_target {
     int n_region;
     int64_t next_from[KPI_MAX_INPUTS]; /* by partition number */
     int ranges_broken;
-    int fail_next; /* fail this many flushes with KPI_ERR_IO */
+    int fail_next;        /* fail this many flushes with KPI_ERR_IO */
+    const char *fail_msg; /* their message (default "injected failure") */
     int conflict;
     uint64_t applied;
 };
@@ -43,7 +44,8 @@ static int mem_flush(void *opaque, const struct kpi_delta *d, char *errstr, size
     if (t->fail_next > 0) {
         t->fail_next--;
         pthread_mutex_unlock(&t->mu);
-        return kpi_seterr(errstr, errsz, KPI_ERR_IO, "injected failure");
+        return kpi_seterr(errstr, errsz, KPI_ERR_IO, "%s",
+                          t->fail_msg ? t->fail_msg : "injected failure");
     }
     for (size_t i = 0; i < d->n_ranges; i++) {
         const struct kpi_offset_range *r = &d->ranges[i];
@@ -414,4 +416,263 @@ Test(engine, rejects_bad_configuration_with_a_message)
     c.n_workers = 0;
     cr_assert_null(kpi_engine_new(&c, err, sizeof(err)));
     cr_assert(strstr(err, "workers"), "%s", err);
+}
+
+/* ---- shutdown ---- */
+
+struct refusing_feeder {
+    struct kpi_engine *e;
+    int input;
+    int64_t refused_at; /* offset of the first event the worker did not take */
+};
+
+static void *feed_until_refused(void *arg)
+{
+    struct refusing_feeder *f = arg;
+    struct kpi_worker *w = kpi_engine_worker(f->e, 0);
+    f->refused_at = -1;
+    for (int64_t n = 0; n < 1000000; n++) {
+        /* A new base bucket per event: 4 cells each, so buffers fill fast. */
+        struct kpi_event ev = at(1700000000000 + n * 5000);
+        cr_assert_eq(kpi_worker_add(w, f->input, n, &ev), KPI_BAD_NONE);
+        if (kpi_worker_stopped(w)) {
+            f->refused_at = n;
+            break;
+        }
+        if (n % 8 == 7)
+            kpi_worker_checkpoint(w);
+    }
+    kpi_worker_detach(w);
+    return NULL;
+}
+
+/* The sink is down, so the worker's buffers and the pending delta fill and
+ * the worker waits for room.  Shutdown must not wait with it: released, the
+ * worker refuses the event it was adding (its offset is not consumed) and
+ * everything after it; what it took before is flushed once the sink is back. */
+Test(engine, released_workers_stop_waiting_for_room_and_consume_nothing_more)
+{
+    struct kpi_engine *e = make_engine(1, 64, 1);
+    target_state.fail_next = 1 << 30;
+    cr_assert_eq(kpi_engine_start(e, NULL, 0), 0);
+    struct refusing_feeder f = {e, kpi_engine_input_open(e, "events", 0, 0, 0), -1};
+    pthread_t th;
+    pthread_create(&th, NULL, feed_until_refused, &f);
+    struct kpi_engine_stats st;
+    for (int i = 0; i < 10000; i++) { /* polling (bounded) until the pipeline is full */
+        kpi_engine_get_stats(e, &st);
+        if (st.backpressured && st.pending_cells >= 64)
+            break;
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    cr_assert(st.backpressured, "the sink's failures filled the pipeline");
+    kpi_engine_release_workers(e);
+    pthread_join(th, NULL); /* hangs for ever if the worker kept waiting */
+    cr_assert_gt(f.refused_at, 0, "the worker took events, then refused one");
+    pthread_mutex_lock(&target_state.mu);
+    target_state.fail_next = 0;
+    pthread_mutex_unlock(&target_state.mu);
+    cr_assert_eq(kpi_engine_flush_sync(e, 10000, NULL, 0), 0);
+    kpi_engine_stop(e);
+    cr_assert_eq(target_state.next_from[0], f.refused_at,
+                 "offsets end exactly before the refused event (%lld, flushed to %lld)",
+                 (long long)f.refused_at, (long long)target_state.next_from[0]);
+    cr_assert_eq(target_state.per_set_total[0].activations, f.refused_at);
+    cr_assert_eq(target_state.ranges_broken, 0);
+    kpi_engine_destroy(e);
+}
+
+/* A worker that never reaches a checkpoint (stuck in a call) keeps a flush
+ * cycle waiting for its acknowledgement; stopping the engine must not. */
+Test(engine, stop_returns_while_a_worker_never_reaches_a_checkpoint)
+{
+    struct kpi_engine *e = make_engine(1, 4096, 1);
+    cr_assert_eq(kpi_engine_start(e, NULL, 0), 0);
+    int in = kpi_engine_input_open(e, "events", 0, 0, 0);
+    struct kpi_event ev = at(1000000);
+    cr_assert_eq(kpi_worker_add(kpi_engine_worker(e, 0), in, 0, &ev), KPI_BAD_NONE);
+    cr_assert_neq(kpi_engine_flush_sync(e, 100, NULL, 0), 0, "no checkpoint, no flush");
+    kpi_engine_stop(e); /* hangs for ever if the flusher keeps waiting */
+    cr_assert_eq(target_state.applied, 0);
+    kpi_engine_destroy(e);
+}
+
+/* ---- flush errors: counted by cause, reported once per change ---- */
+
+struct change_log {
+    int n;
+    int err[8];
+    char reason[8][KPI_FLUSH_REASON_MAX];
+    uint64_t failed[8];
+};
+
+static void classify_first_word(void *opaque, int err, const char *errstr, char *reason,
+                                size_t size)
+{
+    (void)opaque;
+    (void)err;
+    snprintf(reason, size, "%.*s", (int)strcspn(errstr, " "), errstr);
+}
+
+static void record_change(void *opaque, int err, const char *reason, const char *errstr,
+                          uint64_t failed)
+{
+    struct change_log *l = opaque;
+    (void)errstr;
+    if (l->n < 8) {
+        l->err[l->n] = err;
+        snprintf(l->reason[l->n], KPI_FLUSH_REASON_MAX, "%s", reason);
+        l->failed[l->n] = failed;
+        l->n++;
+    }
+}
+
+static int one_flush(struct kpi_engine *e, struct kpi_worker *w, int in, int64_t off)
+{
+    struct kpi_event ev = at(1000000);
+    kpi_worker_add(w, in, off, &ev);
+    return flush_from_worker(e, w);
+}
+
+Test(engine, flush_errors_are_counted_by_cause_and_reported_once_per_change)
+{
+    struct kpi_engine *e = make_engine(1, 4096, 1000);
+    struct change_log log;
+    memset(&log, 0, sizeof(log));
+    struct kpi_flush_error_hooks h = {&log, classify_first_word, record_change};
+    kpi_engine_set_error_hooks(e, &h);
+    struct kpi_worker *w = kpi_engine_worker(e, 0);
+    int in = kpi_engine_input_open(e, "events", 0, 0, 0);
+    target_state.fail_msg = "noperm no permissions";
+    target_state.fail_next = 3;
+    cr_assert_eq(one_flush(e, w, in, 0), 0, "retried until applied");
+    target_state.fail_msg = "wrongpass bad password";
+    target_state.fail_next = 2;
+    cr_assert_eq(one_flush(e, w, in, 1), 0);
+    target_state.fail_next = 2;
+    cr_assert_eq(one_flush(e, w, in, 2), 0);
+    target_state.fail_msg = "noperm again";
+    target_state.fail_next = 1;
+    cr_assert_eq(one_flush(e, w, in, 3), 0);
+
+    /* noperm, ok, wrongpass, ok, wrongpass, ok, noperm, ok */
+    cr_assert_eq(log.n, 8, "one report per change, not per attempt (%d)", log.n);
+    cr_assert_str_eq(log.reason[0], "noperm");
+    cr_assert_eq(log.err[0], KPI_ERR_IO);
+    cr_assert_eq(log.err[1], 0);
+    cr_assert_eq(log.failed[1], 3, "the recovery says how many attempts failed");
+    cr_assert_str_eq(log.reason[2], "wrongpass");
+    struct kpi_engine_stats st;
+    kpi_engine_get_stats(e, &st);
+    cr_assert_eq(st.n_flush_error_reasons, 2);
+    cr_assert_str_eq(st.flush_error_reasons[0].name, "noperm");
+    cr_assert_eq(st.flush_error_reasons[0].count, 4);
+    cr_assert_str_eq(st.flush_error_reasons[1].name, "wrongpass");
+    cr_assert_eq(st.flush_error_reasons[1].count, 4);
+    cr_assert_eq(st.flush_errors, 8);
+    cr_assert_eq(st.last_err, 0, "applied last");
+    kpi_engine_destroy(e);
+}
+
+Test(engine, without_a_classifier_the_cause_is_the_error_name_and_the_message_is_kept)
+{
+    struct kpi_engine *e = make_engine(1, 4096, 1000);
+    struct change_log log;
+    memset(&log, 0, sizeof(log));
+    struct kpi_flush_error_hooks h = {&log, NULL, record_change};
+    kpi_engine_set_error_hooks(e, &h);
+    struct kpi_worker *w = kpi_engine_worker(e, 0);
+    int in = kpi_engine_input_open(e, "events", 0, 0, 0);
+    target_state.conflict = 1;
+    struct kpi_event ev = at(1000000);
+    kpi_worker_add(w, in, 0, &ev);
+    cr_assert_eq(flush_from_worker(e, w), KPI_ERR_CONFLICT);
+    cr_assert_eq(log.n, 1);
+    cr_assert_str_eq(log.reason[0], "conflict", "without a classifier: the error's name");
+    struct kpi_engine_stats st;
+    kpi_engine_get_stats(e, &st);
+    cr_assert_str_eq(st.last_error, "fenced", "the sink's own message is kept");
+    kpi_engine_destroy(e);
+}
+
+/* ---- the watermark's clock ---- */
+
+/* One event stamped by a producer whose clock runs 4 minutes fast (within
+ * engine.max_skew) must not make the next minutes of correct events late. */
+Test(engine, an_event_from_the_future_moves_the_watermark_no_further_than_the_wall_clock)
+{
+    struct kpi_engine *e = make_engine(1, 4096, 1000); /* lateness 30 s */
+    struct kpi_worker *w = kpi_engine_worker(e, 0);
+    int in = kpi_engine_input_open(e, "events", 0, 0, 0);
+    struct kpi_event ev = at(kpi_now_ms() + 240000);
+    cr_assert_eq(kpi_worker_add(w, in, 0, &ev), KPI_BAD_NONE);
+    cr_assert_eq(flush_from_worker(e, w), 0);
+    cr_assert_leq(kpi_engine_watermark(e), kpi_now_ms() - 30000,
+                  "the watermark follows the wall clock, not the future event");
+    ev = at(kpi_now_ms() - 1000); /* a correct event, a second old */
+    cr_assert_eq(kpi_worker_add(w, in, 1, &ev), KPI_BAD_NONE, "is not late");
+    cr_assert_eq(flush_from_worker(e, w), 0);
+    cr_assert_eq(target_state.per_set_total[0].activations, 2);
+    kpi_engine_destroy(e);
+}
+
+static struct kpi_engine *make_engine_idle(int64_t idle_ms)
+{
+    memset(&target_state, 0, sizeof(target_state));
+    pthread_mutex_init(&target_state.mu, NULL);
+    struct kpi_engine_conf c;
+    kpi_engine_conf_defaults(&c);
+    c.n_workers = 1;
+    c.retry_min_ms = 1;
+    c.retry_max_ms = 2;
+    c.idle_timeout_ms = idle_ms;
+    char err[256];
+    struct kpi_engine *e = kpi_engine_new(&c, err, sizeof(err));
+    cr_assert_not_null(e, "%s", err);
+    struct kpi_flush_target t = {&target_state, mem_flush};
+    kpi_engine_set_target(e, &t);
+    return e;
+}
+
+/* Partition 1 goes quiet while partition 0 keeps going: feed partition 0
+ * (and flush) until the watermark passes partition 1's last event time, or
+ * give up at `deadline_ms` of wall time.  Returns the watermark reached. */
+static int64_t run_one_quiet_partition(struct kpi_engine *e, int64_t t0, int64_t deadline_ms)
+{
+    struct kpi_worker *w = kpi_engine_worker(e, 0);
+    int busy = kpi_engine_input_open(e, "events", 0, 0, 0);
+    int quiet = kpi_engine_input_open(e, "events", 1, 0, 0);
+    struct kpi_event ev = at(t0);
+    kpi_worker_add(w, busy, 0, &ev);
+    kpi_worker_add(w, quiet, 0, &ev);
+    cr_assert_eq(flush_from_worker(e, w), 0);
+    cr_assert_eq(kpi_engine_watermark(e), t0 - 30000);
+    int64_t end = kpi_now_ms() + deadline_ms;
+    for (int64_t k = 1; kpi_engine_watermark(e) <= t0 && kpi_now_ms() < end; k++) {
+        ev = at(t0 + k * 1000);
+        kpi_worker_add(w, busy, k, &ev);
+        cr_assert_eq(flush_from_worker(e, w), 0);
+    }
+    return kpi_engine_watermark(e);
+}
+
+Test(engine, an_idle_partition_stops_holding_the_watermark_back)
+{
+    struct kpi_engine *e = make_engine_idle(200);
+    const int64_t t0 = 1700000000000;
+    int64_t wm = run_one_quiet_partition(e, t0, 60000);
+    cr_assert_gt(wm, t0, "the busy partition's clock moves the watermark on");
+    const struct kpi_windows *ws = kpi_engine_windows(e);
+    cr_assert(kpi_window_bucket_closed(&ws->w[0], kpi_bucket_start(t0, ws->w[0].slide_ms), wm),
+              "and the buckets of the quiet partition's last events close");
+    kpi_engine_destroy(e);
+}
+
+Test(engine, without_an_idle_timeout_a_quiet_partition_holds_the_watermark)
+{
+    struct kpi_engine *e = make_engine_idle(0);
+    const int64_t t0 = 1700000000000;
+    cr_assert_eq(run_one_quiet_partition(e, t0, 1000), t0 - 30000);
+    kpi_engine_destroy(e);
 }

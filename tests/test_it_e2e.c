@@ -72,9 +72,11 @@ static int free_port(void)
     return ntohs(a.sin_port);
 }
 
-/* Start build/kpistream with the test's settings; stdout to `out`. */
-static pid_t start_daemon_at(int redis_port, const char *topic, const char *group, int http_port,
-                             int exit_on_eof, const char *out)
+/* Start build/kpistream against the Redis on redis_port with the test's
+ * settings and `extra` more -X settings (NULL-terminated, may be NULL);
+ * stdout to `out`, stderr to `<out>.err`. */
+static pid_t start_daemon_full(int redis_port, const char *topic, const char *group, int http_port,
+                               int exit_on_eof, const char *out, const char *const *extra)
 {
     char x[6][256];
     snprintf(x[0], sizeof(x[0]), "kafka.topics=%s", topic);
@@ -86,15 +88,20 @@ static pid_t start_daemon_at(int redis_port, const char *topic, const char *grou
     pid_t pid = fork();
     if (pid == 0) {
         FILE *f = freopen(out, "w", stdout);
+        char errpath[300];
+        snprintf(errpath, sizeof(errpath), "%s.err", out);
+        f = freopen(errpath, "w", stderr);
         (void)f;
-        if (dup2(fileno(stdout), STDERR_FILENO) < 0) /* the log lines too */
-            _exit(126);
-        const char *argv[20];
+        const char *argv[64];
         int n = 0;
         argv[n++] = "kpistream";
         for (int i = 0; i < 6; i++) {
             argv[n++] = "-X";
             argv[n++] = x[i];
+        }
+        for (int i = 0; extra && extra[i] && n < 56; i++) {
+            argv[n++] = "-X";
+            argv[n++] = extra[i];
         }
         argv[n++] = "-X";
         argv[n++] = "alerts.enabled=false";
@@ -105,6 +112,50 @@ static pid_t start_daemon_at(int redis_port, const char *topic, const char *grou
         _exit(127);
     }
     return pid;
+}
+
+static pid_t start_daemon_x(const char *topic, const char *group, int http_port, int exit_on_eof,
+                            const char *out, const char *const *extra)
+{
+    return start_daemon_full(srv.port, topic, group, http_port, exit_on_eof, out, extra);
+}
+
+static pid_t start_daemon_at(int redis_port, const char *topic, const char *group, int http_port,
+                             int exit_on_eof, const char *out)
+{
+    return start_daemon_full(redis_port, topic, group, http_port, exit_on_eof, out, NULL);
+}
+
+static pid_t start_daemon(const char *topic, const char *group, int http_port, int exit_on_eof,
+                          const char *out)
+{
+    return start_daemon_x(topic, group, http_port, exit_on_eof, out, NULL);
+}
+
+/* The whole of a file (caller frees), "" if absent. */
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return strdup("");
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap);
+    size_t k;
+    while ((k = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+        len += k;
+        if (cap - len < 4096)
+            buf = realloc(buf, cap *= 2);
+    }
+    buf[len] = '\0';
+    fclose(f);
+    return buf;
+}
+
+static void redis_do(const char *cmd)
+{
+    redisReply *r = redisCommand(rc, cmd);
+    cr_assert(r && r->type != REDIS_REPLY_ERROR, "%s: %s", cmd, r ? r->str : rc->errstr);
+    freeReplyObject(r);
 }
 
 #define KG KPI_REDIS_KEY_GROUPS_DEFAULT /* the daemon runs with the default key groups */
@@ -131,12 +182,6 @@ static int64_t stored_offsets_kg(const char *group, int *agree)
     if (agree)
         *agree = lo == hi;
     return lo;
-}
-
-static pid_t start_daemon(const char *topic, const char *group, int http_port, int exit_on_eof,
-                          const char *out)
-{
-    return start_daemon_at(srv.port, topic, group, http_port, exit_on_eof, out);
 }
 
 static int64_t stored_offsets(const char *group)
@@ -229,6 +274,60 @@ Test(e2e, sigkill_mid_stream_then_restart_leaves_exact_totals)
         fclose(f);
     cr_assert(strncmp(last, "consumed: ", 10) == 0, "summary line: %s", last);
     remove(out);
+}
+
+static char *http_get(int port, const char *path);
+
+/* Poll /metrics until it contains `needle`; 1 if it did within timeout_ms. */
+static int wait_metric(int port, const char *needle, int64_t timeout_ms)
+{
+    int64_t deadline = mono_ms() + timeout_ms;
+    while (mono_ms() < deadline) {
+        char *m = http_get(port, "/metrics");
+        int found = m && strstr(m, needle);
+        free(m);
+        if (found)
+            return 1;
+        poll_pause();
+    }
+    return 0;
+}
+
+/* The sink cannot write (an ACL refuses EVALSHA: NOPERM, retried for ever)
+ * and its tiny buffers are full, so the workers wait for room.  SIGTERM must
+ * still end the process within engine.shutdown_timeout, acknowledging
+ * nothing it could not flush; the next run reads it all again. */
+Test(e2e, sigterm_ends_within_the_shutdown_timeout_while_the_sink_fails)
+{
+    char topic[128], group[160], out[256];
+    struct kpi_gen_truth truth;
+    const uint64_t N = 100000;
+    produce("e2e-stop", topic, sizeof(topic), group, sizeof(group), N, 0, &truth);
+    snprintf(out, sizeof(out), "/tmp/kpi-e2e-stop-%d.out", (int)getpid());
+    redis_do("ACL SETUSER default -evalsha");
+    int port = free_port();
+    static const char *const extra[] = {"engine.max_cells=64", "engine.shutdown_timeout=3s",
+                                        "engine.retry_max=200ms", NULL};
+    pid_t pid = start_daemon_x(topic, group, port, 0, out, extra);
+    cr_assert(wait_metric(port, "\nkpistream_backpressured 1\n", 120000),
+              "the failing sink backpressures the workers");
+    kill(pid, SIGTERM);
+    cr_assert_eq(wait_exit(pid, 60000), 1, "SIGTERM ends the process, exit 1: unflushed");
+    cr_assert_eq(stored_offsets(group), 0, "nothing was acknowledged");
+    char errpath[300];
+    snprintf(errpath, sizeof(errpath), "%s.err", out);
+    char *log = slurp(errpath);
+    cr_assert(strstr(log, "NOPERM"), "the log says why: %s", log);
+    free(log);
+
+    redis_do("ACL SETUSER default +@all");
+    pid = start_daemon(topic, group, 0, 1, out);
+    cr_assert_eq(wait_exit(pid, 240000), 0, "the next run reads everything again");
+    cr_assert_eq(stored_offsets(group), (int64_t)N);
+    cr_assert_eq(kpi_field(group, "events"), (int64_t)truth.good, "exactly once");
+    cr_assert_eq(kpi_field(group, "revenue"), truth.revenue);
+    remove(out);
+    remove(errpath);
 }
 
 static char *http_get(int port, const char *path)
@@ -464,8 +563,11 @@ static int check_rolling_hashes(const char *group)
     return checked;
 }
 
-static int file_has(const char *path, const char *needle)
+/* Whether the instance's log (stderr, "<out>.err") has a line with needle. */
+static int file_has(const char *out, const char *needle)
 {
+    char path[300];
+    snprintf(path, sizeof(path), "%s.err", out);
     FILE *f = fopen(path, "r");
     char line[1024];
     int found = 0;
@@ -740,4 +842,258 @@ Test(e2e, three_instances_share_a_redis_cluster_through_a_failover_with_exact_to
     kpi_redis_addr_fini(&c.addr);
     for (int i = 0; i < 3; i++)
         remove(out[i]);
+}
+
+static int count_of(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle))
+        n++;
+    return n;
+}
+
+/* A sink that keeps failing (EVALSHA denied: NOPERM) is retried many times;
+ * the cause is logged once when it starts and once when it ends, counted by
+ * reason in /metrics, and given by /healthz. */
+Test(e2e, flush_errors_are_logged_once_per_cause_and_counted_by_reason)
+{
+    char topic[128], group[160], out[256], errpath[300];
+    struct kpi_gen_truth truth;
+    const uint64_t N = 100000;
+    produce("e2e-errs", topic, sizeof(topic), group, sizeof(group), N, 0, &truth);
+    snprintf(out, sizeof(out), "/tmp/kpi-e2e-errs-%d.out", (int)getpid());
+    snprintf(errpath, sizeof(errpath), "%s.err", out);
+    redis_do("ACL SETUSER default -evalsha");
+    int port = free_port();
+    static const char *const extra[] = {"engine.retry_max=100ms", NULL};
+    pid_t pid = start_daemon_x(topic, group, port, 0, out, extra);
+    double errors = 0;
+    int64_t deadline = mono_ms() + 120000;
+    while (errors < 5 && mono_ms() < deadline) {
+        char *m = http_get(port, "/metrics");
+        int ok = 1;
+        if (m && strstr(m, "kpistream_flush_errors_total{reason=\"noperm\"} "))
+            errors = metric_sum(m, "kpistream_flush_errors_total", &ok);
+        free(m);
+        poll_pause();
+    }
+    cr_assert_geq(errors, 5, "failed attempts are counted under reason=\"noperm\"");
+    char *h = http_get(port, "/healthz");
+    cr_assert(h && strstr(h, " 503 ") && strstr(h, "NOPERM"), "healthz says why: %s", h ? h : "");
+    free(h);
+
+    redis_do("ACL SETUSER default +@all");
+    wait_offsets(group, (int64_t)N, 180000);
+    kill(pid, SIGTERM);
+    cr_assert_eq(wait_exit(pid, 60000), 0);
+    cr_assert_eq(kpi_field(group, "events"), (int64_t)truth.good);
+    char *log = slurp(errpath);
+    cr_assert_eq(count_of(log, "flushes failing (noperm)"), 1, "logged once: %s", log);
+    cr_assert_eq(count_of(log, "NOPERM"), 1, "the cause is in that line: %s", log);
+    cr_assert_eq(count_of(log, "flushes applied again"), 1, "and the recovery once: %s", log);
+    free(log);
+    remove(out);
+    remove(errpath);
+}
+
+static long long redis_int(const char *cmd, const char *key)
+{
+    redisReply *r = redisCommand(rc, cmd, key);
+    long long v = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    if (r)
+        freeReplyObject(r);
+    return v;
+}
+
+/* `kpistream --demo --config prod.ini` used prod.ini's group id to wipe
+ * "<prefix>:{<group>}:*" (offsets included), and a group id with glob
+ * characters widened the match.  The demo touches only its own keys. */
+Test(e2e, the_demo_never_touches_keys_outside_its_own_prefix_and_group)
+{
+    char ini[256], out[256];
+    snprintf(ini, sizeof(ini), "/tmp/kpi-demo-prod-%d.ini", (int)getpid());
+    snprintf(out, sizeof(out), "/tmp/kpi-demo-%d.out", (int)getpid());
+    FILE *f = fopen(ini, "w");
+    cr_assert_not_null(f);
+    fprintf(f,
+            "[kafka]\ngroup.id = prod*\n[redis]\nurl = redis://127.0.0.1:%d\nprefix = kpi\n"
+            "[http]\nport = 0\n",
+            srv.port);
+    fclose(f);
+    static const char *const prod[] = {"kpi:{prod*}:offsets", "kpi:{prod}:offsets",
+                                       "kpi:{production}:kpi:1m_5s:all:all"};
+    for (int i = 0; i < 3; i++)
+        freeReplyObject(redisCommand(rc, "HSET %s events:0 12345", prod[i]));
+    freeReplyObject(redisCommand(rc, "SET kpi-demo:{kpistream-demo}:stale 1"));
+
+    pid_t pid = fork();
+    if (pid == 0) {
+        FILE *o = freopen(out, "w", stdout);
+        (void)o;
+        execl(KPI_BINARY_DIR "/kpistream", "kpistream", "--demo", "--duration", "2", "--config",
+              ini, (char *)NULL);
+        _exit(127);
+    }
+    cr_assert_eq(wait_exit(pid, 120000), 0, "the demo ran and stopped");
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(redis_int("EXISTS %s", prod[i]), 1, "%s is untouched", prod[i]);
+    cr_assert_eq(redis_int("EXISTS %s", "kpi-demo:{kpistream-demo}:stale"), 0,
+                 "the demo's own stale keys are wiped");
+    remove(ini);
+    remove(out);
+}
+
+/* ---- secrets and the Redis ACL of docker-compose.yml ---- */
+
+/* A redis-server of its own, started with `aclfile`; its pid. */
+static pid_t start_acl_redis(int port, const char *aclfile, const char *dir)
+{
+    char p[16];
+    snprintf(p, sizeof(p), "%d", port);
+    pid_t pid = fork();
+    if (pid == 0) {
+        FILE *f = freopen("/dev/null", "w", stdout);
+        (void)f;
+        execlp("redis-server", "redis-server", "--port", p, "--bind", "127.0.0.1", "--aclfile",
+               aclfile, "--dir", dir, "--save", "", "--appendonly", "no", (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+static redisContext *connect_until(int port, int64_t timeout_ms)
+{
+    int64_t deadline = mono_ms() + timeout_ms;
+    for (;;) {
+        redisContext *c = redisConnect("127.0.0.1", port);
+        if (c && !c->err)
+            return c;
+        if (c)
+            redisFree(c);
+        if (mono_ms() >= deadline)
+            return NULL;
+        poll_pause();
+    }
+}
+
+/* The ACL docker-compose.yml gives Redis (scripts/redis-acl.sh), on a real
+ * redis-server: nobody gets in without the password, and kpistream, with
+ * the user in redis.url and the password in redis.password_file, counts
+ * exactly.  The password has characters a URL must escape. */
+Test(e2e, the_compose_redis_acl_and_a_password_file_count_exactly)
+{
+    char topic[128], group[160], out[256], dir[128], pw[160], acl[160], cmd[512];
+    struct kpi_gen_truth truth;
+    const uint64_t N = 50000;
+    produce("e2e-acl", topic, sizeof(topic), group, sizeof(group), N, 0, &truth);
+    snprintf(dir, sizeof(dir), "/tmp/kpi-acl-%d", (int)getpid());
+    snprintf(pw, sizeof(pw), "%s/redis_password", dir);
+    snprintf(acl, sizeof(acl), "%s/users.acl", dir);
+    snprintf(out, sizeof(out), "%s/kpistream.out", dir);
+    snprintf(cmd, sizeof(cmd), "mkdir -p %s && printf 's3cr:et@/x%%%%\\n' > %s", dir, pw);
+    cr_assert_eq(kt_sh(cmd), 0);
+    snprintf(cmd, sizeof(cmd), "sh scripts/redis-acl.sh %s > %s", pw, acl);
+    cr_assert_eq(kt_sh(cmd), 0);
+    int port = free_port();
+    pid_t redis = start_acl_redis(port, acl, dir);
+    redisContext *c = connect_until(port, 30000);
+    cr_assert_not_null(c, "the ACL'd redis-server answers");
+    redisReply *r = redisCommand(c, "GET kpi:x");
+    cr_assert(r && r->type == REDIS_REPLY_ERROR && strstr(r->str, "NOAUTH"),
+              "no password, no entry");
+    freeReplyObject(r);
+    r = redisCommand(c, "AUTH kpistream %s", "s3cr:et@/x%");
+    cr_assert(r && r->type == REDIS_REPLY_STATUS, "the user logs in with the file's password");
+    freeReplyObject(r);
+    r = redisCommand(c, "SET other:x 1");
+    cr_assert(r && r->type == REDIS_REPLY_ERROR && strstr(r->str, "NOPERM"), "keys outside kpi:*");
+    freeReplyObject(r);
+    r = redisCommand(c, "FLUSHALL");
+    cr_assert(r && r->type == REDIS_REPLY_ERROR && strstr(r->str, "NOPERM"),
+              "no dangerous command");
+    freeReplyObject(r);
+
+    char url[128], pwx[200];
+    snprintf(url, sizeof(url), "redis.url=redis://kpistream@127.0.0.1:%d", port);
+    snprintf(pwx, sizeof(pwx), "redis.password_file=%s", pw);
+    const char *extra[] = {url, pwx, NULL};
+    pid_t pid = start_daemon_x(topic, group, 0, 1, out, extra);
+    int rc_exit = wait_exit(pid, 240000);
+    r = redisCommand(c, "HGET kpi:{%s}:kpi:24h_1h:all:all events", group);
+    long long events = r && r->type == REDIS_REPLY_STRING ? atoll(r->str) : -1;
+    freeReplyObject(r);
+    redisFree(c);
+    kill(redis, SIGTERM);
+    waitpid(redis, NULL, 0);
+    cr_assert_eq(rc_exit, 0, "kpistream ran to the end through the ACL user");
+    cr_assert_eq(events, (long long)truth.good, "exactly once");
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    kt_sh(cmd);
+}
+
+/* A secret given with -X is blanked from /proc/<pid>/cmdline (what ps shows)
+ * as soon as the configuration has its copy, with a warning. */
+Test(e2e, a_secret_given_on_the_command_line_is_blanked_from_ps)
+{
+    char out[256], errpath[300], proc[64];
+    snprintf(out, sizeof(out), "/tmp/kpi-e2e-argv-%d.out", (int)getpid());
+    snprintf(errpath, sizeof(errpath), "%s.err", out);
+    static const char *const extra[] = {"kafka.sasl.password=hunter2-secret", NULL};
+    pid_t pid = start_daemon_x("argv-topic", "argv-group", 0, 0, out, extra);
+    snprintf(proc, sizeof(proc), "/proc/%d/cmdline", (int)pid);
+    int seen_kpistream = 0, secret = 1;
+    int64_t deadline = mono_ms() + 30000;
+    while (mono_ms() < deadline && (secret || !seen_kpistream)) {
+        FILE *f = fopen(proc, "r");
+        char buf[4096];
+        size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+        if (f)
+            fclose(f);
+        for (size_t i = 0; i < n; i++)
+            buf[i] = buf[i] ? buf[i] : ' ';
+        buf[n] = '\0';
+        seen_kpistream = strstr(buf, "kafka.sasl.password=") != NULL;
+        secret = strstr(buf, "hunter2") != NULL;
+        if (secret || !seen_kpistream)
+            poll_pause();
+    }
+    kill(pid, SIGTERM);
+    wait_exit(pid, 60000);
+    cr_assert(seen_kpistream, "the argument is still there");
+    cr_assert_not(secret, "but not its value");
+    char *log = slurp(errpath);
+    cr_assert(strstr(log, "visible in ps"), "%s", log);
+    free(log);
+    remove(out);
+    remove(errpath);
+}
+
+/* kpistream over the broker's SASL_SSL listener, the password read from a
+ * file (kafka.sasl.password_file), never the command line: exact totals. */
+Test(e2e, kafka_over_sasl_ssl_with_a_password_file_counts_exactly)
+{
+    char topic[128], group[160], out[256];
+    struct kpi_gen_truth truth;
+    const uint64_t N = 50000;
+    produce("e2e-sasl", topic, sizeof(topic), group, sizeof(group), N, 0.01, &truth);
+    snprintf(out, sizeof(out), "/tmp/kpi-e2e-sasl-%d.out", (int)getpid());
+    char brokers[128], pwfile[600], ca[600];
+    snprintf(brokers, sizeof(brokers), "kafka.bootstrap.servers=%s", kt_sasl_brokers());
+    snprintf(pwfile, sizeof(pwfile), "kafka.sasl.password_file=%s", kt_tls_file("kafka_password"));
+    snprintf(ca, sizeof(ca), "kafka.ssl.ca.location=%s", kt_tls_file("ca.pem"));
+    const char *extra[] = {brokers,
+                           "kafka.security.protocol=SASL_SSL",
+                           "kafka.sasl.mechanisms=PLAIN",
+                           "kafka.sasl.username=kpi",
+                           pwfile,
+                           ca,
+                           NULL};
+    pid_t pid = start_daemon_x(topic, group, 0, 1, out, extra);
+    cr_assert_eq(wait_exit(pid, 240000), 0, "ran to the end over SASL_SSL");
+    cr_assert_eq(stored_offsets(group), (int64_t)N);
+    cr_assert_eq(kpi_field(group, "events"), (int64_t)truth.good, "exactly once");
+    char errpath[300];
+    snprintf(errpath, sizeof(errpath), "%s.err", out);
+    remove(out);
+    remove(errpath);
 }

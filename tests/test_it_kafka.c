@@ -5,6 +5,7 @@
  * restarted under the consumer.  Waits are on conditions with deadlines.
  */
 #include <criterion/criterion.h>
+#include <librdkafka/rdkafka.h>
 #include <pthread.h>
 #include <string.h>
 #include <time.h>
@@ -45,8 +46,19 @@ static void *run_instance(void *arg)
     return NULL;
 }
 
+static void start_instance_with(struct instance *in, struct mem_sink *ms, const char *topic,
+                                const char *group, int exit_on_eof, const char *brokers,
+                                const char *const (*props)[2], int n_props);
+
 static void start_instance(struct instance *in, struct mem_sink *ms, const char *topic,
                            const char *group, int exit_on_eof)
+{
+    start_instance_with(in, ms, topic, group, exit_on_eof, kt_brokers(), NULL, 0);
+}
+
+static void start_instance_with(struct instance *in, struct mem_sink *ms, const char *topic,
+                                const char *group, int exit_on_eof, const char *brokers,
+                                const char *const (*props)[2], int n_props)
 {
     memset(in, 0, sizeof(*in));
     struct kpi_engine_conf ec;
@@ -61,10 +73,12 @@ static void start_instance(struct instance *in, struct mem_sink *ms, const char 
     in->store = mem_sink_as_sink(ms);
     struct kpi_kafka_conf kc;
     kpi_kafka_conf_defaults(&kc);
-    kc.brokers = kt_brokers();
+    kc.brokers = brokers;
     kc.topics = topic;
     kc.group_id = group;
     kc.exit_on_eof = exit_on_eof;
+    kc.props = props;
+    kc.n_props = n_props;
     in->src = kpi_source_kafka_new(&kc, in->e, &in->store, err, sizeof(err));
     cr_assert_not_null(in->src.ops, "%s", err);
     cr_assert_eq(kpi_engine_start(in->e, err, sizeof(err)), 0);
@@ -226,4 +240,73 @@ Test(kafka, survives_a_broker_restart_mid_stream, .timeout = 400)
     cr_assert_eq(a.rc, 0, "%s", a.err);
     cr_assert_eq(mem_sink_offsets_total(&ms), (int64_t)N);
     cr_assert_eq(ms.total.events, (int64_t)truth.good);
+}
+
+/* ---- SASL over TLS: the broker's SASL_SSL listener ---- */
+
+/* Consumer and dead-letter producer both over SASL_SSL (TLS with the test CA
+ * of scripts/services.sh, SASL/PLAIN: see kt_sasl_props): exact counts, and
+ * the dead letters arrive (the producer gets the consumer's kafka.*
+ * settings; before, it connected in plaintext and delivered nothing). */
+Test(kafka, sasl_over_tls_counts_exactly_and_its_dead_letters_arrive, .timeout = 300)
+{
+    char topic[128], group[160], dlq[160];
+    cr_assert_eq(kt_create_topic(topic, sizeof(topic), "it-sasl", 4), 0);
+    snprintf(group, sizeof(group), "g-%s", topic);
+    snprintf(dlq, sizeof(dlq), "%s.dlq", topic);
+    struct kpi_gen_conf gc = gen_conf(16, 0.02);
+    struct kpi_gen_truth truth;
+    memset(&truth, 0, sizeof(truth));
+    cr_assert_eq(kt_produce(topic, &gc, 40000, &truth), 0);
+    cr_assert_gt(truth.bad, 100);
+    cr_assert_neq(kt_sasl_password()[0], '\0', "the services' SASL password (services.sh up)");
+
+    const char *props[KT_SASL_PROPS][2];
+    kt_sasl_props(props, kt_sasl_password());
+    struct mem_sink ms;
+    mem_sink_init(&ms, topic);
+    struct instance a;
+    start_instance_with(&a, &ms, topic, group, 1, kt_sasl_brokers(), (const char *const(*)[2])props,
+                        KT_SASL_PROPS);
+    join_instance(&a);
+    cr_assert_eq(a.rc, 0, "%s", a.err);
+    cr_assert_eq(mem_sink_offsets_total(&ms), 40000);
+    cr_assert_eq(ms.total.events, (int64_t)truth.good);
+    cr_assert_eq(ms.total.revenue, truth.revenue);
+    uint64_t by_reason[KPI_BAD__COUNT] = {0};
+    int headers_ok = 0;
+    cr_assert_eq(
+        kt_read_dlq(dlq, (int64_t)truth.bad, 60000, by_reason, KPI_BAD__COUNT, &headers_ok),
+        (int64_t)truth.bad, "every dead letter went through SASL_SSL");
+}
+
+static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    (void)rk;
+    (void)reason;
+    if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION)
+        *(volatile int *)opaque = 1;
+}
+
+/* The listener really authenticates: a wrong password is refused. */
+Test(kafka, the_sasl_listener_refuses_a_wrong_password, .timeout = 120)
+{
+    const char *props[KT_SASL_PROPS][2];
+    kt_sasl_props(props, "not-the-password");
+    char err[512];
+    rd_kafka_conf_t *c = rd_kafka_conf_new();
+    cr_assert_eq(rd_kafka_conf_set(c, "bootstrap.servers", kt_sasl_brokers(), err, sizeof(err)), 0);
+    for (int i = 0; i < KT_SASL_PROPS; i++)
+        cr_assert_eq(rd_kafka_conf_set(c, props[i][0], props[i][1], err, sizeof(err)), 0, "%s",
+                     err);
+    volatile int refused = 0;
+    rd_kafka_conf_set_error_cb(c, on_error);
+    rd_kafka_conf_set_opaque(c, (void *)&refused);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof(err));
+    cr_assert_not_null(rk, "%s", err);
+    int64_t deadline = mono_ms() + 60000;
+    while (!refused && mono_ms() < deadline)
+        rd_kafka_poll(rk, 100);
+    rd_kafka_destroy(rk);
+    cr_assert(refused, "authentication failed");
 }

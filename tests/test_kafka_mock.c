@@ -8,6 +8,8 @@
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 #include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -123,6 +125,181 @@ static void start_in_group(struct instance *in, struct mem_sink *ms, int exit_on
 static void start(struct instance *in, struct mem_sink *ms, int exit_on_eof)
 {
     start_in_group(in, ms, exit_on_eof, "mock-group");
+}
+
+/* ---- dead letters ---- */
+
+static int64_t mono_ms(void);
+static void finish(struct instance *in);
+
+#define BIG_LEN (1500 * 1000) /* over librdkafka's default message.max.bytes (1 MB) */
+
+/* Topic "big" (2 partitions): at offset 0 of partition 0 a bad event larger
+ * than 1 MB, then `good` generator events spread over both partitions.  The
+ * producer allows 2 MB messages; the mock broker takes them. */
+static void produce_big(int good, struct kpi_gen_truth *t)
+{
+    rd_kafka_mock_topic_create(mc, "big", 2, 1);
+    rd_kafka_mock_topic_create(mc, "big.dlq", 1, 1);
+    char err[256];
+    rd_kafka_conf_t *c = rd_kafka_conf_new();
+    cr_assert_eq(rd_kafka_conf_set(c, "bootstrap.servers", bootstraps, err, sizeof(err)), 0);
+    cr_assert_eq(rd_kafka_conf_set(c, "message.max.bytes", "2000000", err, sizeof(err)), 0);
+    rd_kafka_t *p = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof(err));
+    cr_assert_not_null(p, "%s", err);
+    char *big = malloc(BIG_LEN);
+    memset(big, 0xc1, BIG_LEN); /* 0xc1: never used in msgpack */
+    cr_assert_eq(rd_kafka_producev(p, RD_KAFKA_V_TOPIC("big"), RD_KAFKA_V_PARTITION(0),
+                                   RD_KAFKA_V_VALUE(big, BIG_LEN),
+                                   RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
+                 0);
+    cr_assert_eq(rd_kafka_flush(p, 30000), 0, "the bad event is in partition 0 first");
+    free(big);
+    struct kpi_gen_conf gc;
+    kpi_gen_conf_defaults(&gc);
+    memset(t, 0, sizeof(*t));
+    struct kpi_gen *g = kpi_gen_new(&gc);
+    uint8_t buf[512];
+    for (int i = 0; i < good; i++) {
+        size_t len;
+        struct kpi_gen_info in;
+        kpi_gen_next(g, buf, sizeof(buf), &len, &in);
+        kpi_gen_truth_add(t, &in);
+        cr_assert_eq(rd_kafka_producev(p, RD_KAFKA_V_TOPIC("big"), RD_KAFKA_V_PARTITION(i % 2),
+                                       RD_KAFKA_V_VALUE(buf, len),
+                                       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
+                     0);
+    }
+    cr_assert_eq(rd_kafka_flush(p, 30000), 0);
+    kpi_gen_destroy(g);
+    rd_kafka_destroy(p);
+}
+
+/* Messages in the one partition of `topic`, read from the start until
+ * `expect` arrived or timeout_ms passed. */
+static int count_topic(const char *topic, int expect, int64_t timeout_ms)
+{
+    char err[256];
+    rd_kafka_conf_t *c = rd_kafka_conf_new();
+    rd_kafka_conf_set(c, "bootstrap.servers", bootstraps, err, sizeof(err));
+    rd_kafka_conf_set(c, "group.id", "dlq-reader", err, sizeof(err));
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, err, sizeof(err));
+    cr_assert_not_null(rk, "%s", err);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, topic, 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_assign(rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    int n = 0;
+    int64_t deadline = mono_ms() + timeout_ms;
+    while (n < expect && mono_ms() < deadline) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+        if (m && !m->err)
+            n++;
+        if (m)
+            rd_kafka_message_destroy(m);
+    }
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    return n;
+}
+
+static void start_big(struct instance *in, struct mem_sink *ms, int exit_on_eof,
+                      const char *const (*props)[2], int n_props)
+{
+    memset(in, 0, sizeof(*in));
+    struct kpi_engine_conf ec;
+    kpi_engine_conf_defaults(&ec);
+    ec.n_workers = 2;
+    ec.flush_interval_ms = 100;
+    ec.retry_max_ms = 200;
+    ec.lateness_ms = 365LL * 86400000;
+    ec.max_skew_ms = 365LL * 86400000 * 50;
+    char err[256];
+    in->e = kpi_engine_new(&ec, err, sizeof(err));
+    cr_assert_not_null(in->e, "%s", err);
+    in->store = mem_sink_as_sink(ms);
+    struct kpi_kafka_conf kc;
+    kpi_kafka_conf_defaults(&kc);
+    kc.brokers = bootstraps;
+    kc.topics = "big";
+    kc.group_id = "big-group";
+    kc.exit_on_eof = exit_on_eof;
+    kc.props = props;
+    kc.n_props = n_props;
+    kc.shutdown_timeout_ms = 3000;
+    in->src = kpi_source_kafka_new(&kc, in->e, &in->store, err, sizeof(err));
+    cr_assert_not_null(in->src.ops, "%s", err);
+    cr_assert_eq(kpi_engine_start(in->e, err, sizeof(err)), 0);
+    pthread_create(&in->th, NULL, run, in);
+}
+
+/* The dead-letter producer talks to the same cluster as the consumer, so it
+ * needs the same kafka.* settings; here message.max.bytes, without which it
+ * refuses the 1.5 MB dead letter (on a real cluster: security.protocol and
+ * sasl.*, without which it cannot connect at all). */
+Test(kafka_mock, dead_letters_are_produced_with_the_consumers_kafka_settings)
+{
+    struct kpi_gen_truth t;
+    produce_big(1000, &t);
+    static const char *const props[][2] = {{"message.max.bytes", "2000000"}};
+    struct mem_sink ms;
+    mem_sink_init(&ms, "big");
+    struct instance a;
+    start_big(&a, &ms, 1, props, 1);
+    finish(&a);
+    cr_assert_eq(a.rc, 0, "%s", a.err);
+    cr_assert_eq(count_topic("big.dlq", 1, 20000), 1, "the bad event is in big.dlq");
+    cr_assert_eq(mem_sink_offsets_total(&ms), 1001, "every offset stored once");
+    cr_assert_eq(ms.total.events, (int64_t)t.good);
+}
+
+/* A dead letter the producer refuses (too large for it) is never dropped: no
+ * offset moves past it, /healthz says why, /metrics shows it. */
+Test(kafka_mock, an_undeliverable_dead_letter_holds_every_offset_back_and_says_why)
+{
+    struct kpi_gen_truth t;
+    produce_big(1000, &t);
+    struct mem_sink ms;
+    mem_sink_init(&ms, "big");
+    struct instance a;
+    start_big(&a, &ms, 0, NULL, 0);
+    struct kpi_kafka_stats st;
+    struct kpi_engine_stats es;
+    int64_t deadline = mono_ms() + 60000;
+    do {
+        struct timespec ts = {0, 10000000}; /* polling interval */
+        nanosleep(&ts, NULL);
+        kpi_source_kafka_get_stats(&a.src, &st);
+        kpi_engine_get_stats(a.e, &es);
+    } while ((!st.dlq_blocked || es.flush_errors < 3) && mono_ms() < deadline);
+    cr_assert(st.dlq_blocked, "the flushes are held back by the dead letter");
+    cr_assert_eq(st.dlq_undelivered, 1);
+    cr_assert_geq(es.flush_errors, 3, "and retried");
+    char why[512] = "";
+    cr_assert_eq(kpi_source_kafka_health(a.src.self, why, sizeof(why)), 0);
+    cr_assert(strstr(why, "big.dlq") && strstr(why, "cannot be written") &&
+                  strstr(why, "too large"),
+              "%s", why);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    kpi_source_kafka_write_metrics(a.src.self, f);
+    fclose(f);
+    cr_assert(strstr(text, "kpistream_dead_letters_blocked 1\n"), "%s", text);
+    cr_assert(strstr(text, "kpistream_dead_letters_undelivered 1\n"), "%s", text);
+    free(text);
+    pthread_mutex_lock(&ms.mu);
+    int64_t p0 = ms.stored[0];
+    pthread_mutex_unlock(&ms.mu);
+    cr_assert_leq(p0, 0, "partition 0 never moved past its dead letter (stored %lld)",
+                  (long long)p0);
+
+    a.src.ops->stop(a.src.self);
+    finish(&a);
+    cr_assert_neq(a.rc, 0, "the final flush could not store offsets past the dead letter");
+    cr_assert(strstr(a.err, "dead-letter"), "%s", a.err);
+    cr_assert_leq(ms.stored[0], 0, "nor at the end: it is read again on restart");
+    cr_assert_eq(count_topic("big.dlq", 1, 2000), 0);
 }
 
 static void finish(struct instance *in)
@@ -277,4 +454,22 @@ Test(kafka_mock, stopping_between_join_and_sync_exits_cleanly)
     finish(&a);
     cr_assert_eq(a.rc, 0, "%s", a.err);
     cr_assert_eq(mem_sink_offsets_total(&ms), 0, "an instance that is leaving consumes nothing");
+}
+
+/* A sink that refuses a flush for a reason other than an offsets conflict
+ * (here a script error) stops the instance; the message says the real cause,
+ * not that another consumer owns a partition. */
+Test(kafka_mock, a_flush_refused_for_good_stops_with_the_sinks_own_reason)
+{
+    struct mem_sink ms;
+    mem_sink_init(&ms, "events");
+    ms.refuse = "redis redis://127.0.0.1:6379: the flush script failed: WRONGTYPE Operation "
+                "against a key holding the wrong kind of value";
+    struct instance a;
+    start(&a, &ms, 0);
+    finish(&a);
+    cr_assert_neq(a.rc, 0);
+    cr_assert(strstr(a.err, "WRONGTYPE"), "%s", a.err);
+    cr_assert_null(strstr(a.err, "another consumer"), "%s", a.err);
+    cr_assert_eq(mem_sink_offsets_total(&ms), 0);
 }

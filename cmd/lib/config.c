@@ -3,6 +3,7 @@
  */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <ini.h>
 #include <math.h>
@@ -41,11 +42,18 @@ static const struct kdef kpi_config_table[] = {
      "comma-separated topics to consume"},
     {"kafka", "group.id", K_STR, "kpistream", 0, 0, NULL, OFF(group_id), SZ(group_id),
      "consumer group; also scopes the offsets stored in Redis"},
+    {"kafka", "sasl.password_file", K_STR, "", 0, 0, NULL, OFF(kafka_sasl_password_file),
+     SZ(kafka_sasl_password_file),
+     "file holding sasl.password (else env KPISTREAM_KAFKA_SASL_PASSWORD): not on the command "
+     "line"},
     {"kafka", "dead_letter_topic", K_STR, "", 0, 0, NULL, OFF(dead_letter_topic),
      SZ(dead_letter_topic),
      "where bad and too-late events go; empty: <first topic>.dlq; \"-\": disabled"},
     {"redis", "url", K_STR, "redis://127.0.0.1:6379", 0, 0, NULL, OFF(redis_url), SZ(redis_url),
      "redis://[[user]:password@]host[:port][/db] or unix:///path[?db=N]"},
+    {"redis", "password_file", K_STR, "", 0, 0, NULL, OFF(redis_password_file),
+     SZ(redis_password_file),
+     "file holding the password for redis.url's user (else env KPISTREAM_REDIS_PASSWORD)"},
     {"redis", "prefix", K_STR, "kpi", 0, 0, NULL, OFF(redis_prefix), SZ(redis_prefix),
      "first part of every key (docs/redis-schema.md)"},
     {"redis", "timeout", K_DURATION, "2s", 10, 600000, NULL, OFF(redis_timeout_ms),
@@ -73,6 +81,9 @@ static const struct kdef kpi_config_table[] = {
      SZ(flush_interval_ms), "how often deltas are written to the sink"},
     {"engine", "lateness", K_DURATION, "30s", 0, 86400000, NULL, OFF(lateness_ms), SZ(lateness_ms),
      "allowed lateness behind the newest event time (watermark)"},
+    {"engine", "idle_timeout", K_DURATION, "1m", 0, 86400000, NULL, OFF(idle_timeout_ms),
+     SZ(idle_timeout_ms),
+     "a partition that took nothing for this long stops holding the watermark back (0: never)"},
     {"engine", "max_skew", K_DURATION, "5m", 0, 86400000, NULL, OFF(max_skew_ms), SZ(max_skew_ms),
      "events further in the future than this are bad (ts_in_future)"},
     {"engine", "max_string", K_INT, "128", 1, 65535, NULL, OFF(max_string), SZ(max_string),
@@ -84,7 +95,8 @@ static const struct kdef kpi_config_table[] = {
     {"engine", "retry_max", K_DURATION, "5s", 1, 600000, NULL, OFF(retry_max_ms), SZ(retry_max_ms),
      "longest wait between flush retries (exponential backoff)"},
     {"engine", "shutdown_timeout", K_DURATION, "30s", 1000, 3600000, NULL, OFF(shutdown_timeout_ms),
-     SZ(shutdown_timeout_ms), "how long SIGTERM waits for the final flush"},
+     SZ(shutdown_timeout_ms),
+     "SIGTERM/SIGINT stops within this; what is not flushed by then is read again on restart"},
     {"windows", "list", K_STR, KPI_WINDOWS_DEFAULT, 0, 0, NULL, OFF(windows), SZ(windows),
      "rolling windows, size/slide, comma-separated"},
     {"dimensions", "fields", K_STR, "region,plan,segment", 0, 0, NULL, OFF(dim_fields),
@@ -389,6 +401,126 @@ int kpi_config_validate(const struct kpi_config *c, char *errstr, size_t errsz)
     return 0;
 }
 
+/* ---- secrets ---- */
+
+static int read_secret(const char *key, const char *path, char *out, size_t size, char *errstr,
+                       size_t errsz)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "%s: cannot read '%s': %s", key, path,
+                          strerror(errno));
+    size_t n = fread(out, 1, size - 1, f);
+    int more = fgetc(f) != EOF;
+    fclose(f);
+    out[n] = '\0';
+    if (more)
+        return kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "%s: '%s' is longer than %zu bytes", key,
+                          path, size - 1);
+    if (n && out[n - 1] == '\n')
+        out[--n] = '\0';
+    if (n && out[n - 1] == '\r')
+        out[--n] = '\0';
+    if (n == 0 || strlen(out) != n || strchr(out, '\n'))
+        return kpi_seterr(errstr, errsz, KPI_ERR_INVAL,
+                          "%s: '%s' must hold the secret on one line (empty, or NUL or newline "
+                          "inside)",
+                          key, path);
+    return 0;
+}
+
+/* The secret from `file` (if set) or the environment variable `env`; *from
+ * names where it came from, NULL when there is none. */
+static int find_secret(const char *key, const char *file, const char *env, char *out, size_t size,
+                       const char **from, char *errstr, size_t errsz)
+{
+    *from = NULL;
+    if (file[0]) {
+        *from = key;
+        return read_secret(key, file, out, size, errstr, errsz);
+    }
+    const char *v = getenv(env);
+    if (v && *v) {
+        if (strlen(v) >= size)
+            return kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "%s: longer than %zu bytes", env,
+                              size - 1);
+        strcpy(out, v);
+        *from = env;
+    }
+    return 0;
+}
+
+/* RFC 3986 userinfo: unreserved and sub-delims stay, the rest is %-encoded
+ * (the Redis URL decodes it). */
+static void pct_encode(char *out, size_t size, const char *in)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)in; *p && n + 4 < size; p++) {
+        if (isalnum(*p) || strchr("-._~!$&'()*+,;=", *p)) {
+            out[n++] = (char)*p;
+        } else {
+            out[n++] = '%';
+            out[n++] = hex[*p >> 4];
+            out[n++] = hex[*p & 15];
+        }
+    }
+    out[n] = '\0';
+}
+
+int kpi_config_load_secrets(struct kpi_config *c, char *errstr, size_t errsz)
+{
+    char pw[KPI_CONF_STR];
+    const char *from;
+    c->redis_url_auth[0] = '\0';
+    int err = find_secret("redis.password_file", c->redis_password_file, "KPISTREAM_REDIS_PASSWORD",
+                          pw, sizeof(pw), &from, errstr, errsz);
+    if (err)
+        return err;
+    if (from) {
+        if (strncmp(c->redis_url, "redis://", 8) != 0)
+            return kpi_seterr(errstr, errsz, KPI_ERR_INVAL,
+                              "%s: a password needs a redis:// URL (unix: URLs carry none)", from);
+        const char *host = c->redis_url + 8;
+        const char *end = host + strcspn(host, "/?#");
+        const char *at = NULL;
+        for (const char *p = host; p < end; p++)
+            if (*p == '@')
+                at = p;
+        if (at && memchr(host, ':', (size_t)(at - host)))
+            return kpi_seterr(errstr, errsz, KPI_ERR_INVAL,
+                              "%s: redis.url already carries a password; give it in one place",
+                              from);
+        char enc[KPI_CONF_STR * 3];
+        pct_encode(enc, sizeof(enc), pw);
+        snprintf(c->redis_url_auth, sizeof(c->redis_url_auth), "redis://%.*s:%s@%s",
+                 at ? (int)(at - host) : 0, host, enc, at ? at + 1 : host);
+        memset(pw, 0, sizeof(pw));
+    }
+    err = find_secret("kafka.sasl.password_file", c->kafka_sasl_password_file,
+                      "KPISTREAM_KAFKA_SASL_PASSWORD", pw, sizeof(pw), &from, errstr, errsz);
+    if (err)
+        return err;
+    if (from) {
+        for (int i = 0; i < c->n_kafka_props; i++)
+            if (strcmp(c->kafka_props[i][0], "sasl.password") == 0)
+                return kpi_seterr(errstr, errsz, KPI_ERR_INVAL,
+                                  "%s: kafka.sasl.password is set too; give it in one place", from);
+        if (c->n_kafka_props == KPI_CONF_MAX_PASSTHROUGH)
+            return kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "%s: too many kafka.* keys", from);
+        strcpy(c->kafka_props[c->n_kafka_props][0], "sasl.password");
+        strcpy(c->kafka_props[c->n_kafka_props][1], pw);
+        c->n_kafka_props++;
+        memset(pw, 0, sizeof(pw));
+    }
+    return 0;
+}
+
+const char *kpi_config_redis_url(const struct kpi_config *c)
+{
+    return c->redis_url_auth[0] ? c->redis_url_auth : c->redis_url;
+}
+
 void kpi_config_engine_conf(const struct kpi_config *c, struct kpi_engine_conf *ec)
 {
     kpi_engine_conf_defaults(ec);
@@ -404,12 +536,13 @@ void kpi_config_engine_conf(const struct kpi_config *c, struct kpi_engine_conf *
     ec->max_cells = (uint32_t)c->max_cells;
     ec->retry_min_ms = c->retry_min_ms;
     ec->retry_max_ms = c->retry_max_ms;
+    ec->idle_timeout_ms = c->idle_timeout_ms;
 }
 
 void kpi_config_redis_conf(const struct kpi_config *c, struct kpi_redis_conf *rc)
 {
     kpi_redis_conf_defaults(rc);
-    rc->url = c->redis_url;
+    rc->url = kpi_config_redis_url(c);
     rc->prefix = c->redis_prefix;
     rc->group = c->group_id;
     rc->connect_timeout_ms = c->redis_timeout_ms;

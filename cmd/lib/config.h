@@ -29,10 +29,16 @@ struct kpi_config {
     char group_id[KPI_CONF_STR];
     char dead_letter_topic[KPI_CONF_STR];
     char bootstrap_servers[KPI_CONF_STR];
+    char kafka_sasl_password_file[KPI_CONF_STR];
     int n_kafka_props;
     char kafka_props[KPI_CONF_MAX_PASSTHROUGH][2][KPI_CONF_STR]; /* name, value */
     /* [redis] */
     char redis_url[KPI_CONF_STR];
+    char redis_password_file[KPI_CONF_STR];
+    /* redis_url with the password from redis_password_file or the
+     * environment, built by kpi_config_load_secrets ("" if none): what the
+     * clients connect with.  Never printed. */
+    char redis_url_auth[KPI_CONF_STR * 4];
     char redis_prefix[64];
     int64_t redis_timeout_ms;
     int64_t redis_command_timeout_ms;
@@ -46,6 +52,7 @@ struct kpi_config {
     int64_t workers;
     int64_t flush_interval_ms;
     int64_t lateness_ms;
+    int64_t idle_timeout_ms;
     int64_t max_skew_ms;
     int64_t max_string;
     int64_t max_cells;
@@ -99,6 +106,20 @@ int kpi_config_load_file(struct kpi_config *c, const char *path, char *errstr, s
 /* Cross-key checks after all sources are applied (windows parse, dims, alert
  * thresholds...).  0 or KPI_ERR_INVAL naming the key. */
 int kpi_config_validate(const struct kpi_config *c, char *errstr, size_t errstr_size);
+
+/* Read the secrets that do not belong on a command line (ps shows it) or
+ * in the file: the Redis password from redis.password_file, else from the
+ * environment variable KPISTREAM_REDIS_PASSWORD, goes into the user/password
+ * of redis.url (kpi_config_redis_url); the Kafka SASL password from
+ * kafka.sasl.password_file, else KPISTREAM_KAFKA_SASL_PASSWORD, becomes the
+ * librdkafka property sasl.password.  One trailing newline is dropped.  A
+ * secret given twice (a password in redis.url and a file, say) is an error.
+ * 0 or KPI_ERR_INVAL naming the key. */
+int kpi_config_load_secrets(struct kpi_config *c, char *errstr, size_t errstr_size);
+
+/* The Redis URL to connect with (with the password kpi_config_load_secrets
+ * read, if any): for clients, never for messages. */
+const char *kpi_config_redis_url(const struct kpi_config *c);
 
 /* The engine settings this configuration describes. */
 void kpi_config_engine_conf(const struct kpi_config *c, struct kpi_engine_conf *ec);

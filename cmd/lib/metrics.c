@@ -76,11 +76,14 @@ void kpi_metrics_write(FILE *out, struct kpi_engine *e)
             "# HELP kpistream_flushes_total Deltas applied by the sink.\n"
             "# TYPE kpistream_flushes_total counter\n"
             "kpistream_flushes_total %llu\n"
-            "# HELP kpistream_flush_errors_total Failed flush attempts (sink errors; "
-            "each is retried).\n"
-            "# TYPE kpistream_flush_errors_total counter\n"
-            "kpistream_flush_errors_total %llu\n",
-            (unsigned long long)st.flushes, (unsigned long long)st.flush_errors);
+            "# HELP kpistream_flush_errors_total Failed flush attempts by cause (each is "
+            "retried, unless it fenced).\n"
+            "# TYPE kpistream_flush_errors_total counter\n",
+            (unsigned long long)st.flushes);
+    for (int i = 0; i < st.n_flush_error_reasons; i++)
+        fprintf(out, "kpistream_flush_errors_total{reason=\"%s\"} %llu\n",
+                st.flush_error_reasons[i].name,
+                (unsigned long long)st.flush_error_reasons[i].count);
     fprintf(out, "# HELP kpistream_flush_duration_seconds Time the sink took per flush attempt.\n"
                  "# TYPE kpistream_flush_duration_seconds histogram\n");
     unsigned long long cum = 0;

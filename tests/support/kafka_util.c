@@ -18,6 +18,57 @@ const char *kt_brokers(void)
     return b;
 }
 
+const char *kt_sasl_brokers(void)
+{
+    static char b[64];
+    const char *p = getenv("KPI_KAFKA_SASL_PORT");
+    const char *k = getenv("KPI_KAFKA_PORT");
+    int port = p && *p ? atoi(p) : (k && *k ? atoi(k) : 9092) + 1000;
+    snprintf(b, sizeof(b), "127.0.0.1:%d", port);
+    return b;
+}
+
+const char *kt_tls_file(const char *name)
+{
+    static char path[4][512];
+    static int next;
+    char *out = path[next++ % 4];
+    const char *d = getenv("KPI_SERVICES_DIR");
+    if (d && *d)
+        snprintf(out, 512, "%s/tls/%s", d, name);
+    else
+        snprintf(out, 512, "%s/.services/tls/%s", KPI_SOURCE_DIR, name);
+    return out;
+}
+
+const char *kt_sasl_password(void)
+{
+    static char pw[128];
+    FILE *f = fopen(kt_tls_file("kafka_password"), "r");
+    pw[0] = '\0';
+    if (f) {
+        if (fgets(pw, sizeof(pw), f))
+            pw[strcspn(pw, "\r\n")] = '\0';
+        fclose(f);
+    }
+    return pw;
+}
+
+void kt_sasl_props(const char *(*props)[2], const char *password)
+{
+    static const char *const names[KT_SASL_PROPS] = {"security.protocol", "sasl.mechanisms",
+                                                     "sasl.username", "sasl.password",
+                                                     "ssl.ca.location"};
+    /* PLAIN: Debian 12's librdkafka 2.0.2 cannot do SCRAM with a Kafka 4.x
+     * broker (librdkafka #4895, fixed in 2.6.1); over TLS either way. */
+    const char *values[KT_SASL_PROPS] = {"SASL_SSL", "PLAIN", "kpi", password,
+                                         kt_tls_file("ca.pem")};
+    for (int i = 0; i < KT_SASL_PROPS; i++) {
+        props[i][0] = names[i];
+        props[i][1] = values[i];
+    }
+}
+
 int kt_sh(const char *cmd)
 {
     char full[1024];

@@ -28,4 +28,17 @@ int64_t kt_read_dlq(const char *topic, int64_t expect, int64_t timeout_ms, uint6
 /* Run a shell command from the repository root; its exit status. */
 int kt_sh(const char *cmd);
 
+/* The broker's SASL_SSL listener (scripts/services.sh): "127.0.0.1:<port>"
+ * (KPI_KAFKA_SASL_PORT, else KPI_KAFKA_PORT + 1000). */
+const char *kt_sasl_brokers(void);
+/* A file of the services' test TLS directory (KPI_SERVICES_DIR, else
+ * <repo>/.services, then /tls/<name>): ca.pem, kafka_password. */
+const char *kt_tls_file(const char *name);
+/* librdkafka properties for the user `kpi` over SASL_SSL (SASL/PLAIN; the
+ * test CA), with `password` (the real one: kt_sasl_password()). */
+void kt_sasl_props(const char *(*props)[2], const char *password);
+/* The SASL user's password (from kt_tls_file("kafka_password")). */
+const char *kt_sasl_password(void);
+#define KT_SASL_PROPS 5
+
 #endif

@@ -18,6 +18,10 @@ static int mem_flush(void *self, const struct kpi_delta *d, char *errstr, size_t
 {
     struct mem_sink *m = self;
     pthread_mutex_lock(&m->mu);
+    if (m->refuse) {
+        pthread_mutex_unlock(&m->mu);
+        return kpi_seterr(errstr, errsz, KPI_ERR_CONFLICT, "%s", m->refuse);
+    }
     if (m->fail_io > 0) {
         m->fail_io--;
         pthread_mutex_unlock(&m->mu);

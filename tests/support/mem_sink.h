@@ -24,7 +24,8 @@ struct mem_sink {
     int64_t stored[MEM_SINK_PARTS]; /* next offset by partition, -1 if none */
     char topic[256];                /* the one topic it tracks */
     uint64_t applied, replays, conflicts;
-    int fail_io; /* >0: fail this many flushes with KPI_ERR_IO */
+    int fail_io;        /* >0: fail this many flushes with KPI_ERR_IO */
+    const char *refuse; /* non-NULL: refuse every flush for good (KPI_ERR_CONFLICT) with this */
 };
 
 void mem_sink_init(struct mem_sink *m, const char *topic);

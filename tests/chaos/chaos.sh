@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# tests/chaos/chaos.sh - a seeded, bounded fault campaign on loopback (issue 12).
+#
+#   bash tests/chaos/chaos.sh [SECONDS [SEED]]      (defaults: 120 s, seed 1)
+#
+# kpistream-gen produces paced traffic (with bad events) and its exact truth
+# into a topic consumed by a group of INSTANCES (2) kpistream processes
+# writing to the Redis of scripts/services.sh (AOF, appendfsync always).
+# Meanwhile, every few seconds, a fault drawn from the seeded schedule:
+#   kill    kill -9 one instance, start it again
+#   pause   SIGSTOP Redis for longer than redis.command_timeout, then SIGCONT
+#   redis   restart Redis (SHUTDOWN NOSAVE: only the fsync'd AOF survives)
+#   broker  restart the Kafka broker (at most once per run: it takes ~30 s)
+# Then it waits until the instances caught up, stops them (SIGTERM), and
+# checks that every counter in Redis equals the truth, that every bad event
+# reached the dead-letter topic (at least once: a replay after kill -9
+# produces its dead letters again), and that no instance is wedged (each
+# SIGTERM ends within engine.shutdown_timeout with exit 0).  Last line:
+#   chaos: <faults> faults, <events> events, lost <l>, duplicated <d>, dead-lettered <n>/<bad>
+# Exit 0 when lost and duplicated are 0, the dead letters cover the bad
+# events and every instance stopped cleanly.  Services: the ports of
+# scripts/services.sh (KPI_REDIS_PORT, KPI_KAFKA_PORT, ...), which must be up.
+# KPI_BIN: the directory of the programs (default build/); INSTANCES (2).
+# Its files (truth, logs) stay in /tmp/kpi-chaos.* for a look afterwards.
+# Not yet in the campaign (issue 12): Redis at maxmemory, an unwritable DLQ,
+# the hostile events beyond the generator's bad ones, a Redis Cluster.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$root"
+secs="${1:-120}"
+seed="${2:-1}"
+instances="${INSTANCES:-2}"
+bin="${KPI_BIN:-$root/build}"
+redis_port="${KPI_REDIS_PORT:-6379}"
+kafka="127.0.0.1:${KPI_KAFKA_PORT:-9092}"
+svc="${KPI_SERVICES_DIR:-$root/.services}"
+work="$(mktemp -d /tmp/kpi-chaos.XXXXXX)"
+topic="chaos-$$-$seed"
+group="g-$topic"
+rate=2000
+events=$((secs * rate))
+RANDOM=$seed
+
+say() { printf 'chaos: %s\n' "$*" >&2; }
+rcli() { redis-cli -p "$redis_port" "$@"; }
+
+pids=()
+start_instance() { # start_instance I
+    "$bin/kpistream" -X "kafka.bootstrap.servers=$kafka" -X "kafka.topics=$topic" \
+        -X "kafka.group.id=$group" -X "redis.url=redis://127.0.0.1:$redis_port" \
+        -X http.port=0 -X alerts.enabled=false -X engine.flush_interval=200ms \
+        -X redis.command_timeout=2s -X engine.shutdown_timeout=10s \
+        -X engine.lateness=1h >"$work/i$1.out" 2>>"$work/i$1.err" &
+    pids[$1]=$!
+}
+
+cleanup() {
+    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+    kill -CONT "$(cat "$svc/redis.pid" 2>/dev/null)" 2>/dev/null || true
+    [ -n "${gen_pid:-}" ] && kill "$gen_pid" 2>/dev/null || true
+}
+trap cleanup EXIT
+
+"$bin/kpistream-gen" --brokers "$kafka" --topic "$topic" --partitions 6 --events "$events" \
+    --rate "$rate" --bad-ratio 0.01 --seed "$seed" --truth "$work/truth.json" \
+    >"$work/gen.out" 2>"$work/gen.err" &
+gen_pid=$!
+for ((i = 0; i < instances; i++)); do start_instance "$i"; done
+
+faults=0
+broker_done=0
+while kill -0 "$gen_pid" 2>/dev/null; do
+    sleep $((2 + RANDOM % 4)) # the pace of the fault schedule (seeded), not a synchronisation
+    kill -0 "$gen_pid" 2>/dev/null || break
+    case $((RANDOM % 4)) in
+    0 | 1)
+        i=$((RANDOM % instances))
+        kill -9 "${pids[$i]}" 2>/dev/null || true
+        wait "${pids[$i]}" 2>/dev/null || true
+        start_instance "$i"
+        say "fault: kill -9 instance $i, restarted"
+        ;;
+    2)
+        rpid="$(cat "$svc/redis.pid")"
+        kill -STOP "$rpid"
+        sleep 3 # longer than redis.command_timeout (2 s): the fault itself
+        kill -CONT "$rpid"
+        say "fault: Redis paused 3 s"
+        ;;
+    3)
+        if [ $broker_done = 0 ] && [ $((RANDOM % 2)) = 0 ]; then
+            bash scripts/services.sh stop kafka >/dev/null 2>&1
+            bash scripts/services.sh start kafka >/dev/null 2>&1
+            broker_done=1
+            say "fault: broker restarted"
+        else
+            bash scripts/services.sh stop redis >/dev/null 2>&1
+            bash scripts/services.sh start redis >/dev/null 2>&1
+            say "fault: Redis restarted"
+        fi
+        ;;
+    esac
+    faults=$((faults + 1))
+done
+wait "$gen_pid" || { say "the generator failed: $(tail -1 "$work/gen.out")"; exit 1; }
+
+produced="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["events"])' "$work/truth.json")"
+offsets() { rcli HVALS "kpi:{$group}:offsets" | awk '{s += $1} END {print s + 0}'; }
+deadline=$((SECONDS + 300))
+while [ "$(offsets)" -lt "$produced" ] && [ $SECONDS -lt $deadline ]; do
+    sleep 0.5 # polling interval while the instances catch up
+done
+wedged=0
+for ((i = 0; i < instances; i++)); do
+    kill -TERM "${pids[$i]}" 2>/dev/null || true
+    if ! wait "${pids[$i]}"; then
+        wedged=$((wedged + 1))
+        say "instance $i did not stop cleanly (see $work/i$i.err)"
+    fi
+done
+pids=()
+
+read -r good revenue < <(python3 -c 'import json,sys; t=json.load(open(sys.argv[1])); print(t["good"], t["revenue_micros"])' "$work/truth.json")
+bad=$((produced - good))
+got="$(rcli HGET "kpi:{$group}:kpi:24h_1h:all:all" events)"
+got_revenue="$(rcli HGET "kpi:{$group}:kpi:24h_1h:all:all" revenue)"
+got="${got:-0}"
+lost=$((good > got ? good - got : 0))
+dup=$((got > good ? got - good : 0))
+[ "${got_revenue:-0}" = "$revenue" ] || { say "revenue ${got_revenue:-0} != $revenue"; dup=$((dup + 1)); }
+dlq="$("$bin/kpistream-bench" raw --brokers "$kafka" --topic "$topic.dlq" --group "dlq-$topic" 2>/dev/null |
+    awk '/^raw:/ {print $2}')"
+dlq="${dlq:-0}"
+printf 'chaos: %d faults, %d events, lost %d, duplicated %d, dead-lettered %d/%d\n' \
+    "$faults" "$produced" "$lost" "$dup" "$dlq" "$bad"
+[ "$lost" = 0 ] && [ "$dup" = 0 ] && [ "$dlq" -ge "$bad" ] && [ "$wedged" = 0 ] && [ "$(offsets)" = "$produced" ]
