@@ -29,7 +29,7 @@ bash scripts/install-deps.sh
 if [ "${KPI_TEST_SKIP_SERVICES:-0}" != 1 ]; then
     say "starting services"
     started_services=1
-    trap 'bash scripts/services.sh down redis kafka redis-cluster >/dev/null 2>&1 || true' EXIT
+    trap 'bash scripts/services.sh down redis kafka alertmanager redis-cluster >/dev/null 2>&1 || true' EXIT
     bash scripts/services.sh up
     bash scripts/services.sh up redis-cluster
     label_args=()
