@@ -1019,7 +1019,9 @@ Test(e2e, the_compose_redis_acl_and_a_password_file_count_exactly)
     const char *extra[] = {url, pwx, NULL};
     pid_t pid = start_daemon_x(topic, group, 0, 1, out, extra);
     int rc_exit = wait_exit(pid, 240000);
-    r = redisCommand(c, "HGET kpi:{%s}:kpi:24h_1h:all:all events", group);
+    char vp[256];
+    kpi_redis_value_prefix(vp, sizeof(vp), "kpi", group, KG, "all", "all", 3);
+    r = redisCommand(c, "HGET %skpi:24h_1h:all:all events", vp);
     long long events = r && r->type == REDIS_REPLY_STRING ? atoll(r->str) : -1;
     freeReplyObject(r);
     redisFree(c);

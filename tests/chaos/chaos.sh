@@ -50,7 +50,7 @@ start_instance() { # start_instance I
         -X "kafka.group.id=$group" -X "redis.url=redis://127.0.0.1:$redis_port" \
         -X http.port=0 -X alerts.enabled=false -X engine.flush_interval=200ms \
         -X redis.command_timeout=2s -X engine.shutdown_timeout=10s \
-        -X engine.lateness=1h >"$work/i$1.out" 2>>"$work/i$1.err" &
+        -X engine.lateness=1h -X redis.key_groups=1 >"$work/i$1.out" 2>>"$work/i$1.err" &
     pids[$1]=$!
 }
 
@@ -105,6 +105,7 @@ done
 wait "$gen_pid" || { say "the generator failed: $(tail -1 "$work/gen.out")"; exit 1; }
 
 produced="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["events"])' "$work/truth.json")"
+# One key group (redis.key_groups=1 above): the keys are "kpi:{<group>}:...".
 offsets() { rcli HVALS "kpi:{$group}:offsets" | awk '{s += $1} END {print s + 0}'; }
 deadline=$((SECONDS + 300))
 while [ "$(offsets)" -lt "$produced" ] && [ $SECONDS -lt $deadline ]; do
