@@ -38,26 +38,13 @@ cleanup() {
     rm -rf "$tmp"
 }
 trap cleanup EXIT
-mkdir -p "$tmp/redis"
-redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no --dir "$tmp/redis" \
-    --daemonize no >"$tmp/redis.log" 2>&1 &
-rpid=$!
-for _ in $(seq 1 100); do
-    redis-cli -p "$rport" ping >/dev/null 2>&1 && break
-    sleep 0.05
-done
+private_redis "$rport" "$tmp/redis"
 
 topic="api-$(date +%s)"
 "$b/kpistream-gen" -b "$brokers" -t "$topic" --events "$events" --partitions 8 --sites 1000 \
     --seed 3 >"$tmp/gen.out" 2>"$tmp/gen.err"
 
-# The smallest, over key groups, of the offsets a group stored.
-stored() { # stored GROUP
-    redis-cli -p "$rport" --scan --pattern "kpi:{$1*}:offsets" |
-        while read -r k; do
-            redis-cli -p "$rport" hvals "$k" | awk '{ s += $1 } END { print s + 0 }'
-        done | sort -n | awk 'NR == 1 { m = $1 } END { print m + 0 }'
-}
+stored() { stored_offsets_at "$1" "$rport"; }
 
 # run NAME WITH_API: events/s the group stored over SECONDS seconds, once
 # its first flush is in (with wrk loading the API over those seconds).

@@ -11,3 +11,29 @@ bench_setup() {
     cmake -S . -B "$b" -DCMAKE_BUILD_TYPE=Release >/dev/null
     cmake --build "$b" -j2 >/dev/null
 }
+
+# A private redis-server on PORT with its data in DIR (no persistence: a
+# benchmark's Redis measures the work, not the disk); its pid in $rpid.
+private_redis() { # private_redis PORT DIR
+    mkdir -p "$2"
+    redis-server --port "$1" --bind 127.0.0.1 --save '' --appendonly no --dir "$2" \
+        --daemonize no >"$2/redis.log" 2>&1 &
+    rpid=$!
+    for _ in $(seq 1 100); do
+        redis-cli -p "$1" ping >/dev/null 2>&1 && break
+        sleep 0.05 # polling for the server to answer
+    done
+}
+
+# The smallest, over key groups, of the offsets GROUP stored in the Redis(es)
+# on PORTS (a cluster's masters): every event below it is in every key group.
+stored_offsets_at() { # stored_offsets_at GROUP PORT...
+    local group=$1 p
+    shift
+    for p in "$@"; do
+        redis-cli -p "$p" --scan --pattern "kpi:{$group*}:offsets" 2>/dev/null |
+            while read -r k; do
+                redis-cli -p "$p" hvals "$k" | awk '{ s += $1 } END { print s + 0 }'
+            done
+    done | sort -n | awk 'NR == 1 { m = $1 } END { print m + 0 }'
+}

@@ -98,12 +98,7 @@ run_group() {
 stored_offsets() { # stored_offsets PORT GROUP
     local ports=("$1")
     [ "$1" = "$cport" ] && mapfile -t ports < <(masters)
-    for p in "${ports[@]}"; do
-        redis-cli -p "$p" --scan --pattern "kpi:{$2*}:offsets" 2>/dev/null |
-            while read -r k; do
-                redis-cli -p "$p" hvals "$k" | awk '{ s += $1 } END { print s + 0 }'
-            done
-    done | sort -n | awk 'NR == 1 { m = $1 } END { print m + 0 }'
+    stored_offsets_at "$2" "${ports[@]}"
 }
 
 echo "== cluster: 3 instances, 1 group, $secs s at $rate events/s, 3 masters"
@@ -126,14 +121,7 @@ done
 awk -v m="$max" -v a="$mean" 'BEGIN { printf "spread: max/mean CPU over the masters = %.2f\n", m / a }'
 
 echo "== scaleout: 4 instances, 1 group, $secs s at $rate events/s, one redis-server"
-mkdir -p "$tmp/redis"
-redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no --dir "$tmp/redis" \
-    --daemonize no >"$tmp/redis.log" 2>&1 &
-rpid=$!
-for _ in $(seq 1 100); do
-    redis-cli -p "$rport" ping >/dev/null 2>&1 && break
-    sleep 0.05
-done
+private_redis "$rport" "$tmp/redis"
 run_group scaleout 4 "$rport"
 # from the first event produced until the group stored the last one
 t0=$load_t0 t1=$load_t1 c0=$load_c0 c1=$load_c1
