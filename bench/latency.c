@@ -5,13 +5,16 @@
  * An event has taken effect when the flush that carries it has run: the sink
  * stores a partition's next offset in the same Lua call as the data
  * (docs/exactly-once.md), so "offset o of partition p is in Redis" is exactly
- * "HGET <prefix>:{<group>}:offsets <topic>:<p> > o".
+ * "HGET <key group prefix>offsets <topic>:<p> > o" in every key group: a
+ * flush is one call per key group, each storing every partition's offset
+ * (--key-groups K, kpistream's redis.key_groups, default 16), and the
+ * flush has taken effect once the last of them has.
  *
  * The production side comes from `kpistream-gen --timestamps FILE`: every
  * 100th delivered message's partition, offset and CreateTime (the time the
  * generator handed it to librdkafka).  This program polls the group's
- * offsets hash every --poll-ms for --duration seconds and keeps, per
- * partition, each (time, stored offset) change; then reads FILE and gives
+ * offsets hashes (the minimum over key groups, per partition) every --poll-ms for --duration
+ * seconds and keeps, per partition, each (time, stored offset) change; then reads FILE and gives
  * each sampled message the time of the first poll that showed its offset
  * stored, minus its CreateTime (same machine, same clock; the poll interval
  * is the resolution).  Messages produced in the first --warmup seconds of
@@ -27,6 +30,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "sinks/redis.h"
 
 #define MAX_P 256
 
@@ -103,19 +108,15 @@ int bench_latency(int argc, char **argv)
 {
     const char *topic = "events", *group = "kpistream", *samples_path = NULL, *series_path = NULL;
     const char *redis_host = "127.0.0.1", *prefix = "kpi";
-    int redis_port = 6379, poll_ms = 5;
+    int redis_port = 6379, poll_ms = 5, key_groups = 16;
     double duration = 60, warmup = 10;
-    static const struct option lo[] = {{"timestamps", required_argument, NULL, 'T'},
-                                       {"topic", required_argument, NULL, 't'},
-                                       {"series", required_argument, NULL, 'S'},
-                                       {"group", required_argument, NULL, 'g'},
-                                       {"redis-host", required_argument, NULL, 'H'},
-                                       {"redis-port", required_argument, NULL, 'P'},
-                                       {"prefix", required_argument, NULL, 'x'},
-                                       {"duration", required_argument, NULL, 'd'},
-                                       {"warmup", required_argument, NULL, 'w'},
-                                       {"poll-ms", required_argument, NULL, 'p'},
-                                       {NULL, 0, NULL, 0}};
+    static const struct option lo[] = {
+        {"timestamps", required_argument, NULL, 'T'}, {"topic", required_argument, NULL, 't'},
+        {"series", required_argument, NULL, 'S'},     {"group", required_argument, NULL, 'g'},
+        {"redis-host", required_argument, NULL, 'H'}, {"redis-port", required_argument, NULL, 'P'},
+        {"prefix", required_argument, NULL, 'x'},     {"duration", required_argument, NULL, 'd'},
+        {"warmup", required_argument, NULL, 'w'},     {"poll-ms", required_argument, NULL, 'p'},
+        {"key-groups", required_argument, NULL, 'K'}, {NULL, 0, NULL, 0}};
     optind = 2;
     int c;
     while ((c = getopt_long(argc, argv, "t:g:", lo, NULL)) != -1) {
@@ -130,11 +131,13 @@ int bench_latency(int argc, char **argv)
         case 'd': duration = atof(optarg); break;
         case 'w': warmup = atof(optarg); break;
         case 'p': poll_ms = atoi(optarg); break;
+        case 'K': key_groups = atoi(optarg); break;
         default: return 2;
         }
     }
-    if (!samples_path || poll_ms < 1 || duration <= warmup) {
-        fprintf(stderr, "latency: need --timestamps FILE, --poll-ms >= 1, --duration > --warmup\n");
+    if (!samples_path || poll_ms < 1 || duration <= warmup || key_groups < 1 || key_groups > 1024) {
+        fprintf(stderr, "latency: need --timestamps FILE, --poll-ms >= 1, --duration > --warmup, "
+                        "--key-groups 1..1024\n");
         return 2;
     }
     redisContext *rc = redisConnect(redis_host, redis_port);
@@ -147,38 +150,66 @@ int bench_latency(int argc, char **argv)
     signal(SIGINT, on_signal);
     int64_t t0 = wall_ms(), from_ms = t0 + (int64_t)(warmup * 1000);
 
-    char key[512];
-    snprintf(key, sizeof(key), "%s:{%s}:offsets", prefix, group);
-    size_t tlen = strlen(topic);
-    static struct series ser[MAX_P];
-    int64_t end = t0 + (int64_t)(duration * 1000);
-    while (!g_stop && wall_ms() < end) {
-        redisReply *r = redisCommand(rc, "HGETALL %s", key);
-        int64_t now = wall_ms();
-        if (!r) {
-            fprintf(stderr, "latency: redis: %s\n", rc->errstr);
+    char(*keys)[512] = calloc((size_t)key_groups, sizeof(*keys));
+    if (!keys) {
+        fprintf(stderr, "latency: out of memory\n");
+        return 1;
+    }
+    for (int kg = 0; kg < key_groups; kg++) {
+        if (kpi_redis_kg_prefix(keys[kg], sizeof(keys[kg]) - 8, prefix, group, (uint32_t)key_groups,
+                                (uint32_t)kg)) {
+            fprintf(stderr, "latency: group name too long\n");
             return 1;
         }
-        if (r->type == REDIS_REPLY_ARRAY)
-            for (size_t i = 0; i + 1 < r->elements; i += 2) {
-                const char *f = r->element[i]->str;
-                if (r->element[i]->len <= tlen + 1 || strncmp(f, topic, tlen) != 0 ||
-                    f[tlen] != ':')
-                    continue;
-                int p = atoi(f + tlen + 1);
-                int64_t off = atoll(r->element[i + 1]->str);
-                if (p < 0 || p >= MAX_P)
-                    continue;
-                struct series *s = &ser[p];
-                if (s->n == 0 || s->v[s->n - 1].offset != off) {
-                    s->v = grow(s->v, &s->cap, s->n, sizeof(*s->v));
-                    s->v[s->n++] = (struct change){now, off};
-                }
+        strcat(keys[kg], "offsets");
+    }
+    size_t tlen = strlen(topic);
+    static struct series ser[MAX_P];
+    /* Per partition, this poll's minimum over the key groups, and how many
+     * key groups stored it (a partition counts once all have). */
+    static int64_t low[MAX_P];
+    static int seen[MAX_P];
+    int64_t end = t0 + (int64_t)(duration * 1000);
+    while (!g_stop && wall_ms() < end) {
+        for (int kg = 0; kg < key_groups; kg++)
+            redisAppendCommand(rc, "HGETALL %s", keys[kg]);
+        memset(seen, 0, sizeof(seen));
+        for (int kg = 0; kg < key_groups; kg++) {
+            redisReply *r = NULL;
+            if (redisGetReply(rc, (void **)&r) != REDIS_OK || !r) {
+                fprintf(stderr, "latency: redis: %s\n", rc->errstr);
+                return 1;
             }
-        freeReplyObject(r);
+            if (r->type == REDIS_REPLY_ARRAY)
+                for (size_t i = 0; i + 1 < r->elements; i += 2) {
+                    const char *f = r->element[i]->str;
+                    if (r->element[i]->len <= tlen + 1 || strncmp(f, topic, tlen) != 0 ||
+                        f[tlen] != ':')
+                        continue;
+                    int p = atoi(f + tlen + 1);
+                    int64_t off = atoll(r->element[i + 1]->str);
+                    if (p < 0 || p >= MAX_P)
+                        continue;
+                    if (seen[p] == 0 || off < low[p])
+                        low[p] = off;
+                    seen[p]++;
+                }
+            freeReplyObject(r);
+        }
+        int64_t now = wall_ms();
+        for (int p = 0; p < MAX_P; p++) {
+            if (seen[p] != key_groups)
+                continue;
+            struct series *s = &ser[p];
+            if (s->n == 0 || s->v[s->n - 1].offset != low[p]) {
+                s->v = grow(s->v, &s->cap, s->n, sizeof(*s->v));
+                s->v[s->n++] = (struct change){now, low[p]};
+            }
+        }
         struct timespec ts = {0, (long)poll_ms * 1000000L};
         nanosleep(&ts, NULL);
     }
+    free(keys);
     redisFree(rc);
 
     FILE *f = fopen(samples_path, "r");

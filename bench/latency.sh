@@ -52,11 +52,15 @@ lat=$!
 pids+=("$lat")
 wait "$gen" || true
 total=$((rate * secs))
-# Stop polling once Redis holds every produced offset (the sum of the stored
-# next offsets is the number of messages), or after two minutes.
+# Stop polling once Redis holds every produced offset in every key group (the
+# sum of a key group's stored next offsets is the number of messages), or
+# after two minutes.
+rp="${KPI_REDIS_PORT:-6379}"
 for _ in $(seq 1 1200); do
-    sum=$(redis-cli -p "${KPI_REDIS_PORT:-6379}" HVALS "kpi:{$tag}:offsets" | awk '{s += $1} END {print s + 0}')
-    [ "$sum" -ge "$total" ] && break
+    sum=$(for k in $(redis-cli -p "$rp" --scan --pattern "kpi:{$tag*}:offsets"); do
+        redis-cli -p "$rp" HVALS "$k" | awk '{s += $1} END {print s + 0}'
+    done | sort -n | head -1)
+    [ "${sum:-0}" -ge "$total" ] && break
     sleep 0.1
 done
 kill -TERM "$lat"
