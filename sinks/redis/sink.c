@@ -60,6 +60,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "err.h"
 #include "hash.h"
 #include "keygroup.h"
@@ -216,13 +217,6 @@ struct redis_sink {
     uint64_t token_seed, token_ctr, token; /* this call's write token */
     struct kpi_redis_stats stats;
 };
-
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 static void range_field(char *out, size_t cap, const char *topic, int32_t partition)
 {
@@ -610,9 +604,7 @@ static int build_args(struct redis_sink *s, uint32_t kg, const struct kpi_delta 
     err |= kpi_argv_str(a, g->offsets_key);
     err |= kpi_argv_str(a, "2");
     err |= kpi_argv_str(a, g->prefix);
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    err |= kpi_argv_i64(a, (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000);
+    err |= kpi_argv_i64(a, kpi_now_ms());
     int64_t wm = d ? d->watermark : INT64_MIN;
     if (wm == INT64_MIN)
         err |= kpi_argv_str(a, "");
@@ -782,10 +774,10 @@ static int call_kg(struct redis_sink *s, uint32_t kg, const struct kpi_delta *d,
         return kpi_seterr(errstr, errsz, KPI_ERR_NOMEM, "out of memory");
     redisReply *r = NULL;
     int sent = 0;
-    int64_t t0 = mono_us();
+    int64_t t0 = kpi_mono_us();
     err = kpi_redis_conn_command(&s->conn, g->slot, (int)s->args.n, argv, s->args.alen, &r, &sent,
                                  errstr, errsz);
-    s->stats.last_call_us = (uint64_t)(mono_us() - t0);
+    s->stats.last_call_us = (uint64_t)(kpi_mono_us() - t0);
     s->stats.calls++;
     sync_conn_stats(s);
     if (err) {
