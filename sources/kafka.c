@@ -479,15 +479,18 @@ static int64_t resume_offset(struct kafka_src *s, const char *topic, int32_t par
         for (;;) {
             int64_t off = -1;
             char err[256];
-            if (s->store->ops->load_offset(s->store->self, topic, partition, &off, err,
-                                           sizeof(err)) == 0) {
+            int rc = s->store->ops->load_offset(s->store->self, topic, partition, &off, err,
+                                                sizeof(err));
+            if (rc == 0) {
                 if (off >= 0)
                     return off;
                 break;
             }
             if (atomic_load(&s->stop))
                 return -3; /* stopping: this partition is not opened */
-            if (kpi_now_ms() >= deadline) {
+            /* KPI_ERR_INVAL is a setting the store refuses (a key layout
+             * that is not the group's): waiting will not change it. */
+            if (rc == KPI_ERR_INVAL || kpi_now_ms() >= deadline) {
                 snprintf(s->errstr, sizeof(s->errstr), "cannot read the stored offset of %s:%d: %s",
                          topic, (int)partition, err);
                 return -2;
