@@ -8,6 +8,7 @@
 #include <time.h>
 
 static enum kpi_log_level min_level = KPI_LOG_INFO;
+static FILE *log_out; /* NULL: stderr */
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static const char *const names[] = {"error", "warn", "info", "debug"};
 
@@ -24,6 +25,13 @@ void kpi_log_set_level(const char *name)
     for (int i = 0; i < 4; i++)
         if (strcmp(name, names[i]) == 0)
             min_level = (enum kpi_log_level)i;
+}
+
+void kpi_log_set_output(FILE *out)
+{
+    pthread_mutex_lock(&mu);
+    log_out = out;
+    pthread_mutex_unlock(&mu);
 }
 
 static void stamp(char *buf, size_t size, const struct timespec *ts)
@@ -43,6 +51,7 @@ void kpi_log(enum kpi_log_level level, const char *subsystem, const char *fmt, .
     char when[40];
     stamp(when, sizeof(when), &ts);
     pthread_mutex_lock(&mu);
+    FILE *out = log_out ? log_out : stderr;
     int k = 0;
     while (k < MAX_SUBS && subs[k].name[0] && strcmp(subs[k].name, subsystem) != 0)
         k++;
@@ -51,7 +60,7 @@ void kpi_log(enum kpi_log_level level, const char *subsystem, const char *fmt, .
     if (k < MAX_SUBS) {
         if (subs[k].second != ts.tv_sec) {
             if (subs[k].suppressed)
-                fprintf(stderr, "%s warn  %s: %ld lines suppressed (over %d per second)\n", when,
+                fprintf(out, "%s warn  %s: %ld lines suppressed (over %d per second)\n", when,
                         subsystem, subs[k].suppressed, KPI_LOG_BURST);
             subs[k].second = ts.tv_sec;
             subs[k].lines = 0;
@@ -63,11 +72,11 @@ void kpi_log(enum kpi_log_level level, const char *subsystem, const char *fmt, .
             return;
         }
     }
-    fprintf(stderr, "%s %-5s %s: ", when, names[level], subsystem);
+    fprintf(out, "%s %-5s %s: ", when, names[level], subsystem);
     va_list ap;
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vfprintf(out, fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
+    fputc('\n', out);
     pthread_mutex_unlock(&mu);
 }

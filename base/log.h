@@ -17,8 +17,12 @@ enum kpi_log_level { KPI_LOG_ERROR = 0, KPI_LOG_WARN, KPI_LOG_INFO, KPI_LOG_DEBU
 
 #define KPI_LOG_BURST 20
 
+#include <stdio.h>
+
 /* "error", "warn", "info" or "debug"; unknown names leave the level as is. */
 void kpi_log_set_level(const char *name);
+/* Where lines go: stderr unless set (tests read them back); NULL: stderr. */
+void kpi_log_set_output(FILE *out);
 void kpi_log(enum kpi_log_level level, const char *subsystem, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

@@ -31,13 +31,7 @@ command -v wrk >/dev/null || {
     $sudo apt-get install -y -q wrk >/dev/null
 }
 
-tmp="$(mktemp -d)"
-rpid=""
-cleanup() {
-    [ -n "$rpid" ] && kill "$rpid" 2>/dev/null || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
+bench_scratch
 private_redis "$rport" "$tmp/redis"
 
 topic="api-$(date +%s)"

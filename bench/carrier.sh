@@ -43,13 +43,7 @@ rport="${KPI_REDIS_PORT:-6379}"
 . bench/common.sh
 bench_setup
 
-tmp="$(mktemp -d)"
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
+bench_scratch
 
 kpi_args() { # kpi_args TOPIC GROUP
     echo -X "kafka.bootstrap.servers=$brokers" -X "kafka.topics=$1" -X "kafka.group.id=$2" \
@@ -98,11 +92,7 @@ t0=$(date +%s.%N)
 gen "$topic" "$total" --rate "$rate" --timestamps "$tmp/ts" >"$tmp/gen.out" 2>"$tmp/gen.err" &
 g=$!
 pids+=("$g")
-for _ in $(seq 1 300); do # the generator creates the topic first
-    grep -q "created topic\|produced:" "$tmp/gen.err" "$tmp/gen.out" 2>/dev/null && break
-    kill -0 "$g" 2>/dev/null || break
-    sleep 0.1
-done
+wait_topic "$g"
 kp=()
 for n in 1 2; do
     # shellcheck disable=SC2046

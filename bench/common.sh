@@ -12,6 +12,32 @@ bench_setup() {
     cmake --build "$b" -j2 >/dev/null
 }
 
+# A scratch folder in $tmp; the background processes of the run go in the
+# array pids, a private Redis's pid in rpid: all of them are killed, and the
+# folder removed, when the script exits.
+bench_scratch() {
+    tmp="$(mktemp -d)"
+    pids=()
+    rpid=""
+    trap bench_cleanup EXIT
+}
+bench_cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    if [ -n "$rpid" ]; then kill "$rpid" 2>/dev/null || true; fi
+    rm -rf "$tmp"
+}
+
+# Wait (30 s at most) until the generator PID, writing $tmp/gen.out and
+# $tmp/gen.err, has created its topic (or produced, or exited): consumers
+# started before would find no topic.
+wait_topic() { # wait_topic PID
+    for _ in $(seq 1 300); do
+        grep -q "created topic\|produced:" "$tmp/gen.err" "$tmp/gen.out" 2>/dev/null && break
+        kill -0 "$1" 2>/dev/null || break
+        sleep 0.1 # polling for the generator's first lines
+    done
+}
+
 # A private redis-server on PORT with its data in DIR (no persistence: a
 # benchmark's Redis measures the work, not the disk); its pid in $rpid.
 private_redis() { # private_redis PORT DIR

@@ -24,24 +24,14 @@ parts="${3:-8}"
 bench_setup
 
 tag="lat-$rate-$(date +%s)"
-tmp="$(mktemp -d)"
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
+bench_scratch
 
 echo "== $rate events/s for $secs s to $tag ($parts partitions)"
 "$b/kpistream-gen" -t "$tag" --events "$((rate * secs))" --rate "$rate" --partitions "$parts" \
     --subscribers 1000000 --seed 7 --timestamps "$tmp/ts" >"$tmp/gen.out" 2>"$tmp/gen.err" &
 gen=$!
 pids+=("$gen")
-for _ in $(seq 1 300); do # the generator creates the topic first
-    grep -q "created topic\|produced:" "$tmp/gen.err" "$tmp/gen.out" 2>/dev/null && break
-    kill -0 "$gen" 2>/dev/null || break
-    sleep 0.1
-done
+wait_topic "$gen"
 "$b/kpistream" -X "kafka.topics=$tag" -X "kafka.group.id=$tag" -X http.port=0 \
     -X alerts.enabled=false >"$tmp/kpi.out" 2>"$tmp/kpi.err" &
 kpi=$!

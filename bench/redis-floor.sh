@@ -27,13 +27,7 @@ rport="${KPI_FLOOR_REDIS_PORT:-6393}"
 
 # shellcheck source=bench/common.sh
 . bench/common.sh
-tmp="$(mktemp -d)"
-rpid=""
-cleanup() {
-    [ -n "$rpid" ] && kill "$rpid" 2>/dev/null || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
+bench_scratch
 private_redis "$rport" "$tmp/redis"
 
 script='

@@ -29,15 +29,7 @@ cport="${KPI_REDIS_CLUSTER_PORT:-7000}"
 bench_setup
 bash scripts/services.sh up redis-cluster >&2
 
-tmp="$(mktemp -d)"
-pids=()
-rpid=""
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    [ -n "$rpid" ] && kill "$rpid" 2>/dev/null || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
+bench_scratch
 
 cpu_ms() { # cpu_ms PORT: main-thread CPU of a redis-server, in ms
     redis-cli -p "$1" info cpu |

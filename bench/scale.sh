@@ -37,13 +37,7 @@ for x in "${xs[@]}"; do extra+=(-X "$x"); done
 . bench/common.sh
 bench_setup
 
-tmp="$(mktemp -d)"
-rpid=""
-cleanup() {
-    [ -n "$rpid" ] && kill "$rpid" 2>/dev/null || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
+bench_scratch
 
 printf '%-7s %-9s %-9s %12s %10s %12s %8s %11s %5s %-22s %9s %9s %8s %5s %9s\n' sites subs events \
     "events/s" "RSS MiB" "Redis MiB" values distinct zipf "flushes (p50/max ms)" "us/cell" \

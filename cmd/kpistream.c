@@ -78,6 +78,18 @@ static void on_signal(int sig)
         sem_post(&g_stop_sem); /* async-signal-safe */
 }
 
+/* SIGTERM and SIGINT request the stop; a closed socket is an error return,
+ * not a signal. */
+static void catch_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
 static void *watchdog_main(void *arg)
 {
     (void)arg;
@@ -514,12 +526,7 @@ int main(int argc, char **argv)
         goto out;
     }
     if (o.serve_only) {
-        struct sigaction ssa;
-        memset(&ssa, 0, sizeof(ssa));
-        ssa.sa_handler = on_signal;
-        sigaction(SIGTERM, &ssa, NULL);
-        sigaction(SIGINT, &ssa, NULL);
-        signal(SIGPIPE, SIG_IGN);
+        catch_signals();
         rc = serve_only(&cfg, e);
         goto out;
     }
@@ -586,12 +593,7 @@ int main(int argc, char **argv)
     pthread_create(&watchdog, NULL, watchdog_main, NULL);
     pthread_detach(watchdog);
     watchdog_on = 1;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    catch_signals();
 
     web.store = store_new(&cfg, e, use_redis, &sink);
     if (web_start(&web, &cfg, e, err, sizeof(err))) {

@@ -7,14 +7,14 @@
 
 void kpi_alert_conf_defaults(struct kpi_alert_conf *c)
 {
-    c->alpha = 0.1;
-    c->raise_k = 4.0;
-    c->resolve_k = 1.0;
-    c->floor_rate = 0.001;
-    c->rel_floor = 0.1;
-    c->abs_floor = 0.0001;
-    c->min_active = 100;
-    c->warmup = 10;
+    *c = (struct kpi_alert_conf){.alpha = 0.1,
+                                 .raise_k = 4.0,
+                                 .resolve_k = 1.0,
+                                 .floor_rate = 0.001,
+                                 .rel_floor = 0.1,
+                                 .abs_floor = 0.0001,
+                                 .min_active = 100,
+                                 .warmup = 10};
 }
 
 int kpi_alert_conf_check(const struct kpi_alert_conf *c, char *errstr, size_t errsz)

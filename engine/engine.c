@@ -251,7 +251,9 @@ int kpi_engine_input_find(struct kpi_engine *e, const char *topic, int32_t parti
     return id;
 }
 
-void kpi_engine_input_revoke(struct kpi_engine *e, int input)
+/* Ends the input's generation (revoke), and with is_close also forgets it
+ * (close). */
+static void input_end(struct kpi_engine *e, int input, int is_close)
 {
     if (input < 0 || input >= KPI_MAX_INPUTS)
         return;
@@ -259,19 +261,21 @@ void kpi_engine_input_revoke(struct kpi_engine *e, int input)
     struct kpi_input *in = &e->inputs[input];
     /* The argument for this order is in engine_int.h. */
     atomic_store_explicit(&in->state, in->gen << 1 | 1u, memory_order_release);
+    if (is_close) {
+        in->open = 0;
+        in->max_ts = -1;
+    }
     pthread_mutex_unlock(&e->mu);
+}
+
+void kpi_engine_input_revoke(struct kpi_engine *e, int input)
+{
+    input_end(e, input, 0);
 }
 
 void kpi_engine_input_close(struct kpi_engine *e, int input)
 {
-    if (input < 0 || input >= KPI_MAX_INPUTS)
-        return;
-    pthread_mutex_lock(&e->mu);
-    struct kpi_input *in = &e->inputs[input];
-    atomic_store_explicit(&in->state, in->gen << 1 | 1u, memory_order_release);
-    in->open = 0;
-    in->max_ts = -1;
-    pthread_mutex_unlock(&e->mu);
+    input_end(e, input, 1);
 }
 
 int64_t kpi_engine_input_flushed(struct kpi_engine *e, int input)
@@ -504,17 +508,27 @@ static int add_event(struct kpi_worker *w, struct kpi_worker_input *wi, int inpu
     return KPI_BAD_NONE;
 }
 
-enum kpi_bad_reason kpi_worker_add(struct kpi_worker *w, int input, int64_t offset,
-                                   const struct kpi_event *ev)
+/* The worker's view of the input, or NULL when the event is to be dropped:
+ * the worker is stopped, or the input was revoked (counted). */
+static inline struct kpi_worker_input *live_input(struct kpi_worker *w, int input)
 {
     if (w->stopped)
-        return KPI_BAD_NONE;
+        return NULL;
     int revoked;
     struct kpi_worker_input *wi = input_view(w, input, &revoked);
     if (revoked) {
         w->cur->stats.revoked++;
-        return KPI_BAD_NONE;
+        return NULL;
     }
+    return wi;
+}
+
+enum kpi_bad_reason kpi_worker_add(struct kpi_worker *w, int input, int64_t offset,
+                                   const struct kpi_event *ev)
+{
+    struct kpi_worker_input *wi = live_input(w, input);
+    if (!wi)
+        return KPI_BAD_NONE;
     int r = add_event(w, wi, input, offset, ev);
     return r < 0 ? KPI_BAD_NONE : (enum kpi_bad_reason)r;
 }
@@ -524,14 +538,9 @@ enum kpi_bad_reason kpi_worker_process(struct kpi_worker *w, int input, int64_t 
 {
     if (dropped)
         *dropped = 1;
-    if (w->stopped)
+    struct kpi_worker_input *wi = live_input(w, input);
+    if (!wi)
         return KPI_BAD_NONE;
-    int revoked;
-    struct kpi_worker_input *wi = input_view(w, input, &revoked);
-    if (revoked) {
-        w->cur->stats.revoked++;
-        return KPI_BAD_NONE;
-    }
     struct kpi_event ev;
     enum kpi_bad_reason r = kpi_decode(&w->e->decoder, msg, len, now_ms, &ev);
     if (r != KPI_BAD_NONE) {

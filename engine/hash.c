@@ -7,6 +7,7 @@
  */
 #include "engine/hash.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static inline uint64_t load_le64(const unsigned char *p)
@@ -45,4 +46,22 @@ uint64_t kpi_murmur64a(const void *data, size_t len, uint64_t seed)
     h *= m;
     h ^= h >> r;
     return h;
+}
+
+int kpi_hash_index_rebuild(uint32_t **index, uint32_t *mask, uint32_t slots, uint32_t n,
+                           uint32_t (*hash)(const void *ctx, uint32_t i), const void *ctx)
+{
+    uint32_t *ix = calloc(slots, sizeof(*ix));
+    if (!ix)
+        return -1;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t h = hash(ctx, i) & (slots - 1);
+        while (ix[h])
+            h = (h + 1) & (slots - 1);
+        ix[h] = i + 1;
+    }
+    free(*index);
+    *index = ix;
+    *mask = slots - 1;
+    return 0;
 }

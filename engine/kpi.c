@@ -1,7 +1,10 @@
 /* kpi.c - counter arithmetic and KPI formulas (see kpi.h and kpi_schema.h). */
 #include "engine/kpi.h"
 
+#include <inttypes.h>
 #include <string.h>
+
+#include "base/json.h"
 
 #define NAME_(name, when, add, doc) #name,
 const char *const kpi_counter_names[KPI_NCOUNTERS] = {KPI_COUNTERS(NAME_)};
@@ -54,4 +57,15 @@ void kpi_values_compute(struct kpi_values *v, const struct kpi_counters *c, uint
     v->c = *c;
     v->active = active;
     KPI_DERIVED(FORMULA_)
+}
+
+void kpi_values_write_json(FILE *f, const struct kpi_values *v)
+{
+    for (int i = 0; i < KPI_NCOUNTERS; i++)
+        fprintf(f, "%s\"%s\":%" PRId64, i ? "," : "", kpi_counter_names[i], v->c.v[i]);
+    fprintf(f, ",\"active\":%" PRIu64, v->active);
+    for (int i = 0; i < KPI_NDERIVED; i++) {
+        fprintf(f, ",\"%s\":", kpi_derived_defs[i].name);
+        kpi_json_num(f, v->has[i], v->derived[i]);
+    }
 }

@@ -22,6 +22,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "engine/event.h"
 #include "engine/kpi_schema.h"
@@ -129,6 +130,12 @@ int kpi_counters_is_zero(const struct kpi_counters *c);
 
 /* Derive the KPIs from summed counters and a distinct-subscriber count. */
 void kpi_values_compute(struct kpi_values *v, const struct kpi_counters *c, uint64_t active);
+
+/* v's public fields, every counter and KPI of the schema, as JSON object
+ * members: `"events":1,...,"active":7,...,"nps_brand":null` (no braces; a
+ * KPI without a value is null).  The stdout sink and the HTTP API write
+ * values with it. */
+void kpi_values_write_json(FILE *f, const struct kpi_values *v);
 
 /* NPS of one survey's counts; 0 when there are no responses (check has_*). */
 double kpi_nps(const int64_t counts[3]);

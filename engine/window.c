@@ -64,7 +64,7 @@ int kpi_window_parse(const char *spec, struct kpi_window_spec *w, char *errstr, 
     return 0;
 }
 
-static int64_t gcd64(int64_t a, int64_t b)
+int64_t kpi_gcd(int64_t a, int64_t b)
 {
     while (b) {
         int64_t t = a % b;
@@ -105,7 +105,7 @@ int kpi_windows_init(struct kpi_windows *ws, const char *specs, int64_t lateness
         for (int i = 0; i < ws->n; i++)
             if (strcmp(ws->w[i].id, ws->w[ws->n].id) == 0)
                 return kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "window '%s' is listed twice", one);
-        ws->base_ms = ws->n ? gcd64(ws->base_ms, ws->w[ws->n].slide_ms) : ws->w[ws->n].slide_ms;
+        ws->base_ms = ws->n ? kpi_gcd(ws->base_ms, ws->w[ws->n].slide_ms) : ws->w[ws->n].slide_ms;
         if (ws->w[ws->n].size_ms > ws->longest_ms)
             ws->longest_ms = ws->w[ws->n].size_ms;
         ws->n++;

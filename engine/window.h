@@ -57,6 +57,10 @@ int kpi_duration_parse(const char *s, int64_t *ms);
 /* Parse "size/slide"; size must be a positive multiple of slide. */
 int kpi_window_parse(const char *spec, struct kpi_window_spec *w, char *errstr, size_t errstr_size);
 
+/* The greatest common divisor of a and b (>= 0): the base bucket is the
+ * slides' gcd. */
+int64_t kpi_gcd(int64_t a, int64_t b);
+
 /* specs: comma-separated window specs; lateness_ms >= 0. */
 int kpi_windows_init(struct kpi_windows *ws, const char *specs, int64_t lateness_ms, char *errstr,
                      size_t errstr_size);

@@ -35,6 +35,7 @@
 #include <string.h>
 
 #include "engine/err.h"
+#include "engine/window.h"
 #include "gen/msgpack_writer.h"
 #include "gen/population.h"
 
@@ -237,16 +238,6 @@ static uint64_t threshold(double p)
     return (uint64_t)(p * 9007199254740992.0);
 }
 
-static uint64_t gcd(uint64_t a, uint64_t b)
-{
-    while (b) {
-        uint64_t t = a % b;
-        a = b;
-        b = t;
-    }
-    return a;
-}
-
 /* Vose's alias method over the Zipf weights (see the top of the file). */
 static int build_alias(struct kpi_gen *g)
 {
@@ -260,7 +251,7 @@ static int build_alias(struct kpi_gen *g)
         return KPI_ERR_NOMEM;
     }
     uint64_t step = 2654435761ULL % n, sub = 0;
-    while (n > 1 && gcd(step, n) != 1)
+    while (n > 1 && kpi_gcd((int64_t)step, (int64_t)n) != 1)
         step++;
     double sum = 0;
     for (uint64_t rank = 0; rank < n; rank++) {

@@ -59,6 +59,21 @@ wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
 
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
+# stop_pid FILE SECONDS: SIGTERM the process FILE names, give it SECONDS to
+# shut down in order, then SIGKILL; the pid file goes either way.
+stop_pid() {
+    if pid_alive "$1"; then
+        local pid deadline=$((SECONDS + $2))
+        pid="$(cat "$1")"
+        kill "$pid" 2>/dev/null || true
+        while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do
+            sleep 0.1 # waiting for an orderly shutdown
+        done
+        kill -9 "$pid" 2>/dev/null || true
+    fi
+    rm -f "$1"
+}
+
 # ---- redis ----
 redis_ping() { [ "$(redis-cli -p "$redis_port" ping 2>/dev/null)" = PONG ]; }
 
@@ -235,17 +250,7 @@ kafka_up() {
 }
 
 kafka_down() {
-    if pid_alive "$dir/kafka.pid"; then
-        local pid
-        pid="$(cat "$dir/kafka.pid")"
-        kill "$pid" 2>/dev/null || true
-        local deadline=$((SECONDS + 30))
-        while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do
-            sleep 0.2 # waiting for the broker's orderly shutdown
-        done
-        kill -9 "$pid" 2>/dev/null || true
-    fi
-    rm -f "$dir/kafka.pid"
+    stop_pid "$dir/kafka.pid" 30
     if [ "${wipe:-0}" = 1 ]; then
         rm -rf "$kdata"
         say "kafka stopped, data wiped"
@@ -295,17 +300,7 @@ YML
 }
 
 alertmanager_down() {
-    if pid_alive "$dir/alertmanager.pid"; then
-        local pid
-        pid="$(cat "$dir/alertmanager.pid")"
-        kill "$pid" 2>/dev/null || true
-        local deadline=$((SECONDS + 15))
-        while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do
-            sleep 0.1 # waiting for Alertmanager to exit
-        done
-        kill -9 "$pid" 2>/dev/null || true
-    fi
-    rm -f "$dir/alertmanager.pid"
+    stop_pid "$dir/alertmanager.pid" 15
     say "alertmanager stopped"
 }
 

@@ -21,7 +21,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/json.h"
 #include "engine/err.h"
+#include "engine/hash.h"
 
 struct slot {
     int64_t bucket; /* INT64_MIN: empty */
@@ -74,22 +76,18 @@ static uint32_t entry_hash(uint32_t set, uint32_t vid)
     return (uint32_t)(x >> 32);
 }
 
+static uint32_t entry_hash_of(const void *w, uint32_t i)
+{
+    const struct entry *e = &((const struct win *)w)->e[i];
+    return entry_hash(e->set, e->vid);
+}
+
 static int win_grow_index(struct win *w)
 {
     uint32_t slots = w->mask ? (w->mask + 1) * 2 : 64;
-    uint32_t *ix = calloc(slots, sizeof(*ix));
-    if (!ix)
-        return KPI_ERR_NOMEM;
-    for (uint32_t i = 0; i < w->n; i++) {
-        uint32_t h = entry_hash(w->e[i].set, w->e[i].vid) & (slots - 1);
-        while (ix[h])
-            h = (h + 1) & (slots - 1);
-        ix[h] = i + 1;
-    }
-    free(w->index);
-    w->index = ix;
-    w->mask = slots - 1;
-    return 0;
+    return kpi_hash_index_rebuild(&w->index, &w->mask, slots, w->n, entry_hash_of, w)
+               ? KPI_ERR_NOMEM
+               : 0;
 }
 
 static struct entry *win_find(const struct win *w, uint32_t set, uint32_t vid)
@@ -207,46 +205,18 @@ static void fmt_time(char *buf, size_t cap, int64_t ms)
     strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-static void json_str(FILE *f, const char *p, uint32_t len)
-{
-    fputc('"', f);
-    for (uint32_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)p[i];
-        if (c == '"' || c == '\\')
-            fprintf(f, "\\%c", c);
-        else if (c < 0x20 || c == 0x7f)
-            fprintf(f, "\\u%04x", c);
-        else
-            fputc(c, f);
-    }
-    fputc('"', f);
-}
-
-static void json_num(FILE *f, const char *key, int has, double v)
-{
-    if (has)
-        fprintf(f, ",\"%s\":%.10g", key, v);
-    else
-        fprintf(f, ",\"%s\":null", key);
-}
-
 static void print_json(struct stdout_sink *s, struct win *w, const struct entry *e,
                        const struct kpi_values *v)
 {
     FILE *f = s->out;
     fputs("{\"window\":", f);
-    json_str(f, w->spec.name, (uint32_t)strlen(w->spec.name));
-    fputs(",\"set\":", f);
-    json_str(f, s->set_names[e->set], (uint32_t)strlen(s->set_names[e->set]));
+    kpi_json_str(f, w->spec.name);
+    kpi_json_member_str(f, "set", s->set_names[e->set]);
     fputs(",\"value\":", f);
-    json_str(f, e->label, e->label_len);
+    kpi_json_strn(f, e->label, e->label_len);
     int64_t start = w->head - w->spec.size_ms + w->spec.slide_ms, end = w->head + w->spec.slide_ms;
-    fprintf(f, ",\"start\":%" PRId64 ",\"end\":%" PRId64, start, end);
-    for (int i = 0; i < KPI_NCOUNTERS; i++)
-        fprintf(f, ",\"%s\":%" PRId64, kpi_counter_names[i], v->c.v[i]);
-    fprintf(f, ",\"active\":%" PRIu64, v->active);
-    for (int i = 0; i < KPI_NDERIVED; i++)
-        json_num(f, kpi_derived_defs[i].name, v->has[i], v->derived[i]);
+    fprintf(f, ",\"start\":%" PRId64 ",\"end\":%" PRId64 ",", start, end);
+    kpi_values_write_json(f, v);
     fputs("}\n", f);
 }
 
@@ -477,21 +447,49 @@ int kpi_sink_stdout_state(const struct kpi_sink *sink, const char *window, int64
     return err;
 }
 
+/* The entry of `value` in set si of window w, or NULL. */
+static struct entry *find_value(struct win *w, int si, const char *value)
+{
+    size_t vl = strlen(value);
+    for (uint32_t i = 0; i < w->n; i++)
+        if (w->e[i].set == (uint32_t)si && w->e[i].label_len == vl &&
+            memcmp(w->e[i].label, value, vl) == 0)
+            return &w->e[i];
+    return NULL;
+}
+
+/* Locks the sink and finds the window, the set's index and, when value is
+ * not NULL, its entry (NULL when the window holds none): *err is 0,
+ * KPI_ERR_STATE before the first flush or KPI_ERR_INVAL for an unknown
+ * window or set.  The caller unlocks s->mu. */
+static struct stdout_sink *lock_find(const struct kpi_sink *sink, const char *window,
+                                     const char *set, const char *value, struct win **w, int *si,
+                                     struct entry **e, int *err)
+{
+    struct stdout_sink *s = sink->self;
+    pthread_mutex_lock(&s->mu);
+    *err = KPI_ERR_STATE;
+    *e = NULL;
+    if (s->ready) {
+        *w = find_win(s, window);
+        *si = find_set(s, set);
+        *err = *w && *si >= 0 ? 0 : KPI_ERR_INVAL;
+        if (!*err && value)
+            *e = find_value(*w, *si, value);
+    }
+    return s;
+}
+
 int kpi_sink_stdout_each(const struct kpi_sink *sink, const char *window, const char *set,
                          void (*fn)(void *opaque, const char *value, size_t len,
                                     const struct kpi_values *v),
                          void *opaque)
 {
-    struct stdout_sink *s = sink->self;
-    int err = 0;
-    pthread_mutex_lock(&s->mu);
-    struct win *w = s->ready ? find_win(s, window) : NULL;
-    int si = s->ready ? find_set(s, set) : -1;
-    if (!s->ready)
-        err = KPI_ERR_STATE;
-    else if (!w || si < 0)
-        err = KPI_ERR_INVAL;
-    else
+    struct win *w;
+    struct entry *none;
+    int si, err;
+    struct stdout_sink *s = lock_find(sink, window, set, NULL, &w, &si, &none, &err);
+    if (!err)
         for (uint32_t i = 0; i < w->n; i++) {
             struct entry *e = &w->e[i];
             if (e->set != (uint32_t)si)
@@ -509,25 +507,10 @@ int kpi_sink_stdout_buckets(const struct kpi_sink *sink, const char *window, con
                             void (*fn)(void *opaque, int64_t bucket, const struct kpi_values *v),
                             void *opaque)
 {
-    struct stdout_sink *s = sink->self;
-    int err = 0;
-    pthread_mutex_lock(&s->mu);
-    struct win *w = s->ready ? find_win(s, window) : NULL;
-    int si = s->ready ? find_set(s, set) : -1;
-    if (!s->ready) {
-        err = KPI_ERR_STATE;
-        goto out;
-    }
-    if (!w || si < 0) {
-        err = KPI_ERR_INVAL;
-        goto out;
-    }
-    size_t vl = strlen(value);
-    struct entry *e = NULL;
-    for (uint32_t i = 0; i < w->n && !e; i++)
-        if (w->e[i].set == (uint32_t)si && w->e[i].label_len == vl &&
-            memcmp(w->e[i].label, value, vl) == 0)
-            e = &w->e[i];
+    struct win *w;
+    struct entry *e;
+    int si, err;
+    struct stdout_sink *s = lock_find(sink, window, set, value, &w, &si, &e, &err);
     if (!e || w->head == INT64_MIN)
         goto out;
     /* The ring's slots in bucket order: slot (b / slide) mod ring. */
@@ -549,31 +532,12 @@ out:
 int kpi_sink_stdout_query(const struct kpi_sink *sink, const char *window, const char *set,
                           const char *value, struct kpi_values *out, int64_t *start, int64_t *end)
 {
-    struct stdout_sink *s = sink->self;
-    int err = 0;
-    pthread_mutex_lock(&s->mu);
-    if (!s->ready) {
-        err = KPI_ERR_STATE;
+    struct win *w;
+    struct entry *e;
+    int si, err;
+    struct stdout_sink *s = lock_find(sink, window, set, value, &w, &si, &e, &err);
+    if (err)
         goto out;
-    }
-    struct win *w = NULL;
-    for (int i = 0; i < s->n_windows && !w; i++)
-        if (strcmp(s->w[i].spec.name, window) == 0 || strcmp(s->w[i].spec.id, window) == 0)
-            w = &s->w[i];
-    int si = -1;
-    for (int i = 0; i < s->n_sets && si < 0; i++)
-        if (strcmp(s->set_names[i], set) == 0)
-            si = i;
-    if (!w || si < 0) {
-        err = KPI_ERR_INVAL;
-        goto out;
-    }
-    struct entry *e = NULL;
-    size_t vl = strlen(value);
-    for (uint32_t i = 0; i < w->n && !e; i++)
-        if (w->e[i].set == (uint32_t)si && w->e[i].label_len == vl &&
-            memcmp(w->e[i].label, value, vl) == 0)
-            e = &w->e[i];
     if (e) {
         *out = *entry_values(s, w, e, NULL);
     } else {

@@ -201,6 +201,19 @@ static int topic_index(struct kafka_src *s, const char *name)
 
 /* ---- dead letters ---- */
 
+/* Parks d (taken) in the list of dead letters still to produce, with the
+ * reason the last attempt failed. */
+static void dlq_park(struct kafka_src *s, struct dead_letter *d, const char *why)
+{
+    pthread_mutex_lock(&s->dlq_mu);
+    d->next = s->dlq_pending;
+    s->dlq_pending = d;
+    s->dlq_n_pending++;
+    snprintf(s->dlq_why, sizeof(s->dlq_why), "%s", why);
+    pthread_mutex_unlock(&s->dlq_mu);
+    atomic_fetch_add(&s->dlq_errors, 1);
+}
+
 /* Keep a copy of a dead letter that is not on its way (top comment).  Takes
  * ownership of `h` (may be NULL). */
 static void dlq_keep(struct kafka_src *s, const void *payload, size_t len, const void *key,
@@ -224,13 +237,7 @@ static void dlq_keep(struct kafka_src *s, const void *payload, size_t len, const
     d->len = len;
     d->key_len = key_len;
     d->headers = h;
-    pthread_mutex_lock(&s->dlq_mu);
-    d->next = s->dlq_pending;
-    s->dlq_pending = d;
-    s->dlq_n_pending++;
-    snprintf(s->dlq_why, sizeof(s->dlq_why), "%s", why);
-    pthread_mutex_unlock(&s->dlq_mu);
-    atomic_fetch_add(&s->dlq_errors, 1);
+    dlq_park(s, d, why);
 }
 
 static void dead_letter_free(struct dead_letter *d)
@@ -332,13 +339,7 @@ static int dlq_settle(struct kafka_src *s, char *errstr, size_t errsz)
             rd_kafka_fatal_error(s->dlq, fatal, sizeof(fatal));
         snprintf(why, sizeof(why), "produce failed: %s%s%s", rd_kafka_err2str(err),
                  fatal[0] ? ": " : "", fatal);
-        pthread_mutex_lock(&s->dlq_mu);
-        d->next = s->dlq_pending;
-        s->dlq_pending = d;
-        s->dlq_n_pending++;
-        snprintf(s->dlq_why, sizeof(s->dlq_why), "%s", why);
-        pthread_mutex_unlock(&s->dlq_mu);
-        atomic_fetch_add(&s->dlq_errors, 1);
+        dlq_park(s, d, why);
     }
     /* Serves the delivery reports too: a failed one lands in the list. */
     rd_kafka_flush(s->dlq, DLQ_FLUSH_MS);
@@ -612,25 +613,23 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     pthread_mutex_lock(&s->mu);
     s->stats.rebalances++;
     pthread_mutex_unlock(&s->mu);
-    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    int assigning = err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS;
+    if (assigning) {
         s->ever_assigned = 1;
         if (!s->closing)
             assign(s, parts);
         kpi_log(KPI_LOG_INFO, "kafka", "assigned %d partition(s)%s", parts->cnt,
                 s->closing ? " while leaving: not consumed" : ", resuming at the stored offsets");
-        if (cooperative)
-            rd_kafka_error_destroy(rd_kafka_incremental_assign(rk, parts));
-        else
-            rd_kafka_assign(rk, parts);
     } else {
         revoke(s, parts);
         kpi_log(KPI_LOG_INFO, "kafka", "revoked %d partition(s)%s", parts->cnt,
                 s->final_flush_failed ? "" : " after flushing what they produced");
-        if (cooperative)
-            rd_kafka_error_destroy(rd_kafka_incremental_unassign(rk, parts));
-        else
-            rd_kafka_assign(rk, NULL);
     }
+    if (cooperative)
+        rd_kafka_error_destroy(assigning ? rd_kafka_incremental_assign(rk, parts)
+                                         : rd_kafka_incremental_unassign(rk, parts));
+    else
+        rd_kafka_assign(rk, assigning ? parts : NULL);
 }
 
 /* ---- run ---- */
@@ -898,6 +897,31 @@ static int conf_set(rd_kafka_conf_t *c, const char *k, const char *v, char *errs
     return 0;
 }
 
+/* The kafka.* properties passed through, over the defaults set before. */
+static int conf_set_props(rd_kafka_conf_t *c, const struct kpi_kafka_conf *conf, char *errstr,
+                          size_t errsz)
+{
+    for (int i = 0; i < conf->n_props; i++)
+        if (conf_set(c, conf->props[i][0], conf->props[i][1], errstr, errsz))
+            return KPI_ERR_INVAL;
+    return 0;
+}
+
+/* A librdkafka client of `type` over c (which it takes), logging through
+ * log_cb with s as its opaque; NULL with errstr naming `what` on failure. */
+static rd_kafka_t *client_new(rd_kafka_type_t type, rd_kafka_conf_t *c,
+                              void (*log_cb)(const rd_kafka_t *, int, const char *, const char *),
+                              struct kafka_src *s, const char *what, char *errstr, size_t errsz)
+{
+    rd_kafka_conf_set_log_cb(c, log_cb);
+    rd_kafka_conf_set_opaque(c, s);
+    char why[512];
+    rd_kafka_t *rk = rd_kafka_new(type, c, why, sizeof(why));
+    if (!rk)
+        kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "%s: %s", what, why);
+    return rk;
+}
+
 struct kpi_source kpi_source_kafka_new(const struct kpi_kafka_conf *conf, struct kpi_engine *e,
                                        struct kpi_sink *store, char *errstr, size_t errsz)
 {
@@ -963,50 +987,34 @@ struct kpi_source kpi_source_kafka_new(const struct kpi_kafka_conf *conf, struct
          * both, medians of 4), with less peak RSS. */
         conf_set(c, "queued.min.messages", "10000000", errstr, errsz) ||
         conf_set(c, "queued.max.messages.kbytes", "32768", errstr, errsz) ||
-        conf_set(c, "fetch.wait.max.ms", "50", errstr, errsz)) {
+        conf_set(c, "fetch.wait.max.ms", "50", errstr, errsz) ||
+        conf_set_props(c, conf, errstr, errsz)) {
         rd_kafka_conf_destroy(c);
         goto fail;
     }
-    for (int i = 0; i < conf->n_props; i++)
-        if (conf_set(c, conf->props[i][0], conf->props[i][1], errstr, errsz)) {
-            rd_kafka_conf_destroy(c);
-            goto fail;
-        }
     rd_kafka_conf_set_rebalance_cb(c, rebalance_cb);
-    rd_kafka_conf_set_log_cb(c, rdkafka_log);
-    rd_kafka_conf_set_opaque(c, s);
-    char why[512];
-    s->rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, why, sizeof(why));
-    if (!s->rk) {
-        kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "kafka consumer: %s", why);
+    s->rk = client_new(RD_KAFKA_CONSUMER, c, rdkafka_log, s, "kafka consumer", errstr, errsz);
+    if (!s->rk)
         goto fail;
-    }
     rd_kafka_poll_set_consumer(s->rk);
 
     if (s->dlq_topic[0]) {
         rd_kafka_conf_t *pc = rd_kafka_conf_new();
         if (conf_set(pc, "bootstrap.servers", conf->brokers, errstr, errsz) ||
             conf_set(pc, "enable.idempotence", "true", errstr, errsz) ||
-            conf_set(pc, "linger.ms", "5", errstr, errsz)) {
+            conf_set(pc, "linger.ms", "5", errstr, errsz) ||
+            /* The same cluster, so the same kafka.* settings as the consumer
+             * (security.protocol, sasl.*, ssl.*, message.max.bytes...); they
+             * win over the defaults above, as they do for the consumer. */
+            conf_set_props(pc, conf, errstr, errsz)) {
             rd_kafka_conf_destroy(pc);
             goto fail;
         }
-        /* The same cluster, so the same kafka.* settings as the consumer
-         * (security.protocol, sasl.*, ssl.*, message.max.bytes...); they
-         * win over the defaults above, as they do for the consumer. */
-        for (int i = 0; i < conf->n_props; i++)
-            if (conf_set(pc, conf->props[i][0], conf->props[i][1], errstr, errsz)) {
-                rd_kafka_conf_destroy(pc);
-                goto fail;
-            }
         rd_kafka_conf_set_dr_msg_cb(pc, dlq_dr);
-        rd_kafka_conf_set_log_cb(pc, rdkafka_log_dlq);
-        rd_kafka_conf_set_opaque(pc, s);
-        s->dlq = rd_kafka_new(RD_KAFKA_PRODUCER, pc, why, sizeof(why));
-        if (!s->dlq) {
-            kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "dead-letter producer: %s", why);
+        s->dlq = client_new(RD_KAFKA_PRODUCER, pc, rdkafka_log_dlq, s, "dead-letter producer",
+                            errstr, errsz);
+        if (!s->dlq)
             goto fail;
-        }
     }
 
     s->n_workers = kpi_engine_conf(e)->n_workers;

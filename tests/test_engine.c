@@ -15,6 +15,7 @@
 #include "engine/engine.h"
 #include "engine/err.h"
 #include "engine/hash.h"
+#include "support/worker_flush.h"
 
 /* ---- an in-memory flush target ---- */
 
@@ -267,33 +268,9 @@ Test(engine, sink_conflict_fences_the_engine)
 /* ---- single-worker edges: the test thread is the worker, a helper thread
  * runs the flush and the worker keeps checkpointing until it is done. ---- */
 
-struct flush_call {
-    struct kpi_engine *e;
-    atomic_int done;
-    int rc;
-};
-
-static void *do_flush(void *arg)
-{
-    struct flush_call *f = arg;
-    f->rc = kpi_engine_flush_sync(f->e, 10000, NULL, 0);
-    atomic_store(&f->done, 1);
-    return NULL;
-}
-
 static int flush_from_worker(struct kpi_engine *e, struct kpi_worker *w)
 {
-    struct flush_call f = {.e = e};
-    atomic_init(&f.done, 0);
-    pthread_t th;
-    pthread_create(&th, NULL, do_flush, &f);
-    while (!atomic_load(&f.done)) {
-        kpi_worker_checkpoint(w);
-        sched_yield();
-    }
-    pthread_join(th, NULL);
-    kpi_worker_checkpoint(w); /* pick up the watermark published by that cycle */
-    return f.rc;
+    return kt_flush_from_worker(e, w, 10000);
 }
 
 static struct kpi_event at(int64_t ts)

@@ -31,7 +31,9 @@
 #include "cmd/lib/kpiread.h"
 #include "cmd/lib/metrics.h"
 #include "sinks/redis.h"
+#include "support/http_client.h"
 #include "support/redis_server.h"
+#include "support/worker_flush.h"
 #include "cmd/lib/sse.h"
 
 #define T0      1700000040000LL /* a whole minute */
@@ -115,32 +117,9 @@ TestSuite(api, .init = up, .fini = down, .timeout = 240);
 
 static const char *segments[] = {"youth", "consumer", "quiet"};
 
-struct flush_call {
-    atomic_int done;
-    int rc;
-};
-
-static void *do_flush(void *arg)
-{
-    struct flush_call *f = arg;
-    f->rc = kpi_engine_flush_sync(eng, 60000, NULL, 0);
-    atomic_store(&f->done, 1);
-    return NULL;
-}
-
 static void flush_from_worker(struct kpi_worker *w)
 {
-    struct flush_call f;
-    atomic_init(&f.done, 0);
-    f.rc = -1;
-    pthread_t th;
-    pthread_create(&th, NULL, do_flush, &f);
-    while (!atomic_load(&f.done)) {
-        kpi_worker_checkpoint(w);
-        sched_yield();
-    }
-    pthread_join(th, NULL);
-    cr_assert_eq(f.rc, 0, "flush failed");
+    cr_assert_eq(kt_flush_from_worker(eng, w, 60000), 0, "flush failed");
 }
 
 /* Site s<i> gets 1 + i % 5 usage events (subscriber i) at T0 + (i % 12) * 5 s.
@@ -193,50 +172,11 @@ static void load_data(void)
     flush_from_worker(w);
 }
 
-/* ---- an HTTP client ---- */
-
-static int connect_to(int p)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)p);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0, "connect: %s", strerror(errno));
-    return fd;
-}
-
-static void send_get(int fd, const char *path)
-{
-    char req[2048];
-    int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
-                     path);
-    cr_assert_eq(write(fd, req, (size_t)n), n);
-}
-
-/* GET path; returns the status, *body malloc'd. */
+/* GET path from the server under test; the status, *body malloc'd. */
 static int get(const char *path, char **body)
 {
-    int fd = connect_to(port);
-    send_get(fd, path);
-    size_t cap = 65536, len = 0;
-    char *buf = malloc(cap);
-    for (;;) {
-        if (len + 4096 > cap)
-            buf = realloc(buf, cap *= 2);
-        ssize_t n = read(fd, buf + len, cap - len - 1);
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-    }
-    close(fd);
-    buf[len] = '\0';
-    int status = 0;
-    sscanf(buf, "HTTP/1.1 %d", &status);
-    char *b = strstr(buf, "\r\n\r\n");
-    *body = strdup(b ? b + 4 : "");
-    free(buf);
+    int status = kt_http_get(port, path, body);
+    cr_assert_neq(status, -1, "GET %s: no connection", path);
     return status;
 }
 
@@ -359,15 +299,22 @@ Test(api, series_gives_closed_buckets_oldest_first)
     free(b);
 }
 
-Test(api, alerts_list_newest_first)
+/* A raise for segment=youth over 1m/5s. */
+static struct kpiread_alert youth_raised(void)
 {
-    load_data();
     struct kpiread_alert a;
     memset(&a, 0, sizeof(a));
     snprintf(a.window, sizeof(a.window), "1m_5s");
     snprintf(a.set, sizeof(a.set), "segment");
     snprintf(a.value, sizeof(a.value), "youth");
     a.raised = 1;
+    return a;
+}
+
+Test(api, alerts_list_newest_first)
+{
+    load_data();
+    struct kpiread_alert a = youth_raised();
     a.rate = 0.25;
     a.bucket_end = T0 + 60000;
     char err[256];
@@ -481,9 +428,10 @@ struct stream {
 
 static void stream_open(struct stream *s)
 {
-    s->fd = connect_to(port);
+    s->fd = kt_http_connect(port);
+    cr_assert_geq(s->fd, 0);
     s->len = 0;
-    send_get(s->fd, "/api/v1/events");
+    cr_assert_eq(kt_http_send_get(s->fd, "/api/v1/events"), 0);
 }
 
 /* Read what is there; 0 when the peer closed. */
@@ -563,12 +511,7 @@ Test(api, the_watcher_sends_kpis_after_a_flush_and_each_new_alert)
     }
     cr_assert(stream_has(&s, "event: kpis\n"), "%s", s.buf);
     cr_assert(stream_has(&s, "\"watermark_ms\":1700000110000"), "%s", s.buf);
-    struct kpiread_alert a;
-    memset(&a, 0, sizeof(a));
-    snprintf(a.window, sizeof(a.window), "1m_5s");
-    snprintf(a.set, sizeof(a.set), "segment");
-    snprintf(a.value, sizeof(a.value), "youth");
-    a.raised = 1;
+    struct kpiread_alert a = youth_raised();
     char err[256];
     cr_assert_eq(kpiread_alert_record(store, &a, "{}", "alerts", 1000, err, sizeof(err)), 1);
     while (!stream_has(&s, "event: alert\n") && kpi_mono_ms() < deadline) {
@@ -592,7 +535,7 @@ Test(api, a_client_that_never_reads_is_dropped_without_stalling_a_reader)
     a.sin_port = htons((uint16_t)port);
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     cr_assert_eq(connect(slow, (struct sockaddr *)&a, sizeof(a)), 0);
-    send_get(slow, "/api/v1/events");
+    cr_assert_eq(kt_http_send_get(slow, "/api/v1/events"), 0);
     struct stream fast;
     stream_open(&fast);
     int64_t deadline = kpi_mono_ms() + 20000;

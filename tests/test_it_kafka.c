@@ -10,10 +10,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/clock.h"
 #include "engine/engine.h"
 #include "engine/err.h"
 #include "sources/kafka.h"
 #include "support/kafka_util.h"
+#include "support/kafka_instance.h"
 #include "support/mem_sink.h"
 
 /* Polling interval while waiting for a condition (not a synchronisation). */
@@ -23,54 +25,12 @@ static void poll_pause(void)
     nanosleep(&ts, NULL);
 }
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-struct instance {
-    struct kpi_engine *e;
-    struct kpi_source src;
-    struct kpi_sink store;
-    pthread_t th;
-    int rc;
-    char err[512];
-};
-
-static void *run_instance(void *arg)
-{
-    struct instance *in = arg;
-    in->rc = in->src.ops->run(in->src.self, in->err, sizeof(in->err));
-    return NULL;
-}
-
-static void start_instance_with(struct instance *in, struct mem_sink *ms, const char *topic,
-                                const char *group, int exit_on_eof, const char *brokers,
-                                const char *const (*props)[2], int n_props);
-
-static void start_instance(struct instance *in, struct mem_sink *ms, const char *topic,
-                           const char *group, int exit_on_eof)
-{
-    start_instance_with(in, ms, topic, group, exit_on_eof, kt_brokers(), NULL, 0);
-}
-
-static void start_instance_with(struct instance *in, struct mem_sink *ms, const char *topic,
+static void start_instance_with(struct kt_instance *in, struct mem_sink *ms, const char *topic,
                                 const char *group, int exit_on_eof, const char *brokers,
                                 const char *const (*props)[2], int n_props)
 {
-    memset(in, 0, sizeof(*in));
     struct kpi_engine_conf ec;
-    kpi_engine_conf_defaults(&ec);
-    ec.n_workers = 2;
-    ec.flush_interval_ms = 200;
-    ec.lateness_ms = 365LL * 86400000; /* replayed history: nothing is late here */
-    ec.max_skew_ms = 365LL * 86400000 * 50;
-    char err[256];
-    in->e = kpi_engine_new(&ec, err, sizeof(err));
-    cr_assert_not_null(in->e, "%s", err);
-    in->store = mem_sink_as_sink(ms);
+    kt_engine_conf_replay(&ec, 200);
     struct kpi_kafka_conf kc;
     kpi_kafka_conf_defaults(&kc);
     kc.brokers = brokers;
@@ -79,24 +39,20 @@ static void start_instance_with(struct instance *in, struct mem_sink *ms, const 
     kc.exit_on_eof = exit_on_eof;
     kc.props = props;
     kc.n_props = n_props;
-    in->src = kpi_source_kafka_new(&kc, in->e, &in->store, err, sizeof(err));
-    cr_assert_not_null(in->src.ops, "%s", err);
-    cr_assert_eq(kpi_engine_start(in->e, err, sizeof(err)), 0);
-    pthread_create(&in->th, NULL, run_instance, in);
+    char err[256];
+    cr_assert_eq(kt_instance_start(in, &ec, &kc, ms, err, sizeof(err)), 0, "%s", err);
 }
 
-static void join_instance(struct instance *in)
+static void start_instance(struct kt_instance *in, struct mem_sink *ms, const char *topic,
+                           const char *group, int exit_on_eof)
 {
-    pthread_join(in->th, NULL);
-    kpi_engine_stop(in->e);
-    in->src.ops->destroy(in->src.self);
-    kpi_engine_destroy(in->e);
+    start_instance_with(in, ms, topic, group, exit_on_eof, kt_brokers(), NULL, 0);
 }
 
 static void wait_until_events(struct mem_sink *ms, int64_t n, int64_t timeout_ms)
 {
-    int64_t deadline = mono_ms() + timeout_ms;
-    while (mem_sink_events(ms) < n && mono_ms() < deadline)
+    int64_t deadline = kpi_mono_ms() + timeout_ms;
+    while (mem_sink_events(ms) < n && kpi_mono_ms() < deadline)
         poll_pause();
 }
 
@@ -123,9 +79,9 @@ Test(kafka, eight_partitions_two_workers_count_exactly, .timeout = 300)
 
     struct mem_sink ms;
     mem_sink_init(&ms, topic);
-    struct instance a;
+    struct kt_instance a;
     start_instance(&a, &ms, topic, group, 1);
-    join_instance(&a);
+    kt_instance_join(&a);
     cr_assert_eq(a.rc, 0, "%s", a.err);
     cr_assert_eq(ms.total.events, (int64_t)truth.good);
     cr_assert_eq(ms.total.usage, (int64_t)truth.by_type[KPI_EV_USAGE]);
@@ -151,29 +107,26 @@ Test(kafka, second_consumer_joining_mid_stream_keeps_counts_exact, .timeout = 30
 
     struct mem_sink ms;
     mem_sink_init(&ms, topic);
-    struct instance a, b;
+    struct kt_instance a, b;
     start_instance(&a, &ms, topic, group, 0);
     wait_until_events(&ms, (int64_t)truth.good / 10, 60000);
     start_instance(&b, &ms, topic, group, 0); /* the group rebalances under A */
     struct kpi_kafka_stats sa, sb;
-    int64_t deadline = mono_ms() + 60000;
+    int64_t deadline = kpi_mono_ms() + 60000;
     do {
         poll_pause();
         kpi_source_kafka_get_stats(&a.src, &sa);
         kpi_source_kafka_get_stats(&b.src, &sb);
-    } while ((sb.assigned == 0 || sa.assigned + sb.assigned != 8) && mono_ms() < deadline);
+    } while ((sb.assigned == 0 || sa.assigned + sb.assigned != 8) && kpi_mono_ms() < deadline);
     cr_assert_gt(sb.assigned, 0, "B was given partitions");
     cr_assert_eq(sa.assigned + sb.assigned, 8, "A released what B took");
     cr_assert_eq(kt_produce(topic, &second, N / 2, &truth), 0);
-    deadline = mono_ms() + 120000;
-    while (mem_sink_offsets_total(&ms) < (int64_t)N && mono_ms() < deadline)
+    deadline = kpi_mono_ms() + 120000;
+    while (mem_sink_offsets_total(&ms) < (int64_t)N && kpi_mono_ms() < deadline)
         poll_pause();
     struct kpi_engine_stats eb;
     kpi_engine_get_stats(b.e, &eb);
-    a.src.ops->stop(a.src.self);
-    b.src.ops->stop(b.src.self);
-    join_instance(&a);
-    join_instance(&b);
+    kt_instance_stop2(&a, &b);
     cr_assert_eq(a.rc, 0, "%s", a.err);
     cr_assert_eq(b.rc, 0, "%s", b.err);
     cr_assert_gt(eb.events.good, 0, "B counted part of the stream");
@@ -197,9 +150,9 @@ Test(kafka, bad_events_go_to_the_dead_letter_topic_with_reasons, .timeout = 300)
 
     struct mem_sink ms;
     mem_sink_init(&ms, topic);
-    struct instance a;
+    struct kt_instance a;
     start_instance(&a, &ms, topic, group, 1);
-    join_instance(&a);
+    kt_instance_join(&a);
     cr_assert_eq(a.rc, 0, "%s", a.err);
     cr_assert_eq(ms.total.events, (int64_t)truth.good, "good events around bad ones all count");
 
@@ -227,16 +180,15 @@ Test(kafka, survives_a_broker_restart_mid_stream, .timeout = 400)
 
     struct mem_sink ms;
     mem_sink_init(&ms, topic);
-    struct instance a;
+    struct kt_instance a;
     start_instance(&a, &ms, topic, group, 0);
     wait_until_events(&ms, (int64_t)truth.good / 20, 60000);
     cr_assert_eq(kt_sh("bash scripts/services.sh stop kafka"), 0);
     cr_assert_eq(kt_sh("bash scripts/services.sh start kafka"), 0);
-    int64_t deadline = mono_ms() + 240000;
-    while (mem_sink_offsets_total(&ms) < (int64_t)N && mono_ms() < deadline)
+    int64_t deadline = kpi_mono_ms() + 240000;
+    while (mem_sink_offsets_total(&ms) < (int64_t)N && kpi_mono_ms() < deadline)
         poll_pause();
-    a.src.ops->stop(a.src.self);
-    join_instance(&a);
+    kt_instance_stop(&a);
     cr_assert_eq(a.rc, 0, "%s", a.err);
     cr_assert_eq(mem_sink_offsets_total(&ms), (int64_t)N);
     cr_assert_eq(ms.total.events, (int64_t)truth.good);
@@ -265,10 +217,10 @@ Test(kafka, sasl_over_tls_counts_exactly_and_its_dead_letters_arrive, .timeout =
     kt_sasl_props(props, kt_sasl_password());
     struct mem_sink ms;
     mem_sink_init(&ms, topic);
-    struct instance a;
+    struct kt_instance a;
     start_instance_with(&a, &ms, topic, group, 1, kt_sasl_brokers(), (const char *const(*)[2])props,
                         KT_SASL_PROPS);
-    join_instance(&a);
+    kt_instance_join(&a);
     cr_assert_eq(a.rc, 0, "%s", a.err);
     cr_assert_eq(mem_sink_offsets_total(&ms), 40000);
     cr_assert_eq(ms.total.events, (int64_t)truth.good);
@@ -304,8 +256,8 @@ Test(kafka, the_sasl_listener_refuses_a_wrong_password, .timeout = 120)
     rd_kafka_conf_set_opaque(c, (void *)&refused);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof(err));
     cr_assert_not_null(rk, "%s", err);
-    int64_t deadline = mono_ms() + 60000;
-    while (!refused && mono_ms() < deadline)
+    int64_t deadline = kpi_mono_ms() + 60000;
+    while (!refused && kpi_mono_ms() < deadline)
         rd_kafka_poll(rk, 100);
     rd_kafka_destroy(rk);
     cr_assert(refused, "authentication failed");

@@ -27,7 +27,9 @@
 #include "engine/hll.h"
 #include "engine/keygroup.h"
 #include "sinks/redis.h"
+#include "support/delta_fixture.h"
 #include "support/redis_server.h"
+#include "support/worker_flush.h"
 
 /* ---- the server (tests/support/redis_server.h) ---- */
 
@@ -219,37 +221,14 @@ static struct kpi_redis_stats stats(struct kpi_sink *s)
     return st;
 }
 
-/* ---- hand-built deltas ---- */
+/* ---- hand-built deltas (tests/support/delta_fixture.h) ---- */
 
-struct fixture {
-    struct kpi_dims dims;
-    struct kpi_windows windows;
-    struct kpi_agg cells;
-    struct kpi_offset_range range; /* one partition: events:<partition> */
-    uint64_t seq;
-    int64_t prev_watermark;
-};
-
-static void fx_init(struct fixture *f, const char *windows, int64_t lateness_ms, int32_t partition)
+static void fx_init(struct kt_fixture *f, const char *windows, int64_t lateness_ms,
+                    int32_t partition)
 {
     char err[256];
-    memset(f, 0, sizeof(*f));
-    cr_assert_eq(
-        kpi_dims_init(&f->dims, "region,plan", "region,region+plan", 1000, 64, err, sizeof(err)), 0,
-        "%s", err);
-    cr_assert_eq(kpi_windows_init(&f->windows, windows, lateness_ms, err, sizeof(err)), 0, "%s",
-                 err);
-    cr_assert_eq(kpi_agg_init(&f->cells, 1 << 16), 0);
-    strcpy(f->range.topic, "events");
-    f->range.partition = partition;
-    f->seq = 1;
-    f->prev_watermark = INT64_MIN;
-}
-
-static void fx_fini(struct fixture *f)
-{
-    kpi_agg_fini(&f->cells);
-    kpi_dims_fini(&f->dims);
+    cr_assert_eq(kt_fx_init(f, windows, lateness_ms, 1000, 1 << 16, partition, err, sizeof(err)), 0,
+                 "%s", err);
 }
 
 /* Events are written as positional compound literals that leave the
@@ -257,68 +236,9 @@ static void fx_fini(struct fixture *f)
  * this keeps a standalone -Wextra build quiet too). */
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 
-struct ev_spec {
-    enum kpi_event_type type;
-    int64_t ts;
-    const char *sub;
-    const char *region;
-    const char *plan;
-    int64_t amount;
-    int score;
-    int survey;
-    int has_provision_ms;
-    uint64_t provision_ms;
-};
-
-static void fx_add_hash(struct fixture *f, struct ev_spec s, uint64_t sub_hash)
+static void fx_add(struct kt_fixture *f, struct kt_event e)
 {
-    struct kpi_event ev;
-    memset(&ev, 0, sizeof(ev));
-    ev.type = s.type;
-    ev.ts_ms = s.ts;
-    ev.sub_hash = sub_hash;
-    ev.amount_micros = s.amount;
-    ev.score = (uint8_t)s.score;
-    ev.survey = (uint8_t)s.survey;
-    ev.has_provision_ms = (uint8_t)s.has_provision_ms;
-    ev.provision_ms = s.provision_ms;
-    if (s.region) {
-        ev.dims[0].ptr = s.region;
-        ev.dims[0].len = (uint32_t)strlen(s.region);
-    }
-    if (s.plan) {
-        ev.dims[1].ptr = s.plan;
-        ev.dims[1].len = (uint32_t)strlen(s.plan);
-    }
-    int64_t bucket = kpi_bucket_start(s.ts, f->windows.base_ms);
-    for (int set = 0; set < f->dims.n_sets; set++) {
-        uint32_t vid = kpi_dims_value_id(&f->dims, set, &ev);
-        struct kpi_agg_cell *c = kpi_agg_get(&f->cells, bucket, (uint32_t)set, vid);
-        cr_assert_not_null(c);
-        kpi_counters_count(&c->c, &ev);
-        cr_assert_geq(kpi_hll_add_hash(&c->hll, ev.sub_hash), 0);
-    }
-    f->range.to++;
-}
-
-static void fx_add(struct fixture *f, struct ev_spec s)
-{
-    fx_add_hash(f, s, kpi_hll_hash(s.sub, strlen(s.sub)));
-}
-
-static struct kpi_delta fx_delta(struct fixture *f, int64_t watermark)
-{
-    struct kpi_delta d = {
-        .seq = f->seq,
-        .dims = &f->dims,
-        .windows = &f->windows,
-        .cells = &f->cells,
-        .ranges = &f->range,
-        .n_ranges = f->range.to > f->range.from,
-        .watermark = watermark,
-        .prev_watermark = f->prev_watermark,
-    };
-    return d;
+    cr_assert_eq(kt_fx_add(f, e), 0);
 }
 
 static int sink_flush(struct kpi_sink *s, const struct kpi_delta *d, char *err, size_t errsz)
@@ -327,41 +247,28 @@ static int sink_flush(struct kpi_sink *s, const struct kpi_delta *d, char *err, 
 }
 
 /* Flush; on success the fixture moves on to its next delta, like the engine. */
-static int fx_flush(struct fixture *f, struct kpi_sink *s, int64_t watermark)
+static int fx_flush(struct kt_fixture *f, struct kpi_sink *s, int64_t watermark)
 {
     char err[512] = "";
-    struct kpi_delta d = fx_delta(f, watermark);
-    int rc2 = sink_flush(s, &d, err, sizeof(err));
-    if (rc2 == 0) {
-        f->seq++;
-        f->prev_watermark = watermark;
-        f->range.from = f->range.to;
-        kpi_agg_reset(&f->cells);
-    } else {
+    int frc = kt_fx_flush(f, s, watermark, err, sizeof(err));
+    if (frc)
         cr_log_info("flush: %s", err);
-    }
-    return rc2;
+    return frc;
 }
 
 #define T0 1700000040000LL /* a multiple of 5 s, 1 min */
 
-/* The hand-computed example of test_stdout_sink.c. */
-static void feed_example(struct fixture *f, int64_t t)
+/* The hand-computed example of test_stdout_sink.c (kt_fx_example). */
+static void feed_example(struct kt_fixture *f, int64_t t)
 {
-    fx_add(f, (struct ev_spec){KPI_EV_USAGE, t + 100, "1", "eu-west", "prepaid", 2500000});
-    fx_add(f, (struct ev_spec){KPI_EV_USAGE, t + 1200, "2", "eu-west", "postpaid", 1500000});
-    fx_add(f, (struct ev_spec){KPI_EV_NPS, t + 2300, "1", "eu-west", "prepaid", 0, 10, 0});
-    fx_add(f, (struct ev_spec){KPI_EV_CHURN, t + 6000, "3", "eu-west", "prepaid"});
-    fx_add(f, (struct ev_spec){KPI_EV_NPS, t + 7000, "4", "us-east", "prepaid", 0, 5, 0});
-    fx_add(f, (struct ev_spec){KPI_EV_ACTIVATION, t + 8000, "4", "us-east", "prepaid"});
-    fx_add(f, (struct ev_spec){KPI_EV_NPS, t + 9000, "2", "eu-west", "postpaid", 0, 8, 1});
+    cr_assert_eq(kt_fx_example(f, t), 0);
 }
 
 TestSuite(redis_sink, .init = setup, .fini = teardown, .timeout = 120);
 
 Test(redis_sink, kpi_hashes_match_the_formulas_on_a_hand_computed_example)
 {
-    struct fixture f;
+    struct kt_fixture f;
     fx_init(&f, "1m/5s,1h/1m,24h/1h", 0, 0);
     struct kpi_sink s = new_sink(0);
     feed_example(&f, T0);
@@ -415,16 +322,16 @@ Test(redis_sink, kpi_hashes_match_the_formulas_on_a_hand_computed_example)
     cr_assert_eq(pfcount(k("ws:1h_1m:all:all")), 4);
     cr_assert_eq(hget_i64(k("offsets"), "events:0"), 7);
     kpi_sink_destroy(&s);
-    fx_fini(&f);
+    kt_fx_fini(&f);
 }
 
 Test(redis_sink, applying_the_same_flush_twice_counts_it_once)
 {
-    struct fixture f;
+    struct kt_fixture f;
     fx_init(&f, "1m/5s,1h/1m", 0, 0);
     struct kpi_sink s = new_sink(0);
     feed_example(&f, T0);
-    struct kpi_delta d = fx_delta(&f, T0 + 9000);
+    struct kpi_delta d = kt_fx_delta(&f, T0 + 9000);
     char err[256];
     cr_assert_eq(sink_flush(&s, &d, err, sizeof(err)), 0, "%s", err);
     struct snapshot before, after;
@@ -438,12 +345,12 @@ Test(redis_sink, applying_the_same_flush_twice_counts_it_once)
     snap_free(&before);
     snap_free(&after);
     kpi_sink_destroy(&s);
-    fx_fini(&f);
+    kt_fx_fini(&f);
 }
 
 Test(redis_sink, a_conflicting_range_returns_conflict_and_changes_nothing)
 {
-    struct fixture f;
+    struct kt_fixture f;
     fx_init(&f, "1m/5s,1h/1m", 0, 3);
     struct kpi_sink s = new_sink(0);
     feed_example(&f, T0);
@@ -455,8 +362,8 @@ Test(redis_sink, a_conflicting_range_returns_conflict_and_changes_nothing)
     for (int i = 0; i < 2; i++) {
         f.range.from = froms[i];
         f.range.to = froms[i];
-        fx_add(&f, (struct ev_spec){KPI_EV_USAGE, T0 + 9500, "5", "eu-west", "prepaid", 7});
-        struct kpi_delta d = fx_delta(&f, T0 + 9500);
+        fx_add(&f, (struct kt_event){KPI_EV_USAGE, T0 + 9500, "5", "eu-west", "prepaid", 7});
+        struct kpi_delta d = kt_fx_delta(&f, T0 + 9500);
         char err[256];
         cr_assert_eq(sink_flush(&s, &d, err, sizeof(err)), KPI_ERR_CONFLICT);
         cr_assert_not_null(strstr(err, "events:3"), "%s", err);
@@ -468,12 +375,12 @@ Test(redis_sink, a_conflicting_range_returns_conflict_and_changes_nothing)
     snap_free(&before);
     snap_free(&after);
     kpi_sink_destroy(&s);
-    fx_fini(&f);
+    kt_fx_fini(&f);
 }
 
 Test(redis_sink, load_offset_is_the_stored_next_offset_or_minus_one)
 {
-    struct fixture f;
+    struct kt_fixture f;
     fx_init(&f, "1m/5s", 0, 7);
     struct kpi_sink s = new_sink(0);
     int64_t off = 123;
@@ -488,7 +395,7 @@ Test(redis_sink, load_offset_is_the_stored_next_offset_or_minus_one)
     cr_assert_eq(s.ops->load_offset(s.self, "events", 8, &off, err, sizeof(err)), 0);
     cr_assert_eq(off, -1);
     kpi_sink_destroy(&s);
-    fx_fini(&f);
+    kt_fx_fini(&f);
 }
 
 /* The number of key groups is part of the layout (sink.c, check_layout): a
@@ -527,7 +434,7 @@ Test(redis_sink, a_sink_with_another_key_group_count_refuses_the_group)
 
 Test(redis_sink, pfcount_of_the_stored_sketches_is_within_2_percent_of_the_exact_count)
 {
-    struct fixture f;
+    struct kt_fixture f;
     fx_init(&f, "1m/5s,1h/1m,24h/1h", 0, 0);
     struct kpi_sink s = new_sink(0);
     const int N = 100000;
@@ -535,7 +442,7 @@ Test(redis_sink, pfcount_of_the_stored_sketches_is_within_2_percent_of_the_exact
         char sub[16];
         snprintf(sub, sizeof(sub), "%d", i);
         fx_add(&f,
-               (struct ev_spec){KPI_EV_USAGE, T0 + (i % 20000), sub, i % 2 ? "a" : "b", "p", 1});
+               (struct kt_event){KPI_EV_USAGE, T0 + (i % 20000), sub, i % 2 ? "a" : "b", "p", 1});
     }
     cr_assert_eq(fx_flush(&f, &s, T0 + 19999), 0);
     long long by_bucket;
@@ -555,12 +462,12 @@ Test(redis_sink, pfcount_of_the_stored_sketches_is_within_2_percent_of_the_exact
     cr_assert(fabs((double)half - N / 2) / (N / 2) < 0.02, "region a: %lld", half);
     cr_assert_eq(hget_i64(k("kpi:1m_5s:all:all"), "events"), N);
     kpi_sink_destroy(&s);
-    fx_fini(&f);
+    kt_fx_fini(&f);
 }
 
 Test(redis_sink, two_sinks_writing_interleaved_flushes_for_different_partitions_add_up)
 {
-    struct fixture a, b;
+    struct kt_fixture a, b;
     fx_init(&a, "1m/5s,1h/1m", 0, 0);
     fx_init(&b, "1m/5s,1h/1m", 0, 1);
     struct kpi_sink sa = new_sink(0), sb = new_sink(0);
@@ -570,10 +477,10 @@ Test(redis_sink, two_sinks_writing_interleaved_flushes_for_different_partitions_
             char sub[16];
             snprintf(sub, sizeof(sub), "a%d", (round * 50 + i) % 120);
             int64_t ts = T0 + round * 3000 + i * 10;
-            fx_add(&a, (struct ev_spec){KPI_EV_USAGE, ts, sub, i % 3 ? "eu-west" : "us-east", "pre",
-                                        1000 + i});
+            fx_add(&a, (struct kt_event){KPI_EV_USAGE, ts, sub, i % 3 ? "eu-west" : "us-east",
+                                         "pre", 1000 + i});
             snprintf(sub, sizeof(sub), "b%d", (round * 50 + i) % 80);
-            fx_add(&b, (struct ev_spec){KPI_EV_CHURN, ts + 5, sub, "eu-west", "post"});
+            fx_add(&b, (struct kt_event){KPI_EV_CHURN, ts + 5, sub, "eu-west", "post"});
             revenue += 1000 + i;
             events += 2;
             eu += i % 3 ? 2 : 1;
@@ -600,28 +507,28 @@ Test(redis_sink, two_sinks_writing_interleaved_flushes_for_different_partitions_
     b.range.partition = 0;
     b.range.from = 0;
     b.range.to = 0;
-    fx_add(&b, (struct ev_spec){KPI_EV_CHURN, T0 + 20000, "x", "eu-west", "post"});
+    fx_add(&b, (struct kt_event){KPI_EV_CHURN, T0 + 20000, "x", "eu-west", "post"});
     cr_assert_eq(fx_flush(&b, &sb, T0 + 20000), KPI_ERR_CONFLICT);
     kpi_sink_destroy(&sa);
     kpi_sink_destroy(&sb);
-    fx_fini(&a);
-    fx_fini(&b);
+    kt_fx_fini(&a);
+    kt_fx_fini(&b);
 }
 
 Test(redis_sink, rolling_hash_subtracts_buckets_that_leave_and_adds_those_that_enter)
 {
-    struct fixture f;
+    struct kt_fixture f;
     fx_init(&f, "20s/5s", 0, 0);
     struct kpi_sink s = new_sink(0);
     const char *all = k("kpi:20s_5s:all:all");
-    fx_add(&f, (struct ev_spec){KPI_EV_CHURN, T0 + 1000, "a", "eu-west", "x"});
-    fx_add(&f, (struct ev_spec){KPI_EV_USAGE, T0 + 6000, "b", "eu-west", "x", 5});
+    fx_add(&f, (struct kt_event){KPI_EV_CHURN, T0 + 1000, "a", "eu-west", "x"});
+    fx_add(&f, (struct kt_event){KPI_EV_USAGE, T0 + 6000, "b", "eu-west", "x", 5});
     cr_assert_eq(fx_flush(&f, &s, T0 + 6000), 0);
     cr_assert_eq(hget_i64(all, "events"), 2);
     cr_assert_eq(hget_i64(all, "active"), 2);
     /* An event ahead of the head (another input is further on): stored in
      * its bucket, not yet in the current instance. */
-    fx_add(&f, (struct ev_spec){KPI_EV_USAGE, T0 + 16000, "c", "us-east", "x", 7});
+    fx_add(&f, (struct kt_event){KPI_EV_USAGE, T0 + 16000, "c", "us-east", "x", 7});
     cr_assert_eq(fx_flush(&f, &s, T0 + 9000), 0);
     cr_assert_eq(hget_i64(all, "events"), 2);
     cr_assert_eq(hget_i64(k("b:20s_5s:all:all:%lld", T0 + 15000), "events"), 1);
@@ -635,7 +542,7 @@ Test(redis_sink, rolling_hash_subtracts_buckets_that_leave_and_adds_those_that_e
     cr_assert_float_eq(hget_f(all, "churn_rate"), 0.0, 1e-12);
     cr_assert_eq(hget_i64(k("kpi:20s_5s:region:us-east"), "events"), 1);
     /* Far later: everything left; the hashes of values with nothing left go. */
-    fx_add(&f, (struct ev_spec){KPI_EV_USAGE, T0 + 100000, "d", "apac", "x", 1});
+    fx_add(&f, (struct kt_event){KPI_EV_USAGE, T0 + 100000, "d", "apac", "x", 1});
     cr_assert_eq(fx_flush(&f, &s, T0 + 100000), 0);
     cr_assert_eq(hget_i64(all, "events"), 1);
     cr_assert_eq(hget_i64(all, "active"), 1);
@@ -651,7 +558,7 @@ Test(redis_sink, rolling_hash_subtracts_buckets_that_leave_and_adds_those_that_e
     hget(k("meta"), "head:20s_5s", head, sizeof(head));
     cr_assert_eq(strtoll(head, NULL, 10), T0 + 100000);
     kpi_sink_destroy(&s);
-    fx_fini(&f);
+    kt_fx_fini(&f);
 }
 
 /* A field of the last stream entry of (bucket, set, value), the one with
@@ -687,16 +594,16 @@ static int stream_field(const char *key, int64_t bucket, const char *set, const 
 
 Test(redis_sink, time_to_provision_ms_is_the_mean_of_the_activations_that_carry_it)
 {
-    struct fixture f;
+    struct kt_fixture f;
     fx_init(&f, "20s/5s", 0, 0);
     struct kpi_sink s = new_sink(0);
     fx_add(&f,
-           (struct ev_spec){KPI_EV_ACTIVATION, T0 + 1000, "a", "eu-west", "x", 0, 0, 0, 1, 1000});
+           (struct kt_event){KPI_EV_ACTIVATION, T0 + 1000, "a", "eu-west", "x", 0, 0, 0, 1, 1000});
     fx_add(&f,
-           (struct ev_spec){KPI_EV_ACTIVATION, T0 + 2000, "b", "eu-west", "x", 0, 0, 0, 1, 3000});
-    fx_add(&f, (struct ev_spec){KPI_EV_ACTIVATION, T0 + 3000, "c", "us-east", "x"});
+           (struct kt_event){KPI_EV_ACTIVATION, T0 + 2000, "b", "eu-west", "x", 0, 0, 0, 1, 3000});
+    fx_add(&f, (struct kt_event){KPI_EV_ACTIVATION, T0 + 3000, "c", "us-east", "x"});
     /* decoded on any type, counted only for activations */
-    fx_add(&f, (struct ev_spec){KPI_EV_USAGE, T0 + 4000, "d", "us-east", "x", 5, 0, 0, 1, 500});
+    fx_add(&f, (struct kt_event){KPI_EV_USAGE, T0 + 4000, "d", "us-east", "x", 5, 0, 0, 1, 500});
     cr_assert_eq(fx_flush(&f, &s, T0 + 6000), 0); /* closes [T0, T0+5s) */
     char buf[64];
     const char *all = k("kpi:20s_5s:all:all"), *eu = k("kpi:20s_5s:region:eu-west");
@@ -730,7 +637,7 @@ Test(redis_sink, time_to_provision_ms_is_the_mean_of_the_activations_that_carry_
 
     /* [T0, T0+5s) leaves the window: its provisioning leaves the mean. */
     fx_add(&f,
-           (struct ev_spec){KPI_EV_ACTIVATION, T0 + 21000, "e", "eu-west", "x", 0, 0, 0, 1, 6001});
+           (struct kt_event){KPI_EV_ACTIVATION, T0 + 21000, "e", "eu-west", "x", 0, 0, 0, 1, 6001});
     cr_assert_eq(fx_flush(&f, &s, T0 + 21000), 0);
     cr_assert_eq(hget_i64(eu, "provisioned"), 1);
     cr_assert_eq(hget_i64(eu, "provision_ms"), 6001);
@@ -740,7 +647,7 @@ Test(redis_sink, time_to_provision_ms_is_the_mean_of_the_activations_that_carry_
     cr_assert_str_eq(buf, "6001");
     cr_assert_eq(exists(us), 0, "us-east has nothing left in the window");
     kpi_sink_destroy(&s);
-    fx_fini(&f);
+    kt_fx_fini(&f);
 }
 
 /* All entries of a stream as (bucket, set, value, rev, events). */
@@ -782,12 +689,12 @@ static int read_stream(const char *key, struct entry *out, int cap)
 
 Test(redis_sink, closed_buckets_go_to_the_stream_once_and_late_data_as_an_amendment)
 {
-    struct fixture f;
+    struct kt_fixture f;
     fx_init(&f, "20s/5s", 0, 0);
     struct kpi_sink s = new_sink(0);
-    fx_add(&f, (struct ev_spec){KPI_EV_CHURN, T0 + 1000, "a", "eu-west", "x"});
-    fx_add(&f, (struct ev_spec){KPI_EV_CHURN, T0 + 2000, "b", "eu-west", "x"});
-    fx_add(&f, (struct ev_spec){KPI_EV_USAGE, T0 + 6000, "b", "eu-west", "x", 5});
+    fx_add(&f, (struct kt_event){KPI_EV_CHURN, T0 + 1000, "a", "eu-west", "x"});
+    fx_add(&f, (struct kt_event){KPI_EV_CHURN, T0 + 2000, "b", "eu-west", "x"});
+    fx_add(&f, (struct kt_event){KPI_EV_USAGE, T0 + 6000, "b", "eu-west", "x", 5});
     cr_assert_eq(fx_flush(&f, &s, T0 + 6000), 0); /* closes [T0, T0+5s) */
     struct entry e[64];
     int n = read_stream(k("stream:20s_5s"), e, 64);
@@ -801,7 +708,7 @@ Test(redis_sink, closed_buckets_go_to_the_stream_once_and_late_data_as_an_amendm
     cr_assert_eq(fx_flush(&f, &s, T0 + 6500), 0);
     cr_assert_eq(read_stream(k("stream:20s_5s"), e, 64), 3, "nothing new closed");
     /* A slower instance (or a stale worker watermark) adds to the closed bucket. */
-    fx_add(&f, (struct ev_spec){KPI_EV_CHURN, T0 + 3000, "c", "eu-west", "x"});
+    fx_add(&f, (struct kt_event){KPI_EV_CHURN, T0 + 3000, "c", "eu-west", "x"});
     cr_assert_eq(fx_flush(&f, &s, T0 + 11000), 0); /* and closes [T0+5s, T0+10s) */
     n = read_stream(k("stream:20s_5s"), e, 64);
     cr_assert_eq(n, 3 + 3 + 3);
@@ -820,19 +727,19 @@ Test(redis_sink, closed_buckets_go_to_the_stream_once_and_late_data_as_an_amendm
     cr_assert_eq(amendments, 3);
     cr_assert_eq(second, 3);
     kpi_sink_destroy(&s);
-    fx_fini(&f);
+    kt_fx_fini(&f);
 }
 
 Test(redis_sink, a_lost_reply_is_resolved_from_the_offsets_and_never_counted_twice)
 {
-    struct fixture f;
+    struct kt_fixture f;
     fx_init(&f, "1m/5s", 0, 0);
     struct kpi_sink s = new_sink(150);
     feed_example(&f, T0);
     cr_assert_eq(fx_flush(&f, &s, T0 + 9000), 0);
     /* Keep Redis busy past the sink's command timeout: its EVALSHA is read and
      * run after the busy script, so it is applied but its reply is lost. */
-    fx_add(&f, (struct ev_spec){KPI_EV_USAGE, T0 + 9100, "6", "eu-west", "prepaid", 1000000});
+    fx_add(&f, (struct kt_event){KPI_EV_USAGE, T0 + 9100, "6", "eu-west", "prepaid", 1000000});
     redisContext *busy = srv_connect();
     redisAppendCommand(busy, "EVAL %s 0",
                        "local t = redis.call('TIME') local s = t[1] * 1e6 + t[2] "
@@ -841,7 +748,7 @@ Test(redis_sink, a_lost_reply_is_resolved_from_the_offsets_and_never_counted_twi
     cr_assert_eq(redisBufferWrite(busy, &(int){0}), REDIS_OK);
     struct timespec ts = {0, 50000000};
     nanosleep(&ts, NULL);
-    struct kpi_delta d = fx_delta(&f, T0 + 9100);
+    struct kpi_delta d = kt_fx_delta(&f, T0 + 9100);
     char err[256];
     cr_assert_eq(sink_flush(&s, &d, err, sizeof(err)), KPI_ERR_IO, "timed out");
     void *rep;
@@ -853,7 +760,7 @@ Test(redis_sink, a_lost_reply_is_resolved_from_the_offsets_and_never_counted_twi
     cr_assert_eq(hget_i64(k("offsets"), "events:0"), 8, "it was applied after all");
     cr_assert_eq(stats(&s).in_doubt, 1);
     /* The engine retries with what it has merged since (same seq). */
-    fx_add(&f, (struct ev_spec){KPI_EV_USAGE, T0 + 9200, "7", "eu-west", "prepaid", 1000000});
+    fx_add(&f, (struct kt_event){KPI_EV_USAGE, T0 + 9200, "7", "eu-west", "prepaid", 1000000});
     cr_assert_eq(fx_flush(&f, &s, T0 + 9200), 0);
     const char *all = k("kpi:1m_5s:all:all");
     cr_assert_eq(hget_i64(all, "events"), 9);
@@ -862,16 +769,16 @@ Test(redis_sink, a_lost_reply_is_resolved_from_the_offsets_and_never_counted_twi
     cr_assert_eq(hget_i64(k("offsets"), "events:0"), 9);
     cr_assert_eq(stats(&s).conflicts, 0);
     kpi_sink_destroy(&s);
-    fx_fini(&f);
+    kt_fx_fini(&f);
 }
 
 Test(redis_sink, a_flush_replayed_after_a_redis_restart_is_applied_once_with_the_script_reloaded)
 {
-    struct fixture f;
+    struct kt_fixture f;
     fx_init(&f, "1m/5s,1h/1m", 0, 0);
     struct kpi_sink s = new_sink(0);
     feed_example(&f, T0);
-    struct kpi_delta d = fx_delta(&f, T0 + 9000);
+    struct kpi_delta d = kt_fx_delta(&f, T0 + 9000);
     char err[256];
     cr_assert_eq(sink_flush(&s, &d, err, sizeof(err)), 0, "%s", err);
     /* Restart: SHUTDOWN NOSAVE, the AOF (appendfsync always) brings the data
@@ -898,24 +805,24 @@ Test(redis_sink, a_flush_replayed_after_a_redis_restart_is_applied_once_with_the
     f.seq++;
     f.range.from = f.range.to;
     kpi_agg_reset(&f.cells);
-    fx_add(&f, (struct ev_spec){KPI_EV_ACTIVATION, T0 + 9500, "8", "eu-west", "prepaid"});
+    fx_add(&f, (struct kt_event){KPI_EV_ACTIVATION, T0 + 9500, "8", "eu-west", "prepaid"});
     cr_assert_eq(fx_flush(&f, &s, T0 + 9500), 0);
     cr_assert_eq(stats(&s).script_loads, st.script_loads + 1);
     cr_assert_eq(hget_i64(k("kpi:1m_5s:all:all"), "events"), 8);
     kpi_sink_destroy(&s);
-    fx_fini(&f);
+    kt_fx_fini(&f);
 }
 
 Test(redis_sink, active_is_recounted_at_most_every_refresh_interval)
 {
-    struct fixture f;
+    struct kt_fixture f;
     fx_init(&f, "1m/5s,1h/1m", 0, 0);
     active_refresh_ms = 200;
     struct kpi_sink s = new_sink(0);
-    fx_add(&f, (struct ev_spec){KPI_EV_USAGE, T0 + 100, "1", "eu-west", "x", 1});
+    fx_add(&f, (struct kt_event){KPI_EV_USAGE, T0 + 100, "1", "eu-west", "x", 1});
     cr_assert_eq(fx_flush(&f, &s, T0 + 100), 0);
     cr_assert_eq(hget_i64(k("kpi:1m_5s:all:all"), "active"), 1, "counted when created");
-    fx_add(&f, (struct ev_spec){KPI_EV_USAGE, T0 + 200, "2", "eu-west", "x", 1});
+    fx_add(&f, (struct kt_event){KPI_EV_USAGE, T0 + 200, "2", "eu-west", "x", 1});
     cr_assert_eq(fx_flush(&f, &s, T0 + 200), 0);
     const char *w[] = {k("kpi:1m_5s:all:all"), k("kpi:1h_1m:all:all")};
     for (int i = 0; i < 2; i++) {
@@ -925,30 +832,30 @@ Test(redis_sink, active_is_recounted_at_most_every_refresh_interval)
     }
     struct timespec ts = {0, 250000000};
     nanosleep(&ts, NULL);
-    fx_add(&f, (struct ev_spec){KPI_EV_USAGE, T0 + 300, "3", "eu-west", "x", 1});
+    fx_add(&f, (struct kt_event){KPI_EV_USAGE, T0 + 300, "3", "eu-west", "x", 1});
     cr_assert_eq(fx_flush(&f, &s, T0 + 300), 0);
     for (int i = 0; i < 2; i++) {
         cr_assert_eq(hget_i64(w[i], "active"), 3, "recounted after the interval");
         cr_assert_float_eq(hget_f(w[i], "arpu"), 1e-6, 1e-15);
     }
     kpi_sink_destroy(&s);
-    fx_fini(&f);
+    kt_fx_fini(&f);
 }
 
 Test(redis_sink, a_script_that_fails_while_running_is_not_retried)
 {
-    struct fixture f;
+    struct kt_fixture f;
     fx_init(&f, "1m/5s", 0, 0);
     struct kpi_sink s = new_sink(0);
     freeReplyObject(cmd("SET %s %s", k("meta"), "not a hash"));
     feed_example(&f, T0);
-    struct kpi_delta d = fx_delta(&f, T0 + 9000);
+    struct kpi_delta d = kt_fx_delta(&f, T0 + 9000);
     char err[512];
     cr_assert_eq(sink_flush(&s, &d, err, sizeof(err)), KPI_ERR_CONFLICT,
                  "stop rather than risk applying part of it twice");
     cr_assert_not_null(strstr(err, "WRONGTYPE"), "%s", err);
     kpi_sink_destroy(&s);
-    fx_fini(&f);
+    kt_fx_fini(&f);
 }
 
 Test(redis_sink, a_bad_url_is_refused_and_passwords_stay_out_of_messages)
@@ -992,7 +899,7 @@ Test(redis_sink, a_bad_url_is_refused_and_passwords_stay_out_of_messages)
 
 Test(redis_sink, a_flush_with_ten_thousand_values_fits_in_one_call)
 {
-    struct fixture f;
+    struct kt_fixture f;
     char err[256];
     memset(&f, 0, sizeof(f));
     cr_assert_eq(
@@ -1008,7 +915,7 @@ Test(redis_sink, a_flush_with_ten_thousand_values_fits_in_one_call)
         char plan[16], sub[16];
         snprintf(plan, sizeof(plan), "p%d", i);
         snprintf(sub, sizeof(sub), "%d", i);
-        fx_add(&f, (struct ev_spec){KPI_EV_USAGE, T0 + i % 5000, sub, "eu", plan, 1});
+        fx_add(&f, (struct kt_event){KPI_EV_USAGE, T0 + i % 5000, sub, "eu", plan, 1});
     }
     cr_assert_eq(fx_flush(&f, &s, T0 + 5000), 0); /* also closes [T0, T0+5s) */
     cr_assert_eq(hget_i64(k("kpi:1m_5s:all:all"), "events"), 10000);
@@ -1019,7 +926,7 @@ Test(redis_sink, a_flush_with_ten_thousand_values_fits_in_one_call)
     cr_assert_geq(r->integer, 10000, "MAXLEN ~ 10000 keeps at least that many");
     freeReplyObject(r);
     kpi_sink_destroy(&s);
-    fx_fini(&f);
+    kt_fx_fini(&f);
 }
 
 /* ---- with the engine ---- */
@@ -1062,38 +969,6 @@ static struct kpi_engine *make_engine(struct kpi_sink *s)
     return e;
 }
 
-struct flush_call {
-    struct kpi_engine *e;
-    int64_t timeout_ms;
-    atomic_int done;
-    int rc;
-};
-
-static void *do_flush(void *arg)
-{
-    struct flush_call *f = arg;
-    f->rc = kpi_engine_flush_sync(f->e, f->timeout_ms, NULL, 0);
-    atomic_store(&f->done, 1);
-    return NULL;
-}
-
-/* The test thread is the worker: it keeps reaching checkpoints while another
- * thread waits for the flush. */
-static int flush_from_worker(struct kpi_engine *e, struct kpi_worker *w, int64_t timeout_ms)
-{
-    struct flush_call f = {.e = e, .timeout_ms = timeout_ms};
-    atomic_init(&f.done, 0);
-    pthread_t th;
-    pthread_create(&th, NULL, do_flush, &f);
-    while (!atomic_load(&f.done)) {
-        kpi_worker_checkpoint(w);
-        sched_yield();
-    }
-    pthread_join(th, NULL);
-    kpi_worker_checkpoint(w);
-    return f.rc;
-}
-
 static void feed(struct kpi_engine *e, struct kpi_worker *w, int in, uint64_t from, uint64_t to,
                  struct kpi_counters *fed, struct kpi_counters *eu)
 {
@@ -1129,7 +1004,7 @@ Test(redis_sink, counters_in_redis_equal_the_events_fed_through_the_engine)
     struct kpi_counters fed = {0}, eu = {0};
     for (int batch = 0; batch < 4; batch++) {
         feed(e, w, in, (uint64_t)batch * 5000, (uint64_t)(batch + 1) * 5000, &fed, &eu);
-        cr_assert_eq(flush_from_worker(e, w, 10000), 0);
+        cr_assert_eq(kt_flush_from_worker(e, w, 10000), 0);
     }
     for (int i = 0; i < 3; i++) {
         static const char *wins[] = {"1m_5s", "1h_1m", "24h_1h"};
@@ -1156,16 +1031,16 @@ Test(redis_sink, the_engine_keeps_its_delta_while_redis_is_down_and_totals_are_e
     int in = kpi_engine_input_open(e, "events", 0, 0, 0);
     struct kpi_counters fed = {0}, eu = {0};
     feed(e, w, in, 0, 6000, &fed, &eu);
-    cr_assert_eq(flush_from_worker(e, w, 10000), 0);
+    cr_assert_eq(kt_flush_from_worker(e, w, 10000), 0);
 
     redisFree(rc);
     rc = NULL;
     kpi_test_redis_stop(&srv); /* SHUTDOWN NOSAVE; the AOF keeps what was applied */
     feed(e, w, in, 6000, 14000, &fed, &eu);
-    cr_assert_eq(flush_from_worker(e, w, 300), KPI_ERR_IO);
+    cr_assert_eq(kt_flush_from_worker(e, w, 300), KPI_ERR_IO);
     cr_assert(kpi_engine_is_backpressured(e), "the source is told to pause");
     feed(e, w, in, 14000, 15000, &fed, &eu); /* what was already fetched still counts */
-    cr_assert_eq(flush_from_worker(e, w, 200), KPI_ERR_IO);
+    cr_assert_eq(kt_flush_from_worker(e, w, 200), KPI_ERR_IO);
     struct kpi_engine_stats est;
     kpi_engine_get_stats(e, &est);
     cr_assert_gt(est.pending_cells, 0, "the delta is kept");
@@ -1173,7 +1048,7 @@ Test(redis_sink, the_engine_keeps_its_delta_while_redis_is_down_and_totals_are_e
     char err[256];
     cr_assert_eq(kpi_test_redis_start_again(&srv, err, sizeof(err)), 0, "%s", err);
     rc = srv_connect();
-    cr_assert_eq(flush_from_worker(e, w, 10000), 0);
+    cr_assert_eq(kt_flush_from_worker(e, w, 10000), 0);
     cr_assert_not(kpi_engine_is_backpressured(e));
     assert_kpi_counters(k("kpi:1m_5s:all:all"), &fed);
     assert_kpi_counters(k("kpi:1h_1m:region:eu-west"), &eu);
@@ -1212,7 +1087,7 @@ Test(redis_sink, a_kill_between_key_groups_is_resumed_from_per_key_group_floors)
     int in = kpi_engine_input_open(e, "events", 0, 0, 0);
     struct kpi_counters fed = {0}, eu = {0};
     feed(e, w, in, 0, 6000, &fed, &eu);
-    cr_assert_eq(flush_from_worker(e, w, 10000), 0);
+    cr_assert_eq(kt_flush_from_worker(e, w, 10000), 0);
 
     /* Key group 2's next call fails before it writes (its meta is not a
      * hash), after key groups 0 and 1 applied theirs: what a kill -9
@@ -1222,7 +1097,7 @@ Test(redis_sink, a_kill_between_key_groups_is_resumed_from_per_key_group_floors)
     freeReplyObject(cmd("RENAME %s %s.saved", meta2, meta2));
     freeReplyObject(cmd("SET %s broken", meta2));
     feed(e, w, in, 6000, 12000, &fed, &eu);
-    cr_assert_eq(flush_from_worker(e, w, 2000), KPI_ERR_CONFLICT);
+    cr_assert_eq(kt_flush_from_worker(e, w, 2000), KPI_ERR_CONFLICT);
     int64_t want[4] = {12000, 12000, 6000, 6000};
     for (uint32_t kg = 0; kg < 4; kg++)
         cr_assert_eq(kg_offset(&s, kg), want[kg], "key group %u", kg);
@@ -1250,7 +1125,7 @@ Test(redis_sink, a_kill_between_key_groups_is_resumed_from_per_key_group_floors)
     struct kpi_counters replay_fed = {0}, replay_eu = {0}; /* counted already */
     feed(e, w, in, 6000, 12000, &replay_fed, &replay_eu);
     feed(e, w, in, 12000, 15000, &fed, &eu);
-    cr_assert_eq(flush_from_worker(e, w, 10000), 0);
+    cr_assert_eq(kt_flush_from_worker(e, w, 10000), 0);
     for (uint32_t kg = 0; kg < 4; kg++)
         cr_assert_eq(kg_offset(&s, kg), 15000, "key group %u caught up", kg);
     static const char *wins[] = {"1m_5s", "1h_1m", "24h_1h"};
@@ -1337,7 +1212,7 @@ Test(redis_sink, every_key_in_docs_redis_schema_is_written_and_readable)
     for (size_t i = 0; i < sizeof(documented_transient) / sizeof(char *); i++)
         cr_assert_not_null(strstr(doc, documented_transient[i]));
 
-    struct fixture f;
+    struct kt_fixture f;
     fx_init(&f, "1m/5s,1h/1m", 0, 0);
     struct kpi_sink s = new_sink(0);
     int64_t off;
@@ -1345,7 +1220,7 @@ Test(redis_sink, every_key_in_docs_redis_schema_is_written_and_readable)
     cr_assert_eq(s.ops->load_offset(s.self, "events", 0, &off, err, sizeof(err)), 0, "%s", err);
     feed_example(&f, T0);
     cr_assert_eq(fx_flush(&f, &s, T0 + 9000), 0);
-    fx_add(&f, (struct ev_spec){KPI_EV_USAGE, T0 + 12000, "9", "eu-west", "prepaid", 1});
+    fx_add(&f, (struct kt_event){KPI_EV_USAGE, T0 + 12000, "9", "eu-west", "prepaid", 1});
     cr_assert_eq(fx_flush(&f, &s, T0 + 12000), 0); /* closes [T0+5s, T0+10s) */
 
     for (size_t i = 0; i < sizeof(documented) / sizeof(documented[0]); i++) {
@@ -1391,7 +1266,7 @@ Test(redis_sink, every_key_in_docs_redis_schema_is_written_and_readable)
     }
     freeReplyObject(r);
     kpi_sink_destroy(&s);
-    fx_fini(&f);
+    kt_fx_fini(&f);
 }
 
 /* ---- cost ---- */
@@ -1435,7 +1310,7 @@ static double evalsha_usec_per_call(void)
  * Reported (stderr and the test log), and bounded generously. */
 Test(redis_sink, flush_cost_is_measured_with_commandstats_and_slowlog, .timeout = 600)
 {
-    struct fixture f;
+    struct kt_fixture f;
     char err[256];
     memset(&f, 0, sizeof(f));
     cr_assert_eq(
@@ -1464,8 +1339,8 @@ Test(redis_sink, flush_cost_is_measured_with_commandstats_and_slowlog, .timeout 
             for (int j = 0; j < 4; j++) {
                 char sb[24];
                 snprintf(sb, sizeof(sb), "%llu", (unsigned long long)(sub++ % 200000));
-                fx_add(&f, (struct ev_spec){j == 3 ? KPI_EV_CHURN : KPI_EV_USAGE,
-                                            t + (v * 4 + j) % 1000, sb, region, plan, 1000});
+                fx_add(&f, (struct kt_event){j == 3 ? KPI_EV_CHURN : KPI_EV_USAGE,
+                                             t + (v * 4 + j) % 1000, sb, region, plan, 1000});
             }
         }
         cells = f.cells.n;
@@ -1521,5 +1396,5 @@ Test(redis_sink, flush_cost_is_measured_with_commandstats_and_slowlog, .timeout 
     fprintf(stderr, "[redis flush cost] %s\n", line);
     cr_assert_eq(stats(&s).flushes, ROUNDS, "every flush was applied");
     kpi_sink_destroy(&s);
-    fx_fini(&f);
+    kt_fx_fini(&f);
 }

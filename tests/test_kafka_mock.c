@@ -13,9 +13,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/clock.h"
 #include "engine/engine.h"
 #include "gen/truth.h"
 #include "sources/kafka.h"
+#include "support/kafka_instance.h"
+#include "support/kafka_util.h"
 #include "support/mem_sink.h"
 
 /* Kafka protocol API keys (not in librdkafka's public headers). */
@@ -36,23 +39,7 @@ static void produce_all(const char *topic)
     kpi_gen_conf_defaults(&gc);
     gc.subscribers = 5000;
     memset(&truth, 0, sizeof(truth));
-    struct kpi_gen *g = kpi_gen_new(&gc);
-    uint8_t buf[512];
-    for (int i = 0; i < N; i++) {
-        size_t len;
-        struct kpi_gen_info in;
-        kpi_gen_next(g, buf, sizeof(buf), &len, &in);
-        kpi_gen_truth_add(&truth, &in);
-        char key[24];
-        int kl = snprintf(key, sizeof(key), "%llu", (unsigned long long)in.sub);
-        while (rd_kafka_producev(prod, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_VALUE(buf, len),
-                                 RD_KAFKA_V_KEY(key, (size_t)kl),
-                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                 RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
-            rd_kafka_poll(prod, 10);
-    }
-    cr_assert_eq(rd_kafka_flush(prod, 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
-    kpi_gen_destroy(g);
+    cr_assert_eq(kt_produce_with(prod, topic, &gc, N, &truth), 0);
 }
 
 static void setup(void)
@@ -75,36 +62,11 @@ static void teardown(void)
 
 TestSuite(kafka_mock, .init = setup, .fini = teardown, .timeout = 180);
 
-struct instance {
-    struct kpi_engine *e;
-    struct kpi_source src;
-    struct kpi_sink store;
-    pthread_t th;
-    int rc;
-    char err[512];
-};
-
-static void *run(void *arg)
-{
-    struct instance *in = arg;
-    in->rc = in->src.ops->run(in->src.self, in->err, sizeof(in->err));
-    return NULL;
-}
-
-static void start_in_group(struct instance *in, struct mem_sink *ms, int exit_on_eof,
+static void start_in_group(struct kt_instance *in, struct mem_sink *ms, int exit_on_eof,
                            const char *group)
 {
-    memset(in, 0, sizeof(*in));
     struct kpi_engine_conf ec;
-    kpi_engine_conf_defaults(&ec);
-    ec.n_workers = 2;
-    ec.flush_interval_ms = 100;
-    ec.lateness_ms = 365LL * 86400000;
-    ec.max_skew_ms = 365LL * 86400000 * 50;
-    char err[256];
-    in->e = kpi_engine_new(&ec, err, sizeof(err));
-    cr_assert_not_null(in->e, "%s", err);
-    in->store = mem_sink_as_sink(ms);
+    kt_engine_conf_replay(&ec, 100);
     struct kpi_kafka_conf kc;
     kpi_kafka_conf_defaults(&kc);
     kc.brokers = bootstraps;
@@ -116,21 +78,16 @@ static void start_in_group(struct instance *in, struct mem_sink *ms, int exit_on
                                            {"heartbeat.interval.ms", "500"}};
     kc.props = props;
     kc.n_props = 2;
-    in->src = kpi_source_kafka_new(&kc, in->e, &in->store, err, sizeof(err));
-    cr_assert_not_null(in->src.ops, "%s", err);
-    cr_assert_eq(kpi_engine_start(in->e, err, sizeof(err)), 0);
-    pthread_create(&in->th, NULL, run, in);
+    char err[256];
+    cr_assert_eq(kt_instance_start(in, &ec, &kc, ms, err, sizeof(err)), 0, "%s", err);
 }
 
-static void start(struct instance *in, struct mem_sink *ms, int exit_on_eof)
+static void start(struct kt_instance *in, struct mem_sink *ms, int exit_on_eof)
 {
     start_in_group(in, ms, exit_on_eof, "mock-group");
 }
 
 /* ---- dead letters ---- */
-
-static int64_t mono_ms(void);
-static void finish(struct instance *in);
 
 #define BIG_LEN (1500 * 1000) /* over librdkafka's default message.max.bytes (1 MB) */
 
@@ -190,8 +147,8 @@ static int count_topic(const char *topic, int expect, int64_t timeout_ms)
     rd_kafka_assign(rk, l);
     rd_kafka_topic_partition_list_destroy(l);
     int n = 0;
-    int64_t deadline = mono_ms() + timeout_ms;
-    while (n < expect && mono_ms() < deadline) {
+    int64_t deadline = kpi_mono_ms() + timeout_ms;
+    while (n < expect && kpi_mono_ms() < deadline) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
         if (m && !m->err)
             n++;
@@ -203,21 +160,12 @@ static int count_topic(const char *topic, int expect, int64_t timeout_ms)
     return n;
 }
 
-static void start_big(struct instance *in, struct mem_sink *ms, int exit_on_eof,
+static void start_big(struct kt_instance *in, struct mem_sink *ms, int exit_on_eof,
                       const char *const (*props)[2], int n_props)
 {
-    memset(in, 0, sizeof(*in));
     struct kpi_engine_conf ec;
-    kpi_engine_conf_defaults(&ec);
-    ec.n_workers = 2;
-    ec.flush_interval_ms = 100;
+    kt_engine_conf_replay(&ec, 100);
     ec.retry_max_ms = 200;
-    ec.lateness_ms = 365LL * 86400000;
-    ec.max_skew_ms = 365LL * 86400000 * 50;
-    char err[256];
-    in->e = kpi_engine_new(&ec, err, sizeof(err));
-    cr_assert_not_null(in->e, "%s", err);
-    in->store = mem_sink_as_sink(ms);
     struct kpi_kafka_conf kc;
     kpi_kafka_conf_defaults(&kc);
     kc.brokers = bootstraps;
@@ -227,10 +175,8 @@ static void start_big(struct instance *in, struct mem_sink *ms, int exit_on_eof,
     kc.props = props;
     kc.n_props = n_props;
     kc.shutdown_timeout_ms = 3000;
-    in->src = kpi_source_kafka_new(&kc, in->e, &in->store, err, sizeof(err));
-    cr_assert_not_null(in->src.ops, "%s", err);
-    cr_assert_eq(kpi_engine_start(in->e, err, sizeof(err)), 0);
-    pthread_create(&in->th, NULL, run, in);
+    char err[256];
+    cr_assert_eq(kt_instance_start(in, &ec, &kc, ms, err, sizeof(err)), 0, "%s", err);
 }
 
 /* The dead-letter producer talks to the same cluster as the consumer, so it
@@ -244,9 +190,9 @@ Test(kafka_mock, dead_letters_are_produced_with_the_consumers_kafka_settings)
     static const char *const props[][2] = {{"message.max.bytes", "2000000"}};
     struct mem_sink ms;
     mem_sink_init(&ms, "big");
-    struct instance a;
+    struct kt_instance a;
     start_big(&a, &ms, 1, props, 1);
-    finish(&a);
+    kt_instance_join(&a);
     cr_assert_eq(a.rc, 0, "%s", a.err);
     cr_assert_eq(count_topic("big.dlq", 1, 20000), 1, "the bad event is in big.dlq");
     cr_assert_eq(mem_sink_offsets_total(&ms), 1001, "every offset stored once");
@@ -261,17 +207,17 @@ Test(kafka_mock, an_undeliverable_dead_letter_holds_every_offset_back_and_says_w
     produce_big(1000, &t);
     struct mem_sink ms;
     mem_sink_init(&ms, "big");
-    struct instance a;
+    struct kt_instance a;
     start_big(&a, &ms, 0, NULL, 0);
     struct kpi_kafka_stats st;
     struct kpi_engine_stats es;
-    int64_t deadline = mono_ms() + 60000;
+    int64_t deadline = kpi_mono_ms() + 60000;
     do {
         struct timespec ts = {0, 10000000}; /* polling interval */
         nanosleep(&ts, NULL);
         kpi_source_kafka_get_stats(&a.src, &st);
         kpi_engine_get_stats(a.e, &es);
-    } while ((!st.dlq_blocked || es.flush_errors < 3) && mono_ms() < deadline);
+    } while ((!st.dlq_blocked || es.flush_errors < 3) && kpi_mono_ms() < deadline);
     cr_assert(st.dlq_blocked, "the flushes are held back by the dead letter");
     cr_assert_eq(st.dlq_undelivered, 1);
     cr_assert_geq(es.flush_errors, 3, "and retried");
@@ -294,33 +240,17 @@ Test(kafka_mock, an_undeliverable_dead_letter_holds_every_offset_back_and_says_w
     cr_assert_leq(p0, 0, "partition 0 never moved past its dead letter (stored %lld)",
                   (long long)p0);
 
-    a.src.ops->stop(a.src.self);
-    finish(&a);
+    kt_instance_stop(&a);
     cr_assert_neq(a.rc, 0, "the final flush could not store offsets past the dead letter");
     cr_assert(strstr(a.err, "dead-letter"), "%s", a.err);
     cr_assert_leq(ms.stored[0], 0, "nor at the end: it is read again on restart");
     cr_assert_eq(count_topic("big.dlq", 1, 2000), 0);
 }
 
-static void finish(struct instance *in)
-{
-    pthread_join(in->th, NULL);
-    kpi_engine_stop(in->e);
-    in->src.ops->destroy(in->src.self);
-    kpi_engine_destroy(in->e);
-}
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void wait_for(struct mem_sink *ms, int64_t offsets, int64_t timeout_ms)
 {
-    int64_t deadline = mono_ms() + timeout_ms;
-    while (mem_sink_offsets_total(ms) < offsets && mono_ms() < deadline) {
+    int64_t deadline = kpi_mono_ms() + timeout_ms;
+    while (mem_sink_offsets_total(ms) < offsets && kpi_mono_ms() < deadline) {
         struct timespec ts = {0, 10000000}; /* polling interval */
         nanosleep(&ts, NULL);
     }
@@ -349,9 +279,9 @@ Test(kafka_mock, fetch_and_commit_errors_do_not_change_the_counts)
                                       RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT);
     struct mem_sink ms;
     mem_sink_init(&ms, "events");
-    struct instance a;
+    struct kt_instance a;
     start(&a, &ms, 1);
-    finish(&a);
+    kt_instance_join(&a);
     cr_assert_eq(a.rc, 0, "%s", a.err);
     assert_exact(&ms);
 }
@@ -360,7 +290,7 @@ Test(kafka_mock, a_forced_rebalance_mid_stream_keeps_counts_exact)
 {
     struct mem_sink ms;
     mem_sink_init(&ms, "events");
-    struct instance a;
+    struct kt_instance a;
     start(&a, &ms, 0);
     wait_for(&ms, N / 10, 60000);
     /* The coordinator says the group is rebalancing: the consumer revokes
@@ -368,8 +298,7 @@ Test(kafka_mock, a_forced_rebalance_mid_stream_keeps_counts_exact)
     rd_kafka_mock_push_request_errors(mc, API_HEARTBEAT, 2, RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS,
                                       RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS);
     wait_for(&ms, N, 120000);
-    a.src.ops->stop(a.src.self);
-    finish(&a);
+    kt_instance_stop(&a);
     cr_assert_eq(a.rc, 0, "%s", a.err);
     assert_exact(&ms);
 }
@@ -378,15 +307,12 @@ Test(kafka_mock, a_second_instance_joining_shares_the_partitions_exactly)
 {
     struct mem_sink ms;
     mem_sink_init(&ms, "events");
-    struct instance a, b;
+    struct kt_instance a, b;
     start(&a, &ms, 0);
     wait_for(&ms, N / 10, 60000);
     start(&b, &ms, 0);
     wait_for(&ms, N, 120000);
-    a.src.ops->stop(a.src.self);
-    b.src.ops->stop(b.src.self);
-    finish(&a);
-    finish(&b);
+    kt_instance_stop2(&a, &b);
     cr_assert_eq(a.rc, 0, "%s", a.err);
     cr_assert_eq(b.rc, 0, "%s", b.err);
     assert_exact(&ms);
@@ -401,15 +327,14 @@ Test(kafka_mock, a_broker_going_down_and_up_loses_nothing)
      * part-way whatever the machine's speed. */
     rd_kafka_mock_broker_set_down(mc, 1);
     rd_kafka_mock_broker_set_down(mc, 2);
-    struct instance a;
+    struct kt_instance a;
     start(&a, &ms, 0);
     wait_for(&ms, N / 10, 20000);
     int64_t mid = mem_sink_offsets_total(&ms);
     rd_kafka_mock_broker_set_up(mc, 1);
     rd_kafka_mock_broker_set_up(mc, 2);
     wait_for(&ms, N, 120000);
-    a.src.ops->stop(a.src.self);
-    finish(&a);
+    kt_instance_stop(&a);
     cr_assert_eq(a.rc, 0, "%s", a.err);
     cr_assert_lt(mid, N, "the stream stalled while the brokers were down");
     assert_exact(&ms);
@@ -420,9 +345,9 @@ Test(kafka_mock, the_sink_failing_pauses_and_resumes_without_loss)
     struct mem_sink ms;
     mem_sink_init(&ms, "events");
     ms.fail_io = 8; /* eight flushes fail: the engine keeps the delta and retries */
-    struct instance a;
+    struct kt_instance a;
     start(&a, &ms, 1);
-    finish(&a);
+    kt_instance_join(&a);
     cr_assert_eq(a.rc, 0, "%s", a.err);
     assert_exact(&ms);
     cr_assert_geq(ms.fail_io, 0);
@@ -439,19 +364,18 @@ Test(kafka_mock, stopping_between_join_and_sync_exits_cleanly)
                                                  RD_KAFKA_RESP_ERR_NO_ERROR, 5000);
     struct mem_sink ms;
     mem_sink_init(&ms, "events");
-    struct instance a;
+    struct kt_instance a;
     start_in_group(&a, &ms, 0, "mock-join-stop");
     struct kpi_kafka_stats st;
-    int64_t deadline = mono_ms() + 30000;
+    int64_t deadline = kpi_mono_ms() + 30000;
     do {
         struct timespec ts = {0, 10000000}; /* polling interval */
         nanosleep(&ts, NULL);
         kpi_source_kafka_get_stats(&a.src, &st);
-    } while (!st.joined && mono_ms() < deadline);
+    } while (!st.joined && kpi_mono_ms() < deadline);
     cr_assert(st.joined, "the JoinGroup succeeded");
     cr_assert_eq(st.rebalances, 0, "the SyncGroup is still held back: no assignment yet");
-    a.src.ops->stop(a.src.self);
-    finish(&a);
+    kt_instance_stop(&a);
     cr_assert_eq(a.rc, 0, "%s", a.err);
     cr_assert_eq(mem_sink_offsets_total(&ms), 0, "an instance that is leaving consumes nothing");
 }
@@ -465,9 +389,9 @@ Test(kafka_mock, a_flush_refused_for_good_stops_with_the_sinks_own_reason)
     mem_sink_init(&ms, "events");
     ms.refuse = "redis redis://127.0.0.1:6379: the flush script failed: WRONGTYPE Operation "
                 "against a key holding the wrong kind of value";
-    struct instance a;
+    struct kt_instance a;
     start(&a, &ms, 0);
-    finish(&a);
+    kt_instance_join(&a);
     cr_assert_neq(a.rc, 0);
     cr_assert(strstr(a.err, "WRONGTYPE"), "%s", a.err);
     cr_assert_null(strstr(a.err, "another consumer"), "%s", a.err);

@@ -9,7 +9,7 @@
 #include <time.h>
 
 #include "engine/err.h"
-#include "cmd/lib/json.h"
+#include "base/json.h"
 #include "base/log.h"
 #include "cmd/lib/notify.h"
 

@@ -13,7 +13,7 @@
 #include "base/clock.h"
 #include "engine/engine.h"
 #include "engine/err.h"
-#include "cmd/lib/json.h"
+#include "base/json.h"
 #include "base/log.h"
 
 #define LIMIT_MAX  1000 /* rows of one page, points of one series, alerts of one call */
@@ -66,24 +66,20 @@ static unsigned unavailable(struct kpi_api *a, FILE *out, int err, const char *w
 }
 
 /* Every parameter must be one of `allowed` (NULL-terminated) and appear
- * once; returns the offending name or NULL. */
-static const char *check_params(const struct req *q, const char *const *allowed, const char **why)
+ * once: 0, or the 400 answer naming the offending one. */
+static unsigned check_params(struct kpi_api *a, const struct req *q, const char *const *allowed)
 {
     for (size_t i = 0; i < q->n; i++) {
         int ok = 0;
         for (const char *const *k = allowed; *k && !ok; k++)
             ok = strcmp(q->p[i].key, *k) == 0;
-        if (!ok) {
-            *why = "unknown parameter";
-            return q->p[i].key;
-        }
+        if (!ok)
+            return bad(a, q->out, q->p[i].key, "unknown parameter");
         for (size_t j = 0; j < i; j++)
-            if (strcmp(q->p[i].key, q->p[j].key) == 0) {
-                *why = "parameter given twice";
-                return q->p[i].key;
-            }
+            if (strcmp(q->p[i].key, q->p[j].key) == 0)
+                return bad(a, q->out, q->p[i].key, "parameter given twice");
     }
-    return NULL;
+    return 0;
 }
 
 static const char *param(const struct req *q, const char *key)
@@ -123,8 +119,14 @@ static int window_index(const struct kpi_api *a, const char *w)
 }
 
 /* window (required) and set (default "all"); 0 or a 400 already written. */
-static unsigned window_set(struct kpi_api *a, const struct req *q, int *w, const char **set)
+/* The parameters check, then `window` (required) and `set` (default all):
+ * 0, or the 400 answer. */
+static unsigned window_set(struct kpi_api *a, const struct req *q, const char *const *allowed,
+                           int *w, const char **set)
 {
+    unsigned st = check_params(a, q, allowed);
+    if (st)
+        return st;
     const char *wv = param(q, "window");
     if (!wv)
         return bad(a, q->out, "window", "missing: one of the configured windows, e.g. 1h_1m");
@@ -157,12 +159,10 @@ static void write_alert(FILE *out, const struct kpiread_alert *al)
     fputs("{\"id\":", out);
     kpi_json_str(out, al->id);
     fprintf(out, ",\"time_ms\":%lld", atoll(al->id));
-    fprintf(out, ",\"state\":\"%s\",\"window\":", al->raised ? "raised" : "resolved");
-    kpi_json_str(out, al->window);
-    fputs(",\"set\":", out);
-    kpi_json_str(out, al->set);
-    fputs(",\"value\":", out);
-    kpi_json_str(out, al->value);
+    fprintf(out, ",\"state\":\"%s\"", al->raised ? "raised" : "resolved");
+    kpi_json_member_str(out, "window", al->window);
+    kpi_json_member_str(out, "set", al->set);
+    kpi_json_member_str(out, "value", al->value);
     fputs(",\"rate\":", out);
     kpi_json_num(out, 1, al->rate);
     fputs(",\"baseline\":", out);
@@ -178,9 +178,9 @@ static void write_alert(FILE *out, const struct kpiread_alert *al)
 static unsigned h_meta(struct kpi_api *a, const struct req *q)
 {
     static const char *const allowed[] = {NULL};
-    const char *why, *badp = check_params(q, allowed, &why);
-    if (badp)
-        return bad(a, q->out, badp, why);
+    unsigned st = check_params(a, q, allowed);
+    if (st)
+        return st;
     struct kpiread_meta m;
     char err[256];
     int rc = kpiread_meta(a->r, &m, err, sizeof(err));
@@ -225,12 +225,9 @@ static unsigned h_meta(struct kpi_api *a, const struct req *q)
 static unsigned h_kpis(struct kpi_api *a, const struct req *q)
 {
     static const char *const allowed[] = {"window", "set", "limit", "offset", "q", NULL};
-    const char *why, *badp = check_params(q, allowed, &why);
-    if (badp)
-        return bad(a, q->out, badp, why);
     int w;
     const char *set;
-    unsigned st = window_set(a, q, &w, &set);
+    unsigned st = window_set(a, q, allowed, &w, &set);
     if (st)
         return st;
     unsigned long long limit, offset;
@@ -252,8 +249,7 @@ static unsigned h_kpis(struct kpi_api *a, const struct req *q)
     FILE *out = q->out;
     fputs("{\"window\":", out);
     kpi_json_str(out, a->ws->w[w].id);
-    fputs(",\"set\":", out);
-    kpi_json_str(out, set);
+    kpi_json_member_str(out, "set", set);
     fputs(",\"as_of_ms\":", out);
     kpi_json_i64(out, m.as_of_ms);
     fputs(",\"watermark_ms\":", out);
@@ -265,7 +261,7 @@ static unsigned h_kpis(struct kpi_api *a, const struct req *q)
         fputs(i ? ",{\"value\":" : "{\"value\":", out);
         kpi_json_str(out, p.rows[i].value);
         fputc(',', out);
-        kpi_json_values(out, &p.rows[i].v);
+        kpi_values_write_json(out, &p.rows[i].v);
         fputc('}', out);
     }
     fputs("]}", out);
@@ -276,12 +272,9 @@ static unsigned h_kpis(struct kpi_api *a, const struct req *q)
 static unsigned h_series(struct kpi_api *a, const struct req *q)
 {
     static const char *const allowed[] = {"window", "set", "value", "points", NULL};
-    const char *why, *badp = check_params(q, allowed, &why);
-    if (badp)
-        return bad(a, q->out, badp, why);
     int w;
     const char *set;
-    unsigned st = window_set(a, q, &w, &set);
+    unsigned st = window_set(a, q, allowed, &w, &set);
     if (st)
         return st;
     const char *value = param(q, "value");
@@ -307,15 +300,13 @@ static unsigned h_series(struct kpi_api *a, const struct req *q)
     FILE *out = q->out;
     fputs("{\"window\":", out);
     kpi_json_str(out, a->ws->w[w].id);
-    fputs(",\"set\":", out);
-    kpi_json_str(out, set);
-    fputs(",\"value\":", out);
-    kpi_json_str(out, value);
+    kpi_json_member_str(out, "set", set);
+    kpi_json_member_str(out, "value", value);
     fprintf(out, ",\"slide_ms\":%lld,\"points\":[", (long long)a->ws->w[w].slide_ms);
     for (size_t i = 0; i < n; i++) {
         fprintf(out, "%s{\"bucket\":%lld,\"end\":%lld,\"rev\":%lld,", i ? "," : "",
                 (long long)pts[i].bucket, (long long)pts[i].end, (long long)pts[i].rev);
-        kpi_json_values(out, &pts[i].v);
+        kpi_values_write_json(out, &pts[i].v);
         fputc('}', out);
     }
     fputs("]}", out);
@@ -326,9 +317,9 @@ static unsigned h_series(struct kpi_api *a, const struct req *q)
 static unsigned h_alerts(struct kpi_api *a, const struct req *q)
 {
     static const char *const allowed[] = {"limit", NULL};
-    const char *why, *badp = check_params(q, allowed, &why);
-    if (badp)
-        return bad(a, q->out, badp, why);
+    unsigned st = check_params(a, q, allowed);
+    if (st)
+        return st;
     unsigned long long limit;
     if (int_param(q, "limit", 1, LIMIT_MAX, 50, &limit))
         return bad(a, q->out, "limit", "not an integer in 1..1000");
@@ -394,7 +385,7 @@ static void publish_kpis(struct kpi_api *a, const struct kpiread_meta *m)
         fputs(",\"all\":", out);
         if (found) {
             fputs("{\"value\":\"all\",", out);
-            kpi_json_values(out, &v);
+            kpi_values_write_json(out, &v);
             fputs("}", out);
         } else {
             fputs("null", out);

@@ -3,6 +3,7 @@
 
 #include <curl/curl.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -10,7 +11,7 @@
 #include "base/clock.h"
 #include "engine/engine.h"
 #include "engine/err.h"
-#include "cmd/lib/json.h"
+#include "base/json.h"
 #include "base/log.h"
 
 enum { T_AM = 0, T_HOOK = 1, N_TARGETS = 2 };
@@ -80,38 +81,30 @@ static char *alert_body(struct kpi_notify *n, const struct kpiread_alert *a, int
     char starts[40], ends[40], num[64], summary[900];
     iso8601(starts, sizeof(starts), starts_ms);
     iso8601(ends, sizeof(ends), ends_ms);
-    fputs("[{\"labels\":{\"alertname\":\"ChurnSpike\",\"group\":", f);
-    kpi_json_str(f, n->group);
-    fputs(",\"window\":", f);
-    kpi_json_str(f, a->window);
-    fputs(",\"set\":", f);
-    kpi_json_str(f, a->set);
-    fputs(",\"value\":", f);
-    kpi_json_str(f, a->value);
+    fputs("[{\"labels\":{\"alertname\":\"ChurnSpike\"", f);
+    kpi_json_member_str(f, "group", n->group);
+    kpi_json_member_str(f, "window", a->window);
+    kpi_json_member_str(f, "set", a->set);
+    kpi_json_member_str(f, "value", a->value);
     fputs(",\"severity\":\"warning\"},\"annotations\":{\"summary\":", f);
     snprintf(summary, sizeof(summary),
              "Churn spike in %s=%s: %.2f%% churn over %s (baseline %.2f%%)", a->set, a->value,
              a->rate * 100, a->window, a->baseline * 100);
     kpi_json_str(f, summary);
+    /* Alertmanager's annotations are strings. */
     snprintf(num, sizeof(num), "%.6f", a->rate);
-    fputs(",\"rate\":", f);
-    kpi_json_str(f, num);
+    kpi_json_member_str(f, "rate", num);
     snprintf(num, sizeof(num), "%.6f", a->baseline);
-    fputs(",\"baseline\":", f);
-    kpi_json_str(f, num);
+    kpi_json_member_str(f, "baseline", num);
     snprintf(num, sizeof(num), "%.6f", a->threshold);
-    fputs(",\"threshold\":", f);
-    kpi_json_str(f, num);
+    kpi_json_member_str(f, "threshold", num);
     snprintf(num, sizeof(num), "%llu", (unsigned long long)a->active);
-    fputs(",\"active\":", f);
-    kpi_json_str(f, num);
-    fprintf(f, ",\"state\":\"%s\",\"dedup_key\":", a->raised ? "raised" : "resolved");
-    kpi_json_str(f, dedup);
+    kpi_json_member_str(f, "active", num);
+    kpi_json_member_str(f, "state", a->raised ? "raised" : "resolved");
+    kpi_json_member_str(f, "dedup_key", dedup);
     fprintf(f, "},\"startsAt\":\"%s\",\"endsAt\":\"%s\"", starts, ends);
-    if (n->generator[0]) {
-        fputs(",\"generatorURL\":", f);
-        kpi_json_str(f, n->generator);
-    }
+    if (n->generator[0])
+        kpi_json_member_str(f, "generatorURL", n->generator);
     fputs("}]", f);
     fclose(f);
     return body;
@@ -402,31 +395,33 @@ void kpi_notify_get_stats(struct kpi_notify *n, struct kpi_notify_stats *out)
     pthread_mutex_unlock(&n->mu);
 }
 
+/* The /metrics families, one series per target. */
+static const struct {
+    const char *name, *type, *help;
+    size_t off; /* of the uint64_t[N_TARGETS] in struct kpi_notify_stats */
+} families[] = {
+    {"kpistream_alert_notifications_total", "counter", "Alerts delivered, by target.",
+     offsetof(struct kpi_notify_stats, sent)},
+    {"kpistream_alert_notification_failures_total", "counter",
+     "Failed delivery attempts (each retried with backoff).",
+     offsetof(struct kpi_notify_stats, failures)},
+    {"kpistream_alert_notifications_dropped_total", "counter",
+     "Alerts dropped: the delivery queue was full.", offsetof(struct kpi_notify_stats, dropped)},
+    {"kpistream_alert_notifications_queued", "gauge", "Alerts waiting for delivery.",
+     offsetof(struct kpi_notify_stats, queued)},
+};
+
 void kpi_notify_write_metrics(void *opaque, FILE *out)
 {
     struct kpi_notify *n = opaque;
     struct kpi_notify_stats st;
     kpi_notify_get_stats(n, &st);
-    fprintf(out, "# HELP kpistream_alert_notifications_total Alerts delivered, by target.\n"
-                 "# TYPE kpistream_alert_notifications_total counter\n");
-    for (int t = 0; t < N_TARGETS; t++)
-        fprintf(out, "kpistream_alert_notifications_total{target=\"%s\"} %llu\n", target_names[t],
-                (unsigned long long)st.sent[t]);
-    fprintf(out, "# HELP kpistream_alert_notification_failures_total Failed delivery attempts "
-                 "(each retried with backoff).\n"
-                 "# TYPE kpistream_alert_notification_failures_total counter\n");
-    for (int t = 0; t < N_TARGETS; t++)
-        fprintf(out, "kpistream_alert_notification_failures_total{target=\"%s\"} %llu\n",
-                target_names[t], (unsigned long long)st.failures[t]);
-    fprintf(out, "# HELP kpistream_alert_notifications_dropped_total Alerts dropped: the "
-                 "delivery queue was full.\n"
-                 "# TYPE kpistream_alert_notifications_dropped_total counter\n");
-    for (int t = 0; t < N_TARGETS; t++)
-        fprintf(out, "kpistream_alert_notifications_dropped_total{target=\"%s\"} %llu\n",
-                target_names[t], (unsigned long long)st.dropped[t]);
-    fprintf(out, "# HELP kpistream_alert_notifications_queued Alerts waiting for delivery.\n"
-                 "# TYPE kpistream_alert_notifications_queued gauge\n");
-    for (int t = 0; t < N_TARGETS; t++)
-        fprintf(out, "kpistream_alert_notifications_queued{target=\"%s\"} %llu\n", target_names[t],
-                (unsigned long long)st.queued[t]);
+    for (size_t f = 0; f < sizeof(families) / sizeof(families[0]); f++) {
+        const uint64_t *v = (const uint64_t *)((const char *)&st + families[f].off);
+        fprintf(out, "# HELP %s %s\n# TYPE %s %s\n", families[f].name, families[f].help,
+                families[f].name, families[f].type);
+        for (int t = 0; t < N_TARGETS; t++)
+            fprintf(out, "%s{target=\"%s\"} %llu\n", families[f].name, target_names[t],
+                    (unsigned long long)v[t]);
+    }
 }

@@ -69,17 +69,18 @@
 
 void kpi_redis_conf_defaults(struct kpi_redis_conf *c)
 {
-    memset(c, 0, sizeof(*c));
-    c->url = KPI_REDIS_URL_DEFAULT;
-    c->prefix = KPI_REDIS_PREFIX_DEFAULT;
-    c->group = KPI_REDIS_GROUP_DEFAULT;
-    c->connect_timeout_ms = 2000;
-    c->command_timeout_ms = 10000;
-    c->stream_maxlen = 10000;
-    c->ttl_margin_ms = 600000;
-    c->active_refresh_ms = 10000;
-    c->sketch_cache_bytes = 64 << 20;
-    c->key_groups = KPI_REDIS_KEY_GROUPS_DEFAULT;
+    *c = (struct kpi_redis_conf){
+        .url = KPI_REDIS_URL_DEFAULT,
+        .prefix = KPI_REDIS_PREFIX_DEFAULT,
+        .group = KPI_REDIS_GROUP_DEFAULT,
+        .connect_timeout_ms = 2000,
+        .command_timeout_ms = 10000,
+        .stream_maxlen = 10000,
+        .ttl_margin_ms = 600000,
+        .active_refresh_ms = 10000,
+        .sketch_cache_bytes = 64 << 20,
+        .key_groups = KPI_REDIS_KEY_GROUPS_DEFAULT,
+    };
 }
 
 /* ---- (set, value id) -> member index of one call ---- */

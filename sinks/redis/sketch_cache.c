@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "engine/err.h"
+#include "engine/hash.h"
 #include "sinks/redis/redis_int.h"
 
 static uint32_t kpi_skc_hash(const struct kpi_skc_key *k)
@@ -44,24 +45,19 @@ struct kpi_skc_entry *kpi_skc_find(struct kpi_skc *c, const struct kpi_skc_key *
     return NULL;
 }
 
+static uint32_t kpi_skc_hash_of(const void *c, uint32_t i)
+{
+    return kpi_skc_hash(&((const struct kpi_skc *)c)->e[i].key);
+}
+
 static int kpi_skc_reindex(struct kpi_skc *c, uint32_t min_slots)
 {
     uint32_t slots = 256;
     while (slots < min_slots * 2)
         slots <<= 1;
-    uint32_t *ix = calloc(slots, sizeof(*ix));
-    if (!ix)
-        return KPI_ERR_NOMEM;
-    for (uint32_t i = 0; i < c->n; i++) {
-        uint32_t h = kpi_skc_hash(&c->e[i].key) & (slots - 1);
-        while (ix[h])
-            h = (h + 1) & (slots - 1);
-        ix[h] = i + 1;
-    }
-    free(c->index);
-    c->index = ix;
-    c->mask = slots - 1;
-    return 0;
+    return kpi_hash_index_rebuild(&c->index, &c->mask, slots, c->n, kpi_skc_hash_of, c)
+               ? KPI_ERR_NOMEM
+               : 0;
 }
 
 void kpi_skc_drop(struct kpi_skc *c, const struct kpi_skc_key *k)

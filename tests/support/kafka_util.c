@@ -76,18 +76,31 @@ int kt_sh(const char *cmd)
     return system(full);
 }
 
+/* A producer on the test broker, with extra settings (name, value, ...,
+ * NULL; or NULL for none), or NULL. */
+static rd_kafka_t *producer(const char *const *settings)
+{
+    char err[512];
+    rd_kafka_conf_t *c = rd_kafka_conf_new();
+    rd_kafka_conf_set(c, "bootstrap.servers", kt_brokers(), err, sizeof(err));
+    for (; settings && settings[0]; settings += 2)
+        rd_kafka_conf_set(c, settings[0], settings[1], err, sizeof(err));
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof(err));
+    if (!rk)
+        rd_kafka_conf_destroy(c);
+    return rk;
+}
+
 int kt_create_topic(char *name, size_t size, const char *prefix, int partitions)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     snprintf(name, size, "%s-%d-%ld%03ld", prefix, (int)getpid(), (long)ts.tv_sec % 100000,
              ts.tv_nsec / 1000000);
-    char err[512];
-    rd_kafka_conf_t *c = rd_kafka_conf_new();
-    rd_kafka_conf_set(c, "bootstrap.servers", kt_brokers(), err, sizeof(err));
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof(err));
+    rd_kafka_t *rk = producer(NULL);
     if (!rk)
         return -1;
+    char err[512];
     rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(name, partitions, 1, err, sizeof(err));
     rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
     rd_kafka_CreateTopics(rk, &nt, 1, NULL, q);
@@ -112,15 +125,21 @@ int kt_create_topic(char *name, size_t size, const char *prefix, int partitions)
 int kt_produce(const char *topic, const struct kpi_gen_conf *conf, uint64_t n,
                struct kpi_gen_truth *truth)
 {
-    char err[512];
-    rd_kafka_conf_t *c = rd_kafka_conf_new();
-    rd_kafka_conf_set(c, "bootstrap.servers", kt_brokers(), err, sizeof(err));
-    rd_kafka_conf_set(c, "linger.ms", "5", err, sizeof(err));
-    rd_kafka_conf_set(c, "enable.idempotence", "true", err, sizeof(err));
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof(err));
+    static const char *const batched[] = {"linger.ms", "5", "enable.idempotence", "true", NULL};
+    rd_kafka_t *rk = producer(batched);
     if (!rk)
         return -1;
+    int rc = kt_produce_with(rk, topic, conf, n, truth);
+    rd_kafka_destroy(rk);
+    return rc;
+}
+
+int kt_produce_with(rd_kafka_t *rk, const char *topic, const struct kpi_gen_conf *conf, uint64_t n,
+                    struct kpi_gen_truth *truth)
+{
     struct kpi_gen *g = kpi_gen_new(conf);
+    if (!g)
+        return -1;
     uint8_t buf[512];
     for (uint64_t i = 0; i < n; i++) {
         size_t len;
@@ -135,18 +154,13 @@ int kt_produce(const char *topic, const struct kpi_gen_conf *conf, uint64_t n,
             rd_kafka_poll(rk, 10);
         kpi_gen_truth_add(truth, &in);
     }
-    int rc = rd_kafka_flush(rk, 60000) == RD_KAFKA_RESP_ERR_NO_ERROR ? 0 : -1;
     kpi_gen_destroy(g);
-    rd_kafka_destroy(rk);
-    return rc;
+    return rd_kafka_flush(rk, 60000) == RD_KAFKA_RESP_ERR_NO_ERROR ? 0 : -1;
 }
 
 int kt_produce_raw(const char *topic, int32_t partition, const void *msg, size_t len)
 {
-    char err[512];
-    rd_kafka_conf_t *c = rd_kafka_conf_new();
-    rd_kafka_conf_set(c, "bootstrap.servers", kt_brokers(), err, sizeof(err));
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof(err));
+    rd_kafka_t *rk = producer(NULL);
     if (!rk)
         return -1;
     int rc = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),

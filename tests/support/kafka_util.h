@@ -7,6 +7,7 @@
 #define KPI_TEST_KAFKA_UTIL_H
 
 #include <stddef.h>
+#include <librdkafka/rdkafka.h>
 #include <stdint.h>
 
 #include "gen/truth.h"
@@ -18,6 +19,9 @@ int kt_create_topic(char *name, size_t size, const char *prefix, int partitions)
 /* Produce n generator events (keyed by subscriber) with conf, tallying truth. */
 int kt_produce(const char *topic, const struct kpi_gen_conf *conf, uint64_t n,
                struct kpi_gen_truth *truth);
+/* The same through the producer rk (a mock cluster's, say). */
+int kt_produce_with(rd_kafka_t *rk, const char *topic, const struct kpi_gen_conf *conf, uint64_t n,
+                    struct kpi_gen_truth *truth);
 /* Produce one message as is to a partition, and wait for its delivery.  0 or -1. */
 int kt_produce_raw(const char *topic, int32_t partition, const void *msg, size_t len);
 /* Read every message of a topic from the beginning until `expect` arrived or

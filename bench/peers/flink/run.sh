@@ -11,11 +11,8 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 jar="$here/target/kpistream-peer-flink-1.jar"
-# (Re)build when the jar is missing or older than a source.
-if [ ! -f "$jar" ] || [ -n "$(find "$here/src" "$here/pom.xml" -newer "$jar" -print -quit)" ]; then
-    (cd "$here" && mvn -q -B -Dstyle.color=never package -DskipTests) >&2
-fi
-[ "${1:-}" != build ] || exit 0
+# shellcheck source=bench/peers/common/build.sh
+. "$here/../common/build.sh"
 # Flink 2 on Java 17 needs these opens (what Flink's own launch scripts pass).
 opens="--add-opens=java.base/java.util=ALL-UNNAMED --add-opens=java.base/java.lang=ALL-UNNAMED
  --add-opens=java.base/java.lang.reflect=ALL-UNNAMED --add-opens=java.base/java.io=ALL-UNNAMED

@@ -9,10 +9,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 jar="$here/target/kpistream-peer-kafka-streams-1.jar"
-# (Re)build when the jar is missing or older than a source.
-if [ ! -f "$jar" ] || [ -n "$(find "$here/src" "$here/pom.xml" -newer "$jar" -print -quit)" ]; then
-    (cd "$here" && mvn -q -B -Dstyle.color=never package -DskipTests) >&2
-fi
-[ "${1:-}" != build ] || exit 0
+# shellcheck source=bench/peers/common/build.sh
+. "$here/../common/build.sh"
 # shellcheck disable=SC2086 # PEER_JAVA_OPTS is a list of options
 exec java ${PEER_JAVA_OPTS:--Xmx2g} -cp "$jar:$here/target/lib/*" io.kpistream.peer.PeerApp "$@"

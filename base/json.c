@@ -1,5 +1,5 @@
 /* json.c - see json.h. */
-#include "cmd/lib/json.h"
+#include "base/json.h"
 
 #include <inttypes.h>
 #include <string.h>
@@ -24,6 +24,12 @@ void kpi_json_str(FILE *f, const char *s)
     kpi_json_strn(f, s, strlen(s));
 }
 
+void kpi_json_member_str(FILE *f, const char *key, const char *s)
+{
+    fprintf(f, ",\"%s\":", key);
+    kpi_json_str(f, s);
+}
+
 void kpi_json_num(FILE *f, int has, double v)
 {
     if (has)
@@ -38,15 +44,4 @@ void kpi_json_i64(FILE *f, int64_t v)
         fputs("null", f);
     else
         fprintf(f, "%" PRId64, v);
-}
-
-void kpi_json_values(FILE *f, const struct kpi_values *v)
-{
-    for (int i = 0; i < KPI_NCOUNTERS; i++)
-        fprintf(f, "%s\"%s\":%" PRId64, i ? "," : "", kpi_counter_names[i], v->c.v[i]);
-    fprintf(f, ",\"active\":%" PRIu64, v->active);
-    for (int i = 0; i < KPI_NDERIVED; i++) {
-        fprintf(f, ",\"%s\":", kpi_derived_defs[i].name);
-        kpi_json_num(f, v->has[i], v->derived[i]);
-    }
 }

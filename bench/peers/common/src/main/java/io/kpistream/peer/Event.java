@@ -4,20 +4,24 @@ import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 
 /**
- * One decoded event (docs/events.md), and its compact form on the
- * repartition topic (the grouping-set value travels in the record key).
+ * One decoded event (docs/events.md): the one msgpack decoder of both peers
+ * (bench/peers/common, compiled into each: Kafka Streams and Flink), and the
+ * Kafka Streams peer's compact form on its repartition topic (the
+ * grouping-set value travels in the record key).
  */
-final class Event {
-    static final byte USAGE = 0, ACTIVATION = 1, CHURN = 2, NPS = 3;
+public final class Event {
+    public static final byte USAGE = 0, ACTIVATION = 1, CHURN = 2, NPS = 3;
 
-    byte type;
-    long ts;
-    long subHash;
-    long amountMicros;
-    long bytes, seconds; // usage volumes, 0 otherwise (as kpistream counts them)
-    byte score = -1;
-    byte survey; // 0 network, 1 brand
-    String region, plan, segment;
+    public byte type;
+    public long ts;
+    /** the subscriber id's MurmurHash64A (seed 0xadc83b19) of its canonical
+     * bytes, as kpistream and Redis's HyperLogLog hash it */
+    public long subHash;
+    public long amountMicros;
+    public long bytes, seconds; // usage volumes, 0 otherwise (as kpistream counts them)
+    public byte score = -1;
+    public byte survey; // 0 network, 1 brand
+    public String region, plan, segment; // null when missing
 
     /** The value of the event in each grouping set: all, region, region+plan, segment. */
     String[] setKeys() {
@@ -28,12 +32,12 @@ final class Event {
     }
 
     /** kpistream's engine.max_skew default: event times further ahead are bad. */
-    static final long MAX_SKEW_MS = 300_000;
+    public static final long MAX_SKEW_MS = 300_000;
 
     static final int WIRE = 1 + 8 + 8 + 8 + 8 + 8 + 1 + 1;
 
     /** docs/events.md: amount, bytes and seconds are at most 2^53. */
-    static final long MAX_QUANTITY = 1L << 53;
+    public static final long MAX_QUANTITY = 1L << 53;
 
     byte[] toBytes() {
         return ByteBuffer.allocate(WIRE).put(type).putLong(ts).putLong(subHash).putLong(amountMicros)
@@ -60,7 +64,7 @@ final class Event {
      * dimensions); kpistream's decoder is stricter (31 reasons), the peer
      * only counts bad events.
      */
-    static Event decode(byte[] m) {
+    public static Event decode(byte[] m) {
         if (m == null || m.length == 0) return null;
         try {
             Msgpack r = new Msgpack(m);
