@@ -14,7 +14,7 @@
 #
 # Environment: KPI_TEST_SKIP_SERVICES=1 runs only the tests that need no
 # services; KPI_FUZZ_SECONDS=0 skips fuzzing; KPI_CHAOS_SECONDS (60; 0 skips)
-# and KPI_CHAOS_SEED (1) size the fault campaign (tests/chaos/chaos.sh);
+# and KPI_CHAOS_SEED (2) size the fault campaign (tests/chaos/chaos.sh);
 # KPI_REDIS_PORT / KPI_KAFKA_PORT / KPI_REDIS_CLUSTER_PORT move the services
 # (scripts/services.sh).
 set -euo pipefail
@@ -53,7 +53,7 @@ chaos_seconds="${KPI_CHAOS_SECONDS:-60}"
 if [ "${KPI_TEST_SKIP_SERVICES:-0}" != 1 ] && [ "$chaos_seconds" != 0 ]; then
     say "fault campaign, ${chaos_seconds}s (tests/chaos/chaos.sh)"
     KPI_BIN="$root/build-asan" ASAN_OPTIONS=detect_leaks=0 \
-        bash tests/chaos/chaos.sh "$chaos_seconds" "${KPI_CHAOS_SEED:-1}"
+        bash tests/chaos/chaos.sh "$chaos_seconds" "${KPI_CHAOS_SEED:-2}"
 fi
 
 say "ThreadSanitizer build and the concurrency tests"
