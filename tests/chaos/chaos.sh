@@ -112,13 +112,18 @@ while kill -0 "$gen_pid" 2>/dev/null; do
         ;;
     3)
         if [ $broker_done = 0 ] && [ $((RANDOM % 2)) = 0 ]; then
-            bash scripts/services.sh stop kafka >/dev/null 2>&1
-            bash scripts/services.sh start kafka >/dev/null 2>&1
+            { bash scripts/services.sh stop kafka && bash scripts/services.sh start kafka; } \
+                >>"$work/services.log" 2>&1 || { say "restarting the broker failed: $work/services.log"; exit 1; }
             broker_done=1
             say "fault: broker restarted"
         else
-            bash scripts/services.sh stop redis >/dev/null 2>&1
-            bash scripts/services.sh start redis >/dev/null 2>&1
+            rpid="$(cat "$svc/redis.pid")"
+            bash scripts/services.sh stop redis >>"$work/services.log" 2>&1
+            while kill -0 "$rpid" 2>/dev/null; do
+                sleep 0.1 # until the old server is gone and its port free
+            done
+            bash scripts/services.sh start redis >>"$work/services.log" 2>&1 ||
+                { say "restarting Redis failed: $work/services.log"; exit 1; }
             say "fault: Redis restarted"
         fi
         ;;
