@@ -53,7 +53,7 @@ chaos_seconds="${KPI_CHAOS_SECONDS:-0}"
 if [ "${KPI_TEST_SKIP_SERVICES:-0}" != 1 ] && [ "$chaos_seconds" != 0 ]; then
     say "fault campaign, ${chaos_seconds}s (tests/chaos/chaos.sh)"
     KPI_BIN="$root/build-asan" ASAN_OPTIONS=detect_leaks=0 \
-        bash tests/chaos/chaos.sh "$chaos_seconds" "${KPI_CHAOS_SEED:-1}"
+        bash tests/chaos/chaos.sh "$chaos_seconds" "${KPI_CHAOS_SEED:-2}"
 fi
 
 say "ThreadSanitizer build and the concurrency tests"

@@ -11,6 +11,9 @@
 #   pause   SIGSTOP Redis for longer than redis.command_timeout, then SIGCONT
 #   redis   restart Redis (SHUTDOWN NOSAVE: only the fsync'd AOF survives)
 #   broker  restart the Kafka broker (at most once per run: it takes ~30 s)
+#   oom     Redis at maxmemory (noeviction: writes fail with OOM), then freed
+#   dlq     the dead-letter topic refuses every message (max.message.bytes),
+#           then accepts them again
 # Then it waits until the instances caught up, stops them (SIGTERM), and
 # checks that every counter in Redis equals the truth, that every bad event
 # reached the dead-letter topic (at least once: a replay after kill -9
@@ -22,8 +25,8 @@
 # scripts/services.sh (KPI_REDIS_PORT, KPI_KAFKA_PORT, ...), which must be up.
 # KPI_BIN: the directory of the programs (default build/); INSTANCES (2).
 # Its files (truth, logs) stay in /tmp/kpi-chaos.* for a look afterwards.
-# Not yet in the campaign (issue 12): Redis at maxmemory, an unwritable DLQ,
-# the hostile events beyond the generator's bad ones, a Redis Cluster.
+# Not yet in the campaign (issue 12): the hostile events beyond the
+# generator's bad ones, a Redis Cluster.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
@@ -43,6 +46,13 @@ RANDOM=$seed
 
 say() { printf 'chaos: %s\n' "$*" >&2; }
 rcli() { redis-cli -p "$redis_port" "$@"; }
+
+# kafka-configs on the dead-letter topic (through the broker's jars).
+topic_config() {
+    java -cp "$svc/kafka-libs/*" -Dlog4j2.configurationFile="$svc/log4j2.properties" \
+        kafka.admin.ConfigCommand --bootstrap-server "$kafka" --alter --entity-type topics \
+        --entity-name "$topic.dlq" "$@" >>"$work/topic-config.log" 2>&1 || true
+}
 
 pids=()
 start_instance() { # start_instance I
@@ -72,7 +82,7 @@ broker_done=0
 while kill -0 "$gen_pid" 2>/dev/null; do
     sleep $((2 + RANDOM % 4)) # the pace of the fault schedule (seeded), not a synchronisation
     kill -0 "$gen_pid" 2>/dev/null || break
-    case $((RANDOM % 4)) in
+    case $((RANDOM % 6)) in
     0 | 1)
         i=$((RANDOM % instances))
         kill -9 "${pids[$i]}" 2>/dev/null || true
@@ -87,15 +97,33 @@ while kill -0 "$gen_pid" 2>/dev/null; do
         kill -CONT "$rpid"
         say "fault: Redis paused 3 s"
         ;;
+    4)
+        used="$(rcli INFO memory | awk -F: '/^used_memory:/ {print $2 + 0}')"
+        rcli CONFIG SET maxmemory "$used" >/dev/null
+        sleep 3 # Redis full (noeviction): writes fail with OOM meanwhile
+        rcli CONFIG SET maxmemory 0 >/dev/null
+        say "fault: Redis at maxmemory for 3 s"
+        ;;
+    5)
+        topic_config --add-config max.message.bytes=16
+        sleep 4 # the dead-letter topic refuses every dead letter meanwhile
+        topic_config --delete-config max.message.bytes
+        say "fault: dead-letter topic unwritable for 4 s"
+        ;;
     3)
         if [ $broker_done = 0 ] && [ $((RANDOM % 2)) = 0 ]; then
-            bash scripts/services.sh stop kafka >/dev/null 2>&1
-            bash scripts/services.sh start kafka >/dev/null 2>&1
+            { bash scripts/services.sh stop kafka && bash scripts/services.sh start kafka; } \
+                >>"$work/services.log" 2>&1 || { say "restarting the broker failed: $work/services.log"; exit 1; }
             broker_done=1
             say "fault: broker restarted"
         else
-            bash scripts/services.sh stop redis >/dev/null 2>&1
-            bash scripts/services.sh start redis >/dev/null 2>&1
+            rpid="$(cat "$svc/redis.pid")"
+            bash scripts/services.sh stop redis >>"$work/services.log" 2>&1
+            while kill -0 "$rpid" 2>/dev/null; do
+                sleep 0.1 # until the old server is gone and its port free
+            done
+            bash scripts/services.sh start redis >>"$work/services.log" 2>&1 ||
+                { say "restarting Redis failed: $work/services.log"; exit 1; }
             say "fault: Redis restarted"
         fi
         ;;
