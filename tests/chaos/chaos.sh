@@ -79,6 +79,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Rewrite the AOF early: appendfsync always with a flush every 200 ms makes
+# the incremental AOF long, and replaying it is what a Redis restart waits for.
+aof_small() { rcli CONFIG SET auto-aof-rewrite-min-size 16mb >/dev/null; }
+aof_small
+
 "$bin/kpistream-gen" --brokers "$kafka" --topic "$topic" --partitions 6 --events "$events" \
     --rate "$rate" --bad-ratio 0.01 --seed "$seed" --truth "$work/truth.json" \
     >"$work/gen.out" 2>"$work/gen.err" &
@@ -148,8 +153,15 @@ while kill -0 "$gen_pid" 2>/dev/null; do
             while kill -0 "$rpid" 2>/dev/null; do
                 sleep 0.1 # until the old server is gone and its port free
             done
-            bash scripts/services.sh start redis >>"$work/services.log" 2>&1 ||
+            # services.sh waits 30 s; loading a long run's AOF can take longer.
+            bash scripts/services.sh start redis >>"$work/services.log" 2>&1 || true
+            redis_deadline=$((SECONDS + 600))
+            until [ "$(rcli ping 2>/dev/null)" = PONG ] || [ $SECONDS -ge $redis_deadline ]; do
+                sleep 0.5 # polling interval while Redis loads its AOF
+            done
+            [ "$(rcli ping 2>/dev/null)" = PONG ] ||
                 { say "restarting Redis failed: $work/services.log"; exit 1; }
+            aof_small
             say "fault: Redis restarted"
         fi
         ;;
