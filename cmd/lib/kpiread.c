@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "engine.h"
 #include "err.h"
 #include "keygroup.h"
