@@ -12,8 +12,9 @@
  *  - an evaluation cut short by a read error (NOPERM) is done again for the
  *    same closed bucket instead of being skipped;
  *  - a dimension value with a newline reaches the demo's line escaped;
- *  - a wrong password is reported with Redis's own words and without the
- *    password.
+ *  - the readers' connect (cmd/lib/redisconn.c, on sinks/redis/url.h)
+ *    reports a wrong password with Redis's own words and without the
+ *    password, and takes unix: URLs.
  */
 #include <criterion/criterion.h>
 #include <hiredis/hiredis.h>
@@ -227,9 +228,9 @@ Test(alerter, a_newline_in_a_value_is_escaped_in_the_demo_line)
     cr_assert_null(strchr(last, '\n'));
 }
 
-Test(alerter, a_wrong_password_is_reported_in_redis_words_without_the_password)
+Test(alerter, readers_connect_through_the_one_url_parser_and_report_why_not)
 {
-    char url[128], err[256];
+    char url[320], err[256];
     snprintf(url, sizeof(url), "redis://alerter:wrong%%40secret@127.0.0.1:%d", srv.port);
     redisContext *c = kpi_redis_connect_url(url, 1000, err, sizeof(err));
     cr_assert_null(c);
@@ -238,5 +239,13 @@ Test(alerter, a_wrong_password_is_reported_in_redis_words_without_the_password)
     snprintf(url, sizeof(url), "redis://alerter:" PW_URL "@127.0.0.1:%d/0", srv.port);
     c = kpi_redis_connect_url(url, 1000, err, sizeof(err));
     cr_assert_not_null(c, "%s", err);
+    redisFree(c);
+    /* A unix socket (the old reader parser refused unix: URLs). */
+    snprintf(url, sizeof(url), "unix://%s/redis.sock", srv.dir);
+    c = kpi_redis_connect_url(url, 1000, err, sizeof(err));
+    cr_assert_not_null(c, "%s", err);
+    redisReply *r = redisCommand(c, "PING");
+    cr_assert(r && r->type == REDIS_REPLY_STATUS);
+    freeReplyObject(r);
     redisFree(c);
 }
