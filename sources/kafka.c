@@ -82,8 +82,8 @@
  * not an abort.  tests/test_kafka_mock.c (stopping_between_join_and_sync...)
  * holds a SyncGroup back to stop in exactly that window.
  */
-#include "kafka.h"
-#include "keygroup.h"
+#include "sources/kafka.h"
+#include "engine/keygroup.h"
 
 #include <librdkafka/rdkafka.h>
 #include <pthread.h>
@@ -94,7 +94,7 @@
 
 #include "base/clock.h"
 #include "base/log.h"
-#include "err.h"
+#include "engine/err.h"
 
 #define MAX_TOPICS     16
 #define MAX_PARTS      1024 /* partitions per topic this source maps */

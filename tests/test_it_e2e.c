@@ -20,12 +20,12 @@
 #include <unistd.h>
 
 #include "base/clock.h"
-#include "engine.h"
-#include "kafka_util.h"
-#include "keygroup.h"
-#include "redis.h"
-#include "redis_int.h"
-#include "redis_server.h"
+#include "engine/engine.h"
+#include "support/kafka_util.h"
+#include "engine/keygroup.h"
+#include "sinks/redis.h"
+#include "sinks/redis/redis_int.h"
+#include "support/redis_server.h"
 
 static struct kpi_test_redis srv;
 static redisContext *rc;

@@ -22,12 +22,12 @@
 #include <strings.h>
 #include <time.h>
 
-#include "engine.h"
-#include "err.h"
-#include "hll.h"
-#include "keygroup.h"
-#include "redis.h"
-#include "redis_server.h"
+#include "engine/engine.h"
+#include "engine/err.h"
+#include "engine/hll.h"
+#include "engine/keygroup.h"
+#include "sinks/redis.h"
+#include "support/redis_server.h"
 
 /* ---- the server (tests/support/redis_server.h) ---- */
 

@@ -1,11 +1,11 @@
 /* redisconn.c - see redisconn.h. */
-#include "redisconn.h"
+#include "cmd/lib/redisconn.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "err.h"
+#include "engine/err.h"
 
 /* %XX-decode src[0, n) into dst (user names and passwords may be encoded). */
 static int hexval(char c)
