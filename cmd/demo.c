@@ -1,6 +1,6 @@
 /* demo.c - the zero-setup demo: an embedded Kafka cluster fed by the traffic
  * generator, and a live view in the terminal (see demo.h). */
-#include "demo.h"
+#include "cmd/demo.h"
 
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
@@ -14,7 +14,7 @@
 
 #include "base/clock.h"
 #include "gen/gen.h"
-#include "redisconn.h"
+#include "cmd/lib/redisconn.h"
 
 struct kpi_demo {
     rd_kafka_t *producer;

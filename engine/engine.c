@@ -8,8 +8,8 @@
  * allocation in the steady state.  Everything shared with the flusher goes
  * through the shard handshake (shard.h) at checkpoints.
  */
-#include "engine_int.h"
-#include "keygroup.h"
+#include "engine/engine_int.h"
+#include "engine/keygroup.h"
 
 #include <errno.h>
 #include <sched.h>
@@ -18,7 +18,7 @@
 #include <time.h>
 
 #include "base/clock.h"
-#include "err.h"
+#include "engine/err.h"
 
 void kpi_engine_conf_defaults(struct kpi_engine_conf *c)
 {

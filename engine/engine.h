@@ -23,11 +23,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "aggregate.h"
-#include "decode.h"
-#include "dims.h"
-#include "shard.h"
-#include "window.h"
+#include "engine/aggregate.h"
+#include "engine/decode.h"
+#include "engine/dims.h"
+#include "engine/shard.h"
+#include "engine/window.h"
 
 #define KPI_TOPIC_MAX 250
 

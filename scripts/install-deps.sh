@@ -5,7 +5,7 @@
 set -euo pipefail
 pkgs=(
     build-essential cmake pkg-config clang libclang-rt-14-dev clang-format
-    librdkafka-dev libhiredis-dev libmsgpack-dev libcriterion-dev libck-dev
+    librdkafka-dev libhiredis-dev libmsgpack-dev libcriterion-dev
     libinih-dev libmicrohttpd-dev libjemalloc-dev
     redis-server redis-tools
     openjdk-17-jre-headless maven

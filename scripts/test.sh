@@ -41,6 +41,9 @@ say "Prometheus configuration and rules (promtool)"
 promtool check config deploy/prometheus/prometheus.yml
 promtool check rules deploy/prometheus/rules/*.yml
 
+say "layers: every include goes down the layers (scripts/check-layers.sh)"
+bash scripts/check-layers.sh
+
 say "ASan+UBSan build and all tests"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DKPI_SANITIZE=address >/dev/null
 cmake --build build-asan -j"$jobs"
@@ -68,8 +71,11 @@ if [ "$fuzz_seconds" != 0 ]; then
     say "libFuzzer: the decoder for ${fuzz_seconds}s"
     CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DKPI_FUZZ=ON >/dev/null
     cmake --build build-fuzz -j"$jobs" --target fuzz_decode
+    # The seeds are the decoder test's examples, written by the ASan build's
+    # test_decode (tests/test_decode.c, decode.seed_corpus_*): nothing to commit.
     rm -rf build-fuzz/corpus && mkdir -p build-fuzz/corpus
-    cp fuzz/corpus/* build-fuzz/corpus/ 2>/dev/null || true
+    KPI_WRITE_CORPUS="$root/build-fuzz/corpus" ./build-asan/test_decode \
+        --filter 'decode/seed_corpus*' >/dev/null
     ./build-fuzz/fuzz_decode -max_total_time="$fuzz_seconds" -print_final_stats=1 \
         build-fuzz/corpus 2>build-fuzz/fuzz.log || { tail -40 build-fuzz/fuzz.log; exit 1; }
     grep -E '^(stat::number_of_executed_units|Done)' build-fuzz/fuzz.log || true

@@ -85,8 +85,8 @@
  * not an abort.  tests/test_kafka_mock.c (stopping_between_join_and_sync...)
  * holds a SyncGroup back to stop in exactly that window.
  */
-#include "kafka.h"
-#include "keygroup.h"
+#include "sources/kafka.h"
+#include "engine/keygroup.h"
 
 #include <librdkafka/rdkafka.h>
 #include <pthread.h>
@@ -97,8 +97,8 @@
 
 #include "base/clock.h"
 #include "base/log.h"
-#include "err.h"
-#include "offset_order.h"
+#include "engine/err.h"
+#include "sources/offset_order.h"
 
 #define MAX_TOPICS     16
 #define MAX_PARTS      1024 /* partitions per topic this source maps */
@@ -668,6 +668,17 @@ static void revoke(struct kafka_src *s, rd_kafka_topic_partition_list_t *list)
     }
 }
 
+/* The partitions this instance consumes now (the log says it after each
+ * rebalance: with the cooperative protocol an assignment is only the
+ * increment). */
+static int owned(struct kafka_src *s)
+{
+    pthread_mutex_lock(&s->mu);
+    int n = (int)s->stats.assigned;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
@@ -680,16 +691,17 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         s->ever_assigned = 1;
         if (!s->closing)
             assign(s, parts);
-        kpi_log(KPI_LOG_INFO, "kafka", "assigned %d partition(s)%s", parts->cnt,
-                s->closing ? " while leaving: not consumed" : ", resuming at the stored offsets");
+        kpi_log(KPI_LOG_INFO, "kafka", "assigned %d partition(s)%s; owns %d", parts->cnt,
+                s->closing ? " while leaving: not consumed" : ", resuming at the stored offsets",
+                owned(s));
         if (cooperative)
             rd_kafka_error_destroy(rd_kafka_incremental_assign(rk, parts));
         else
             rd_kafka_assign(rk, parts);
     } else {
         revoke(s, parts);
-        kpi_log(KPI_LOG_INFO, "kafka", "revoked %d partition(s)%s", parts->cnt,
-                s->final_flush_failed ? "" : " after flushing what they produced");
+        kpi_log(KPI_LOG_INFO, "kafka", "revoked %d partition(s)%s; owns %d", parts->cnt,
+                s->final_flush_failed ? "" : " after flushing what they produced", owned(s));
         if (cooperative)
             rd_kafka_error_destroy(rd_kafka_incremental_unassign(rk, parts));
         else

@@ -12,9 +12,9 @@
 #include <string.h>
 
 #include "base/clock.h"
-#include "engine.h"
-#include "err.h"
-#include "hash.h"
+#include "engine/engine.h"
+#include "engine/err.h"
+#include "engine/hash.h"
 
 /* ---- an in-memory flush target ---- */
 

@@ -23,12 +23,12 @@
 #include <string.h>
 #include <time.h>
 
-#include "alerter.h"
-#include "dims.h"
-#include "kpiread.h"
-#include "redis_server.h"
-#include "redisconn.h"
-#include "window.h"
+#include "cmd/lib/alerter.h"
+#include "engine/dims.h"
+#include "cmd/lib/kpiread.h"
+#include "support/redis_server.h"
+#include "cmd/lib/redisconn.h"
+#include "engine/window.h"
 
 #define T0       1700000000000LL /* a whole minute */
 #define PASSWORD "p@ss:w%rd"

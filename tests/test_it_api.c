@@ -24,15 +24,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "api.h"
+#include "cmd/lib/api.h"
 #include "base/clock.h"
-#include "engine.h"
-#include "hll.h"
-#include "kpiread.h"
-#include "metrics.h"
-#include "redis.h"
-#include "redis_server.h"
-#include "sse.h"
+#include "engine/engine.h"
+#include "engine/hll.h"
+#include "cmd/lib/kpiread.h"
+#include "cmd/lib/metrics.h"
+#include "sinks/redis.h"
+#include "support/redis_server.h"
+#include "cmd/lib/sse.h"
 
 #define T0      1700000040000LL /* a whole minute */
 #define N_SITES 1000

@@ -15,12 +15,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "aggregate.h"
-#include "dims.h"
-#include "err.h"
-#include "hll.h"
-#include "redis.h"
-#include "window.h"
+#include "engine/aggregate.h"
+#include "engine/dims.h"
+#include "engine/err.h"
+#include "engine/hll.h"
+#include "sinks/redis.h"
+#include "engine/window.h"
 
 #define T0 1700000040000LL
 

@@ -13,10 +13,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "engine.h"
+#include "engine/engine.h"
 #include "gen/truth.h"
-#include "kafka.h"
-#include "mem_sink.h"
+#include "sources/kafka.h"
+#include "support/mem_sink.h"
 
 /* Kafka protocol API keys (not in librdkafka's public headers). */
 #define API_PRODUCE       0

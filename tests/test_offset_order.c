@@ -5,7 +5,7 @@
  */
 #include <criterion/criterion.h>
 
-#include "offset_order.h"
+#include "sources/offset_order.h"
 
 static struct kpi_offset_gap fresh(void)
 {

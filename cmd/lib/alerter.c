@@ -1,5 +1,5 @@
 /* alerter.c - see alerter.h. */
-#include "alerter.h"
+#include "cmd/lib/alerter.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -8,10 +8,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "err.h"
-#include "json.h"
+#include "engine/err.h"
+#include "cmd/lib/json.h"
 #include "base/log.h"
-#include "notify.h"
+#include "cmd/lib/notify.h"
 
 #define MAX_SERIES  8192
 #define PAGE        1000 /* values read per call */

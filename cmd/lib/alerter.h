@@ -19,9 +19,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "alert.h"
-#include "dims.h"
-#include "kpiread.h"
+#include "engine/alert.h"
+#include "engine/dims.h"
+#include "cmd/lib/kpiread.h"
 
 struct kpi_alerter;
 struct kpi_notify;

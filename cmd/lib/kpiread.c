@@ -14,7 +14,7 @@
  *   <prefix>:{<group>}:<channel>                  Pub/Sub channel
  *   <prefix>:{<group>}:alertmark:<w>:<set>:<value>:<bucket_end>:<state>
  */
-#include "kpiread.h"
+#include "cmd/lib/kpiread.h"
 
 #include <errno.h>
 #include <hiredis/hiredis.h>
@@ -27,12 +27,12 @@
 #include <unistd.h>
 
 #include "base/clock.h"
-#include "engine.h"
-#include "err.h"
-#include "keygroup.h"
-#include "redis.h"
-#include "redisconn.h"
-#include "stdout.h"
+#include "engine/engine.h"
+#include "engine/err.h"
+#include "engine/keygroup.h"
+#include "sinks/redis.h"
+#include "cmd/lib/redisconn.h"
+#include "sinks/stdout.h"
 
 /* The rolling hash's public fields, in the order read: every counter of
  * engine/kpi_schema.h, active, every derived KPI. */

@@ -30,10 +30,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "dims.h"
-#include "kpi.h"
-#include "sink.h"
-#include "window.h"
+#include "engine/dims.h"
+#include "engine/kpi.h"
+#include "sinks/sink.h"
+#include "engine/window.h"
 
 /* Members of a leaderboard or entries of a stream one request may read. */
 #define KPIREAD_SCAN_MAX 100000

@@ -1,12 +1,12 @@
 /* redisconn.c - see redisconn.h. */
-#include "redisconn.h"
+#include "cmd/lib/redisconn.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "err.h"
-#include "url.h"
+#include "engine/err.h"
+#include "sinks/redis/url.h"
 
 redisContext *kpi_redis_connect_url(const char *url, int64_t timeout_ms, char *errstr, size_t errsz)
 {

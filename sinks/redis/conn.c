@@ -29,8 +29,8 @@
 #include <string.h>
 #include <sys/time.h>
 
-#include "err.h"
-#include "redis_int.h"
+#include "engine/err.h"
+#include "sinks/redis/redis_int.h"
 
 static struct timeval tv_ms(int64_t ms)
 {

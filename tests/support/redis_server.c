@@ -1,5 +1,5 @@
 /* redis_server.c - start and stop a private redis-server for a test (see the header). */
-#include "redis_server.h"
+#include "support/redis_server.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
