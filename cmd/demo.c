@@ -69,10 +69,10 @@ int kpi_demo_redis_answers(const struct kpi_config *cfg)
         return 1;
     }
     fprintf(stderr,
-            "kpistream: no Redis answers at %s (%s).\n"
+            "kpistream: no Redis answers (%s).\n"
             "  Start one with:  bash scripts/services.sh up redis\n"
             "  The demo goes on with KPIs kept in memory and shown here only.\n",
-            cfg->redis_url, err);
+            err); /* err names the url, its password hidden */
     sleep(3);
     return 0;
 }

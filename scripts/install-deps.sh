@@ -12,6 +12,7 @@ pkgs=(
     python3 python3-yaml curl
     dpkg-dev file man-db systemd util-linux # the Debian package: cpack -G DEB, scripts/package-check.sh
     libcurl4-openssl-dev prometheus prometheus-alertmanager chromium
+    stunnel4 openssl # TLS to Redis through a stunnel sidecar (README, "Redis over TLS")
 )
 missing=()
 for p in "${pkgs[@]}"; do

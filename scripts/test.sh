@@ -13,8 +13,8 @@
 #    KPI_FUZZ_SECONDS (default 60) seconds.
 #
 # Environment: KPI_TEST_SKIP_SERVICES=1 runs only the tests that need no
-# services; KPI_FUZZ_SECONDS=0 skips fuzzing; KPI_CHAOS_SECONDS (0: off; e.g. 60)
-# and KPI_CHAOS_SEED (1) size the fault campaign (tests/chaos/chaos.sh);
+# services; KPI_FUZZ_SECONDS=0 skips fuzzing; KPI_CHAOS_SECONDS (90; 0 skips)
+# and KPI_CHAOS_SEED (2) size the fault campaign (tests/chaos/chaos.sh);
 # KPI_REDIS_PORT / KPI_KAFKA_PORT / KPI_REDIS_CLUSTER_PORT move the services
 # (scripts/services.sh).
 set -euo pipefail
@@ -51,12 +51,13 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:ha
     ctest --test-dir build-asan --output-on-failure "${label_args[@]}"
 
 # The fault campaign's short run (issue 12): kill -9, Redis paused and
-# restarted, the broker restarted, under paced traffic; exact at the end.
-chaos_seconds="${KPI_CHAOS_SECONDS:-0}"
+# restarted, the broker restarted, Redis full, the dead-letter topic closed,
+# hostile events, under paced traffic; exact at the end (about 3 minutes).
+chaos_seconds="${KPI_CHAOS_SECONDS:-90}"
 if [ "${KPI_TEST_SKIP_SERVICES:-0}" != 1 ] && [ "$chaos_seconds" != 0 ]; then
     say "fault campaign, ${chaos_seconds}s (tests/chaos/chaos.sh)"
     KPI_BIN="$root/build-asan" ASAN_OPTIONS=detect_leaks=0 \
-        bash tests/chaos/chaos.sh "$chaos_seconds" "${KPI_CHAOS_SEED:-1}"
+        bash tests/chaos/chaos.sh "$chaos_seconds" "${KPI_CHAOS_SEED:-2}"
 fi
 
 say "ThreadSanitizer build and the concurrency tests"

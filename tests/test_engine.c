@@ -268,9 +268,14 @@ Test(engine, sink_conflict_fences_the_engine)
 /* ---- single-worker edges: the test thread is the worker, a helper thread
  * runs the flush and the worker keeps checkpointing until it is done. ---- */
 
+static int flush_from_worker_within(struct kpi_engine *e, struct kpi_worker *w, int64_t timeout_ms)
+{
+    return kt_flush_from_worker(e, w, timeout_ms);
+}
+
 static int flush_from_worker(struct kpi_engine *e, struct kpi_worker *w)
 {
-    return kt_flush_from_worker(e, w, 10000);
+    return flush_from_worker_within(e, w, 10000);
 }
 
 static struct kpi_event at(int64_t ts)
@@ -379,6 +384,57 @@ Test(engine, reopened_input_starts_from_its_new_offset)
     cr_assert_eq(flush_from_worker(e, w), 0);
     cr_assert_eq(target_state.ranges_broken, 0);
     cr_assert_eq(target_state.next_from[0], 51);
+    kpi_engine_destroy(e);
+}
+
+/* The chaos campaign's double count: a partition revoked while Redis was
+ * down (its revocation flush failed) comes back to the same instance with
+ * its events still pending.  Reopened at the stored offset as a second input,
+ * the next delta carried [100, 102) twice and counted those events twice. */
+Test(engine, a_partition_back_before_its_pending_range_is_flushed_continues_that_range)
+{
+    struct kpi_engine *e = make_engine(1, 4096, 1000);
+    struct kpi_worker *w = kpi_engine_worker(e, 0);
+    int in = kpi_engine_input_open(e, "events", 0, 0, 100);
+    struct kpi_event ev = at(1000000);
+    cr_assert_eq(kpi_worker_add(w, in, 100, &ev), KPI_BAD_NONE);
+    cr_assert_eq(kpi_worker_add(w, in, 101, &ev), KPI_BAD_NONE);
+    kpi_engine_input_revoke(e, in);
+    target_state.fail_next = 1000000; /* Redis down */
+    target_state.next_from[0] = 100;
+    cr_assert_neq(flush_from_worker_within(e, w, 100), 0, "the revocation flush fails");
+    kpi_engine_input_close(e, in);
+    target_state.fail_next = 0;
+    /* Back, at the offset Redis still holds. */
+    int again = kpi_engine_input_open(e, "events", 0, 0, 100);
+    cr_assert_geq(again, 0);
+    cr_assert_eq(kpi_engine_input_resume_at(e, again), 102, "resume after the pending events");
+    cr_assert_eq(kpi_worker_add(w, again, 102, &ev), KPI_BAD_NONE);
+    cr_assert_eq(flush_from_worker(e, w), 0);
+    cr_assert_eq(target_state.per_set_total[0].activations, 3);
+    cr_assert_eq(target_state.ranges_broken, 0);
+    cr_assert_eq(target_state.next_from[0], 103);
+    kpi_engine_destroy(e);
+}
+
+/* If another instance stored past the pending range meanwhile, that range
+ * must not be continued: a fresh input starts at the stored offset (and the
+ * stale range is the sink's to fence). */
+Test(engine, a_partition_back_after_someone_else_advanced_it_starts_fresh)
+{
+    struct kpi_engine *e = make_engine(1, 4096, 1000);
+    struct kpi_worker *w = kpi_engine_worker(e, 0);
+    int in = kpi_engine_input_open(e, "events", 0, 0, 100);
+    struct kpi_event ev = at(1000000);
+    cr_assert_eq(kpi_worker_add(w, in, 100, &ev), KPI_BAD_NONE);
+    kpi_engine_input_revoke(e, in);
+    target_state.fail_next = 1000000;
+    cr_assert_neq(flush_from_worker_within(e, w, 100), 0);
+    kpi_engine_input_close(e, in);
+    int again = kpi_engine_input_open(e, "events", 0, 0, 150);
+    cr_assert_geq(again, 0);
+    cr_assert_neq(again, in);
+    cr_assert_eq(kpi_engine_input_resume_at(e, again), 150);
     kpi_engine_destroy(e);
 }
 

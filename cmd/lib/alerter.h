@@ -43,7 +43,16 @@ struct kpi_alerter *kpi_alerter_start(const struct kpi_alerter_conf *c, const st
 void kpi_alerter_stop(struct kpi_alerter *a);
 /* Alerts published so far (raised, resolved). */
 void kpi_alerter_counts(struct kpi_alerter *a, uint64_t *raised, uint64_t *resolved);
-/* The last alert as one line, or "" (for the demo's view). */
+/* The closed mark whose evaluation went through last (INT64_MIN: none yet):
+ * a mark advances only once every value was observed for it, and an
+ * evaluation cut short by a Redis error is done again, never skipped. */
+int64_t kpi_alerter_closed(struct kpi_alerter *a);
+/* Alerts waiting to be recorded again (their first attempt failed: OOM,
+ * READONLY, NOPERM, Redis down); they are retried, in order, before the
+ * next evaluation. */
+size_t kpi_alerter_pending(struct kpi_alerter *a);
+/* The last alert as one line, or "" (for the demo's view); bytes outside
+ * printable ASCII in its set and value are written \xNN. */
 void kpi_alerter_last(struct kpi_alerter *a, char *buf, size_t size);
 
 #endif
