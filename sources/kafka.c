@@ -211,6 +211,17 @@ static int topic_index(struct kafka_src *s, const char *name)
 
 /* ---- dead letters ---- */
 
+/* Why the dead-letter producer refused a message: err, and for a fatal
+ * error the producer's own reason. */
+static void produce_failure(struct kafka_src *s, rd_kafka_resp_err_t err, char *why, size_t size)
+{
+    char fatal[200] = "";
+    if (err == RD_KAFKA_RESP_ERR__FATAL)
+        rd_kafka_fatal_error(s->dlq, fatal, sizeof(fatal));
+    snprintf(why, size, "produce failed: %s%s%s", rd_kafka_err2str(err), fatal[0] ? ": " : "",
+             fatal);
+}
+
 /* Parks d (taken) in the list of dead letters still to produce, with the
  * reason the last attempt failed. */
 static void dlq_park(struct kafka_src *s, struct dead_letter *d, const char *why)
@@ -322,11 +333,7 @@ static void dead_letter(struct kafka_src *s, const rd_kafka_message_t *m, enum k
              * or full while the worker is stopping: keep it for the flush,
              * which will not store offsets past it until it is delivered. */
             char why[256];
-            char fatal[200] = "";
-            if (err == RD_KAFKA_RESP_ERR__FATAL)
-                rd_kafka_fatal_error(s->dlq, fatal, sizeof(fatal));
-            snprintf(why, sizeof(why), "produce failed: %s%s%s", rd_kafka_err2str(err),
-                     fatal[0] ? ": " : "", fatal);
+            produce_failure(s, err, why, sizeof(why));
             dlq_keep(s, m->payload, len, m->key, key_len, h, why);
             return;
         }
@@ -358,11 +365,7 @@ static int dlq_settle(struct kafka_src *s, char *errstr, size_t errsz)
             continue;
         }
         char why[256];
-        char fatal[200] = "";
-        if (err == RD_KAFKA_RESP_ERR__FATAL)
-            rd_kafka_fatal_error(s->dlq, fatal, sizeof(fatal));
-        snprintf(why, sizeof(why), "produce failed: %s%s%s", rd_kafka_err2str(err),
-                 fatal[0] ? ": " : "", fatal);
+        produce_failure(s, err, why, sizeof(why));
         dlq_park(s, d, why);
     }
     /* Serves the delivery reports too: a failed one lands in the list. */

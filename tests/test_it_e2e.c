@@ -26,6 +26,7 @@
 #include "sinks/redis.h"
 #include "sinks/redis/redis_int.h"
 #include "support/redis_server.h"
+#include "support/text.h"
 
 static struct kpi_test_redis srv;
 static redisContext *rc;
@@ -839,14 +840,6 @@ Test(e2e, three_instances_share_a_redis_cluster_through_a_failover_with_exact_to
         remove(out[i]);
 }
 
-static int count_of(const char *hay, const char *needle)
-{
-    int n = 0;
-    for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle))
-        n++;
-    return n;
-}
-
 /* A sink that keeps failing (EVALSHA denied: NOPERM) is retried many times;
  * the cause is logged once when it starts and once when it ends, counted by
  * reason in /metrics, and given by /healthz. */
@@ -883,9 +876,9 @@ Test(e2e, flush_errors_are_logged_once_per_cause_and_counted_by_reason)
     cr_assert_eq(wait_exit(pid, 60000), 0);
     cr_assert_eq(kpi_field(group, "events"), (int64_t)truth.good);
     char *log = slurp(errpath);
-    cr_assert_eq(count_of(log, "flushes failing (noperm)"), 1, "logged once: %s", log);
-    cr_assert_eq(count_of(log, "NOPERM"), 1, "the cause is in that line: %s", log);
-    cr_assert_eq(count_of(log, "flushes applied again"), 1, "and the recovery once: %s", log);
+    cr_assert_eq(kt_count_of(log, "flushes failing (noperm)"), 1, "logged once: %s", log);
+    cr_assert_eq(kt_count_of(log, "NOPERM"), 1, "the cause is in that line: %s", log);
+    cr_assert_eq(kt_count_of(log, "flushes applied again"), 1, "and the recovery once: %s", log);
     free(log);
     remove(out);
     remove(errpath);

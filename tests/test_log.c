@@ -12,6 +12,7 @@
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "support/text.h"
 
 static char *buf;
 static size_t len;
@@ -39,14 +40,6 @@ static const char *logged(void)
 {
     fflush(out);
     return buf;
-}
-
-static int count(const char *text, const char *what)
-{
-    int n = 0;
-    for (const char *p = text; (p = strstr(p, what)); p += strlen(what))
-        n++;
-    return n;
 }
 
 Test(log, a_line_has_a_utc_time_the_level_the_subsystem_and_the_message)
@@ -85,7 +78,7 @@ Test(log, a_flood_is_cut_to_the_burst_and_reported_as_one_line)
     kpi_log(KPI_LOG_WARN, "t-other", "still heard");
     cr_assert(strstr(logged(), "t-other: still heard"), "%s", logged());
     /* At most two seconds' worth, should the flood straddle a second. */
-    int shown = count(logged(), "t-flood: flood ");
+    int shown = kt_count_of(logged(), "t-flood: flood ");
     cr_assert_geq(shown, KPI_LOG_BURST);
     cr_assert_leq(shown, 2 * KPI_LOG_BURST, "%d flood lines shown", shown);
     /* The first line of a later second reports what was dropped before it:
@@ -109,6 +102,6 @@ Test(log, a_flood_is_cut_to_the_burst_and_reported_as_one_line)
     }
     cr_assert_geq(suppressed, 200 - 2 * KPI_LOG_BURST, "%s", logged());
     /* Every line is either shown or counted, none twice. */
-    cr_assert_eq(shown + count(logged(), "t-flood: tick") + suppressed, 200 + ticks, "%s",
+    cr_assert_eq(shown + kt_count_of(logged(), "t-flood: tick") + suppressed, 200 + ticks, "%s",
                  logged());
 }
