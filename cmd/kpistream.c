@@ -673,6 +673,10 @@ out:
     /* The flusher calls into the source (its flush target wraps the sink's,
      * and it wakes the source's workers): it stops first. */
     kpi_engine_stop(e);
+    /* The HTTP server's /healthz and /metrics call into the source and the
+     * notifier (their callbacks hold pointers to them): it stops before
+     * either is destroyed. */
+    web_stop(&web);
     /* The consumer goes before the demo's embedded cluster does. */
     if (g_src.ops) {
         g_src.ops->destroy(g_src.self);
@@ -692,7 +696,6 @@ out:
     kpi_alerter_stop(alerter);
     /* What is still queued gets a few seconds to reach Alertmanager. */
     kpi_notify_destroy(notify, cfg.alerts_delivery_timeout_ms);
-    web_stop(&web);
     if (ran)
         report(e, &sink, use_redis, rc, err);
     kpiread_destroy(web.store);
