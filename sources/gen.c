@@ -563,14 +563,14 @@ static inline void put_str(struct w *w, const char *s)
 #define K_REASON  "\246reason"
 #define K_CELL    "\244cell"
 #define K_PROV    "\254provision_ms"
+#define K_COUNT   "\245count"
 
 static const char *const type_enc[KPI_EV__COUNT] = {
-    [KPI_EV_USAGE] = "\245usage",
-    [KPI_EV_ACTIVATION] = "\252activation",
-    [KPI_EV_CHURN] = "\245churn",
-    [KPI_EV_NPS] = "\243nps",
+    [KPI_EV_USAGE] = "\245usage", [KPI_EV_ACTIVATION] = "\252activation",
+    [KPI_EV_CHURN] = "\245churn", [KPI_EV_NPS] = "\243nps",
+    [KPI_EV_BASE] = "\244base",
 };
-static const uint8_t type_enc_len[KPI_EV__COUNT] = {6, 11, 6, 4};
+static const uint8_t type_enc_len[KPI_EV__COUNT] = {6, 11, 6, 4, 5};
 
 /* Decimal digits of u; returns the length (at most 20). */
 static inline size_t utoa(uint64_t u, char *out)
@@ -760,6 +760,14 @@ static void encode_bad(struct kpi_gen *g, struct w *w, struct kpi_gen_info *in)
         return;
     case KPI_BAD_REASON_NOT_STRING:
         put1(w, 0x84), kv_head(w, KPI_EV_CHURN, in), K(w, K_REASON), put_uint(w, 3);
+        return;
+    case KPI_BAD_MISSING_COUNT: put1(w, 0x83), kv_head(w, KPI_EV_BASE, in); return;
+    case KPI_BAD_COUNT_NOT_UINT:
+        put1(w, 0x84), kv_head(w, KPI_EV_BASE, in), K(w, K_COUNT), put_double(w, 12.5);
+        return;
+    case KPI_BAD_COUNT_OUT_OF_RANGE:
+        put1(w, 0x84), kv_head(w, KPI_EV_BASE, in), K(w, K_COUNT),
+            put_uint(w, KPI_MAX_QUANTITY + 1);
         return;
     default: return; /* not made (can_make) */
     }
