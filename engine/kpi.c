@@ -41,6 +41,8 @@ double kpi_nps(const int64_t counts[3])
  * The Redis script computes the same expressions (tools/kpi_schema_lua.c). */
 #define KPI_C(name) ((double)c->name)
 #define KPI_ACTIVE  ((double)active)
+#define KPI_BASE    (has_base ? base : 0.0)
+#define KPI_SPAN_MS ((double)span_ms)
 #define FORMULA_(name, num, den, head, fmt, scale, doc)                                            \
     {                                                                                              \
         double d = (den);                                                                          \
@@ -48,10 +50,18 @@ double kpi_nps(const int64_t counts[3])
             v->name = (num) / d;                                                                   \
     }
 
-void kpi_values_compute(struct kpi_values *v, const struct kpi_counters *c, uint64_t active)
+void kpi_values_compute_base(struct kpi_values *v, const struct kpi_counters *c, uint64_t active,
+                             int has_base, double base, int64_t span_ms)
 {
     memset(v, 0, sizeof(*v));
     v->c = *c;
     v->active = active;
+    v->has_base = has_base;
+    v->base = has_base ? base : 0.0;
     KPI_DERIVED(FORMULA_)
+}
+
+void kpi_values_compute(struct kpi_values *v, const struct kpi_counters *c, uint64_t active)
+{
+    kpi_values_compute_base(v, c, active, 0, 0.0, 0);
 }

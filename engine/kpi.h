@@ -74,6 +74,8 @@ _Static_assert(offsetof(struct kpi_counters, nps[KPI_SURVEY_NETWORK][KPI_NPS_PRO
 struct kpi_values {
     struct kpi_counters c;
     uint64_t active; /* distinct subscribers (HyperLogLog estimate) */
+    double base;     /* subscriber base at the window's start (docs/kpis.md) */
+    int has_base;    /* 0: unknown (the monthly KPIs are then undefined) */
     union {
         struct {
             KPI_DERIVED(KPI_HAS_)
@@ -127,8 +129,13 @@ void kpi_counters_add(struct kpi_counters *dst, const struct kpi_counters *src);
 void kpi_counters_sub(struct kpi_counters *dst, const struct kpi_counters *src);
 int kpi_counters_is_zero(const struct kpi_counters *c);
 
-/* Derive the KPIs from summed counters and a distinct-subscriber count. */
+/* Derive the KPIs from summed counters and a distinct-subscriber count; the
+ * base is unknown, so the KPIs over the base are undefined. */
 void kpi_values_compute(struct kpi_values *v, const struct kpi_counters *c, uint64_t active);
+/* The same with the subscriber base at the window's start (has_base = 0:
+ * unknown) and the window's span in ms (its size, or a bucket's width). */
+void kpi_values_compute_base(struct kpi_values *v, const struct kpi_counters *c, uint64_t active,
+                             int has_base, double base, int64_t span_ms);
 
 /* NPS of one survey's counts; 0 when there are no responses (check has_*). */
 double kpi_nps(const int64_t counts[3]);
