@@ -5,7 +5,7 @@
  *                        [--runs R] [--flush-ms F]
  *
  * `core` pre-encodes N realistic events in memory with the built-in
- * generator (sources/gen.h: Zipf-skewed subscriber activity, a realistic mix
+ * generator (gen/gen.h: Zipf-skewed subscriber activity, a realistic mix
  * of types), then, alternating R times on the same buffers:
  *
  *   baseline  one thread unpacks every message with msgpack-c's
@@ -34,22 +34,16 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/clock.h"
 #include "engine.h"
 #include "err.h"
-#include "gen.h"
+#include "gen/gen.h"
 
 struct corpus {
     uint8_t *data;
     size_t *off; /* message i is data[off[i], off[i+1]) */
     size_t n;
 };
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -74,7 +68,7 @@ static double run_baseline(const struct corpus *c)
     msgpack_unpacked u;
     msgpack_unpacked_init(&u);
     size_t maps = 0;
-    double t0 = now_s();
+    double t0 = kpi_mono_s();
     for (size_t i = 0; i < c->n; i++) {
         size_t pos = 0;
         if (msgpack_unpack_next(&u, (const char *)c->data + c->off[i], c->off[i + 1] - c->off[i],
@@ -82,7 +76,7 @@ static double run_baseline(const struct corpus *c)
             u.data.type == MSGPACK_OBJECT_MAP)
             maps++;
     }
-    double dt = now_s() - t0;
+    double dt = kpi_mono_s() - t0;
     msgpack_unpacked_destroy(&u);
     if (maps == 0)
         fprintf(stderr, "baseline: no map unpacked?\n");
@@ -167,12 +161,12 @@ static int run_engine(const struct corpus *c, int threads, int64_t flush_ms,
         fprintf(stderr, "engine: %s\n", err);
         return -1;
     }
-    double t0 = now_s();
+    double t0 = kpi_mono_s();
     for (int i = 0; i < threads; i++)
         pthread_create(&th[i], NULL, worker_main, &args[i]);
     for (int i = 0; i < threads; i++)
         pthread_join(th[i], NULL);
-    double dt = now_s() - t0;
+    double dt = kpi_mono_s() - t0;
     kpi_engine_flush_sync(e, 60000, err, sizeof(err));
     struct kpi_engine_stats st;
     kpi_engine_get_stats(e, &st);
@@ -280,12 +274,13 @@ int main(int argc, char **argv)
     }
 
     struct corpus c;
-    double t0 = now_s();
+    double t0 = kpi_mono_s();
     if (build_corpus(&c, n, subs, seed))
         return 1;
     printf(
         "corpus: %zu events, %zu bytes (%.1f bytes/event), %llu subscribers, encoded in %.2f s\n",
-        c.n, c.off[c.n], (double)c.off[c.n] / (double)c.n, (unsigned long long)subs, now_s() - t0);
+        c.n, c.off[c.n], (double)c.off[c.n] / (double)c.n, (unsigned long long)subs,
+        kpi_mono_s() - t0);
 
     double base[50], eng[50], eng1[50];
     struct engine_result r = {0}, r1 = {0};

@@ -31,6 +31,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/clock.h"
 #include "sinks/redis.h"
 
 #define MAX_P 256
@@ -48,13 +49,6 @@ struct series {
     struct change *v;
     size_t n, cap;
 };
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void *grow(void *p, size_t *cap, size_t n, size_t size)
 {
@@ -148,7 +142,7 @@ int bench_latency(int argc, char **argv)
     }
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
-    int64_t t0 = wall_ms(), from_ms = t0 + (int64_t)(warmup * 1000);
+    int64_t t0 = kpi_now_ms(), from_ms = t0 + (int64_t)(warmup * 1000);
 
     char(*keys)[512] = calloc((size_t)key_groups, sizeof(*keys));
     if (!keys) {
@@ -170,7 +164,7 @@ int bench_latency(int argc, char **argv)
     static int64_t low[MAX_P];
     static int seen[MAX_P];
     int64_t end = t0 + (int64_t)(duration * 1000);
-    while (!g_stop && wall_ms() < end) {
+    while (!g_stop && kpi_now_ms() < end) {
         for (int kg = 0; kg < key_groups; kg++)
             redisAppendCommand(rc, "HGETALL %s", keys[kg]);
         memset(seen, 0, sizeof(seen));
@@ -196,7 +190,7 @@ int bench_latency(int argc, char **argv)
                 }
             freeReplyObject(r);
         }
-        int64_t now = wall_ms();
+        int64_t now = kpi_now_ms();
         for (int p = 0; p < MAX_P; p++) {
             if (seen[p] != key_groups)
                 continue;

@@ -20,12 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+#include "base/clock.h"
 
 int bench_raw(int argc, char **argv)
 {
@@ -70,7 +65,7 @@ int bench_raw(int argc, char **argv)
     rd_kafka_message_t *msgs[1024];
     unsigned long long n = 0, bytes = 0, sum = 0;
     int eof[1024] = {0}, n_eof = 0, n_parts = -1;
-    double t0 = now_s();
+    double t0 = kpi_mono_s();
     while (n_parts < 0 || n_eof < n_parts) {
         ssize_t k = rd_kafka_consume_batch_queue(q, 100, msgs, 1024);
         for (ssize_t i = 0; i < k; i++) {
@@ -96,7 +91,7 @@ int bench_raw(int argc, char **argv)
             }
         }
     }
-    double dt = now_s() - t0;
+    double dt = kpi_mono_s() - t0;
     rd_kafka_queue_destroy(q);
     rd_kafka_consumer_close(rk);
     rd_kafka_destroy(rk);
@@ -114,7 +109,7 @@ int bench_measure(int argc, char **argv)
         fprintf(stderr, "usage: kpistream-bench measure -- COMMAND [ARGS...]\n");
         return 2;
     }
-    double t0 = now_s();
+    double t0 = kpi_mono_s();
     pid_t pid = fork();
     if (pid == 0) {
         execvp(argv[i], argv + i);
@@ -123,7 +118,7 @@ int bench_measure(int argc, char **argv)
     int st;
     struct rusage ru;
     wait4(pid, &st, 0, &ru);
-    double wall = now_s() - t0;
+    double wall = kpi_mono_s() - t0;
     double cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
                  (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
     fprintf(stderr, "measure: wall=%.2f cpu=%.2f maxrss_kb=%ld exit=%d\n", wall, cpu, ru.ru_maxrss,

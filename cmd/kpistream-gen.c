@@ -2,7 +2,7 @@
  * kpistream-gen - produce realistic subscriber traffic to Kafka, and write down
  * exactly what was produced.
  *
- * Events come from the built-in generator (sources/gen.h): same seed, same
+ * Events come from the built-in generator (gen/gen.h): same seed, same
  * events.  The topic is created with --partitions partitions if it does not
  * exist.  Messages are keyed by subscriber id (the id the event carries, as
  * decimal digits) unless --no-key, so each subscriber lives in one partition.
@@ -25,8 +25,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/clock.h"
 #include "err.h"
-#include "gen.h"
+#include "gen/truth.h"
 #include "window.h"
 
 #ifndef KPI_VERSION
@@ -68,7 +69,7 @@ static void usage(FILE *out)
             "                           first event (e.g. youth:5:600:900)\n"
             "      --truth FILE         write the exact totals produced as JSON: overall, and per\n"
             "                           grouping-set value and bucket with exact distinct\n"
-            "                           subscribers (see sources/gen.c)\n"
+            "                           subscribers (see gen/truth.h)\n"
             "      --truth-bucket DUR   bucket width of the truth's cells (5s)\n"
             "      --timestamps FILE    write `partition offset create_time_ms` of every 100th\n"
             "                           delivered message (by offset) to FILE, for\n"
@@ -191,13 +192,6 @@ static volatile sig_atomic_t stop_signal;
 static void on_signal(int sig)
 {
     stop_signal = sig;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* ---- the topic ---- */
@@ -507,7 +501,7 @@ int main(int argc, char **argv)
     struct kpi_gen *g = NULL;
     uint8_t *buf = NULL;
     int status = 0;
-    double t0 = now_s(), dt = 0;
+    double t0 = kpi_mono_s(), dt = 0;
     if (ensure_topic(rk, o.topic, o.partitions, o.replication)) {
         status = 1;
         goto out;
@@ -527,12 +521,12 @@ int main(int argc, char **argv)
     /* Paced: check the clock every `chunk` events (about each millisecond). */
     uint64_t chunk = o.rate > 0 ? (uint64_t)(o.rate / 1000) + 1 : 0;
     double next_report = 10;
-    t0 = now_s();
+    t0 = kpi_mono_s();
     uint64_t i = 0;
     for (; i < o.events && !stop_signal; i++) {
         if (chunk && i % chunk == 0) {
             double due = t0 + (double)i / o.rate, now;
-            while ((now = now_s()) < due && !stop_signal)
+            while ((now = kpi_mono_s()) < due && !stop_signal)
                 rd_kafka_poll(rk, (int)((due - now) * 1000) + 1);
         }
         size_t len;
@@ -555,8 +549,8 @@ int main(int argc, char **argv)
         kpi_gen_truth_add(&truth, &in);
         if (i % 1024 == 0) {
             rd_kafka_poll(rk, 0);
-            if (now_s() - t0 >= next_report) {
-                double el = now_s() - t0;
+            if (kpi_mono_s() - t0 >= next_report) {
+                double el = kpi_mono_s() - t0;
                 fprintf(stderr, PROG ": %llu events in %.0f s (%.0f/s), %llu failed\n",
                         (unsigned long long)i, el, (double)i / el, failed);
                 next_report = el + 10;
@@ -576,7 +570,7 @@ int main(int argc, char **argv)
             sig = stop_signal;
         }
     }
-    dt = now_s() - t0;
+    dt = kpi_mono_s() - t0;
     if (failed) {
         fprintf(stderr, PROG ": %llu of %llu events were not delivered (first: %s)\n", failed,
                 (unsigned long long)truth.events, first_failure);

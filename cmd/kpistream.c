@@ -12,15 +12,18 @@
  * reads the store through cmd/lib/kpiread.c) and churn-spike alerts
  * (cmd/lib/alerter.c).  --serve-only runs the HTTP server over Redis without
  * consuming: a read-only dashboard and API for the whole group.  The demo
- * replaces the real cluster with librdkafka's embedded mock cluster fed by the
- * built-in traffic generator, and draws a live view every second.
+ * (cmd/demo.c) replaces the real cluster with librdkafka's embedded mock
+ * cluster fed by the built-in traffic generator, and draws a live view every
+ * second.
+ *
+ * main() makes the pieces in order (engine, sink, demo, source, HTTP server,
+ * notifier, alerter) and undoes them through one cleanup ladder at its end,
+ * which every exit after the engine goes through.
  *
  * Exit codes: 0 clean stop (SIGTERM/SIGINT, --exit-on-eof, --duration);
  * 1 runtime failure; 2 bad usage or configuration.
  */
 #include <getopt.h>
-#include <librdkafka/rdkafka.h>
-#include <librdkafka/rdkafka_mock.h>
 #include <errno.h>
 #include <pthread.h>
 #include <semaphore.h>
@@ -34,14 +37,15 @@
 
 #include "alerter.h"
 #include "api.h"
+#include "base/clock.h"
 #include "config.h"
+#include "demo.h"
 #include "engine.h"
 #include "err.h"
 #include "flush_errors.h"
-#include "gen.h"
 #include "kafka.h"
 #include "kpiread.h"
-#include "log.h"
+#include "base/log.h"
 #include "metrics.h"
 #include "notify.h"
 #include "redis.h"
@@ -80,13 +84,7 @@ static void *watchdog_main(void *arg)
     while (sem_wait(&g_stop_sem) != 0 && errno == EINTR)
         ;
     struct timespec dl;
-    clock_gettime(CLOCK_MONOTONIC, &dl);
-    dl.tv_sec += g_shutdown_timeout_ms / 1000;
-    dl.tv_nsec += (g_shutdown_timeout_ms % 1000) * 1000000;
-    if (dl.tv_nsec >= 1000000000) {
-        dl.tv_sec++;
-        dl.tv_nsec -= 1000000000;
-    }
+    kpi_deadline_ts(&dl, CLOCK_MONOTONIC, g_shutdown_timeout_ms);
     int r;
     while ((r = sem_clockwait(&g_done_sem, CLOCK_MONOTONIC, &dl)) != 0 && errno == EINTR)
         ;
@@ -229,195 +227,6 @@ static void scrub_secret_args(struct opts *o)
                 "(KPISTREAM_REDIS_PASSWORD, KPISTREAM_KAFKA_SASL_PASSWORD)\n",
                 (int)strcspn(x, "="), x);
     }
-}
-
-/* ---- demo: the embedded cluster and the generator ---- */
-
-struct demo {
-    rd_kafka_t *producer;
-    const char *bootstraps;
-    pthread_t th;
-    atomic_int stop;
-    atomic_ullong produced;
-    double rate;
-};
-
-static void *demo_produce(void *arg)
-{
-    struct demo *d = arg;
-    struct kpi_gen_conf gc;
-    kpi_gen_conf_defaults(&gc);
-    gc.seed = (uint64_t)time(NULL);
-    gc.subscribers = 200000;
-    gc.start_ts_ms = kpi_now_ms();
-    gc.events_per_sec = d->rate; /* event time follows the wall clock */
-    gc.jitter_ms = 1000;
-    gc.bad_ratio = 0.001;
-    gc.churn_rate = 0.004;
-    strcpy(gc.spike_segment, "youth");
-    gc.spike_factor = 12;
-    /* after the 1m window filled (60 s) and the baseline's warmup (30 s) */
-    gc.spike_start_ms = 100000;
-    gc.spike_end_ms = 150000;
-    struct kpi_gen *g = kpi_gen_new(&gc);
-    uint8_t buf[512];
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    uint64_t n = 0;
-    while (!atomic_load(&d->stop)) {
-        struct timespec now;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        double el = (double)(now.tv_sec - t0.tv_sec) + (double)(now.tv_nsec - t0.tv_nsec) / 1e9;
-        uint64_t due = (uint64_t)(el * d->rate);
-        for (; n < due; n++) {
-            size_t len;
-            struct kpi_gen_info in;
-            kpi_gen_next(g, buf, sizeof(buf), &len, &in);
-            char key[24];
-            int kl = snprintf(key, sizeof(key), "%llu", (unsigned long long)in.sub);
-            while (rd_kafka_producev(d->producer, RD_KAFKA_V_TOPIC("events"),
-                                     RD_KAFKA_V_VALUE(buf, len), RD_KAFKA_V_KEY(key, (size_t)kl),
-                                     RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                     RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
-                rd_kafka_poll(d->producer, 10);
-        }
-        atomic_store(&d->produced, n);
-        rd_kafka_poll(d->producer, 20); /* pacing tick */
-    }
-    kpi_gen_destroy(g);
-    return NULL;
-}
-
-static int demo_start(struct demo *d, char *err, size_t errsz)
-{
-    rd_kafka_conf_t *c = rd_kafka_conf_new();
-    if (rd_kafka_conf_set(c, "test.mock.num.brokers", "1", err, errsz) ||
-        rd_kafka_conf_set(c, "linger.ms", "5", err, errsz))
-        return -1;
-    d->producer = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, errsz);
-    if (!d->producer)
-        return -1;
-    rd_kafka_mock_cluster_t *mc = rd_kafka_handle_mock_cluster(d->producer);
-    rd_kafka_mock_topic_create(mc, "events", 4, 1);
-    d->bootstraps = rd_kafka_mock_cluster_bootstraps(mc);
-    d->rate = 20000;
-    return pthread_create(&d->th, NULL, demo_produce, d);
-}
-
-static void demo_stop(struct demo *d)
-{
-    atomic_store(&d->stop, 1);
-    pthread_join(d->th, NULL);
-    rd_kafka_destroy(d->producer);
-}
-
-/* The demo writes only under its own prefix and group, whatever the
- * configuration file or -X say: `kpistream --demo --config prod.ini` must not
- * touch production keys (it wipes its own at start). */
-#define KPI_DEMO_PREFIX "kpi-demo"
-#define KPI_DEMO_GROUP  "kpistream-demo"
-
-/* ---- the live view ---- */
-
-struct view {
-    struct kpi_engine *e;
-    struct kpiread *store;
-    int redis;
-    char url[128];
-    struct kpi_alerter *alerter;
-    struct demo *demo;
-    atomic_int stop;
-    pthread_t th;
-};
-
-static int read_kpis(struct view *v, int w, const char *set, const char *value,
-                     struct kpi_values *out)
-{
-    int found;
-    char err[256];
-    return kpiread_hash(v->store, w, set, value, out, &found, err, sizeof(err));
-}
-
-static void print_row(const char *label, const struct kpi_values *k)
-{
-    char churn[16] = "-", arpu[16] = "-", nps[16] = "-";
-    if (k->has_churn_rate)
-        snprintf(churn, sizeof(churn), "%.2f%%", k->churn_rate * 100);
-    if (k->has_arpu)
-        snprintf(arpu, sizeof(arpu), "%.4f", k->arpu);
-    if (k->has_nps_network)
-        snprintf(nps, sizeof(nps), "%.1f", k->nps_network);
-    printf("  %-24s %10lld %9llu %8s %9s %7s\n", label, (long long)k->c.events,
-           (unsigned long long)k->active, churn, arpu, nps);
-}
-
-static void *view_main(void *arg)
-{
-    struct view *v = arg;
-    const struct kpi_windows *ws = kpi_engine_windows(v->e);
-    /* Engine counters move at flushes, so the rate is taken over the last
-     * five seconds, not from one refresh to the next. */
-    uint64_t hist_n[6] = {0};
-    int64_t hist_t[6];
-    for (int i = 0; i < 6; i++)
-        hist_t[i] = kpi_now_ms();
-    int tick = 0;
-    const int64_t t_start = kpi_now_ms();
-    while (!atomic_load(&v->stop)) {
-        for (int i = 0; i < 10 && !atomic_load(&v->stop); i++) {
-            struct timespec ts = {0, 100000000};
-            nanosleep(&ts, NULL); /* the view refreshes once a second */
-        }
-        struct kpi_engine_stats st;
-        kpi_engine_get_stats(v->e, &st);
-        uint64_t bad = 0;
-        for (int r = 1; r < KPI_BAD__COUNT; r++)
-            if (r != KPI_BAD_TOO_LATE)
-                bad += st.events.bad[r];
-        int64_t now = kpi_now_ms();
-        int cur = tick % 6, old = (tick + 1) % 6;
-        hist_n[cur] = st.events.good;
-        hist_t[cur] = now;
-        tick++;
-        double rate = tick < 6 ? (double)st.events.good * 1000.0 / (double)(now - t_start + 1)
-                               : (double)(hist_n[cur] - hist_n[old]) * 1000.0 /
-                                     (double)(now - hist_t[old] + 1);
-        printf("\033[H\033[2J");
-        printf("kpistream demo  |  %.0f events/s  |  %llu events, %llu bad, %llu late  |  "
-               "%llu flushes to %s\n",
-               rate, (unsigned long long)st.events.good, (unsigned long long)bad,
-               (unsigned long long)st.events.bad[KPI_BAD_TOO_LATE], (unsigned long long)st.flushes,
-               v->redis ? "Redis" : "memory (no Redis)");
-        if (v->url[0])
-            printf("dashboard: %s\n", v->url);
-        printf("\n  %-24s %10s %9s %8s %9s %7s\n", "window / value", "events", "active", "churn",
-               "ARPU", "NPS");
-        for (int w = 0; w < ws->n; w++) {
-            struct kpi_values k;
-            read_kpis(v, w, "all", "all", &k);
-            char label[64];
-            snprintf(label, sizeof(label), "%s  all", ws->w[w].name);
-            print_row(label, &k);
-        }
-        const int wid = ws->n > 1 ? 1 : 0;
-        printf("\n  segments over %s:\n", ws->n > 1 ? ws->w[1].name : ws->w[0].name);
-        for (int s = 0; s < kpi_gen_n_segments(); s++) {
-            struct kpi_values k;
-            read_kpis(v, wid, "segment", kpi_gen_segment_name(s), &k);
-            print_row(kpi_gen_segment_name(s), &k);
-        }
-        if (v->alerter) {
-            uint64_t ra, re;
-            char last[256];
-            kpi_alerter_counts(v->alerter, &ra, &re);
-            kpi_alerter_last(v->alerter, last, sizeof(last));
-            printf("\n  churn-spike alerts: %llu raised, %llu resolved  %s\n",
-                   (unsigned long long)ra, (unsigned long long)re, last);
-        }
-        printf("\n  (the youth segment's churn spikes about 100 s in; Ctrl-C stops)\n");
-        fflush(stdout);
-    }
-    return NULL;
 }
 
 /* ---- health ---- */
@@ -602,6 +411,53 @@ static int serve_only(const struct kpi_config *cfg, struct kpi_engine *e)
     return 0;
 }
 
+/* The summary at exit: the `consumed:` line (README, "Running it"), the
+ * outcome, the flush latencies and the Redis sink's counters. */
+static void report(struct kpi_engine *e, const struct kpi_sink *sink, int use_redis, int rc,
+                   const char *err)
+{
+    struct kpi_engine_stats st;
+    kpi_engine_get_stats(e, &st);
+    uint64_t bad = 0;
+    for (int r = 1; r < KPI_BAD__COUNT; r++)
+        if (r != KPI_BAD_TOO_LATE)
+            bad += st.events.bad[r];
+    uint64_t late = st.events.bad[KPI_BAD_TOO_LATE];
+    printf("consumed: %llu events, bad: %llu, late: %llu, flushed: %llu\n",
+           (unsigned long long)(st.events.good + bad + late), (unsigned long long)bad,
+           (unsigned long long)late, (unsigned long long)st.flushed_events);
+    if (rc)
+        kpi_log(KPI_LOG_ERROR, "kpistream", "%s", err);
+    else
+        kpi_log(KPI_LOG_INFO, "kpistream", "stopped cleanly after %llu flushes",
+                (unsigned long long)st.flushes);
+    log_flush_latencies(e);
+    if (use_redis && sink->ops) {
+        struct kpi_redis_stats rs;
+        kpi_sink_redis_get_stats(sink, &rs);
+        kpi_log(KPI_LOG_INFO, "kpistream",
+                "redis: %llu calls, %llu (window, bucket, value) cells written, %llu stale "
+                "`active` recount calls, %llu redirects, %llu in doubt",
+                (unsigned long long)rs.calls,
+                (unsigned long long)(rs.sketch_sets + rs.sketch_merges),
+                (unsigned long long)rs.recount_calls, (unsigned long long)rs.redirects,
+                (unsigned long long)rs.in_doubt);
+    }
+}
+
+/* --duration: counts down in 100 ms steps, then requests the same stop as
+ * SIGTERM. */
+static void *timer_main(void *arg)
+{
+    long secs = *(long *)arg;
+    for (long i = 0; i < secs * 10 && !atomic_load(&g_stop); i++) {
+        struct timespec ts = {0, 100000000};
+        nanosleep(&ts, NULL);
+    }
+    on_signal(SIGTERM);
+    return NULL;
+}
+
 int main(int argc, char **argv)
 {
     struct opts o;
@@ -613,17 +469,8 @@ int main(int argc, char **argv)
     struct kpi_config cfg;
     kpi_config_defaults(&cfg);
     char err[1024];
-    if (o.demo) {
-        /* Demo defaults; -X and a config file still win. */
-        kpi_config_set(&cfg, "kafka", "group.id", KPI_DEMO_GROUP, NULL, 0);
-        kpi_config_set(&cfg, "redis", "prefix", KPI_DEMO_PREFIX, NULL, 0);
-        kpi_config_set(&cfg, "alerts", "window", "1m/5s", NULL, 0);
-        kpi_config_set(&cfg, "alerts", "warmup", "6", NULL, 0);
-        /* a young group's rolling rate still drifts up: a wider deviation
-         * scale lets the spike resolve once it is over */
-        kpi_config_set(&cfg, "alerts", "rel_floor", "0.3", NULL, 0);
-        kpi_config_set(&cfg, "engine", "lateness", "5s", NULL, 0);
-    }
+    if (o.demo)
+        kpi_demo_config_defaults(&cfg); /* -X and a config file still win */
     if (o.config && kpi_config_load_file(&cfg, o.config, err, sizeof(err))) {
         fprintf(stderr, "kpistream: %s\n", err);
         return 2;
@@ -639,17 +486,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "kpistream: %s\n", err);
         return 2;
     }
-    if (o.demo && (strcmp(cfg.redis_prefix, KPI_DEMO_PREFIX) != 0 ||
-                   strcmp(cfg.group_id, KPI_DEMO_GROUP) != 0)) {
-        fprintf(stderr,
-                "kpistream: the demo writes only under %s:{%s}: ignoring redis.prefix '%s' and "
-                "kafka.group.id '%s'\n",
-                KPI_DEMO_PREFIX, KPI_DEMO_GROUP, cfg.redis_prefix, cfg.group_id);
-    }
-    if (o.demo) {
-        kpi_config_set(&cfg, "redis", "prefix", KPI_DEMO_PREFIX, NULL, 0);
-        kpi_config_set(&cfg, "kafka", "group.id", KPI_DEMO_GROUP, NULL, 0);
-    }
+    if (o.demo)
+        kpi_demo_config_confine(&cfg);
     kpi_log_set_level(cfg.log_level);
     struct kpi_engine_conf ec;
     kpi_config_engine_conf(&cfg, &ec);
@@ -658,10 +496,22 @@ int main(int argc, char **argv)
         fprintf(stderr, "kpistream: %s\n", err);
         return 2;
     }
+
+    /* Everything below is undone by the one ladder at `out`, in this order:
+     * each step there skips what was not made, so every exit goes through it. */
+    struct kpi_sink sink = {NULL, NULL};
+    struct kpi_demo *demo = NULL;
+    struct web web;
+    memset(&web, 0, sizeof(web));
+    struct kpi_notify *notify = NULL;
+    struct kpi_alerter *alerter = NULL;
+    pthread_t timer;
+    int has_timer = 0, watchdog_on = 0, ran = 0, use_redis = 0;
+    rc = 0;
+
     if (o.check) {
         printf("kpistream: configuration ok\n");
-        kpi_engine_destroy(e);
-        return 0;
+        goto out;
     }
     if (o.serve_only) {
         struct sigaction ssa;
@@ -671,33 +521,14 @@ int main(int argc, char **argv)
         sigaction(SIGINT, &ssa, NULL);
         signal(SIGPIPE, SIG_IGN);
         rc = serve_only(&cfg, e);
-        kpi_engine_destroy(e);
-        return rc;
-    }
-
-    struct demo demo;
-    memset(&demo, 0, sizeof(demo));
-    if (o.demo && demo_start(&demo, err, sizeof(err))) {
-        fprintf(stderr, "kpistream: demo cluster: %s\n", err);
-        return 1;
+        goto out;
     }
 
     /* The sink. */
-    struct kpi_sink sink = {NULL, NULL};
-    int use_redis = strcmp(cfg.sink, "redis") == 0;
+    use_redis = strcmp(cfg.sink, "redis") == 0;
     if (use_redis && o.demo) {
-        redisContext *probe =
-            kpi_redis_connect_url(kpi_config_redis_url(&cfg), 1000, err, sizeof(err));
-        if (!probe) {
-            fprintf(stderr,
-                    "kpistream: no Redis answers at %s (%s).\n"
-                    "  Start one with:  bash scripts/services.sh up redis\n"
-                    "  The demo goes on with KPIs kept in memory and shown here only.\n",
-                    cfg.redis_url, err);
-            use_redis = 0;
-            sleep(3);
-        } else {
-            redisFree(probe);
+        use_redis = kpi_demo_redis_answers(&cfg);
+        if (use_redis) {
             struct kpiread *wipe = store_new(&cfg, e, 1, NULL);
             if (wipe && kpiread_wipe_group(wipe, err, sizeof(err)))
                 fprintf(stderr, "kpistream: cannot wipe the demo group: %s\n", err);
@@ -713,17 +544,20 @@ int main(int argc, char **argv)
     }
     if (!sink.ops) {
         fprintf(stderr, "kpistream: sink: %s\n", err);
-        if (o.demo)
-            demo_stop(&demo);
-        kpi_engine_destroy(e);
-        return 2;
+        rc = 2;
+        goto out;
+    }
+    if (o.demo && !(demo = kpi_demo_start(err, sizeof(err)))) {
+        fprintf(stderr, "kpistream: demo cluster: %s\n", err);
+        rc = 1;
+        goto out;
     }
 
     /* The source. */
     struct kpi_kafka_conf kc;
     kpi_kafka_conf_defaults(&kc);
-    kc.brokers = o.demo ? demo.bootstraps : cfg.bootstrap_servers;
-    kc.topics = o.demo ? "events" : cfg.topics;
+    kc.brokers = demo ? kpi_demo_bootstraps(demo) : cfg.bootstrap_servers;
+    kc.topics = demo ? "events" : cfg.topics;
     kc.group_id = cfg.group_id;
     kc.dlq_topic = cfg.dead_letter_topic;
     kc.exit_on_eof = o.exit_on_eof;
@@ -741,11 +575,8 @@ int main(int argc, char **argv)
     g_src = kpi_source_kafka_new(&kc, e, &sink, err, sizeof(err));
     if (!g_src.ops) {
         fprintf(stderr, "kpistream: %s\n", err);
-        if (o.demo)
-            demo_stop(&demo);
-        kpi_sink_destroy(&sink);
-        kpi_engine_destroy(e);
-        return 2;
+        rc = 2;
+        goto out;
     }
 
     g_shutdown_timeout_ms = cfg.shutdown_timeout_ms;
@@ -754,6 +585,7 @@ int main(int argc, char **argv)
     pthread_t watchdog;
     pthread_create(&watchdog, NULL, watchdog_main, NULL);
     pthread_detach(watchdog);
+    watchdog_on = 1;
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal;
@@ -761,17 +593,12 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    struct web web;
-    memset(&web, 0, sizeof(web));
     web.store = store_new(&cfg, e, use_redis, &sink);
     if (web_start(&web, &cfg, e, err, sizeof(err))) {
-        if (!o.demo) {
+        if (!demo) {
             fprintf(stderr, "kpistream: %s\n", err);
-            g_src.ops->destroy(g_src.self);
-            kpiread_destroy(web.store);
-            kpi_sink_destroy(&sink);
-            kpi_engine_destroy(e);
-            return 1;
+            rc = 1;
+            goto out;
         }
         fprintf(stderr, "kpistream: %s (the demo goes on without it)\n", err);
     }
@@ -783,13 +610,11 @@ int main(int argc, char **argv)
         kpi_log(KPI_LOG_INFO, "kpistream", "dashboard: %s  (API: %sapi/v1/, metrics: %smetrics)",
                 web.url, web.url, web.url);
 
-    struct kpi_alerter *alerter = NULL;
     const struct kpi_windows *ws = kpi_engine_windows(e);
     int alerts_w = -1;
     for (int i = 0; i < ws->n; i++)
         if (strcmp(ws->w[i].name, cfg.alerts_window) == 0)
             alerts_w = i;
-    struct kpi_notify *notify = NULL;
     if (cfg.alerts_enabled && (cfg.alerts_alertmanager_url[0] || cfg.alerts_webhook_url[0])) {
         struct kpi_notify_conf nc = {cfg.alerts_alertmanager_url,
                                      cfg.alerts_webhook_url,
@@ -803,7 +628,8 @@ int main(int argc, char **argv)
         notify = kpi_notify_new(&nc, err, sizeof(err));
         if (!notify) {
             fprintf(stderr, "kpistream: %s\n", err);
-            return 2;
+            rc = 2;
+            goto out;
         }
         kpi_metrics_set_extra(m, kpi_notify_write_metrics, notify);
     }
@@ -826,51 +652,37 @@ int main(int argc, char **argv)
     kpi_engine_set_error_hooks(e, &hooks);
     if (kpi_engine_start(e, err, sizeof(err))) {
         fprintf(stderr, "kpistream: %s\n", err);
-        return 1;
+        rc = 1;
+        goto out;
     }
-    struct view view;
-    memset(&view, 0, sizeof(view));
-    if (o.demo) {
-        view.e = e;
-        view.store = web.store;
-        view.redis = use_redis;
-        view.alerter = alerter;
-        view.demo = &demo;
-        snprintf(view.url, sizeof(view.url), "%s", web.url);
-        pthread_create(&view.th, NULL, view_main, &view);
-    }
-    pthread_t timer;
-    int has_timer = 0;
+    if (demo)
+        kpi_demo_view_start(demo, e, web.store, use_redis, alerter, web.url);
+    static long timer_secs;
     if (o.duration > 0) {
-        /* --duration: a thread that requests the same stop as SIGTERM. */
-        struct timer_arg {
-            long secs;
-        };
-        static struct timer_arg ta;
-        ta.secs = o.duration;
-        void *timer_main(void *);
-        has_timer = pthread_create(&timer, NULL, timer_main, &ta) == 0;
+        timer_secs = o.duration;
+        has_timer = pthread_create(&timer, NULL, timer_main, &timer_secs) == 0;
     }
 
+    ran = 1;
     rc = g_src.ops->run(g_src.self, err, sizeof(err));
+
+out:
     atomic_store(&g_stop, 1);
     /* The flusher calls into the source (its flush target wraps the sink's,
      * and it wakes the source's workers): it stops first. */
     kpi_engine_stop(e);
     /* The consumer goes before the demo's embedded cluster does. */
-    g_src.ops->destroy(g_src.self);
-    g_src.ops = NULL;
-    if (o.demo) {
-        atomic_store(&view.stop, 1);
-        pthread_join(view.th, NULL);
-        demo_stop(&demo);
+    if (g_src.ops) {
+        g_src.ops->destroy(g_src.self);
+        g_src.ops = NULL;
     }
+    kpi_demo_stop(demo);
     if (has_timer)
         pthread_join(timer, NULL);
     kpi_engine_stop(e);
     /* The final flush leaves values whose `active` was not due for a
      * recount; recount them now, so what stays in Redis is exact at rest. */
-    if (rc == 0 && sink.ops && sink.ops->idle) {
+    if (ran && rc == 0 && sink.ops && sink.ops->idle) {
         char ierr[256] = "";
         if (sink.ops->idle(sink.self, ierr, sizeof(ierr)))
             kpi_log(KPI_LOG_WARN, "kpistream", "final recount of active subscribers: %s", ierr);
@@ -879,48 +691,13 @@ int main(int argc, char **argv)
     /* What is still queued gets a few seconds to reach Alertmanager. */
     kpi_notify_destroy(notify, cfg.alerts_delivery_timeout_ms);
     web_stop(&web);
-
-    struct kpi_engine_stats st;
-    kpi_engine_get_stats(e, &st);
-    uint64_t bad = 0;
-    for (int r = 1; r < KPI_BAD__COUNT; r++)
-        if (r != KPI_BAD_TOO_LATE)
-            bad += st.events.bad[r];
-    uint64_t late = st.events.bad[KPI_BAD_TOO_LATE];
-    printf("consumed: %llu events, bad: %llu, late: %llu, flushed: %llu\n",
-           (unsigned long long)(st.events.good + bad + late), (unsigned long long)bad,
-           (unsigned long long)late, (unsigned long long)st.flushed_events);
-    if (rc)
-        kpi_log(KPI_LOG_ERROR, "kpistream", "%s", err);
-    else
-        kpi_log(KPI_LOG_INFO, "kpistream", "stopped cleanly after %llu flushes",
-                (unsigned long long)st.flushes);
-    log_flush_latencies(e);
-    if (use_redis && sink.ops) {
-        struct kpi_redis_stats rs;
-        kpi_sink_redis_get_stats(&sink, &rs);
-        kpi_log(KPI_LOG_INFO, "kpistream",
-                "redis: %llu calls, %llu (window, bucket, value) cells written, %llu stale "
-                "`active` recount calls, %llu redirects, %llu in doubt",
-                (unsigned long long)rs.calls,
-                (unsigned long long)(rs.sketch_sets + rs.sketch_merges),
-                (unsigned long long)rs.recount_calls, (unsigned long long)rs.redirects,
-                (unsigned long long)rs.in_doubt);
-    }
+    if (ran)
+        report(e, &sink, use_redis, rc, err);
     kpiread_destroy(web.store);
     kpi_sink_destroy(&sink);
     kpi_engine_destroy(e);
-    sem_post(&g_done_sem);
-    return rc ? 1 : 0;
-}
-
-void *timer_main(void *arg)
-{
-    long secs = *(long *)arg;
-    for (long i = 0; i < secs * 10 && !atomic_load(&g_stop); i++) {
-        struct timespec ts = {0, 100000000};
-        nanosleep(&ts, NULL); /* --duration counts down in 100 ms steps */
-    }
-    on_signal(SIGTERM);
-    return NULL;
+    if (watchdog_on)
+        sem_post(&g_done_sem);
+    /* After a run, any failure is a runtime one (1); before, rc says why. */
+    return ran ? (rc ? 1 : 0) : rc;
 }

@@ -17,14 +17,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/clock.h"
 #include "err.h"
-
-int64_t kpi_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 void kpi_engine_conf_defaults(struct kpi_engine_conf *c)
 {

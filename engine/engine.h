@@ -225,6 +225,4 @@ void kpi_worker_checkpoint(struct kpi_worker *w);
 /* The worker will not be called again (its thread is ending). */
 void kpi_worker_detach(struct kpi_worker *w);
 
-int64_t kpi_now_ms(void);
-
 #endif

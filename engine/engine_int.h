@@ -128,8 +128,6 @@ struct kpi_engine {
     struct kpi_engine_stats stats; /* under mu */
 };
 
-int64_t kpi_mono_ms(void);
-
 /* One flush cycle; called with mu NOT held.  Returns 0 or an error. */
 int kpi_flusher_cycle(struct kpi_engine *e, char *errstr, size_t errstr_size);
 void *kpi_flusher_main(void *arg);

@@ -33,26 +33,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/clock.h"
 #include "err.h"
-
-int64_t kpi_mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t mono_ms(void)
-{
-    return kpi_mono_ms();
-}
-
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 static void add_stats(struct kpi_shard_stats *dst, const struct kpi_shard_stats *src)
 {
@@ -76,7 +58,7 @@ static int absorb(struct kpi_engine *e, struct kpi_shard_buf *b)
             continue; /* an earlier life of a reused input slot */
         if (p->next_offset > in->taken_to) {
             in->taken_to = p->next_offset;
-            in->active_at = mono_ms();
+            in->active_at = kpi_mono_ms();
         }
         if (p->max_ts > in->max_ts)
             in->max_ts = p->max_ts;
@@ -193,7 +175,7 @@ int kpi_flusher_cycle(struct kpi_engine *e, char *errstr, size_t errsz)
      * not make minutes of correct events late), and inputs that took nothing
      * for idle_timeout do not hold it back (if all are idle, it stays). */
     int64_t min_ts = INT64_MAX;
-    const int64_t wall = kpi_now_ms(), mono = mono_ms();
+    const int64_t wall = kpi_now_ms(), mono = kpi_mono_ms();
     for (int i = 0; i < KPI_MAX_INPUTS; i++) {
         const struct kpi_input *in = &e->inputs[i];
         if (!in->open || in->max_ts < 0)
@@ -251,9 +233,9 @@ int kpi_flusher_cycle(struct kpi_engine *e, char *errstr, size_t errsz)
         .watermark = wm,
         .prev_watermark = e->applied_watermark,
     };
-    int64_t t0 = mono_us();
+    int64_t t0 = kpi_mono_us();
     int err = target.flush ? target.flush(target.opaque, &d, errstr, errsz) : 0;
-    uint64_t lat = (uint64_t)(mono_us() - t0);
+    uint64_t lat = (uint64_t)(kpi_mono_us() - t0);
 
     pthread_mutex_lock(&e->mu);
     struct kpi_flush_error_hooks hooks = e->err_hooks;
@@ -321,33 +303,22 @@ static int any_want_flip(struct kpi_engine *e)
     return 0;
 }
 
-static void deadline_ts(struct timespec *ts, int64_t ms_from_now)
-{
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    ts->tv_sec += ms_from_now / 1000;
-    ts->tv_nsec += (ms_from_now % 1000) * 1000000;
-    if (ts->tv_nsec >= 1000000000) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000;
-    }
-}
-
 void *kpi_flusher_main(void *arg)
 {
     struct kpi_engine *e = arg;
     int64_t backoff = 0;
-    int64_t next = mono_ms() + e->conf.flush_interval_ms;
+    int64_t next = kpi_mono_ms() + e->conf.flush_interval_ms;
     char errstr[256];
 
     pthread_mutex_lock(&e->mu);
     while (!e->stopping) {
-        int64_t now = mono_ms();
+        int64_t now = kpi_mono_ms();
         int due = now >= next || e->wanted_cycle > e->cycles_started || any_want_flip(e);
         if (!due) {
             struct timespec ts;
             /* Wake at the deadline, and poll the workers' want_flip flags at
              * least every 10 ms (they also broadcast cv when they set it). */
-            deadline_ts(&ts, next - now < 10 ? next - now : 10);
+            kpi_deadline_ts(&ts, CLOCK_MONOTONIC, next - now < 10 ? next - now : 10);
             pthread_cond_timedwait(&e->cv, &e->mu, &ts);
             continue;
         }
@@ -363,14 +334,14 @@ void *kpi_flusher_main(void *arg)
             if (!e->cycle_left_some)
                 e->last_complete_cycle = my;
             backoff = 0;
-            next = mono_ms() + e->conf.flush_interval_ms;
+            next = kpi_mono_ms() + e->conf.flush_interval_ms;
         } else {
             snprintf(e->last_errstr, sizeof(e->last_errstr), "%s",
                      errstr[0] ? errstr : kpi_err_name(err));
             backoff = backoff ? backoff * 2 : e->conf.retry_min_ms;
             if (backoff > e->conf.retry_max_ms)
                 backoff = e->conf.retry_max_ms;
-            next = mono_ms() + backoff;
+            next = kpi_mono_ms() + backoff;
         }
         pthread_cond_broadcast(&e->cv);
     }
@@ -415,7 +386,7 @@ void kpi_engine_stop(struct kpi_engine *e)
 
 int kpi_engine_flush_sync(struct kpi_engine *e, int64_t timeout_ms, char *errstr, size_t errsz)
 {
-    int64_t deadline = mono_ms() + timeout_ms;
+    int64_t deadline = kpi_mono_ms() + timeout_ms;
     pthread_mutex_lock(&e->mu);
     if (!e->running) {
         /* No flusher thread: run cycles here (single caller only). */
@@ -425,7 +396,7 @@ int kpi_engine_flush_sync(struct kpi_engine *e, int64_t timeout_ms, char *errstr
             int err = kpi_flusher_cycle(e, errstr, errsz);
             if (err == 0 && e->cycle_left_some)
                 continue; /* applied, but a retired buffer is still to merge */
-            if (err == 0 || err == KPI_ERR_CONFLICT || mono_ms() >= deadline)
+            if (err == 0 || err == KPI_ERR_CONFLICT || kpi_mono_ms() >= deadline)
                 return err;
             struct timespec ts = {backoff / 1000, (backoff % 1000) * 1000000};
             nanosleep(&ts, NULL);
@@ -439,9 +410,9 @@ int kpi_engine_flush_sync(struct kpi_engine *e, int64_t timeout_ms, char *errstr
         if (e->wanted_cycle < want)
             e->wanted_cycle = want;
         pthread_cond_broadcast(&e->cv);
-        while (e->cycles_done < want && !e->stopping && mono_ms() < deadline) {
+        while (e->cycles_done < want && !e->stopping && kpi_mono_ms() < deadline) {
             struct timespec ts;
-            deadline_ts(&ts, 50);
+            kpi_deadline_ts(&ts, CLOCK_MONOTONIC, 50);
             pthread_cond_timedwait(&e->cv, &e->mu, &ts);
         }
         if (e->last_complete_cycle >= want) {
@@ -459,13 +430,13 @@ int kpi_engine_flush_sync(struct kpi_engine *e, int64_t timeout_ms, char *errstr
             break;
         }
         err = e->last_ok_cycle >= want ? 0 : (e->last_err ? e->last_err : KPI_ERR_STATE);
-        if (err == 0 && !e->stopping && mono_ms() < deadline) {
+        if (err == 0 && !e->stopping && kpi_mono_ms() < deadline) {
             want = e->cycles_done + 1;
             continue;
         }
         if (err == 0)
             err = KPI_ERR_STATE;
-        if (e->stopping || err == KPI_ERR_CONFLICT || mono_ms() >= deadline) {
+        if (e->stopping || err == KPI_ERR_CONFLICT || kpi_mono_ms() >= deadline) {
             kpi_seterr(errstr, errsz, err, "%s",
                        e->last_err ? e->last_errstr : "no flush completed in time");
             break;

@@ -11,7 +11,7 @@
  *   kpi_values_compute                        the formulas (kpi.c)
  *   kpi_counter_names, kpi_derived_defs       the names everything else uses (kpi.c)
  *   the stdout sink                           its JSON lines and its table
- *   the generator's truth (sources/gen.c)     the counting rules, applied to what it made
+ *   the generator's truth (gen/truth.c)       the counting rules, applied to what it made
  *   the Redis flush script                    its field list and formulas, generated at
  *                                             build time (tools/kpi_schema_lua.c)
  *   docs/kpis.md, docs/redis-schema.md        checked against the lists by

@@ -105,8 +105,8 @@ redis_cluster_up() {
     for p in $(cluster_ports); do
         mkdir -p "$dir/cluster/$p"
         if ! [ "$(redis-cli -p "$p" ping 2>/dev/null)" = PONG ]; then
-            rm -f "$dir/cluster/$p/nodes.conf" "$dir/cluster/$p"/appendonly*
-            rm -rf "$dir/cluster/$p/appendonlydir"
+            # a node killed earlier leaves its files (appendonlydir is a directory)
+            rm -rf "$dir/cluster/$p/nodes.conf" "$dir/cluster/$p"/appendonly*
             redis-server --bind 127.0.0.1 --port "$p" --dir "$dir/cluster/$p" \
                 --cluster-enabled yes --cluster-config-file nodes.conf \
                 --cluster-node-timeout 2000 --save '' --appendonly yes --appendfsync always \

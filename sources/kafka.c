@@ -92,8 +92,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/clock.h"
+#include "base/log.h"
 #include "err.h"
-#include "log.h"
 
 #define MAX_TOPICS     16
 #define MAX_PARTS      1024 /* partitions per topic this source maps */
@@ -173,27 +174,15 @@ void kpi_kafka_conf_defaults(struct kpi_kafka_conf *c)
     c->shutdown_timeout_ms = 30000;
 }
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* How long a wait may last: `normal` while running, what is left of the
  * shutdown budget once stopping (top comment). */
 static int64_t budget_ms(const struct kafka_src *s, int64_t normal)
 {
     if (!s->stop_deadline)
         return normal;
-    int64_t left = s->stop_deadline - mono_ms();
+    int64_t left = s->stop_deadline - kpi_mono_ms();
     left = left > 0 ? left : 0;
     return left < normal ? left : normal;
-}
-
-static int64_t now_ms(void)
-{
-    return kpi_now_ms();
 }
 
 static void nap_ms(int64_t ms)
@@ -432,7 +421,7 @@ static void *worker_main(void *arg)
             continue;
         }
         ssize_t n = rd_kafka_consume_batch_queue(s->wq[a->idx], 100, msgs, BATCH);
-        int64_t now = now_ms();
+        int64_t now = kpi_now_ms();
         for (ssize_t i = 0; i < n; i++) {
             rd_kafka_message_t *m = msgs[i];
             prefetch_ahead(msgs, i, n);
@@ -485,20 +474,23 @@ static void wake_worker(void *opaque, int worker)
 
 static int64_t resume_offset(struct kafka_src *s, const char *topic, int32_t partition)
 {
-    int64_t deadline = now_ms() + s->conf.offset_retry_ms, backoff = 100;
+    int64_t deadline = kpi_now_ms() + s->conf.offset_retry_ms, backoff = 100;
     if (s->store && s->store->ops->load_offset) {
         for (;;) {
             int64_t off = -1;
             char err[256];
-            if (s->store->ops->load_offset(s->store->self, topic, partition, &off, err,
-                                           sizeof(err)) == 0) {
+            int rc = s->store->ops->load_offset(s->store->self, topic, partition, &off, err,
+                                                sizeof(err));
+            if (rc == 0) {
                 if (off >= 0)
                     return off;
                 break;
             }
             if (atomic_load(&s->stop))
                 return -3; /* stopping: this partition is not opened */
-            if (now_ms() >= deadline) {
+            /* KPI_ERR_INVAL is a setting the store refuses (a key layout
+             * that is not the group's): waiting will not change it. */
+            if (rc == KPI_ERR_INVAL || kpi_now_ms() >= deadline) {
                 snprintf(s->errstr, sizeof(s->errstr), "cannot read the stored offset of %s:%d: %s",
                          topic, (int)partition, err);
                 return -2;
@@ -716,8 +708,8 @@ static void settle_join(struct kafka_src *s)
     if (!has_member_id(s))
         return; /* never joined: the group holds no assignor yet */
     kpi_log(KPI_LOG_INFO, "kafka", "leaving during a group join: waiting for its assignment");
-    int64_t deadline = mono_ms() + budget_ms(s, JOIN_SETTLE_MS);
-    while (!s->ever_assigned && mono_ms() < deadline) {
+    int64_t deadline = kpi_mono_ms() + budget_ms(s, JOIN_SETTLE_MS);
+    while (!s->ever_assigned && kpi_mono_ms() < deadline) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(s->rk, 100);
         if (m)
             rd_kafka_message_destroy(m);
@@ -770,7 +762,7 @@ static int src_run(void *self, char *errstr, size_t errsz)
         args[i].idx = i;
         pthread_create(&s->threads[i], NULL, worker_main, &args[i]);
     }
-    int64_t next_commit = now_ms() + 5000;
+    int64_t next_commit = kpi_now_ms() + 5000;
     int rc = 0;
     while (!atomic_load(&s->stop) && !s->fatal) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(s->rk, 100);
@@ -806,16 +798,16 @@ static int src_run(void *self, char *errstr, size_t errsz)
         }
         if (s->conf.exit_on_eof && all_at_eof(s))
             break;
-        if (now_ms() >= next_commit) {
+        if (kpi_now_ms() >= next_commit) {
             commit_advisory(s);
             update_lag(s);
-            next_commit = now_ms() + 5000;
+            next_commit = kpi_now_ms() + 5000;
         }
     }
     /* Stop, within the shutdown budget (top comment): workers first (their
      * last messages are in the engine), then one final flush of everything,
      * then leave the group cleanly. */
-    s->stop_deadline = mono_ms() + s->conf.shutdown_timeout_ms;
+    s->stop_deadline = kpi_mono_ms() + s->conf.shutdown_timeout_ms;
     s->closing = 1; /* an assignment from here on opens nothing */
     atomic_store(&s->workers_stop, 1);
     kpi_engine_release_workers(s->e);

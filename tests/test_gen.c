@@ -7,7 +7,7 @@
 
 #include "decode.h"
 #include "err.h"
-#include "gen.h"
+#include "gen/truth.h"
 #include "hll.h"
 #include "kpi.h"
 

@@ -22,16 +22,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "engine.h"
 #include "kafka_util.h"
 #include "notify.h"
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void poll_pause(void)
 {
@@ -88,8 +82,8 @@ static char *am_alerts(const char *value)
 /* Poll until value is listed (want = 1) or not (want = 0). */
 static int wait_listed(const char *value, int want, int64_t ms)
 {
-    int64_t deadline = mono_ms() + ms;
-    while (mono_ms() < deadline) {
+    int64_t deadline = kpi_mono_ms() + ms;
+    while (kpi_mono_ms() < deadline) {
         char *b = am_alerts(value);
         int listed = b && strstr(b, "\"state\":\"active\"") != NULL;
         free(b);
@@ -180,21 +174,21 @@ Test(alertmanager, delivery_is_retried_while_alertmanager_is_down_and_nothing_is
     a = alert(v1, 0, 1764012420000);
     kpi_notify_alert(n, &a);
     struct kpi_notify_stats st;
-    int64_t deadline = mono_ms() + 20000;
+    int64_t deadline = kpi_mono_ms() + 20000;
     do {
         poll_pause();
         kpi_notify_get_stats(n, &st);
-    } while (st.failures[0] < 3 && mono_ms() < deadline);
+    } while (st.failures[0] < 3 && kpi_mono_ms() < deadline);
     cr_assert_geq(st.failures[0], 3, "failed attempts are counted and retried");
     cr_assert_eq(st.queued[0], 3);
     cr_assert_eq(st.sent[0], 0);
     cr_assert_eq(kt_sh("bash scripts/services.sh start alertmanager"), 0);
     cr_assert(wait_listed(v2, 1, 30000), "b is not listed once Alertmanager is back");
-    deadline = mono_ms() + 20000;
+    deadline = kpi_mono_ms() + 20000;
     do {
         poll_pause();
         kpi_notify_get_stats(n, &st);
-    } while (st.sent[0] < 3 && mono_ms() < deadline);
+    } while (st.sent[0] < 3 && kpi_mono_ms() < deadline);
     cr_assert_eq(st.sent[0], 3, "all three were delivered");
     cr_assert_eq(st.queued[0], 0);
     cr_assert_eq(st.dropped[0], 0);
@@ -271,11 +265,11 @@ Test(alertmanager, the_webhook_gets_the_same_json_with_a_stable_dedup_key_throug
     struct kpiread_alert al = alert("youth", 1, 1764012360000);
     kpi_notify_alert(n, &al);
     struct kpi_notify_stats st;
-    int64_t deadline = mono_ms() + 20000;
+    int64_t deadline = kpi_mono_ms() + 20000;
     do {
         poll_pause();
         kpi_notify_get_stats(n, &st);
-    } while (st.sent[1] < 1 && mono_ms() < deadline);
+    } while (st.sent[1] < 1 && kpi_mono_ms() < deadline);
     cr_assert_eq(st.sent[1], 1);
     cr_assert_eq(st.failures[1], 2);
     cr_assert_eq(atomic_load(&h.requests), 3);

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "base/clock.h"
 #include "engine.h"
 #include "hll.h"
 #include "kpiread.h"
@@ -44,13 +45,6 @@ static struct kpi_sse *hub;
 static struct kpi_api *api;
 static struct kpi_metrics *http;
 static int port;
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void poll_pause(void)
 {
@@ -528,8 +522,8 @@ Test(api, events_reach_fifty_clients_and_the_fifty_first_is_refused)
     static struct stream s[50];
     for (int i = 0; i < 50; i++)
         stream_open(&s[i]);
-    int64_t deadline = mono_ms() + 20000;
-    while (sse_clients() < 50 && mono_ms() < deadline)
+    int64_t deadline = kpi_mono_ms() + 20000;
+    while (sse_clients() < 50 && kpi_mono_ms() < deadline)
         poll_pause();
     cr_assert_eq(sse_clients(), 50);
     char *b;
@@ -538,8 +532,8 @@ Test(api, events_reach_fifty_clients_and_the_fifty_first_is_refused)
     free(b);
     kpi_sse_publish(hub, "marker", "{\"n\":1}");
     int got = 0;
-    deadline = mono_ms() + 20000;
-    while (got < 50 && mono_ms() < deadline) {
+    deadline = kpi_mono_ms() + 20000;
+    while (got < 50 && kpi_mono_ms() < deadline) {
         got = 0;
         for (int i = 0; i < 50; i++) {
             stream_read(&s[i]);
@@ -559,11 +553,11 @@ Test(api, the_watcher_sends_kpis_after_a_flush_and_each_new_alert)
 {
     struct stream s;
     stream_open(&s);
-    int64_t deadline = mono_ms() + 20000;
-    while (sse_clients() < 1 && mono_ms() < deadline)
+    int64_t deadline = kpi_mono_ms() + 20000;
+    while (sse_clients() < 1 && kpi_mono_ms() < deadline)
         poll_pause();
     load_data();
-    while (!stream_has(&s, "event: kpis\n") && mono_ms() < deadline) {
+    while (!stream_has(&s, "event: kpis\n") && kpi_mono_ms() < deadline) {
         stream_read(&s);
         poll_pause();
     }
@@ -577,7 +571,7 @@ Test(api, the_watcher_sends_kpis_after_a_flush_and_each_new_alert)
     a.raised = 1;
     char err[256];
     cr_assert_eq(kpiread_alert_record(store, &a, "{}", "alerts", 1000, err, sizeof(err)), 1);
-    while (!stream_has(&s, "event: alert\n") && mono_ms() < deadline) {
+    while (!stream_has(&s, "event: alert\n") && kpi_mono_ms() < deadline) {
         stream_read(&s);
         poll_pause();
     }
@@ -601,8 +595,8 @@ Test(api, a_client_that_never_reads_is_dropped_without_stalling_a_reader)
     send_get(slow, "/api/v1/events");
     struct stream fast;
     stream_open(&fast);
-    int64_t deadline = mono_ms() + 20000;
-    while (sse_clients() < 2 && mono_ms() < deadline)
+    int64_t deadline = kpi_mono_ms() + 20000;
+    while (sse_clients() < 2 && kpi_mono_ms() < deadline)
         poll_pause();
     cr_assert_eq(sse_clients(), 2);
     /* 8 MiB of events through a ring of 256 KiB: far more than the slow
@@ -618,8 +612,8 @@ Test(api, a_client_that_never_reads_is_dropped_without_stalling_a_reader)
         /* The fast client keeps up: it reads each event before the next. */
         char want[48];
         snprintf(want, sizeof(want), "event: %s\n", name);
-        int64_t d = mono_ms() + 10000;
-        while (!stream_has(&fast, want) && mono_ms() < d) {
+        int64_t d = kpi_mono_ms() + 10000;
+        while (!stream_has(&fast, want) && kpi_mono_ms() < d) {
             cr_assert(stream_read(&fast), "the reader was disconnected at event %d", i);
             if (!stream_has(&fast, want))
                 sched_yield();
@@ -634,13 +628,13 @@ Test(api, a_client_that_never_reads_is_dropped_without_stalling_a_reader)
     cr_assert_eq(received, 1024);
     /* The slow client is disconnected (it fell behind, or its socket stayed
      * full past the idle timeout); the reader is still there. */
-    deadline = mono_ms() + 30000;
-    while (sse_clients() > 1 && mono_ms() < deadline)
+    deadline = kpi_mono_ms() + 30000;
+    while (sse_clients() > 1 && kpi_mono_ms() < deadline)
         poll_pause();
     cr_assert_eq(sse_clients(), 1, "the slow client is still held");
     kpi_sse_publish(hub, "after", "{}");
-    deadline = mono_ms() + 10000;
-    while (!stream_has(&fast, "event: after\n") && mono_ms() < deadline) {
+    deadline = kpi_mono_ms() + 10000;
+    while (!stream_has(&fast, "event: after\n") && kpi_mono_ms() < deadline) {
         cr_assert(stream_read(&fast));
         poll_pause();
     }

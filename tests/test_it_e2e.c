@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "engine.h"
 #include "kafka_util.h"
 #include "keygroup.h"

@@ -14,7 +14,7 @@
 #include <time.h>
 
 #include "engine.h"
-#include "gen.h"
+#include "gen/truth.h"
 #include "kafka.h"
 #include "mem_sink.h"
 

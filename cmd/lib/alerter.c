@@ -10,7 +10,7 @@
 
 #include "err.h"
 #include "json.h"
-#include "log.h"
+#include "base/log.h"
 #include "notify.h"
 
 #define MAX_SERIES 8192

@@ -10,10 +10,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/clock.h"
 #include "engine.h"
 #include "err.h"
 #include "json.h"
-#include "log.h"
+#include "base/log.h"
 
 #define LIMIT_MAX  1000 /* rows of one page, points of one series, alerts of one call */
 #define Q_MAX      128  /* bytes of a search string */
@@ -464,13 +465,7 @@ static void *watch_main(void *arg)
         if (a->stop)
             break;
         struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += a->c.poll_ms / 1000;
-        ts.tv_nsec += (a->c.poll_ms % 1000) * 1000000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
+        kpi_deadline_ts(&ts, CLOCK_REALTIME, a->c.poll_ms);
         pthread_cond_timedwait(&a->cv, &a->mu, &ts); /* the watcher's period */
     }
     pthread_mutex_unlock(&a->mu);

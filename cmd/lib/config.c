@@ -71,8 +71,8 @@ static const struct kdef kpi_config_table[] = {
     {"redis", "stream_maxlen", K_INT, "10000", 10, 1e9, NULL, OFF(redis_stream_maxlen),
      SZ(redis_stream_maxlen), "approximate length bound of the closed-bucket streams"},
     {"redis", "key_groups", K_INT, "16", 1, 1024, NULL, OFF(redis_key_groups), SZ(redis_key_groups),
-     "hash tags a group's keys spread over (Redis Cluster slots); every instance of a group "
-     "must use the same (docs/redis-schema.md)"},
+     "hash tags a group's keys spread over (Redis Cluster slots); fixed for the group's "
+     "life: a sink with another value refuses the group (docs/redis-schema.md)"},
     {"engine", "sink", K_ENUM, "redis", 0, 0, "redis|stdout", OFF(sink), SZ(sink),
      "where KPIs go: Redis, or a table on standard output"},
     {"engine", "workers", K_INT, "2", 1, 256, NULL, OFF(workers), SZ(workers),

@@ -24,6 +24,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "base/clock.h"
 #include "engine.h"
 #include "err.h"
 #include "keygroup.h"

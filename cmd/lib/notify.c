@@ -7,10 +7,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/clock.h"
 #include "engine.h"
 #include "err.h"
 #include "json.h"
-#include "log.h"
+#include "base/log.h"
 
 enum { T_AM = 0, T_HOOK = 1, N_TARGETS = 2 };
 static const char *const target_names[N_TARGETS] = {"alertmanager", "webhook"};
@@ -297,17 +298,11 @@ static void *run(void *arg)
         if (n->stop && now >= n->drain_until)
             break;
         if (wake > now) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
             int64_t d = wake - now;
             if (n->stop && n->drain_until - now < d)
                 d = n->drain_until - now;
-            ts.tv_sec += d / 1000;
-            ts.tv_nsec += (d % 1000) * 1000000;
-            if (ts.tv_nsec >= 1000000000) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000;
-            }
+            struct timespec ts;
+            kpi_deadline_ts(&ts, CLOCK_REALTIME, d);
             pthread_cond_timedwait(&n->cv, &n->mu, &ts); /* until the next attempt or alert */
         }
     }

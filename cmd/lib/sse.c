@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/clock.h"
 #include "engine.h"
 
 struct event {
@@ -60,14 +61,7 @@ static void *keepalive_main(void *arg)
     pthread_mutex_lock(&h->mu);
     while (!h->stop) {
         struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        int64_t step = h->keepalive_ms / 4 > 0 ? h->keepalive_ms / 4 : 1;
-        ts.tv_sec += step / 1000;
-        ts.tv_nsec += (step % 1000) * 1000000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
+        kpi_deadline_ts(&ts, CLOCK_REALTIME, h->keepalive_ms / 4 > 0 ? h->keepalive_ms / 4 : 1);
         pthread_cond_timedwait(&h->cv, &h->mu, &ts);
         if (!h->stop && !h->closing)
             resume_locked(h, 1);

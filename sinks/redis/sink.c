@@ -60,6 +60,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "err.h"
 #include "hash.h"
 #include "keygroup.h"
@@ -182,8 +183,10 @@ struct floors {
 struct redis_sink {
     pthread_mutex_t mu;
     /* configuration */
-    char *url;       /* for messages: the password replaced by "***" */
-    char *group_tag; /* "kpi:{group" */
+    char *url;        /* for messages: the password replaced by "***" */
+    char *layout_key; /* "<prefix>:{<group>}:key_groups": K of the group's layout */
+    int layout_slot;
+    int layout_ok; /* the stored K matched ours */
     uint32_t k;
     int64_t stream_maxlen, ttl_margin_ms, active_refresh_ms, sketch_cache_bytes;
     struct kpi_redis_conn conn;
@@ -217,13 +220,6 @@ struct redis_sink {
     uint64_t token_seed, token_ctr, token; /* this call's write token */
     struct kpi_redis_stats stats;
 };
-
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 static void range_field(char *out, size_t cap, const char *topic, int32_t partition)
 {
@@ -669,9 +665,7 @@ static int build_args(struct redis_sink *s, uint32_t kg, const struct kpi_delta 
     err |= kpi_argv_str(a, g->offsets_key);
     err |= kpi_argv_str(a, "2");
     err |= kpi_argv_str(a, g->prefix);
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    err |= kpi_argv_i64(a, (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000);
+    err |= kpi_argv_i64(a, kpi_now_ms());
     int64_t wm = d ? d->watermark : INT64_MIN;
     if (wm == INT64_MIN)
         err |= kpi_argv_str(a, "");
@@ -851,10 +845,10 @@ static int call_kg(struct redis_sink *s, uint32_t kg, const struct kpi_delta *d,
         return kpi_seterr(errstr, errsz, KPI_ERR_NOMEM, "out of memory");
     redisReply *r = NULL;
     int sent = 0;
-    int64_t t0 = mono_us();
+    int64_t t0 = kpi_mono_us();
     err = kpi_redis_conn_command(&s->conn, g->slot, (int)s->args.n, argv, s->args.alen, &r, &sent,
                                  errstr, errsz);
-    s->stats.last_call_us = (uint64_t)(mono_us() - t0);
+    s->stats.last_call_us = (uint64_t)(kpi_mono_us() - t0);
     s->stats.calls++;
     sync_conn_stats(s);
     if (err) {
@@ -1014,6 +1008,52 @@ static int record_floors(struct redis_sink *s, const char *topic, int32_t partit
     return 0;
 }
 
+/*
+ * The number of key groups K is part of the key layout: each value's keys and
+ * each key group's offsets fence live under a hash tag that depends on K
+ * (keys.c).  A group restarted with another `redis.key_groups` would find
+ * none of its offsets, re-apply events the old layout already holds, and
+ * leave readers two half-layouts.  So the first sink of a group records K
+ * in <prefix>:{<group>}:key_groups (SET NX, no TTL, like the offsets), and
+ * every sink of the group must find its own K there before it reads an
+ * offset, hence before it writes anything.  Checked once per sink.
+ */
+static int check_layout(struct redis_sink *s, char *errstr, size_t errsz)
+{
+    char k[16];
+    snprintf(k, sizeof(k), "%" PRIu32, s->k);
+    const char *set[4] = {"SET", s->layout_key, k, "NX"};
+    size_t set_len[4] = {3, strlen(s->layout_key), strlen(k), 2};
+    const char *get[2] = {"GET", s->layout_key};
+    size_t get_len[2] = {3, strlen(s->layout_key)};
+    redisReply *r = NULL;
+    int sent = 0;
+    int err =
+        kpi_redis_conn_command(&s->conn, s->layout_slot, 4, set, set_len, &r, &sent, errstr, errsz);
+    if (err)
+        return err;
+    int stored = r->type == REDIS_REPLY_NIL; /* not ours: somebody recorded a K before */
+    if (r->type == REDIS_REPLY_ERROR)
+        err = reply_error(s, r, errstr, errsz, "SET key_groups");
+    freeReplyObject(r);
+    r = NULL;
+    if (!err && stored) {
+        err = kpi_redis_conn_command(&s->conn, s->layout_slot, 2, get, get_len, &r, &sent, errstr,
+                                     errsz);
+        if (!err && r->type == REDIS_REPLY_STRING && strcmp(r->str, k) != 0)
+            err = kpi_seterr(errstr, errsz, KPI_ERR_INVAL,
+                             "redis.key_groups is %s, but the group's keys in %s were written "
+                             "with %s key groups (%s): use that value, or a new group id",
+                             k, s->url, r->str, s->layout_key);
+        else if (!err && r->type == REDIS_REPLY_ERROR)
+            err = reply_error(s, r, errstr, errsz, "GET key_groups");
+        freeReplyObject(r);
+    }
+    if (!err)
+        s->layout_ok = 1;
+    return err;
+}
+
 static int redis_load_offset(void *self, const char *topic, int32_t partition, int64_t *offset,
                              char *errstr, size_t errsz)
 {
@@ -1029,6 +1069,8 @@ static int redis_load_offset(void *self, const char *topic, int32_t partition, i
     }
     int64_t lo = INT64_MAX;
     int any_missing = 0;
+    if (!s->layout_ok)
+        err = check_layout(s, errstr, errsz);
     for (uint32_t kg = 0; kg < s->k && !err; kg++) {
         const char *argv[3] = {"HGET", s->kgs[kg].offsets_key, field};
         size_t lens[3] = {4, strlen(argv[1]), strlen(field)};
@@ -1128,7 +1170,7 @@ static void redis_destroy(void *self)
     free(s->sk_buf);
     kpi_hll_fini(&s->scratch);
     free(s->url);
-    free(s->group_tag);
+    free(s->layout_key);
     pthread_mutex_destroy(&s->mu);
     free(s);
 }
@@ -1217,6 +1259,12 @@ struct kpi_sink kpi_sink_redis_new(const struct kpi_redis_conf *conf, char *errs
         nomem = !(s->kg_starts[w] = calloc(s->k + 1, sizeof(uint32_t)));
     for (uint32_t kg = 0; kg < s->k && !nomem; kg++)
         nomem = init_keygroup(s, prefix, group, kg) != 0;
+    size_t ln = strlen(prefix) + strlen(group) + 16;
+    if (!nomem && (s->layout_key = malloc(ln)) != NULL) {
+        snprintf(s->layout_key, ln, "%s:{%s}:key_groups", prefix, group);
+        s->layout_slot = kpi_crc16(group, strlen(group)) & (KPI_REDIS_SLOTS - 1);
+    }
+    nomem = nomem || !s->layout_key;
     if (nomem) {
         kpi_seterr(errstr, errsz, KPI_ERR_NOMEM, "out of memory");
         redis_destroy(s);

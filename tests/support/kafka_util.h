@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "gen.h"
+#include "gen/truth.h"
 
 /* "127.0.0.1:<KPI_KAFKA_PORT or 9092>". */
 const char *kt_brokers(void);

@@ -1,11 +1,10 @@
 /*
- * gen.h - a built-in generator of realistic subscriber traffic, and the exact
- * tally ("truth") of what it generated.
+ * gen.h - a built-in generator of realistic subscriber traffic.
  *
  * Used by kpistream-bench (the core benchmark's corpus), the zero-setup demo,
  * the kpistream-gen load generator and the tests, which tally each event's
- * `info` to know exactly what they produced and compare it with what the
- * engine reports.
+ * `info` (truth.h) to know exactly what they produced and compare it with
+ * what the engine reports.
  *
  * The traffic
  *
@@ -53,36 +52,23 @@
  *     which is in the future under any clock skew the engine accepts.
  *
  * Encoding: one msgpack map per event, keys as docs/events.md, written by
- * hand into the caller's buffer: no allocation, no msgpack-c, O(1) per
+ * hand into the caller's buffer (msgpack_writer.h): no allocation, no msgpack-c, O(1) per
  * event.  kpi_gen_event_max() bytes always suffice (KPI_GEN_EVENT_MAX when
  * max_str_len <= 200, which includes the default 128).
  *
- * The truth
- *
- * struct kpi_gen_truth tallies events from their info.  Zeroed (memset or
- * = {0}) it keeps overall totals only.  kpi_gen_truth_init() adds, for a
- * bucket width and grouping sets over region, plan and segment (the engine's
- * dimensions.sets syntax: "region,region+plan,segment"; "all" is always
- * there), the exact kpi_counters of every (set, value, bucket start) and
- * exact distinct subscribers (one bitmap over the population per bucket, one
- * overall), so a test can compare any window the engine reports with the
- * truth.  Memory is bounded by max_buckets x (cells per bucket + N/8 bytes);
- * good events in buckets beyond max_buckets are counted as untracked.
- * Values are labelled as the engine labels them: dimension values joined by
- * '|' in the set's order ("eu-west|prepaid"), "all" for set "all".
- *
- * Neither a generator nor a truth is thread-safe; use one per thread.
+ * A generator is not thread-safe; use one per thread.  What it generated
+ * is tallied exactly by truth.h.
  */
-#ifndef KPI_GEN_H
-#define KPI_GEN_H
+#ifndef KPI_GEN_GEN_H
+#define KPI_GEN_GEN_H
 
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
-#include "decode.h"
-#include "event.h"
-#include "kpi.h"
+#include "engine/decode.h"
+#include "engine/event.h"
+#include "gen/population.h"
 
 #define KPI_GEN_EVENT_MAX       256       /* bytes per event when max_str_len <= 200 */
 #define KPI_GEN_MAX_SUBSCRIBERS 100000000 /* the alias table takes 8 bytes each */
@@ -163,78 +149,8 @@ uint64_t kpi_gen_count(const struct kpi_gen *g);
 /* The subscriber id a subscriber number is sent as (decimal digits when a str). */
 uint64_t kpi_gen_sub_id(const struct kpi_gen *g, uint64_t sub);
 
-int kpi_gen_n_regions(void);
-int kpi_gen_n_plans(void);
-int kpi_gen_n_segments(void);
-const char *kpi_gen_region_name(int i);
-const char *kpi_gen_plan_name(int i);
-const char *kpi_gen_segment_name(int i);
-/* Index of a name, or -1. */
-int kpi_gen_region_index(const char *name);
-int kpi_gen_segment_index(const char *name);
-
-/* ---- the truth ---- */
-
-struct kpi_gen_truth_conf {
-    uint64_t subscribers; /* population, for exact distinct counts; 0: none */
-    int64_t bucket_ms;    /* bucket width, epoch-aligned; 0: no per-bucket cells (5000) */
-    const char *sets;     /* grouping sets; NULL: "region,region+plan,segment" */
-    uint32_t max_buckets; /* buckets tracked at most (4096) */
-};
-
-/* One (grouping-set value, bucket) tally. */
-struct kpi_gen_cell {
-    struct kpi_counters c; /* good events, exactly as kpi_counters_count counts them */
-    uint64_t active;       /* distinct subscribers (0 without `subscribers`) */
-};
-
-struct kpi_gen_truth_detail; /* private to gen.c */
-
-/* Exact tallies of what was generated (good events only, except `bad*`). */
-struct kpi_gen_truth {
-    uint64_t events, good, bad;
-    uint64_t by_type[KPI_EV__COUNT];
-    uint64_t bad_by_reason[KPI_BAD__COUNT];
-    int64_t revenue; /* micro-units */
-    int64_t bytes, seconds;
-    uint64_t nps[KPI_SURVEY__COUNT][3]; /* [survey][KPI_NPS_PROMOTERS...] */
-    uint64_t churns_by_segment[16];
-    struct kpi_counters counters;        /* every counter, as kpi_counters_count counts them */
-    uint64_t distinct;                   /* distinct subscribers (kpi_gen_truth_init only) */
-    struct kpi_gen_truth_detail *detail; /* NULL when zeroed rather than initialised */
-};
-
-void kpi_gen_truth_conf_defaults(struct kpi_gen_truth_conf *tc);
-
-/* Initialise *t with per-bucket cells and distinct counts as tc says.
- * 0, KPI_ERR_INVAL (bad sets, bucket or limits; message in errstr) or
- * KPI_ERR_NOMEM.  Pair with kpi_gen_truth_fini. */
-int kpi_gen_truth_init(struct kpi_gen_truth *t, const struct kpi_gen_truth_conf *tc, char *errstr,
-                       size_t errstr_size);
-void kpi_gen_truth_fini(struct kpi_gen_truth *t);
-
-/* Tally one event.  Allocates only when an event opens a new bucket. */
-void kpi_gen_truth_add(struct kpi_gen_truth *t, const struct kpi_gen_info *info);
-
-/* Good events that fell in buckets past max_buckets (or whose bucket could
- * not be allocated): counted in the totals, in no cell. */
-uint64_t kpi_gen_truth_untracked(const struct kpi_gen_truth *t);
-
-/* The tally of `value` in grouping set `set` ("region", "eu-west") in the
- * bucket starting at bucket_start; NULL when it holds no good event, or the
- * truth has no such set or value.  Set "all" has the one value "all". */
-const struct kpi_gen_cell *kpi_gen_truth_cell(const struct kpi_gen_truth *t, const char *set,
-                                              const char *value, int64_t bucket_start);
-
-/* Exact distinct subscribers of `value` in `set` over the buckets starting in
- * [from_ms, to_ms): what a window's "active subscribers" should estimate.
- * -1 when unknown: no per-bucket tracking, no `subscribers`, an unknown set
- * or value, or untracked events. */
-int64_t kpi_gen_truth_distinct(const struct kpi_gen_truth *t, const char *set, const char *value,
-                               int64_t from_ms, int64_t to_ms);
-
-/* Everything as one JSON object (documented in gen.c above this function).
- * 0, or KPI_ERR_IO when writing failed. */
-int kpi_gen_truth_write_json(FILE *out, const struct kpi_gen_truth *t);
+/* Whether the generator can make a bad event of reason r: every decoder
+ * reason but too_late (which depends on the engine's watermark). */
+int kpi_gen_can_make(enum kpi_bad_reason r);
 
 #endif
