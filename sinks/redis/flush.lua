@@ -516,7 +516,7 @@ local function add_derived(list, c, active, m, T, span)
     end
     n = n + 2 * ND
     list[n + 1] = 'base'
-    list[n + 2] = base and fmt(base) or ''
+    list[n + 2] = base and bs(base) or '' -- an integer: exact, not 10 digits
     list[n + 3] = 'base_source'
     list[n + 4] = src
 end
