@@ -58,6 +58,7 @@ void kpi_values_compute_base(struct kpi_values *v, const struct kpi_counters *c,
     v->active = active;
     v->has_base = has_base;
     v->base = has_base ? base : 0.0;
+    v->base_source = has_base ? KPI_BASE_SNAPSHOT : KPI_BASE_NONE;
     KPI_DERIVED(FORMULA_)
 }
 

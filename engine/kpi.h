@@ -66,6 +66,10 @@ _Static_assert(offsetof(struct kpi_counters, nps[KPI_SURVEY_NETWORK][KPI_NPS_PRO
                        offsetof(struct kpi_counters, nps_brand_detractors),
                "the NPS counters are listed in [survey][class] order");
 
+/* Where a base comes from (docs/kpis.md, "Subscriber base"): the BSS's
+ * snapshots, or the distinct subscribers of a 30-day window ("active base"). */
+enum kpi_base_source { KPI_BASE_NONE = 0, KPI_BASE_SNAPSHOT, KPI_BASE_ACTIVE };
+
 /* The KPIs of a window: its counters, its distinct subscribers, and each
  * derived KPI by name (v->churn_rate, defined when v->has_churn_rate) or by
  * index (v->derived[KPI_DI_churn_rate], v->has[KPI_DI_churn_rate]). */
@@ -76,6 +80,7 @@ struct kpi_values {
     uint64_t active; /* distinct subscribers (HyperLogLog estimate) */
     double base;     /* subscriber base at the window's start (docs/kpis.md) */
     int has_base;    /* 0: unknown (the monthly KPIs are then undefined) */
+    int base_source; /* enum kpi_base_source: where `base` comes from */
     union {
         struct {
             KPI_DERIVED(KPI_HAS_)

@@ -112,14 +112,15 @@ static void evaluate(struct kpi_alerter *a)
                 break;
             for (size_t i = 0; i < p.n; i++) {
                 const struct kpi_values *v = &p.rows[i].v;
-                if (!v->has_churn_rate)
+                const int k = a->c.kpi; /* alerts.kpi */
+                if (!v->has[k])
                     continue;
                 char key[400];
                 snprintf(key, sizeof(key), "%.150s:%.200s", set, p.rows[i].value);
                 struct series *sr = find_series(a, key);
                 struct kpi_alert_info info;
                 enum kpi_alert_change ch =
-                    sr ? kpi_alert_observe(&a->c.detector, &sr->st, v->churn_rate, v->active, &info)
+                    sr ? kpi_alert_observe(&a->c.detector, &sr->st, v->derived[k], v->active, &info)
                        : KPI_ALERT_NONE;
                 if (ch != KPI_ALERT_NONE)
                     publish(a, set, p.rows[i].value, ch, &info);

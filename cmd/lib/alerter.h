@@ -2,7 +2,8 @@
  * alerter.h - churn-spike alerting over what the Redis sink wrote.
  *
  * Every time the watched window closes a bucket (the group's closed mark
- * moves), the alerter reads each grouping-set value's rolling churn rate and
+ * moves), the alerter reads each grouping-set value's rolling churn rate
+ * (alerts.kpi: churn_rate, or churn_rate_monthly over the subscriber base) and
  * active subscribers (cmd/lib/kpiread.h: from Redis, or from this process's
  * memory in the demo without Redis), feeds them to that value's detector
  * (engine/alert.h), and records every raise and resolve once per group
@@ -31,7 +32,8 @@ struct kpi_alerter_conf {
     const struct kpi_windows *windows; /* outlive the alerter */
     int window;                        /* index of the watched window */
     const char *window_id;             /* its id, e.g. "1h_1m" */
-    const char *channel;               /* "alerts" */
+    int kpi; /* the derived KPI watched: KPI_DI_churn_rate or KPI_DI_churn_rate_monthly */
+    const char *channel; /* "alerts" */
     int64_t stream_maxlen;
     int64_t poll_ms;
     struct kpi_alert_conf detector;

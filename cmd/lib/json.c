@@ -49,4 +49,10 @@ void kpi_json_values(FILE *f, const struct kpi_values *v)
         fprintf(f, ",\"%s\":", kpi_derived_defs[i].name);
         kpi_json_num(f, v->has[i], v->derived[i]);
     }
+    if (v->has_base)
+        fprintf(f, ",\"base\":%.0f", v->base); /* an integer: every digit */
+    else
+        fputs(",\"base\":null", f);
+    static const char *const src[] = {"null", "\"snapshot\"", "\"active\""};
+    fprintf(f, ",\"base_source\":%s", src[(unsigned)v->base_source < 3 ? v->base_source : 0]);
 }
