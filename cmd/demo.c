@@ -253,8 +253,9 @@ static void *view_main(void *arg)
             printf("\n  churn-spike alerts: %llu raised, %llu resolved  %s\n",
                    (unsigned long long)ra, (unsigned long long)re, last);
         }
-        printf("\n  churn/mo: churns per subscriber of the base per 30 days (* over the active base);"
-               "\n  window: churns / the window's active subscribers\n");
+        printf(
+            "\n  churn/mo: churns per subscriber of the base per 30 days (* over the active base);"
+            "\n  window: churns / the window's active subscribers\n");
         printf("\n  (the youth segment's churn spikes about 100 s in; Ctrl-C stops)\n");
         fflush(stdout);
     }
