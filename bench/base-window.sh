@@ -3,6 +3,8 @@
 # of docs/kpis.md) costs in Redis memory, next to the default windows.
 #
 #   bash bench/base-window.sh [EVENTS] [SITES]     (default 2000000 events, 1000 sites)
+#   KPI_BASE_BENCH_BIN=build-asan bash bench/base-window.sh   (programs of another build;
+#                                      the services must be up)
 #
 # One topic of EVENTS events (kpistream-gen, a `site` dimension of SITES
 # values as in bench/scale.sh, so the `site` set has SITES values), read
@@ -22,7 +24,11 @@ rport="${KPI_BASE_BENCH_REDIS_PORT:-6392}"
 
 # shellcheck source=bench/common.sh
 . bench/common.sh
-bench_setup
+if [ -n "${KPI_BASE_BENCH_BIN:-}" ]; then
+    b="$KPI_BASE_BENCH_BIN" # Redis's memory does not depend on the engine's build
+else
+    bench_setup
+fi
 
 tmp="$(mktemp -d)"
 rpid=""
