@@ -2,7 +2,7 @@
 FROM debian:bookworm AS build
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         build-essential cmake pkg-config librdkafka-dev libhiredis-dev libmsgpack-dev \
-        libinih-dev libmicrohttpd-dev libck-dev libjemalloc-dev \
+        libinih-dev libmicrohttpd-dev libcurl4-openssl-dev libjemalloc-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -11,7 +11,7 @@ RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=Release && cmake --build /build -j"$
 
 FROM debian:bookworm-slim
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        librdkafka1 libhiredis0.14 libmsgpackc2 libinih1 libmicrohttpd12 libjemalloc2 curl ca-certificates \
+        librdkafka1 libhiredis0.14 libinih1 libmicrohttpd12 libcurl4 libjemalloc2 curl ca-certificates \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /build/kpistream /build/kpistream-gen /usr/local/bin/
 COPY config/kpistream.ini /etc/kpistream/kpistream.ini

@@ -35,8 +35,8 @@
 #include <time.h>
 
 #include "base/clock.h"
-#include "engine.h"
-#include "err.h"
+#include "engine/engine.h"
+#include "engine/err.h"
 #include "gen/gen.h"
 
 struct corpus {

@@ -1,6 +1,6 @@
 /* demo.c - the zero-setup demo: an embedded Kafka cluster fed by the traffic
  * generator, and a live view in the terminal (see demo.h). */
-#include "demo.h"
+#include "cmd/demo.h"
 
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
@@ -14,7 +14,7 @@
 
 #include "base/clock.h"
 #include "gen/gen.h"
-#include "redisconn.h"
+#include "cmd/lib/redisconn.h"
 
 struct kpi_demo {
     rd_kafka_t *producer;
@@ -69,10 +69,10 @@ int kpi_demo_redis_answers(const struct kpi_config *cfg)
         return 1;
     }
     fprintf(stderr,
-            "kpistream: no Redis answers at %s (%s).\n"
+            "kpistream: no Redis answers (%s).\n"
             "  Start one with:  bash scripts/services.sh up redis\n"
             "  The demo goes on with KPIs kept in memory and shown here only.\n",
-            cfg->redis_url, err);
+            err); /* err names the url, its password hidden */
     sleep(3);
     return 0;
 }

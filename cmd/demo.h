@@ -25,10 +25,10 @@
 
 #include <stddef.h>
 
-#include "alerter.h"
-#include "config.h"
-#include "engine.h"
-#include "kpiread.h"
+#include "cmd/lib/alerter.h"
+#include "cmd/lib/config.h"
+#include "engine/engine.h"
+#include "cmd/lib/kpiread.h"
 
 #define KPI_DEMO_PREFIX "kpi-demo"
 #define KPI_DEMO_GROUP  "kpistream-demo"

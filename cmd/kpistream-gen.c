@@ -26,9 +26,9 @@
 #include <time.h>
 
 #include "base/clock.h"
-#include "err.h"
+#include "engine/err.h"
 #include "gen/truth.h"
-#include "window.h"
+#include "engine/window.h"
 
 #ifndef KPI_VERSION
 #define KPI_VERSION "dev"

@@ -35,23 +35,23 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "alerter.h"
-#include "api.h"
+#include "cmd/lib/alerter.h"
+#include "cmd/lib/api.h"
 #include "base/clock.h"
-#include "config.h"
-#include "demo.h"
-#include "engine.h"
-#include "err.h"
-#include "flush_errors.h"
-#include "kafka.h"
-#include "kpiread.h"
+#include "cmd/lib/config.h"
+#include "cmd/demo.h"
+#include "engine/engine.h"
+#include "engine/err.h"
+#include "cmd/lib/flush_errors.h"
+#include "sources/kafka.h"
+#include "cmd/lib/kpiread.h"
 #include "base/log.h"
-#include "metrics.h"
-#include "notify.h"
-#include "redis.h"
-#include "redisconn.h"
-#include "sse.h"
-#include "stdout.h"
+#include "cmd/lib/metrics.h"
+#include "cmd/lib/notify.h"
+#include "sinks/redis.h"
+#include "cmd/lib/redisconn.h"
+#include "cmd/lib/sse.h"
+#include "sinks/stdout.h"
 
 static struct kpi_source g_src;
 static atomic_int g_stop;

@@ -1,10 +1,10 @@
 /* aggregate.c - the bounded cell table behind shards and flushes (see aggregate.h). */
-#include "aggregate.h"
+#include "engine/aggregate.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "err.h"
+#include "engine/err.h"
 
 static inline uint32_t key_hash(int64_t bucket, uint32_t set, uint32_t vid)
 {

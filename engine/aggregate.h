@@ -16,8 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "hll.h"
-#include "kpi.h"
+#include "engine/hll.h"
+#include "engine/kpi.h"
 
 struct kpi_agg_cell {
     int64_t bucket; /* start of the base bucket, ms */

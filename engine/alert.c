@@ -1,9 +1,9 @@
 /* alert.c - the churn-spike detector (see alert.h for the rules). */
-#include "alert.h"
+#include "engine/alert.h"
 
 #include <math.h>
 
-#include "err.h"
+#include "engine/err.h"
 
 void kpi_alert_conf_defaults(struct kpi_alert_conf *c)
 {

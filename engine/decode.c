@@ -37,13 +37,13 @@
  * A uint id is first written as its decimal digits, so `sub: 42` and
  * `sub: "42"` are the same subscriber, and `PFADD key 42` in Redis agrees.
  */
-#include "decode.h"
+#include "engine/decode.h"
 
 #include <math.h>
 #include <string.h>
 
-#include "err.h"
-#include "hll.h"
+#include "engine/err.h"
+#include "engine/hll.h"
 
 #define MAX_DEPTH KPI_DECODE_MAX_DEPTH
 

@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "event.h"
+#include "engine/event.h"
 
 /* Deepest nesting of maps/arrays the decoder follows under an unknown key,
  * counting the top-level map as level 1. */

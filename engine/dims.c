@@ -4,14 +4,14 @@
  * The per-event cost is one join of at most KPI_MAX_DIMS short strings into a
  * stack buffer, one hash and one lock-free table probe per grouping set.
  */
-#include "dims.h"
+#include "engine/dims.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "err.h"
-#include "hash.h"
+#include "engine/err.h"
+#include "engine/hash.h"
 
 #define INTERN_SEED 0x6b7069737472ULL /* any constant unlike the HLL seed */
 

@@ -15,8 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "event.h"
-#include "intern.h"
+#include "engine/event.h"
+#include "engine/intern.h"
 
 #define KPI_MAX_SETS     16
 #define KPI_DIM_NAME_MAX 32

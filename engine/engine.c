@@ -8,8 +8,8 @@
  * allocation in the steady state.  Everything shared with the flusher goes
  * through the shard handshake (shard.h) at checkpoints.
  */
-#include "engine_int.h"
-#include "keygroup.h"
+#include "engine/engine_int.h"
+#include "engine/keygroup.h"
 
 #include <errno.h>
 #include <sched.h>
@@ -18,7 +18,7 @@
 #include <time.h>
 
 #include "base/clock.h"
-#include "err.h"
+#include "engine/err.h"
 
 void kpi_engine_conf_defaults(struct kpi_engine_conf *c)
 {
@@ -195,12 +195,38 @@ int kpi_engine_input_open_floors(struct kpi_engine *e, const char *topic, int32_
         return KPI_ERR_INVAL;
     pthread_mutex_lock(&e->mu);
     int id = -1;
+    int64_t floor_max = start_offset;
+    for (uint32_t k = 0; k < n_floors; k++)
+        if (floors[k] > floor_max)
+            floor_max = floors[k];
     for (int i = 0; i < KPI_MAX_INPUTS; i++) {
         struct kpi_input *in = &e->inputs[i];
-        if (in->open && in->partition == partition && strcmp(in->topic, topic) == 0) {
+        if (in->partition != partition || strcmp(in->topic, topic) != 0)
+            continue;
+        if (in->open) {
             pthread_mutex_unlock(&e->mu);
             return KPI_ERR_STATE;
         }
+        if (in->taken_to > in->flushed_to && in->flushed_to == start_offset &&
+            floor_max == start_offset) {
+            /* The partition comes back while what this instance took of it
+             * is still pending (its revocation flush failed) and nobody
+             * stored anything past it: continue that range, same generation
+             * (a flush in flight still credits it), and let the consumer
+             * resume after it (kpi_engine_input_resume_at).  A second input
+             * over [start, ...) would count those events twice.  If someone
+             * did store past it, the pending range no longer starts at the
+             * stored offset and the sink fences it: a fresh input below. */
+            in->open = 1;
+            in->worker = worker;
+            in->active_at = kpi_mono_ms();
+            atomic_store_explicit(&in->state, in->gen << 1, memory_order_release);
+            pthread_mutex_unlock(&e->mu);
+            return i;
+        }
+    }
+    for (int i = 0; i < KPI_MAX_INPUTS; i++) {
+        struct kpi_input *in = &e->inputs[i];
         /* A closed input whose range is not yet applied keeps its slot. */
         if (id < 0 && !in->open && in->taken_to == in->flushed_to)
             id = i;
@@ -237,6 +263,16 @@ int kpi_engine_input_open_floors(struct kpi_engine *e, const char *topic, int32_
     atomic_store_explicit(&in->state, in->gen << 1, memory_order_release);
     pthread_mutex_unlock(&e->mu);
     return id;
+}
+
+int64_t kpi_engine_input_resume_at(struct kpi_engine *e, int input)
+{
+    if (input < 0 || input >= KPI_MAX_INPUTS)
+        return -1;
+    pthread_mutex_lock(&e->mu);
+    int64_t v = e->inputs[input].open ? e->inputs[input].taken_to : -1;
+    pthread_mutex_unlock(&e->mu);
+    return v;
 }
 
 int kpi_engine_input_find(struct kpi_engine *e, const char *topic, int32_t partition)

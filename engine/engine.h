@@ -23,11 +23,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "aggregate.h"
-#include "decode.h"
-#include "dims.h"
-#include "shard.h"
-#include "window.h"
+#include "engine/aggregate.h"
+#include "engine/decode.h"
+#include "engine/dims.h"
+#include "engine/shard.h"
+#include "engine/window.h"
 
 #define KPI_TOPIC_MAX 250
 
@@ -174,6 +174,12 @@ int kpi_engine_input_open(struct kpi_engine *e, const char *topic, int32_t parti
 int kpi_engine_input_open_floors(struct kpi_engine *e, const char *topic, int32_t partition,
                                  int worker, int64_t start_offset, const int64_t *floors,
                                  uint32_t n_floors);
+/* Where the consumer of an input just opened must resume: start_offset, or
+ * further on when the partition comes back to this instance while the events
+ * it took before losing it are still in the pending delta (the revocation
+ * flush failed).  The input then continues that range instead of opening a
+ * second one over the same offsets, which would count them twice. */
+int64_t kpi_engine_input_resume_at(struct kpi_engine *e, int input);
 /* The id of an open input, or -1. */
 int kpi_engine_input_find(struct kpi_engine *e, const char *topic, int32_t partition);
 /* From now on the input's events are dropped by its worker (the partition is

@@ -8,8 +8,8 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-#include "engine.h"
-#include "tuple_cache.h"
+#include "engine/engine.h"
+#include "engine/tuple_cache.h"
 
 /*
  * An input is a partition assigned to this instance.  `state` packs the

@@ -1,5 +1,5 @@
 /* event.c - names of event types (see event.h). */
-#include "event.h"
+#include "engine/event.h"
 
 const char *kpi_event_type_name(enum kpi_event_type t)
 {

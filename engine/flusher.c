@@ -26,7 +26,7 @@
  * The delta a sink sees is therefore always "every event of these inputs
  * between these offsets", the unit the sink's exactly-once check needs.
  */
-#include "engine_int.h"
+#include "engine/engine_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,7 +34,7 @@
 #include <time.h>
 
 #include "base/clock.h"
-#include "err.h"
+#include "engine/err.h"
 
 static void add_stats(struct kpi_shard_stats *dst, const struct kpi_shard_stats *src)
 {

@@ -5,7 +5,7 @@
  * does on the platforms it supports, so hashes (and therefore HLL registers)
  * are the same everywhere.
  */
-#include "hash.h"
+#include "engine/hash.h"
 
 #include <string.h>
 

@@ -34,13 +34,13 @@
  * histogram, "New cardinality estimation algorithms for HyperLogLog
  * sketches", 2017), so kpi_hll_count returns what PFCOUNT returns.
  */
-#include "hll.h"
+#include "engine/hll.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "err.h"
+#include "engine/err.h"
 
 #define HDR         16
 #define DENSE_BYTES ((KPI_HLL_REGISTERS * 6 + 7) / 8)

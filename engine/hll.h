@@ -17,7 +17,7 @@
 #define KPI_HLL_REGISTERS  (1u << KPI_HLL_P)                      /* 16384 */
 #define KPI_HLL_DENSE_SIZE (16 + (KPI_HLL_REGISTERS * 6 + 7) / 8) /* 12304 */
 
-#include "hash.h"
+#include "engine/hash.h"
 
 #define KPI_HLL_SEED 0xadc83b19ULL
 

@@ -31,12 +31,12 @@
  * most limit ids are published, so a probe sequence always ends at an empty
  * slot or the key.
  */
-#include "intern.h"
+#include "engine/intern.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "err.h"
+#include "engine/err.h"
 
 static uint32_t next_pow2(uint32_t v)
 {

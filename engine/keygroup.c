@@ -5,7 +5,7 @@
  * only while a resumed partition replays events a key group already holds on
  * the engine's side, so a lookup table would buy nothing measurable.
  */
-#include "keygroup.h"
+#include "engine/keygroup.h"
 
 #include <string.h>
 

@@ -1,5 +1,5 @@
 /* kpi.c - counter arithmetic and KPI formulas (see kpi.h and kpi_schema.h). */
-#include "kpi.h"
+#include "engine/kpi.h"
 
 #include <string.h>
 

@@ -23,8 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "event.h"
-#include "kpi_schema.h"
+#include "engine/event.h"
+#include "engine/kpi_schema.h"
 
 enum { KPI_NPS_PROMOTERS = 0, KPI_NPS_PASSIVES = 1, KPI_NPS_DETRACTORS = 2 };
 

@@ -1,10 +1,10 @@
 /* shard.c - the flusher's half of the shard handshake (the worker's half is
  * kpi_worker_checkpoint in engine.c).  The argument is in shard.h. */
-#include "shard.h"
+#include "engine/shard.h"
 
 #include <string.h>
 
-#include "err.h"
+#include "engine/err.h"
 
 int kpi_shard_init(struct kpi_shard *s, uint32_t max_cells)
 {

@@ -38,9 +38,9 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-#include "aggregate.h"
-#include "decode.h"
-#include "dims.h"
+#include "engine/aggregate.h"
+#include "engine/decode.h"
+#include "engine/dims.h"
 
 #define KPI_MAX_INPUTS 1024 /* partitions one engine instance can hold at once */
 

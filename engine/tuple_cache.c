@@ -8,13 +8,13 @@
  * "__none__" encode differently but map to the same ids: that only costs a
  * second slot).
  */
-#include "tuple_cache.h"
+#include "engine/tuple_cache.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "err.h"
-#include "hash.h"
+#include "engine/err.h"
+#include "engine/hash.h"
 
 #define TCACHE_SEED 0x7475706c65ULL
 

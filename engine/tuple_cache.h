@@ -19,8 +19,8 @@
 
 #include <stdint.h>
 
-#include "dims.h"
-#include "event.h"
+#include "engine/dims.h"
+#include "engine/event.h"
 
 #define KPI_TCACHE_SLOTS   2048 /* power of two */
 #define KPI_TCACHE_KEY_MAX 60   /* bytes of encoded tuple a slot holds */

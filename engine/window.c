@@ -1,12 +1,12 @@
 /* window.c - parsing window specs and durations (see window.h for the model). */
-#include "window.h"
+#include "engine/window.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "err.h"
+#include "engine/err.h"
 
 int kpi_duration_parse(const char *s, int64_t *ms)
 {

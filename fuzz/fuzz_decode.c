@@ -8,20 +8,22 @@
  * UBSan, built in with the fuzzer, catch any read past the input (libFuzzer
  * hands over an exact-size buffer).
  *
- * Seeds: fuzz/corpus, one message per outcome, written by tests/test_decode.c.
+ * Seeds: one message per outcome, written by tests/test_decode.c
+ * (KPI_WRITE_CORPUS=DIR test_decode --filter 'decode/seed_corpus*'; the
+ * ASan build writes them to build-asan/fuzz-corpus), never committed.
  * Run on a copy, since libFuzzer adds what it finds to its first directory:
  *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -std=c11 -Iengine \
+ *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -std=c11 -I. \
  *       fuzz/fuzz_decode.c engine/decode.c engine/event.c engine/hash.c engine/err.c \
  *       -o /tmp/fuzz_decode
- *   cp -r fuzz/corpus /tmp/corpus && /tmp/fuzz_decode -max_total_time=60 /tmp/corpus
+ *   cp -r build-asan/fuzz-corpus /tmp/corpus && /tmp/fuzz_decode -max_total_time=60 /tmp/corpus
  *
  * or with CMake: CC=clang cmake -S . -B build-fuzz -DKPI_FUZZ=ON.
  */
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "decode.h"
+#include "engine/decode.h"
 
 #define NOW     1700000000000LL
 #define SKEW    300000

@@ -5,13 +5,14 @@
 set -euo pipefail
 pkgs=(
     build-essential cmake pkg-config clang libclang-rt-14-dev clang-format
-    librdkafka-dev libhiredis-dev libmsgpack-dev libcriterion-dev libck-dev
+    librdkafka-dev libhiredis-dev libmsgpack-dev libcriterion-dev
     libinih-dev libmicrohttpd-dev libjemalloc-dev
     redis-server redis-tools
     openjdk-17-jre-headless maven
     python3 python3-yaml curl
     dpkg-dev file man-db systemd util-linux # the Debian package: cpack -G DEB, scripts/package-check.sh
     libcurl4-openssl-dev prometheus prometheus-alertmanager chromium
+    stunnel4 openssl # TLS to Redis through a stunnel sidecar (README, "Redis over TLS")
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -32,7 +32,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "sink.h"
+#include "sinks/sink.h"
 
 #define KPI_REDIS_URL_DEFAULT    "redis://127.0.0.1:6379"
 #define KPI_REDIS_PREFIX_DEFAULT "kpi"

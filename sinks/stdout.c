@@ -13,7 +13,7 @@
  * unions their sketches, and each entry caches its last result until a cell
  * lands in it or the head moves.
  */
-#include "stdout.h"
+#include "sinks/stdout.h"
 
 #include <inttypes.h>
 #include <pthread.h>
@@ -21,7 +21,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "err.h"
+#include "engine/err.h"
 
 struct slot {
     int64_t bucket; /* INT64_MIN: empty */

@@ -26,7 +26,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "sink.h"
+#include "sinks/sink.h"
 
 /* out: where to print (NULL: print nothing, keep state for queries).
  * json: 1 for JSON lines, 0 for the table.  top: values per grouping set in

@@ -8,9 +8,9 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "engine.h"
-#include "sink.h"
-#include "source.h"
+#include "engine/engine.h"
+#include "sinks/sink.h"
+#include "sources/source.h"
 
 struct kpi_kafka_conf {
     const char *brokers; /* bootstrap.servers */

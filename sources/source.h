@@ -12,7 +12,7 @@
 
 #include <stdint.h>
 
-#include "engine.h"
+#include "engine/engine.h"
 
 struct kpi_source_ops {
     const char *name;

@@ -2,8 +2,8 @@
 #include <criterion/criterion.h>
 #include <math.h>
 
-#include "alert.h"
-#include "err.h"
+#include "engine/alert.h"
+#include "engine/err.h"
 
 struct tally {
     int raised, resolved;

@@ -7,9 +7,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "config.h"
-#include "redis.h"
-#include "err.h"
+#include "cmd/lib/config.h"
+#include "sinks/redis.h"
+#include "engine/err.h"
 
 static char err[512];
 

@@ -8,12 +8,12 @@
  * an error.
  *
  * The examples[] table names one message per outcome (a few good events and
- * one per decoder reason).  It feeds three checks: every decoder reason has an
- * example, each example decodes as named, and the fuzzer's seed corpus
- * (fuzz/corpus/<name>) is exactly these messages.  To regenerate the corpus
- * after changing an example:
+ * one per decoder reason).  It feeds two checks, every decoder reason has an
+ * example and each example decodes as named, and it is the fuzzer's seed
+ * corpus: one file per example, <name>, written where KPI_WRITE_CORPUS says
+ * (scripts/test.sh does it before fuzzing; nothing is committed):
  *
- *   KPI_WRITE_CORPUS=fuzz/corpus ./test_decode --filter 'decode/seed_corpus*'
+ *   KPI_WRITE_CORPUS=DIR ./test_decode --filter 'decode/seed_corpus*'
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -22,10 +22,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
-#include "decode.h"
-#include "err.h"
-#include "hll.h"
+#include "engine/decode.h"
+#include "engine/err.h"
+#include "engine/hll.h"
 
 #ifndef KPI_SOURCE_DIR
 #define KPI_SOURCE_DIR "."
@@ -1434,34 +1435,32 @@ Test(decode, every_decoder_reason_has_an_example_that_produces_exactly_it)
     }
 }
 
-/* The fuzzer's seeds are the examples, byte for byte; with KPI_WRITE_CORPUS
- * set to a directory, this writes them there instead. */
-Test(decode, seed_corpus_is_the_examples)
+/* The fuzzer's seeds are the examples, byte for byte: written to the
+ * directory KPI_WRITE_CORPUS names (default: fuzz-corpus in the build tree),
+ * then read back. */
+Test(decode, seed_corpus_is_written_from_the_examples)
 {
     const char *out = getenv("KPI_WRITE_CORPUS");
+    char dir[512];
+    snprintf(dir, sizeof(dir), "%s", out && *out ? out : KPI_BINARY_DIR "/fuzz-corpus");
+    cr_assert(mkdir(dir, 0755) == 0 || errno == EEXIST, "%s: %s", dir, strerror(errno));
     for (size_t i = 0; i < N_EXAMPLES; i++) {
         struct msg m;
         examples[i].build(&m);
-        char path[512];
-        snprintf(path, sizeof(path), "%s/%s", out ? out : KPI_SOURCE_DIR "/fuzz/corpus",
-                 examples[i].name);
-        if (out) {
-            FILE *f = fopen(path, "wb");
-            cr_assert_not_null(f, "%s: %s", path, strerror(errno));
-            if (m.sb.size)
-                cr_assert_eq(fwrite(m.sb.data, 1, m.sb.size, f), m.sb.size);
-            cr_assert_eq(fclose(f), 0);
-        } else {
-            FILE *f = fopen(path, "rb");
-            cr_assert_not_null(f, "%s: %s (regenerate: see the top of test_decode.c)", path,
-                               strerror(errno));
-            char buf[1024];
-            size_t n = fread(buf, 1, sizeof(buf), f);
-            fclose(f);
-            cr_assert(n == m.sb.size && (n == 0 || memcmp(buf, m.sb.data, n) == 0),
-                      "%s differs from its example (regenerate: see the top of test_decode.c)",
-                      path);
-        }
+        char path[1024];
+        snprintf(path, sizeof(path), "%s/%s", dir, examples[i].name);
+        FILE *f = fopen(path, "wb");
+        cr_assert_not_null(f, "%s: %s", path, strerror(errno));
+        if (m.sb.size)
+            cr_assert_eq(fwrite(m.sb.data, 1, m.sb.size, f), m.sb.size);
+        cr_assert_eq(fclose(f), 0);
+        f = fopen(path, "rb");
+        cr_assert_not_null(f, "%s: %s", path, strerror(errno));
+        char buf[1024];
+        size_t n = fread(buf, 1, sizeof(buf), f);
+        fclose(f);
+        cr_assert(n == m.sb.size && (n == 0 || memcmp(buf, m.sb.data, n) == 0),
+                  "%s differs from its example", path);
         m_free(&m);
     }
 }

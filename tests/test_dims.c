@@ -2,8 +2,8 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "dims.h"
-#include "err.h"
+#include "engine/dims.h"
+#include "engine/err.h"
 
 static struct kpi_event with_dims(const char *region, const char *plan, const char *segment)
 {

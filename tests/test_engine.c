@@ -12,9 +12,9 @@
 #include <string.h>
 
 #include "base/clock.h"
-#include "engine.h"
-#include "err.h"
-#include "hash.h"
+#include "engine/engine.h"
+#include "engine/err.h"
+#include "engine/hash.h"
 
 /* ---- an in-memory flush target ---- */
 
@@ -269,6 +269,7 @@ Test(engine, sink_conflict_fences_the_engine)
 
 struct flush_call {
     struct kpi_engine *e;
+    int64_t timeout_ms;
     atomic_int done;
     int rc;
 };
@@ -276,14 +277,14 @@ struct flush_call {
 static void *do_flush(void *arg)
 {
     struct flush_call *f = arg;
-    f->rc = kpi_engine_flush_sync(f->e, 10000, NULL, 0);
+    f->rc = kpi_engine_flush_sync(f->e, f->timeout_ms, NULL, 0);
     atomic_store(&f->done, 1);
     return NULL;
 }
 
-static int flush_from_worker(struct kpi_engine *e, struct kpi_worker *w)
+static int flush_from_worker_within(struct kpi_engine *e, struct kpi_worker *w, int64_t timeout_ms)
 {
-    struct flush_call f = {.e = e};
+    struct flush_call f = {.e = e, .timeout_ms = timeout_ms};
     atomic_init(&f.done, 0);
     pthread_t th;
     pthread_create(&th, NULL, do_flush, &f);
@@ -294,6 +295,11 @@ static int flush_from_worker(struct kpi_engine *e, struct kpi_worker *w)
     pthread_join(th, NULL);
     kpi_worker_checkpoint(w); /* pick up the watermark published by that cycle */
     return f.rc;
+}
+
+static int flush_from_worker(struct kpi_engine *e, struct kpi_worker *w)
+{
+    return flush_from_worker_within(e, w, 10000);
 }
 
 static struct kpi_event at(int64_t ts)
@@ -402,6 +408,57 @@ Test(engine, reopened_input_starts_from_its_new_offset)
     cr_assert_eq(flush_from_worker(e, w), 0);
     cr_assert_eq(target_state.ranges_broken, 0);
     cr_assert_eq(target_state.next_from[0], 51);
+    kpi_engine_destroy(e);
+}
+
+/* The chaos campaign's double count: a partition revoked while Redis was
+ * down (its revocation flush failed) comes back to the same instance with
+ * its events still pending.  Reopened at the stored offset as a second input,
+ * the next delta carried [100, 102) twice and counted those events twice. */
+Test(engine, a_partition_back_before_its_pending_range_is_flushed_continues_that_range)
+{
+    struct kpi_engine *e = make_engine(1, 4096, 1000);
+    struct kpi_worker *w = kpi_engine_worker(e, 0);
+    int in = kpi_engine_input_open(e, "events", 0, 0, 100);
+    struct kpi_event ev = at(1000000);
+    cr_assert_eq(kpi_worker_add(w, in, 100, &ev), KPI_BAD_NONE);
+    cr_assert_eq(kpi_worker_add(w, in, 101, &ev), KPI_BAD_NONE);
+    kpi_engine_input_revoke(e, in);
+    target_state.fail_next = 1000000; /* Redis down */
+    target_state.next_from[0] = 100;
+    cr_assert_neq(flush_from_worker_within(e, w, 100), 0, "the revocation flush fails");
+    kpi_engine_input_close(e, in);
+    target_state.fail_next = 0;
+    /* Back, at the offset Redis still holds. */
+    int again = kpi_engine_input_open(e, "events", 0, 0, 100);
+    cr_assert_geq(again, 0);
+    cr_assert_eq(kpi_engine_input_resume_at(e, again), 102, "resume after the pending events");
+    cr_assert_eq(kpi_worker_add(w, again, 102, &ev), KPI_BAD_NONE);
+    cr_assert_eq(flush_from_worker(e, w), 0);
+    cr_assert_eq(target_state.per_set_total[0].activations, 3);
+    cr_assert_eq(target_state.ranges_broken, 0);
+    cr_assert_eq(target_state.next_from[0], 103);
+    kpi_engine_destroy(e);
+}
+
+/* If another instance stored past the pending range meanwhile, that range
+ * must not be continued: a fresh input starts at the stored offset (and the
+ * stale range is the sink's to fence). */
+Test(engine, a_partition_back_after_someone_else_advanced_it_starts_fresh)
+{
+    struct kpi_engine *e = make_engine(1, 4096, 1000);
+    struct kpi_worker *w = kpi_engine_worker(e, 0);
+    int in = kpi_engine_input_open(e, "events", 0, 0, 100);
+    struct kpi_event ev = at(1000000);
+    cr_assert_eq(kpi_worker_add(w, in, 100, &ev), KPI_BAD_NONE);
+    kpi_engine_input_revoke(e, in);
+    target_state.fail_next = 1000000;
+    cr_assert_neq(flush_from_worker_within(e, w, 100), 0);
+    kpi_engine_input_close(e, in);
+    int again = kpi_engine_input_open(e, "events", 0, 0, 150);
+    cr_assert_geq(again, 0);
+    cr_assert_neq(again, in);
+    cr_assert_eq(kpi_engine_input_resume_at(e, again), 150);
     kpi_engine_destroy(e);
 }
 

@@ -5,8 +5,8 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "err.h"
-#include "flush_errors.h"
+#include "engine/err.h"
+#include "cmd/lib/flush_errors.h"
 
 static const char *cause(int err, const char *msg)
 {

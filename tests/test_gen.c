@@ -5,11 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "decode.h"
-#include "err.h"
+#include "engine/decode.h"
+#include "engine/err.h"
 #include "gen/truth.h"
-#include "hll.h"
-#include "kpi.h"
+#include "engine/hll.h"
+#include "engine/kpi.h"
 
 #define START 1700000000000LL
 #define NOW   (START + 10LL * 86400000) /* the decoder's clock: after every event */

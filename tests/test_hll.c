@@ -4,8 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "err.h"
-#include "hll.h"
+#include "engine/err.h"
+#include "engine/hll.h"
 
 static void add_ids(struct kpi_hll *h, uint64_t from, uint64_t n)
 {

@@ -5,8 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "hash.h"
-#include "intern.h"
+#include "engine/hash.h"
+#include "engine/intern.h"
 
 static uint32_t get(struct kpi_intern *t, const char *s)
 {

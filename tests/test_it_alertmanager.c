@@ -23,9 +23,9 @@
 #include <unistd.h>
 
 #include "base/clock.h"
-#include "engine.h"
-#include "kafka_util.h"
-#include "notify.h"
+#include "engine/engine.h"
+#include "support/kafka_util.h"
+#include "cmd/lib/notify.h"
 
 static void poll_pause(void)
 {

@@ -7,8 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "hll.h"
-#include "redis_server.h"
+#include "engine/hll.h"
+#include "support/redis_server.h"
 
 static struct kpi_test_redis srv;
 static redisContext *c;

@@ -10,11 +10,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "engine.h"
-#include "err.h"
-#include "kafka.h"
-#include "kafka_util.h"
-#include "mem_sink.h"
+#include "engine/engine.h"
+#include "engine/err.h"
+#include "sources/kafka.h"
+#include "support/kafka_util.h"
+#include "support/mem_sink.h"
 
 /* Polling interval while waiting for a condition (not a synchronisation). */
 static void poll_pause(void)

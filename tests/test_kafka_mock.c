@@ -13,12 +13,13 @@
 #include <string.h>
 #include <time.h>
 
-#include "engine.h"
+#include "engine/engine.h"
 #include "gen/truth.h"
-#include "kafka.h"
-#include "mem_sink.h"
+#include "sources/kafka.h"
+#include "support/mem_sink.h"
 
 /* Kafka protocol API keys (not in librdkafka's public headers). */
+#define API_PRODUCE       0
 #define API_FETCH         1
 #define API_OFFSET_COMMIT 8
 #define API_HEARTBEAT     12
@@ -253,12 +254,67 @@ Test(kafka_mock, dead_letters_are_produced_with_the_consumers_kafka_settings)
     cr_assert_eq(ms.total.events, (int64_t)t.good);
 }
 
-/* A dead letter the producer refuses (too large for it) is never dropped: no
- * offset moves past it, /healthz says why, /metrics shows it. */
+/* A dead letter larger than the producer may send (a hostile 1 MB value)
+ * would hold every offset back forever: it goes out truncated, with the
+ * original length in kpi.truncated, and the group goes on. */
+Test(kafka_mock, an_oversized_dead_letter_is_truncated_and_delivered)
+{
+    struct kpi_gen_truth t;
+    produce_big(1000, &t);
+    struct mem_sink ms;
+    mem_sink_init(&ms, "big");
+    struct instance a;
+    start_big(&a, &ms, 1, NULL, 0); /* the producer's default message.max.bytes: 1 000 000 */
+    finish(&a);
+    cr_assert_eq(a.rc, 0, "%s", a.err);
+    cr_assert_eq(mem_sink_offsets_total(&ms), 1001, "every offset stored once");
+    cr_assert_eq(ms.total.events, (int64_t)t.good);
+    char err[256];
+    rd_kafka_conf_t *c = rd_kafka_conf_new();
+    rd_kafka_conf_set(c, "bootstrap.servers", bootstraps, err, sizeof(err));
+    rd_kafka_conf_set(c, "group.id", "dlq-truncated", err, sizeof(err));
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, err, sizeof(err));
+    cr_assert_not_null(rk, "%s", err);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, "big.dlq", 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_assign(rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    rd_kafka_message_t *m = NULL;
+    int64_t deadline = mono_ms() + 20000;
+    while (!m && mono_ms() < deadline) {
+        m = rd_kafka_consumer_poll(rk, 100);
+        if (m && m->err) {
+            rd_kafka_message_destroy(m);
+            m = NULL;
+        }
+    }
+    cr_assert_not_null(m, "the dead letter was delivered");
+    cr_assert_leq(m->len, 1000000 - 4096);
+    cr_assert_gt(m->len, 0);
+    rd_kafka_headers_t *h = NULL;
+    const void *v = NULL;
+    size_t vl = 0;
+    cr_assert_eq(rd_kafka_message_headers(m, &h), 0);
+    cr_assert_eq(rd_kafka_header_get_last(h, "kpi.truncated", &v, &vl), 0);
+    cr_assert(vl == 7 && memcmp(v, "1500000", 7) == 0, "the original length");
+    cr_assert_eq(rd_kafka_header_get_last(h, "kpi.reason", &v, &vl), 0);
+    rd_kafka_message_destroy(m);
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+}
+
+/* A dead letter the broker refuses is never dropped: no offset moves past
+ * it, /healthz says why, /metrics shows it. */
 Test(kafka_mock, an_undeliverable_dead_letter_holds_every_offset_back_and_says_why)
 {
     struct kpi_gen_truth t;
     produce_big(1000, &t);
+    /* Every produce request from here on (the dead-letter producer's) is
+     * refused, as a topic the user may not write would be. */
+    rd_kafka_resp_err_t refusals[2000];
+    for (size_t i = 0; i < sizeof(refusals) / sizeof(refusals[0]); i++)
+        refusals[i] = RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED;
+    rd_kafka_mock_push_request_errors_array(mc, API_PRODUCE, 2000, refusals);
     struct mem_sink ms;
     mem_sink_init(&ms, "big");
     struct instance a;
@@ -278,7 +334,7 @@ Test(kafka_mock, an_undeliverable_dead_letter_holds_every_offset_back_and_says_w
     char why[512] = "";
     cr_assert_eq(kpi_source_kafka_health(a.src.self, why, sizeof(why)), 0);
     cr_assert(strstr(why, "big.dlq") && strstr(why, "cannot be written") &&
-                  strstr(why, "too large"),
+                  strstr(why, "authorization"),
               "%s", why);
     char *text = NULL;
     size_t len = 0;

@@ -1,7 +1,7 @@
 /* KPI formulas on exact counters, including empty and zero-denominator windows. */
 #include <criterion/criterion.h>
 
-#include "kpi.h"
+#include "engine/kpi.h"
 
 static struct kpi_event ev(enum kpi_event_type t)
 {

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kpi.h"
+#include "engine/kpi.h"
 
 /* ---- reading a Markdown section's tables ---- */
 

@@ -9,10 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine.h"
-#include "err.h"
-#include "hll.h"
-#include "stdout.h"
+#include "engine/engine.h"
+#include "engine/err.h"
+#include "engine/hll.h"
+#include "sinks/stdout.h"
 
 /* ---- building deltas by hand ---- */
 

@@ -5,8 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "dims.h"
-#include "tuple_cache.h"
+#include "engine/dims.h"
+#include "engine/tuple_cache.h"
 
 static struct kpi_event ev3(const char *a, const char *b, const char *c)
 {

@@ -1,8 +1,8 @@
 /* Rolling windows: parsing, base buckets, watermark and lateness edges. */
 #include <criterion/criterion.h>
 
-#include "err.h"
-#include "window.h"
+#include "engine/err.h"
+#include "engine/window.h"
 
 static struct kpi_windows defaults(int64_t lateness)
 {

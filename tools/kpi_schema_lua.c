@@ -30,7 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kpi_schema.h"
+#include "engine/kpi_schema.h"
 
 #define NAME_(name, when, add, doc) #name,
 static const char *const counters[] = {KPI_COUNTERS(NAME_)};

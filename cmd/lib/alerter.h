@@ -20,9 +20,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "alert.h"
-#include "dims.h"
-#include "kpiread.h"
+#include "engine/alert.h"
+#include "engine/dims.h"
+#include "cmd/lib/kpiread.h"
 
 struct kpi_alerter;
 struct kpi_notify;
@@ -32,12 +32,15 @@ struct kpi_alerter_conf {
     const struct kpi_windows *windows; /* outlive the alerter */
     int window;                        /* index of the watched window */
     const char *window_id;             /* its id, e.g. "1h_1m" */
-    int kpi; /* the derived KPI watched: KPI_DI_churn_rate or KPI_DI_churn_rate_monthly */
-    const char *channel; /* "alerts" */
+    const char *channel;               /* "alerts" */
     int64_t stream_maxlen;
     int64_t poll_ms;
     struct kpi_alert_conf detector;
     struct kpi_notify *notify; /* NULL: no delivery beyond the store */
+    /* The derived KPI watched (alerts.kpi): KPI_DI_churn_rate (0, so a
+     * zeroed or positional conf keeps the old behaviour) or
+     * KPI_DI_churn_rate_monthly. */
+    int kpi;
 };
 
 struct kpi_alerter *kpi_alerter_start(const struct kpi_alerter_conf *c, const struct kpi_dims *d,
@@ -45,7 +48,16 @@ struct kpi_alerter *kpi_alerter_start(const struct kpi_alerter_conf *c, const st
 void kpi_alerter_stop(struct kpi_alerter *a);
 /* Alerts published so far (raised, resolved). */
 void kpi_alerter_counts(struct kpi_alerter *a, uint64_t *raised, uint64_t *resolved);
-/* The last alert as one line, or "" (for the demo's view). */
+/* The closed mark whose evaluation went through last (INT64_MIN: none yet):
+ * a mark advances only once every value was observed for it, and an
+ * evaluation cut short by a Redis error is done again, never skipped. */
+int64_t kpi_alerter_closed(struct kpi_alerter *a);
+/* Alerts waiting to be recorded again (their first attempt failed: OOM,
+ * READONLY, NOPERM, Redis down); they are retried, in order, before the
+ * next evaluation. */
+size_t kpi_alerter_pending(struct kpi_alerter *a);
+/* The last alert as one line, or "" (for the demo's view); bytes outside
+ * printable ASCII in its set and value are written \xNN. */
 void kpi_alerter_last(struct kpi_alerter *a, char *buf, size_t size);
 
 #endif

@@ -1,6 +1,6 @@
 /* api.c - the KPI HTTP API's handlers and the SSE watcher (see api.h and
  * docs/api.md). */
-#include "api.h"
+#include "cmd/lib/api.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -11,9 +11,9 @@
 #include <time.h>
 
 #include "base/clock.h"
-#include "engine.h"
-#include "err.h"
-#include "json.h"
+#include "engine/engine.h"
+#include "engine/err.h"
+#include "cmd/lib/json.h"
 #include "base/log.h"
 
 #define LIMIT_MAX  1000 /* rows of one page, points of one series, alerts of one call */

@@ -18,8 +18,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "kpiread.h"
-#include "sse.h"
+#include "cmd/lib/kpiread.h"
+#include "cmd/lib/sse.h"
 
 struct kpi_api;
 

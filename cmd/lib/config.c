@@ -1,7 +1,7 @@
 /*
  * config.c - the configuration table and everything generated from it.
  */
-#include "config.h"
+#include "cmd/lib/config.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -11,10 +11,10 @@
 #include <string.h>
 #include <strings.h>
 
-#include "dims.h"
-#include "err.h"
-#include "redis.h"
-#include "window.h"
+#include "engine/dims.h"
+#include "engine/err.h"
+#include "sinks/redis.h"
+#include "engine/window.h"
 
 enum ktype { K_STR, K_INT, K_DURATION, K_DOUBLE, K_BOOL, K_ENUM };
 

@@ -17,8 +17,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "alert.h"
-#include "engine.h"
+#include "engine/alert.h"
+#include "engine/engine.h"
 
 #define KPI_CONF_MAX_PASSTHROUGH 128
 #define KPI_CONF_STR             512

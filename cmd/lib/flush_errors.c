@@ -1,11 +1,11 @@
 /* flush_errors.c - see flush_errors.h. */
-#include "flush_errors.h"
+#include "cmd/lib/flush_errors.h"
 
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "err.h"
+#include "engine/err.h"
 
 /* Redis error codes worth telling apart: each needs a different fix
  * (credentials, ACL, cluster topology, failover, memory...). */

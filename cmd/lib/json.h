@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "kpi.h"
+#include "engine/kpi.h"
 
 /* A JSON string of n bytes: quotes, backslashes and control bytes escaped;
  * bytes >= 0x80 pass through (values are UTF-8 by convention). */

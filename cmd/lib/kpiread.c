@@ -14,7 +14,7 @@
  *   <prefix>:{<group>}:<channel>                  Pub/Sub channel
  *   <prefix>:{<group>}:alertmark:<w>:<set>:<value>:<bucket_end>:<state>
  */
-#include "kpiread.h"
+#include "cmd/lib/kpiread.h"
 
 #include <errno.h>
 #include <hiredis/hiredis.h>
@@ -23,14 +23,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "base/clock.h"
-#include "engine.h"
-#include "err.h"
-#include "keygroup.h"
-#include "redis.h"
-#include "redisconn.h"
-#include "stdout.h"
+#include "engine/engine.h"
+#include "engine/err.h"
+#include "engine/keygroup.h"
+#include "sinks/redis.h"
+#include "cmd/lib/redisconn.h"
+#include "sinks/stdout.h"
 
 /* The rolling hash's public fields, in the order read: every counter of
  * engine/kpi_schema.h, active, every derived KPI, the base and its source. */
@@ -61,6 +63,7 @@ struct kpiread {
     uint32_t k;          /* key groups */
     char (*kg_tag)[400]; /* [k]: each key group's prefix (docs/redis-schema.md) */
     char prefix[64], group[256];
+    char token[48]; /* this reader's alert marks (r_alert_record) */
     int64_t timeout_ms;
     pthread_cond_t cv;
     redisContext **idle;
@@ -672,6 +675,28 @@ static int r_alerts_last_id(struct kpiread *r, char *id, size_t size, char *errs
     return 0;
 }
 
+/* One alert, once per group, in one atomic step (a Lua call): the dedup
+ * mark, the stream entry and the Pub/Sub message are written together or not
+ * at all.  An error (OOM, READONLY, NOPERM, a lost connection) leaves no mark
+ * behind, so the caller's retry records it; it is never taken for "another
+ * instance recorded it".  The mark holds this reader's token: a retry after a
+ * reply that was lost finds its own mark and is told "recorded" (2), so the
+ * alert is still delivered (at least once; deliveries carry a stable dedup
+ * key).  A failed XADD or PUBLISH undoes what the call wrote. */
+static const char alert_script[] =
+    "local v = redis.call('GET', KEYS[1])\n"
+    "if v then if v == ARGV[1] then return 2 end return 0 end\n"
+    "redis.call('SET', KEYS[1], ARGV[1], 'EX', 172800)\n"
+    "local f = {}\n"
+    "for i = 5, #ARGV do f[#f + 1] = ARGV[i] end\n"
+    "local id = redis.pcall('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(f))\n"
+    "if type(id) == 'table' and id.err then redis.call('DEL', KEYS[1]) return id end\n"
+    "local p = redis.pcall('PUBLISH', ARGV[3], ARGV[4])\n"
+    "if type(p) == 'table' and p.err then\n"
+    "  redis.call('XDEL', KEYS[2], id) redis.call('DEL', KEYS[1]) return p\n"
+    "end\n"
+    "return id\n";
+
 static int r_alert_record(struct kpiread *r, struct kpiread_alert *a, const char *json,
                           const char *channel, int64_t maxlen, char *errstr, size_t errsz)
 {
@@ -683,44 +708,39 @@ static int r_alert_record(struct kpiread *r, struct kpiread_alert *a, const char
     k_alertmark_prefix(r, a, mark, sizeof(mark));
     size_t ml = strlen(mark);
     snprintf(mark + ml, sizeof(mark) - ml, "%s:%lld:%s", a->value, (long long)a->bucket_end, state);
-    int err = 0, first = 0;
-    redisReply *rep = redisCommand(c, "SET %s 1 NX EX 172800", mark);
-    if (!rep || rep->type == REDIS_REPLY_ERROR) {
-        err = io_err(c, rep, errstr, errsz);
-        goto out;
-    }
-    first = rep->type == REDIS_REPLY_STATUS;
-    freeReplyObject(rep);
-    rep = NULL;
-    if (!first)
-        goto out; /* another instance recorded it */
-    char rate[32], base[32], thr[32], act[32], bucket[32];
+    k_alerts(r, key, sizeof(key));
+    k_channel(r, channel, ch, sizeof(ch));
+    char rate[32], base[32], thr[32], act[32], bucket[32], ml_s[32];
     snprintf(rate, sizeof(rate), "%.6f", a->rate);
     snprintf(base, sizeof(base), "%.6f", a->baseline);
     snprintf(thr, sizeof(thr), "%.6f", a->threshold);
     snprintf(act, sizeof(act), "%llu", (unsigned long long)a->active);
     snprintf(bucket, sizeof(bucket), "%lld", (long long)a->bucket_end);
-    k_alerts(r, key, sizeof(key));
-    rep = redisCommand(c,
-                       "XADD %s MAXLEN ~ %lld * state %s window %s set %s value %s rate %s "
-                       "baseline %s threshold %s active %s bucket_end %s",
-                       key, (long long)maxlen, state, a->window, a->set, a->value, rate, base, thr,
-                       act, bucket);
-    if (!rep || rep->type != REDIS_REPLY_STRING) {
+    snprintf(ml_s, sizeof(ml_s), "%lld", (long long)maxlen);
+    const char *argv[] = {"EVAL",    alert_script, "2",    mark,        key,      r->token,
+                          ml_s,      ch,           json,   "state",     state,    "window",
+                          a->window, "set",        a->set, "value",     a->value, "rate",
+                          rate,      "baseline",   base,   "threshold", thr,      "active",
+                          act,       "bucket_end", bucket};
+    int argc = (int)(sizeof(argv) / sizeof(argv[0]));
+    redisReply *rep = redisCommandArgv(c, argc, argv, NULL);
+    int err = 0, rc = 0;
+    if (!rep || rep->type == REDIS_REPLY_ERROR) {
         err = io_err(c, rep, errstr, errsz);
-        goto out;
+    } else if (rep->type == REDIS_REPLY_STRING) {
+        snprintf(a->id, sizeof(a->id), "%s", rep->str);
+        rc = 1;
+    } else if (rep->type == REDIS_REPLY_INTEGER) {
+        rc = rep->integer == 2; /* our own mark: a retry after a lost reply */
+    } else {
+        err = io_err(c, rep, errstr, errsz);
     }
-    snprintf(a->id, sizeof(a->id), "%s", rep->str);
-    freeReplyObject(rep);
-    k_channel(r, channel, ch, sizeof(ch));
-    rep = redisCommand(c, "PUBLISH %s %s", ch, json);
-    if (!rep || rep->type == REDIS_REPLY_ERROR)
-        err = io_err(c, rep, errstr, errsz);
-out:
+    /* An error reply leaves the connection usable; no reply does not. */
+    int usable = err == 0 || (rep && rep->type == REDIS_REPLY_ERROR);
     if (rep)
         freeReplyObject(rep);
-    conn_put(r, c, err == 0);
-    return err ? err : first;
+    conn_put(r, c, usable);
+    return err ? err : rc;
 }
 
 static int r_wipe(struct kpiread *r, char *errstr, size_t errsz)
@@ -888,6 +908,10 @@ struct kpiread *kpiread_new_redis(const struct kpiread_redis_conf *c,
     for (uint32_t kg = 0; kg < r->k; kg++)
         kpi_redis_kg_prefix(r->kg_tag[kg], sizeof(r->kg_tag[kg]), c->prefix, c->group, r->k, kg);
     r->timeout_ms = c->timeout_ms > 0 ? c->timeout_ms : 2000;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    snprintf(r->token, sizeof(r->token), "%ld-%lld-%ld-%p", (long)getpid(), (long long)now.tv_sec,
+             (long)now.tv_nsec, (void *)r);
     r->pool = c->pool > 0 ? c->pool : 1;
     r->idle = calloc((size_t)r->pool, sizeof(*r->idle));
     if (!r->idle) {

@@ -30,10 +30,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "dims.h"
-#include "kpi.h"
-#include "sink.h"
-#include "window.h"
+#include "engine/dims.h"
+#include "engine/kpi.h"
+#include "sinks/sink.h"
+#include "engine/window.h"
 
 /* Members of a leaderboard or entries of a stream one request may read. */
 #define KPIREAD_SCAN_MAX 100000
@@ -129,9 +129,12 @@ int kpiread_alerts(struct kpiread *r, const char *after, size_t limit, struct kp
 int kpiread_alerts_last_id(struct kpiread *r, char *id, size_t size, char *errstr,
                            size_t errstr_size);
 /* Record an alert once per group: 1 if this call recorded it (the caller
- * delivers it), 0 if another instance already had (same window, set, value,
- * bucket_end and state), <0 on error.  Appends to the alert log (bounded by
- * maxlen) and publishes `json` on the alert channel `channel`. */
+ * delivers it; also when an earlier call of this reader recorded it and its
+ * reply was lost), 0 if another instance already had (same window, set,
+ * value, bucket_end and state), <0 on error, when nothing was recorded and
+ * the caller must try again.  Appends to the alert log (bounded by maxlen)
+ * and publishes `json` on the alert channel `channel`, all in one atomic
+ * step. */
 int kpiread_alert_record(struct kpiread *r, const struct kpiread_alert *a, const char *json,
                          const char *channel, int64_t maxlen, char *errstr, size_t errstr_size);
 

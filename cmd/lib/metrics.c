@@ -1,5 +1,5 @@
 /* metrics.c - /metrics and /healthz over libmicrohttpd (see metrics.h). */
-#include "metrics.h"
+#include "cmd/lib/metrics.h"
 
 #include <arpa/inet.h>
 #include <microhttpd.h>
@@ -8,11 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api.h"
-#include "dims.h"
-#include "err.h"
-#include "sse.h"
-#include "webassets.h"
+#include "cmd/lib/api.h"
+#include "engine/dims.h"
+#include "engine/err.h"
+#include "cmd/lib/sse.h"
+#include "cmd/lib/webassets.h"
 
 #define MAX_EXTRAS 4
 #define MAX_PARAMS 16

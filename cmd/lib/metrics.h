@@ -19,7 +19,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
-#include "engine.h"
+#include "engine/engine.h"
 
 struct kpi_metrics;
 

@@ -1,5 +1,5 @@
 /* notify.c - see notify.h. */
-#include "notify.h"
+#include "cmd/lib/notify.h"
 
 #include <curl/curl.h>
 #include <pthread.h>
@@ -8,9 +8,9 @@
 #include <time.h>
 
 #include "base/clock.h"
-#include "engine.h"
-#include "err.h"
-#include "json.h"
+#include "engine/engine.h"
+#include "engine/err.h"
+#include "cmd/lib/json.h"
 #include "base/log.h"
 
 enum { T_AM = 0, T_HOOK = 1, N_TARGETS = 2 };

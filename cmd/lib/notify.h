@@ -33,7 +33,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "kpiread.h"
+#include "cmd/lib/kpiread.h"
 
 struct kpi_notify;
 

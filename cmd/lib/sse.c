@@ -1,5 +1,5 @@
 /* sse.c - see sse.h. */
-#include "sse.h"
+#include "cmd/lib/sse.h"
 
 #include <microhttpd.h>
 #include <pthread.h>
@@ -10,7 +10,7 @@
 #include <time.h>
 
 #include "base/clock.h"
-#include "engine.h"
+#include "engine/engine.h"
 
 struct event {
     char *text; /* "id: N\nevent: E\ndata: D\n\n" */

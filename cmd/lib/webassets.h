@@ -1,5 +1,5 @@
 /* webassets.h - the dashboard's files (web/), compiled into the binary by
- * web/embed.cmake at build time: no CDN, no build step, nothing generated in
+ * cmake/embed.cmake at build time: no CDN, no build step, nothing generated in
  * the repository. */
 #ifndef KPI_WEBASSETS_H
 #define KPI_WEBASSETS_H

@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "err.h"
-#include "redis_int.h"
+#include "engine/err.h"
+#include "sinks/redis/redis_int.h"
 
 static int kpi_argv_reserve(struct kpi_argv *a, size_t bytes)
 {

@@ -17,8 +17,11 @@
  * node this sink knows) and is redirected to the new master after a failover.
  * READONLY (the address now points at a replica: a Sentinel or managed
  * failover) drops the connection, so the next call reconnects and resolves
- * the address again.  MOVED, ASK, READONLY, CLUSTERDOWN and TRYAGAIN all mean
- * "not run", so retrying them never applies anything twice.
+ * the address again (a host name is looked up again by every connect, a unix
+ * socket path opened again); so does any connection error, and a storm of
+ * more than 16 redirections drops every connection and route.  MOVED, ASK,
+ * READONLY, CLUSTERDOWN and TRYAGAIN all mean "not run", so retrying them
+ * never applies anything twice.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -26,8 +29,8 @@
 #include <string.h>
 #include <sys/time.h>
 
-#include "err.h"
-#include "redis_int.h"
+#include "engine/err.h"
+#include "sinks/redis/redis_int.h"
 
 static struct timeval tv_ms(int64_t ms)
 {
@@ -252,6 +255,12 @@ int kpi_redis_conn_command(struct kpi_redis_conn *c, int slot, int argc, const c
         *out = r;
         return 0;
     }
+    /* A redirection storm (a cluster reconfiguring, a proxy pointing at the
+     * wrong nodes): forget every connection and route, so the next call
+     * starts again from the configured address, resolved anew. */
+    for (int i = 0; i < c->n_nodes; i++)
+        node_forget(c, i);
+    c->io_errors++;
     return kpi_seterr(errstr, errsz, KPI_ERR_IO, "redis %s: too many cluster redirections", c->url);
 }
 

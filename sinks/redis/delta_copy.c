@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "err.h"
-#include "redis_int.h"
+#include "engine/err.h"
+#include "sinks/redis/redis_int.h"
 
 void kpi_dcopy_clear(struct kpi_dcopy *c)
 {

@@ -6,9 +6,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "err.h"
-#include "keygroup.h"
-#include "redis.h"
+#include "engine/err.h"
+#include "engine/keygroup.h"
+#include "sinks/redis.h"
 
 /* Key group kg's hash tag is "<group>.<kg>.<s>", with s the smallest
  * integer >= 0 that puts the tag's slot in the kg-th of K equal stripes of

@@ -17,10 +17,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "aggregate.h"
-#include "engine.h"
-#include "redis.h"
-#include "url.h"
+#include "engine/aggregate.h"
+#include "engine/engine.h"
+#include "sinks/redis.h"
+#include "sinks/redis/url.h"
 
 #define KPI_REDIS_SPARSE_MAX 3000 /* Redis's default hll-sparse-max-bytes */
 #define KPI_REDIS_SLOTS      16384

@@ -49,7 +49,7 @@
  * values when the engine is idle (the idle callback), so within two flush
  * intervals of the last event every rolling hash is exact.
  */
-#include "redis.h"
+#include "sinks/redis.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -61,11 +61,11 @@
 #include <unistd.h>
 
 #include "base/clock.h"
-#include "err.h"
-#include "hash.h"
-#include "keygroup.h"
+#include "engine/err.h"
+#include "engine/hash.h"
+#include "engine/keygroup.h"
 #include "redis_flush_lua.h"
-#include "redis_int.h"
+#include "sinks/redis/redis_int.h"
 
 void kpi_redis_conf_defaults(struct kpi_redis_conf *c)
 {

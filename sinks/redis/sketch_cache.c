@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "err.h"
-#include "redis_int.h"
+#include "engine/err.h"
+#include "sinks/redis/redis_int.h"
 
 static uint32_t kpi_skc_hash(const struct kpi_skc_key *k)
 {

@@ -1,14 +1,14 @@
 /*
  * url.c - the Redis URL parser (url.h).
  */
-#include "url.h"
+#include "sinks/redis/url.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "err.h"
+#include "engine/err.h"
 
 static int hexval(char c)
 {

@@ -1,5 +1,5 @@
 /* kafka_util.c - see kafka_util.h. */
-#include "kafka_util.h"
+#include "support/kafka_util.h"
 
 #include <librdkafka/rdkafka.h>
 #include <stdio.h>
@@ -8,7 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "decode.h"
+#include "engine/decode.h"
 
 const char *kt_brokers(void)
 {

@@ -1,9 +1,9 @@
 /* mem_sink.c - see mem_sink.h. */
-#include "mem_sink.h"
+#include "support/mem_sink.h"
 
 #include <string.h>
 
-#include "err.h"
+#include "engine/err.h"
 
 void mem_sink_init(struct mem_sink *m, const char *topic)
 {

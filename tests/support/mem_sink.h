@@ -13,8 +13,8 @@
 #include <pthread.h>
 #include <stdint.h>
 
-#include "kpi.h"
-#include "sink.h"
+#include "engine/kpi.h"
+#include "sinks/sink.h"
 
 #define MEM_SINK_PARTS 64
 

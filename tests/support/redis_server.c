@@ -1,5 +1,5 @@
 /* redis_server.c - start and stop a private redis-server for a test (see the header). */
-#include "redis_server.h"
+#include "support/redis_server.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -79,8 +79,11 @@ int kpi_test_redis_start_again(struct kpi_test_redis *r, char *errstr, size_t er
             dup2(dn, 2);
         }
         const char *aof = getenv("KPI_TEST_NO_AOF") ? "no" : "yes";
+        char sock[300];
+        snprintf(sock, sizeof(sock), "%s/redis.sock", r->dir);
         execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
-               "--appendonly", aof, "--appendfsync", "always", "--dir", r->dir, (char *)NULL);
+               "--appendonly", aof, "--appendfsync", "always", "--dir", r->dir, "--unixsocket",
+               sock, (char *)NULL);
         _exit(127);
     }
     r->pid = pid;

@@ -5,8 +5,9 @@
  * loopback port, in a fresh directory, with the AOF on and fsync'd on every
  * write (so a SHUTDOWN NOSAVE followed by a start keeps what was acknowledged,
  * as a production Redis configured for exactly-once would), and stop it at the
- * end.  Readiness is waited for by retrying PING with a bounded deadline,
- * never by sleeping a fixed time.  KPI_TEST_NO_AOF=1 turns persistence off.
+ * end.  It also listens on the unix socket <dir>/redis.sock.  Readiness is waited for by retrying
+ * PING with a bounded deadline, never by sleeping a fixed time.  KPI_TEST_NO_AOF=1 turns
+ * persistence off.
  */
 #ifndef KPI_TEST_REDIS_SERVER_H
 #define KPI_TEST_REDIS_SERVER_H

@@ -1,0 +1,61 @@
+#!/usr/bin/env python3
+"""tests/chaos/account.py - the fault campaign's final accounting (chaos.sh).
+
+    account.py REDIS_PORT GROUP K EXPECTED_OFFSETS
+
+Prints, for the value all:all of the group's Redis keys (schema 2,
+docs/redis-schema.md): its key group's prefix, the sum of `events` and
+`revenue` over every 24h/1h bucket hash (exact whatever the current window
+instance is: a partition behind at an hour boundary would leave the newest
+bucket ahead of the rolling hash's head), and whether every key group's
+offsets add up to EXPECTED_OFFSETS:
+
+    <events> <revenue> <offsets_ok 0|1> <offsets of the worst key group>
+"""
+import binascii
+import re
+import subprocess
+import sys
+
+
+def rcli(port, *args):
+    out = subprocess.run(["redis-cli", "-p", port, "--raw", *args], check=True,
+                         capture_output=True).stdout
+    return out.decode("latin-1").splitlines()
+
+
+def kg_prefix(prefix, group, kg, k):
+    if k == 1:
+        return f"{prefix}:{{{group}}}:"
+    lo, hi = kg * 16384 // k, (kg + 1) * 16384 // k
+    s = 0
+    while not lo <= binascii.crc_hqx(f"{group}.{kg}.{s}".encode(), 0) % 16384 < hi:
+        s += 1
+    return f"{prefix}:{{{group}.{kg}.{s}}}:"
+
+
+def glob_escape(s):
+    return re.sub(r"([*?\[\]\\])", r"\\\1", s)
+
+
+def main():
+    port, group, k, expected = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    kg = binascii.crc_hqx(b"all:all", 0) % k
+    p = kg_prefix("kpi", group, kg, k)
+    events = revenue = 0
+    for key in rcli(port, "--scan", "--pattern",
+                    glob_escape(p) + "b:24h_1h:all:all:*"):
+        ev, rev = rcli(port, "HMGET", key, "events", "revenue")
+        events += int(ev or 0)
+        revenue += int(rev or 0)
+    worst = None
+    for g in range(k):
+        vals = rcli(port, "HVALS", kg_prefix("kpi", group, g, k) + "offsets")
+        total = sum(int(v) for v in vals if v)
+        if worst is None or total != expected:
+            worst = total
+    ok = 1 if worst == expected else 0
+    print(events, revenue, ok, worst)
+
+
+main()
