@@ -96,6 +96,9 @@ static void *demo_produce(void *arg)
     /* after the 1m window filled (60 s) and the baseline's warmup (30 s) */
     gc.spike_start_ms = 100000;
     gc.spike_end_ms = 150000;
+    /* Hourly base snapshots, as a BSS would send: the headline churn is
+     * monthly over the base, about 2 % at this churn rate (gen.h). */
+    gc.base_every_ms = 3600000;
     struct kpi_gen *g = kpi_gen_new(&gc);
     uint8_t buf[512];
     const int64_t t0 = kpi_mono_us();
@@ -169,17 +172,22 @@ static int read_kpis(struct view *v, int w, const char *set, const char *value,
     return kpiread_hash(v->store, w, set, value, out, &found, err, sizeof(err));
 }
 
+/* The headline: monthly churn and ARPU over the base (docs/kpis.md); the
+ * window's own churn over its active subscribers as detail. */
 static void print_row(const char *label, const struct kpi_values *k)
 {
-    char churn[16] = "-", arpu[16] = "-", nps[16] = "-";
+    char monthly[16] = "-", churn[16] = "-", arpu[16] = "-", nps[16] = "-";
+    if (k->has_churn_rate_monthly)
+        snprintf(monthly, sizeof(monthly), "%.2f%%%s", k->churn_rate_monthly * 100,
+                 k->base_source == KPI_BASE_ACTIVE ? "*" : "");
     if (k->has_churn_rate)
         snprintf(churn, sizeof(churn), "%.2f%%", k->churn_rate * 100);
-    if (k->has_arpu)
-        snprintf(arpu, sizeof(arpu), "%.4f", k->arpu);
+    if (k->has_arpu_monthly)
+        snprintf(arpu, sizeof(arpu), "%.4f", k->arpu_monthly);
     if (k->has_nps_network)
         snprintf(nps, sizeof(nps), "%.1f", k->nps_network);
-    printf("  %-24s %10lld %9llu %8s %9s %7s\n", label, (long long)k->c.events,
-           (unsigned long long)k->active, churn, arpu, nps);
+    printf("  %-24s %10lld %9llu %9s %8s %9s %7s\n", label, (long long)k->c.events,
+           (unsigned long long)k->active, monthly, churn, arpu, nps);
 }
 
 static void *view_main(void *arg)
@@ -221,8 +229,8 @@ static void *view_main(void *arg)
                v->redis ? "Redis" : "memory (no Redis)");
         if (v->url[0])
             printf("dashboard: %s\n", v->url);
-        printf("\n  %-24s %10s %9s %8s %9s %7s\n", "window / value", "events", "active", "churn",
-               "ARPU", "NPS");
+        printf("\n  %-24s %10s %9s %9s %8s %9s %7s\n", "window / value", "events", "active",
+               "churn/mo", "window", "ARPU/mo", "NPS");
         for (int w = 0; w < ws->n; w++) {
             struct kpi_values k;
             read_kpis(v, w, "all", "all", &k);
@@ -245,6 +253,9 @@ static void *view_main(void *arg)
             printf("\n  churn-spike alerts: %llu raised, %llu resolved  %s\n",
                    (unsigned long long)ra, (unsigned long long)re, last);
         }
+        printf(
+            "\n  churn/mo: churns per subscriber of the base per 30 days (* over the active base);"
+            "\n  window: churns / the window's active subscribers\n");
         printf("\n  (the youth segment's churn spikes about 100 s in; Ctrl-C stops)\n");
         fflush(stdout);
     }

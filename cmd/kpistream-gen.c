@@ -57,6 +57,11 @@ static void usage(FILE *out)
             "      --seed X             same seed, same events (1)\n"
             "      --jitter MS          events arrive up to MS ms out of event-time order (2000)\n"
             "      --churn-rate F       base share of churn events (0.005)\n"
+            "      --base-every DUR     also send `base` snapshots (docs/events.md) of every\n"
+            "                           region+plan+segment every DUR (a multiple of 1h: 1h,\n"
+            "                           24h); the base is sized for a monthly churn of\n"
+            "                           --base-churn at --churn-rate (off)\n"
+            "      --base-churn F       that monthly churn (0.02)\n"
             "      --sites N            add a `site` dimension: each subscriber's home cell\n"
             "                           site, one of N values \"site-<n>\" (0: none)\n"
             "      --bad-ratio F        share of malformed events, 0..1, rotating through every\n"
@@ -264,6 +269,8 @@ enum {
     O_SEED,
     O_JITTER,
     O_CHURN_RATE,
+    O_BASE_EVERY,
+    O_BASE_CHURN,
     O_SITES,
     O_BAD_RATIO,
     O_MAX_STRING,
@@ -289,6 +296,8 @@ static const struct option long_opts[] = {
     {"seed", required_argument, NULL, O_SEED},
     {"jitter", required_argument, NULL, O_JITTER},
     {"churn-rate", required_argument, NULL, O_CHURN_RATE},
+    {"base-every", required_argument, NULL, O_BASE_EVERY},
+    {"base-churn", required_argument, NULL, O_BASE_CHURN},
     {"sites", required_argument, NULL, O_SITES},
     {"bad-ratio", required_argument, NULL, O_BAD_RATIO},
     {"max-string", required_argument, NULL, O_MAX_STRING},
@@ -368,6 +377,19 @@ static int parse_args(int argc, char **argv, struct opts *o, rd_kafka_conf_t *co
         case O_SPIKE: rc = parse_spike(optarg, &o->gc); break;
         case O_TRUTH: o->truth_path = optarg; break;
         case O_TIMESTAMPS: o->timestamps_path = optarg; break;
+        case O_BASE_EVERY:
+            if (kpi_duration_parse(optarg, &o->gc.base_every_ms) || o->gc.base_every_ms <= 0 ||
+                o->gc.base_every_ms % 3600000)
+                return bad_value("--base-every", optarg, "a multiple of 1h, such as 1h or 24h");
+            break;
+        case O_BASE_CHURN: {
+            char *end;
+            double f = strtod(optarg, &end);
+            if (!*optarg || *end || !(f > 0 && f <= 1))
+                return bad_value("--base-churn", optarg, "a fraction in (0, 1]");
+            o->gc.base_monthly_churn = f;
+            break;
+        }
         case O_TRUTH_BUCKET:
             if (kpi_duration_parse(optarg, &o->truth_bucket_ms) || o->truth_bucket_ms <= 0)
                 return bad_value("--truth-bucket", optarg, "a duration such as 5s or 1m");

@@ -642,6 +642,8 @@ int main(int argc, char **argv)
         ac.windows = ws;
         ac.window = alerts_w;
         ac.window_id = ws->w[alerts_w].id;
+        ac.kpi = strcmp(cfg.alerts_kpi, "churn_rate_monthly") == 0 ? KPI_DI_churn_rate_monthly
+                                                                   : KPI_DI_churn_rate;
         ac.channel = cfg.alerts_channel;
         ac.stream_maxlen = cfg.alerts_stream_maxlen;
         ac.poll_ms = cfg.flush_interval_ms;

@@ -67,6 +67,7 @@ void kpi_agg_reset(struct kpi_agg *a)
     }
     for (uint32_t i = 0; i < a->n; i++) {
         memset(&a->cells[i].c, 0, sizeof(a->cells[i].c));
+        a->cells[i].snap = a->cells[i].snaps = 0;
         kpi_hll_reset(&a->cells[i].hll);
     }
     a->n = 0;
@@ -132,6 +133,8 @@ int kpi_agg_merge(struct kpi_agg *dst, const struct kpi_agg *src)
         const struct kpi_agg_cell *s = &src->cells[i];
         struct kpi_agg_cell *d = kpi_agg_get(dst, s->bucket, s->set, s->vid);
         kpi_counters_add(&d->c, &s->c);
+        d->snap = kpi_sat_add(d->snap, s->snap);
+        d->snaps = kpi_sat_add(d->snaps, s->snaps);
         int err = kpi_hll_merge(&d->hll, &s->hll);
         if (err)
             return err;

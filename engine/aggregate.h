@@ -25,6 +25,12 @@ struct kpi_agg_cell {
     uint32_t vid;   /* value id in that set */
     struct kpi_counters c;
     struct kpi_hll hll; /* distinct subscribers */
+    /* Sum of the counts of the base snapshots (docs/events.md) in the
+     * bucket: not a counter of the schema (snapshots are a gauge, kept by
+     * the sink), but additive within a bucket like one, so merges, retries
+     * and key-group floors treat it like the counters. */
+    int64_t snap;
+    int64_t snaps; /* how many snapshots (a snapshot may count 0) */
 };
 
 struct kpi_agg {

@@ -8,7 +8,7 @@
  *   message  = map                       fixmap 0x80-0x8f, map16 0xde, map32 0xdf
  *   map      = N x (key value)           keys must be strings (fixstr/str8/16/32)
  *   key      = known key                 type ts sub amount bytes seconds score
- *                                        survey reason provision_ms, or a configured
+ *                                        survey reason provision_ms count, or a configured
  *                                        dimension
  *            | unknown key               value skipped whatever it is; containers
  *                                        nested at most MAX_DEPTH levels, counting
@@ -28,7 +28,8 @@
  * names come from the decoder's table.  A bit per known key catches
  * duplicates.  Known keys are validated when they are met, whatever the event
  * type, so the first problem in byte order decides the reason; after the walk
- * come trailing bytes, the presence checks (type, ts, sub, score for nps) and
+ * come trailing bytes, the presence checks (type, ts, sub except for base, score
+ * for nps, count for base) and
  * last the clock-skew check, which is the only one that depends on the wall
  * clock.
  *
@@ -79,6 +80,9 @@ static const char *const reason_names[KPI_BAD__COUNT] = {
     [KPI_BAD_SURVEY_NOT_STRING] = "survey_not_string",
     [KPI_BAD_UNKNOWN_SURVEY] = "unknown_survey",
     [KPI_BAD_REASON_NOT_STRING] = "reason_not_string",
+    [KPI_BAD_MISSING_COUNT] = "missing_count",
+    [KPI_BAD_COUNT_NOT_UINT] = "count_not_uint",
+    [KPI_BAD_COUNT_OUT_OF_RANGE] = "count_out_of_range",
     [KPI_BAD_TOO_LATE] = "too_late",
 };
 
@@ -88,8 +92,9 @@ const char *kpi_bad_reason_name(enum kpi_bad_reason r)
 }
 
 /* The keys the contract knows; dimension keys come from the configuration. */
-static const char *const reserved[] = {"type",    "ts",    "sub",    "amount", "bytes",
-                                       "seconds", "score", "survey", "reason", "provision_ms"};
+static const char *const reserved[] = {"type",   "ts",           "sub",   "amount",
+                                       "bytes",  "seconds",      "score", "survey",
+                                       "reason", "provision_ms", "count"};
 
 int kpi_decoder_init(struct kpi_decoder *d, const char *const *dim_names, int n_dims,
                      int64_t max_skew_ms, uint32_t max_str_len, char *errstr, size_t errsz)
@@ -431,6 +436,7 @@ enum key {
     K_SURVEY,
     K_REASON,
     K_PROVISION_MS,
+    K_COUNT,
     K_DIM0, /* K_DIM0 + i: dimension i */
     K_UNKNOWN = K_DIM0 + KPI_MAX_DIMS
 };
@@ -460,6 +466,8 @@ static inline int match_key(const struct kpi_decoder *d, const struct val *k)
             return K_BYTES;
         if (!memcmp(k->s, "score", 5))
             return K_SCORE;
+        if (!memcmp(k->s, "count", 5))
+            return K_COUNT;
         break;
     case 6:
         if (!memcmp(k->s, "amount", 6))
@@ -539,6 +547,8 @@ static inline enum kpi_bad_reason take(const struct kpi_decoder *d, int key, con
             ev->type = KPI_EV_CHURN;
         else if (str_is(v, "nps", 3))
             ev->type = KPI_EV_NPS;
+        else if (str_is(v, "base", 4))
+            ev->type = KPI_EV_BASE;
         else
             return KPI_BAD_UNKNOWN_TYPE;
         return KPI_BAD_NONE;
@@ -599,6 +609,13 @@ static inline enum kpi_bad_reason take(const struct kpi_decoder *d, int key, con
             ev->has_provision_ms = 1;
         }
         return KPI_BAD_NONE;
+    case K_COUNT:
+        if (v->k != V_UINT)
+            return KPI_BAD_COUNT_NOT_UINT; /* negative ints included */
+        if (v->u > KPI_MAX_QUANTITY)
+            return KPI_BAD_COUNT_OUT_OF_RANGE;
+        ev->count = v->u;
+        return KPI_BAD_NONE;
     case K_SCORE:
         if (v->k != V_UINT)
             return KPI_BAD_SCORE_NOT_UINT; /* negative ints included */
@@ -655,6 +672,8 @@ enum kpi_bad_reason kpi_decode(const struct kpi_decoder *d, const void *msg, siz
     ev->has_provision_ms = 0;
     ev->score = 0;
     ev->survey = KPI_SURVEY_NETWORK;
+    ev->count = 0;
+    ev->sub_hash = 0;
     ev->reason.ptr = NULL;
     ev->reason.len = 0;
     for (int i = 0; i < d->n_dims; i++) {
@@ -690,10 +709,13 @@ enum kpi_bad_reason kpi_decode(const struct kpi_decoder *d, const void *msg, siz
         return KPI_BAD_MISSING_TYPE;
     if (!(seen & BIT(K_TS)))
         return KPI_BAD_MISSING_TS;
-    if (!(seen & BIT(K_SUB)))
+    /* A base snapshot is about a dimension combination, not a subscriber. */
+    if (ev->type != KPI_EV_BASE && !(seen & BIT(K_SUB)))
         return KPI_BAD_MISSING_SUB;
     if (ev->type == KPI_EV_NPS && !(seen & BIT(K_SCORE)))
         return KPI_BAD_MISSING_SCORE;
+    if (ev->type == KPI_EV_BASE && !(seen & BIT(K_COUNT)))
+        return KPI_BAD_MISSING_COUNT;
     /* ts > now + skew, without overflowing either side. */
     if (ts > (uint64_t)INT64_MAX || (int64_t)ts - d->max_skew_ms > now_ms)
         return KPI_BAD_TS_IN_FUTURE;

@@ -41,7 +41,7 @@ enum kpi_bad_reason {
                                  reason) longer than max_str_len */
     KPI_BAD_MISSING_TYPE,
     KPI_BAD_TYPE_NOT_STRING, /* not a str (bin, nil, ext, a number...) */
-    KPI_BAD_UNKNOWN_TYPE,    /* not usage, activation, churn or nps */
+    KPI_BAD_UNKNOWN_TYPE,    /* not usage, activation, churn, nps or base */
     KPI_BAD_MISSING_TS,
     KPI_BAD_TS_NOT_UINT,  /* a negative int, float, str, ... */
     KPI_BAD_TS_IN_FUTURE, /* ts > now_ms + max_skew_ms (checked last) */
@@ -60,8 +60,11 @@ enum kpi_bad_reason {
     KPI_BAD_SURVEY_NOT_STRING,
     KPI_BAD_UNKNOWN_SURVEY, /* not "network" or "brand" */
     KPI_BAD_REASON_NOT_STRING,
-    KPI_BAD_TOO_LATE, /* not a decoder reason: the watermark passed
-                         the event's bucket (window.h) */
+    KPI_BAD_MISSING_COUNT,      /* base without count */
+    KPI_BAD_COUNT_NOT_UINT,     /* count: a negative int, float, str, ... */
+    KPI_BAD_COUNT_OUT_OF_RANGE, /* count: above KPI_MAX_QUANTITY */
+    KPI_BAD_TOO_LATE,           /* not a decoder reason: the watermark passed
+                                   the event's bucket (window.h) */
     KPI_BAD__COUNT
 };
 

@@ -524,12 +524,20 @@ static int add_event(struct kpi_worker *w, struct kpi_worker_input *wi, int inpu
             return -1;
         }
     }
-    for (int s = 0; s < n_sets; s++)
-        kpi_hll_prefetch(&cells[s]->hll, ev->sub_hash);
+    const int is_base = ev->type == KPI_EV_BASE;
+    if (!is_base)
+        for (int s = 0; s < n_sets; s++)
+            kpi_hll_prefetch(&cells[s]->hll, ev->sub_hash);
     struct kpi_shard_stats *st = &w->cur->stats;
     for (int s = 0; s < n_sets; s++) {
         if (offset < wi->floor_max && below_floor(e, wi, s, vids[s], offset))
             continue; /* that value's key group already holds this event */
+        if (is_base) {
+            /* A snapshot is a gauge, not activity: no counter, no subscriber. */
+            cells[s]->snap = kpi_sat_add(cells[s]->snap, (int64_t)ev->count);
+            cells[s]->snaps++;
+            continue;
+        }
         kpi_counters_count(&cells[s]->c, ev);
         if (kpi_hll_add_hash(&cells[s]->hll, ev->sub_hash) < 0)
             st->hll_nomem++;

@@ -8,6 +8,7 @@ const char *kpi_event_type_name(enum kpi_event_type t)
     case KPI_EV_ACTIVATION: return "activation";
     case KPI_EV_CHURN: return "churn";
     case KPI_EV_NPS: return "nps";
+    case KPI_EV_BASE: return "base";
     default: return "unknown";
     }
 }

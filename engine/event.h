@@ -20,6 +20,7 @@ enum kpi_event_type {
     KPI_EV_ACTIVATION,
     KPI_EV_CHURN,
     KPI_EV_NPS,
+    KPI_EV_BASE, /* a subscriber-base snapshot (docs/events.md): no sub, a count */
     KPI_EV__COUNT
 };
 
@@ -47,6 +48,7 @@ struct kpi_event {
     uint8_t survey;                       /* nps: enum kpi_survey */
     uint8_t has_provision_ms;             /* activation: provision_ms was sent */
     uint64_t provision_ms;                /* activation: time to provision, ms (0: absent) */
+    uint64_t count;                       /* base: subscribers at ts (0 when absent) */
     struct kpi_strref reason;             /* churn: optional */
     struct kpi_strref dims[KPI_MAX_DIMS]; /* by configured dimension index;
                                              ptr == NULL when the key is absent */

@@ -260,7 +260,9 @@ int kpi_flusher_cycle(struct kpi_engine *e, char *errstr, size_t errsz)
         e->stats.last_flush_ok_ms = kpi_now_ms();
         for (uint32_t i = 0; i < e->pending.n; i++)
             if (e->pending.cells[i].set == 0)
-                e->stats.flushed_events += (uint64_t)e->pending.cells[i].c.events;
+                e->stats.flushed_events +=
+                    (uint64_t)(e->pending.cells[i].c.events +
+                               e->pending.cells[i].snaps); /* base: no events */
         kpi_agg_reset(&e->pending);
         e->stats.pending_cells = 0;
         atomic_store_explicit(&e->backpressured, 0, memory_order_relaxed);

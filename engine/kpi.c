@@ -44,6 +44,8 @@ double kpi_nps(const int64_t counts[3])
  * The Redis script computes the same expressions (tools/kpi_schema_lua.c). */
 #define KPI_C(name) ((double)c->name)
 #define KPI_ACTIVE  ((double)active)
+#define KPI_BASE    (has_base ? base : 0.0)
+#define KPI_SPAN_MS ((double)span_ms)
 #define FORMULA_(name, num, den, head, fmt, scale, doc)                                            \
     {                                                                                              \
         double d = (den);                                                                          \
@@ -51,12 +53,21 @@ double kpi_nps(const int64_t counts[3])
             v->name = (num) / d;                                                                   \
     }
 
-void kpi_values_compute(struct kpi_values *v, const struct kpi_counters *c, uint64_t active)
+void kpi_values_compute_base(struct kpi_values *v, const struct kpi_counters *c, uint64_t active,
+                             int has_base, double base, int64_t span_ms)
 {
     memset(v, 0, sizeof(*v));
     v->c = *c;
     v->active = active;
+    v->has_base = has_base;
+    v->base = has_base ? base : 0.0;
+    v->base_source = has_base ? KPI_BASE_SNAPSHOT : KPI_BASE_NONE;
     KPI_DERIVED(FORMULA_)
+}
+
+void kpi_values_compute(struct kpi_values *v, const struct kpi_counters *c, uint64_t active)
+{
+    kpi_values_compute_base(v, c, active, 0, 0.0, 0);
 }
 
 void kpi_values_write_json(FILE *f, const struct kpi_values *v)
@@ -68,4 +79,10 @@ void kpi_values_write_json(FILE *f, const struct kpi_values *v)
         fprintf(f, ",\"%s\":", kpi_derived_defs[i].name);
         kpi_json_num(f, v->has[i], v->derived[i]);
     }
+    if (v->has_base)
+        fprintf(f, ",\"base\":%.0f", v->base); /* an integer: every digit */
+    else
+        fputs(",\"base\":null", f);
+    static const char *const src[] = {"null", "\"snapshot\"", "\"active\""};
+    fprintf(f, ",\"base_source\":%s", src[(unsigned)v->base_source < 3 ? v->base_source : 0]);
 }

@@ -67,6 +67,10 @@ _Static_assert(offsetof(struct kpi_counters, nps[KPI_SURVEY_NETWORK][KPI_NPS_PRO
                        offsetof(struct kpi_counters, nps_brand_detractors),
                "the NPS counters are listed in [survey][class] order");
 
+/* Where a base comes from (docs/kpis.md, "Subscriber base"): the BSS's
+ * snapshots, or the distinct subscribers of a 30-day window ("active base"). */
+enum kpi_base_source { KPI_BASE_NONE = 0, KPI_BASE_SNAPSHOT, KPI_BASE_ACTIVE };
+
 /* The KPIs of a window: its counters, its distinct subscribers, and each
  * derived KPI by name (v->churn_rate, defined when v->has_churn_rate) or by
  * index (v->derived[KPI_DI_churn_rate], v->has[KPI_DI_churn_rate]). */
@@ -75,6 +79,9 @@ _Static_assert(offsetof(struct kpi_counters, nps[KPI_SURVEY_NETWORK][KPI_NPS_PRO
 struct kpi_values {
     struct kpi_counters c;
     uint64_t active; /* distinct subscribers (HyperLogLog estimate) */
+    double base;     /* subscriber base at the window's start (docs/kpis.md) */
+    int has_base;    /* 0: unknown (the monthly KPIs are then undefined) */
+    int base_source; /* enum kpi_base_source: where `base` comes from */
     union {
         struct {
             KPI_DERIVED(KPI_HAS_)
@@ -128,8 +135,13 @@ void kpi_counters_add(struct kpi_counters *dst, const struct kpi_counters *src);
 void kpi_counters_sub(struct kpi_counters *dst, const struct kpi_counters *src);
 int kpi_counters_is_zero(const struct kpi_counters *c);
 
-/* Derive the KPIs from summed counters and a distinct-subscriber count. */
+/* Derive the KPIs from summed counters and a distinct-subscriber count; the
+ * base is unknown, so the KPIs over the base are undefined. */
 void kpi_values_compute(struct kpi_values *v, const struct kpi_counters *c, uint64_t active);
+/* The same with the subscriber base at the window's start (has_base = 0:
+ * unknown) and the window's span in ms (its size, or a bucket's width). */
+void kpi_values_compute_base(struct kpi_values *v, const struct kpi_counters *c, uint64_t active,
+                             int has_base, double base, int64_t span_ms);
 
 /* v's public fields, every counter and KPI of the schema, as JSON object
  * members: `"events":1,...,"active":7,...,"nps_brand":null` (no braces; a

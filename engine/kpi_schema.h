@@ -34,8 +34,10 @@
  *   name = num / den, undefined when den <= 0: reported as absent (has_<name>
  *         = 0 in C, "" in Redis, null in JSON), never as 0 or NaN;
  *   num, den: arithmetic on KPI_C(counter), KPI_ACTIVE (the window's distinct
- *         subscribers), decimal numbers, + - * / and parentheses, nothing
- *         else: the same text is compiled as C here and translated to Lua for
+ *         subscribers), KPI_BASE (the subscriber base at the window's start,
+ *         0 when unknown: docs/kpis.md), KPI_SPAN_MS (the window's size, or
+ *         a stream entry's bucket width, in ms), decimal numbers, + - * / and
+ *         parentheses, nothing else: the same text is compiled as C here and translated to Lua for
  *         Redis, so both compute the same doubles;
  *   head, fmt, scale: the stdout table's column heading, and the printf
  *         format of value x scale;
@@ -82,7 +84,13 @@
       KPI_C(nps_brand_promoters) + KPI_C(nps_brand_passives) + KPI_C(nps_brand_detractors),       \
       "NPS-brd", "%.1f", 1, "brand NPS, -100..100")                                               \
     X(time_to_provision_ms, KPI_C(provision_ms), KPI_C(provisioned), "TTP-ms", "%.0f", 1,         \
-      "mean provisioning time of activations, ms")
+      "mean provisioning time of activations, ms")                                                \
+    X(net_adds, KPI_C(activations) - KPI_C(churns), 1, "net", "%.0f", 1,                          \
+      "activations minus churns")                                                                 \
+    X(churn_rate_monthly, KPI_C(churns) * 2592000000 / KPI_SPAN_MS, KPI_BASE, "churn/mo",         \
+      "%.2f%%", 100, "churns per subscriber of the base, scaled to 30 days (a fraction)")         \
+    X(arpu_monthly, KPI_C(revenue) / 1e6 * 2592000000 / KPI_SPAN_MS, KPI_BASE, "ARPU/mo", "%.2f", \
+      1, "revenue per subscriber of the base, scaled to 30 days, currency units")
 /* clang-format on */
 
 #endif

@@ -115,7 +115,17 @@ struct kpi_gen {
     enum kpi_bad_reason bad[N_BAD_MAX];
     int n_bad;
     uint64_t bad_i;
+    /* Base snapshots (gen.h): per combination, the initial base, every net
+     * add so far, and those with ts >= base_t (the pending snapshot's hour). */
+    int64_t base_init[KPI_GEN_NREG][KPI_GEN_NPLAN][KPI_GEN_NSEG];
+    int64_t base_net[KPI_GEN_NREG][KPI_GEN_NPLAN][KPI_GEN_NSEG];
+    int64_t base_after[KPI_GEN_NREG][KPI_GEN_NPLAN][KPI_GEN_NSEG];
+    int64_t base_t;    /* the pending snapshot's hour */
+    int base_emitting; /* combinations of the pending snapshot emitted so far */
+    uint64_t n_snap;   /* snapshot events made (they do not advance event time) */
 };
+
+#define GEN_HOUR_MS 3600000LL
 
 void kpi_gen_conf_defaults(struct kpi_gen_conf *c)
 {
@@ -131,6 +141,7 @@ void kpi_gen_conf_defaults(struct kpi_gen_conf *c)
     c->churn_rate = 0.005;
     c->max_str_len = KPI_MAX_STR_DEFAULT;
     c->spike_factor = 1;
+    c->base_monthly_churn = 0.02;
 }
 
 int kpi_gen_can_make(enum kpi_bad_reason r)
@@ -182,6 +193,11 @@ int kpi_gen_conf_validate(const struct kpi_gen_conf *c, char *errstr, size_t err
     if (c->spike_end_ms < c->spike_start_ms)
         return kpi_seterr(errstr, errsz, KPI_ERR_INVAL,
                           "spike_end_ms: must not be before spike_start_ms");
+    if (c->base_every_ms < 0 || c->base_every_ms % GEN_HOUR_MS)
+        return kpi_seterr(errstr, errsz, KPI_ERR_INVAL,
+                          "base_every_ms: must be 0 or a multiple of 1 h (snapshots are hourly)");
+    if (c->base_every_ms && !(c->base_monthly_churn > 0 && c->base_monthly_churn <= 1))
+        return kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "base_monthly_churn: must be in (0, 1]");
     return 0;
 }
 
@@ -334,6 +350,21 @@ struct kpi_gen *kpi_gen_new(const struct kpi_gen_conf *c)
     for (int r = 0; r < KPI_BAD__COUNT; r++)
         if (kpi_gen_can_make((enum kpi_bad_reason)r) && (!c->bad_kinds || (c->bad_kinds >> r & 1)))
             g->bad[g->n_bad++] = (enum kpi_bad_reason)r;
+    if (c->base_every_ms) {
+        /* Each combination's share of the population, from the same
+         * cumulative tables attrs() draws with. */
+        double b = c->events_per_sec * (1 - c->bad_ratio) * c->churn_rate * 2592000.0 /
+                   c->base_monthly_churn;
+        for (int r = 0; r < KPI_GEN_NREG; r++)
+            for (int s = 0; s < KPI_GEN_NSEG; s++)
+                for (int p = 0; p < KPI_GEN_NPLAN; p++) {
+                    double pr = (g->region_cum[r] - (r ? g->region_cum[r - 1] : 0)) / 65536.0;
+                    double ps = (g->segment_cum[s] - (s ? g->segment_cum[s - 1] : 0)) / 65536.0;
+                    double pp = (g->plan_cum[s][p] - (p ? g->plan_cum[s][p - 1] : 0)) / 65536.0;
+                    g->base_init[r][p][s] = llround(b * pr * ps * pp);
+                }
+        g->base_t = c->start_ts_ms - c->start_ts_ms % GEN_HOUR_MS;
+    }
     return g;
 }
 
@@ -395,14 +426,14 @@ static inline void attrs(const struct kpi_gen *g, struct kpi_gen_info *in)
 #define K_REASON  "\246reason"
 #define K_CELL    "\244cell"
 #define K_PROV    "\254provision_ms"
+#define K_COUNT   "\245count"
 
 static const char *const type_enc[KPI_EV__COUNT] = {
-    [KPI_EV_USAGE] = "\245usage",
-    [KPI_EV_ACTIVATION] = "\252activation",
-    [KPI_EV_CHURN] = "\245churn",
-    [KPI_EV_NPS] = "\243nps",
+    [KPI_EV_USAGE] = "\245usage", [KPI_EV_ACTIVATION] = "\252activation",
+    [KPI_EV_CHURN] = "\245churn", [KPI_EV_NPS] = "\243nps",
+    [KPI_EV_BASE] = "\244base",
 };
-static const uint8_t type_enc_len[KPI_EV__COUNT] = {6, 11, 6, 4};
+static const uint8_t type_enc_len[KPI_EV__COUNT] = {6, 11, 6, 4, 5};
 
 static inline void kv_type(struct kpi_mp_writer *w, enum kpi_event_type t)
 {
@@ -583,6 +614,14 @@ static void encode_bad(struct kpi_gen *g, struct kpi_mp_writer *w, struct kpi_ge
     case KPI_BAD_REASON_NOT_STRING:
         kpi_mp_u8(w, 0x84), kv_head(w, KPI_EV_CHURN, in), K(w, K_REASON), kpi_mp_uint(w, 3);
         return;
+    case KPI_BAD_MISSING_COUNT: kpi_mp_u8(w, 0x83), kv_head(w, KPI_EV_BASE, in); return;
+    case KPI_BAD_COUNT_NOT_UINT:
+        kpi_mp_u8(w, 0x84), kv_head(w, KPI_EV_BASE, in), K(w, K_COUNT), kpi_mp_double(w, 12.5);
+        return;
+    case KPI_BAD_COUNT_OUT_OF_RANGE:
+        kpi_mp_u8(w, 0x84), kv_head(w, KPI_EV_BASE, in), K(w, K_COUNT),
+            kpi_mp_uint(w, KPI_MAX_QUANTITY + 1);
+        return;
     default: return; /* not made (kpi_gen_can_make) */
     }
 }
@@ -621,12 +660,51 @@ static void encode_usage(struct kpi_gen *g, struct kpi_mp_writer *w, struct kpi_
     *map = (uint8_t)(0x80 | pairs);
 }
 
+/* The next combination's snapshot of the pending hour g->base_t. */
+static int next_snapshot(struct kpi_gen *g, struct kpi_mp_writer *w, int64_t now,
+                         struct kpi_gen_info *in)
+{
+    int i = g->base_emitting++;
+    in->type = KPI_EV_BASE;
+    in->region = i / (KPI_GEN_NPLAN * KPI_GEN_NSEG);
+    in->plan = i / KPI_GEN_NSEG % KPI_GEN_NPLAN;
+    in->segment = i % KPI_GEN_NSEG;
+    in->region_name = kpi_gen_regions[in->region];
+    in->plan_name = kpi_gen_plans[in->plan];
+    in->segment_name = kpi_gen_segments[in->segment];
+    int64_t ts = now - g->c.jitter_ms; /* in the hour: >= base_t, as now passed it */
+    in->ts_ms = ts < g->base_t + GEN_HOUR_MS ? ts : g->base_t + GEN_HOUR_MS - 1;
+    in->base_init = g->base_init[in->region][in->plan][in->segment];
+    int64_t v = in->base_init + g->base_net[in->region][in->plan][in->segment] -
+                g->base_after[in->region][in->plan][in->segment];
+    in->count = v > 0 ? (uint64_t)v : 0;
+    kpi_mp_u8(w, 0x86);
+    K(w, K_TYPE), kpi_mp_raw(w, type_enc[KPI_EV_BASE], type_enc_len[KPI_EV_BASE]);
+    kv_ts(w, in->ts_ms);
+    kv_dims(w, g, in);
+    K(w, K_COUNT), kpi_mp_uint(w, in->count);
+    if (g->base_emitting == KPI_GEN_NREG * KPI_GEN_NPLAN * KPI_GEN_NSEG) {
+        /* Every event so far has ts < the next snapshot's hour. */
+        g->base_emitting = 0;
+        g->base_t += g->c.base_every_ms;
+        memset(g->base_after, 0, sizeof(g->base_after));
+    }
+    return w->full ? KPI_ERR_FULL : 0;
+}
+
 int kpi_gen_next(struct kpi_gen *g, uint8_t *buf, size_t cap, size_t *len, struct kpi_gen_info *in)
 {
     const struct kpi_gen_conf *c = &g->c;
     struct kpi_mp_writer w = {buf, buf + cap, 0};
     memset(in, 0, sizeof(*in));
-    int64_t now = c->start_ts_ms + (int64_t)((double)g->n * g->ms_per_event);
+    int64_t now = c->start_ts_ms + (int64_t)((double)(g->n - g->n_snap) * g->ms_per_event);
+    if (c->base_every_ms && (g->base_emitting || now - c->jitter_ms >= g->base_t)) {
+        g->n++;
+        g->n_snap++;
+        int rc = next_snapshot(g, &w, now, in);
+        *len = rc ? 0 : (size_t)(w.p - buf);
+        return rc;
+    }
     unsigned slot = (unsigned)(g->n % AHEAD);
     g->n++;
 
@@ -703,6 +781,12 @@ int kpi_gen_next(struct kpi_gen *g, uint8_t *buf, size_t cap, size_t *len, struc
             kv_site(&w, g, in);
             if (!w.full)
                 *map = (uint8_t)(*map + 1);
+        }
+        if (c->base_every_ms && (in->type == KPI_EV_ACTIVATION || in->type == KPI_EV_CHURN)) {
+            int d = in->type == KPI_EV_ACTIVATION ? 1 : -1;
+            g->base_net[in->region][in->plan][in->segment] += d;
+            if (in->ts_ms >= g->base_t)
+                g->base_after[in->region][in->plan][in->segment] += d;
         }
     }
     if (w.full) {

@@ -51,6 +51,21 @@
  *     engine.max_string).  ts_in_future sends the time in nanoseconds,
  *     which is in the future under any clock skew the engine accepts.
  *
+ *   - Base snapshots (base_every_ms > 0): the subscriber base of every
+ *     finest combination (region, plan, segment), as a BSS would publish it
+ *     (docs/events.md): for each hour T = floor_hour(start_ts_ms) + k x
+ *     base_every_ms, once every event with ts < T has been made (event time
+ *     past T + jitter_ms), one `base` event per combination, with ts in T's
+ *     hour and count = the combination's initial base + net adds
+ *     (activations - churns) of its events with ts < T.  The initial base
+ *     is the combination's share of the population times B, where B makes
+ *     the default churn rate a monthly churn of base_monthly_churn:
+ *     B = events_per_sec x (1 - bad_ratio) x churn_rate x 30 days /
+ *     base_monthly_churn.  So a spike's monthly churn shows as a jump over a
+ *     steady base.  kpi_gen_info's base_init is the combination's initial base
+ *     and count the snapshot; the truth's expected base of a value is the sum
+ *     over its combinations of initial base + every net add (truth.h).
+ *
  * Encoding: one msgpack map per event, keys as docs/events.md, written by
  * hand into the caller's buffer (msgpack_writer.h): no allocation, no msgpack-c, O(1) per
  * event.  kpi_gen_event_max() bytes always suffice (KPI_GEN_EVENT_MAX when
@@ -93,10 +108,13 @@ struct kpi_gen_conf {
     double spike_factor;                  /* churn multiplied by this in the spike (1) */
     int64_t spike_start_ms;               /* spike interval [start, end): offsets of */
     int64_t spike_end_ms;                 /* event time from start_ts_ms */
-    uint32_t sites;                       /* 0: off; else every good event also carries `site`, the
-                                             subscriber's home cell site "site-<n>", n in 0..sites-1
-                                             (uniform over subscribers): a high-cardinality dimension
-                                             for the scaling benchmark; not in the truth's cells */
+    int64_t base_every_ms;     /* 0: off; else a multiple of 1 h: base snapshots (below) */
+    double base_monthly_churn; /* the base is sized so that churns at churn_rate make this
+                                  monthly churn (0.02) */
+    uint32_t sites;            /* 0: off; else every good event also carries `site`, the
+                                  subscriber's home cell site "site-<n>", n in 0..sites-1
+                                  (uniform over subscribers): a high-cardinality dimension
+                                  for the scaling benchmark; not in the truth's cells */
 };
 
 /* Fill *c with the defaults above. */
@@ -124,6 +142,8 @@ struct kpi_gen_info {
     const char *reason_text; /* churn: the reason sent, or NULL */
     int has_provision_ms;    /* activation: provision_ms was sent */
     uint64_t provision_ms;   /* activation: 0 when absent */
+    uint64_t count;          /* base: the snapshot's count */
+    int64_t base_init;       /* base: the combination's initial base */
 };
 
 struct kpi_gen;

@@ -197,6 +197,53 @@ void kpi_gen_truth_fini(struct kpi_gen_truth *t)
     t->detail = NULL;
 }
 
+/* Which dimension values a (set, value) pair pins: want[d] = index, or -1. */
+static int pin_value(const char *set, const char *value, int want[TRUTH_DIMS])
+{
+    for (int d = 0; d < TRUTH_DIMS; d++)
+        want[d] = -1;
+    if (!strcmp(set, "all"))
+        return strcmp(value, "all") ? -1 : 0;
+    const char *sp = set, *vp = value;
+    while (*sp) {
+        size_t sn = strcspn(sp, "+"), vn = strcspn(vp, "|");
+        int d = truth_dim_index(sp, sn);
+        if (d < 0 || !vn)
+            return -1;
+        int found = -1;
+        for (int i = 0; i < truth_dim_size[d]; i++)
+            if (strlen(truth_dim_values[d][i]) == vn && !memcmp(truth_dim_values[d][i], vp, vn))
+                found = i;
+        if (found < 0)
+            return -1;
+        want[d] = found;
+        sp += sn + (sp[sn] == '+');
+        vp += vn + (vp[vn] == '|');
+    }
+    return *vp ? -1 : 0;
+}
+
+int kpi_gen_truth_base(const struct kpi_gen_truth *t, const char *set, const char *value,
+                       int64_t *base)
+{
+    int want[TRUTH_DIMS];
+    if (pin_value(set, value, want))
+        return -1;
+    int64_t sum = 0;
+    for (int r = 0; r < KPI_GEN_NREG; r++)
+        for (int p = 0; p < KPI_GEN_NPLAN; p++)
+            for (int s = 0; s < KPI_GEN_NSEG; s++) {
+                if ((want[0] >= 0 && r != want[0]) || (want[1] >= 0 && p != want[1]) ||
+                    (want[2] >= 0 && s != want[2]))
+                    continue;
+                if (!t->has_base[r][p][s])
+                    return -1;
+                sum += t->base_init[r][p][s] + t->net_adds[r][p][s];
+            }
+    *base = sum;
+    return 0;
+}
+
 uint64_t kpi_gen_truth_untracked(const struct kpi_gen_truth *t)
 {
     return t->detail ? t->detail->untracked : 0;
@@ -269,9 +316,17 @@ void kpi_gen_truth_add(struct kpi_gen_truth *t, const struct kpi_gen_info *in)
         return;
     }
     t->good++;
+    if (in->type == KPI_EV_BASE) { /* a gauge: in no counter, no cell */
+        t->by_type[KPI_EV_BASE]++;
+        t->base_init[in->region][in->plan][in->segment] = in->base_init;
+        t->has_base[in->region][in->plan][in->segment] = 1;
+        return;
+    }
     count(&t->counters, in);
     if ((unsigned)in->type < KPI_EV__COUNT)
         t->by_type[in->type]++;
+    if (in->type == KPI_EV_ACTIVATION || in->type == KPI_EV_CHURN)
+        t->net_adds[in->region][in->plan][in->segment] += in->type == KPI_EV_ACTIVATION ? 1 : -1;
     switch (in->type) {
     case KPI_EV_USAGE:
         t->revenue += in->amount_micros;
@@ -441,6 +496,9 @@ static void write_counters(FILE *out, const struct kpi_counters *c)
  *    "passives", "detractors"}, "brand": {...}}, "churns_by_segment": {...},
  *    "counters": {every counter of engine/kpi_schema.h: "events", "usage",
  *                 "revenue" (micro-units), ...}
+ *   when base snapshots were made (gen.h),
+ *    "bases": [{"set", "value", "base": the expected subscriber base, or
+ *               null when unknown}, ...] for every value of every set
  *   and, with per-bucket tracking,
  *    "bucket_ms", "sets": ["all", "region", ...], "untracked_events",
  *    "cells": [{"bucket": start_ms, "set", "value", then every counter of
@@ -487,6 +545,39 @@ int kpi_gen_truth_write_json(FILE *out, const struct kpi_gen_truth *t)
     fputs("},\n\"counters\":{", out);
     write_counters(out, &t->counters);
     fputc('}', out);
+    if (t->by_type[KPI_EV_BASE]) {
+        /* The expected bases: every value of every set, known or null. */
+        fputs(",\n\"bases\":[", out);
+        static const struct tset all = {"all", 0, {0}, 1, 0};
+        int n_sets = d ? d->n_sets : 1;
+        const char *sep = "\n";
+        for (int si = 0; si < n_sets; si++) {
+            const struct tset *ts = d ? &d->sets[si] : &all;
+            for (uint32_t v = 0; v < ts->n_values; v++) {
+                char label[128];
+                char *buf = NULL;
+                size_t len = 0;
+                FILE *lf = open_memstream(&buf, &len);
+                if (!lf)
+                    return KPI_ERR_NOMEM;
+                if (ts->n_dims)
+                    write_label(lf, ts, v);
+                else
+                    fputs("all", lf);
+                fclose(lf);
+                snprintf(label, sizeof(label), "%s", buf ? buf : "");
+                free(buf);
+                int64_t b;
+                fprintf(out, "%s{\"set\":\"%s\",\"value\":\"%s\",\"base\":", sep, ts->name, label);
+                if (kpi_gen_truth_base(t, ts->name, label, &b) == 0)
+                    fprintf(out, "%lld}", (long long)b);
+                else
+                    fputs("null}", out);
+                sep = ",\n";
+            }
+        }
+        fputc(']', out);
+    }
     if (d && d->bucket_ms) {
         fprintf(out, ",\n\"bucket_ms\":%lld,\"sets\":[", (long long)d->bucket_ms);
         for (int s = 0; s < d->n_sets; s++)

@@ -60,8 +60,14 @@ struct kpi_gen_truth {
     int64_t bytes, seconds;
     uint64_t nps[KPI_SURVEY__COUNT][3]; /* [survey][KPI_NPS_PROMOTERS...] */
     uint64_t churns_by_segment[16];
-    struct kpi_counters counters;        /* every counter, as kpi_counters_count counts them */
-    uint64_t distinct;                   /* distinct subscribers (kpi_gen_truth_init only) */
+    struct kpi_counters counters; /* every counter, as kpi_counters_count counts them */
+    uint64_t distinct;            /* distinct subscribers (kpi_gen_truth_init only) */
+    /* Subscriber base (gen.h, base snapshots): per combination [region][plan]
+     * [segment], the initial base (known once a snapshot of it was made) and
+     * every net add (activations - churns). */
+    int64_t base_init[KPI_GEN_NREG][KPI_GEN_NPLAN][KPI_GEN_NSEG];
+    uint8_t has_base[KPI_GEN_NREG][KPI_GEN_NPLAN][KPI_GEN_NSEG];
+    int64_t net_adds[KPI_GEN_NREG][KPI_GEN_NPLAN][KPI_GEN_NSEG];
     struct kpi_gen_truth_detail *detail; /* NULL when zeroed rather than initialised */
 };
 
@@ -93,6 +99,13 @@ const struct kpi_gen_cell *kpi_gen_truth_cell(const struct kpi_gen_truth *t, con
  * or value, or untracked events. */
 int64_t kpi_gen_truth_distinct(const struct kpi_gen_truth *t, const char *set, const char *value,
                                int64_t from_ms, int64_t to_ms);
+
+/* The expected subscriber base of `value` in grouping set `set` (any set over
+ * region, plan and segment, "all" included): the sum over its combinations
+ * of initial base + net adds.  0 with *base set, or -1 when unknown (a
+ * combination never had a snapshot, an unknown set or value). */
+int kpi_gen_truth_base(const struct kpi_gen_truth *t, const char *set, const char *value,
+                       int64_t *base);
 
 /* Everything as one JSON object (documented in truth.c above this function).
  * 0, or KPI_ERR_IO when writing failed. */

@@ -177,6 +177,10 @@ PAGE_STATE = r"""
     tiles[t.dataset.kpi] = {raw: v.dataset.raw, text: v.textContent};
     const b = t.querySelector('[data-role="brand"]');
     if (b) tiles.nps_brand = {raw: b.dataset.raw, text: b.textContent};
+    const d = t.querySelector('[data-role="detail"]');
+    if (d) tiles[t.dataset.kpi + '.detail'] = {raw: d.dataset.raw, text: d.textContent};
+    const bs = t.querySelector('[data-role="base"]');
+    if (bs) tiles.base = {raw: bs.dataset.raw, text: bs.textContent, source: bs.dataset.source};
   }
   const rows = [...document.querySelectorAll('#table-body tr[data-value]')].map((tr) => {
     const r = {value: tr.dataset.value};
@@ -210,9 +214,9 @@ def page_state(cdp):
 def fmt(key, v):
     if v is None:
         return "–"
-    if key == "churn_rate":
+    if key in ("churn_rate", "churn_rate_monthly"):
         return f"{v * 100:.2f}%"
-    if key == "arpu":
+    if key in ("arpu", "arpu_monthly"):
         return f"{v:.2f}"
     if key in ("nps_network", "nps_brand"):
         return f"{v:.1f}"
@@ -289,7 +293,7 @@ def main():
         gen = start([f"{a.build}/kpistream-gen", "-b", kafka, "-t", topic, "--partitions", "4",
                      "--events", str(rate * secs), "--rate", str(rate), "--subscribers", "200000",
                      "--churn-rate", "0.004", "--jitter", "1000", "--spike", "youth:12:100:130",
-                     "--seed", "7"], f"{tmp}/gen.log")
+                     "--base-every", "1h", "--seed", "7"], f"{tmp}/gen.log")
         # The demo's alerting settings: the 1m/5s window (observed once it
         # has filled), a baseline trusted after 6 observations whose
         # deviation scale is at least 30 % of it (the rolling rate of a
@@ -370,27 +374,38 @@ def main():
             return (api, st) if ok else None
         api_all, st = wait_for("the page to show the latest flush", settled, 60, 0.5)
         total = api_all["values"][0]
-        for k in ("churn_rate", "arpu", "nps_network", "active", "nps_brand"):
+        for k in ("churn_rate_monthly", "arpu_monthly", "nps_network", "active", "nps_brand"):
             t = st["tiles"][k]
             check(same_number(t["raw"], total[k]) and t["text"] == fmt(k, total[k]),
                   f"tile {k}: page {t['text']} ({t['raw']}) = API {total[k]}")
+        check(total["churn_rate_monthly"] is not None and total["base_source"] == "snapshot",
+              f"the headline churn is monthly, over the generator's snapshots: {total['base_source']}")
+        for k, d in (("churn_rate_monthly", "churn_rate"), ("arpu_monthly", "arpu")):
+            t = st["tiles"][k + ".detail"]
+            check(same_number(t["raw"], total[d]) and t["text"].endswith(fmt(d, total[d])),
+                  f"tile {k}: the window's {d} as detail, {t['text']} = API {total[d]}")
+        tb = st["tiles"]["base"]
+        check(same_number(tb["raw"], total["base"]) and tb["source"] == "snapshot"
+              and "active base" not in tb["text"], f"the base shown is the API's: {tb}")
         seg = http_json(f"{base}/api/v1/kpis?window=1h_1m&set=segment&limit=1000")
         check(st["set"] == "segment" and len(st["rows"]) == len(seg["values"]) > 0,
               f"the table shows the {len(seg['values'])} segments")
         for row, v in zip(st["rows"], seg["values"]):
             check(row["value"] == v["value"], f"table row {v['value']} in events order")
-            for k in ("events", "active", "churns", "churn_rate", "arpu", "nps_network", "nps_brand"):
+            for k in ("events", "active", "churns", "churn_rate_monthly", "churn_rate", "arpu",
+                      "nps_network", "nps_brand"):
                 c = row[k]
                 check(same_number(c["raw"], v[k]) and c["text"] == fmt(k, v[k]),
                       f"  {v['value']}.{k}: page {c['text']} = API {v[k]}")
             # the API is the Redis hash (docs/redis-schema.md, schema 1)
             h = redis_hash(rport, value_prefix("kpi", group, "segment", v["value"])
                            + f"kpi:1h_1m:segment:{v['value']}")
-            for k in ("events", "churns", "active", "churn_rate", "arpu", "nps_network"):
+            for k in ("events", "churns", "active", "churn_rate", "arpu", "nps_network",
+                      "churn_rate_monthly", "base"):
                 check(same_number(h.get(k, ""), v[k]), f"  {v['value']}.{k}: API = Redis {h.get(k)}")
         series = http_json(f"{base}/api/v1/series?window=1h_1m&set=all&points=60")
         n = len(series["points"])
-        check(n >= 3 and all(st["charts"][k] == n for k in ("churn_rate", "arpu", "active")),
+        check(n >= 3 and all(st["charts"][k] == n for k in ("churn_rate_monthly", "arpu_monthly", "active")),
               f"the charts have the {n} points of /api/v1/series: {st['charts']}")
 
         cdp.screenshot(f"{a.out}/dashboard-1920x1080.png", 1920, 1080)

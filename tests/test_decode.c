@@ -297,6 +297,42 @@ static void ex_nps_wide_encodings(struct msg *m)
     k(m, "region"), str_w(m, 8, "eu-west");
 }
 
+/* A subscriber-base snapshot: no sub, a count. */
+static void ex_base(struct msg *m)
+{
+    m_init(m, 6);
+    kv_str(m, "type", "base");
+    kv_u(m, "ts", NOW - 3600000);
+    kv_str(m, "region", "eu-west");
+    kv_str(m, "plan", "prepaid");
+    kv_str(m, "segment", "youth");
+    kv_u(m, "count", 1250000);
+}
+
+static void bad_missing_count(struct msg *m)
+{
+    m_init(m, 3);
+    kv_str(m, "type", "base");
+    kv_u(m, "ts", NOW);
+    kv_str(m, "region", "eu-west");
+}
+
+static void bad_count_not_uint(struct msg *m)
+{
+    m_init(m, 3);
+    kv_str(m, "type", "base");
+    kv_u(m, "ts", NOW);
+    kv_i(m, "count", -5);
+}
+
+static void bad_count_out_of_range(struct msg *m)
+{
+    m_init(m, 3);
+    kv_str(m, "type", "base");
+    kv_u(m, "ts", NOW);
+    kv_u(m, "count", KPI_MAX_QUANTITY + 1);
+}
+
 static void bad_empty(struct msg *m)
 {
     m_open(m);
@@ -530,6 +566,7 @@ static const struct example {
     {"ok_churn", KPI_BAD_NONE, ex_churn},
     {"ok_nps", KPI_BAD_NONE, ex_nps},
     {"ok_nps_wide_encodings", KPI_BAD_NONE, ex_nps_wide_encodings},
+    {"ok_base", KPI_BAD_NONE, ex_base},
     {"empty", KPI_BAD_EMPTY, bad_empty},
     {"not_map", KPI_BAD_NOT_MAP, bad_not_map},
     {"truncated", KPI_BAD_TRUNCATED, bad_truncated},
@@ -561,6 +598,9 @@ static const struct example {
     {"survey_not_string", KPI_BAD_SURVEY_NOT_STRING, bad_survey_not_string},
     {"unknown_survey", KPI_BAD_UNKNOWN_SURVEY, bad_unknown_survey},
     {"reason_not_string", KPI_BAD_REASON_NOT_STRING, bad_reason_not_string},
+    {"missing_count", KPI_BAD_MISSING_COUNT, bad_missing_count},
+    {"count_not_uint", KPI_BAD_COUNT_NOT_UINT, bad_count_not_uint},
+    {"count_out_of_range", KPI_BAD_COUNT_OUT_OF_RANGE, bad_count_out_of_range},
 };
 #define N_EXAMPLES (sizeof(examples) / sizeof(examples[0]))
 
@@ -603,6 +643,41 @@ Test(decode, decodes_a_usage_event_with_every_field_exactly)
                   "strings point into the message");
     cr_assert_null(ev.reason.ptr);
     m_free(&m);
+}
+
+Test(decode, decodes_a_base_snapshot_without_a_subscriber)
+{
+    struct msg m;
+    ex_base(&m);
+    struct kpi_event ev;
+    cr_assert_eq(decode(&m, &ev), KPI_BAD_NONE);
+    cr_assert_eq(ev.type, KPI_EV_BASE);
+    cr_assert_eq(ev.ts_ms, NOW - 3600000);
+    cr_assert_eq(ev.count, 1250000);
+    cr_assert_eq(ev.sub_hash, 0, "a snapshot has no subscriber");
+    cr_assert(str_eq(ev.dims[0], "eu-west"));
+    cr_assert(str_eq(ev.dims[2], "youth"));
+    m_free(&m);
+}
+
+Test(decode, base_count_bound_is_inclusive_and_count_is_ignored_elsewhere)
+{
+    struct msg m;
+    m_init(&m, 3);
+    kv_str(&m, "type", "base");
+    kv_u(&m, "ts", NOW);
+    kv_u(&m, "count", KPI_MAX_QUANTITY);
+    struct kpi_event ev;
+    cr_assert_eq(decode(&m, &ev), KPI_BAD_NONE);
+    cr_assert_eq(ev.count, KPI_MAX_QUANTITY);
+    m_free(&m);
+    base(&m, "churn", 1);
+    kv_u(&m, "count", 7);
+    cr_assert_eq(decode(&m, &ev), KPI_BAD_NONE, "a churn may carry count; it does not count");
+    m_free(&m);
+    base(&m, "churn", 1);
+    kv_str(&m, "count", "7");
+    EXPECT(&m, KPI_BAD_COUNT_NOT_UINT);
 }
 
 Test(decode, decodes_an_activation_event)

@@ -938,3 +938,75 @@ Test(truth, bad_grouping_sets_are_named)
     cr_assert_eq(kpi_gen_truth_init(&t, &tc, err, sizeof(err)), 0, "%s", err);
     kpi_gen_truth_fini(&t);
 }
+
+/* ---- base snapshots ---- */
+
+/* The engine's rule (docs/kpis.md, "Subscriber base"), applied per finest
+ * combination to what was generated: the newest snapshot hour's count plus
+ * the net adds of events from that hour on.  It must give the generator's
+ * own ground truth, initial base + every net add. */
+Test(gen, base_snapshots_plus_net_adds_since_equal_the_truth)
+{
+    enum { NC = KPI_GEN_NREG * KPI_GEN_NPLAN * KPI_GEN_NSEG, HOURS = 4 };
+    const int64_t H = 3600000;
+    struct kpi_gen_conf c;
+    kpi_gen_conf_defaults(&c);
+    c.events_per_sec = 40;
+    c.start_ts_ms = 1700000000000LL - 1700000000000LL % H + 500; /* within the jitter */
+    c.base_every_ms = H;
+    struct kpi_gen *g = kpi_gen_new(&c);
+    cr_assert_not_null(g);
+    struct kpi_gen_truth t;
+    memset(&t, 0, sizeof(t));
+    static int64_t snap_hour[NC], snap[NC], net[NC][HOURS + 1];
+    int snapshots = 0;
+    uint8_t buf[KPI_GEN_EVENT_MAX];
+    size_t len;
+    struct kpi_gen_info in;
+    const int64_t h0 = c.start_ts_ms - c.start_ts_ms % H;
+    for (uint64_t i = 0; i < (uint64_t)(c.events_per_sec * 3.5 * 3600); i++) {
+        cr_assert_eq(kpi_gen_next(g, buf, sizeof(buf), &len, &in), 0);
+        kpi_gen_truth_add(&t, &in);
+        struct kpi_event ev;
+        cr_assert_eq(kpi_decode(&dec, buf, len, in.ts_ms + 1000, &ev), KPI_BAD_NONE);
+        int ci = (in.region * KPI_GEN_NPLAN + in.plan) * KPI_GEN_NSEG + in.segment;
+        int64_t hour = (in.ts_ms - h0) / H;
+        cr_assert(hour >= -1 && hour <= HOURS);
+        if (in.type == KPI_EV_BASE) {
+            cr_assert_eq(ev.type, KPI_EV_BASE);
+            cr_assert_eq(ev.count, in.count);
+            cr_assert_geq(hour, 0, "a snapshot is never before the first hour");
+            cr_assert_geq(hour, snap_hour[ci], "snapshots come in hour order");
+            snap_hour[ci] = hour;
+            snap[ci] = (int64_t)in.count;
+            snapshots++;
+        } else if (in.type == KPI_EV_ACTIVATION || in.type == KPI_EV_CHURN) {
+            if (hour >= 0)
+                net[ci][hour] += in.type == KPI_EV_ACTIVATION ? 1 : -1;
+        }
+    }
+    cr_assert_eq(snapshots, NC * HOURS, "one snapshot per combination per hour: %d", snapshots);
+    int64_t want_all = 0, got_all = 0;
+    for (int r = 0; r < KPI_GEN_NREG; r++)
+        for (int p = 0; p < KPI_GEN_NPLAN; p++)
+            for (int s = 0; s < KPI_GEN_NSEG; s++) {
+                int ci = (r * KPI_GEN_NPLAN + p) * KPI_GEN_NSEG + s;
+                int64_t got = snap[ci];
+                for (int h = (int)snap_hour[ci]; h <= HOURS; h++)
+                    got += net[ci][h];
+                int64_t want = t.base_init[r][p][s] + t.net_adds[r][p][s];
+                cr_assert_eq(got, want, "combination %d: %lld, want %lld", ci, (long long)got,
+                             (long long)want);
+                got_all += got;
+                want_all += want;
+            }
+    int64_t b;
+    cr_assert_eq(kpi_gen_truth_base(&t, "all", "all", &b), 0);
+    cr_assert_eq(b, want_all);
+    cr_assert_eq(kpi_gen_truth_base(&t, "region+segment", "eu-west|youth", &b), 0);
+    cr_assert_eq(kpi_gen_truth_base(&t, "region", "nowhere", &b), -1);
+    /* Sized for 2 % a month at the churn rate: 40/s x 0.5 % x 30 d / 2 %. */
+    cr_assert_float_eq((double)got_all, 40 * 0.005 * 2592000 / 0.02,
+                       40 * 0.005 * 2592000 / 0.02 * 0.01);
+    kpi_gen_destroy(g);
+}

@@ -249,3 +249,53 @@ Test(alerter, readers_connect_through_the_one_url_parser_and_report_why_not)
     freeReplyObject(r);
     redisFree(c);
 }
+
+/* A value whose window churn rate stays flat while its monthly churn over
+ * the base jumps (the base shrank): with alerts.kpi = churn_rate_monthly the
+ * alerter watches the monthly figure, so the jump raises an alert. */
+static void value_monthly(const char *value, double monthly)
+{
+    char key[256], rate[32];
+    snprintf(key, sizeof(key), "kpi:{g}:kpi:1m_5s:segment:%s", value);
+    snprintf(rate, sizeof(rate), "%.6f", monthly);
+    redisReply *r = redisCommand(admin,
+                                 "HSET %s events 5000 churns 50 active 5000 churn_rate 0.01 "
+                                 "churn_rate_monthly %s base 100000 base_source snapshot",
+                                 key, rate);
+    cr_assert(r && r->type == REDIS_REPLY_INTEGER);
+    freeReplyObject(r);
+    r = redisCommand(admin, "ZADD kpi:{g}:values:1m_5s:segment 5000 %s", value);
+    cr_assert(r && r->type == REDIS_REPLY_INTEGER);
+    freeReplyObject(r);
+}
+
+Test(alerter, alerts_kpi_churn_rate_monthly_watches_the_monthly_churn)
+{
+    kpi_alerter_stop(al);
+    char err[256];
+    struct kpi_alerter_conf ac = {store, &ws, 0, "1m_5s", "alerts", 1000, 20, {0}, NULL};
+    kpi_alert_conf_defaults(&ac.detector);
+    ac.detector.warmup = 5;
+    ac.kpi = KPI_DI_churn_rate_monthly;
+    al = kpi_alerter_start(&ac, &dims, err, sizeof(err));
+    cr_assert_not_null(al, "%s", err);
+    for (int i = 0; i < 8; i++) {
+        value_monthly("youth", 0.020 + 0.001 * (i % 3));
+        close_bucket(1);
+    }
+    cr_assert_eq(alerts_logged(), 0);
+    value_monthly("youth", 0.20); /* the window's churn_rate is still 0.01 */
+    close_bucket(1);
+    uint64_t raised, resolved;
+    kpi_alerter_counts(al, &raised, &resolved);
+    cr_assert_eq(raised, 1, "the monthly churn's jump raised it");
+    redisReply *r = redisCommand(admin, "XREVRANGE kpi:{g}:alerts + - COUNT 1");
+    cr_assert(r && r->type == REDIS_REPLY_ARRAY && r->elements == 1);
+    const redisReply *f = r->element[0]->element[1];
+    int found = 0;
+    for (size_t i = 0; i + 1 < f->elements; i += 2)
+        if (!strcmp(f->element[i]->str, "rate"))
+            found = strtod(f->element[i + 1]->str, NULL) > 0.19;
+    cr_assert(found, "the alert's rate is the monthly churn");
+    freeReplyObject(r);
+}

@@ -21,10 +21,11 @@
 
 #include "base/clock.h"
 #include "engine/engine.h"
-#include "support/kafka_util.h"
 #include "engine/keygroup.h"
+#include "gen/population.h"
 #include "sinks/redis.h"
 #include "sinks/redis/redis_int.h"
+#include "support/kafka_util.h"
 #include "support/redis_server.h"
 #include "support/text.h"
 
@@ -216,6 +217,8 @@ static int wait_exit(pid_t pid, int64_t timeout_ms)
     return -1;
 }
 
+static int64_t produce_base_every_ms; /* base snapshots in produce(): 0 none */
+
 static void produce(const char *prefix, char *topic, size_t tsize, char *group, size_t gsize,
                     uint64_t n, double bad, struct kpi_gen_truth *truth)
 {
@@ -228,8 +231,73 @@ static void produce(const char *prefix, char *topic, size_t tsize, char *group, 
     gc.bad_ratio = bad;
     gc.start_ts_ms = (kpi_now_ms() / 3600000 - 1) * 3600000; /* within the 24h window */
     gc.events_per_sec = 20000;
+    gc.base_every_ms = produce_base_every_ms;
     memset(truth, 0, sizeof(*truth));
     cr_assert_eq(kt_produce(topic, &gc, n, truth), 0);
+}
+
+/* A value's field in the daemon's Redis (kpi_redis_value_prefix: the key
+ * group of the value), as a string; "" when missing. */
+static void value_field(const char *group, const char *kind, const char *set, const char *value,
+                        const char *field, char *out, size_t cap)
+{
+    char p[256];
+    kpi_redis_value_prefix(p, sizeof(p), "kpi", group, KG, set, value, strlen(value));
+    redisReply *r = redisCommand(rc, "HGET %s%s%s:%s %s", p, kind, set, value, field);
+    snprintf(out, cap, "%s", r && r->type == REDIS_REPLY_STRING ? r->str : "");
+    if (r)
+        freeReplyObject(r);
+}
+
+/* Every value's base (P:base:<set>:<value>) is the generator's truth, and
+ * the 24-hour window's monthly KPIs of `all` are the formulas on its own
+ * fields, over the base at the window's start (before any event: the
+ * initial base). */
+static int check_bases(const char *group, const struct kpi_gen_truth *truth)
+{
+    int checked = 0;
+    char v[64], label[96];
+    const char *sets[] = {"all", "region", "segment", "region+plan"};
+    for (int si = 0; si < 4; si++) {
+        int nv = si == 0   ? 1
+                 : si == 1 ? KPI_GEN_NREG
+                 : si == 2 ? KPI_GEN_NSEG
+                           : KPI_GEN_NREG * KPI_GEN_NPLAN;
+        for (int i = 0; i < nv; i++) {
+            if (si == 0)
+                snprintf(label, sizeof(label), "all");
+            else if (si == 1)
+                snprintf(label, sizeof(label), "%s", kpi_gen_regions[i]);
+            else if (si == 2)
+                snprintf(label, sizeof(label), "%s", kpi_gen_segments[i]);
+            else
+                snprintf(label, sizeof(label), "%s|%s", kpi_gen_regions[i / KPI_GEN_NPLAN],
+                         kpi_gen_plans[i % KPI_GEN_NPLAN]);
+            int64_t want;
+            cr_assert_eq(kpi_gen_truth_base(truth, sets[si], label, &want), 0);
+            value_field(group, "base:", sets[si], label, "base", v, sizeof(v));
+            cr_assert(v[0], "%s:%s has a base", sets[si], label);
+            cr_assert_eq(atoll(v), want, "base of %s:%s: %s, want %lld", sets[si], label, v,
+                         (long long)want);
+            checked++;
+        }
+    }
+    int64_t init = 0;
+    for (int r = 0; r < KPI_GEN_NREG; r++)
+        for (int p = 0; p < KPI_GEN_NPLAN; p++)
+            for (int s = 0; s < KPI_GEN_NSEG; s++)
+                init += truth->base_init[r][p][s];
+    value_field(group, "kpi:24h_1h:", "all", "all", "base", v, sizeof(v));
+    cr_assert_eq(atoll(v), init, "the 24h window's base is the base at its start: %s", v);
+    value_field(group, "kpi:24h_1h:", "all", "all", "base_source", v, sizeof(v));
+    cr_assert_str_eq(v, "snapshot");
+    value_field(group, "kpi:24h_1h:", "all", "all", "churn_rate_monthly", v, sizeof(v));
+    double want = (double)kpi_field(group, "churns") * 2592000000.0 / 86400000.0 / (double)init;
+    cr_assert_float_eq(strtod(v, NULL), want, want * 1e-9, "churn_rate_monthly %s", v);
+    value_field(group, "kpi:24h_1h:", "all", "all", "arpu_monthly", v, sizeof(v));
+    want = (double)kpi_field(group, "revenue") / 1e6 * 30 / (double)init;
+    cr_assert_float_eq(strtod(v, NULL), want, want * 1e-9, "arpu_monthly %s", v);
+    return checked;
 }
 
 Test(e2e, sigkill_mid_stream_then_restart_leaves_exact_totals)
@@ -237,7 +305,9 @@ Test(e2e, sigkill_mid_stream_then_restart_leaves_exact_totals)
     char topic[128], group[160], out[256];
     struct kpi_gen_truth truth;
     const uint64_t N = 400000;
+    produce_base_every_ms = 3600000; /* and base snapshots: every value's base exact too */
     produce("e2e-kill", topic, sizeof(topic), group, sizeof(group), N, 0, &truth);
+    produce_base_every_ms = 0;
     snprintf(out, sizeof(out), "/tmp/kpi-e2e-%d.out", (int)getpid());
 
     pid_t pid = start_daemon(topic, group, 0, 0, out);
@@ -253,14 +323,16 @@ Test(e2e, sigkill_mid_stream_then_restart_leaves_exact_totals)
     int agree = 0;
     cr_assert_eq(stored_offsets_kg(group, &agree), (int64_t)N);
     cr_assert(agree, "every key group stored the same offsets");
-    cr_assert_eq(kpi_field(group, "events"), (int64_t)truth.good,
-                 "Redis holds every event exactly once");
+    cr_assert_gt(truth.by_type[KPI_EV_BASE], 0, "snapshots were sent");
+    cr_assert_eq(kpi_field(group, "events"), (int64_t)(truth.good - truth.by_type[KPI_EV_BASE]),
+                 "Redis holds every event exactly once (snapshots are not events)");
     cr_assert_eq(kpi_field(group, "revenue"), truth.revenue);
     cr_assert_eq(kpi_field(group, "churns"), (int64_t)truth.by_type[KPI_EV_CHURN]);
     cr_assert_eq(kpi_field(group, "activations"), (int64_t)truth.by_type[KPI_EV_ACTIVATION]);
     for (int i = 0; i < KPI_NCOUNTERS; i++)
         cr_assert_eq(kpi_field(group, kpi_counter_names[i]), truth.counters.v[i],
                      "%s: every counter of the schema exactly once", kpi_counter_names[i]);
+    cr_assert_gt(check_bases(group, &truth), 60, "every value's base");
     FILE *f = fopen(out, "r");
     char line[256] = "", last[256] = "";
     while (f && fgets(line, sizeof(line), f))
@@ -543,7 +615,10 @@ static int check_rolling_hashes(const char *group)
                     for (int k = 0; k < KPI_NCOUNTERS; k++)
                         c.v[k] = hget_i(key, kpi_counter_names[k], NULL);
                     struct kpi_values v;
-                    kpi_values_compute(&v, &c, (uint64_t)active);
+                    char base[64];
+                    hget_s(key, "base", base, sizeof(base));
+                    kpi_values_compute_base(&v, &c, (uint64_t)active, base[0] != 0,
+                                            strtod(base, NULL), windows[w].size);
                     for (int k = 0; k < KPI_NDERIVED; k++) {
                         fmt10(want, sizeof(want), v.has[k], v.derived[k]);
                         hget_s(key, kpi_derived_defs[k].name, got, sizeof(got));
@@ -616,6 +691,7 @@ Test(e2e, two_instances_leave_every_rolling_hash_exact_at_rest)
     gc.seed = 4242;
     gc.start_ts_ms = (kpi_now_ms() / 3600000 - 1) * 3600000;
     gc.events_per_sec = 20000;
+    gc.base_every_ms = 3600000; /* both instances write snapshots of the same values */
     memset(&truth, 0, sizeof(truth));
     cr_assert_eq(kt_produce(topic, &gc, N, &truth), 0);
     wait_offsets(group, (int64_t)N, 240000);
@@ -627,9 +703,10 @@ Test(e2e, two_instances_leave_every_rolling_hash_exact_at_rest)
     int agree = 0;
     cr_assert_eq(stored_offsets_kg(group, &agree), (int64_t)N);
     cr_assert(agree, "every key group stored the same offsets");
-    cr_assert_eq(kpi_field(group, "events"), (int64_t)truth.good);
+    cr_assert_eq(kpi_field(group, "events"), (int64_t)(truth.good - truth.by_type[KPI_EV_BASE]));
     cr_assert_eq(kpi_field(group, "revenue"), truth.revenue);
     cr_assert_eq(kpi_field(group, "churns"), (int64_t)truth.by_type[KPI_EV_CHURN]);
+    cr_assert_gt(check_bases(group, &truth), 60, "every value's base, with two writers");
     /* Both instances are gone: nothing will touch these hashes again, so
      * what a dashboard reads now is what it keeps reading. */
     int checked = check_rolling_hashes(group);

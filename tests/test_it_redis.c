@@ -242,6 +242,13 @@ static void fx_add(struct kt_fixture *f, struct kt_event e)
     cr_assert_eq(kt_fx_add(f, e), 0);
 }
 
+/* A base snapshot of (region, plan) at ts. */
+static void fx_base(struct kt_fixture *f, int64_t ts, const char *region, const char *plan,
+                    uint64_t count)
+{
+    fx_add(f, (struct kt_event){KPI_EV_BASE, ts, NULL, region, plan, .count = count});
+}
+
 static int sink_flush(struct kpi_sink *s, const struct kpi_delta *d, char *err, size_t errsz)
 {
     return s->ops->flush(s->self, d, err, errsz);
@@ -1237,6 +1244,177 @@ Test(redis_sink, a_kill_between_key_groups_is_resumed_from_per_key_group_floors)
     key_groups = 1;
 }
 
+/* ---- the subscriber base (docs/kpis.md, "Subscriber base") ---- */
+
+#define HOUR_MS  3600000LL
+#define MONTH_MS 2592000000.0
+#define H0       (T0 - T0 % HOUR_MS) /* the hour holding T0 */
+
+static void assert_base(const char *set_value, int64_t want)
+{
+    int64_t got = hget_i64(k("base:%s", set_value), "base");
+    cr_assert_eq(got, want, "base of %s: %lld, want %lld", set_value, (long long)got,
+                 (long long)want);
+}
+
+/* The rolling hash's base, its source and the monthly KPIs, against the
+ * formulas on exact inputs. */
+static void assert_monthly(const char *win, int64_t size_ms, const char *set_value, double base)
+{
+    const char *kk = k("kpi:%s:%s", win, set_value);
+    char src[32];
+    hget(kk, "base_source", src, sizeof(src));
+    cr_assert_str_eq(src, "snapshot", "%s", kk);
+    cr_assert_float_eq(hget_f(kk, "base"), base, 0, "%s base", kk);
+    double churns = (double)hget_i64(kk, "churns"), revenue = (double)hget_i64(kk, "revenue");
+    double acts = (double)hget_i64(kk, "activations");
+    cr_assert_float_eq(hget_f(kk, "net_adds"), acts - churns, 0, "%s net_adds", kk);
+    cr_assert_float_eq(hget_f(kk, "churn_rate_monthly"), churns * MONTH_MS / size_ms / base,
+                       1e-9 * (1 + churns * MONTH_MS / size_ms / base), "%s churn_rate_monthly",
+                       kk);
+    cr_assert_float_eq(hget_f(kk, "arpu_monthly"), revenue / 1e6 * MONTH_MS / size_ms / base,
+                       1e-9 * (1 + revenue / 1e6 * MONTH_MS / size_ms / base), "%s arpu_monthly",
+                       kk);
+}
+
+Test(redis_sink, base_snapshots_give_exact_bases_and_monthly_kpis)
+{
+    struct kt_fixture f;
+    fx_init(&f, "1h/1m,24h/1h", 0, 0);
+    struct kpi_sink s = new_sink(0);
+    /* The BSS's snapshot of hour H0, per combination; then activity. */
+    fx_base(&f, H0, "eu-west", "prepaid", 1000);
+    fx_base(&f, H0, "eu-west", "postpaid", 500);
+    fx_base(&f, H0, "us-east", "prepaid", 300);
+    for (int i = 0; i < 3; i++)
+        fx_add(&f, (struct kt_event){KPI_EV_ACTIVATION, T0 + 100 + i, "a", "eu-west", "prepaid"});
+    fx_add(&f, (struct kt_event){KPI_EV_CHURN, T0 + 200, "c1", "eu-west", "prepaid"});
+    fx_add(&f, (struct kt_event){KPI_EV_CHURN, T0 + 300, "c2", "us-east", "prepaid"});
+    fx_add(&f, (struct kt_event){KPI_EV_CHURN, T0 + 400, "c3", "us-east", "prepaid"});
+    fx_add(&f, (struct kt_event){KPI_EV_USAGE, T0 + 500, "u", "eu-west", "postpaid", 12345678});
+    cr_assert_eq(fx_flush(&f, &s, T0 + 1000), 0);
+
+    assert_base("all:all", 1800 + 3 - 3);
+    assert_base("region:eu-west", 1500 + 3 - 1);
+    assert_base("region:us-east", 300 - 2);
+    assert_base("region+plan:eu-west|prepaid", 1000 + 2);
+    assert_base("region+plan:eu-west|postpaid", 500);
+    cr_assert_eq(hget_i64(k("base:region:eu-west"), "snap_hour"), H0);
+    cr_assert_eq(hget_i64(k("kpi:1h_1m:all:all"), "events"), 7, "snapshots are not events");
+    /* Both windows start before H0: their base is the snapshot itself. */
+    assert_monthly("1h_1m", HOUR_MS, "region:eu-west", 1500);
+    assert_monthly("24h_1h", 24 * HOUR_MS, "region:eu-west", 1500);
+    assert_monthly("24h_1h", 24 * HOUR_MS, "region:us-east", 300);
+    assert_monthly("1h_1m", HOUR_MS, "all:all", 1800);
+    cr_assert_float_eq(hget_f(k("kpi:1h_1m:region:eu-west"), "churn_rate_monthly"),
+                       1.0 * 720 / 1500, 1e-12, "1 churn in an hour over 1500: x720");
+
+    /* Hour H1: activity first, its snapshot later (a late export), one
+     * combination per flush: the snapshot counts what came before it. */
+    const int64_t H1 = H0 + HOUR_MS;
+    for (int i = 0; i < 5; i++)
+        fx_add(&f, (struct kt_event){KPI_EV_ACTIVATION, H1 + 1000 + i, "b", "eu-west", "prepaid"});
+    fx_add(&f, (struct kt_event){KPI_EV_CHURN, H1 + 2000, "d", "eu-west", "postpaid"});
+    cr_assert_eq(fx_flush(&f, &s, H1 + 3000), 0);
+    assert_base("region:eu-west", 1502 + 5 - 1);
+    fx_base(&f, H1, "eu-west", "prepaid", 2000);
+    cr_assert_eq(fx_flush(&f, &s, H1 + 4000), 0);
+    assert_base("region+plan:eu-west|prepaid", 2000 + 5);
+    assert_base("region:eu-west", 2000 + 5 - 1); /* postpaid's H1 snapshot is not in yet */
+    fx_base(&f, H1, "eu-west", "postpaid", 700);
+    fx_base(&f, H0 - HOUR_MS, "us-east", "prepaid", 999); /* an older hour: ignored */
+    cr_assert_eq(fx_flush(&f, &s, H1 + 5000), 0);
+    assert_base("region:eu-west", 2700 + 5 - 1);
+    assert_base("region:us-east", 298);
+    cr_assert_eq(hget_i64(k("base:region:us-east"), "ignored"), 1);
+    /* all's newest snapshot is H1's, which had no us-east combination: a
+     * snapshot hour is the whole base (docs/events.md). */
+    assert_base("all:all", 2700 + 5 - 1);
+    cr_assert_eq(hget_i64(k("base:all:all"), "ignored"), 1);
+    /* The 24h window starts before H0: its base is the base at H0's start,
+     * now as the H1 snapshot tells it (base now minus the net adds since). */
+    assert_monthly("24h_1h", 24 * HOUR_MS, "region:eu-west", 2704 - (3 - 1) - (5 - 1));
+    /* The 1h window starts in H0 too (H1 + 5 s - 59 min). */
+    assert_monthly("1h_1m", HOUR_MS, "region:eu-west", 2704 - (3 - 1) - (5 - 1));
+
+    /* Closed 1-minute buckets carry the bucket's monthly KPIs in the stream. */
+    redisReply *r = cmd("XRANGE %s - +", k("stream:1h_1m"));
+    int seen = 0;
+    for (size_t i = 0; i < r->elements; i++) {
+        const redisReply *fl = r->element[i]->element[1];
+        const char *set = NULL, *value = NULL, *base = NULL, *cm = NULL, *churns = NULL;
+        for (size_t j = 0; j + 1 < fl->elements; j += 2) {
+            const char *n = fl->element[j]->str, *v = fl->element[j + 1]->str;
+            if (!strcmp(n, "set"))
+                set = v;
+            else if (!strcmp(n, "value"))
+                value = v;
+            else if (!strcmp(n, "base"))
+                base = v;
+            else if (!strcmp(n, "churn_rate_monthly"))
+                cm = v;
+            else if (!strcmp(n, "churns"))
+                churns = v;
+        }
+        cr_assert(set && value && base && cm && churns);
+        if (strcmp(set, "region") || strcmp(value, "eu-west"))
+            continue;
+        seen++;
+        cr_assert(base[0], "every eu-west entry has a base");
+        double b = strtod(base, NULL), c = strtod(churns, NULL);
+        if (c > 0)
+            cr_assert_float_eq(strtod(cm, NULL), c * 43200 / b, 1e-9, "x43200 for 1 minute");
+    }
+    cr_assert_gt(seen, 0);
+    freeReplyObject(r);
+    kpi_sink_destroy(&s);
+    fx_fini(&f);
+}
+
+Test(redis_sink, without_snapshots_the_base_is_the_active_base_of_30d_or_unknown)
+{
+    struct kt_fixture f;
+    fx_init(&f, "1h/1m,30d/1d", 0, 0);
+    struct kpi_sink s = new_sink(0);
+    for (int i = 0; i < 40; i++) {
+        char sub[16];
+        snprintf(sub, sizeof(sub), "s%d", i);
+        fx_add(&f, (struct kt_event){KPI_EV_USAGE, T0 + i, sub, "eu-west", "prepaid", 1000000});
+    }
+    fx_add(&f, (struct kt_event){KPI_EV_CHURN, T0 + 100, "s1", "eu-west", "prepaid"});
+    /* The script writes the 30d window first, so the others read its active. */
+    cr_assert_eq(fx_flush(&f, &s, T0 + 1000), 0);
+    const char *kk = k("kpi:1h_1m:region:eu-west");
+    char src[32];
+    hget(kk, "base_source", src, sizeof(src));
+    cr_assert_str_eq(src, "active", "labelled as the active base");
+    int64_t active30 = hget_i64(k("kpi:30d_1d:region:eu-west"), "active");
+    cr_assert_eq(active30, pfcount(k("h:30d_1d:region:eu-west:%lld", T0 - T0 % 86400000)));
+    cr_assert_float_eq(hget_f(kk, "base"), (double)active30, 0);
+    cr_assert_float_eq(hget_f(kk, "churn_rate_monthly"), 1.0 * 720 / (double)active30, 1e-12);
+    cr_assert(!exists(k("base:region:eu-west")) || !hget_i64(k("base:region:eu-west"), "base"),
+              "no snapshot: the gauge has no base");
+    kpi_sink_destroy(&s);
+    fx_fini(&f);
+
+    /* No 30-day window: the base is unknown, and so are the monthly KPIs. */
+    freeReplyObject(cmd("FLUSHALL"));
+    fx_init(&f, "1h/1m", 0, 0);
+    s = new_sink(0);
+    fx_add(&f, (struct kt_event){KPI_EV_CHURN, T0 + 100, "s1", "eu-west", "prepaid"});
+    cr_assert_eq(fx_flush(&f, &s, T0 + 1000), 0);
+    char v[32];
+    hget(kk, "base", v, sizeof(v));
+    cr_assert_str_eq(v, "");
+    hget(kk, "churn_rate_monthly", v, sizeof(v));
+    cr_assert_str_eq(v, "", "undefined, never 0 or infinite");
+    hget(kk, "base_source", v, sizeof(v));
+    cr_assert_str_eq(v, "");
+    cr_assert_float_eq(hget_f(kk, "churn_rate"), 1.0, 0, "the window ratio is still there");
+    kpi_sink_destroy(&s);
+    fx_fini(&f);
+}
+
 /* ---- the schema document ---- */
 
 /* Mirrors docs/redis-schema.md: every key pattern it documents, its type and
@@ -1259,10 +1437,30 @@ static const struct doc_key documented[] = {
     {"P:kpi:<window>:<set>:<value>",
      "kpi:1m_5s:region:eu-west",
      "hash",
-     {"events", "usage", "revenue", "activations", "churns", "bytes", "seconds",
-      "nps_network_promoters", "nps_network_passives", "nps_network_detractors",
-      "nps_brand_promoters", "nps_brand_passives", "nps_brand_detractors", "active", "churn_rate",
-      "arpu", "nps_network", "nps_brand"}},
+     {"events",
+      "usage",
+      "revenue",
+      "activations",
+      "churns",
+      "bytes",
+      "seconds",
+      "nps_network_promoters",
+      "nps_network_passives",
+      "nps_network_detractors",
+      "nps_brand_promoters",
+      "nps_brand_passives",
+      "nps_brand_detractors",
+      "active",
+      "churn_rate",
+      "arpu",
+      "nps_network",
+      "nps_brand",
+      "net_adds",
+      "churn_rate_monthly",
+      "arpu_monthly",
+      "base",
+      "base_source"}},
+    {"P:base:<set>:<value>", "base:region:eu-west", "hash", {"top", "n:1699999200000"}},
     {"P:ws:<window>:<set>:<value>", "ws:1h_1m:region:eu-west", "string", {NULL}},
     {"P:values:<window>:<set>", "values:1m_5s:region", "zset", {NULL}},
     {"P:b:<window>:<set>:<value>:<bucket>",
@@ -1285,8 +1483,8 @@ static const char *documented_transient[] = {"P:tmp", "P:tmp0"};
 
 static int matches_documented(const char *key)
 {
-    static const char *prefixes[] = {
-        "offsets", "meta", "kpi:", "ws:", "values:", "b:", "h:", "idx:", "stream:", "key_groups"};
+    static const char *prefixes[] = {"offsets", "meta", "kpi:",    "ws:",        "values:", "b:",
+                                     "h:",      "idx:", "stream:", "key_groups", "base:"};
     if (strncmp(key, G, strlen(G)) != 0)
         return 0;
     key += strlen(G);

@@ -160,6 +160,26 @@ Test(kpi_schema, counters_are_named_fields_and_array_slots_at_once)
     cr_assert(v.has[KPI_DI_churn_rate] && v.has_churn_rate);
     cr_assert_float_eq(v.derived[KPI_DI_churn_rate], 0.5, 1e-12);
     cr_assert_float_eq(v.churn_rate, 0.5, 1e-12);
+    cr_assert_not(v.has_churn_rate_monthly, "no base: the KPIs over the base are undefined");
+    cr_assert(v.has_net_adds);
+}
+
+Test(kpi_schema, monthly_kpis_scale_the_window_to_30_days_over_the_base)
+{
+    struct kpi_counters c = {0};
+    c.churns = 15;
+    c.activations = 40;
+    c.revenue = 2500000000; /* 2 500 currency units */
+    struct kpi_values v;
+    /* A 1-day window over a base of 10 000 at its start. */
+    kpi_values_compute_base(&v, &c, 900, 1, 10000.0, 86400000);
+    cr_assert(v.has_churn_rate_monthly && v.has_arpu_monthly && v.has_net_adds);
+    cr_assert_float_eq(v.churn_rate_monthly, 15.0 * 30 / 10000, 1e-15);
+    cr_assert_float_eq(v.arpu_monthly, 2500.0 * 30 / 10000, 1e-12);
+    cr_assert_float_eq(v.net_adds, 25.0, 0);
+    cr_assert_float_eq(v.base, 10000.0, 0);
+    kpi_values_compute_base(&v, &c, 900, 1, 0.0, 86400000);
+    cr_assert_not(v.has_churn_rate_monthly, "a base of 0 leaves them undefined, never infinite");
 }
 
 /* ---- the docs ---- */
@@ -187,9 +207,10 @@ Test(kpi_schema, docs_redis_schema_md_lists_every_field_of_the_rolling_hash)
     assert_counters_documented(&n, where);
     assert_derived_documented(&n, where);
     cr_assert(has(&n, "active"), "%s: active", where);
-    static const char *const extras[] = {"active", "_ms", "_p"};
-    /* active, and the bookkeeping fields _ms and _p */
-    assert_only(&n, where, extras, 3);
+    cr_assert(has(&n, "base") && has(&n, "base_source"), "%s: base, base_source", where);
+    static const char *const extras[] = {"active", "base", "base_source", "_ms", "_p"};
+    /* active, the base, and the bookkeeping fields _ms and _p */
+    assert_only(&n, where, extras, 5);
 }
 
 Test(kpi_schema, docs_redis_schema_md_lists_every_kpi_of_a_stream_entry)
@@ -198,8 +219,10 @@ Test(kpi_schema, docs_redis_schema_md_lists_every_kpi_of_a_stream_entry)
     const char *where = "docs/redis-schema.md, stream entries";
     struct names n = table_names(doc, "\n### `P:stream:<window>` (stream)");
     assert_derived_documented(&n, where);
-    static const char *const extras[] = {"bucket", "end", "set", "value", "rev", "active"};
-    assert_only(&n, where, extras, 6);
+    cr_assert(has(&n, "base") && has(&n, "base_source"), "%s: base, base_source", where);
+    static const char *const extras[] = {"bucket", "end",    "set",  "value",
+                                         "rev",    "active", "base", "base_source"};
+    assert_only(&n, where, extras, 8);
 }
 
 Test(kpi_schema, a_missing_counter_is_caught)

@@ -10,12 +10,15 @@
  *                   the counter masks and values the sink sends)
  *   DF              the derived KPIs, in kpi_values order
  *   DERIVED_INPUT   [counter index] = true for the counters the formulas read
- *   derived_values  (c, active, v): sets v[i], per DF index, to the KPI as a
- *                   number, or false when undefined (denominator <= 0); c
- *                   holds counters by CF index
+ *   derived_values  (c, active, v, base, span): sets v[i], per DF index, to
+ *                   the KPI as a number, or false when undefined
+ *                   (denominator <= 0); c holds counters by CF index, base
+ *                   is the subscriber base (0: unknown), span the window's
+ *                   size or the bucket's width in ms
  *
  * A formula is the C text of kpi_schema.h with KPI_C(name) replaced by
- * c[<index of name>] and KPI_ACTIVE by active; the schema allows nothing in
+ * c[<index of name>], KPI_ACTIVE by active, KPI_BASE by base and KPI_SPAN_MS
+ * by span; the schema allows nothing in
  * formulas that reads differently in C and Lua (numbers, + - * / and
  * parentheses), and this program refuses anything else, so the build fails
  * rather than the script computing something the engine does not.
@@ -71,6 +74,12 @@ static int to_lua(const char *kpi, const char *src, char *out, size_t cap, int *
         } else if (!strncmp(p, "KPI_ACTIVE", 10)) {
             snprintf(piece, sizeof(piece), "active");
             p += 10;
+        } else if (!strncmp(p, "KPI_BASE", 8)) {
+            snprintf(piece, sizeof(piece), "base");
+            p += 8;
+        } else if (!strncmp(p, "KPI_SPAN_MS", 11)) {
+            snprintf(piece, sizeof(piece), "span");
+            p += 11;
         } else if (isdigit((unsigned char)*p) || *p == '.') {
             /* a decimal number: digits, '.', an exponent */
             size_t k = 0;
@@ -137,7 +146,7 @@ int main(int argc, char **argv)
     fputs("}\n"
           "-- The formulas of engine/kpi.c: v[i] per DF index, a number, or false\n"
           "-- when undefined (denominator <= 0).\n"
-          "local function derived_values(c, active, v)\n"
+          "local function derived_values(c, active, v, base, span)\n"
           "    local d\n",
           f);
     for (int i = 0; i < NDERIVED; i++)

@@ -11,9 +11,12 @@
 
 const CHUNK = 1000;       /* values per /kpis request for the table */
 const PAGE = 25;          /* table rows per page */
+/* The headline is what a finance team reports: churn and ARPU per month over
+ * the subscriber base (docs/kpis.md); the window's own ratios over its active
+ * subscribers are the detail line of the same tile. */
 const KPIS = [
-  {key: 'churn_rate', label: 'Churn rate'},
-  {key: 'arpu', label: 'ARPU'},
+  {key: 'churn_rate_monthly', label: 'Monthly churn', detail: 'churn_rate', detailLabel: 'window churn'},
+  {key: 'arpu_monthly', label: 'ARPU per month', detail: 'arpu', detailLabel: 'window ARPU'},
   {key: 'nps_network', label: 'Network NPS'},
   {key: 'active', label: 'Active subscribers'},
 ];
@@ -22,8 +25,10 @@ const COLUMNS = [
   {key: 'events', label: 'Events'},
   {key: 'active', label: 'Active'},
   {key: 'churns', label: 'Churns'},
-  {key: 'churn_rate', label: 'Churn rate'},
-  {key: 'arpu', label: 'ARPU'},
+  {key: 'churn_rate_monthly', label: 'Monthly churn'},
+  {key: 'churn_rate', label: 'Window churn'},
+  {key: 'arpu_monthly', label: 'ARPU / month'},
+  {key: 'arpu', label: 'Window ARPU'},
   {key: 'nps_network', label: 'Network NPS'},
   {key: 'nps_brand', label: 'Brand NPS'},
 ];
@@ -48,15 +53,16 @@ const nf0 = new Intl.NumberFormat('en-US', {maximumFractionDigits: 0});
 function fmt(key, v) {
   if (v === null || v === undefined) return '–';
   switch (key) {
-    case 'churn_rate': return (v * 100).toFixed(2) + '%';
-    case 'arpu': return v.toFixed(2);
+    case 'churn_rate': case 'churn_rate_monthly': return (v * 100).toFixed(2) + '%';
+    case 'arpu': case 'arpu_monthly': return v.toFixed(2);
     case 'nps_network': case 'nps_brand': return v.toFixed(1);
     default: return nf0.format(v);
   }
 }
 function fmtDelta(key, d) {
-  if (key === 'churn_rate') return (d >= 0 ? '+' : '−') + Math.abs(d * 100).toFixed(2) + ' pp';
-  if (key === 'arpu') return (d >= 0 ? '+' : '−') + Math.abs(d).toFixed(2);
+  if (key === 'churn_rate' || key === 'churn_rate_monthly')
+    return (d >= 0 ? '+' : '−') + Math.abs(d * 100).toFixed(2) + ' pp';
+  if (key === 'arpu' || key === 'arpu_monthly') return (d >= 0 ? '+' : '−') + Math.abs(d).toFixed(2);
   if (key === 'active') return (d >= 0 ? '+' : '−') + nf0.format(Math.abs(d));
   return (d >= 0 ? '+' : '−') + Math.abs(d).toFixed(1);
 }
@@ -129,6 +135,21 @@ function renderTiles(all, series) {
       } else {
         d.textContent = 'no closed ' + slide + ' yet';
       }
+    }
+    if (k.detail) {
+      const dv = all ? all[k.detail] : null;
+      const x = t.querySelector('[data-role="detail"]');
+      x.textContent = k.detailLabel + ' ' + fmt(k.detail, dv);
+      x.dataset.raw = dv === null || dv === undefined ? '' : String(dv);
+    }
+    if (k.key === 'churn_rate_monthly') {
+      /* Which base: the BSS's, or the active-base fallback, said as such. */
+      const b = t.querySelector('[data-role="base"]');
+      const n = all ? all.base : null, src = all ? all.base_source : null;
+      b.textContent = n === null || n === undefined ? 'no subscriber base yet'
+        : (src === 'active' ? 'over the active base (30 d) of ' : 'over a base of ') + nf0.format(n);
+      b.dataset.raw = n === null || n === undefined ? '' : String(n);
+      b.dataset.source = src || '';
     }
     if (k.key === 'nps_network') {
       const b = t.querySelector('[data-role="brand"]');

@@ -210,7 +210,8 @@ static int evaluate(struct kpi_alerter *a, int64_t closed)
             }
             for (size_t i = 0; i < p.n; i++) {
                 const struct kpi_values *v = &p.rows[i].v;
-                if (!v->has_churn_rate)
+                const int k = a->c.kpi; /* alerts.kpi */
+                if (!v->has[k])
                     continue;
                 char key[400];
                 snprintf(key, sizeof(key), "%.150s:%.200s", set, p.rows[i].value);
@@ -220,7 +221,7 @@ static int evaluate(struct kpi_alerter *a, int64_t closed)
                 sr->observed = closed;
                 struct kpi_alert_info info;
                 enum kpi_alert_change ch =
-                    kpi_alert_observe(&a->c.detector, &sr->st, v->churn_rate, v->active, &info);
+                    kpi_alert_observe(&a->c.detector, &sr->st, v->derived[k], v->active, &info);
                 if (ch != KPI_ALERT_NONE)
                     publish(a, set, p.rows[i].value, closed, ch, &info);
             }

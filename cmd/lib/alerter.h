@@ -2,7 +2,8 @@
  * alerter.h - churn-spike alerting over what the Redis sink wrote.
  *
  * Every time the watched window closes a bucket (the group's closed mark
- * moves), the alerter reads each grouping-set value's rolling churn rate and
+ * moves), the alerter reads each grouping-set value's rolling churn rate
+ * (alerts.kpi: churn_rate, or churn_rate_monthly over the subscriber base) and
  * active subscribers (cmd/lib/kpiread.h: from Redis, or from this process's
  * memory in the demo without Redis), feeds them to that value's detector
  * (engine/alert.h), and records every raise and resolve once per group
@@ -36,6 +37,10 @@ struct kpi_alerter_conf {
     int64_t poll_ms;
     struct kpi_alert_conf detector;
     struct kpi_notify *notify; /* NULL: no delivery beyond the store */
+    /* The derived KPI watched (alerts.kpi): KPI_DI_churn_rate (0, so a
+     * zeroed or positional conf keeps the old behaviour) or
+     * KPI_DI_churn_rate_monthly. */
+    int kpi;
 };
 
 struct kpi_alerter *kpi_alerter_start(const struct kpi_alerter_conf *c, const struct kpi_dims *d,

@@ -109,6 +109,10 @@ static const struct kdef kpi_config_table[] = {
      "detect churn spikes"},
     {"alerts", "window", K_STR, "1h/1m", 0, 0, NULL, OFF(alerts_window), SZ(alerts_window),
      "the window whose churn rate is watched (one of windows.list)"},
+    {"alerts", "kpi", K_ENUM, "churn_rate", 0, 0, "churn_rate|churn_rate_monthly", OFF(alerts_kpi),
+     SZ(alerts_kpi),
+     "the churn KPI watched: churn_rate (churns / active) or churn_rate_monthly (churns / base, "
+     "per 30 days: thresholds in the business's units; needs a base, docs/kpis.md)"},
     {"alerts", "alpha", K_DOUBLE, "0.1", 1e-6, 1, NULL, OFF(alert.alpha), SZ(alert.alpha),
      "EWMA weight of each new observation in the baseline"},
     {"alerts", "raise_k", K_DOUBLE, "4", 0.01, 1000, NULL, OFF(alert.raise_k), SZ(alert.raise_k),

@@ -68,6 +68,7 @@ struct kpi_config {
     /* [alerts] */
     int alerts_enabled;
     char alerts_window[32];
+    char alerts_kpi[24];
     struct kpi_alert_conf alert;
     int64_t alerts_min_active;
     int64_t alerts_warmup;

@@ -35,10 +35,11 @@
 #include "sinks/stdout.h"
 
 /* The rolling hash's public fields, in the order read: every counter of
- * engine/kpi_schema.h, active, every derived KPI. */
+ * engine/kpi_schema.h, active, every derived KPI, the base and its source. */
 #define COUNTER_(name, when, add, doc)                  #name,
 #define DERIVED_(name, num, den, head, fmt, scale, doc) #name,
-static const char *const hash_fields[] = {KPI_COUNTERS(COUNTER_) "active", KPI_DERIVED(DERIVED_)};
+static const char *const hash_fields[] = {KPI_COUNTERS(COUNTER_) "active",
+                                          KPI_DERIVED(DERIVED_) "base", "base_source"};
 #undef COUNTER_
 #undef DERIVED_
 #define N_HASH_FIELDS (sizeof(hash_fields) / sizeof(hash_fields[0]))
@@ -94,6 +95,12 @@ static void values_from_fields(struct kpi_values *v, const char *const f[N_HASH_
         v->has[i] = s && s[0];
         v->derived[i] = v->has[i] ? strtod(s, NULL) : 0;
     }
+    const char *b = f[KPI_NCOUNTERS + 1 + KPI_NDERIVED], *src = f[KPI_NCOUNTERS + 2 + KPI_NDERIVED];
+    v->has_base = b && b[0];
+    v->base = v->has_base ? strtod(b, NULL) : 0;
+    v->base_source = !v->has_base                    ? KPI_BASE_NONE
+                     : src && !strcmp(src, "active") ? KPI_BASE_ACTIVE
+                                                     : KPI_BASE_SNAPSHOT;
 }
 
 static int cmp_rows(const void *a, const void *b)

@@ -50,6 +50,8 @@ int kpi_dcopy_copy(struct kpi_dcopy *c, const struct kpi_delta *d,
             continue;
         struct kpi_agg_cell *dst = kpi_agg_get(&c->cells, src->bucket, src->set, src->vid);
         dst->c = src->c;
+        dst->snap = src->snap;
+        dst->snaps = src->snaps;
     }
     free(c->ranges);
     c->ranges = calloc(d->n_ranges ? d->n_ranges : 1, sizeof(*c->ranges));

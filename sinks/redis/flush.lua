@@ -44,6 +44,11 @@ What one call does, in this order (nothing is written before step 1 passes):
     before (a slower instance's data).
  6. Store the new offsets and the per-window marks.
 
+Before step 2, the subscriber-base gauges (P:base:<set>:<value>, see
+apply_base below) take this call's base snapshots and net adds; steps 4 and 5
+write each value's base at the window's (or bucket's) start, and the KPIs
+over it.
+
 Cost: O(groups + touched values + values of the buckets that enter, leave or
 close); the O(window) steps (a recount, a rebuild) are rate-limited per value
 by `refresh`, except for values first seen.
@@ -58,7 +63,10 @@ ARGV (one flat list; numbers in decimal):
     rolling ttl_ms, n_groups, then per group: member index (1-based),
     bucket start, counter mask, one value per mask bit (in CF order),
     expected token ('' = merge the sketch), sketch;
-    then n_trail, then per trailing value: member index (values to recount).
+    then n_trail, then per trailing value: member index (values to recount);
+  then the base section: fallback window id ('' = none), n_base, then per
+    base entry: member index, hour (ms, a multiple of 1 h), net adds
+    (activations - churns of the hour), snapshots, their summed count.
 KEYS[1] is the offsets key of the key group (it routes the call in Redis
 Cluster); the prefix is that key group's ('kpi:{group.3}:').
 Reply: {'ok', entries appended, rebuilds, sketch errors, per-group '1'/'0':
@@ -69,6 +77,7 @@ Reply: {'ok', entries appended, rebuilds, sketch errors, per-group '1'/'0':
 ]]
 
 -- CF, DF, DERIVED_INPUT and derived_values come from the generated prologue.
+-- derived_values(c, active, v, base, span): base 0 when unknown.
 local NC, ND = #CF, #DF
 -- Rolling hash fields read before an update: the counters, the active count,
 -- when it was counted (_ms) and the buckets not yet merged into ws (_p).
@@ -187,6 +196,43 @@ for wi = 1, n_windows do
         end
     end
     windows[wi] = w
+end
+
+-- ---- Subscriber base (docs/kpis.md, "Subscriber base") ----
+-- Kept apart from the window steps: parse_base, apply_base, base_at.
+--
+-- One hash per value, P:base:<set>:<value>, not windowed and never expired:
+--   snap_hour  start of the UTC hour of the value's newest snapshot
+--   snap       the sum of that hour's snapshots (one per finest combination)
+--   net        net adds (activations - churns) of the hours >= snap_hour
+--   base       snap + net: the base now (absent without a snapshot)
+--   top        the newest hour with data for the value
+--   n:<hour>   net adds of the hour, for the KEEP_HOURS hours up to top
+--   d:<day>    net adds of the UTC day, for the KEEP_DAYS days up to top's day
+--   ignored    snapshots ignored (older than the value's, or beyond the history)
+-- It expires KEEP_DAYS + 1 days after its last write.
+-- The history is what lets a snapshot that arrives after the events of its
+-- hour still count them, and gives the base at a window's start.
+local HOUR, DAY = 3600000, 86400000
+local KEEP_HOURS, KEEP_DAYS = 48, 35
+local base_fb -- the fallback window's id ("active base"), or nil
+local base_in = {}
+local function parse_base()
+    base_fb = nxt()
+    if base_fb == '' then base_fb = nil end
+    for i = 1, tonumber(nxt()) do
+        local m, hour, net, snaps, snap = mem[tonumber(nxt())], tonumber(nxt()), nxt(), nxt(), nxt()
+        if not m or not hour or hour % HOUR ~= 0 or not tonumber(net) or not tonumber(snaps) or
+                not tonumber(snap) then
+            return false
+        end
+        base_in[i] = {m = m, hour = hour, net = tonumber(net), snaps = tonumber(snaps),
+                      snap = tonumber(snap)}
+    end
+    return true
+end
+if not parse_base() then
+    return redis.error_reply('ERR kpistream: malformed flush arguments (base)')
 end
 if pos ~= #ARGV + 1 then
     return redis.error_reply('ERR kpistream: malformed flush arguments (length)')
@@ -311,17 +357,168 @@ local function fmt(x)
     return string.format('%.10g', x)
 end
 
+-- Apply the call's base entries to their values' gauges.  Exact: every
+-- quantity is an integer far below 2^53 (counts and net adds of subscribers).
+-- Returns the set of members whose gauge changed.
+local function apply_base()
+    local by, changed = {}, {}
+    for _, e in ipairs(base_in) do
+        local l = by[e.m]
+        if not l then
+            l = {}
+            by[e.m] = l
+        end
+        l[#l + 1] = e
+    end
+    for m, l in pairs(by) do
+        local k = P .. 'base:' .. m
+        local st = redis.call('HMGET', k, 'snap_hour', 'snap', 'net', 'top')
+        local sh, snap, net, top = tonumber(st[1]), tonumber(st[2]), tonumber(st[3]) or 0,
+                                   tonumber(st[4])
+        local newtop = top
+        for _, e in ipairs(l) do
+            if not newtop or e.hour > newtop then newtop = e.hour end
+        end
+        local hlo = newtop - (KEEP_HOURS - 1) * HOUR -- oldest hour kept
+        local dlo = newtop - newtop % DAY - (KEEP_DAYS - 1) * DAY
+        local hset, hdel, ignored = {}, {}, 0
+        if top and newtop > top then -- prune what left the history
+            for h = top - (KEEP_HOURS - 1) * HOUR, math.min(top, hlo - HOUR), HOUR do
+                hdel[#hdel + 1] = 'n:' .. bs(h)
+            end
+            local tday = top - top % DAY
+            for d = tday - (KEEP_DAYS - 1) * DAY, math.min(tday, dlo - DAY), DAY do
+                hdel[#hdel + 1] = 'd:' .. bs(d)
+            end
+        end
+        if #hdel > 0 then redis.call('HDEL', k, unpack(hdel)) end
+        -- Net adds: into the history, and into net when at or after the snapshot.
+        local cand, cand_sum
+        for _, e in ipairs(l) do
+            if e.net ~= 0 then
+                if e.hour >= hlo then redis.call('HINCRBY', k, 'n:' .. bs(e.hour), bs(e.net)) end
+                local d = e.hour - e.hour % DAY
+                if d >= dlo then redis.call('HINCRBY', k, 'd:' .. bs(d), bs(e.net)) end
+                if sh and e.hour >= sh then net = net + e.net end
+            end
+            if e.snaps > 0 then
+                if not cand or e.hour > cand then
+                    if cand then ignored = ignored + 1 end
+                    cand, cand_sum = e.hour, e.snap
+                elseif e.hour == cand then
+                    cand_sum = cand_sum + e.snap
+                else
+                    ignored = ignored + 1
+                end
+            end
+        end
+        -- The newest snapshot hour wins; the same hour adds up.
+        if cand then
+            if sh and cand == sh then
+                snap = snap + cand_sum
+            elseif sh and cand < sh then
+                ignored = ignored + 1
+            elseif top and cand < hlo then
+                ignored = ignored + 1 -- its hour left the history: net since unknown
+            else
+                sh, snap, net = cand, cand_sum, 0
+                local f = {}
+                for h = cand, newtop, HOUR do f[#f + 1] = 'n:' .. bs(h) end
+                for _, v in ipairs(redis.call('HMGET', k, unpack(f))) do
+                    net = net + (tonumber(v) or 0)
+                end
+            end
+        end
+        hset[#hset + 1] = 'top'
+        hset[#hset + 1] = bs(newtop)
+        if sh then
+            for _, x in ipairs({'snap_hour', sh, 'snap', snap, 'net', net, 'base', snap + net}) do
+                hset[#hset + 1] = type(x) == 'number' and bs(x) or x
+            end
+        end
+        redis.call('HSET', k, unpack(hset))
+        redis.call('PEXPIRE', k, bs((KEEP_DAYS + 1) * DAY)) -- a value silent for longer is gone
+        if ignored > 0 then redis.call('HINCRBY', k, 'ignored', ignored) end
+        changed[m] = true
+    end
+    return changed
+end
+
+-- The gauge of a value as stored (after apply_base), read once per call.
+local gauges = {}
+local function gauge(m)
+    local g = gauges[m]
+    if g then return g end
+    g = {hours = {}, days = {}}
+    local all = redis.call('HGETALL', P .. 'base:' .. m)
+    for i = 1, #all, 2 do
+        local f, v = all[i], all[i + 1]
+        local p2 = string.sub(f, 1, 2)
+        if p2 == 'n:' then
+            g.hours[#g.hours + 1] = {tonumber(string.sub(f, 3)), tonumber(v)}
+        elseif p2 == 'd:' then
+            g.days[#g.days + 1] = {tonumber(string.sub(f, 3)), tonumber(v)}
+        else
+            g[f] = v
+        end
+    end
+    gauges[m] = g
+    return g
+end
+
+-- The base of value m at time T (a window's or bucket's start): the base now
+-- minus the net adds from the start of T's hour on (of T's day when the hour
+-- has left the history).  Returns base (nil: unknown) and its source:
+-- 'snapshot', 'active' (the fallback window's distinct subscribers) or ''.
+local function base_at(m, T)
+    local g = gauge(m)
+    if g.base then
+        local now, top = tonumber(g.base), tonumber(g.top)
+        local h = T - T % HOUR
+        if not top or h > top then return now, 'snapshot' end
+        local sum = 0
+        if h > top - KEEP_HOURS * HOUR then
+            for _, x in ipairs(g.hours) do
+                if x[1] >= h then sum = sum + x[2] end
+            end
+        else
+            local d = T - T % DAY
+            if d <= top - top % DAY - KEEP_DAYS * DAY then return nil, 'snapshot' end
+            for _, x in ipairs(g.days) do
+                if x[1] >= d then sum = sum + x[2] end
+            end
+        end
+        return now - sum, 'snapshot'
+    end
+    if base_fb then
+        if g.fb == nil then
+            g.fb = tonumber(redis.call('HGET', P .. 'kpi:' .. base_fb .. ':' .. m, 'active')) or
+                       false
+        end
+        if g.fb then return g.fb, 'active' end
+    end
+    return nil, ''
+end
+
 -- Append the derived KPIs of engine/kpi.c (DF order) to a field/value list;
--- '' when undefined (zero denominator).
+-- '' when undefined (zero denominator); then the base of value m at T (the
+-- window's or bucket's start, base_at) and its source.  span: the window's
+-- size or the bucket's width, ms.
 local dv = {} -- reused: no table per value
-local function add_derived(list, c, active)
+local function add_derived(list, c, active, m, T, span)
     local v = dv
-    derived_values(c, active, v)
+    local base, src = base_at(m, T)
+    derived_values(c, active, v, base or 0, span)
     local n = #list
     for i = 1, ND do
         list[n + 2 * i - 1] = DF[i]
         list[n + 2 * i] = v[i] and fmt(v[i]) or ''
     end
+    n = n + 2 * ND
+    list[n + 1] = 'base'
+    list[n + 2] = base and bs(base) or '' -- an integer: exact, not 10 digits
+    list[n + 3] = 'base_source'
+    list[n + 4] = src
 end
 
 local function split_member(m)
@@ -340,7 +537,7 @@ local function ensure_tmp0()
     end
 end
 
-local function process_window(w)
+local function process_window(w, base_changed)
     local size, slide, id = w.size, w.slide, w.id
     local pb = P .. 'b:' .. id .. ':'
     local ph = P .. 'h:' .. id .. ':'
@@ -492,6 +689,8 @@ local function process_window(w)
     -- (docs/redis-schema.md, "active").
     if H then
         for _, m in ipairs(w.trail) do touch(m).force = true end
+        -- Values whose base moved: their KPIs over the base are rewritten.
+        for m in pairs(base_changed) do touch(m) end
     end
     local dirty = {} -- member index -> '1' when its active was not recounted
 
@@ -586,7 +785,7 @@ local function process_window(w)
                 hset[#hset + 1] = '_ms'
                 hset[#hset + 1] = now_ms
             end
-            add_derived(hset, c, active or 0)
+            add_derived(hset, c, active or 0, m, lo, size)
             hset[#hset + 1] = '_p'
             hset[#hset + 1] = pend or ''
             redis.call('HSET', kk, unpack(hset))
@@ -626,7 +825,7 @@ local function process_window(w)
         end
         args[#args + 1] = 'active'
         args[#args + 1] = active
-        add_derived(args, c, active)
+        add_derived(args, c, active, m, b, slide)
         redis.call(unpack(args))
         entries = entries + 1
     end
@@ -669,8 +868,19 @@ local function process_window(w)
     return table.concat(d)
 end
 
+local base_changed = apply_base()
 local dirty_out = {}
-for wi, w in ipairs(windows) do dirty_out[wi] = process_window(w) end
+-- The active-base fallback window first: the others read its `active`.
+local order = {}
+for wi, w in ipairs(windows) do
+    if w.id == base_fb then table.insert(order, 1, wi) else order[#order + 1] = wi end
+end
+for _, wi in ipairs(order) do
+    dirty_out[wi] = process_window(windows[wi], base_changed)
+    if windows[wi].id == base_fb then
+        for _, g in pairs(gauges) do g.fb = nil end -- read again, as just written
+    end
+end
 
 if n_ranges > 0 then
     local args = {}

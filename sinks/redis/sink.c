@@ -202,6 +202,9 @@ struct redis_sink {
     int retry_now; /* the last call failed on a connection that was already open */
     /* scratch, reused across flushes */
     struct kpi_agg roll[KPI_MAX_WINDOWS];
+    /* The delta's subscriber-base part, per (hour, set, vid): net adds in
+     * c.activations and c.churns, snapshots in snap and snaps. */
+    struct kpi_agg hours;
     uint32_t roll_cap;
     uint32_t *order[KPI_MAX_WINDOWS]; /* roll cell indexes sorted by key group */
     uint32_t order_cap;
@@ -393,10 +396,14 @@ static int ensure_scratch(struct redis_sink *s, const struct kpi_delta *d)
         for (int w = 0; w < KPI_MAX_WINDOWS; w++)
             if (s->roll[w].cells)
                 kpi_agg_fini(&s->roll[w]);
+        if (s->hours.cells)
+            kpi_agg_fini(&s->hours);
         s->roll_cap = 0;
         for (int w = 0; w < d->windows->n; w++)
             if (kpi_agg_init(&s->roll[w], cap))
                 return KPI_ERR_NOMEM;
+        if (kpi_agg_init(&s->hours, cap))
+            return KPI_ERR_NOMEM;
         s->roll_cap = cap;
     } else {
         for (int w = 0; w < d->windows->n; w++) {
@@ -404,6 +411,7 @@ static int ensure_scratch(struct redis_sink *s, const struct kpi_delta *d)
                 return KPI_ERR_NOMEM;
             kpi_agg_reset(&s->roll[w]);
         }
+        kpi_agg_reset(&s->hours);
     }
     if (s->order_cap < s->roll_cap) {
         for (int w = 0; w < KPI_MAX_WINDOWS; w++) {
@@ -424,15 +432,31 @@ static int rollup(struct redis_sink *s, const struct kpi_delta *d)
     for (uint32_t i = 0; i < d->cells->n; i++) {
         const struct kpi_agg_cell *cell = &d->cells->cells[i];
         struct kpi_counters c = cell->c;
+        int64_t snap = cell->snap, snaps = cell->snaps;
         const struct keygroup *g = &s->kgs[kg_of(s, d->dims, cell->set, cell->vid)];
         if (g->base.valid) {
             const struct kpi_agg_cell *b =
                 kpi_agg_find(&g->base.cells, cell->bucket, cell->set, cell->vid);
-            if (b)
+            if (b) {
                 kpi_counters_sub(&c, &b->c);
+                snap -= b->snap;
+                snaps -= b->snaps;
+            }
+        }
+        if (snaps || c.activations || c.churns) {
+            /* The subscriber base's share: per hour (flush.lua, apply_base). */
+            int64_t hour = kpi_bucket_start(cell->bucket, 3600000);
+            struct kpi_agg_cell *h = kpi_agg_get(&s->hours, hour, cell->set, cell->vid);
+            if (!h)
+                return KPI_ERR_FULL;
+            h->c.activations += c.activations;
+            h->c.churns += c.churns;
+            h->snap += snap;
+            h->snaps += snaps;
         }
         if (kpi_counters_is_zero(&c))
-            continue; /* all of it is in Redis already, sketch included */
+            continue; /* all of it is in Redis already, sketch included (a
+                         snapshot-only cell has nothing for the windows) */
         for (int w = 0; w < ws->n; w++) {
             int64_t wb = kpi_bucket_start(cell->bucket, ws->w[w].slide_ms);
             struct kpi_agg_cell *r = kpi_agg_get(&s->roll[w], wb, cell->set, cell->vid);
@@ -590,6 +614,43 @@ static int64_t range_from(const struct redis_sink *s, const struct keygroup *g, 
 /* The script's arguments for key group kg: d's ranges and the rolled-up
  * cells of that key group.  d may be NULL: an idle call that only recounts
  * the key group's dirty values. */
+/* The window whose distinct subscribers stand in for the base of a value
+ * without snapshots ("active base", docs/kpis.md): the longest of at least
+ * 28 days, or none. */
+static const char *fallback_window(const struct kpi_windows *ws)
+{
+    const struct kpi_window_spec *best = NULL;
+    for (int w = 0; w < ws->n; w++)
+        if (ws->w[w].size_ms >= 28 * 86400000LL && (!best || ws->w[w].size_ms > best->size_ms))
+            best = &ws->w[w];
+    return best ? best->id : "";
+}
+
+/* The base section of a call (flush.lua, parse_base): the key group's
+ * per-hour net adds and snapshots. */
+static int push_base(struct redis_sink *s, uint32_t kg, const struct kpi_delta *d)
+{
+    struct kpi_argv *a = &s->args;
+    int err = kpi_argv_str(a, fallback_window(s->windows));
+    size_t n_arg = a->n;
+    int64_t n = 0;
+    err |= kpi_argv_str(a, "0000000000");
+    for (uint32_t i = 0; d && i < s->hours.n && !err; i++) {
+        const struct kpi_agg_cell *h = &s->hours.cells[i];
+        if (kg_of(s, s->dims, h->set, h->vid) != kg)
+            continue;
+        uint32_t slot;
+        err |= kpi_argv_i64(a, mm_find(&s->members, (uint64_t)h->set << 32 | h->vid, &slot));
+        err |= kpi_argv_i64(a, h->bucket);
+        err |= kpi_argv_i64(a, h->c.activations - h->c.churns);
+        err |= kpi_argv_i64(a, h->snaps);
+        err |= kpi_argv_i64(a, h->snap);
+        n++;
+    }
+    err |= kpi_argv_set_i64(a, n_arg, n);
+    return err ? KPI_ERR_NOMEM : 0;
+}
+
 static int build_args(struct redis_sink *s, uint32_t kg, const struct kpi_delta *d)
 {
     struct keygroup *g = &s->kgs[kg];
@@ -658,7 +719,7 @@ static int build_args(struct redis_sink *s, uint32_t kg, const struct kpi_delta 
         s->grefs_cap = n_groups;
     }
     s->n_grefs = 0;
-    if ((err = mm_init(&s->members, n_groups + n_dirty)))
+    if ((err = mm_init(&s->members, n_groups + n_dirty + (d ? s->hours.n : 0))))
         return err;
     size_t n_members_arg = a->n;
     err |= kpi_argv_str(a, "0000000000");
@@ -677,6 +738,14 @@ static int build_args(struct redis_sink *s, uint32_t kg, const struct kpi_delta 
             err |=
                 member(s, dims, (uint32_t)(g->dirty[w].v[j] >> 32), (uint32_t)g->dirty[w].v[j], &m);
         }
+    /* Values with only a base entry (a snapshot): members too, after the
+     * trailing ones so that n_written keeps its meaning. */
+    for (uint32_t i = 0; d && i < s->hours.n && !err; i++) {
+        const struct kpi_agg_cell *h = &s->hours.cells[i];
+        uint32_t m;
+        if (kg_of(s, dims, h->set, h->vid) == kg)
+            err |= member(s, dims, h->set, h->vid, &m);
+    }
     err |= kpi_argv_set_i64(a, n_members_arg, s->members.n);
 
     /* Windows: their buckets, then the values to recount. */
@@ -729,6 +798,8 @@ static int build_args(struct redis_sink *s, uint32_t kg, const struct kpi_delta 
         }
         err |= kpi_argv_set_i64(a, n_trail_arg, n_trail);
     }
+    if (!err)
+        err = push_base(s, kg, d);
     return err ? KPI_ERR_NOMEM : 0;
 }
 
@@ -1074,6 +1145,8 @@ static void redis_destroy(void *self)
         free(s->order[w]);
         free(s->kg_starts[w]);
     }
+    if (s->hours.cells)
+        kpi_agg_fini(&s->hours);
     for (uint32_t kg = 0; s->kgs && kg < s->k; kg++) {
         struct keygroup *g = &s->kgs[kg];
         kpi_dcopy_free(&g->base);

@@ -63,6 +63,11 @@ int kt_fx_add_hash(struct kt_fixture *f, struct kt_event s, uint64_t sub_hash)
         struct kpi_agg_cell *c = kpi_agg_get(&f->cells, bucket, (uint32_t)set, vid);
         if (!c)
             return -1;
+        if (s.type == KPI_EV_BASE) { /* as the engine does (engine.c, add_event) */
+            c->snap += (int64_t)s.count;
+            c->snaps++;
+            continue;
+        }
         kpi_counters_count(&c->c, &ev);
         if (kpi_hll_add_hash(&c->hll, ev.sub_hash) < 0)
             return -1;
@@ -73,7 +78,7 @@ int kt_fx_add_hash(struct kt_fixture *f, struct kt_event s, uint64_t sub_hash)
 
 int kt_fx_add(struct kt_fixture *f, struct kt_event s)
 {
-    return kt_fx_add_hash(f, s, kpi_hll_hash(s.sub, strlen(s.sub)));
+    return kt_fx_add_hash(f, s, s.sub ? kpi_hll_hash(s.sub, strlen(s.sub)) : 0);
 }
 
 int kt_fx_example(struct kt_fixture *f, int64_t t)

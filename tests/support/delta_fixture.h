@@ -37,6 +37,7 @@ struct kt_event {
     int survey;
     int has_provision_ms;
     uint64_t provision_ms;
+    uint64_t count; /* KPI_EV_BASE: the snapshot's subscriber count (sub is NULL) */
 };
 
 /* 0, or -1 with err set. */
