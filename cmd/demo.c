@@ -270,7 +270,13 @@ void kpi_demo_view_start(struct kpi_demo *d, struct kpi_engine *e, struct kpirea
     v->store = store;
     v->redis = redis;
     v->alerter = alerter;
-    snprintf(v->url, sizeof(v->url), "%s", url);
+    /* The dashboard opens on the shortest window: a demo's data covers it
+     * within a minute, while a 1-hour window's monthly figures stay
+     * understated for the demo's first hour (docs/kpis.md, "span"). */
+    if (url && url[0])
+        snprintf(v->url, sizeof(v->url), "%s?window=%s", url, kpi_engine_windows(e)->w[0].id);
+    else
+        v->url[0] = '\0';
     v->started = pthread_create(&v->th, NULL, view_main, v) == 0;
 }
 

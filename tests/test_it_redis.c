@@ -1368,7 +1368,7 @@ Test(redis_sink, base_snapshots_give_exact_bases_and_monthly_kpis)
     cr_assert_gt(seen, 0);
     freeReplyObject(r);
     kpi_sink_destroy(&s);
-    fx_fini(&f);
+    kt_fx_fini(&f);
 }
 
 Test(redis_sink, without_snapshots_the_base_is_the_active_base_of_30d_or_unknown)
@@ -1395,7 +1395,7 @@ Test(redis_sink, without_snapshots_the_base_is_the_active_base_of_30d_or_unknown
     cr_assert(!exists(k("base:region:eu-west")) || !hget_i64(k("base:region:eu-west"), "base"),
               "no snapshot: the gauge has no base");
     kpi_sink_destroy(&s);
-    fx_fini(&f);
+    kt_fx_fini(&f);
 
     /* No 30-day window: the base is unknown, and so are the monthly KPIs. */
     freeReplyObject(cmd("FLUSHALL"));
@@ -1412,7 +1412,7 @@ Test(redis_sink, without_snapshots_the_base_is_the_active_base_of_30d_or_unknown
     cr_assert_str_eq(v, "");
     cr_assert_float_eq(hget_f(kk, "churn_rate"), 1.0, 0, "the window ratio is still there");
     kpi_sink_destroy(&s);
-    fx_fini(&f);
+    kt_fx_fini(&f);
 }
 
 /* ---- the schema document ---- */
