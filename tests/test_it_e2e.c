@@ -252,8 +252,8 @@ static void value_field(const char *group, const char *kind, const char *set, co
 
 /* Every value's base (P:base:<set>:<value>) is the generator's truth, and
  * the 24-hour window's monthly KPIs of `all` are the formulas on its own
- * fields, over the base at the window's start (before any event: the
- * initial base). */
+ * fields, over the base at the start of its data (before any event: the
+ * initial base) and the span its data covers. */
 static int check_bases(const char *group, const struct kpi_gen_truth *truth)
 {
     int checked = 0;
@@ -292,11 +292,25 @@ static int check_bases(const char *group, const struct kpi_gen_truth *truth)
     cr_assert_eq(atoll(v), init, "the 24h window's base is the base at its start: %s", v);
     value_field(group, "kpi:24h_1h:", "all", "all", "base_source", v, sizeof(v));
     cr_assert_str_eq(v, "snapshot");
+    /* The span the 24h window's data covers: from the first hour written (a
+     * new group: later than the window's start) to the end of the head. */
+    char head[32], first[32], p[256];
+    kpi_redis_value_prefix(p, sizeof(p), "kpi", group, KG, "all", "all", 3);
+    redisReply *m = redisCommand(rc, "HMGET %smeta head:24h_1h first:24h_1h", p);
+    cr_assert(m && m->type == REDIS_REPLY_ARRAY && m->elements == 2 &&
+              m->element[0]->type == REDIS_REPLY_STRING &&
+              m->element[1]->type == REDIS_REPLY_STRING);
+    snprintf(head, sizeof(head), "%s", m->element[0]->str);
+    snprintf(first, sizeof(first), "%s", m->element[1]->str);
+    freeReplyObject(m);
+    const int64_t H = atoll(head), lo = H - 86400000 + 3600000;
+    const double span = (double)(H + 3600000 - (atoll(first) > lo ? atoll(first) : lo));
+    cr_assert_geq(span, 3600000.0);
     value_field(group, "kpi:24h_1h:", "all", "all", "churn_rate_monthly", v, sizeof(v));
-    double want = (double)kpi_field(group, "churns") * 2592000000.0 / 86400000.0 / (double)init;
+    double want = (double)kpi_field(group, "churns") * 2592000000.0 / span / (double)init;
     cr_assert_float_eq(strtod(v, NULL), want, want * 1e-9, "churn_rate_monthly %s", v);
     value_field(group, "kpi:24h_1h:", "all", "all", "arpu_monthly", v, sizeof(v));
-    want = (double)kpi_field(group, "revenue") / 1e6 * 30 / (double)init;
+    want = (double)kpi_field(group, "revenue") / 1e6 * 2592000000.0 / span / (double)init;
     cr_assert_float_eq(strtod(v, NULL), want, want * 1e-9, "arpu_monthly %s", v);
     return checked;
 }
@@ -561,6 +575,12 @@ static int check_rolling_hashes(const char *group)
             snprintf(field, sizeof(field), "head:%s", windows[w].id);
             int has_head = 0;
             int64_t head = hget_i(meta, field, &has_head);
+            /* the span the window's data covers (docs/kpis.md): from its
+             * start, or from the key group's first bucket when later */
+            snprintf(field, sizeof(field), "first:%s", windows[w].id);
+            const int64_t first = hget_i(meta, field, NULL),
+                          lo = head - windows[w].size + windows[w].slide;
+            const int64_t span = head + windows[w].slide - (first > lo ? first : lo);
             char pattern[400];
             snprintf(pattern, sizeof(pattern), "%skpi:%s:*", p, windows[w].id);
             char cursor[32] = "0";
@@ -619,7 +639,7 @@ static int check_rolling_hashes(const char *group)
                     char base[64];
                     hget_s(key, "base", base, sizeof(base));
                     kpi_values_compute_base(&v, &c, (uint64_t)active, base[0] != 0,
-                                            strtod(base, NULL), windows[w].size);
+                                            strtod(base, NULL), span);
                     for (int k = 0; k < KPI_NDERIVED; k++) {
                         fmt10(want, sizeof(want), v.has[k], v.derived[k]);
                         hget_s(key, kpi_derived_defs[k].name, got, sizeof(got));
