@@ -4,6 +4,9 @@
 #
 #   bash bench/scale.sh [EVENTS]          (default 5000000 per scenario)
 #   SCALE_X="engine.max_cells=65536" bash bench/scale.sh   (settings for every run)
+#   SCALE_ONLY="100000:1000000:3000000" bash bench/scale.sh
+#                     (one scenario only, SITES:SUBSCRIBERS:EVENTS[:ZIPF], zipf 1.1
+#                     unless given; EVENTS is then taken from here, not from $1)
 #
 # Every scenario adds a `site` dimension (kpistream-gen --sites N: each
 # subscriber's home cell site) and a grouping set on it, so the set `site`
@@ -62,7 +65,11 @@ run() { # run SITES SUBSCRIBERS EVENTS ZIPF
         -X "kafka.group.id=$topic" -X "redis.url=redis://127.0.0.1:$rport" -X http.port=0 \
         -X alerts.enabled=false -X dimensions.fields=region,plan,segment,site \
         -X dimensions.sets=region,region+plan,segment,site "${extra[@]}" >"$tmp/kpi.out" \
-        2>"$tmp/kpi.err"
+        2>"$tmp/kpi.err" || {
+        # a failed run still gets its row (Redis's side of what it did) and says why it failed
+        echo "scale.sh: kpistream failed ($sites sites, $subs subscribers); the end of its log:" >&2
+        tail -n 15 "$tmp/kpi.err" >&2
+    }
     local wall rss mem vals active flushes evalsha cells slowmax slown cpu
     wall=$(sed -n 's/^measure: wall=\([0-9.]*\).*/\1/p' "$tmp/kpi.err")
     rss=$(sed -n 's/^measure: .*maxrss_kb=\([0-9]*\).*/\1/p' "$tmp/kpi.err")
@@ -86,11 +93,23 @@ run() { # run SITES SUBSCRIBERS EVENTS ZIPF
         -v a="$active" -v z="$zipf" -v f="$flushes" -v e="${evalsha:-0}" -v c="${cells:-0}" \
         -v sm="$slowmax" -v sn="$slown" -v cp="$cpu" 'BEGIN {
         printf "%-7s %-9s %-9s %12.0f %10.0f %12.0f %8s %11s %5s %-22s %9.1f %9.1f %8.1f %5s %9s\n", s, u, n,
-            n / w, r / 1024, m / 1048576, v, a, z, f, c ? e / c : 0, c ? cp * 1e6 / c : 0, sm, sn, cp }'
+            w ? n / w : 0, r / 1024, m / 1048576, v, a, z, f, c ? e / c : 0, c ? cp * 1e6 / c : 0, sm, sn, cp }'
     kill "$rpid"
     wait "$rpid" 2>/dev/null || true
     rpid=""
 }
+if [ -n "${SCALE_ONLY:-}" ]; then
+    IFS=: read -r o_sites o_subs o_events o_zipf <<<"$SCALE_ONLY"
+    for v in "$o_sites" "$o_subs" "$o_events"; do
+        case "$v" in '' | *[!0-9]*)
+            echo "scale.sh: SCALE_ONLY must be SITES:SUBSCRIBERS:EVENTS[:ZIPF], got '$SCALE_ONLY'" >&2
+            exit 2
+            ;;
+        esac
+    done
+    run "$o_sites" "$o_subs" "$o_events" "${o_zipf:-1.1}"
+    exit 0
+fi
 run 10 1000000 "$events" 1.1
 run 1000 1000000 "$events" 1.1
 run 10000 1000000 "$events" 1.1
