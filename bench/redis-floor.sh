@@ -19,14 +19,10 @@
 # "Cost"), so 5 x hset5 is a floor for it: the issue's goal of 5 us per cell
 # needs batched commands (many values per call), not a faster script.
 # Figures, not verdicts.
-set -euo pipefail
-root="$(cd "$(dirname "$0")/.." && pwd)"
-cd "$root"
-n="${1:-10000}"
-rport="${KPI_FLOOR_REDIS_PORT:-6393}"
-
 # shellcheck source=bench/common.sh
-. bench/common.sh
+. "$(dirname "$0")/common.sh"
+bench_args n=10000 -- "$@"
+rport="${KPI_FLOOR_REDIS_PORT:-6393}"
 bench_scratch
 private_redis "$rport" "$tmp/redis"
 
