@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "engine/decode.h"
+#include "sources/kafka_client.h"
 
 const char *kt_brokers(void)
 {
@@ -184,12 +185,11 @@ int64_t kt_read_dlq(const char *topic, int64_t expect, int64_t timeout_ms, uint6
     snprintf(group, sizeof(group), "dlq-reader-%d", (int)getpid());
     rd_kafka_conf_set(c, "group.id", group, err, sizeof(err));
     rd_kafka_conf_set(c, "auto.offset.reset", "earliest", err, sizeof(err));
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, err, sizeof(err));
-    rd_kafka_poll_set_consumer(rk);
-    rd_kafka_topic_partition_list_t *t = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(t, topic, RD_KAFKA_PARTITION_UA);
-    rd_kafka_subscribe(rk, t);
-    rd_kafka_topic_partition_list_destroy(t);
+    rd_kafka_t *rk = kpi_kafka_consumer_subscribed(c, topic, err, sizeof(err));
+    if (!rk) {
+        fprintf(stderr, "kt_read_dlq: %s\n", err);
+        return -1;
+    }
     int64_t got = 0;
     *headers_ok = 1;
     struct timespec ts;
