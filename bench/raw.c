@@ -50,9 +50,9 @@ int bench_raw(int argc, char **argv)
                                  {"queued.max.messages.kbytes", "32768"},
                                  {"fetch.wait.max.ms", "50"},
                                  {"enable.partition.eof", "true"}};
-    rd_kafka_conf_t *conf = kpi_kafka_conf_from(kv, sizeof(kv) / sizeof(kv[0]), err, sizeof(err));
-    rd_kafka_t *rk = conf ? kpi_kafka_consumer_subscribed(conf, topic, err, sizeof(err)) : NULL;
-    if (!rk) {
+    rd_kafka_t *rk =
+        kpi_kafka_client_from(RD_KAFKA_CONSUMER, kv, sizeof(kv) / sizeof(kv[0]), err, sizeof(err));
+    if (!rk || kpi_kafka_subscribe_one(rk, topic, err, sizeof(err))) {
         fprintf(stderr, "raw: %s\n", err);
         return 2;
     }

@@ -15,12 +15,20 @@ rd_kafka_conf_t *kpi_kafka_conf_from(const char *const kv[][2], size_t n, char *
     return c;
 }
 
-rd_kafka_t *kpi_kafka_consumer_subscribed(rd_kafka_conf_t *conf, const char *topic, char *errstr,
-                                          size_t errsz)
+rd_kafka_t *kpi_kafka_client_from(rd_kafka_type_t type, const char *const kv[][2], size_t n,
+                                  char *errstr, size_t errsz)
 {
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errsz);
-    if (!rk)
+    rd_kafka_conf_t *c = kpi_kafka_conf_from(kv, n, errstr, errsz);
+    if (!c)
         return NULL;
+    rd_kafka_t *rk = rd_kafka_new(type, c, errstr, errsz);
+    if (!rk)
+        rd_kafka_conf_destroy(c); /* rd_kafka_new takes it only on success */
+    return rk;
+}
+
+int kpi_kafka_subscribe_one(rd_kafka_t *rk, const char *topic, char *errstr, size_t errsz)
+{
     rd_kafka_poll_set_consumer(rk);
     rd_kafka_topic_partition_list_t *t = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(t, topic, RD_KAFKA_PARTITION_UA);
@@ -28,8 +36,7 @@ rd_kafka_t *kpi_kafka_consumer_subscribed(rd_kafka_conf_t *conf, const char *top
     rd_kafka_topic_partition_list_destroy(t);
     if (err) {
         snprintf(errstr, errsz, "subscribe to %s: %s", topic, rd_kafka_err2str(err));
-        rd_kafka_destroy(rk);
-        return NULL;
+        return -1;
     }
-    return rk;
+    return 0;
 }

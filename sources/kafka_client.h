@@ -1,7 +1,8 @@
 /*
- * kafka_client.h - librdkafka plumbing for the consumers that stand beside
- * the source: the raw-consumer baseline (bench/raw.c) and the tests' readers
- * (tests/support/kafka_util.c).
+ * kafka_client.h - librdkafka plumbing for the clients that stand beside
+ * the source: the raw-consumer baseline (bench/raw.c), the tests' readers
+ * (tests/support/kafka_util.c) and the fault campaign's tool
+ * (tests/chaos/chaos_tool.c).
  */
 #ifndef KPI_SOURCE_KAFKA_CLIENT_H
 #define KPI_SOURCE_KAFKA_CLIENT_H
@@ -14,9 +15,13 @@
 rd_kafka_conf_t *kpi_kafka_conf_from(const char *const kv[][2], size_t n, char *errstr,
                                      size_t errsz);
 
-/* A consumer over conf (which it takes), polled through its consumer queue
- * and subscribed to topic in its group; NULL with errstr set on failure. */
-rd_kafka_t *kpi_kafka_consumer_subscribed(rd_kafka_conf_t *conf, const char *topic, char *errstr,
-                                          size_t errsz);
+/* A client of `type` configured with the n pairs of kv; NULL with errstr
+ * set on failure. */
+rd_kafka_t *kpi_kafka_client_from(rd_kafka_type_t type, const char *const kv[][2], size_t n,
+                                  char *errstr, size_t errsz);
+
+/* Points the consumer rk's polling at its consumer queue and subscribes it
+ * to topic in its group; 0, or -1 with errstr set. */
+int kpi_kafka_subscribe_one(rd_kafka_t *rk, const char *topic, char *errstr, size_t errsz);
 
 #endif
