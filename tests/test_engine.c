@@ -80,23 +80,36 @@ static int mem_flush(void *opaque, const struct kpi_delta *d, char *errstr, size
 
 static struct mem_target target_state;
 
-static struct kpi_engine *make_engine(int workers, uint32_t max_cells, int64_t flush_ms)
+/* The defaults, but retries after 1-2 ms. */
+static struct kpi_engine_conf quick_retries(void)
+{
+    struct kpi_engine_conf c;
+    kpi_engine_conf_defaults(&c);
+    c.retry_min_ms = 1;
+    c.retry_max_ms = 2;
+    return c;
+}
+
+/* An engine over c flushing into target_state, which starts empty. */
+static struct kpi_engine *engine_into_target_state(const struct kpi_engine_conf *c)
 {
     memset(&target_state, 0, sizeof(target_state));
     pthread_mutex_init(&target_state.mu, NULL);
-    struct kpi_engine_conf c;
-    kpi_engine_conf_defaults(&c);
-    c.n_workers = workers;
-    c.max_cells = max_cells;
-    c.flush_interval_ms = flush_ms;
-    c.retry_min_ms = 1;
-    c.retry_max_ms = 2;
     char err[256];
-    struct kpi_engine *e = kpi_engine_new(&c, err, sizeof(err));
+    struct kpi_engine *e = kpi_engine_new(c, err, sizeof(err));
     cr_assert_not_null(e, "%s", err);
     struct kpi_flush_target t = {&target_state, mem_flush};
     kpi_engine_set_target(e, &t);
     return e;
+}
+
+static struct kpi_engine *make_engine(int workers, uint32_t max_cells, int64_t flush_ms)
+{
+    struct kpi_engine_conf c = quick_retries();
+    c.n_workers = workers;
+    c.max_cells = max_cells;
+    c.flush_interval_ms = flush_ms;
+    return engine_into_target_state(&c);
 }
 
 static const char *regions[] = {"eu-west", "eu-north", "us-east", "apac"};
@@ -653,20 +666,10 @@ Test(engine, an_event_from_the_future_moves_the_watermark_no_further_than_the_wa
 
 static struct kpi_engine *make_engine_idle(int64_t idle_ms)
 {
-    memset(&target_state, 0, sizeof(target_state));
-    pthread_mutex_init(&target_state.mu, NULL);
-    struct kpi_engine_conf c;
-    kpi_engine_conf_defaults(&c);
+    struct kpi_engine_conf c = quick_retries();
     c.n_workers = 1;
-    c.retry_min_ms = 1;
-    c.retry_max_ms = 2;
     c.idle_timeout_ms = idle_ms;
-    char err[256];
-    struct kpi_engine *e = kpi_engine_new(&c, err, sizeof(err));
-    cr_assert_not_null(e, "%s", err);
-    struct kpi_flush_target t = {&target_state, mem_flush};
-    kpi_engine_set_target(e, &t);
-    return e;
+    return engine_into_target_state(&c);
 }
 
 /* Partition 1 goes quiet while partition 0 keeps going: feed partition 0
