@@ -77,40 +77,71 @@ struct sink_fx {
     size_t len;
 };
 
-static void sink_fx_init(struct sink_fx *x, const char *windows, enum print how)
+static void sink_fx_init(struct sink_fx *fx, const char *windows, enum print how)
 {
-    fx_init(&x->f, windows, 0);
-    x->buf = NULL;
-    x->len = 0;
-    x->out = NULL;
+    fx_init(&fx->f, windows, 0);
+    fx->buf = NULL;
+    fx->len = 0;
+    fx->out = NULL;
     if (how != PRINT_NONE) {
-        x->out = open_memstream(&x->buf, &x->len);
-        cr_assert_not_null(x->out);
+        fx->out = open_memstream(&fx->buf, &fx->len);
+        cr_assert_not_null(fx->out);
     }
-    x->s = kpi_sink_stdout_new(x->out, how == PRINT_JSON, how == PRINT_TABLE, NULL, 0);
+    fx->s = kpi_sink_stdout_new(fx->out, how == PRINT_JSON, how == PRINT_TABLE, NULL, 0);
 }
 
 /* Flush up to watermark; what a printing sink printed is in buf. */
-static void sink_fx_flush(struct sink_fx *x, int64_t watermark)
+static void sink_fx_flush(struct sink_fx *fx, int64_t watermark)
 {
-    cr_assert_eq(fx_flush(&x->f, &x->s, watermark), 0);
-    if (x->out)
-        fflush(x->out);
+    cr_assert_eq(fx_flush(&fx->f, &fx->s, watermark), 0);
+    if (fx->out)
+        fflush(fx->out);
 }
 
-static void sink_fx_fini(struct sink_fx *x)
+static void sink_fx_fini(struct sink_fx *fx)
 {
-    kpi_sink_destroy(&x->s);
-    if (x->out)
-        fclose(x->out);
-    free(x->buf);
-    kt_fx_fini(&x->f);
+    kpi_sink_destroy(&fx->s);
+    if (fx->out)
+        fclose(fx->out);
+    free(fx->buf);
+    kt_fx_fini(&fx->f);
 }
 
-Test(stdout_sink, window_kpis_match_hand_computed_values)
+/* Each test runs on x, set up by its .init and torn down by done. */
+static struct sink_fx x;
+
+static void two_windows(void)
 {
-    struct sink_fx x;
     sink_fx_init(&x, "1m/5s,1h/1m", PRINT_NONE);
+}
+
+static void one_window(void)
+{
+    sink_fx_init(&x, "1m/5s", PRINT_NONE);
+}
+
+static void ten_second_window(void)
+{
+    sink_fx_init(&x, "10s/5s", PRINT_NONE);
+}
+
+static void printing_json(void)
+{
+    sink_fx_init(&x, "1m/5s", PRINT_JSON);
+}
+
+static void printing_table(void)
+{
+    sink_fx_init(&x, "1m/5s", PRINT_TABLE);
+}
+
+static void done(void)
+{
+    sink_fx_fini(&x);
+}
+
+Test(stdout_sink, window_kpis_match_hand_computed_values, .init = two_windows, .fini = done)
+{
     cr_assert_not_null(x.s.ops);
     feed_example(&x.f, T0);
     sink_fx_flush(&x, T0 + 9000);
@@ -148,13 +179,11 @@ Test(stdout_sink, window_kpis_match_hand_computed_values)
         expect_events_active(&pre, 3, 2);
         cr_assert_eq(pre.c.revenue, 2500000);
     }
-    sink_fx_fini(&x);
 }
 
-Test(stdout_sink, a_value_never_seen_is_an_empty_window_with_no_derived_kpi)
+Test(stdout_sink, a_value_never_seen_is_an_empty_window_with_no_derived_kpi, .init = one_window,
+     .fini = done)
 {
-    struct sink_fx x;
-    sink_fx_init(&x, "1m/5s", PRINT_NONE);
     struct kpi_values v;
     cr_assert_eq(kpi_sink_stdout_query(&x.s, "1m/5s", "all", "all", &v, NULL, NULL), KPI_ERR_STATE,
                  "nothing to say before the first delta");
@@ -165,13 +194,10 @@ Test(stdout_sink, a_value_never_seen_is_an_empty_window_with_no_derived_kpi)
     cr_assert_not(v.has_churn_rate || v.has_arpu || v.has_nps_network || v.has_nps_brand);
     cr_assert_eq(kpi_sink_stdout_query(&x.s, "5m/1m", "all", "all", &v, NULL, NULL), KPI_ERR_INVAL);
     cr_assert_eq(kpi_sink_stdout_query(&x.s, "1m/5s", "plan", "x", &v, NULL, NULL), KPI_ERR_INVAL);
-    sink_fx_fini(&x);
 }
 
-Test(stdout_sink, a_window_that_slid_past_its_data_is_empty)
+Test(stdout_sink, a_window_that_slid_past_its_data_is_empty, .init = two_windows, .fini = done)
 {
-    struct sink_fx x;
-    sink_fx_init(&x, "1m/5s,1h/1m", PRINT_NONE);
     feed_example(&x.f, T0);
     sink_fx_flush(&x, T0 + 9000);
     /* Two minutes later only us-east has one new event. */
@@ -193,13 +219,11 @@ Test(stdout_sink, a_window_that_slid_past_its_data_is_empty)
     struct kpi_values all = query(&x.s, "1h/1m", "all", "all");
     expect_events_active(&all, 8, 5);
     cr_assert_eq(all.c.revenue, 5000000);
-    sink_fx_fini(&x);
 }
 
-Test(stdout_sink, buckets_of_several_flushes_add_up_and_the_boundary_bucket_counts_once)
+Test(stdout_sink, buckets_of_several_flushes_add_up_and_the_boundary_bucket_counts_once,
+     .init = ten_second_window, .fini = done)
 {
-    struct sink_fx x;
-    sink_fx_init(&x, "10s/5s", PRINT_NONE);
     /* Buckets [T0, T0+5s), [T0+5s, T0+10s), [T0+10s, T0+15s). */
     fx_add(&x.f, (struct kt_event){KPI_EV_CHURN, T0 + 1000, "a", "eu-west", "x"});
     sink_fx_flush(&x, T0 + 1000);
@@ -220,13 +244,11 @@ Test(stdout_sink, buckets_of_several_flushes_add_up_and_the_boundary_bucket_coun
     cr_assert_eq(v.active, 2);
     cr_assert_float_eq(v.churn_rate, 0.0, 1e-12);
     cr_assert_float_eq(v.arpu, 3.0, 1e-12);
-    sink_fx_fini(&x);
 }
 
-Test(stdout_sink, json_lines_print_changed_values_with_undefined_kpis_as_null)
+Test(stdout_sink, json_lines_print_changed_values_with_undefined_kpis_as_null,
+     .init = printing_json, .fini = done)
 {
-    struct sink_fx x;
-    sink_fx_init(&x, "1m/5s", PRINT_JSON);
     feed_example(&x.f, T0);
     sink_fx_flush(&x, T0 + 9000);
     /* all, 2 regions, 3 region+plan values */
@@ -239,24 +261,19 @@ Test(stdout_sink, json_lines_print_changed_values_with_undefined_kpis_as_null)
     size_t before = x.len;
     sink_fx_flush(&x, T0 + 9000);
     cr_assert_eq(x.len, before);
-    sink_fx_fini(&x);
 }
 
-Test(stdout_sink, table_shows_all_and_the_top_values)
+Test(stdout_sink, table_shows_all_and_the_top_values, .init = printing_table, .fini = done)
 {
-    struct sink_fx x;
-    sink_fx_init(&x, "1m/5s", PRINT_TABLE);
     feed_example(&x.f, T0);
     sink_fx_flush(&x, T0 + 9000);
     KT_ASSERT_CONTAINS(x.buf, "-- flush 1", "all            all", "region         eu-west");
     cr_assert_null(strstr(x.buf, "region         us-east"), "top 1 per set: %s", x.buf);
-    sink_fx_fini(&x);
 }
 
-Test(stdout_sink, time_to_provision_ms_is_printed_and_queried_null_when_undefined)
+Test(stdout_sink, time_to_provision_ms_is_printed_and_queried_null_when_undefined,
+     .init = printing_json, .fini = done)
 {
-    struct sink_fx x;
-    sink_fx_init(&x, "1m/5s", PRINT_JSON);
     fx_add(&x.f, (struct kt_event){KPI_EV_ACTIVATION, T0 + 100, "1", "eu-west", "prepaid", 0, 0, 0,
                                    1, 1000});
     fx_add(&x.f, (struct kt_event){KPI_EV_ACTIVATION, T0 + 200, "2", "eu-west", "prepaid", 0, 0, 0,
@@ -273,5 +290,4 @@ Test(stdout_sink, time_to_provision_ms_is_printed_and_queried_null_when_undefine
     v = query(&x.s, "1m/5s", "region", "us-east");
     cr_assert_eq(v.c.activations, 1);
     cr_assert_not(v.has_time_to_provision_ms);
-    sink_fx_fini(&x);
 }
