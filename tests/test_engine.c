@@ -291,6 +291,32 @@ static int flush_from_worker(struct kpi_engine *e, struct kpi_worker *w)
     return flush_from_worker_within(e, w, 10000);
 }
 
+/* The engine most tests below use: one worker, 4096 cells, 1 s flushes
+ * (lateness 30 s, base bucket 5 s); its worker in *w. */
+static struct kpi_engine *single_worker_engine(struct kpi_worker **w)
+{
+    struct kpi_engine *e = make_engine(1, 4096, 1000);
+    *w = kpi_engine_worker(e, 0);
+    return e;
+}
+
+/* The worker takes ev at offset off of input in, as a good event. */
+static void add_ok(struct kpi_worker *w, int in, int64_t off, const struct kpi_event *ev)
+{
+    cr_assert_eq(kpi_worker_add(w, in, off, ev), KPI_BAD_NONE, "offset %lld", (long long)off);
+}
+
+/* Input `in` is revoked while the sink is down (Redis, say): its revocation
+ * flush fails, and it is closed with its events still pending. */
+static void revoke_while_the_sink_is_down(struct kpi_engine *e, struct kpi_worker *w, int in)
+{
+    kpi_engine_input_revoke(e, in);
+    target_state.fail_next = 1000000;
+    cr_assert_neq(flush_from_worker_within(e, w, 100), 0, "the revocation flush fails");
+    kpi_engine_input_close(e, in);
+    target_state.fail_next = 0;
+}
+
 static struct kpi_event at(int64_t ts)
 {
     struct kpi_event e = event_n(1, 0);
@@ -301,11 +327,11 @@ static struct kpi_event at(int64_t ts)
 
 Test(engine, event_behind_the_watermark_is_too_late_but_consumed)
 {
-    struct kpi_engine *e = make_engine(1, 4096, 1000); /* lateness 30 s, base 5 s */
-    struct kpi_worker *w = kpi_engine_worker(e, 0);
+    struct kpi_worker *w;
+    struct kpi_engine *e = single_worker_engine(&w); /* lateness 30 s, base 5 s */
     int in = kpi_engine_input_open(e, "events", 0, 0, 0);
     struct kpi_event ev = at(1000000);
-    cr_assert_eq(kpi_worker_add(w, in, 0, &ev), KPI_BAD_NONE);
+    add_ok(w, in, 0, &ev);
     cr_assert_eq(flush_from_worker(e, w), 0);
     cr_assert_eq(kpi_engine_watermark(e), 970000);
     cr_assert_eq(flush_from_worker(e, w), 0);
@@ -313,7 +339,7 @@ Test(engine, event_behind_the_watermark_is_too_late_but_consumed)
     ev = at(969999); /* its bucket [965000, 970000) is closed */
     cr_assert_eq(kpi_worker_add(w, in, 1, &ev), KPI_BAD_TOO_LATE);
     ev = at(970000); /* within the allowed lateness: counts */
-    cr_assert_eq(kpi_worker_add(w, in, 2, &ev), KPI_BAD_NONE);
+    add_ok(w, in, 2, &ev);
     cr_assert_eq(flush_from_worker(e, w), 0);
 
     struct kpi_engine_stats st;
@@ -327,8 +353,8 @@ Test(engine, event_behind_the_watermark_is_too_late_but_consumed)
 
 Test(engine, watermark_is_the_minimum_over_inputs)
 {
-    struct kpi_engine *e = make_engine(1, 4096, 1000);
-    struct kpi_worker *w = kpi_engine_worker(e, 0);
+    struct kpi_worker *w;
+    struct kpi_engine *e = single_worker_engine(&w);
     int a = kpi_engine_input_open(e, "events", 0, 0, 0);
     int b = kpi_engine_input_open(e, "events", 1, 0, 0);
     struct kpi_event ev = at(1000000);
@@ -342,8 +368,8 @@ Test(engine, watermark_is_the_minimum_over_inputs)
 
 Test(engine, watermark_never_moves_back)
 {
-    struct kpi_engine *e = make_engine(1, 4096, 1000);
-    struct kpi_worker *w = kpi_engine_worker(e, 0);
+    struct kpi_worker *w;
+    struct kpi_engine *e = single_worker_engine(&w);
     int a = kpi_engine_input_open(e, "events", 0, 0, 0);
     struct kpi_event ev = at(1000000);
     kpi_worker_add(w, a, 0, &ev);
@@ -359,17 +385,17 @@ Test(engine, watermark_never_moves_back)
 
 Test(engine, revoked_input_events_are_left_to_the_new_owner)
 {
-    struct kpi_engine *e = make_engine(1, 4096, 1000);
-    struct kpi_worker *w = kpi_engine_worker(e, 0);
+    struct kpi_worker *w;
+    struct kpi_engine *e = single_worker_engine(&w);
     int in = kpi_engine_input_open(e, "events", 0, 0, 100);
     struct kpi_event ev = at(1000000);
-    cr_assert_eq(kpi_worker_add(w, in, 100, &ev), KPI_BAD_NONE);
-    cr_assert_eq(kpi_worker_add(w, in, 101, &ev), KPI_BAD_NONE);
+    add_ok(w, in, 100, &ev);
+    add_ok(w, in, 101, &ev);
     kpi_engine_input_revoke(e, in);
     cr_assert_eq(flush_from_worker(e, w), 0);
     /* After the revocation flush, a late-arriving message of that partition
      * is not counted and its offset not consumed. */
-    cr_assert_eq(kpi_worker_add(w, in, 102, &ev), KPI_BAD_NONE);
+    add_ok(w, in, 102, &ev);
     kpi_engine_input_close(e, in);
     cr_assert_eq(flush_from_worker(e, w), 0);
     cr_assert_eq(target_state.per_set_total[0].activations, 2);
@@ -382,8 +408,8 @@ Test(engine, revoked_input_events_are_left_to_the_new_owner)
 
 Test(engine, reopened_input_starts_from_its_new_offset)
 {
-    struct kpi_engine *e = make_engine(1, 4096, 1000);
-    struct kpi_worker *w = kpi_engine_worker(e, 0);
+    struct kpi_worker *w;
+    struct kpi_engine *e = single_worker_engine(&w);
     int in = kpi_engine_input_open(e, "events", 0, 0, 0);
     struct kpi_event ev = at(1000000);
     kpi_worker_add(w, in, 0, &ev);
@@ -406,23 +432,19 @@ Test(engine, reopened_input_starts_from_its_new_offset)
  * the next delta carried [100, 102) twice and counted those events twice. */
 Test(engine, a_partition_back_before_its_pending_range_is_flushed_continues_that_range)
 {
-    struct kpi_engine *e = make_engine(1, 4096, 1000);
-    struct kpi_worker *w = kpi_engine_worker(e, 0);
+    struct kpi_worker *w;
+    struct kpi_engine *e = single_worker_engine(&w);
     int in = kpi_engine_input_open(e, "events", 0, 0, 100);
     struct kpi_event ev = at(1000000);
-    cr_assert_eq(kpi_worker_add(w, in, 100, &ev), KPI_BAD_NONE);
-    cr_assert_eq(kpi_worker_add(w, in, 101, &ev), KPI_BAD_NONE);
-    kpi_engine_input_revoke(e, in);
-    target_state.fail_next = 1000000; /* Redis down */
+    add_ok(w, in, 100, &ev);
+    add_ok(w, in, 101, &ev);
     target_state.next_from[0] = 100;
-    cr_assert_neq(flush_from_worker_within(e, w, 100), 0, "the revocation flush fails");
-    kpi_engine_input_close(e, in);
-    target_state.fail_next = 0;
+    revoke_while_the_sink_is_down(e, w, in);
     /* Back, at the offset Redis still holds. */
     int again = kpi_engine_input_open(e, "events", 0, 0, 100);
     cr_assert_geq(again, 0);
     cr_assert_eq(kpi_engine_input_resume_at(e, again), 102, "resume after the pending events");
-    cr_assert_eq(kpi_worker_add(w, again, 102, &ev), KPI_BAD_NONE);
+    add_ok(w, again, 102, &ev);
     cr_assert_eq(flush_from_worker(e, w), 0);
     cr_assert_eq(target_state.per_set_total[0].activations, 3);
     cr_assert_eq(target_state.ranges_broken, 0);
@@ -435,15 +457,12 @@ Test(engine, a_partition_back_before_its_pending_range_is_flushed_continues_that
  * stale range is the sink's to fence). */
 Test(engine, a_partition_back_after_someone_else_advanced_it_starts_fresh)
 {
-    struct kpi_engine *e = make_engine(1, 4096, 1000);
-    struct kpi_worker *w = kpi_engine_worker(e, 0);
+    struct kpi_worker *w;
+    struct kpi_engine *e = single_worker_engine(&w);
     int in = kpi_engine_input_open(e, "events", 0, 0, 100);
     struct kpi_event ev = at(1000000);
-    cr_assert_eq(kpi_worker_add(w, in, 100, &ev), KPI_BAD_NONE);
-    kpi_engine_input_revoke(e, in);
-    target_state.fail_next = 1000000;
-    cr_assert_neq(flush_from_worker_within(e, w, 100), 0);
-    kpi_engine_input_close(e, in);
+    add_ok(w, in, 100, &ev);
+    revoke_while_the_sink_is_down(e, w, in);
     int again = kpi_engine_input_open(e, "events", 0, 0, 150);
     cr_assert_geq(again, 0);
     cr_assert_neq(again, in);
@@ -649,11 +668,11 @@ Test(engine, without_a_classifier_the_cause_is_the_error_name_and_the_message_is
  * engine.max_skew) must not make the next minutes of correct events late. */
 Test(engine, an_event_from_the_future_moves_the_watermark_no_further_than_the_wall_clock)
 {
-    struct kpi_engine *e = make_engine(1, 4096, 1000); /* lateness 30 s */
-    struct kpi_worker *w = kpi_engine_worker(e, 0);
+    struct kpi_worker *w;
+    struct kpi_engine *e = single_worker_engine(&w); /* lateness 30 s */
     int in = kpi_engine_input_open(e, "events", 0, 0, 0);
     struct kpi_event ev = at(kpi_now_ms() + 240000);
-    cr_assert_eq(kpi_worker_add(w, in, 0, &ev), KPI_BAD_NONE);
+    add_ok(w, in, 0, &ev);
     cr_assert_eq(flush_from_worker(e, w), 0);
     cr_assert_leq(kpi_engine_watermark(e), kpi_now_ms() - 30000,
                   "the watermark follows the wall clock, not the future event");
