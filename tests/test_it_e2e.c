@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "base/clock.h"
+#include "cmd/lib/kpiread.h"
 #include "engine/engine.h"
 #include "engine/keygroup.h"
 #include "gen/population.h"
@@ -251,8 +252,8 @@ static void value_field(const char *group, const char *kind, const char *set, co
 
 /* Every value's base (P:base:<set>:<value>) is the generator's truth, and
  * the 24-hour window's monthly KPIs of `all` are the formulas on its own
- * fields, over the base at the window's start (before any event: the
- * initial base). */
+ * fields, over the base at the start of its data (before any event: the
+ * initial base) and the span its data covers. */
 static int check_bases(const char *group, const struct kpi_gen_truth *truth)
 {
     int checked = 0;
@@ -291,11 +292,25 @@ static int check_bases(const char *group, const struct kpi_gen_truth *truth)
     cr_assert_eq(atoll(v), init, "the 24h window's base is the base at its start: %s", v);
     value_field(group, "kpi:24h_1h:", "all", "all", "base_source", v, sizeof(v));
     cr_assert_str_eq(v, "snapshot");
+    /* The span the 24h window's data covers: from the first hour written (a
+     * new group: later than the window's start) to the end of the head. */
+    char head[32], first[32], p[256];
+    kpi_redis_value_prefix(p, sizeof(p), "kpi", group, KG, "all", "all", 3);
+    redisReply *m = redisCommand(rc, "HMGET %smeta head:24h_1h first:24h_1h", p);
+    cr_assert(m && m->type == REDIS_REPLY_ARRAY && m->elements == 2 &&
+              m->element[0]->type == REDIS_REPLY_STRING &&
+              m->element[1]->type == REDIS_REPLY_STRING);
+    snprintf(head, sizeof(head), "%s", m->element[0]->str);
+    snprintf(first, sizeof(first), "%s", m->element[1]->str);
+    freeReplyObject(m);
+    const int64_t H = atoll(head), lo = H - 86400000 + 3600000;
+    const double span = (double)(H + 3600000 - (atoll(first) > lo ? atoll(first) : lo));
+    cr_assert_geq(span, 3600000.0);
     value_field(group, "kpi:24h_1h:", "all", "all", "churn_rate_monthly", v, sizeof(v));
-    double want = (double)kpi_field(group, "churns") * 2592000000.0 / 86400000.0 / (double)init;
+    double want = (double)kpi_field(group, "churns") * 2592000000.0 / span / (double)init;
     cr_assert_float_eq(strtod(v, NULL), want, want * 1e-9, "churn_rate_monthly %s", v);
     value_field(group, "kpi:24h_1h:", "all", "all", "arpu_monthly", v, sizeof(v));
-    want = (double)kpi_field(group, "revenue") / 1e6 * 30 / (double)init;
+    want = (double)kpi_field(group, "revenue") / 1e6 * 2592000000.0 / span / (double)init;
     cr_assert_float_eq(strtod(v, NULL), want, want * 1e-9, "arpu_monthly %s", v);
     return checked;
 }
@@ -560,6 +575,12 @@ static int check_rolling_hashes(const char *group)
             snprintf(field, sizeof(field), "head:%s", windows[w].id);
             int has_head = 0;
             int64_t head = hget_i(meta, field, &has_head);
+            /* the span the window's data covers (docs/kpis.md): from its
+             * start, or from the key group's first bucket when later */
+            snprintf(field, sizeof(field), "first:%s", windows[w].id);
+            const int64_t first = hget_i(meta, field, NULL),
+                          lo = head - windows[w].size + windows[w].slide;
+            const int64_t span = head + windows[w].slide - (first > lo ? first : lo);
             char pattern[400];
             snprintf(pattern, sizeof(pattern), "%skpi:%s:*", p, windows[w].id);
             char cursor[32] = "0";
@@ -618,7 +639,7 @@ static int check_rolling_hashes(const char *group)
                     char base[64];
                     hget_s(key, "base", base, sizeof(base));
                     kpi_values_compute_base(&v, &c, (uint64_t)active, base[0] != 0,
-                                            strtod(base, NULL), windows[w].size);
+                                            strtod(base, NULL), span);
                     for (int k = 0; k < KPI_NDERIVED; k++) {
                         fmt10(want, sizeof(want), v.has[k], v.derived[k]);
                         hget_s(key, kpi_derived_defs[k].name, got, sizeof(got));
@@ -827,6 +848,83 @@ static int64_t cluster_field(struct kpi_redis_conn *c, const char *group, const 
     return v;
 }
 
+/* What the API, the dashboard and the alerter read (cmd/lib/kpiread.c) on a
+ * Redis Cluster: every key group's meta, the K leaderboards merged, a value's
+ * rolling hash, a series and the alert log, each on its own master; then
+ * the demo's wipe removes every key of the group from every master. */
+static void readers_agree_on_the_cluster(struct kpi_redis_conn *c, const char *url,
+                                         const char *group, const struct kpi_gen_truth *truth)
+{
+    char err[256];
+    struct kpi_windows ws;
+    struct kpi_dims dims;
+    cr_assert_eq(kpi_windows_init(&ws, KPI_WINDOWS_DEFAULT, 0, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(kpi_dims_init(&dims, "region,plan,segment", "region,region+plan,segment", 1000,
+                               128, err, sizeof(err)),
+                 0, "%s", err);
+    struct kpiread_redis_conf kc = {url, "kpi", group, 5000, 2, KG};
+    struct kpiread *r = kpiread_new_redis(&kc, &ws, &dims);
+    cr_assert_not_null(r);
+    const int day = ws.n - 1; /* 24h/1h: holds every event of the run */
+    struct kpiread_meta m;
+    cr_assert_eq(kpiread_meta(r, &m, err, sizeof(err)), 0, "meta: %s", err);
+    cr_assert_geq(m.flushes, (uint64_t)KG, "every key group's flushes add up");
+    cr_assert_neq(m.head[day], INT64_MIN);
+
+    /* all/all: the fields a dashboard shows, as stored by the sinks */
+    struct kpi_values v;
+    int found = 0;
+    cr_assert_eq(kpiread_hash(r, day, "all", "all", &v, &found, err, sizeof(err)), 0, "%s", err);
+    cr_assert(found);
+    cr_assert_eq(v.c.events, (int64_t)truth->good);
+    cr_assert_eq(v.c.churns, (int64_t)truth->by_type[KPI_EV_CHURN]);
+    cr_assert_eq((int64_t)v.active, cluster_field(c, group, "active"));
+    cr_assert_gt(v.active, 0);
+
+    /* region: the K leaderboards merged, every row read from its master */
+    struct kpiread_page p;
+    memset(&p, 0, sizeof(p));
+    cr_assert_eq(kpiread_values(r, day, "region", 0, 1000, NULL, &p, err, sizeof(err)), 0, "%s",
+                 err);
+    cr_assert_gt(p.n, 1, "regions spread over several key groups");
+    cr_assert_eq(p.total, p.n);
+    int64_t events = 0, churns = 0;
+    for (size_t i = 0; i < p.n; i++) {
+        events += p.rows[i].v.c.events;
+        churns += p.rows[i].v.c.churns;
+        cr_assert_gt(p.rows[i].v.active, 0, "%s has its active count", p.rows[i].value);
+        if (i > 0)
+            cr_assert_geq(p.rows[i - 1].v.c.events, p.rows[i].v.c.events, "ranked by events");
+    }
+    cr_assert_eq(events, (int64_t)truth->good, "the regions' events add up to the truth");
+    cr_assert_eq(churns, (int64_t)truth->by_type[KPI_EV_CHURN]);
+    kpiread_page_free(&p);
+
+    /* the series of the shortest window (the run spans ~10 s of event time,
+     * inside the allowed lateness, so its buckets may not have closed), and
+     * the alert log: both answer from their masters */
+    struct kpiread_point pts[64];
+    size_t n = 0;
+    cr_assert_eq(kpiread_series(r, 0, "all", "all", pts, 64, &n, err, sizeof(err)), 0, "%s", err);
+    int64_t closed = 0;
+    for (size_t i = 0; i < n; i++)
+        closed += pts[i].v.c.events;
+    cr_assert_leq(closed, (int64_t)truth->good);
+    struct kpiread_alert *alerts = NULL;
+    size_t na = 7;
+    cr_assert_eq(kpiread_alerts(r, NULL, 10, &alerts, &na, err, sizeof(err)), 0, "%s", err);
+    free(alerts);
+    cr_assert_eq(kpiread_ping(r, err, sizeof(err)), 0, "%s", err);
+
+    cr_assert_eq(kpiread_wipe_group(r, err, sizeof(err)), 0, "%s", err);
+    found = 1;
+    cr_assert_eq(kpiread_hash(r, day, "all", "all", &v, &found, err, sizeof(err)), 0, "%s", err);
+    cr_assert_not(found, "the wipe removed all/all's hash");
+    cr_assert_eq(cluster_offsets(c, group, NULL), 0, "the wipe removed every key group's offsets");
+    kpiread_destroy(r);
+    kpi_dims_fini(&dims);
+}
+
 Test(e2e, three_instances_share_a_redis_cluster_through_a_failover_with_exact_totals)
 {
     const int port = cluster_port();
@@ -911,6 +1009,7 @@ Test(e2e, three_instances_share_a_redis_cluster_through_a_failover_with_exact_to
     cr_assert_eq(cluster_field(&c, group, "churns"), (int64_t)truth.by_type[KPI_EV_CHURN]);
     cr_assert_eq(cluster_field(&c, group, "activations"),
                  (int64_t)truth.by_type[KPI_EV_ACTIVATION]);
+    readers_agree_on_the_cluster(&c, url, group, &truth);
     kpi_redis_conn_fini(&c);
     kpi_redis_addr_fini(&c.addr);
     for (int i = 0; i < 3; i++)

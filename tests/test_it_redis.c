@@ -1247,6 +1247,7 @@ Test(redis_sink, a_kill_between_key_groups_is_resumed_from_per_key_group_floors)
 /* ---- the subscriber base (docs/kpis.md, "Subscriber base") ---- */
 
 #define HOUR_MS  3600000LL
+#define MIN_MS   60000LL
 #define MONTH_MS 2592000000.0
 #define H0       (T0 - T0 % HOUR_MS) /* the hour holding T0 */
 
@@ -1258,9 +1259,12 @@ static void assert_base(const char *set_value, int64_t want)
 }
 
 /* The rolling hash's base, its source and the monthly KPIs, against the
- * formulas on exact inputs. */
-static void assert_monthly(const char *win, int64_t size_ms, const char *set_value, double base)
+ * formulas on exact inputs.  span_ms: the time the window's data covers
+ * (docs/kpis.md): its size, or less while the group's first bucket is
+ * inside it. */
+static void assert_monthly(const char *win, int64_t span_ms, const char *set_value, double base)
 {
+    const double span = (double)span_ms;
     const char *kk = k("kpi:%s:%s", win, set_value);
     char src[32];
     hget(kk, "base_source", src, sizeof(src));
@@ -1269,12 +1273,10 @@ static void assert_monthly(const char *win, int64_t size_ms, const char *set_val
     double churns = (double)hget_i64(kk, "churns"), revenue = (double)hget_i64(kk, "revenue");
     double acts = (double)hget_i64(kk, "activations");
     cr_assert_float_eq(hget_f(kk, "net_adds"), acts - churns, 0, "%s net_adds", kk);
-    cr_assert_float_eq(hget_f(kk, "churn_rate_monthly"), churns * MONTH_MS / size_ms / base,
-                       1e-9 * (1 + churns * MONTH_MS / size_ms / base), "%s churn_rate_monthly",
-                       kk);
-    cr_assert_float_eq(hget_f(kk, "arpu_monthly"), revenue / 1e6 * MONTH_MS / size_ms / base,
-                       1e-9 * (1 + revenue / 1e6 * MONTH_MS / size_ms / base), "%s arpu_monthly",
-                       kk);
+    cr_assert_float_eq(hget_f(kk, "churn_rate_monthly"), churns * MONTH_MS / span / base,
+                       1e-9 * (1 + churns * MONTH_MS / span / base), "%s churn_rate_monthly", kk);
+    cr_assert_float_eq(hget_f(kk, "arpu_monthly"), revenue / 1e6 * MONTH_MS / span / base,
+                       1e-9 * (1 + revenue / 1e6 * MONTH_MS / span / base), "%s arpu_monthly", kk);
 }
 
 Test(redis_sink, base_snapshots_give_exact_bases_and_monthly_kpis)
@@ -1301,13 +1303,17 @@ Test(redis_sink, base_snapshots_give_exact_bases_and_monthly_kpis)
     assert_base("region+plan:eu-west|postpaid", 500);
     cr_assert_eq(hget_i64(k("base:region:eu-west"), "snap_hour"), H0);
     cr_assert_eq(hget_i64(k("kpi:1h_1m:all:all"), "events"), 7, "snapshots are not events");
-    /* Both windows start before H0: their base is the snapshot itself. */
-    assert_monthly("1h_1m", HOUR_MS, "region:eu-west", 1500);
-    assert_monthly("24h_1h", 24 * HOUR_MS, "region:eu-west", 1500);
-    assert_monthly("24h_1h", 24 * HOUR_MS, "region:us-east", 300);
-    assert_monthly("1h_1m", HOUR_MS, "all:all", 1800);
+    /* Both windows start before H0: their base is the snapshot itself.  The
+     * data covers one bucket of each so far: the minute T0 of 1h/1m, the
+     * hour H0 of 24h/1h; the monthly KPIs scale that, not the window's size
+     * (a window that has seen one minute is not an hour without churn). */
+    assert_monthly("1h_1m", MIN_MS, "region:eu-west", 1500);
+    assert_monthly("24h_1h", HOUR_MS, "region:eu-west", 1500);
+    assert_monthly("24h_1h", HOUR_MS, "region:us-east", 300);
+    assert_monthly("1h_1m", MIN_MS, "all:all", 1800);
     cr_assert_float_eq(hget_f(k("kpi:1h_1m:region:eu-west"), "churn_rate_monthly"),
-                       1.0 * 720 / 1500, 1e-12, "1 churn in an hour over 1500: x720");
+                       1.0 * 43200 / 1500, 1e-12,
+                       "1 churn in the one minute covered over 1500: x43200");
 
     /* Hour H1: activity first, its snapshot later (a late export), one
      * combination per flush: the snapshot counts what came before it. */
@@ -1333,9 +1339,12 @@ Test(redis_sink, base_snapshots_give_exact_bases_and_monthly_kpis)
     cr_assert_eq(hget_i64(k("base:all:all"), "ignored"), 1);
     /* The 24h window starts before H0: its base is the base at H0's start,
      * now as the H1 snapshot tells it (base now minus the net adds since). */
-    assert_monthly("24h_1h", 24 * HOUR_MS, "region:eu-west", 2704 - (3 - 1) - (5 - 1));
-    /* The 1h window starts in H0 too (H1 + 5 s - 59 min). */
-    assert_monthly("1h_1m", HOUR_MS, "region:eu-west", 2704 - (3 - 1) - (5 - 1));
+    assert_monthly("24h_1h", 2 * HOUR_MS, "region:eu-west", 2704 - (3 - 1) - (5 - 1));
+    /* The 1h window starts in H0 too (H1 + 5 s - 59 min), before T0, the
+     * first minute with data: it covers T0 (H0 + 14 min) to H1 + 1 min. */
+    cr_assert_eq(T0 - H0, 14 * MIN_MS);
+    assert_monthly("1h_1m", HOUR_MS + MIN_MS - 14 * MIN_MS, "region:eu-west",
+                   2704 - (3 - 1) - (5 - 1));
 
     /* Closed 1-minute buckets carry the bucket's monthly KPIs in the stream. */
     redisReply *r = cmd("XRANGE %s - +", k("stream:1h_1m"));
@@ -1391,7 +1400,8 @@ Test(redis_sink, without_snapshots_the_base_is_the_active_base_of_30d_or_unknown
     int64_t active30 = hget_i64(k("kpi:30d_1d:region:eu-west"), "active");
     cr_assert_eq(active30, pfcount(k("h:30d_1d:region:eu-west:%lld", T0 - T0 % 86400000)));
     cr_assert_float_eq(hget_f(kk, "base"), (double)active30, 0);
-    cr_assert_float_eq(hget_f(kk, "churn_rate_monthly"), 1.0 * 720 / (double)active30, 1e-12);
+    /* one churn in the one minute the 1h window has covered */
+    cr_assert_float_eq(hget_f(kk, "churn_rate_monthly"), 1.0 * 43200 / (double)active30, 1e-12);
     cr_assert(!exists(k("base:region:eu-west")) || !hget_i64(k("base:region:eu-west"), "base"),
               "no snapshot: the gauge has no base");
     kpi_sink_destroy(&s);

@@ -1,18 +1,22 @@
 /*
  * kpiread.c - the readers' view of the KPI store (see kpiread.h).
  *
- * Redis layout read here: docs/redis-schema.md, schema 1.  Every key name
+ * Redis layout read here: docs/redis-schema.md, schema 2.  Every key name
  * the API, the alerter and the demo use is built by one of the k_* functions
- * below; nothing else in cmd/ knows one.
+ * below; nothing else in cmd/ knows one.  G is "<prefix>:{<group>}:", P a
+ * key group's prefix "<prefix>:{<group>.<kg>.<s>}:" (kpi_redis_kg_prefix).
  *
- *   <prefix>:{<group>}:meta                       flushes, last_flush_ms, watermark,
- *                                                 head:<w>, closed:<w>
- *   <prefix>:{<group>}:values:<w>:<set>           leaderboard (score: events)
- *   <prefix>:{<group>}:kpi:<w>:<set>:<value>      rolling KPI hash
- *   <prefix>:{<group>}:stream:<w>                 closed buckets (rev = amendment)
- *   <prefix>:{<group>}:alerts                     alert log (stream), and the
- *   <prefix>:{<group>}:<channel>                  Pub/Sub channel
- *   <prefix>:{<group>}:alertmark:<w>:<set>:<value>:<bucket_end>:<state>
+ *   P meta                       flushes, last_flush_ms, watermark,
+ *                                head:<w>, closed:<w>, first:<w>
+ *   P values:<w>:<set>           the key group's leaderboard (score: events)
+ *   P kpi:<w>:<set>:<value>      rolling KPI hash, in the value's key group
+ *   P stream:<w>                 closed buckets (rev = amendment)
+ *   G alerts                     alert log (stream), and the
+ *   G <channel>                  Pub/Sub channel
+ *   G alertmark:<w>:<set>:<value>:<bucket_end>:<state>
+ *
+ * Commands go through sinks/redis/conn.h, routed by their key's slot, so a
+ * group on a Redis Cluster reads the same way as on one Redis.
  */
 #include "cmd/lib/kpiread.h"
 
@@ -31,7 +35,7 @@
 #include "engine/err.h"
 #include "engine/keygroup.h"
 #include "sinks/redis.h"
-#include "cmd/lib/redisconn.h"
+#include "sinks/redis/conn.h"
 #include "sinks/stdout.h"
 
 /* The rolling hash's public fields, in the order read: every counter of
@@ -66,7 +70,7 @@ struct kpiread {
     char token[48]; /* this reader's alert marks (r_alert_record) */
     int64_t timeout_ms;
     pthread_cond_t cv;
-    redisContext **idle;
+    struct kpi_redis_conn **idle;
     int n_idle, n_open, pool;
     /* memory */
     const struct kpi_sink *sink;
@@ -206,21 +210,27 @@ static void k_group_pattern(const struct kpiread *r, char *buf, size_t size)
     snprintf(buf, size, "%s:{%s[.}]*", r->prefix, r->group);
 }
 
-/* ---- Redis: connections ---- */
+/* ---- Redis: connections and commands ---- */
 
-static redisContext *conn_get(struct kpiread *r, char *errstr, size_t errsz)
+/* A pool of connection sets (sinks/redis/conn.h), one per concurrent caller.
+ * A set routes each command by its key's cluster slot, so the same code
+ * reads a standalone Redis and a Redis Cluster: a value's keys are on the
+ * master of its key group's slot, the group's alert keys on the group tag's.
+ * A set connects on its first command, and drops a connection that failed
+ * (the next command connects again). */
+static struct kpi_redis_conn *conn_get(struct kpiread *r, char *errstr, size_t errsz)
 {
     pthread_mutex_lock(&r->mu);
     while (r->n_idle == 0 && r->n_open >= r->pool)
         pthread_cond_wait(&r->cv, &r->mu);
     if (r->n_idle > 0) {
-        redisContext *c = r->idle[--r->n_idle];
+        struct kpi_redis_conn *c = r->idle[--r->n_idle];
         pthread_mutex_unlock(&r->mu);
         return c;
     }
     r->n_open++;
     pthread_mutex_unlock(&r->mu);
-    redisContext *c = kpi_redis_connect_url(r->url, r->timeout_ms, errstr, errsz);
+    struct kpi_redis_conn *c = kpi_redis_conn_new(r->url, r->timeout_ms, errstr, errsz);
     if (!c) {
         pthread_mutex_lock(&r->mu);
         r->n_open--;
@@ -230,26 +240,57 @@ static redisContext *conn_get(struct kpiread *r, char *errstr, size_t errsz)
     return c;
 }
 
-/* ok = 0: the connection failed (or is in an unknown state): drop it. */
-static void conn_put(struct kpiread *r, redisContext *c, int ok)
+static void conn_put(struct kpiread *r, struct kpi_redis_conn *c)
 {
     pthread_mutex_lock(&r->mu);
-    if (ok && !c->err)
-        r->idle[r->n_idle++] = c;
-    else {
-        redisFree(c);
-        r->n_open--;
-    }
+    r->idle[r->n_idle++] = c;
     pthread_cond_signal(&r->cv);
     pthread_mutex_unlock(&r->mu);
 }
 
-static int io_err(redisContext *c, redisReply *rep, char *errstr, size_t errsz)
+static int reply_err(const redisReply *rep, char *errstr, size_t errsz)
 {
     return kpi_seterr(errstr, errsz, KPI_ERR_IO, "redis: %s",
-                      rep && rep->type == REDIS_REPLY_ERROR ? rep->str
-                      : c->err                              ? c->errstr
-                                                            : "unexpected reply");
+                      rep && rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
+}
+
+static void cmd_init(struct kpi_redis_cmd *cmd, const char *key, int argc, const char **argv,
+                     size_t *lens)
+{
+    cmd->slot = kpi_redis_key_slot(key, strlen(key));
+    cmd->argc = argc;
+    cmd->argv = argv;
+    cmd->lens = lens;
+    cmd->reply = NULL;
+}
+
+static void cmds_free(struct kpi_redis_cmd *cmds, size_t n)
+{
+    for (size_t i = 0; cmds && i < n; i++)
+        if (cmds[i].reply) {
+            freeReplyObject(cmds[i].reply);
+            cmds[i].reply = NULL;
+        }
+}
+
+/* One command on key's slot; 0 with *out set when its reply has type `type`
+ * (the caller frees it), else an error (an error reply's words in errstr). */
+static int run1(struct kpi_redis_conn *c, const char *key, int argc, const char **argv,
+                size_t *lens, int type, redisReply **out, char *errstr, size_t errsz)
+{
+    struct kpi_redis_cmd cmd;
+    cmd_init(&cmd, key, argc, argv, lens);
+    *out = NULL;
+    int err = kpi_redis_conn_batch(c, &cmd, 1, errstr, errsz);
+    if (err)
+        return err;
+    if (cmd.reply->type != type) {
+        err = reply_err(cmd.reply, errstr, errsz);
+        freeReplyObject(cmd.reply);
+        return err;
+    }
+    *out = cmd.reply;
+    return 0;
 }
 
 /* ---- Redis: readers ---- */
@@ -259,46 +300,44 @@ static int io_err(redisContext *c, redisReply *rep, char *errstr, size_t errsz)
  * a bucket is closed (or first) for the group once every key group has it. */
 static int r_meta(struct kpiread *r, struct kpiread_meta *m, char *errstr, size_t errsz)
 {
-    redisContext *c = conn_get(r, errstr, errsz);
-    if (!c)
-        return KPI_ERR_IO;
     /* HMGET meta flushes last_flush_ms watermark head:<w>... closed:<w>... */
-    const char *argv[5 + 3 * KPI_MAX_WINDOWS];
-    char fields[3 * KPI_MAX_WINDOWS][64], key[512];
-    int argc = 0;
-    argv[argc++] = "HMGET";
-    argv[argc++] = key;
-    argv[argc++] = "flushes";
-    argv[argc++] = "last_flush_ms";
-    argv[argc++] = "watermark";
+    char fields[3 * KPI_MAX_WINDOWS][64];
+    const char *names[3 + 3 * KPI_MAX_WINDOWS] = {"flushes", "last_flush_ms", "watermark"};
+    const int nf = 3 + 3 * r->ws->n, argc = 2 + nf;
     for (int w = 0; w < r->ws->n; w++) {
         snprintf(fields[3 * w], sizeof(fields[0]), "head:%s", r->ws->w[w].id);
         snprintf(fields[3 * w + 1], sizeof(fields[0]), "closed:%s", r->ws->w[w].id);
         snprintf(fields[3 * w + 2], sizeof(fields[0]), "first:%s", r->ws->w[w].id);
-        argv[argc++] = fields[3 * w];
-        argv[argc++] = fields[3 * w + 1];
-        argv[argc++] = fields[3 * w + 2];
+        for (int j = 0; j < 3; j++)
+            names[3 + 3 * w + j] = fields[3 * w + j];
     }
-    for (uint32_t kg = 0; kg < r->k; kg++) {
-        k_meta(r, kg, key, sizeof(key));
-        redisAppendCommandArgv(c, argc, argv, NULL);
+    char(*keys)[512] = calloc(r->k, sizeof(*keys));
+    const char **av = calloc((size_t)r->k * (size_t)argc, sizeof(*av));
+    struct kpi_redis_cmd *cmds = calloc(r->k, sizeof(*cmds));
+    struct kpi_redis_conn *c = NULL;
+    int err = keys && av && cmds ? 0 : KPI_ERR_NOMEM;
+    if (!err && !(c = conn_get(r, errstr, errsz)))
+        err = KPI_ERR_IO;
+    for (uint32_t kg = 0; !err && kg < r->k; kg++) {
+        const char **a = av + (size_t)kg * (size_t)argc;
+        k_meta(r, kg, keys[kg], sizeof(keys[0]));
+        a[0] = "HMGET";
+        a[1] = keys[kg];
+        for (int f = 0; f < nf; f++)
+            a[2 + f] = names[f];
+        cmd_init(&cmds[kg], keys[kg], argc, a, NULL);
     }
+    if (!err)
+        err = kpi_redis_conn_batch(c, cmds, r->k, errstr, errsz);
     memset(m, 0, sizeof(*m));
     m->as_of_ms = m->watermark_ms = INT64_MIN;
     for (int w = 0; w < KPI_MAX_WINDOWS; w++)
         m->head[w] = m->closed[w] = m->first[w] = INT64_MIN;
-    int err = 0;
-    for (uint32_t kg = 0; kg < r->k; kg++) {
-        redisReply *rep = NULL;
-        if (redisGetReply(c, (void **)&rep) != REDIS_OK || !rep || rep->type != REDIS_REPLY_ARRAY ||
-            rep->elements != (size_t)argc - 2) {
-            if (!err)
-                err = io_err(c, rep, errstr, errsz);
-            if (rep)
-                freeReplyObject(rep);
-            if (!rep)
-                break;
-            continue;
+    for (uint32_t kg = 0; !err && kg < r->k; kg++) {
+        const redisReply *rep = cmds[kg].reply;
+        if (rep->type != REDIS_REPLY_ARRAY || rep->elements != (size_t)nf) {
+            err = reply_err(rep, errstr, errsz);
+            break;
         }
 #define F(i)      (rep->element[i]->type == REDIS_REPLY_STRING ? rep->element[i]->str : NULL)
 #define T(i)      (F(i) ? to_i64(F(i)) : INT64_MIN)
@@ -319,29 +358,34 @@ static int r_meta(struct kpiread *r, struct kpiread_meta *m, char *errstr, size_
 #undef MAX
 #undef T
 #undef F
-        freeReplyObject(rep);
     }
-    conn_put(r, c, err == 0);
+    cmds_free(cmds, r->k);
+    if (c)
+        conn_put(r, c);
+    free(cmds);
+    free(av);
+    free(keys);
     return err;
 }
 
-static void append_hmget(const struct kpiread *r, redisContext *c, int w, const char *set,
-                         const char *value, size_t vlen)
+/* The HMGET of a value's rolling hash: key (built into key, of size ksize),
+ * argv and lens (2 + N_HASH_FIELDS each). */
+static void hmget_cmd(const struct kpiread *r, int w, const char *set, const char *value,
+                      size_t vlen, char *key, size_t ksize, const char **argv, size_t *lens,
+                      struct kpi_redis_cmd *cmd)
 {
-    const char *argv[2 + N_HASH_FIELDS];
-    size_t lens[2 + N_HASH_FIELDS];
-    char key[1400], hprefix[600];
+    char hprefix[600];
     k_hash_prefix(r, w, set, value, vlen, hprefix, sizeof(hprefix));
-    int kl = snprintf(key, sizeof(key), "%s%.*s", hprefix, (int)vlen, value);
+    int kl = snprintf(key, ksize, "%s%.*s", hprefix, (int)vlen, value);
     argv[0] = "HMGET";
     lens[0] = 5;
     argv[1] = key;
-    lens[1] = (size_t)kl < sizeof(key) ? (size_t)kl : sizeof(key) - 1;
+    lens[1] = (size_t)kl < ksize ? (size_t)kl : ksize - 1;
     for (size_t i = 0; i < N_HASH_FIELDS; i++) {
         argv[2 + i] = hash_fields[i];
         lens[2 + i] = strlen(hash_fields[i]);
     }
-    redisAppendCommandArgv(c, (int)(2 + N_HASH_FIELDS), argv, lens);
+    cmd_init(cmd, hprefix, (int)(2 + N_HASH_FIELDS), argv, lens);
 }
 
 /* One HMGET reply into v; 1 if the hash exists (any field present). */
@@ -359,27 +403,38 @@ static int parse_hmget(const redisReply *rep, struct kpi_values *v)
 }
 
 /* Pipelined HMGETs of `n` members; appends the existing ones to the page. */
-static int read_rows(struct kpiread *r, redisContext *c, int w, const char *set,
+static int read_rows(struct kpiread *r, struct kpi_redis_conn *c, int w, const char *set,
                      redisReply *const *members, size_t n, struct kpiread_page *p, size_t *cap,
                      char *errstr, size_t errsz)
 {
-    for (size_t i = 0; i < n; i++)
-        append_hmget(r, c, w, set, members[i]->str, members[i]->len);
-    int err = 0;
-    for (size_t i = 0; i < n; i++) {
-        redisReply *rep = NULL;
-        if (redisGetReply(c, (void **)&rep) != REDIS_OK || !rep) {
-            return io_err(c, NULL, errstr, errsz);
-        }
+    if (n == 0)
+        return 0;
+    enum { KEY = 1400, ARGS = 2 + N_HASH_FIELDS };
+    char *keys = malloc(n * KEY);
+    const char **av = malloc(n * ARGS * sizeof(*av));
+    size_t *lens = malloc(n * ARGS * sizeof(*lens));
+    struct kpi_redis_cmd *cmds = malloc(n * sizeof(*cmds));
+    int err = keys && av && lens && cmds ? 0 : KPI_ERR_NOMEM;
+    for (size_t i = 0; !err && i < n; i++)
+        hmget_cmd(r, w, set, members[i]->str, members[i]->len, keys + i * KEY, KEY, av + i * ARGS,
+                  lens + i * ARGS, &cmds[i]);
+    if (!err)
+        err = kpi_redis_conn_batch(c, cmds, n, errstr, errsz);
+    for (size_t i = 0; !err && i < n; i++) {
+        const redisReply *rep = cmds[i].reply;
         if (rep->type == REDIS_REPLY_ARRAY && rep->elements == N_HASH_FIELDS) {
             struct kpi_values v;
-            if (!err && parse_hmget(rep, &v))
+            if (parse_hmget(rep, &v))
                 err = page_push(p, cap, members[i]->str, members[i]->len, &v);
-        } else if (!err) {
-            err = io_err(c, rep, errstr, errsz);
+        } else {
+            err = reply_err(rep, errstr, errsz);
         }
-        freeReplyObject(rep);
     }
+    cmds_free(cmds, n);
+    free(cmds);
+    free(lens);
+    free(av);
+    free(keys);
     return err;
 }
 
@@ -404,51 +459,46 @@ static int cmp_ranked(const void *a, const void *b)
 static int r_values(struct kpiread *r, int w, const char *set, uint64_t offset, uint32_t limit,
                     const char *q, struct kpiread_page *p, char *errstr, size_t errsz)
 {
-    redisContext *c = conn_get(r, errstr, errsz);
-    if (!c)
-        return KPI_ERR_IO;
     const int search = q && q[0];
     const uint64_t want = search ? KPIREAD_SCAN_MAX : offset + limit;
-    for (uint32_t kg = 0; kg < r->k; kg++) {
-        char key[600];
-        k_values(r, kg, w, set, key, sizeof(key));
-        redisAppendCommand(c, "ZCARD %s", key);
-        redisAppendCommand(c, "ZREVRANGE %s 0 %llu WITHSCORES", key,
-                           (unsigned long long)(want ? want - 1 : 0));
+    char stop[32];
+    snprintf(stop, sizeof(stop), "%llu", (unsigned long long)(want ? want - 1 : 0));
+    /* per key group: ZCARD key, ZREVRANGE key 0 <stop> WITHSCORES */
+    char(*keys)[600] = calloc(r->k, sizeof(*keys));
+    const char **av = calloc((size_t)r->k * 7, sizeof(*av));
+    struct kpi_redis_cmd *cmds = calloc(2 * (size_t)r->k, sizeof(*cmds));
+    struct kpi_redis_conn *c = NULL;
+    int err = keys && av && cmds ? 0 : KPI_ERR_NOMEM;
+    if (!err && !(c = conn_get(r, errstr, errsz)))
+        err = KPI_ERR_IO;
+    for (uint32_t kg = 0; !err && kg < r->k; kg++) {
+        const char **a = av + 7 * (size_t)kg;
+        k_values(r, kg, w, set, keys[kg], sizeof(keys[0]));
+        a[0] = "ZCARD";
+        a[1] = keys[kg];
+        a[2] = "ZREVRANGE";
+        a[3] = keys[kg];
+        a[4] = "0";
+        a[5] = stop;
+        a[6] = "WITHSCORES";
+        cmd_init(&cmds[2 * kg], keys[kg], 2, a, NULL);
+        cmd_init(&cmds[2 * kg + 1], keys[kg], 5, a + 2, NULL);
     }
-    redisReply **reps = calloc(r->k, sizeof(*reps));
+    if (!err)
+        err = kpi_redis_conn_batch(c, cmds, 2 * (size_t)r->k, errstr, errsz);
     struct ranked *all = NULL;
     size_t n_all = 0, cap = 0;
-    int err = reps ? 0 : KPI_ERR_NOMEM;
     uint64_t total = 0;
     p->total_exact = 1;
-    for (uint32_t kg = 0; kg < r->k; kg++) {
-        redisReply *card = NULL, *range = NULL;
-        int ok = redisGetReply(c, (void **)&card) == REDIS_OK && card &&
-                 card->type == REDIS_REPLY_INTEGER &&
-                 redisGetReply(c, (void **)&range) == REDIS_OK && range &&
-                 range->type == REDIS_REPLY_ARRAY;
-        if (!ok) {
-            if (!err)
-                err = io_err(c, range ? range : card, errstr, errsz);
-            if (card)
-                freeReplyObject(card);
-            if (range)
-                freeReplyObject(range);
-            if (!card || !range)
-                break;
-            continue;
+    for (uint32_t kg = 0; !err && kg < r->k; kg++) {
+        const redisReply *card = cmds[2 * kg].reply, *range = cmds[2 * kg + 1].reply;
+        if (card->type != REDIS_REPLY_INTEGER || range->type != REDIS_REPLY_ARRAY) {
+            err = reply_err(card->type != REDIS_REPLY_INTEGER ? card : range, errstr, errsz);
+            break;
         }
         total += (uint64_t)card->integer;
         if (search && (uint64_t)card->integer > want)
             p->total_exact = 0;
-        freeReplyObject(card);
-        if (reps)
-            reps[kg] = range;
-        else
-            freeReplyObject(range);
-        if (err)
-            continue;
         for (size_t i = 0; i + 1 < range->elements; i += 2) {
             if (search && !strcasestr(range->element[i]->str, q))
                 continue;
@@ -484,11 +534,12 @@ static int r_values(struct kpiread *r, int w, const char *set, uint64_t offset, 
         free(members);
     }
     free(all);
-    for (uint32_t kg = 0; reps && kg < r->k; kg++)
-        if (reps[kg])
-            freeReplyObject(reps[kg]);
-    free(reps);
-    conn_put(r, c, err == 0 || err == KPI_ERR_NOMEM);
+    cmds_free(cmds, 2 * (size_t)r->k);
+    if (c)
+        conn_put(r, c);
+    free(cmds);
+    free(av);
+    free(keys);
     if (err)
         kpiread_page_free(p);
     return err;
@@ -497,20 +548,23 @@ static int r_values(struct kpiread *r, int w, const char *set, uint64_t offset, 
 static int r_hash(struct kpiread *r, int w, const char *set, const char *value,
                   struct kpi_values *out, int *found, char *errstr, size_t errsz)
 {
-    redisContext *c = conn_get(r, errstr, errsz);
+    struct kpi_redis_conn *c = conn_get(r, errstr, errsz);
     if (!c)
         return KPI_ERR_IO;
-    append_hmget(r, c, w, set, value, strlen(value));
-    redisReply *rep = NULL;
-    int err = 0;
-    if (redisGetReply(c, (void **)&rep) != REDIS_OK || !rep || rep->type != REDIS_REPLY_ARRAY ||
-        rep->elements != N_HASH_FIELDS)
-        err = io_err(c, rep, errstr, errsz);
-    else
-        *found = parse_hmget(rep, out);
-    if (rep)
-        freeReplyObject(rep);
-    conn_put(r, c, err == 0);
+    const char *argv[2 + N_HASH_FIELDS];
+    size_t lens[2 + N_HASH_FIELDS];
+    char key[1400];
+    struct kpi_redis_cmd cmd;
+    hmget_cmd(r, w, set, value, strlen(value), key, sizeof(key), argv, lens, &cmd);
+    int err = kpi_redis_conn_batch(c, &cmd, 1, errstr, errsz);
+    if (!err) {
+        if (cmd.reply->type != REDIS_REPLY_ARRAY || cmd.reply->elements != N_HASH_FIELDS)
+            err = reply_err(cmd.reply, errstr, errsz);
+        else
+            *found = parse_hmget(cmd.reply, out);
+    }
+    cmds_free(&cmd, 1);
+    conn_put(r, c);
     return err;
 }
 
@@ -526,11 +580,12 @@ static const redisReply *entry_field(const redisReply *fv, const char *name)
 static int r_series(struct kpiread *r, int w, const char *set, const char *value,
                     struct kpiread_point *out, size_t max, size_t *n, char *errstr, size_t errsz)
 {
-    redisContext *c = conn_get(r, errstr, errsz);
+    struct kpi_redis_conn *c = conn_get(r, errstr, errsz);
     if (!c)
         return KPI_ERR_IO;
-    char key[600];
+    char key[600], count[16];
     k_stream(r, kg_of(r, set, value, strlen(value)), w, key, sizeof(key));
+    snprintf(count, sizeof(count), "%d", CHUNK);
     /* Read the stream newest first.  A bucket's first entry (rev 0) is
      * appended when it closes, so rev-0 entries come in bucket order and
      * amendments (rev > 0) after them: once `max` rev-0 entries of the value
@@ -541,13 +596,10 @@ static int r_series(struct kpiread *r, int w, const char *set, const char *value
     int err = 0, done = 0;
     size_t vlen = strlen(value);
     while (!done && scanned < KPIREAD_SCAN_MAX) {
-        redisReply *rep = redisCommand(c, "XREVRANGE %s %s - COUNT %d", key, end, CHUNK);
-        if (!rep || rep->type != REDIS_REPLY_ARRAY) {
-            err = io_err(c, rep, errstr, errsz);
-            if (rep)
-                freeReplyObject(rep);
+        const char *argv[] = {"XREVRANGE", key, end, "-", "COUNT", count};
+        redisReply *rep;
+        if ((err = run1(c, key, 6, argv, NULL, REDIS_REPLY_ARRAY, &rep, errstr, errsz)))
             break;
-        }
         for (size_t i = 0; i < rep->elements && !done; i++) {
             const redisReply *e = rep->element[i];
             const redisReply *fv = e->element[1];
@@ -603,7 +655,7 @@ static int r_series(struct kpiread *r, int w, const char *set, const char *value
         memcpy(out, pts + from, *n * sizeof(*pts));
     }
     free(pts);
-    conn_put(r, c, err == 0 || err == KPI_ERR_NOMEM);
+    conn_put(r, c);
     return err;
 }
 
@@ -637,19 +689,18 @@ static int r_alerts(struct kpiread *r, const char *after, size_t limit, struct k
 {
     *out = NULL;
     *n = 0;
-    redisContext *c = conn_get(r, errstr, errsz);
+    struct kpi_redis_conn *c = conn_get(r, errstr, errsz);
     if (!c)
         return KPI_ERR_IO;
-    char key[512];
+    char key[512], from[80], count[32];
     k_alerts(r, key, sizeof(key));
-    redisReply *rep =
-        after ? redisCommand(c, "XRANGE %s (%s + COUNT %llu", key, after, (unsigned long long)limit)
-              : redisCommand(c, "XREVRANGE %s + - COUNT %llu", key,
-                             (unsigned long long)(limit ? limit : 1));
-    int err = 0;
-    if (!rep || rep->type != REDIS_REPLY_ARRAY) {
-        err = io_err(c, rep, errstr, errsz);
-    } else if (rep->elements) {
+    snprintf(from, sizeof(from), "(%s", after ? after : "");
+    snprintf(count, sizeof(count), "%llu", (unsigned long long)(after || limit ? limit : 1));
+    const char *fwd[] = {"XRANGE", key, from, "+", "COUNT", count};
+    const char *back[] = {"XREVRANGE", key, "+", "-", "COUNT", count};
+    redisReply *rep;
+    int err = run1(c, key, 6, after ? fwd : back, NULL, REDIS_REPLY_ARRAY, &rep, errstr, errsz);
+    if (!err && rep->elements) {
         *out = calloc(rep->elements, sizeof(**out));
         if (!*out)
             err = KPI_ERR_NOMEM;
@@ -657,9 +708,9 @@ static int r_alerts(struct kpiread *r, const char *after, size_t limit, struct k
             if (parse_alert(rep->element[i], &(*out)[*n]) == 0)
                 (*n)++;
     }
-    if (rep)
+    if (!err)
         freeReplyObject(rep);
-    conn_put(r, c, err == 0 || err == KPI_ERR_NOMEM);
+    conn_put(r, c);
     return err;
 }
 
@@ -682,7 +733,8 @@ static int r_alerts_last_id(struct kpiread *r, char *id, size_t size, char *errs
  * instance recorded it".  The mark holds this reader's token: a retry after a
  * reply that was lost finds its own mark and is told "recorded" (2), so the
  * alert is still delivered (at least once; deliveries carry a stable dedup
- * key).  A failed XADD or PUBLISH undoes what the call wrote. */
+ * key).  A failed XADD or PUBLISH undoes what the call wrote.  The mark and
+ * the alert stream share the group's hash tag: one slot, one call. */
 static const char alert_script[] =
     "local v = redis.call('GET', KEYS[1])\n"
     "if v then if v == ARGV[1] then return 2 end return 0 end\n"
@@ -700,7 +752,7 @@ static const char alert_script[] =
 static int r_alert_record(struct kpiread *r, struct kpiread_alert *a, const char *json,
                           const char *channel, int64_t maxlen, char *errstr, size_t errsz)
 {
-    redisContext *c = conn_get(r, errstr, errsz);
+    struct kpi_redis_conn *c = conn_get(r, errstr, errsz);
     if (!c)
         return KPI_ERR_IO;
     const char *state = a->raised ? "raised" : "resolved";
@@ -722,66 +774,120 @@ static int r_alert_record(struct kpiread *r, struct kpiread_alert *a, const char
                           a->window, "set",        a->set, "value",     a->value, "rate",
                           rate,      "baseline",   base,   "threshold", thr,      "active",
                           act,       "bucket_end", bucket};
-    int argc = (int)(sizeof(argv) / sizeof(argv[0]));
-    redisReply *rep = redisCommandArgv(c, argc, argv, NULL);
-    int err = 0, rc = 0;
-    if (!rep || rep->type == REDIS_REPLY_ERROR) {
-        err = io_err(c, rep, errstr, errsz);
-    } else if (rep->type == REDIS_REPLY_STRING) {
-        snprintf(a->id, sizeof(a->id), "%s", rep->str);
-        rc = 1;
-    } else if (rep->type == REDIS_REPLY_INTEGER) {
-        rc = rep->integer == 2; /* our own mark: a retry after a lost reply */
-    } else {
-        err = io_err(c, rep, errstr, errsz);
+    struct kpi_redis_cmd cmd;
+    cmd_init(&cmd, key, (int)(sizeof(argv) / sizeof(argv[0])), argv, NULL);
+    int err = kpi_redis_conn_batch(c, &cmd, 1, errstr, errsz), rc = 0;
+    if (!err) {
+        const redisReply *rep = cmd.reply;
+        if (rep->type == REDIS_REPLY_STRING) {
+            snprintf(a->id, sizeof(a->id), "%s", rep->str);
+            rc = 1;
+        } else if (rep->type == REDIS_REPLY_INTEGER) {
+            rc = rep->integer == 2; /* our own mark: a retry after a lost reply */
+        } else {
+            err = reply_err(rep, errstr, errsz);
+        }
     }
-    /* An error reply leaves the connection usable; no reply does not. */
-    int usable = err == 0 || (rep && rep->type == REDIS_REPLY_ERROR);
-    if (rep)
-        freeReplyObject(rep);
-    conn_put(r, c, usable);
+    cmds_free(&cmd, 1);
+    conn_put(r, c);
     return err ? err : rc;
 }
 
+/* Whether key is one of the group's (under its tag or a key group's). */
+static int group_key(const struct kpiread *r, const char *key, size_t len)
+{
+    size_t tl = strlen(r->tag);
+    if (len >= tl && memcmp(key, r->tag, tl) == 0)
+        return 1;
+    for (uint32_t kg = 0; kg < r->k; kg++) {
+        size_t kl = strlen(r->kg_tag[kg]);
+        if (len >= kl && memcmp(key, r->kg_tag[kg], kl) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* UNLINK each of the group's keys in an array reply of key names; how many. */
+static int unlink_keys(const struct kpiread *r, struct kpi_redis_conn *c, const redisReply *names,
+                       size_t *n, char *errstr, size_t errsz)
+{
+    *n = 0;
+    for (size_t i = 0; i < names->elements; i++) {
+        const redisReply *k = names->element[i];
+        if (!group_key(r, k->str, k->len))
+            continue;
+        const char *argv[] = {"UNLINK", k->str};
+        size_t lens[] = {6, k->len};
+        struct kpi_redis_cmd cmd = {kpi_redis_key_slot(k->str, k->len), 2, argv, lens, NULL};
+        int err = kpi_redis_conn_batch(c, &cmd, 1, errstr, errsz);
+        cmds_free(&cmd, 1);
+        if (err)
+            return err;
+        (*n)++;
+    }
+    return 0;
+}
+
+/* A Redis Cluster: every key of the group is in one of K + 1 slots (its tags),
+ * so list each slot's keys on its master.  Standalone: SCAN the keyspace. */
 static int r_wipe(struct kpiread *r, char *errstr, size_t errsz)
 {
-    redisContext *c = conn_get(r, errstr, errsz);
+    struct kpi_redis_conn *c = conn_get(r, errstr, errsz);
     if (!c)
         return KPI_ERR_IO;
+    char slot[16];
+    snprintf(slot, sizeof(slot), "%d", kpi_redis_key_slot(r->tag, strlen(r->tag)));
+    const char *probe[] = {"CLUSTER", "COUNTKEYSINSLOT", slot};
+    redisReply *rep;
+    int err = run1(c, r->tag, 3, probe, NULL, REDIS_REPLY_INTEGER, &rep, errstr, errsz);
+    if (!err) { /* a cluster */
+        freeReplyObject(rep);
+        for (uint32_t t = 0; !err && t <= r->k; t++) {
+            const char *tag = t < r->k ? r->kg_tag[t] : r->tag;
+            snprintf(slot, sizeof(slot), "%d", kpi_redis_key_slot(tag, strlen(tag)));
+            size_t gone = 1;
+            while (!err && gone) {
+                const char *argv[] = {"CLUSTER", "GETKEYSINSLOT", slot, "1000"};
+                if ((err = run1(c, tag, 4, argv, NULL, REDIS_REPLY_ARRAY, &rep, errstr, errsz)))
+                    break;
+                err = unlink_keys(r, c, rep, &gone, errstr, errsz);
+                freeReplyObject(rep);
+            }
+        }
+        conn_put(r, c);
+        return err;
+    }
+    err = 0;
     char pattern[512], cursor[32] = "0";
     k_group_pattern(r, pattern, sizeof(pattern));
-    int err = 0;
     do {
-        redisReply *rep = redisCommand(c, "SCAN %s MATCH %s COUNT 1000", cursor, pattern);
-        if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) {
-            err = io_err(c, rep, errstr, errsz);
-            if (rep)
-                freeReplyObject(rep);
+        const char *argv[] = {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"};
+        size_t gone;
+        if ((err = run1(c, r->tag, 6, argv, NULL, REDIS_REPLY_ARRAY, &rep, errstr, errsz)))
             break;
-        }
-        snprintf(cursor, sizeof(cursor), "%s", rep->element[0]->str);
-        for (size_t i = 0; i < rep->element[1]->elements; i++) {
-            const redisReply *k = rep->element[1]->element[i];
-            redisReply *d = redisCommand(c, "UNLINK %b", k->str, k->len);
-            if (d)
-                freeReplyObject(d);
+        if (rep->elements != 2 || rep->element[1]->type != REDIS_REPLY_ARRAY) {
+            err = reply_err(rep, errstr, errsz);
+        } else {
+            snprintf(cursor, sizeof(cursor), "%s", rep->element[0]->str);
+            err = unlink_keys(r, c, rep->element[1], &gone, errstr, errsz);
         }
         freeReplyObject(rep);
-    } while (strcmp(cursor, "0") != 0);
-    conn_put(r, c, err == 0);
+    } while (!err && strcmp(cursor, "0") != 0);
+    conn_put(r, c);
     return err;
 }
 
 static int r_ping(struct kpiread *r, char *errstr, size_t errsz)
 {
-    redisContext *c = conn_get(r, errstr, errsz);
+    struct kpi_redis_conn *c = conn_get(r, errstr, errsz);
     if (!c)
         return KPI_ERR_IO;
-    redisReply *rep = redisCommand(c, "PING");
-    int err = rep && rep->type == REDIS_REPLY_STATUS ? 0 : io_err(c, rep, errstr, errsz);
-    if (rep)
+    const char *argv[] = {"PING"};
+    redisReply *rep;
+    int err = run1(c, r->tag, 1, argv, NULL, REDIS_REPLY_STATUS, &rep, errstr, errsz);
+    if (!err)
         freeReplyObject(rep);
-    conn_put(r, c, err == 0);
+    conn_put(r, c);
     return err;
 }
 
@@ -951,7 +1057,7 @@ void kpiread_destroy(struct kpiread *r)
     if (!r)
         return;
     for (int i = 0; i < r->n_idle; i++)
-        redisFree(r->idle[i]);
+        kpi_redis_conn_free(r->idle[i]);
     free(r->idle);
     free(r->kg_tag);
     free(r->ring.a);

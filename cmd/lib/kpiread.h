@@ -20,9 +20,10 @@
  * the keyspace except kpiread_wipe_group (the demo's fresh start).
  *
  * Thread safety: every function may be called from any thread.  The Redis
- * store keeps a small pool of connections (one per concurrent caller, up to
- * `pool`; callers beyond wait) and reconnects after an error; an unreachable
- * Redis is KPI_ERR_IO.
+ * store keeps a small pool of connection sets (one per concurrent caller, up
+ * to `pool`; callers beyond wait), each routing commands by slot to a
+ * standalone Redis or the masters of a Redis Cluster (sinks/redis/conn.h),
+ * and reconnects after an error; an unreachable Redis is KPI_ERR_IO.
  */
 #ifndef KPI_KPIREAD_H
 #define KPI_KPIREAD_H

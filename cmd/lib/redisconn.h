@@ -1,7 +1,9 @@
-/* redisconn.h - connect to a redis.url (for the daemon's readers: the API,
- * the alerter and the demo through cmd/lib/kpiread.c; the sink keeps its own
- * connections, sinks/redis/conn.c).  The address comes from the one Redis
- * URL parser, sinks/redis/url.h (ACL users, %-escapes, unix: sockets). */
+/* redisconn.h - connect to a redis.url with one plain connection: the demo's
+ * "does Redis answer?" probe.  The readers (API, alerter, demo view: through
+ * cmd/lib/kpiread.c) and the sink route by slot instead, through
+ * sinks/redis/conn.h, so that they also read a Redis Cluster.  The address
+ * comes from the one Redis URL parser, sinks/redis/url.h (ACL users,
+ * %-escapes, unix: sockets). */
 #ifndef KPI_REDISCONN_H
 #define KPI_REDISCONN_H
 

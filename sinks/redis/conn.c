@@ -1,6 +1,6 @@
 /*
- * conn.c - the Redis sink's connections: one Redis, or a Redis Cluster
- * (redis_int.h).
+ * conn.c - connections to one Redis or a Redis Cluster (conn.h): the sink's,
+ * and the readers' (cmd/lib/kpiread.c).
  *
  * Routing.  Every command names the slot of the keys it touches (the key
  * group's hash tag).  Slots start unknown and go to the seed (the configured
@@ -29,8 +29,10 @@
 #include <string.h>
 #include <sys/time.h>
 
+#include "sinks/redis/conn.h"
+
 #include "engine/err.h"
-#include "sinks/redis/redis_int.h"
+#include "engine/keygroup.h"
 
 static struct timeval tv_ms(int64_t ms)
 {
@@ -44,6 +46,7 @@ void kpi_redis_conn_init(struct kpi_redis_conn *c, const char *script)
     c->n_nodes = 1; /* node 0: the seed, the configured address */
     c->script = script;
     c->sha[0] = '\0';
+    c->own_url = NULL;
     for (int i = 0; i < KPI_REDIS_SLOTS; i++)
         c->slot_node[i] = -1;
 }
@@ -262,6 +265,144 @@ int kpi_redis_conn_command(struct kpi_redis_conn *c, int slot, int argc, const c
         node_forget(c, i);
     c->io_errors++;
     return kpi_seterr(errstr, errsz, KPI_ERR_IO, "redis %s: too many cluster redirections", c->url);
+}
+
+struct kpi_redis_conn *kpi_redis_conn_new(const char *url, int64_t timeout_ms, char *errstr,
+                                          size_t errsz)
+{
+    struct kpi_redis_conn *c = calloc(1, sizeof(*c));
+    if (!c) {
+        kpi_seterr(errstr, errsz, KPI_ERR_NOMEM, "redis: out of memory");
+        return NULL;
+    }
+    kpi_redis_conn_init(c, NULL);
+    if (kpi_redis_url_parse(url, &c->addr, errstr, errsz)) {
+        free(c);
+        return NULL;
+    }
+    if (!(c->own_url = kpi_redis_url_redact(url))) {
+        kpi_redis_addr_fini(&c->addr);
+        free(c);
+        kpi_seterr(errstr, errsz, KPI_ERR_NOMEM, "redis: out of memory");
+        return NULL;
+    }
+    c->url = c->own_url;
+    c->connect_timeout_ms = c->command_timeout_ms = timeout_ms;
+    return c;
+}
+
+void kpi_redis_conn_free(struct kpi_redis_conn *c)
+{
+    if (!c)
+        return;
+    kpi_redis_conn_fini(c);
+    kpi_redis_addr_fini(&c->addr);
+    free(c->own_url);
+    free(c);
+}
+
+int kpi_redis_key_slot(const char *key, size_t len)
+{
+    const char *open = memchr(key, '{', len);
+    if (open) {
+        size_t rest = len - (size_t)(open + 1 - key);
+        const char *close = memchr(open + 1, '}', rest);
+        if (close && close > open + 1)
+            return kpi_crc16(open + 1, (size_t)(close - open - 1)) & (KPI_REDIS_SLOTS - 1);
+    }
+    return kpi_crc16(key, len) & (KPI_REDIS_SLOTS - 1);
+}
+
+/* Pipelining.  Commands are sent to the node their slot is routed to, all of
+ * one node's in one write, and their replies read in order.  A reply that
+ * says the command ran elsewhere (MOVED, ASK) sends that command
+ * again alone, through kpi_redis_conn_command, which follows the redirection
+ * and learns the route.  A lost connection fails the whole batch: readers
+ * simply ask again. */
+static void batch_free(struct kpi_redis_cmd *cmds, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (cmds[i].reply) {
+            freeReplyObject(cmds[i].reply);
+            cmds[i].reply = NULL;
+        }
+}
+
+static int batch_rerun(struct kpi_redis_conn *c, struct kpi_redis_cmd *cmd, char *errstr,
+                       size_t errsz)
+{
+    size_t *lens = cmd->lens;
+    if (!lens) {
+        if (!(lens = malloc((size_t)cmd->argc * sizeof(*lens))))
+            return kpi_seterr(errstr, errsz, KPI_ERR_NOMEM, "redis: out of memory");
+        for (int a = 0; a < cmd->argc; a++)
+            lens[a] = strlen(cmd->argv[a]);
+    }
+    int sent;
+    int err = kpi_redis_conn_command(c, cmd->slot, cmd->argc, cmd->argv, lens, &cmd->reply, &sent,
+                                     errstr, errsz);
+    if (lens != cmd->lens)
+        free(lens);
+    return err;
+}
+
+int kpi_redis_conn_batch(struct kpi_redis_conn *c, struct kpi_redis_cmd *cmds, size_t n,
+                         char *errstr, size_t errsz)
+{
+    for (size_t i = 0; i < n; i++)
+        cmds[i].reply = NULL;
+    if (n == 0)
+        return 0;
+    int *node = malloc(n * sizeof(*node));
+    if (!node)
+        return kpi_seterr(errstr, errsz, KPI_ERR_NOMEM, "redis: out of memory");
+    int err = 0;
+    for (size_t i = 0; i < n && !err; i++)
+        if ((node[i] = pick_node(c, cmds[i].slot, errstr, errsz)) < 0)
+            err = KPI_ERR_IO;
+    /* Routes may have changed while connecting (a node forgotten): check
+     * each node's connection once more when its turn comes. */
+    for (int ni = 0; ni < c->n_nodes && !err; ni++) {
+        size_t queued = 0;
+        for (size_t i = 0; i < n; i++)
+            if (node[i] == ni)
+                queued++;
+        if (!queued)
+            continue;
+        if ((err = node_connect(c, ni, errstr, errsz)))
+            break;
+        redisContext *ctx = c->nodes[ni].ctx;
+        for (size_t i = 0; i < n; i++)
+            if (node[i] == ni)
+                redisAppendCommandArgv(ctx, cmds[i].argc, cmds[i].argv, cmds[i].lens);
+        for (size_t i = 0; i < n && !err; i++) {
+            if (node[i] != ni)
+                continue;
+            void *rv = NULL;
+            if (redisGetReply(ctx, &rv) != REDIS_OK || !rv)
+                err = conn_error(c, ni, errstr, errsz, "pipelined command");
+            cmds[i].reply = rv;
+        }
+    }
+    free(node);
+    for (size_t i = 0; i < n && !err; i++) {
+        redisReply *r = cmds[i].reply;
+        if (r->type != REDIS_REPLY_ERROR ||
+            !(starts_with_code(r->str, "MOVED") || starts_with_code(r->str, "ASK")))
+            continue;
+        if (starts_with_code(r->str, "MOVED")) {
+            const char *hp = strrchr(r->str, ' ');
+            int target = hp ? node_index(c, hp + 1) : -1;
+            if (target >= 0 && cmds[i].slot >= 0)
+                c->slot_node[cmds[i].slot] = (int16_t)target;
+        }
+        freeReplyObject(r);
+        cmds[i].reply = NULL;
+        err = batch_rerun(c, &cmds[i], errstr, errsz);
+    }
+    if (err)
+        batch_free(cmds, n);
+    return err;
 }
 
 int kpi_redis_is_transient(const char *err)

@@ -785,7 +785,12 @@ local function process_window(w, base_changed)
                 hset[#hset + 1] = '_ms'
                 hset[#hset + 1] = now_ms
             end
-            add_derived(hset, c, active or 0, m, lo, size)
+            -- Monthly KPIs scale the span the group's data covers: from the
+            -- window's start, or from the oldest bucket ever written when that
+            -- is later (a new group, its first hour of a 1h window), to the end
+            -- of the head bucket.  A partial window is not a full window with
+            -- no churn in its missing part (docs/kpis.md).
+            add_derived(hset, c, active or 0, m, lo_data, math.max(slide, H + slide - lo_data))
             hset[#hset + 1] = '_p'
             hset[#hset + 1] = pend or ''
             redis.call('HSET', kk, unpack(hset))

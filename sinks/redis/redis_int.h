@@ -20,11 +20,10 @@
 #include "engine/aggregate.h"
 #include "engine/engine.h"
 #include "sinks/redis.h"
+#include "sinks/redis/conn.h"
 #include "sinks/redis/url.h"
 
 #define KPI_REDIS_SPARSE_MAX 3000 /* Redis's default hll-sparse-max-bytes */
-#define KPI_REDIS_SLOTS      16384
-#define KPI_REDIS_MAX_NODES  64 /* cluster nodes one sink talks to */
 
 /* ---- argv.c ---- */
 
@@ -110,48 +109,6 @@ void kpi_dcopy_swap(struct kpi_dcopy *a, struct kpi_dcopy *b);
 /* Where the copy's range of a partition ended, or -1. */
 int64_t kpi_dcopy_range_to(const struct kpi_dcopy *c, const char *topic, int32_t partition);
 
-/* ---- conn.c ---- */
-
-struct kpi_redis_node {
-    char *host; /* NULL: the configured address (maybe a unix socket) */
-    int port;
-    redisContext *ctx;
-};
-
-/* The sink's connections.  Standalone Redis: one node.  Redis Cluster: the
- * configured address is the seed; a slot's node is learnt from MOVED replies
- * (and ASK is followed once), so nothing is asked up front.  A node whose
- * connection fails, or that answers READONLY (a replica after a failover),
- * is forgotten with its slots: the next call goes to the seed, which
- * redirects again. */
-struct kpi_redis_conn {
-    struct kpi_redis_addr addr;
-    const char *url; /* redacted, for messages */
-    int64_t connect_timeout_ms, command_timeout_ms;
-    const char *script; /* loaded on every new connection */
-    char sha[41];
-    struct kpi_redis_node nodes[KPI_REDIS_MAX_NODES];
-    int n_nodes;
-    int16_t slot_node[KPI_REDIS_SLOTS]; /* -1: ask the seed */
-    uint64_t connects, script_loads, redirects, io_errors;
-};
-
-void kpi_redis_conn_init(struct kpi_redis_conn *c, const char *script);
-void kpi_redis_conn_fini(struct kpi_redis_conn *c);
-/* Drop every connection (the next command reconnects). */
-void kpi_redis_conn_drop(struct kpi_redis_conn *c);
-
-/* Run one command on the node that owns `slot`: connects (AUTH, SELECT,
- * SCRIPT LOAD) when needed, follows MOVED and ASK, reloads the script on
- * NOSCRIPT (argv[1] of an EVALSHA is replaced by the current sha).  0 with
- * *out set (possibly an error reply: the caller decides), or KPI_ERR_IO when
- * no reply came; then *sent tells whether the command may have reached Redis
- * (the outcome is in doubt) and the connection has been dropped. */
-int kpi_redis_conn_command(struct kpi_redis_conn *c, int slot, int argc, const char **argv,
-                           size_t *lens, redisReply **out, int *sent, char *errstr,
-                           size_t errstr_size);
-
-/* Error replies that mean "not run, try again later". */
-int kpi_redis_is_transient(const char *err);
+/* ---- conn.c: sinks/redis/conn.h ---- */
 
 #endif

@@ -1,0 +1,95 @@
+/*
+ * conn.h - connections to one Redis or to a Redis Cluster, for every Redis
+ * client of kpistream: the sink (sinks/redis/sink.c) and the readers (the
+ * API, the alerter and the demo view, through cmd/lib/kpiread.c).
+ *
+ * Standalone Redis: one node, the configured address.  Redis Cluster: the
+ * configured address is the seed; a slot's node is learnt from MOVED replies
+ * (and ASK is followed once), so nothing is asked up front and the same code
+ * serves both.  A node whose connection fails, or that answers READONLY (a
+ * replica after a failover), is forgotten with its slots: the next call goes
+ * to the seed, which redirects again.  The routing argument is in conn.c.
+ *
+ * One struct kpi_redis_conn is one thread's: it is not locked.
+ */
+#ifndef KPI_SINK_REDIS_CONN_H
+#define KPI_SINK_REDIS_CONN_H
+
+#include <hiredis/hiredis.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sinks/redis/url.h"
+
+#define KPI_REDIS_SLOTS     16384
+#define KPI_REDIS_MAX_NODES 64 /* cluster nodes one connection set talks to */
+
+struct kpi_redis_node {
+    char *host; /* NULL: the configured address (maybe a unix socket) */
+    int port;
+    redisContext *ctx;
+};
+
+struct kpi_redis_conn {
+    struct kpi_redis_addr addr;
+    const char *url; /* redacted, for messages */
+    int64_t connect_timeout_ms, command_timeout_ms;
+    const char *script; /* loaded on every new connection (NULL: none) */
+    char sha[41];
+    struct kpi_redis_node nodes[KPI_REDIS_MAX_NODES];
+    int n_nodes;
+    int16_t slot_node[KPI_REDIS_SLOTS]; /* -1: ask the seed */
+    uint64_t connects, script_loads, redirects, io_errors;
+    char *own_url; /* kpi_redis_conn_new's redacted copy of the url */
+};
+
+void kpi_redis_conn_init(struct kpi_redis_conn *c, const char *script);
+void kpi_redis_conn_fini(struct kpi_redis_conn *c);
+/* Drop every connection (the next command reconnects). */
+void kpi_redis_conn_drop(struct kpi_redis_conn *c);
+
+/* A connection set for `url` (sinks/redis/url.h) with no script; nothing is
+ * connected until the first command.  NULL with errstr set when the url
+ * does not parse or memory runs out.  Free with kpi_redis_conn_free. */
+struct kpi_redis_conn *kpi_redis_conn_new(const char *url, int64_t timeout_ms, char *errstr,
+                                          size_t errstr_size);
+void kpi_redis_conn_free(struct kpi_redis_conn *c);
+
+/* The cluster slot of a key: CRC16 of its hash tag (the part between the
+ * first '{' and the next '}', when not empty), else of the whole key. */
+int kpi_redis_key_slot(const char *key, size_t len);
+
+/* Run one command on the node that owns `slot`: connects (AUTH, SELECT,
+ * SCRIPT LOAD) when needed, follows MOVED and ASK, reloads the script on
+ * NOSCRIPT (argv[1] of an EVALSHA is replaced by the current sha).  0 with
+ * *out set (possibly an error reply: the caller decides), or KPI_ERR_IO when
+ * no reply came; then *sent tells whether the command may have reached Redis
+ * (the outcome is in doubt) and the connection has been dropped. */
+int kpi_redis_conn_command(struct kpi_redis_conn *c, int slot, int argc, const char **argv,
+                           size_t *lens, redisReply **out, int *sent, char *errstr,
+                           size_t errstr_size);
+
+/* One command of a batch: its slot and arguments (lens may be NULL: C
+ * strings), and, after kpi_redis_conn_batch, its reply (the caller frees it;
+ * possibly an error reply). */
+struct kpi_redis_cmd {
+    int slot;
+    int argc;
+    const char **argv;
+    size_t *lens;
+    redisReply *reply;
+};
+
+/* Run read commands pipelined: one round trip per node for the commands
+ * whose slot it owns (every command, against a standalone Redis), and a
+ * command redirected by MOVED or ASK again on its own through
+ * kpi_redis_conn_command.  Not for writes whose outcome matters when a
+ * connection is lost: the commands are run at least once.  0 with every
+ * reply set, or KPI_ERR_IO (errstr set; no reply is left to free). */
+int kpi_redis_conn_batch(struct kpi_redis_conn *c, struct kpi_redis_cmd *cmds, size_t n,
+                         char *errstr, size_t errstr_size);
+
+/* Error replies that mean "not run, try again later". */
+int kpi_redis_is_transient(const char *err);
+
+#endif
