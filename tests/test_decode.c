@@ -186,6 +186,15 @@ static enum kpi_bad_reason decode(struct msg *m, struct kpi_event *ev)
     return kpi_decode(&dec, m->sb.data, m->sb.size, NOW, ev);
 }
 
+/* Decode in place, which must succeed. */
+static struct kpi_event decode_ok(struct msg *m)
+{
+    struct kpi_event ev;
+    enum kpi_bad_reason r = decode(m, &ev);
+    cr_assert_eq(r, KPI_BAD_NONE, "got %s", kpi_bad_reason_name(r));
+    return ev;
+}
+
 static enum kpi_bad_reason decode_and_free(struct msg *m)
 {
     struct kpi_event ev;
@@ -769,8 +778,7 @@ Test(decode, decodes_a_usage_event_with_every_field_exactly)
 {
     struct msg m;
     ex_usage(&m);
-    struct kpi_event ev;
-    cr_assert_eq(decode(&m, &ev), KPI_BAD_NONE);
+    struct kpi_event ev = decode_ok(&m);
     cr_assert_eq(ev.type, KPI_EV_USAGE);
     cr_assert_eq(ev.ts_ms, NOW - 5);
     cr_assert_eq(ev.sub_hash, hash_of("46701234567"));
@@ -792,8 +800,7 @@ Test(decode, decodes_a_base_snapshot_without_a_subscriber)
 {
     struct msg m;
     ex_base(&m);
-    struct kpi_event ev;
-    cr_assert_eq(decode(&m, &ev), KPI_BAD_NONE);
+    struct kpi_event ev = decode_ok(&m);
     cr_assert_eq(ev.type, KPI_EV_BASE);
     cr_assert_eq(ev.ts_ms, NOW - 3600000);
     cr_assert_eq(ev.count, 1250000);
@@ -810,8 +817,7 @@ Test(decode, base_count_bound_is_inclusive_and_count_is_ignored_elsewhere)
     kv_str(&m, "type", "base");
     kv_u(&m, "ts", NOW);
     kv_u(&m, "count", KPI_MAX_QUANTITY);
-    struct kpi_event ev;
-    cr_assert_eq(decode(&m, &ev), KPI_BAD_NONE);
+    struct kpi_event ev = decode_ok(&m);
     cr_assert_eq(ev.count, KPI_MAX_QUANTITY);
     m_free(&m);
     base(&m, "churn", 1);
@@ -827,8 +833,7 @@ Test(decode, decodes_an_activation_event)
 {
     struct msg m;
     ex_activation(&m);
-    struct kpi_event ev;
-    cr_assert_eq(decode(&m, &ev), KPI_BAD_NONE);
+    struct kpi_event ev = decode_ok(&m);
     cr_assert_eq(ev.type, KPI_EV_ACTIVATION);
     cr_assert_eq(ev.ts_ms, NOW);
     cr_assert_eq(ev.sub_hash, hash_of("imsi-240011234567890"));
@@ -846,8 +851,7 @@ Test(decode, decodes_provision_ms_including_zero_and_2_pow_53)
 {
     struct msg m;
     ex_activation_provision_ms(&m);
-    struct kpi_event ev;
-    cr_assert_eq(decode(&m, &ev), KPI_BAD_NONE);
+    struct kpi_event ev = decode_ok(&m);
     cr_assert_eq(ev.type, KPI_EV_ACTIVATION);
     cr_assert(ev.has_provision_ms);
     cr_assert_eq(ev.provision_ms, 4200);
@@ -874,8 +878,7 @@ Test(decode, decodes_a_churn_event_with_its_reason)
 {
     struct msg m;
     ex_churn(&m);
-    struct kpi_event ev;
-    cr_assert_eq(decode(&m, &ev), KPI_BAD_NONE);
+    struct kpi_event ev = decode_ok(&m);
     cr_assert_eq(ev.type, KPI_EV_CHURN);
     cr_assert_eq(ev.ts_ms, NOW - 1000);
     cr_assert_eq(ev.sub_hash, hash_of("42"));
@@ -888,8 +891,7 @@ Test(decode, decodes_an_nps_event_with_score_and_survey)
 {
     struct msg m;
     ex_nps(&m);
-    struct kpi_event ev;
-    cr_assert_eq(decode(&m, &ev), KPI_BAD_NONE);
+    struct kpi_event ev = decode_ok(&m);
     cr_assert_eq(ev.type, KPI_EV_NPS);
     cr_assert_eq(ev.score, 9);
     cr_assert_eq(ev.survey, KPI_SURVEY_BRAND);
@@ -901,8 +903,7 @@ Test(decode, nps_survey_defaults_to_network)
     struct msg m;
     base(&m, "nps", 1);
     kv_u(&m, "score", 0);
-    struct kpi_event ev;
-    cr_assert_eq(decode(&m, &ev), KPI_BAD_NONE);
+    struct kpi_event ev = decode_ok(&m);
     cr_assert_eq(ev.survey, KPI_SURVEY_NETWORK);
     cr_assert_eq(ev.score, 0);
     m_free(&m);
@@ -919,8 +920,7 @@ Test(decode, accepts_every_string_integer_and_map_width)
 {
     struct msg m;
     ex_nps_wide_encodings(&m);
-    struct kpi_event ev;
-    cr_assert_eq(decode(&m, &ev), KPI_BAD_NONE);
+    struct kpi_event ev = decode_ok(&m);
     cr_assert_eq(ev.type, KPI_EV_NPS);
     cr_assert_eq(ev.ts_ms, NOW);
     cr_assert_eq(ev.sub_hash, hash_of("46709876543"));
@@ -941,6 +941,21 @@ Test(decode, accepts_every_string_integer_and_map_width)
     m_free(&m);
 }
 
+/* The micro-units of a usage event whose amount is the float v (float32
+ * with is_f32), which must decode. */
+static int64_t amount_micros_of(double v, int is_f32)
+{
+    struct msg m;
+    base(&m, "usage", 1);
+    if (is_f32)
+        kv_f32(&m, "amount", (float)v);
+    else
+        kv_f64(&m, "amount", v);
+    int64_t micros = decode_ok(&m).amount_micros;
+    m_free(&m);
+    return micros;
+}
+
 Test(decode, float_amount_is_currency_rounded_to_the_nearest_micro_unit)
 {
     static const struct {
@@ -955,37 +970,19 @@ Test(decode, float_amount_is_currency_rounded_to_the_nearest_micro_unit)
         {9.0e9, 9000000000000000LL}, /* near the 2^53 bound, exact */
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        struct msg m;
-        base(&m, "usage", 1);
-        kv_f64(&m, "amount", cases[i].in);
-        struct kpi_event ev;
-        cr_assert_eq(decode(&m, &ev), KPI_BAD_NONE, "%.17g", cases[i].in);
-        cr_assert_eq(ev.amount_micros, cases[i].micros, "%.17g -> %lld", cases[i].in,
-                     (long long)ev.amount_micros);
-        m_free(&m);
+        int64_t micros = amount_micros_of(cases[i].in, 0);
+        cr_assert_eq(micros, cases[i].micros, "%.17g -> %lld", cases[i].in, (long long)micros);
     }
 }
 
 Test(decode, float32_amount_is_accepted)
 {
-    struct msg m;
-    base(&m, "usage", 1);
-    kv_f32(&m, "amount", 1.25f);
-    struct kpi_event ev;
-    cr_assert_eq(decode(&m, &ev), KPI_BAD_NONE);
-    cr_assert_eq(ev.amount_micros, 1250000);
-    m_free(&m);
+    cr_assert_eq(amount_micros_of(1.25, 1), 1250000);
 }
 
 Test(decode, negative_zero_amount_is_zero)
 {
-    struct msg m;
-    base(&m, "usage", 1);
-    kv_f64(&m, "amount", -0.0);
-    struct kpi_event ev;
-    cr_assert_eq(decode(&m, &ev), KPI_BAD_NONE);
-    cr_assert_eq(ev.amount_micros, 0);
-    m_free(&m);
+    cr_assert_eq(amount_micros_of(-0.0, 0), 0);
 }
 
 Test(decode, int_amount_up_to_2_pow_53_is_micro_units)
@@ -995,8 +992,7 @@ Test(decode, int_amount_up_to_2_pow_53_is_micro_units)
     kv_u(&m, "amount", KPI_MAX_QUANTITY);
     kv_u(&m, "bytes", KPI_MAX_QUANTITY);
     kv_u(&m, "seconds", KPI_MAX_QUANTITY);
-    struct kpi_event ev;
-    cr_assert_eq(decode(&m, &ev), KPI_BAD_NONE);
+    struct kpi_event ev = decode_ok(&m);
     cr_assert_eq(ev.amount_micros, (int64_t)KPI_MAX_QUANTITY);
     cr_assert_eq(ev.bytes, KPI_MAX_QUANTITY);
     cr_assert_eq(ev.seconds, KPI_MAX_QUANTITY);
@@ -1033,8 +1029,7 @@ Test(decode, missing_dimensions_are_null)
     struct msg m;
     base(&m, "activation", 1);
     kv_str(&m, "segment", "smb");
-    struct kpi_event ev;
-    cr_assert_eq(decode(&m, &ev), KPI_BAD_NONE);
+    struct kpi_event ev = decode_ok(&m);
     cr_assert_null(ev.dims[0].ptr);
     cr_assert_null(ev.dims[1].ptr);
     cr_assert(str_eq(ev.dims[2], "smb"));
@@ -1046,8 +1041,7 @@ Test(decode, empty_dimension_string_is_present_and_empty)
     struct msg m;
     base(&m, "activation", 1);
     kv_str(&m, "region", "");
-    struct kpi_event ev;
-    cr_assert_eq(decode(&m, &ev), KPI_BAD_NONE);
+    struct kpi_event ev = decode_ok(&m);
     cr_assert_not_null(ev.dims[0].ptr);
     cr_assert_eq(ev.dims[0].len, 0);
     m_free(&m);
@@ -1057,8 +1051,7 @@ Test(decode, ignores_unknown_keys_of_any_shape)
 {
     struct msg m;
     ex_usage_float(&m);
-    struct kpi_event ev;
-    cr_assert_eq(decode(&m, &ev), KPI_BAD_NONE);
+    struct kpi_event ev = decode_ok(&m);
     cr_assert_eq(ev.amount_micros, 12345679);
     cr_assert(str_eq(ev.dims[0], "apac"));
     m_free(&m);
