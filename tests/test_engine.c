@@ -300,6 +300,15 @@ static struct kpi_engine *single_worker_engine(struct kpi_worker **w)
     return e;
 }
 
+/* Partition `partition` of topic "events", read by worker 0 from offset;
+ * the input's id. */
+static int open_input(struct kpi_engine *e, int32_t partition, int64_t offset)
+{
+    int in = kpi_engine_input_open(e, "events", partition, 0, offset);
+    cr_assert_geq(in, 0, "input for partition %d", (int)partition);
+    return in;
+}
+
 /* The worker takes ev at offset off of input in, as a good event. */
 static void add_ok(struct kpi_worker *w, int in, int64_t off, const struct kpi_event *ev)
 {
@@ -329,7 +338,7 @@ Test(engine, event_behind_the_watermark_is_too_late_but_consumed)
 {
     struct kpi_worker *w;
     struct kpi_engine *e = single_worker_engine(&w); /* lateness 30 s, base 5 s */
-    int in = kpi_engine_input_open(e, "events", 0, 0, 0);
+    int in = open_input(e, 0, 0);
     struct kpi_event ev = at(1000000);
     add_ok(w, in, 0, &ev);
     cr_assert_eq(flush_from_worker(e, w), 0);
@@ -355,8 +364,8 @@ Test(engine, watermark_is_the_minimum_over_inputs)
 {
     struct kpi_worker *w;
     struct kpi_engine *e = single_worker_engine(&w);
-    int a = kpi_engine_input_open(e, "events", 0, 0, 0);
-    int b = kpi_engine_input_open(e, "events", 1, 0, 0);
+    int a = open_input(e, 0, 0);
+    int b = open_input(e, 1, 0);
     struct kpi_event ev = at(1000000);
     kpi_worker_add(w, a, 0, &ev);
     ev = at(500000);
@@ -370,12 +379,12 @@ Test(engine, watermark_never_moves_back)
 {
     struct kpi_worker *w;
     struct kpi_engine *e = single_worker_engine(&w);
-    int a = kpi_engine_input_open(e, "events", 0, 0, 0);
+    int a = open_input(e, 0, 0);
     struct kpi_event ev = at(1000000);
     kpi_worker_add(w, a, 0, &ev);
     cr_assert_eq(flush_from_worker(e, w), 0);
     /* A newly assigned partition far behind must not reopen closed buckets. */
-    int b = kpi_engine_input_open(e, "events", 1, 0, 0);
+    int b = open_input(e, 1, 0);
     ev = at(990000);
     kpi_worker_add(w, b, 0, &ev);
     cr_assert_eq(flush_from_worker(e, w), 0);
@@ -387,7 +396,7 @@ Test(engine, revoked_input_events_are_left_to_the_new_owner)
 {
     struct kpi_worker *w;
     struct kpi_engine *e = single_worker_engine(&w);
-    int in = kpi_engine_input_open(e, "events", 0, 0, 100);
+    int in = open_input(e, 0, 100);
     struct kpi_event ev = at(1000000);
     add_ok(w, in, 100, &ev);
     add_ok(w, in, 101, &ev);
@@ -410,15 +419,14 @@ Test(engine, reopened_input_starts_from_its_new_offset)
 {
     struct kpi_worker *w;
     struct kpi_engine *e = single_worker_engine(&w);
-    int in = kpi_engine_input_open(e, "events", 0, 0, 0);
+    int in = open_input(e, 0, 0);
     struct kpi_event ev = at(1000000);
     kpi_worker_add(w, in, 0, &ev);
     kpi_engine_input_revoke(e, in);
     cr_assert_eq(flush_from_worker(e, w), 0);
     kpi_engine_input_close(e, in);
     target_state.next_from[0] = 50; /* someone else consumed up to 50 meanwhile */
-    int again = kpi_engine_input_open(e, "events", 0, 0, 50);
-    cr_assert_geq(again, 0);
+    int again = open_input(e, 0, 50);
     kpi_worker_add(w, again, 50, &ev);
     cr_assert_eq(flush_from_worker(e, w), 0);
     cr_assert_eq(target_state.ranges_broken, 0);
@@ -434,15 +442,14 @@ Test(engine, a_partition_back_before_its_pending_range_is_flushed_continues_that
 {
     struct kpi_worker *w;
     struct kpi_engine *e = single_worker_engine(&w);
-    int in = kpi_engine_input_open(e, "events", 0, 0, 100);
+    int in = open_input(e, 0, 100);
     struct kpi_event ev = at(1000000);
     add_ok(w, in, 100, &ev);
     add_ok(w, in, 101, &ev);
     target_state.next_from[0] = 100;
     revoke_while_the_sink_is_down(e, w, in);
     /* Back, at the offset Redis still holds. */
-    int again = kpi_engine_input_open(e, "events", 0, 0, 100);
-    cr_assert_geq(again, 0);
+    int again = open_input(e, 0, 100);
     cr_assert_eq(kpi_engine_input_resume_at(e, again), 102, "resume after the pending events");
     add_ok(w, again, 102, &ev);
     cr_assert_eq(flush_from_worker(e, w), 0);
@@ -459,12 +466,11 @@ Test(engine, a_partition_back_after_someone_else_advanced_it_starts_fresh)
 {
     struct kpi_worker *w;
     struct kpi_engine *e = single_worker_engine(&w);
-    int in = kpi_engine_input_open(e, "events", 0, 0, 100);
+    int in = open_input(e, 0, 100);
     struct kpi_event ev = at(1000000);
     add_ok(w, in, 100, &ev);
     revoke_while_the_sink_is_down(e, w, in);
-    int again = kpi_engine_input_open(e, "events", 0, 0, 150);
-    cr_assert_geq(again, 0);
+    int again = open_input(e, 0, 150);
     cr_assert_neq(again, in);
     cr_assert_eq(kpi_engine_input_resume_at(e, again), 150);
     kpi_engine_destroy(e);
@@ -521,7 +527,7 @@ Test(engine, released_workers_stop_waiting_for_room_and_consume_nothing_more)
     struct kpi_engine *e = make_engine(1, 64, 1);
     target_state.fail_next = 1 << 30;
     cr_assert_eq(kpi_engine_start(e, NULL, 0), 0);
-    struct refusing_feeder f = {e, kpi_engine_input_open(e, "events", 0, 0, 0), -1};
+    struct refusing_feeder f = {e, open_input(e, 0, 0), -1};
     pthread_t th;
     pthread_create(&th, NULL, feed_until_refused, &f);
     struct kpi_engine_stats st;
@@ -555,7 +561,7 @@ Test(engine, stop_returns_while_a_worker_never_reaches_a_checkpoint)
 {
     struct kpi_engine *e = make_engine(1, 4096, 1);
     cr_assert_eq(kpi_engine_start(e, NULL, 0), 0);
-    int in = kpi_engine_input_open(e, "events", 0, 0, 0);
+    int in = open_input(e, 0, 0);
     struct kpi_event ev = at(1000000);
     cr_assert_eq(kpi_worker_add(kpi_engine_worker(e, 0), in, 0, &ev), KPI_BAD_NONE);
     cr_assert_neq(kpi_engine_flush_sync(e, 100, NULL, 0), 0, "no checkpoint, no flush");
@@ -609,7 +615,7 @@ Test(engine, flush_errors_are_counted_by_cause_and_reported_once_per_change)
     struct kpi_flush_error_hooks h = {&log, classify_first_word, record_change};
     kpi_engine_set_error_hooks(e, &h);
     struct kpi_worker *w = kpi_engine_worker(e, 0);
-    int in = kpi_engine_input_open(e, "events", 0, 0, 0);
+    int in = open_input(e, 0, 0);
     target_state.fail_msg = "noperm no permissions";
     target_state.fail_next = 3;
     cr_assert_eq(one_flush(e, w, in, 0), 0, "retried until applied");
@@ -649,7 +655,7 @@ Test(engine, without_a_classifier_the_cause_is_the_error_name_and_the_message_is
     struct kpi_flush_error_hooks h = {&log, NULL, record_change};
     kpi_engine_set_error_hooks(e, &h);
     struct kpi_worker *w = kpi_engine_worker(e, 0);
-    int in = kpi_engine_input_open(e, "events", 0, 0, 0);
+    int in = open_input(e, 0, 0);
     target_state.conflict = 1;
     struct kpi_event ev = at(1000000);
     kpi_worker_add(w, in, 0, &ev);
@@ -670,7 +676,7 @@ Test(engine, an_event_from_the_future_moves_the_watermark_no_further_than_the_wa
 {
     struct kpi_worker *w;
     struct kpi_engine *e = single_worker_engine(&w); /* lateness 30 s */
-    int in = kpi_engine_input_open(e, "events", 0, 0, 0);
+    int in = open_input(e, 0, 0);
     struct kpi_event ev = at(kpi_now_ms() + 240000);
     add_ok(w, in, 0, &ev);
     cr_assert_eq(flush_from_worker(e, w), 0);
@@ -697,8 +703,8 @@ static struct kpi_engine *make_engine_idle(int64_t idle_ms)
 static int64_t run_one_quiet_partition(struct kpi_engine *e, int64_t t0, int64_t deadline_ms)
 {
     struct kpi_worker *w = kpi_engine_worker(e, 0);
-    int busy = kpi_engine_input_open(e, "events", 0, 0, 0);
-    int quiet = kpi_engine_input_open(e, "events", 1, 0, 0);
+    int busy = open_input(e, 0, 0);
+    int quiet = open_input(e, 1, 0);
     struct kpi_event ev = at(t0);
     kpi_worker_add(w, busy, 0, &ev);
     kpi_worker_add(w, quiet, 0, &ev);
