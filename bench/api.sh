@@ -14,16 +14,11 @@
 # Prints the events/s the group stored in both runs and their ratio (what
 # the API costs the engine), and wrk's requests/s and latency percentiles.  Figures,
 # not verdicts.
-set -euo pipefail
-root="$(cd "$(dirname "$0")/.." && pwd)"
-cd "$root"
-events="${1:-20000000}"
-secs="${2:-15}"
+# shellcheck source=bench/common.sh
+. "$(dirname "$0")/common.sh"
+bench_args events=20000000 secs=15 -- "$@"
 rport="${KPI_API_REDIS_PORT:-6393}"
 hport="${KPI_API_HTTP_PORT:-9479}"
-
-# shellcheck source=bench/common.sh
-. bench/common.sh
 bench_setup
 command -v wrk >/dev/null || {
     sudo=""

@@ -15,15 +15,10 @@
 # unpaced event rate), so every window holds everything: the 30-day window
 # costs what one more long window costs (its bucket sketches, up to 12 KB
 # each once dense, and its ws sketch), per value and per day it covers.
-set -euo pipefail
-root="$(cd "$(dirname "$0")/.." && pwd)"
-cd "$root"
-events="${1:-2000000}"
-sites="${2:-1000}"
-rport="${KPI_BASE_BENCH_REDIS_PORT:-6392}"
-
 # shellcheck source=bench/common.sh
-. bench/common.sh
+. "$(dirname "$0")/common.sh"
+bench_args events=2000000 sites=1000 -- "$@"
+rport="${KPI_BASE_BENCH_REDIS_PORT:-6392}"
 if [ -n "${KPI_BASE_BENCH_BIN:-}" ]; then
     b="$KPI_BASE_BENCH_BIN" # Redis's memory does not depend on the engine's build
 else

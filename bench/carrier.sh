@@ -27,27 +27,20 @@
 # instance, Redis peak memory and main-thread CPU (share of a core over the
 # run), the flush latency of each instance, and freshness p50/max.  Figures,
 # not verdicts: results go to bench/RESULTS.md by hand, with this command.
-set -euo pipefail
-root="$(cd "$(dirname "$0")/.." && pwd)"
-cd "$root"
-secs="${1:-600}"
-rate="${2:-}"
+# shellcheck source=bench/common.sh
+. "$(dirname "$0")/common.sh"
+bench_args secs=600 rate= -- "$@"
 subs="${CARRIER_SUBS:-10000000}"
 cells="${CARRIER_CELLS:-50000}"
 cal="${CARRIER_CAL:-3000000}"
 parts=8
-brokers="127.0.0.1:${KPI_KAFKA_PORT:-9092}"
-rport="${KPI_REDIS_PORT:-6379}"
-
-# shellcheck source=bench/common.sh
-. bench/common.sh
 bench_setup
 
 bench_scratch
 
 kpi_args() { # kpi_args TOPIC GROUP
     echo -X "kafka.bootstrap.servers=$brokers" -X "kafka.topics=$1" -X "kafka.group.id=$2" \
-        -X "redis.url=redis://127.0.0.1:$rport" -X http.port=0 -X alerts.enabled=false \
+        -X "redis.url=redis://127.0.0.1:$redis_port" -X http.port=0 -X alerts.enabled=false \
         -X dimensions.fields=region,plan,segment,site -X dimensions.sets=region,region+plan,segment,site \
         -X dimensions.max_values=100000 -X engine.max_cells=262144 ${CARRIER_X:-}
 }
@@ -86,7 +79,7 @@ fi
 topic="carrier-$rate-$stamp"
 total=$((rate * secs))
 echo "== $rate events/s for $secs s to $topic: $cells cells, $subs subscribers, 2 instances"
-redis_cpu() { redis-cli -p "$rport" info cpu | awk -F: '/^used_cpu_(sys|user)_main_thread:/ {s += $2} END {printf "%.2f\n", s}'; }
+redis_cpu() { redis-cli -p "$redis_port" info cpu | awk -F: '/^used_cpu_(sys|user)_main_thread:/ {s += $2} END {printf "%.2f\n", s}'; }
 cpu0=$(redis_cpu)
 t0=$(date +%s.%N)
 gen "$topic" "$total" --rate "$rate" --timestamps "$tmp/ts" >"$tmp/gen.out" 2>"$tmp/gen.err" &
@@ -102,7 +95,7 @@ for n in 1 2; do
     pids+=("$!")
 done
 "$b/kpistream-bench" latency --timestamps "$tmp/ts" --topic "$topic" --group "$topic" \
-    --redis-port "$rport" --key-groups 16 --duration 86400 --warmup 20 >"$tmp/lat.out" &
+    --redis-port "$redis_port" --key-groups 16 --duration 86400 --warmup 20 >"$tmp/lat.out" &
 lat=$!
 pids+=("$lat")
 
@@ -132,10 +125,10 @@ sample() {
         p=$(pgrep -P "${kp[$((n - 1))]}" kpistream | head -1 || true)
         [ -n "$p" ] && awk -v n="$n" '/^VmRSS:/ {print "rss" n, $2}' "/proc/$p/status" 2>/dev/null || true
     done
-    redis-cli -p "$rport" info memory | awk -F: '/^used_memory:/ {print "mem", $2 + 0}'
+    redis-cli -p "$redis_port" info memory | awk -F: '/^used_memory:/ {print "mem", $2 + 0}'
     lf="" hd=""
     for m in "${kgs[@]}"; do
-        read -r a c < <(redis-cli -p "$rport" hmget "${m}meta" last_flush_ms head:1m_5s | paste -s -d ' ')
+        read -r a c < <(redis-cli -p "$redis_port" hmget "${m}meta" last_flush_ms head:1m_5s | paste -s -d ' ')
         case "$a$c" in *BUSY*) echo "busy 1"; return 0 ;; esac
         [[ "$a" =~ ^[0-9]+$ ]] && { [ -z "$lf" ] || [ "$a" -lt "$lf" ]; } && lf="$a"
         [[ "$c" =~ ^[0-9]+$ ]] && { [ -z "$hd" ] || [ "$c" -lt "$hd" ]; } && hd="$c"
@@ -153,7 +146,7 @@ produced_s=$(awk -v t0="$t0" -v t1="$(date +%s.%N)" 'BEGIN {printf "%.1f", t1 - 
 caught_up() {
     local m s lo=""
     for m in "${kgs[@]}"; do
-        s=$(redis-cli -p "$rport" hvals "${m}offsets" | awk '/^[0-9]+$/ {s += $1} END {print s + 0}')
+        s=$(redis-cli -p "$redis_port" hvals "${m}offsets" | awk '/^[0-9]+$/ {s += $1} END {print s + 0}')
         { [ -z "$lo" ] || [ "$s" -lt "$lo" ]; } && lo="$s"
     done
     [ "${lo:-0}" -ge "$total" ]

@@ -1,9 +1,26 @@
-# bench/common.sh - sourced by the benchmark scripts (run from the repository
-# root): the real services of scripts/services.sh and a Release build in
-# build-bench/, whose programs the scripts run.
+# bench/common.sh - sourced first by the benchmark scripts: strict mode and the
+# repository root as working directory (scripts/lib.sh), the real services of
+# scripts/services.sh and a Release build in build-bench/, whose programs the
+# scripts run.
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 b=build-bench
-# The broker of scripts/services.sh (KPI_KAFKA_PORT moves it, as for the tests).
-brokers="127.0.0.1:${KPI_KAFKA_PORT:-9092}"
+
+# bench_args NAME=DEFAULT... -- "$@": the script's positional arguments, in
+# the order of its usage line, each NAME set to its argument or its DEFAULT.
+bench_args() {
+    local spec=()
+    while [ "$1" != -- ]; do
+        spec+=("$1")
+        shift
+    done
+    shift
+    local s
+    for s in "${spec[@]}"; do
+        printf -v "${s%%=*}" '%s' "${1-${s#*=}}"
+        [ $# -eq 0 ] || shift
+    done
+}
 
 bench_setup() {
     bash scripts/install-deps.sh

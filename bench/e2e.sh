@@ -40,21 +40,13 @@
 # Prints every run, the medians, the ratios, and kpistream's flush latency
 # percentiles (its exit log line).  Figures, not verdicts.  Results go to
 # bench/RESULTS.md by hand, with this command line.
-set -euo pipefail
-root="$(cd "$(dirname "$0")/.." && pwd)"
-cd "$root"
-events="${1:-5000000}"
-runs="${2:-3}"
-parts="${3:-8}"
+# shellcheck source=bench/common.sh
+. "$(dirname "$0")/common.sh"
+bench_args events=5000000 runs=3 parts=8 -- "$@"
 engine="${ENGINE:-1}"
 peer="${PEER:-1}"
 lite="${LITE:-0}"
 peer_events="${PEER_EVENTS:-1000000}"
-brokers="127.0.0.1:${KPI_KAFKA_PORT:-9092}"
-redis_hp="127.0.0.1:${KPI_REDIS_PORT:-6379}"
-
-# shellcheck source=bench/common.sh
-. bench/common.sh
 bench_setup
 if [ "$peer" != 0 ]; then
     bash bench/peers/kafka-streams/run.sh build >&2
@@ -120,7 +112,7 @@ run_raw() { # run_raw TOPIC TAG
 run_kpistream() { # run_kpistream TOPIC TAG
     local w c r
     read -r w c r < <(measure "$tmp/$2" "$b/kpistream" --exit-on-eof -X "kafka.topics=$1" \
-        -X "kafka.group.id=$2" -X "kafka.bootstrap.servers=$brokers" -X "redis.url=redis://$redis_hp" \
+        -X "kafka.group.id=$2" -X "kafka.bootstrap.servers=$brokers" -X "redis.url=redis://127.0.0.1:$redis_port" \
         -X http.port=0 -X alerts.enabled=false)
     record kpistream "$w" "$c" "$r"
     echo "run $i kpistream: ${w}s  cpu ${c}s  rss ${r} KiB  ($(tail -1 "$tmp/$2.out"))"
@@ -139,7 +131,7 @@ run_peer() { # run_peer ROW TAG CMD... : a peer that prints "peer: N events (B b
 }
 
 run_flink() { # run_flink TOPIC TAG
-    run_peer flink "$2" bash bench/peers/flink/run.sh --bootstrap "$brokers" --redis "$redis_hp" \
+    run_peer flink "$2" bash bench/peers/flink/run.sh --bootstrap "$brokers" --redis "127.0.0.1:$redis_port" \
         --topic "$1" --job "$2" ${PEER_FLINK_ARGS:-}
 }
 
@@ -147,7 +139,7 @@ run_ks() { # run_ks ROW TOPIC TAG [ARGS...]
     local label="$1" topic="$2" tag="$3"
     shift 3
     run_peer "$label" "$tag" bash bench/peers/kafka-streams/run.sh --bootstrap "$brokers" \
-        --redis "$redis_hp" --topic "$topic" --app-id "$tag" --exit-on-idle 10 "$@"
+        --redis "127.0.0.1:$redis_port" --topic "$topic" --app-id "$tag" --exit-on-idle 10 "$@"
 }
 
 # One summary line per row: median throughput, CPU per million events, peak RSS.
@@ -207,7 +199,7 @@ for i in $(seq 1 "$runs"); do
     with_services_cpu run_kpistream "$ptopic" "kpi-$ptopic-$i"
     with_services_cpu run_flink "$ptopic" "flink-$ptopic-$i"
     if [ "$i" = 1 ]; then
-        bash bench/peers/flink/run.sh check --redis "$redis_hp" --kpi-group "kpi-$ptopic-1" \
+        bash bench/peers/flink/run.sh check --redis "127.0.0.1:$redis_port" --kpi-group "kpi-$ptopic-1" \
             --job "flink-$ptopic-1"
     fi
     with_services_cpu run_ks ks-dsl "$ptopic" "ksdsl-$ptopic-$i"

@@ -12,15 +12,9 @@
 # assignment) are left out.  Prints the generator's, kpistream's and the
 # probe's last lines.  Figures, not verdicts: results go to bench/RESULTS.md
 # by hand, with this command line.
-set -euo pipefail
-root="$(cd "$(dirname "$0")/.." && pwd)"
-cd "$root"
-rate="${1:-700000}"
-secs="${2:-60}"
-parts="${3:-8}"
-
 # shellcheck source=bench/common.sh
-. bench/common.sh
+. "$(dirname "$0")/common.sh"
+bench_args rate=700000 secs=60 parts=8 -- "$@"
 bench_setup
 
 tag="lat-$rate-$(date +%s)"
@@ -45,12 +39,8 @@ total=$((rate * secs))
 # Stop polling once Redis holds every produced offset in every key group (the
 # sum of a key group's stored next offsets is the number of messages), or
 # after two minutes.
-rp="${KPI_REDIS_PORT:-6379}"
 for _ in $(seq 1 1200); do
-    sum=$(for k in $(redis-cli -p "$rp" --scan --pattern "kpi:{$tag*}:offsets"); do
-        redis-cli -p "$rp" HVALS "$k" | awk '{s += $1} END {print s + 0}'
-    done | sort -n | head -1)
-    [ "${sum:-0}" -ge "$total" ] && break
+    [ "$(stored_offsets_at "$tag" "$redis_port")" -ge "$total" ] && break
     sleep 0.1
 done
 kill -TERM "$lat"

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "base/clock.h"
+#include "sources/kafka_client.h"
 
 int bench_raw(int argc, char **argv)
 {
@@ -40,27 +41,21 @@ int bench_raw(int argc, char **argv)
             return 2;
     }
     char err[512];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    const char *kv[][2] = {{"bootstrap.servers", brokers},
-                           {"group.id", group},
-                           {"enable.auto.commit", "false"},
-                           {"auto.offset.reset", "earliest"},
-                           {"partition.assignment.strategy", "cooperative-sticky"},
-                           {"queued.min.messages", "10000000"},
-                           {"queued.max.messages.kbytes", "32768"},
-                           {"fetch.wait.max.ms", "50"},
-                           {"enable.partition.eof", "true"}};
-    for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]); i++)
-        if (rd_kafka_conf_set(conf, kv[i][0], kv[i][1], err, sizeof(err))) {
-            fprintf(stderr, "raw: %s\n", err);
-            return 2;
-        }
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
-    rd_kafka_poll_set_consumer(rk);
-    rd_kafka_topic_partition_list_t *t = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(t, topic, RD_KAFKA_PARTITION_UA);
-    rd_kafka_subscribe(rk, t);
-    rd_kafka_topic_partition_list_destroy(t);
+    const char *const kv[][2] = {{"bootstrap.servers", brokers},
+                                 {"group.id", group},
+                                 {"enable.auto.commit", "false"},
+                                 {"auto.offset.reset", "earliest"},
+                                 {"partition.assignment.strategy", "cooperative-sticky"},
+                                 {"queued.min.messages", "10000000"},
+                                 {"queued.max.messages.kbytes", "32768"},
+                                 {"fetch.wait.max.ms", "50"},
+                                 {"enable.partition.eof", "true"}};
+    rd_kafka_t *rk =
+        kpi_kafka_client_from(RD_KAFKA_CONSUMER, kv, sizeof(kv) / sizeof(kv[0]), err, sizeof(err));
+    if (!rk || kpi_kafka_subscribe_one(rk, topic, err, sizeof(err))) {
+        fprintf(stderr, "raw: %s\n", err);
+        return 2;
+    }
     rd_kafka_queue_t *q = rd_kafka_queue_get_consumer(rk);
     rd_kafka_message_t *msgs[1024];
     unsigned long long n = 0, bytes = 0, sum = 0;

@@ -21,14 +21,10 @@
 # A second table then gives the CPU per value of such batched commands, B
 # values per command, from a script and from a plain pipeline (below,
 # "Batched commands").  Figures, not verdicts.
-set -euo pipefail
-root="$(cd "$(dirname "$0")/.." && pwd)"
-cd "$root"
-n="${1:-10000}"
-rport="${KPI_FLOOR_REDIS_PORT:-6393}"
-
 # shellcheck source=bench/common.sh
-. bench/common.sh
+. "$(dirname "$0")/common.sh"
+bench_args n=10000 -- "$@"
+rport="${KPI_FLOOR_REDIS_PORT:-6393}"
 bench_scratch
 private_redis "$rport" "$tmp/redis"
 

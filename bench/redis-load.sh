@@ -16,16 +16,11 @@
 #             flush script's time per (window, bucket, value) cell.
 # CPU is Redis's own (INFO cpu, used_cpu_{sys,user}_main_thread), so other
 # load on the machine changes it little.  Figures, not verdicts.
-set -euo pipefail
-root="$(cd "$(dirname "$0")/.." && pwd)"
-cd "$root"
-secs="${1:-60}"
-rate="${2:-50000}"
+# shellcheck source=bench/common.sh
+. "$(dirname "$0")/common.sh"
+bench_args secs=60 rate=50000 -- "$@"
 rport="${KPI_LOAD_REDIS_PORT:-6392}"
 cport="${KPI_REDIS_CLUSTER_PORT:-7000}"
-
-# shellcheck source=bench/common.sh
-. bench/common.sh
 bench_setup
 bash scripts/services.sh up redis-cluster >&2
 

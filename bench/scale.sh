@@ -26,18 +26,14 @@
 # main-thread CPU / cells, which a busy machine distorts far less), the longest single
 # command (SLOWLOG, threshold 50 ms: "slow" counts the commands above it) and
 # Redis's CPU (used_cpu_sys + used_cpu_user).  Figures, not verdicts.
-set -euo pipefail
-root="$(cd "$(dirname "$0")/.." && pwd)"
-cd "$root"
-events="${1:-5000000}"
+# shellcheck source=bench/common.sh
+. "$(dirname "$0")/common.sh"
+bench_args events=5000000 -- "$@"
 rport="${KPI_SCALE_REDIS_PORT:-6391}"
 # SCALE_X="engine.max_cells=65536 ...": -X settings added to every kpistream run
 read -r -a xs <<<"${SCALE_X:-}"
 extra=()
 for x in "${xs[@]}"; do extra+=(-X "$x"); done
-
-# shellcheck source=bench/common.sh
-. bench/common.sh
 bench_setup
 
 bench_scratch

@@ -179,8 +179,43 @@ static inline enum kpi_bad_reason payload(struct rd *r, struct val *v, size_t n)
     return KPI_BAD_NONE;
 }
 
+/* The w-byte (1, 2, 4 or 8) big-endian unsigned integer at p. */
+static inline uint64_t be_n(const uint8_t *p, unsigned w)
+{
+    return w == 1 ? p[0] : w == 2 ? be16(p) : w == 4 ? be32(p) : be64(p);
+}
+
+/* A str, bin or ext of kind k whose header goes on with a w-byte length and
+ * `type` more bytes (ext's type byte), then the payload. */
+static inline enum kpi_bad_reason sized(struct rd *r, struct val *v, enum vkind k, unsigned w,
+                                        unsigned type)
+{
+    if (left(r) < w + type)
+        return KPI_BAD_TRUNCATED;
+    v->k = k;
+    size_t n = (size_t)be_n(r->p, w);
+    r->p += w + type;
+    return payload(r, v, n);
+}
+
+/* A uint, or the element count of an array or map (k), held in the next w
+ * bytes. */
+static inline enum kpi_bad_reason counted(struct rd *r, struct val *v, enum vkind k, unsigned w)
+{
+    if (left(r) < w)
+        return KPI_BAD_TRUNCATED;
+    v->k = k;
+    if (k == V_UINT)
+        v->u = be_n(r->p, w);
+    else
+        v->len = (uint32_t)be_n(r->p, w);
+    r->p += w;
+    return KPI_BAD_NONE;
+}
+
 /* Everything but positive fixint and fixstr (read_val's fast path).  r->p is
- * past the first byte b. */
+ * past the first byte b.  The 8-, 16- and 32-bit forms of a type share a
+ * case; b's low bits give the width. */
 static enum kpi_bad_reason read_val_slow(struct rd *r, struct val *v, uint8_t b)
 {
     if (b >= 0xe0) { /* negative fixint */
@@ -203,42 +238,14 @@ static enum kpi_bad_reason read_val_slow(struct rd *r, struct val *v, uint8_t b)
     case 0xc1: return KPI_BAD_MALFORMED; /* "never used" in the msgpack spec */
     case 0xc2:
     case 0xc3: v->k = V_BOOL; return KPI_BAD_NONE;
-    case 0xc4: /* bin 8/16/32: skipped like a string, but not one */
-        if (n < 1)
-            return KPI_BAD_TRUNCATED;
-        v->k = V_BIN;
-        r->p += 1;
-        return payload(r, v, r->p[-1]);
+    case 0xc4:
     case 0xc5:
-        if (n < 2)
-            return KPI_BAD_TRUNCATED;
-        v->k = V_BIN;
-        r->p += 2;
-        return payload(r, v, be16(r->p - 2));
-    case 0xc6:
-        if (n < 4)
-            return KPI_BAD_TRUNCATED;
-        v->k = V_BIN;
-        r->p += 4;
-        return payload(r, v, be32(r->p - 4));
-    case 0xc7: /* ext 8/16/32: length, type byte, data */
-        if (n < 2)
-            return KPI_BAD_TRUNCATED;
-        v->k = V_EXT;
-        r->p += 2;
-        return payload(r, v, r->p[-2]);
+    case 0xc6: /* bin 8/16/32: skipped like a string, but not one */
+        return sized(r, v, V_BIN, 1u << (b - 0xc4), 0);
+    case 0xc7:
     case 0xc8:
-        if (n < 3)
-            return KPI_BAD_TRUNCATED;
-        v->k = V_EXT;
-        r->p += 3;
-        return payload(r, v, be16(r->p - 3));
-    case 0xc9:
-        if (n < 5)
-            return KPI_BAD_TRUNCATED;
-        v->k = V_EXT;
-        r->p += 5;
-        return payload(r, v, be32(r->p - 5));
+    case 0xc9: /* ext 8/16/32: length, type byte, data */
+        return sized(r, v, V_EXT, 1u << (b - 0xc7), 1);
     case 0xca: { /* float32 */
         if (n < 4)
             return KPI_BAD_TRUNCATED;
@@ -259,34 +266,10 @@ static enum kpi_bad_reason read_val_slow(struct rd *r, struct val *v, uint8_t b)
         r->p += 8;
         return KPI_BAD_NONE;
     }
-    case 0xcc:
-        if (n < 1)
-            return KPI_BAD_TRUNCATED;
-        v->k = V_UINT;
-        v->u = r->p[0];
-        r->p += 1;
-        return KPI_BAD_NONE;
+    case 0xcc: /* uint 8/16/32/64 */
     case 0xcd:
-        if (n < 2)
-            return KPI_BAD_TRUNCATED;
-        v->k = V_UINT;
-        v->u = be16(r->p);
-        r->p += 2;
-        return KPI_BAD_NONE;
     case 0xce:
-        if (n < 4)
-            return KPI_BAD_TRUNCATED;
-        v->k = V_UINT;
-        v->u = be32(r->p);
-        r->p += 4;
-        return KPI_BAD_NONE;
-    case 0xcf:
-        if (n < 8)
-            return KPI_BAD_TRUNCATED;
-        v->k = V_UINT;
-        v->u = be64(r->p);
-        r->p += 8;
-        return KPI_BAD_NONE;
+    case 0xcf: return counted(r, v, V_UINT, 1u << (b - 0xcc));
     case 0xd0:
     case 0xd1:
     case 0xd2:
@@ -310,40 +293,13 @@ static enum kpi_bad_reason read_val_slow(struct rd *r, struct val *v, uint8_t b)
     case 0xd8: /* fixext 1/2/4/8/16: type byte, data */
         v->k = V_EXT;
         return payload(r, v, 1 + (1u << (b - 0xd4)));
-    case 0xd9:
-        if (n < 1)
-            return KPI_BAD_TRUNCATED;
-        v->k = V_STR;
-        r->p += 1;
-        return payload(r, v, r->p[-1]);
+    case 0xd9: /* str 8/16/32 */
     case 0xda:
-        if (n < 2)
-            return KPI_BAD_TRUNCATED;
-        v->k = V_STR;
-        r->p += 2;
-        return payload(r, v, be16(r->p - 2));
-    case 0xdb:
-        if (n < 4)
-            return KPI_BAD_TRUNCATED;
-        v->k = V_STR;
-        r->p += 4;
-        return payload(r, v, be32(r->p - 4));
-    case 0xdc:
-    case 0xde:
-        if (n < 2)
-            return KPI_BAD_TRUNCATED;
-        v->k = b == 0xdc ? V_ARRAY : V_MAP;
-        v->len = be16(r->p);
-        r->p += 2;
-        return KPI_BAD_NONE;
-    case 0xdd:
-    case 0xdf:
-        if (n < 4)
-            return KPI_BAD_TRUNCATED;
-        v->k = b == 0xdd ? V_ARRAY : V_MAP;
-        v->len = be32(r->p);
-        r->p += 4;
-        return KPI_BAD_NONE;
+    case 0xdb: return sized(r, v, V_STR, 1u << (b - 0xd9), 0);
+    case 0xdc: /* array 16/32 */
+    case 0xdd: return counted(r, v, V_ARRAY, b == 0xdc ? 2 : 4);
+    case 0xde: /* map 16/32 */
+    case 0xdf: return counted(r, v, V_MAP, b == 0xde ? 2 : 4);
     }
     return KPI_BAD_MALFORMED; /* not reached: 0xa0-0xbf and 0x00-0x7f are read_val's */
 }
@@ -364,18 +320,10 @@ static inline enum kpi_bad_reason read_val(struct rd *r, struct val *v)
         v->k = V_STR;
         return payload(r, v, b & 0x1f);
     }
-    if (b == 0xcf && left(r) >= 8) { /* ts and numeric subscriber ids */
-        v->k = V_UINT;
-        v->u = be64(r->p);
-        r->p += 8;
-        return KPI_BAD_NONE;
-    }
-    if (b == 0xce && left(r) >= 4) { /* amounts, volumes */
-        v->k = V_UINT;
-        v->u = be32(r->p);
-        r->p += 4;
-        return KPI_BAD_NONE;
-    }
+    if (b == 0xcf) /* ts and numeric subscriber ids */
+        return counted(r, v, V_UINT, 8);
+    if (b == 0xce) /* amounts, volumes */
+        return counted(r, v, V_UINT, 4);
     return read_val_slow(r, v, b);
 }
 
@@ -441,51 +389,40 @@ enum key {
     K_UNKNOWN = K_DIM0 + KPI_MAX_DIMS
 };
 
-static inline int str_is(const struct val *v, const char *s, uint32_t n)
+/* The string v, whose length is already known to be the literal's, is
+ * `lit`: the length comes from the literal, so memcmp compiles to a few
+ * compares.  STR_IS checks the length too. */
+#define KEY_IS(v, lit) (memcmp((v)->s, lit, sizeof(lit) - 1) == 0)
+#define STR_IS(v, lit) ((v)->len == sizeof(lit) - 1 && KEY_IS(v, lit))
+
+/* The reserved key k names, by length first; K_UNKNOWN for none. */
+static inline int match_reserved(const struct val *k)
 {
-    return v->len == n && memcmp(v->s, s, n) == 0;
+    switch (k->len) {
+    case 2: return KEY_IS(k, "ts") ? K_TS : K_UNKNOWN;
+    case 3: return KEY_IS(k, "sub") ? K_SUB : K_UNKNOWN;
+    case 4: return KEY_IS(k, "type") ? K_TYPE : K_UNKNOWN;
+    case 5:
+        return KEY_IS(k, "bytes")   ? K_BYTES
+               : KEY_IS(k, "score") ? K_SCORE
+               : KEY_IS(k, "count") ? K_COUNT
+                                    : K_UNKNOWN;
+    case 6:
+        return KEY_IS(k, "amount")   ? K_AMOUNT
+               : KEY_IS(k, "survey") ? K_SURVEY
+               : KEY_IS(k, "reason") ? K_REASON
+                                     : K_UNKNOWN;
+    case 7: return KEY_IS(k, "seconds") ? K_SECONDS : K_UNKNOWN;
+    case 12: return KEY_IS(k, "provision_ms") ? K_PROVISION_MS : K_UNKNOWN;
+    }
+    return K_UNKNOWN;
 }
 
 static inline int match_key(const struct kpi_decoder *d, const struct val *k)
 {
-    switch (k->len) {
-    case 2:
-        if (!memcmp(k->s, "ts", 2))
-            return K_TS;
-        break;
-    case 3:
-        if (!memcmp(k->s, "sub", 3))
-            return K_SUB;
-        break;
-    case 4:
-        if (!memcmp(k->s, "type", 4))
-            return K_TYPE;
-        break;
-    case 5:
-        if (!memcmp(k->s, "bytes", 5))
-            return K_BYTES;
-        if (!memcmp(k->s, "score", 5))
-            return K_SCORE;
-        if (!memcmp(k->s, "count", 5))
-            return K_COUNT;
-        break;
-    case 6:
-        if (!memcmp(k->s, "amount", 6))
-            return K_AMOUNT;
-        if (!memcmp(k->s, "survey", 6))
-            return K_SURVEY;
-        if (!memcmp(k->s, "reason", 6))
-            return K_REASON;
-        break;
-    case 7:
-        if (!memcmp(k->s, "seconds", 7))
-            return K_SECONDS;
-        break;
-    case 12:
-        if (!memcmp(k->s, "provision_ms", 12))
-            return K_PROVISION_MS;
-        break;
-    }
+    int key = match_reserved(k);
+    if (key != K_UNKNOWN)
+        return key;
     for (int i = 0; i < d->n_dims; i++)
         if (k->len == d->dim_name_lens[i] && memcmp(k->s, d->dim_names[i], k->len) == 0)
             return K_DIM0 + i;
@@ -525,7 +462,28 @@ static inline enum kpi_bad_reason check_str(const struct kpi_decoder *d, const s
     return v->len > d->max_str_len ? KPI_BAD_OVERSIZED_STRING : KPI_BAD_NONE;
 }
 
-/* 2^63: the first double that does not fit int64. */
+/* A uint value: the key's own not-a-uint reason (negative ints included),
+ * or its out-of-range reason above max. */
+static inline enum kpi_bad_reason check_uint(const struct val *v, uint64_t max,
+                                             enum kpi_bad_reason not_uint,
+                                             enum kpi_bad_reason out_of_range)
+{
+    if (v->k != V_UINT)
+        return not_uint;
+    return v->u > max ? out_of_range : KPI_BAD_NONE;
+}
+
+/* A string value taken into *out (it points into the message). */
+static inline enum kpi_bad_reason take_str(const struct kpi_decoder *d, const struct val *v,
+                                           enum kpi_bad_reason wrong_type, struct kpi_strref *out)
+{
+    enum kpi_bad_reason e = check_str(d, v, wrong_type);
+    if (e == KPI_BAD_NONE) {
+        out->ptr = v->s;
+        out->len = v->len;
+    }
+    return e;
+}
 
 /* Validate a known key's value and store it.  *ts holds ts as read (its skew
  * check waits for the end of the walk). */
@@ -539,19 +497,13 @@ static inline enum kpi_bad_reason take(const struct kpi_decoder *d, int key, con
     case K_TYPE:
         if ((e = check_str(d, v, KPI_BAD_TYPE_NOT_STRING)))
             return e;
-        if (str_is(v, "usage", 5))
-            ev->type = KPI_EV_USAGE;
-        else if (str_is(v, "activation", 10))
-            ev->type = KPI_EV_ACTIVATION;
-        else if (str_is(v, "churn", 5))
-            ev->type = KPI_EV_CHURN;
-        else if (str_is(v, "nps", 3))
-            ev->type = KPI_EV_NPS;
-        else if (str_is(v, "base", 4))
-            ev->type = KPI_EV_BASE;
-        else
-            return KPI_BAD_UNKNOWN_TYPE;
-        return KPI_BAD_NONE;
+        ev->type = STR_IS(v, "usage")        ? KPI_EV_USAGE
+                   : STR_IS(v, "activation") ? KPI_EV_ACTIVATION
+                   : STR_IS(v, "churn")      ? KPI_EV_CHURN
+                   : STR_IS(v, "nps")        ? KPI_EV_NPS
+                   : STR_IS(v, "base")       ? KPI_EV_BASE
+                                             : KPI_EV__COUNT;
+        return ev->type == KPI_EV__COUNT ? KPI_BAD_UNKNOWN_TYPE : KPI_BAD_NONE;
     case K_TS:
         if (v->k != V_UINT)
             return KPI_BAD_TS_NOT_UINT;
@@ -596,10 +548,9 @@ static inline enum kpi_bad_reason take(const struct kpi_decoder *d, int key, con
     case K_BYTES:
     case K_SECONDS:
     case K_PROVISION_MS:
-        if (v->k != V_UINT)
-            return KPI_BAD_VOLUME_NOT_UINT;
-        if (v->u > KPI_MAX_QUANTITY)
-            return KPI_BAD_VOLUME_OUT_OF_RANGE;
+        if ((e = check_uint(v, KPI_MAX_QUANTITY, KPI_BAD_VOLUME_NOT_UINT,
+                            KPI_BAD_VOLUME_OUT_OF_RANGE)))
+            return e;
         if (key == K_BYTES)
             ev->bytes = v->u;
         else if (key == K_SECONDS)
@@ -610,41 +561,29 @@ static inline enum kpi_bad_reason take(const struct kpi_decoder *d, int key, con
         }
         return KPI_BAD_NONE;
     case K_COUNT:
-        if (v->k != V_UINT)
-            return KPI_BAD_COUNT_NOT_UINT; /* negative ints included */
-        if (v->u > KPI_MAX_QUANTITY)
-            return KPI_BAD_COUNT_OUT_OF_RANGE;
+        if ((e = check_uint(v, KPI_MAX_QUANTITY, KPI_BAD_COUNT_NOT_UINT,
+                            KPI_BAD_COUNT_OUT_OF_RANGE)))
+            return e;
         ev->count = v->u;
         return KPI_BAD_NONE;
     case K_SCORE:
-        if (v->k != V_UINT)
-            return KPI_BAD_SCORE_NOT_UINT; /* negative ints included */
-        if (v->u > 10)
-            return KPI_BAD_SCORE_OUT_OF_RANGE;
+        if ((e = check_uint(v, 10, KPI_BAD_SCORE_NOT_UINT, KPI_BAD_SCORE_OUT_OF_RANGE)))
+            return e;
         ev->score = (uint8_t)v->u;
         return KPI_BAD_NONE;
     case K_SURVEY:
         if ((e = check_str(d, v, KPI_BAD_SURVEY_NOT_STRING)))
             return e;
-        if (str_is(v, "network", 7))
+        if (STR_IS(v, "network"))
             ev->survey = KPI_SURVEY_NETWORK;
-        else if (str_is(v, "brand", 5))
+        else if (STR_IS(v, "brand"))
             ev->survey = KPI_SURVEY_BRAND;
         else
             return KPI_BAD_UNKNOWN_SURVEY;
         return KPI_BAD_NONE;
-    case K_REASON:
-        if ((e = check_str(d, v, KPI_BAD_REASON_NOT_STRING)))
-            return e;
-        ev->reason.ptr = v->s;
-        ev->reason.len = v->len;
-        return KPI_BAD_NONE;
+    case K_REASON: return take_str(d, v, KPI_BAD_REASON_NOT_STRING, &ev->reason);
     default: /* a dimension */
-        if ((e = check_str(d, v, KPI_BAD_DIM_NOT_STRING)))
-            return e;
-        ev->dims[key - K_DIM0].ptr = v->s;
-        ev->dims[key - K_DIM0].len = v->len;
-        return KPI_BAD_NONE;
+        return take_str(d, v, KPI_BAD_DIM_NOT_STRING, &ev->dims[key - K_DIM0]);
     }
 }
 

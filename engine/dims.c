@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/list.h"
 #include "engine/err.h"
 #include "engine/hash.h"
 
@@ -31,16 +32,9 @@ static int valid_name_char(char c)
 
 static int parse_dims(struct kpi_dims *d, const char *csv, char *errstr, size_t errsz)
 {
-    const char *p = csv;
-    while (*p) {
-        while (*p == ' ' || *p == ',')
-            p++;
-        const char *s = p;
-        while (*p && *p != ',' && *p != ' ')
-            p++;
-        size_t len = (size_t)(p - s);
-        if (len == 0)
-            continue;
+    const char *p = csv, *s;
+    size_t len;
+    while ((s = kpi_list_next(&p, ", ", &len))) {
         if (d->n_dims == KPI_MAX_DIMS)
             return kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "at most %d dimensions", KPI_MAX_DIMS);
         if (len >= KPI_DIM_NAME_MAX)
@@ -114,16 +108,11 @@ int kpi_dims_init(struct kpi_dims *d, const char *dims_csv, const char *sets, ui
         return err;
     strcpy(d->sets[0].name, "all");
     d->n_sets = 1;
-    const char *p = sets ? sets : "";
-    while (*p) {
-        while (*p == ' ' || *p == ',' || *p == ';')
-            p++;
-        const char *s = p;
-        while (*p && *p != ',' && *p != ';' && *p != ' ')
-            p++;
-        if (p > s && (err = parse_set(d, s, (size_t)(p - s), errstr, errsz)))
+    const char *p = sets ? sets : "", *s;
+    size_t len;
+    while ((s = kpi_list_next(&p, ", ;", &len)))
+        if ((err = parse_set(d, s, len, errstr, errsz)))
             return err;
-    }
     d->max_value_len = (max_str_len + 1) * KPI_MAX_DIMS;
     for (int i = 1; i < d->n_sets; i++) {
         uint32_t max_key = (max_str_len + 1) * (uint32_t)d->sets[i].n_dims;

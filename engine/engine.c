@@ -265,14 +265,22 @@ int kpi_engine_input_open_floors(struct kpi_engine *e, const char *topic, int32_
     return id;
 }
 
-int64_t kpi_engine_input_resume_at(struct kpi_engine *e, int input)
+/* One of an open input's offsets, read under the lock: taken_to, or with
+ * is_flushed flushed_to; -1 for an input that is not open. */
+static int64_t input_offset(struct kpi_engine *e, int input, int is_flushed)
 {
     if (input < 0 || input >= KPI_MAX_INPUTS)
         return -1;
     pthread_mutex_lock(&e->mu);
-    int64_t v = e->inputs[input].open ? e->inputs[input].taken_to : -1;
+    const struct kpi_input *in = &e->inputs[input];
+    int64_t v = !in->open ? -1 : is_flushed ? in->flushed_to : in->taken_to;
     pthread_mutex_unlock(&e->mu);
     return v;
+}
+
+int64_t kpi_engine_input_resume_at(struct kpi_engine *e, int input)
+{
+    return input_offset(e, input, 0);
 }
 
 int kpi_engine_input_find(struct kpi_engine *e, const char *topic, int32_t partition)
@@ -316,12 +324,7 @@ void kpi_engine_input_close(struct kpi_engine *e, int input)
 
 int64_t kpi_engine_input_flushed(struct kpi_engine *e, int input)
 {
-    if (input < 0 || input >= KPI_MAX_INPUTS)
-        return -1;
-    pthread_mutex_lock(&e->mu);
-    int64_t v = e->inputs[input].open ? e->inputs[input].flushed_to : -1;
-    pthread_mutex_unlock(&e->mu);
-    return v;
+    return input_offset(e, input, 1);
 }
 
 int kpi_engine_is_backpressured(const struct kpi_engine *e)

@@ -68,7 +68,7 @@ void kpi_hll_fini(struct kpi_hll *h)
 {
     free(h->regs);
     free(h->tab);
-    memset(h, 0, sizeof(*h));
+    kpi_hll_init(h); /* empty again, as a sketch just initialised */
 }
 
 void kpi_hll_reset(struct kpi_hll *h)

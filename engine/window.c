@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/list.h"
 #include "engine/err.h"
 
 int kpi_duration_parse(const char *s, int64_t *ms)
@@ -81,17 +82,10 @@ int kpi_windows_init(struct kpi_windows *ws, const char *specs, int64_t lateness
     if (lateness_ms < 0)
         return kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "lateness must not be negative");
     ws->lateness_ms = lateness_ms;
-    const char *p = specs;
-    while (p && *p) {
-        while (*p == ',' || *p == ' ')
-            p++;
-        const char *s = p;
-        while (*p && *p != ',' && *p != ' ')
-            p++;
-        if (p == s)
-            continue;
+    const char *p = specs ? specs : "", *s;
+    size_t len;
+    while ((s = kpi_list_next(&p, ", ", &len))) {
         char one[KPI_WINDOW_NAME_MAX * 2];
-        size_t len = (size_t)(p - s);
         if (len >= sizeof(one))
             return kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "window '%.*s' is too long", (int)len,
                               s);

@@ -129,19 +129,20 @@ struct kpi_gen {
 
 void kpi_gen_conf_defaults(struct kpi_gen_conf *c)
 {
-    memset(c, 0, sizeof(*c));
-    c->seed = 1;
-    c->subscribers = 100000;
-    c->zipf_s = 1.1;
-    c->start_ts_ms = 1700000000000LL;
-    c->events_per_sec = 10000;
-    c->jitter_ms = 2000;
-    c->nps_rate = 0.03;
-    c->activation_rate = 0.01;
-    c->churn_rate = 0.005;
-    c->max_str_len = KPI_MAX_STR_DEFAULT;
-    c->spike_factor = 1;
-    c->base_monthly_churn = 0.02;
+    *c = (struct kpi_gen_conf){
+        .seed = 1,
+        .subscribers = 100000,
+        .zipf_s = 1.1,
+        .start_ts_ms = 1700000000000LL,
+        .events_per_sec = 10000,
+        .jitter_ms = 2000,
+        .nps_rate = 0.03,
+        .activation_rate = 0.01,
+        .churn_rate = 0.005,
+        .max_str_len = KPI_MAX_STR_DEFAULT,
+        .spike_factor = 1,
+        .base_monthly_churn = 0.02,
+    };
 }
 
 int kpi_gen_can_make(enum kpi_bad_reason r)

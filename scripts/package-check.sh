@@ -30,12 +30,9 @@
 # Environment: KPI_REDIS_PORT, KPI_KAFKA_PORT, KPI_KAFKA_CONTROLLER_PORT (the
 # services, see scripts/services.sh), KPI_PKGCHECK_HTTP_PORT (kpistream's
 # /metrics during step 3; default: a free port), KPI_DEB_BUILD (build-deb).
-set -euo pipefail
-root="$(cd "$(dirname "$0")/.." && pwd)"
-cd "$root"
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
 build="${KPI_DEB_BUILD:-build-deb}"
-redis_port="${KPI_REDIS_PORT:-6379}"
-kafka_port="${KPI_KAFKA_PORT:-9092}"
 t0=$SECONDS
 
 say() { printf '\n== package-check: %s\n' "$*" >&2; }
@@ -160,7 +157,7 @@ execreload="${execreload//%i/$instance}"
 echo "ExecStart: $execstart"
 
 events=20000
-kpistream-gen --brokers "127.0.0.1:$kafka_port" --topic "$instance" --partitions 2 \
+kpistream-gen --brokers "$brokers" --topic "$instance" --partitions 2 \
     --events "$events" >"$work/gen.out"
 tail -1 "$work/gen.out"
 grep -q "^produced: $events events (0 bad)" "$work/gen.out" || fail "kpistream-gen: $(tail -1 "$work/gen.out")"

@@ -96,6 +96,7 @@
 #include <time.h>
 
 #include "base/clock.h"
+#include "base/list.h"
 #include "base/log.h"
 #include "engine/err.h"
 #include "sources/offset_order.h"
@@ -1016,22 +1017,15 @@ struct kpi_source kpi_source_kafka_new(const struct kpi_kafka_conf *conf, struct
     for (int t = 0; t < MAX_TOPICS; t++)
         for (int p = 0; p < MAX_PARTS; p++)
             atomic_init(&s->input_of[t][p], -1);
-    const char *p = conf->topics ? conf->topics : "";
-    while (*p) {
-        while (*p == ',' || *p == ' ')
-            p++;
-        const char *q = p;
-        while (*q && *q != ',' && *q != ' ')
-            q++;
-        if (q > p) {
-            if (s->n_topics == MAX_TOPICS || (size_t)(q - p) > KPI_TOPIC_MAX) {
-                kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "kafka.topics: too many or too long");
-                goto fail;
-            }
-            memcpy(s->topics[s->n_topics], p, (size_t)(q - p));
-            s->n_topics++;
+    const char *p = conf->topics ? conf->topics : "", *topic;
+    size_t len;
+    while ((topic = kpi_list_next(&p, ", ", &len))) {
+        if (s->n_topics == MAX_TOPICS || len > KPI_TOPIC_MAX) {
+            kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "kafka.topics: too many or too long");
+            goto fail;
         }
-        p = q;
+        memcpy(s->topics[s->n_topics], topic, len);
+        s->n_topics++;
     }
     if (s->n_topics == 0) {
         kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "kafka.topics: no topic given");

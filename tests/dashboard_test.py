@@ -37,6 +37,9 @@ import time
 import urllib.parse
 import urllib.request
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
+from kpi_keys import value_prefix  # noqa: E402  (tests/support/kpi_keys.py)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROCS = []
 FAILED = []
@@ -247,22 +250,6 @@ def stop_all():
             p.wait(timeout=30)
         except subprocess.TimeoutExpired:
             p.kill()
-
-
-KEY_GROUPS = 16  # the engine's default redis.key_groups
-
-
-def value_prefix(prefix, group, set_, value, k=KEY_GROUPS):
-    """The key prefix of (set, value)'s key group (docs/redis-schema.md)."""
-    import binascii
-    kg = binascii.crc_hqx(f"{set_}:{value}".encode(), 0) % k
-    if k == 1:
-        return f"{prefix}:{{{group}}}:"
-    lo, hi = kg * 16384 // k, (kg + 1) * 16384 // k
-    s = 0
-    while not lo <= binascii.crc_hqx(f"{group}.{kg}.{s}".encode(), 0) % 16384 < hi:
-        s += 1
-    return f"{prefix}:{{{group}.{kg}.{s}}}:"
 
 
 def redis_hash(port, key):

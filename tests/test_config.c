@@ -67,60 +67,61 @@ Test(config, typed_values_parse)
     cr_assert_str_eq(c.sink, "stdout");
 }
 
-Test(config, bad_values_name_their_key)
+/* -X x is refused with a message naming key, for each pair {x, key}. */
+static void expect_refused(const char *const (*cases)[2], size_t n)
 {
     struct kpi_config c;
     kpi_config_defaults(&c);
-    set_bad(&c, "engine.workers=0", "engine.workers");
-    set_bad(&c, "engine.workers=two", "engine.workers");
-    set_bad(&c, "engine.workers=9999", "engine.workers");
-    set_bad(&c, "engine.flush_interval=soon", "engine.flush_interval");
-    set_bad(&c, "engine.lateness=-1s", "engine.lateness");
-    set_bad(&c, "engine.sink=kafka", "engine.sink");
-    set_bad(&c, "alerts.enabled=maybe", "alerts.enabled");
-    set_bad(&c, "alerts.alpha=2", "alerts.alpha");
-    set_bad(&c, "alerts.alpha=nan", "alerts.alpha");
-    set_bad(&c, "http.port=70000", "http.port");
-    set_bad(&c, "log.level=loud", "log.level");
+    for (size_t i = 0; i < n; i++)
+        set_bad(&c, cases[i][0], cases[i][1]);
+}
+
+Test(config, bad_values_name_their_key)
+{
+    static const char *const cases[][2] = {
+        {"engine.workers=0", "engine.workers"},
+        {"engine.workers=two", "engine.workers"},
+        {"engine.workers=9999", "engine.workers"},
+        {"engine.flush_interval=soon", "engine.flush_interval"},
+        {"engine.lateness=-1s", "engine.lateness"},
+        {"engine.sink=kafka", "engine.sink"},
+        {"alerts.enabled=maybe", "alerts.enabled"},
+        {"alerts.alpha=2", "alerts.alpha"},
+        {"alerts.alpha=nan", "alerts.alpha"},
+        {"http.port=70000", "http.port"},
+        {"log.level=loud", "log.level"},
+    };
+    expect_refused(cases, sizeof(cases) / sizeof(cases[0]));
 }
 
 Test(config, unknown_keys_and_malformed_x_are_rejected)
 {
-    struct kpi_config c;
-    kpi_config_defaults(&c);
-    set_bad(&c, "engine.wrokers=2", "engine.wrokers");
-    set_bad(&c, "nosuch.key=1", "nosuch.key");
-    set_bad(&c, "workers=2", "workers");
-    set_bad(&c, "engine.workers", "engine.workers");
+    static const char *const cases[][2] = {
+        {"engine.wrokers=2", "engine.wrokers"},
+        {"nosuch.key=1", "nosuch.key"},
+        {"workers=2", "workers"},
+        {"engine.workers", "engine.workers"},
+    };
+    expect_refused(cases, sizeof(cases) / sizeof(cases[0]));
 }
 
 Test(config, cross_key_checks_name_the_key)
 {
+    /* Each value is fine alone, and wrong with the other keys' defaults. */
+    static const struct {
+        const char *x, *named;
+    } cases[] = {
+        {"windows.list=1h/7m", "windows.list"},      {"alerts.window=2h/1m", "alerts.window"},
+        {"dimensions.sets=region+tariff", "tariff"}, {"alerts.resolve_k=5", "resolve_k"},
+        {"redis.url=http://x", "redis.url"},
+    };
     struct kpi_config c;
-    kpi_config_defaults(&c);
-    set_ok(&c, "windows.list=1h/7m");
-    cr_assert_eq(kpi_config_validate(&c, err, sizeof(err)), KPI_ERR_INVAL);
-    cr_assert(strstr(err, "windows.list"), "%s", err);
-
-    kpi_config_defaults(&c);
-    set_ok(&c, "alerts.window=2h/1m");
-    cr_assert_eq(kpi_config_validate(&c, err, sizeof(err)), KPI_ERR_INVAL);
-    cr_assert(strstr(err, "alerts.window"), "%s", err);
-
-    kpi_config_defaults(&c);
-    set_ok(&c, "dimensions.sets=region+tariff");
-    cr_assert_eq(kpi_config_validate(&c, err, sizeof(err)), KPI_ERR_INVAL);
-    cr_assert(strstr(err, "tariff"), "%s", err);
-
-    kpi_config_defaults(&c);
-    set_ok(&c, "alerts.resolve_k=5");
-    cr_assert_eq(kpi_config_validate(&c, err, sizeof(err)), KPI_ERR_INVAL);
-    cr_assert(strstr(err, "resolve_k"), "%s", err);
-
-    kpi_config_defaults(&c);
-    set_ok(&c, "redis.url=http://x");
-    cr_assert_eq(kpi_config_validate(&c, err, sizeof(err)), KPI_ERR_INVAL);
-    cr_assert(strstr(err, "redis.url"), "%s", err);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        kpi_config_defaults(&c);
+        set_ok(&c, cases[i].x);
+        cr_assert_eq(kpi_config_validate(&c, err, sizeof(err)), KPI_ERR_INVAL, "-X %s", cases[i].x);
+        cr_assert(strstr(err, cases[i].named), "-X %s: %s", cases[i].x, err);
+    }
 
     kpi_config_defaults(&c);
     set_ok(&c, "redis.url=unix:///run/redis/redis.sock?db=2");
@@ -172,14 +173,19 @@ Test(config, kafka_properties_pass_through_untouched)
     cr_assert_str_eq(c.kafka_props[1][0], "security.protocol");
 }
 
-static const char *write_tmp(const char *text)
+static void write_file(const char *path, const char *text)
 {
-    static char path[64];
-    snprintf(path, sizeof(path), "/tmp/kpi-test-config-%d.ini", (int)getpid());
     FILE *f = fopen(path, "w");
     cr_assert_not_null(f);
     fputs(text, f);
     fclose(f);
+}
+
+static const char *write_tmp(const char *text)
+{
+    static char path[64];
+    snprintf(path, sizeof(path), "/tmp/kpi-test-config-%d.ini", (int)getpid());
+    write_file(path, text);
     return path;
 }
 
@@ -238,26 +244,37 @@ Test(config, readme_reference_is_generated_from_the_table)
 
 /* ---- secrets: from a file or the environment, never the command line ---- */
 
-static void write_file(const char *path, const char *text)
+/* A secret file for the key file_key holding text: its path, and the -X
+ * assignment that names it. */
+struct secret_file {
+    char path[64];
+    char x[128];
+};
+
+static void secret_file(struct secret_file *f, const char *file_key, const char *text)
 {
-    FILE *f = fopen(path, "w");
-    cr_assert_not_null(f);
-    fputs(text, f);
-    fclose(f);
+    snprintf(f->path, sizeof(f->path), "/tmp/kpi-test-%s-%d", file_key, (int)getpid());
+    write_file(f->path, text);
+    snprintf(f->x, sizeof(f->x), "%s=%s", file_key, f->path);
+}
+
+/* The defaults, then -X x1 and (unless NULL) x2, then the secrets loaded. */
+static int load_secrets_with(struct kpi_config *c, const char *x1, const char *x2)
+{
+    kpi_config_defaults(c);
+    set_ok(c, x1);
+    if (x2)
+        set_ok(c, x2);
+    return kpi_config_load_secrets(c, err, sizeof(err));
 }
 
 Test(config, the_redis_password_comes_from_a_file_into_the_urls_user)
 {
-    char path[64];
-    snprintf(path, sizeof(path), "/tmp/kpi-pw-%d", (int)getpid());
-    write_file(path, "s3cr:et@/%x\n");
+    struct secret_file pw;
+    secret_file(&pw, "redis.password_file", "s3cr:et@/%x\n");
     struct kpi_config c;
-    kpi_config_defaults(&c);
-    set_ok(&c, "redis.url=redis://kpistream@redis.internal:6380/2");
-    char x[128];
-    snprintf(x, sizeof(x), "redis.password_file=%s", path);
-    set_ok(&c, x);
-    cr_assert_eq(kpi_config_load_secrets(&c, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(load_secrets_with(&c, "redis.url=redis://kpistream@redis.internal:6380/2", pw.x),
+                 0, "%s", err);
     cr_assert_str_eq(kpi_config_redis_url(&c),
                      "redis://kpistream:s3cr%3Aet%40%2F%25x@redis.internal:6380/2");
     cr_assert_str_eq(c.redis_url, "redis://kpistream@redis.internal:6380/2",
@@ -265,7 +282,7 @@ Test(config, the_redis_password_comes_from_a_file_into_the_urls_user)
     struct kpi_redis_conf rc;
     kpi_config_redis_conf(&c, &rc);
     cr_assert_str_eq(rc.url, kpi_config_redis_url(&c), "the sink connects with it");
-    unlink(path);
+    unlink(pw.path);
 }
 
 Test(config, the_redis_password_may_come_from_the_environment)
@@ -283,48 +300,30 @@ Test(config, the_redis_password_may_come_from_the_environment)
 
 Test(config, a_secret_given_twice_or_unreadable_is_refused_naming_the_key)
 {
-    char path[64];
-    snprintf(path, sizeof(path), "/tmp/kpi-pw2-%d", (int)getpid());
-    write_file(path, "pw\n");
-    char x[128];
-    snprintf(x, sizeof(x), "redis.password_file=%s", path);
+    struct secret_file pw;
+    secret_file(&pw, "redis.password_file", "pw\n");
     struct kpi_config c;
-    kpi_config_defaults(&c);
-    set_ok(&c, "redis.url=redis://kpistream:inline@127.0.0.1:6379");
-    set_ok(&c, x);
-    cr_assert_eq(kpi_config_load_secrets(&c, err, sizeof(err)), KPI_ERR_INVAL);
+    cr_assert_eq(load_secrets_with(&c, "redis.url=redis://kpistream:inline@127.0.0.1:6379", pw.x),
+                 KPI_ERR_INVAL);
     cr_assert(strstr(err, "redis.password_file") && strstr(err, "already"), "%s", err);
 
-    kpi_config_defaults(&c);
-    set_ok(&c, "redis.url=unix:///run/redis.sock");
-    set_ok(&c, x);
-    cr_assert_eq(kpi_config_load_secrets(&c, err, sizeof(err)), KPI_ERR_INVAL);
+    cr_assert_eq(load_secrets_with(&c, "redis.url=unix:///run/redis.sock", pw.x), KPI_ERR_INVAL);
     cr_assert(strstr(err, "redis.password_file"), "%s", err);
 
-    kpi_config_defaults(&c);
-    set_ok(&c, "redis.password_file=/nonexistent/pw");
-    cr_assert_eq(kpi_config_load_secrets(&c, err, sizeof(err)), KPI_ERR_INVAL);
+    cr_assert_eq(load_secrets_with(&c, "redis.password_file=/nonexistent/pw", NULL), KPI_ERR_INVAL);
     cr_assert(strstr(err, "redis.password_file") && strstr(err, "/nonexistent/pw"), "%s", err);
 
-    write_file(path, "\n");
-    kpi_config_defaults(&c);
-    set_ok(&c, x);
-    cr_assert_eq(kpi_config_load_secrets(&c, err, sizeof(err)), KPI_ERR_INVAL, "empty");
-    unlink(path);
+    write_file(pw.path, "\n");
+    cr_assert_eq(load_secrets_with(&c, pw.x, NULL), KPI_ERR_INVAL, "empty");
+    unlink(pw.path);
 }
 
 Test(config, the_kafka_sasl_password_comes_from_a_file_as_sasl_password)
 {
-    char path[64];
-    snprintf(path, sizeof(path), "/tmp/kpi-sasl-%d", (int)getpid());
-    write_file(path, "kafka-secret\r\n");
-    char x[128];
-    snprintf(x, sizeof(x), "kafka.sasl.password_file=%s", path);
+    struct secret_file pw;
+    secret_file(&pw, "kafka.sasl.password_file", "kafka-secret\r\n");
     struct kpi_config c;
-    kpi_config_defaults(&c);
-    set_ok(&c, "kafka.sasl.username=kpistream");
-    set_ok(&c, x);
-    cr_assert_eq(kpi_config_load_secrets(&c, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(load_secrets_with(&c, "kafka.sasl.username=kpistream", pw.x), 0, "%s", err);
     int found = 0;
     for (int i = 0; i < c.n_kafka_props; i++)
         if (!strcmp(c.kafka_props[i][0], "sasl.password"))
@@ -332,10 +331,7 @@ Test(config, the_kafka_sasl_password_comes_from_a_file_as_sasl_password)
     cr_assert(found, "passed to librdkafka as sasl.password, newline dropped");
     cr_assert_eq(c.n_kafka_props, 2, "the file's own key is not passed through");
 
-    kpi_config_defaults(&c);
-    set_ok(&c, "kafka.sasl.password=inline");
-    set_ok(&c, x);
-    cr_assert_eq(kpi_config_load_secrets(&c, err, sizeof(err)), KPI_ERR_INVAL);
+    cr_assert_eq(load_secrets_with(&c, "kafka.sasl.password=inline", pw.x), KPI_ERR_INVAL);
     cr_assert(strstr(err, "kafka.sasl.password_file"), "%s", err);
-    unlink(path);
+    unlink(pw.path);
 }

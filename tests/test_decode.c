@@ -186,6 +186,15 @@ static enum kpi_bad_reason decode(struct msg *m, struct kpi_event *ev)
     return kpi_decode(&dec, m->sb.data, m->sb.size, NOW, ev);
 }
 
+/* Decode in place, which must succeed. */
+static struct kpi_event decode_ok(struct msg *m)
+{
+    struct kpi_event ev;
+    enum kpi_bad_reason r = decode(m, &ev);
+    cr_assert_eq(r, KPI_BAD_NONE, "got %s", kpi_bad_reason_name(r));
+    return ev;
+}
+
 static enum kpi_bad_reason decode_and_free(struct msg *m)
 {
     struct kpi_event ev;
@@ -197,14 +206,6 @@ static enum kpi_bad_reason decode_and_free(struct msg *m)
 #define EXPECT(m, want)                                                                            \
     do {                                                                                           \
         enum kpi_bad_reason got_ = decode_and_free(m);                                             \
-        cr_assert_eq(got_, want, "got %s, want %s", kpi_bad_reason_name(got_),                     \
-                     kpi_bad_reason_name(want));                                                   \
-    } while (0)
-
-#define EXPECT_RAW(bytes, want)                                                                    \
-    do {                                                                                           \
-        struct kpi_event ev_;                                                                      \
-        enum kpi_bad_reason got_ = decode_bytes(bytes, sizeof(bytes), &ev_);                       \
         cr_assert_eq(got_, want, "got %s, want %s", kpi_bad_reason_name(got_),                     \
                      kpi_bad_reason_name(want));                                                   \
     } while (0)
@@ -604,18 +605,169 @@ static const struct example {
 };
 #define N_EXAMPLES (sizeof(examples) / sizeof(examples[0]))
 
+/* More messages with one problem each, checked with the example of their
+ * reason (expect_example): one key/value pair; before it a good event's
+ * type, ts and sub when `base` names the type, or just the type `typed`
+ * (then sub after it); with `tail`, ts and sub after it. */
+enum pair_kind { P_U, P_I, P_I64W, P_F64, P_F32, P_STR, P_BIN, P_NIL, P_TRUE };
+#define U(x)    .kind = P_U, .u = (x)
+#define I(x)    .kind = P_I, .i = (x)
+#define I64W(x) .kind = P_I64W, .i = (x) /* an int64 header even for x >= 0 */
+#define F64(x)  .kind = P_F64, .f = (x)
+#define F32(x)  .kind = P_F32, .f = (x)
+#define STR(x)  .kind = P_STR, .s = (x)
+#define BIN(x)  .kind = P_BIN, .s = (x)
+#define NIL     .kind = P_NIL
+#define TRUE_   .kind = P_TRUE
+
+static const struct pair_case {
+    const char *base, *typed, *key;
+    int tail;
+    enum pair_kind kind;
+    uint64_t u;
+    int64_t i;
+    double f;
+    const char *s;
+    enum kpi_bad_reason want;
+} pair_cases[] = {
+    {.key = "type", BIN("usage"), .tail = 1, .want = KPI_BAD_TYPE_NOT_STRING},
+    {.key = "ts", F64((double)NOW), .want = KPI_BAD_TS_NOT_UINT},
+    {.key = "ts", STR("2026-11-24"), .want = KPI_BAD_TS_NOT_UINT},
+    {.key = "ts", I64W(-NOW), .want = KPI_BAD_TS_NOT_UINT},
+    {.typed = "churn", .key = "ts", U(UINT64_MAX), .want = KPI_BAD_TS_IN_FUTURE},
+    {.key = "sub", F64(1.0), .want = KPI_BAD_SUB_WRONG_TYPE},
+    {.key = "sub", STR(""), .want = KPI_BAD_SUB_WRONG_TYPE},
+    {.key = "sub", NIL, .want = KPI_BAD_SUB_WRONG_TYPE},
+    {.key = "sub", BIN("42"), .want = KPI_BAD_SUB_WRONG_TYPE},
+    {.key = "region", BIN("eu"), .want = KPI_BAD_DIM_NOT_STRING},
+    {.key = "segment", NIL, .want = KPI_BAD_DIM_NOT_STRING},
+    {.key = "amount", NIL, .want = KPI_BAD_AMOUNT_NOT_NUMBER},
+    {.key = "amount", TRUE_, .want = KPI_BAD_AMOUNT_NOT_NUMBER},
+    {.key = "amount", I(INT64_MIN), .want = KPI_BAD_AMOUNT_NEGATIVE},
+    {.key = "amount", F64(-0.01), .want = KPI_BAD_AMOUNT_NEGATIVE},
+    {.key = "amount",
+     F64(-1e-300),
+     .want = KPI_BAD_AMOUNT_NEGATIVE}, /* rounds to 0, but is below zero */
+    {.key = "amount", F32(INFINITY), .want = KPI_BAD_AMOUNT_NOT_FINITE},
+    {.key = "amount", F64(-INFINITY), .want = KPI_BAD_AMOUNT_NOT_FINITE},
+    {.key = "amount", U(KPI_MAX_QUANTITY + 1), .want = KPI_BAD_AMOUNT_OUT_OF_RANGE},
+    {.key = "amount", U(INT64_MAX), .want = KPI_BAD_AMOUNT_OUT_OF_RANGE},
+    {.key = "amount",
+     F64(9007199254.740994),
+     .want = KPI_BAD_AMOUNT_OUT_OF_RANGE}, /* just above 2^53 micro-units */
+    {.key = "amount",
+     F64(9223372036854.775808),
+     .want = KPI_BAD_AMOUNT_OUT_OF_RANGE}, /* 2^63 micro-units */
+    {.key = "amount", F32(1e30f), .want = KPI_BAD_AMOUNT_OUT_OF_RANGE},
+    {.key = "seconds", STR("60"), .want = KPI_BAD_VOLUME_NOT_UINT},
+    {.key = "bytes", F64(1.5), .want = KPI_BAD_VOLUME_NOT_UINT},
+    {.key = "bytes", I(-1), .want = KPI_BAD_VOLUME_NOT_UINT},
+    {.base = "activation", .key = "provision_ms", F64(4.2), .want = KPI_BAD_VOLUME_NOT_UINT},
+    {.base = "activation", .key = "provision_ms", I(-1), .want = KPI_BAD_VOLUME_NOT_UINT},
+    {.base = "activation", .key = "provision_ms", STR("4200"), .want = KPI_BAD_VOLUME_NOT_UINT},
+    {.key = "seconds", U(KPI_MAX_QUANTITY + 1), .want = KPI_BAD_VOLUME_OUT_OF_RANGE},
+    {.key = "bytes", U(UINT64_MAX), .want = KPI_BAD_VOLUME_OUT_OF_RANGE},
+    {.base = "activation",
+     .key = "provision_ms",
+     U(KPI_MAX_QUANTITY + 1),
+     .want = KPI_BAD_VOLUME_OUT_OF_RANGE},
+    {.key = "score",
+     I(-1),
+     .want = KPI_BAD_SCORE_NOT_UINT}, /* negative: not a uint, rather than out of range */
+    {.key = "score", STR("9"), .want = KPI_BAD_SCORE_NOT_UINT},
+    {.key = "score", U(255), .want = KPI_BAD_SCORE_OUT_OF_RANGE},
+    {.key = "score", U(UINT64_MAX), .want = KPI_BAD_SCORE_OUT_OF_RANGE},
+    {.key = "survey", BIN("brand"), .want = KPI_BAD_SURVEY_NOT_STRING},
+    {.key = "reason", NIL, .want = KPI_BAD_REASON_NOT_STRING},
+};
+
+static void build_pair(struct msg *m, const struct pair_case *c)
+{
+    uint32_t n = 1 + (c->typed ? 2 : 0) + (c->tail ? 2 : 0);
+    if (c->base)
+        base(m, c->base, n);
+    else
+        m_init(m, n);
+    if (c->typed)
+        kv_str(m, "type", c->typed);
+    switch (c->kind) {
+    case P_U: kv_u(m, c->key, c->u); break;
+    case P_I: kv_i(m, c->key, c->i); break;
+    case P_I64W: kv_int64_w(m, c->key, c->i); break;
+    case P_F64: kv_f64(m, c->key, c->f); break;
+    case P_F32: kv_f32(m, c->key, (float)c->f); break;
+    case P_STR: kv_str(m, c->key, c->s); break;
+    case P_BIN: kv_bin(m, c->key, c->s); break;
+    case P_NIL: kv_nil(m, c->key); break;
+    case P_TRUE:
+        k(m, c->key);
+        msgpack_pack_true(&m->pk);
+        break;
+    }
+    if (c->typed)
+        kv_u(m, "sub", 1);
+    if (c->tail) {
+        kv_u(m, "ts", NOW);
+        kv_u(m, "sub", 1);
+    }
+}
+
+/* And raw bytes, for encodings the packer would not choose. */
+#define RAW(...) (const uint8_t[]){__VA_ARGS__}, sizeof((const uint8_t[]){__VA_ARGS__})
+
+static const struct raw_case {
+    const uint8_t *bytes;
+    size_t len;
+    enum kpi_bad_reason want;
+} raw_cases[] = {
+    {RAW(0xa3, 'a', 'b', 'c'), KPI_BAD_NOT_MAP},    /* str */
+    {RAW(0xc0), KPI_BAD_NOT_MAP},                   /* nil */
+    {RAW(0xc4, 0x01, 0x80), KPI_BAD_NOT_MAP},       /* bin */
+    {RAW(0x83, 0xa4, 't', 'y'), KPI_BAD_TRUNCATED}, /* in_key */
+    {RAW(0x81, 0xa6, 'a', 'm', 'o', 'u', 'n', 't', 0xcb, 0x40, 0x09),
+     KPI_BAD_TRUNCATED},                  /* in_float */
+    {RAW(0xde, 0x00), KPI_BAD_TRUNCATED}, /* in_map16_header */
+    {RAW(0xdf, 0xff, 0xff, 0xff, 0xff, 0xa1, 'a', 0x01, 0xa1, 'b'), KPI_BAD_TRUNCATED}, /* b */
+    {RAW(0x81, 0xa1, 'x', 0xdd, 0xff, 0xff, 0xff, 0xff, 0xc0, 0xc0),
+     KPI_BAD_TRUNCATED}, /* array32 */
+    {RAW(0x81, 0xa1, 'x', 0x81, 0xa1, 'y', 0xde, 0x10, 0x00, 0xc0), KPI_BAD_TRUNCATED}, /* map16 */
+    {RAW(0x81, 0xa4, 't', 'y', 'p', 'e', 0xdb, 0xff, 0xff, 0xff, 0xff, 'n'),
+     KPI_BAD_TRUNCATED},                                                                 /* str32 */
+    {RAW(0x81, 0xa1, 'x', 0xc9, 0x7f, 0xff, 0xff, 0xff, 0x01, 0x00), KPI_BAD_TRUNCATED}, /* ext32 */
+    {RAW(0xc1), KPI_BAD_MALFORMED},                                                      /* top */
+    {RAW(0x81, 0xa1, 'x', 0x91, 0xc1), KPI_BAD_MALFORMED},                          /* nested */
+    {RAW(0x81, 0xa2, 't', 's', 0xff), KPI_BAD_TS_NOT_UINT},                         /* neg_fixint */
+    {RAW(0x81, 0xa3, 's', 'u', 'b', 0xe0), KPI_BAD_SUB_WRONG_TYPE},                 /* neg_fixint */
+    {RAW(0x81, 0xa6, 'a', 'm', 'o', 'u', 'n', 't', 0xff), KPI_BAD_AMOUNT_NEGATIVE}, /* neg_fixint */
+};
+
 /* Build the example for a reason and check it decodes to exactly that. */
 static void expect_example(enum kpi_bad_reason want)
 {
-    for (size_t i = 0; i < N_EXAMPLES; i++) {
-        if (examples[i].want != want)
-            continue;
-        struct msg m;
-        examples[i].build(&m);
-        EXPECT(&m, want);
-        return;
-    }
-    cr_assert_fail("no example for %s", kpi_bad_reason_name(want));
+    size_t found = 0;
+    for (size_t i = 0; i < N_EXAMPLES; i++)
+        if (examples[i].want == want) {
+            struct msg m;
+            examples[i].build(&m);
+            EXPECT(&m, want);
+            found++;
+        }
+    cr_assert_eq(found, 1, "%zu examples for %s", found, kpi_bad_reason_name(want));
+    for (size_t i = 0; i < sizeof(pair_cases) / sizeof(pair_cases[0]); i++)
+        if (pair_cases[i].want == want) {
+            struct msg m;
+            build_pair(&m, &pair_cases[i]);
+            enum kpi_bad_reason got = decode_and_free(&m);
+            cr_assert_eq(got, want, "%s case %zu (%s): got %s", kpi_bad_reason_name(want), i,
+                         pair_cases[i].key, kpi_bad_reason_name(got));
+        }
+    for (size_t i = 0; i < sizeof(raw_cases) / sizeof(raw_cases[0]); i++)
+        if (raw_cases[i].want == want) {
+            struct kpi_event ev;
+            enum kpi_bad_reason got = decode_bytes(raw_cases[i].bytes, raw_cases[i].len, &ev);
+            cr_assert_eq(got, want, "%s raw case %zu: got %s", kpi_bad_reason_name(want), i,
+                         kpi_bad_reason_name(got));
+        }
 }
 
 TestSuite(decode, .init = setup);
@@ -626,8 +778,7 @@ Test(decode, decodes_a_usage_event_with_every_field_exactly)
 {
     struct msg m;
     ex_usage(&m);
-    struct kpi_event ev;
-    cr_assert_eq(decode(&m, &ev), KPI_BAD_NONE);
+    struct kpi_event ev = decode_ok(&m);
     cr_assert_eq(ev.type, KPI_EV_USAGE);
     cr_assert_eq(ev.ts_ms, NOW - 5);
     cr_assert_eq(ev.sub_hash, hash_of("46701234567"));
@@ -649,8 +800,7 @@ Test(decode, decodes_a_base_snapshot_without_a_subscriber)
 {
     struct msg m;
     ex_base(&m);
-    struct kpi_event ev;
-    cr_assert_eq(decode(&m, &ev), KPI_BAD_NONE);
+    struct kpi_event ev = decode_ok(&m);
     cr_assert_eq(ev.type, KPI_EV_BASE);
     cr_assert_eq(ev.ts_ms, NOW - 3600000);
     cr_assert_eq(ev.count, 1250000);
@@ -667,8 +817,7 @@ Test(decode, base_count_bound_is_inclusive_and_count_is_ignored_elsewhere)
     kv_str(&m, "type", "base");
     kv_u(&m, "ts", NOW);
     kv_u(&m, "count", KPI_MAX_QUANTITY);
-    struct kpi_event ev;
-    cr_assert_eq(decode(&m, &ev), KPI_BAD_NONE);
+    struct kpi_event ev = decode_ok(&m);
     cr_assert_eq(ev.count, KPI_MAX_QUANTITY);
     m_free(&m);
     base(&m, "churn", 1);
@@ -684,8 +833,7 @@ Test(decode, decodes_an_activation_event)
 {
     struct msg m;
     ex_activation(&m);
-    struct kpi_event ev;
-    cr_assert_eq(decode(&m, &ev), KPI_BAD_NONE);
+    struct kpi_event ev = decode_ok(&m);
     cr_assert_eq(ev.type, KPI_EV_ACTIVATION);
     cr_assert_eq(ev.ts_ms, NOW);
     cr_assert_eq(ev.sub_hash, hash_of("imsi-240011234567890"));
@@ -703,8 +851,7 @@ Test(decode, decodes_provision_ms_including_zero_and_2_pow_53)
 {
     struct msg m;
     ex_activation_provision_ms(&m);
-    struct kpi_event ev;
-    cr_assert_eq(decode(&m, &ev), KPI_BAD_NONE);
+    struct kpi_event ev = decode_ok(&m);
     cr_assert_eq(ev.type, KPI_EV_ACTIVATION);
     cr_assert(ev.has_provision_ms);
     cr_assert_eq(ev.provision_ms, 4200);
@@ -731,8 +878,7 @@ Test(decode, decodes_a_churn_event_with_its_reason)
 {
     struct msg m;
     ex_churn(&m);
-    struct kpi_event ev;
-    cr_assert_eq(decode(&m, &ev), KPI_BAD_NONE);
+    struct kpi_event ev = decode_ok(&m);
     cr_assert_eq(ev.type, KPI_EV_CHURN);
     cr_assert_eq(ev.ts_ms, NOW - 1000);
     cr_assert_eq(ev.sub_hash, hash_of("42"));
@@ -745,8 +891,7 @@ Test(decode, decodes_an_nps_event_with_score_and_survey)
 {
     struct msg m;
     ex_nps(&m);
-    struct kpi_event ev;
-    cr_assert_eq(decode(&m, &ev), KPI_BAD_NONE);
+    struct kpi_event ev = decode_ok(&m);
     cr_assert_eq(ev.type, KPI_EV_NPS);
     cr_assert_eq(ev.score, 9);
     cr_assert_eq(ev.survey, KPI_SURVEY_BRAND);
@@ -758,8 +903,7 @@ Test(decode, nps_survey_defaults_to_network)
     struct msg m;
     base(&m, "nps", 1);
     kv_u(&m, "score", 0);
-    struct kpi_event ev;
-    cr_assert_eq(decode(&m, &ev), KPI_BAD_NONE);
+    struct kpi_event ev = decode_ok(&m);
     cr_assert_eq(ev.survey, KPI_SURVEY_NETWORK);
     cr_assert_eq(ev.score, 0);
     m_free(&m);
@@ -776,8 +920,7 @@ Test(decode, accepts_every_string_integer_and_map_width)
 {
     struct msg m;
     ex_nps_wide_encodings(&m);
-    struct kpi_event ev;
-    cr_assert_eq(decode(&m, &ev), KPI_BAD_NONE);
+    struct kpi_event ev = decode_ok(&m);
     cr_assert_eq(ev.type, KPI_EV_NPS);
     cr_assert_eq(ev.ts_ms, NOW);
     cr_assert_eq(ev.sub_hash, hash_of("46709876543"));
@@ -798,6 +941,21 @@ Test(decode, accepts_every_string_integer_and_map_width)
     m_free(&m);
 }
 
+/* The micro-units of a usage event whose amount is the float v (float32
+ * with is_f32), which must decode. */
+static int64_t amount_micros_of(double v, int is_f32)
+{
+    struct msg m;
+    base(&m, "usage", 1);
+    if (is_f32)
+        kv_f32(&m, "amount", (float)v);
+    else
+        kv_f64(&m, "amount", v);
+    int64_t micros = decode_ok(&m).amount_micros;
+    m_free(&m);
+    return micros;
+}
+
 Test(decode, float_amount_is_currency_rounded_to_the_nearest_micro_unit)
 {
     static const struct {
@@ -812,37 +970,19 @@ Test(decode, float_amount_is_currency_rounded_to_the_nearest_micro_unit)
         {9.0e9, 9000000000000000LL}, /* near the 2^53 bound, exact */
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        struct msg m;
-        base(&m, "usage", 1);
-        kv_f64(&m, "amount", cases[i].in);
-        struct kpi_event ev;
-        cr_assert_eq(decode(&m, &ev), KPI_BAD_NONE, "%.17g", cases[i].in);
-        cr_assert_eq(ev.amount_micros, cases[i].micros, "%.17g -> %lld", cases[i].in,
-                     (long long)ev.amount_micros);
-        m_free(&m);
+        int64_t micros = amount_micros_of(cases[i].in, 0);
+        cr_assert_eq(micros, cases[i].micros, "%.17g -> %lld", cases[i].in, (long long)micros);
     }
 }
 
 Test(decode, float32_amount_is_accepted)
 {
-    struct msg m;
-    base(&m, "usage", 1);
-    kv_f32(&m, "amount", 1.25f);
-    struct kpi_event ev;
-    cr_assert_eq(decode(&m, &ev), KPI_BAD_NONE);
-    cr_assert_eq(ev.amount_micros, 1250000);
-    m_free(&m);
+    cr_assert_eq(amount_micros_of(1.25, 1), 1250000);
 }
 
 Test(decode, negative_zero_amount_is_zero)
 {
-    struct msg m;
-    base(&m, "usage", 1);
-    kv_f64(&m, "amount", -0.0);
-    struct kpi_event ev;
-    cr_assert_eq(decode(&m, &ev), KPI_BAD_NONE);
-    cr_assert_eq(ev.amount_micros, 0);
-    m_free(&m);
+    cr_assert_eq(amount_micros_of(-0.0, 0), 0);
 }
 
 Test(decode, int_amount_up_to_2_pow_53_is_micro_units)
@@ -852,8 +992,7 @@ Test(decode, int_amount_up_to_2_pow_53_is_micro_units)
     kv_u(&m, "amount", KPI_MAX_QUANTITY);
     kv_u(&m, "bytes", KPI_MAX_QUANTITY);
     kv_u(&m, "seconds", KPI_MAX_QUANTITY);
-    struct kpi_event ev;
-    cr_assert_eq(decode(&m, &ev), KPI_BAD_NONE);
+    struct kpi_event ev = decode_ok(&m);
     cr_assert_eq(ev.amount_micros, (int64_t)KPI_MAX_QUANTITY);
     cr_assert_eq(ev.bytes, KPI_MAX_QUANTITY);
     cr_assert_eq(ev.seconds, KPI_MAX_QUANTITY);
@@ -890,8 +1029,7 @@ Test(decode, missing_dimensions_are_null)
     struct msg m;
     base(&m, "activation", 1);
     kv_str(&m, "segment", "smb");
-    struct kpi_event ev;
-    cr_assert_eq(decode(&m, &ev), KPI_BAD_NONE);
+    struct kpi_event ev = decode_ok(&m);
     cr_assert_null(ev.dims[0].ptr);
     cr_assert_null(ev.dims[1].ptr);
     cr_assert(str_eq(ev.dims[2], "smb"));
@@ -903,8 +1041,7 @@ Test(decode, empty_dimension_string_is_present_and_empty)
     struct msg m;
     base(&m, "activation", 1);
     kv_str(&m, "region", "");
-    struct kpi_event ev;
-    cr_assert_eq(decode(&m, &ev), KPI_BAD_NONE);
+    struct kpi_event ev = decode_ok(&m);
     cr_assert_not_null(ev.dims[0].ptr);
     cr_assert_eq(ev.dims[0].len, 0);
     m_free(&m);
@@ -914,8 +1051,7 @@ Test(decode, ignores_unknown_keys_of_any_shape)
 {
     struct msg m;
     ex_usage_float(&m);
-    struct kpi_event ev;
-    cr_assert_eq(decode(&m, &ev), KPI_BAD_NONE);
+    struct kpi_event ev = decode_ok(&m);
     cr_assert_eq(ev.amount_micros, 12345679);
     cr_assert(str_eq(ev.dims[0], "apac"));
     m_free(&m);
@@ -1013,50 +1149,26 @@ Test(decode, rejects_an_empty_message)
 Test(decode, rejects_a_top_level_value_that_is_not_a_map)
 {
     expect_example(KPI_BAD_NOT_MAP);
-    const uint8_t str[] = {0xa3, 'a', 'b', 'c'};
-    EXPECT_RAW(str, KPI_BAD_NOT_MAP);
-    const uint8_t nil[] = {0xc0};
-    EXPECT_RAW(nil, KPI_BAD_NOT_MAP);
-    const uint8_t bin[] = {0xc4, 0x01, 0x80};
-    EXPECT_RAW(bin, KPI_BAD_NOT_MAP);
 }
 
 Test(decode, rejects_a_message_that_ends_inside_a_value)
 {
     expect_example(KPI_BAD_TRUNCATED);
-    const uint8_t in_key[] = {0x83, 0xa4, 't', 'y'};
-    EXPECT_RAW(in_key, KPI_BAD_TRUNCATED);
-    const uint8_t in_float[] = {0x81, 0xa6, 'a', 'm', 'o', 'u', 'n', 't', 0xcb, 0x40, 0x09};
-    EXPECT_RAW(in_float, KPI_BAD_TRUNCATED);
-    const uint8_t in_map16_header[] = {0xde, 0x00};
-    EXPECT_RAW(in_map16_header, KPI_BAD_TRUNCATED);
 }
 
 Test(decode, rejects_a_map32_claiming_four_billion_pairs_as_truncated)
 {
-    const uint8_t b[] = {0xdf, 0xff, 0xff, 0xff, 0xff, 0xa1, 'a', 0x01, 0xa1, 'b'};
-    EXPECT_RAW(b, KPI_BAD_TRUNCATED);
+    expect_example(KPI_BAD_TRUNCATED); /* and the raw cases: map32 */
 }
 
 Test(decode, rejects_nested_counts_larger_than_the_bytes_left_as_truncated)
 {
-    const uint8_t array32[] = {0x81, 0xa1, 'x', 0xdd, 0xff, 0xff, 0xff, 0xff, 0xc0, 0xc0};
-    EXPECT_RAW(array32, KPI_BAD_TRUNCATED);
-    const uint8_t map16[] = {0x81, 0xa1, 'x', 0x81, 0xa1, 'y', 0xde, 0x10, 0x00, 0xc0};
-    EXPECT_RAW(map16, KPI_BAD_TRUNCATED);
-    const uint8_t str32[] = {0x81, 0xa4, 't', 'y', 'p', 'e', 0xdb, 0xff, 0xff, 0xff, 0xff, 'n'};
-    EXPECT_RAW(str32, KPI_BAD_TRUNCATED);
-    const uint8_t ext32[] = {0x81, 0xa1, 'x', 0xc9, 0x7f, 0xff, 0xff, 0xff, 0x01, 0x00};
-    EXPECT_RAW(ext32, KPI_BAD_TRUNCATED);
+    expect_example(KPI_BAD_TRUNCATED); /* and the raw cases: array32, map16, str32, ext32 */
 }
 
 Test(decode, rejects_the_never_used_byte_as_malformed)
 {
     expect_example(KPI_BAD_MALFORMED);
-    const uint8_t top[] = {0xc1};
-    EXPECT_RAW(top, KPI_BAD_MALFORMED);
-    const uint8_t nested[] = {0x81, 0xa1, 'x', 0x91, 0xc1};
-    EXPECT_RAW(nested, KPI_BAD_MALFORMED);
 }
 
 Test(decode, rejects_trailing_bytes_after_the_map)
@@ -1126,12 +1238,6 @@ Test(decode, rejects_a_message_without_type)
 Test(decode, rejects_a_type_that_is_not_a_string)
 {
     expect_example(KPI_BAD_TYPE_NOT_STRING);
-    struct msg m;
-    m_init(&m, 3);
-    kv_bin(&m, "type", "usage");
-    kv_u(&m, "ts", NOW);
-    kv_u(&m, "sub", 1);
-    EXPECT(&m, KPI_BAD_TYPE_NOT_STRING);
 }
 
 Test(decode, rejects_an_unknown_type)
@@ -1150,29 +1256,11 @@ Test(decode, rejects_a_message_without_ts)
 Test(decode, rejects_a_ts_that_is_not_a_uint)
 {
     expect_example(KPI_BAD_TS_NOT_UINT);
-    const uint8_t neg_fixint[] = {0x81, 0xa2, 't', 's', 0xff};
-    EXPECT_RAW(neg_fixint, KPI_BAD_TS_NOT_UINT);
-    struct msg m;
-    m_init(&m, 1);
-    kv_f64(&m, "ts", (double)NOW);
-    EXPECT(&m, KPI_BAD_TS_NOT_UINT);
-    m_init(&m, 1);
-    kv_str(&m, "ts", "2026-11-24");
-    EXPECT(&m, KPI_BAD_TS_NOT_UINT);
-    m_init(&m, 1);
-    kv_int64_w(&m, "ts", -NOW);
-    EXPECT(&m, KPI_BAD_TS_NOT_UINT);
 }
 
 Test(decode, rejects_a_ts_beyond_the_clock_skew)
 {
     expect_example(KPI_BAD_TS_IN_FUTURE);
-    struct msg m;
-    m_init(&m, 3);
-    kv_str(&m, "type", "churn");
-    kv_u(&m, "ts", UINT64_MAX);
-    kv_u(&m, "sub", 1);
-    EXPECT(&m, KPI_BAD_TS_IN_FUTURE);
 }
 
 Test(decode, rejects_a_message_without_sub)
@@ -1183,135 +1271,41 @@ Test(decode, rejects_a_message_without_sub)
 Test(decode, rejects_a_sub_that_is_neither_a_uint_nor_a_non_empty_string)
 {
     expect_example(KPI_BAD_SUB_WRONG_TYPE);
-    const uint8_t neg_fixint[] = {0x81, 0xa3, 's', 'u', 'b', 0xe0};
-    EXPECT_RAW(neg_fixint, KPI_BAD_SUB_WRONG_TYPE);
-    struct msg m;
-    m_init(&m, 1);
-    kv_f64(&m, "sub", 1.0);
-    EXPECT(&m, KPI_BAD_SUB_WRONG_TYPE);
-    m_init(&m, 1);
-    kv_str(&m, "sub", "");
-    EXPECT(&m, KPI_BAD_SUB_WRONG_TYPE);
-    m_init(&m, 1);
-    kv_nil(&m, "sub");
-    EXPECT(&m, KPI_BAD_SUB_WRONG_TYPE);
-    m_init(&m, 1);
-    kv_bin(&m, "sub", "42");
-    EXPECT(&m, KPI_BAD_SUB_WRONG_TYPE);
 }
 
 Test(decode, rejects_a_dimension_that_is_not_a_string)
 {
     expect_example(KPI_BAD_DIM_NOT_STRING);
-    struct msg m;
-    m_init(&m, 1);
-    kv_bin(&m, "region", "eu");
-    EXPECT(&m, KPI_BAD_DIM_NOT_STRING);
-    m_init(&m, 1);
-    kv_nil(&m, "segment");
-    EXPECT(&m, KPI_BAD_DIM_NOT_STRING);
 }
 
 Test(decode, rejects_an_amount_that_is_not_a_number)
 {
     expect_example(KPI_BAD_AMOUNT_NOT_NUMBER);
-    struct msg m;
-    m_init(&m, 1);
-    kv_nil(&m, "amount");
-    EXPECT(&m, KPI_BAD_AMOUNT_NOT_NUMBER);
-    m_init(&m, 1);
-    k(&m, "amount");
-    msgpack_pack_true(&m.pk);
-    EXPECT(&m, KPI_BAD_AMOUNT_NOT_NUMBER);
 }
 
 Test(decode, rejects_a_negative_amount)
 {
     expect_example(KPI_BAD_AMOUNT_NEGATIVE);
-    const uint8_t neg_fixint[] = {0x81, 0xa6, 'a', 'm', 'o', 'u', 'n', 't', 0xff};
-    EXPECT_RAW(neg_fixint, KPI_BAD_AMOUNT_NEGATIVE);
-    struct msg m;
-    m_init(&m, 1);
-    kv_i(&m, "amount", INT64_MIN);
-    EXPECT(&m, KPI_BAD_AMOUNT_NEGATIVE);
-    m_init(&m, 1);
-    kv_f64(&m, "amount", -0.01);
-    EXPECT(&m, KPI_BAD_AMOUNT_NEGATIVE);
-    m_init(&m, 1);
-    kv_f64(&m, "amount", -1e-300); /* rounds to 0, but is below zero */
-    EXPECT(&m, KPI_BAD_AMOUNT_NEGATIVE);
 }
 
 Test(decode, rejects_a_nan_or_infinite_amount)
 {
     expect_example(KPI_BAD_AMOUNT_NOT_FINITE);
-    struct msg m;
-    m_init(&m, 1);
-    kv_f32(&m, "amount", INFINITY);
-    EXPECT(&m, KPI_BAD_AMOUNT_NOT_FINITE);
-    m_init(&m, 1);
-    kv_f64(&m, "amount", -INFINITY);
-    EXPECT(&m, KPI_BAD_AMOUNT_NOT_FINITE);
 }
 
 Test(decode, rejects_an_amount_beyond_2_pow_53_micro_units)
 {
     expect_example(KPI_BAD_AMOUNT_OUT_OF_RANGE);
-    struct msg m;
-    m_init(&m, 1);
-    kv_u(&m, "amount", KPI_MAX_QUANTITY + 1);
-    EXPECT(&m, KPI_BAD_AMOUNT_OUT_OF_RANGE);
-    m_init(&m, 1);
-    kv_u(&m, "amount", INT64_MAX);
-    EXPECT(&m, KPI_BAD_AMOUNT_OUT_OF_RANGE);
-    m_init(&m, 1);
-    kv_f64(&m, "amount", 9007199254.740994); /* just above 2^53 micro-units */
-    EXPECT(&m, KPI_BAD_AMOUNT_OUT_OF_RANGE);
-    m_init(&m, 1);
-    kv_f64(&m, "amount", 9223372036854.775808); /* 2^63 micro-units */
-    EXPECT(&m, KPI_BAD_AMOUNT_OUT_OF_RANGE);
-    m_init(&m, 1);
-    kv_f32(&m, "amount", 1e30f);
-    EXPECT(&m, KPI_BAD_AMOUNT_OUT_OF_RANGE);
 }
 
 Test(decode, rejects_a_volume_that_is_not_a_uint)
 {
     expect_example(KPI_BAD_VOLUME_NOT_UINT);
-    struct msg m;
-    m_init(&m, 1);
-    kv_str(&m, "seconds", "60");
-    EXPECT(&m, KPI_BAD_VOLUME_NOT_UINT);
-    m_init(&m, 1);
-    kv_f64(&m, "bytes", 1.5);
-    EXPECT(&m, KPI_BAD_VOLUME_NOT_UINT);
-    m_init(&m, 1);
-    kv_i(&m, "bytes", -1);
-    EXPECT(&m, KPI_BAD_VOLUME_NOT_UINT);
-    base(&m, "activation", 1);
-    kv_f64(&m, "provision_ms", 4.2);
-    EXPECT(&m, KPI_BAD_VOLUME_NOT_UINT);
-    base(&m, "activation", 1);
-    kv_i(&m, "provision_ms", -1);
-    EXPECT(&m, KPI_BAD_VOLUME_NOT_UINT);
-    base(&m, "activation", 1);
-    kv_str(&m, "provision_ms", "4200");
-    EXPECT(&m, KPI_BAD_VOLUME_NOT_UINT);
 }
 
 Test(decode, rejects_a_volume_above_2_pow_53)
 {
     expect_example(KPI_BAD_VOLUME_OUT_OF_RANGE);
-    struct msg m;
-    m_init(&m, 1);
-    kv_u(&m, "seconds", KPI_MAX_QUANTITY + 1);
-    EXPECT(&m, KPI_BAD_VOLUME_OUT_OF_RANGE);
-    m_init(&m, 1);
-    kv_u(&m, "bytes", UINT64_MAX);
-    EXPECT(&m, KPI_BAD_VOLUME_OUT_OF_RANGE);
-    base(&m, "activation", 1);
-    kv_u(&m, "provision_ms", KPI_MAX_QUANTITY + 1);
-    EXPECT(&m, KPI_BAD_VOLUME_OUT_OF_RANGE);
 }
 
 Test(decode, rejects_an_nps_event_without_score)
@@ -1322,34 +1316,16 @@ Test(decode, rejects_an_nps_event_without_score)
 Test(decode, rejects_a_score_that_is_not_a_uint)
 {
     expect_example(KPI_BAD_SCORE_NOT_UINT);
-    struct msg m;
-    m_init(&m, 1);
-    kv_i(&m, "score", -1); /* negative: not a uint, rather than out of range */
-    EXPECT(&m, KPI_BAD_SCORE_NOT_UINT);
-    m_init(&m, 1);
-    kv_str(&m, "score", "9");
-    EXPECT(&m, KPI_BAD_SCORE_NOT_UINT);
 }
 
 Test(decode, rejects_score_above_ten)
 {
     expect_example(KPI_BAD_SCORE_OUT_OF_RANGE);
-    struct msg m;
-    m_init(&m, 1);
-    kv_u(&m, "score", 255);
-    EXPECT(&m, KPI_BAD_SCORE_OUT_OF_RANGE);
-    m_init(&m, 1);
-    kv_u(&m, "score", UINT64_MAX);
-    EXPECT(&m, KPI_BAD_SCORE_OUT_OF_RANGE);
 }
 
 Test(decode, rejects_a_survey_that_is_not_a_string)
 {
     expect_example(KPI_BAD_SURVEY_NOT_STRING);
-    struct msg m;
-    m_init(&m, 1);
-    kv_bin(&m, "survey", "brand");
-    EXPECT(&m, KPI_BAD_SURVEY_NOT_STRING);
 }
 
 Test(decode, rejects_an_unknown_survey)
@@ -1360,10 +1336,6 @@ Test(decode, rejects_an_unknown_survey)
 Test(decode, rejects_a_churn_reason_that_is_not_a_string)
 {
     expect_example(KPI_BAD_REASON_NOT_STRING);
-    struct msg m;
-    m_init(&m, 1);
-    kv_nil(&m, "reason");
-    EXPECT(&m, KPI_BAD_REASON_NOT_STRING);
 }
 
 Test(decode, rejects_ext_under_any_known_key_as_that_keys_wrong_type)

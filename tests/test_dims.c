@@ -3,20 +3,8 @@
 #include <string.h>
 
 #include "engine/dims.h"
+#include "support/dims_event.h"
 #include "engine/err.h"
-
-static struct kpi_event with_dims(const char *region, const char *plan, const char *segment)
-{
-    struct kpi_event e;
-    memset(&e, 0, sizeof(e));
-    const char *v[3] = {region, plan, segment};
-    for (int i = 0; i < 3; i++)
-        if (v[i]) {
-            e.dims[i].ptr = v[i];
-            e.dims[i].len = (uint32_t)strlen(v[i]);
-        }
-    return e;
-}
 
 static const char *label(struct kpi_dims *d, int set, uint32_t id)
 {
@@ -38,7 +26,7 @@ Test(dims, set_zero_is_always_all)
     cr_assert_str_eq(d.sets[0].name, "all");
     cr_assert_str_eq(d.sets[2].name, "region+plan");
     cr_assert_eq(d.sets[2].n_dims, 2);
-    struct kpi_event e = with_dims("eu", "gold", "smb");
+    struct kpi_event e = kt_event_dims("eu", "gold", "smb");
     cr_assert_eq(kpi_dims_value_id(&d, 0, &e), KPI_VALUE_ALL);
     cr_assert_str_eq(label(&d, 0, KPI_VALUE_ALL), "all");
     kpi_dims_fini(&d);
@@ -48,10 +36,10 @@ Test(dims, joins_combination_values_with_a_bar)
 {
     struct kpi_dims d;
     cr_assert_eq(kpi_dims_init(&d, "region,plan,segment", "region+plan", 100, 64, NULL, 0), 0);
-    struct kpi_event e = with_dims("eu", "gold", "smb");
+    struct kpi_event e = kt_event_dims("eu", "gold", "smb");
     uint32_t id = kpi_dims_value_id(&d, 1, &e);
     cr_assert_str_eq(label(&d, 1, id), "eu|gold");
-    struct kpi_event same = with_dims("eu", "gold", "consumer");
+    struct kpi_event same = kt_event_dims("eu", "gold", "consumer");
     cr_assert_eq(kpi_dims_value_id(&d, 1, &same), id);
     kpi_dims_fini(&d);
 }
@@ -60,7 +48,7 @@ Test(dims, missing_dimension_counts_as_none)
 {
     struct kpi_dims d;
     cr_assert_eq(kpi_dims_init(&d, "region,plan,segment", "region", 100, 64, NULL, 0), 0);
-    struct kpi_event e = with_dims(NULL, "gold", "smb");
+    struct kpi_event e = kt_event_dims(NULL, "gold", "smb");
     cr_assert_str_eq(label(&d, 1, kpi_dims_value_id(&d, 1, &e)), "__none__");
     kpi_dims_fini(&d);
 }
@@ -69,8 +57,8 @@ Test(dims, folds_values_past_the_cardinality_limit_into_other)
 {
     struct kpi_dims d;
     cr_assert_eq(kpi_dims_init(&d, "region", "region", 2, 64, NULL, 0), 0);
-    struct kpi_event a = with_dims("a", NULL, NULL), b = with_dims("b", NULL, NULL),
-                     c = with_dims("c", NULL, NULL);
+    struct kpi_event a = kt_event_dims("a", NULL, NULL), b = kt_event_dims("b", NULL, NULL),
+                     c = kt_event_dims("c", NULL, NULL);
     cr_assert_neq(kpi_dims_value_id(&d, 1, &a), KPI_VALUE_OTHER);
     cr_assert_neq(kpi_dims_value_id(&d, 1, &b), KPI_VALUE_OTHER);
     cr_assert_eq(kpi_dims_value_id(&d, 1, &c), KPI_VALUE_OTHER);

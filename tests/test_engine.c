@@ -80,23 +80,36 @@ static int mem_flush(void *opaque, const struct kpi_delta *d, char *errstr, size
 
 static struct mem_target target_state;
 
-static struct kpi_engine *make_engine(int workers, uint32_t max_cells, int64_t flush_ms)
+/* The defaults, but retries after 1-2 ms. */
+static struct kpi_engine_conf quick_retries(void)
+{
+    struct kpi_engine_conf c;
+    kpi_engine_conf_defaults(&c);
+    c.retry_min_ms = 1;
+    c.retry_max_ms = 2;
+    return c;
+}
+
+/* An engine over c flushing into target_state, which starts empty. */
+static struct kpi_engine *engine_into_target_state(const struct kpi_engine_conf *c)
 {
     memset(&target_state, 0, sizeof(target_state));
     pthread_mutex_init(&target_state.mu, NULL);
-    struct kpi_engine_conf c;
-    kpi_engine_conf_defaults(&c);
-    c.n_workers = workers;
-    c.max_cells = max_cells;
-    c.flush_interval_ms = flush_ms;
-    c.retry_min_ms = 1;
-    c.retry_max_ms = 2;
     char err[256];
-    struct kpi_engine *e = kpi_engine_new(&c, err, sizeof(err));
+    struct kpi_engine *e = kpi_engine_new(c, err, sizeof(err));
     cr_assert_not_null(e, "%s", err);
     struct kpi_flush_target t = {&target_state, mem_flush};
     kpi_engine_set_target(e, &t);
     return e;
+}
+
+static struct kpi_engine *make_engine(int workers, uint32_t max_cells, int64_t flush_ms)
+{
+    struct kpi_engine_conf c = quick_retries();
+    c.n_workers = workers;
+    c.max_cells = max_cells;
+    c.flush_interval_ms = flush_ms;
+    return engine_into_target_state(&c);
 }
 
 static const char *regions[] = {"eu-west", "eu-north", "us-east", "apac"};
@@ -278,6 +291,41 @@ static int flush_from_worker(struct kpi_engine *e, struct kpi_worker *w)
     return flush_from_worker_within(e, w, 10000);
 }
 
+/* The engine most tests below use: one worker, 4096 cells, 1 s flushes
+ * (lateness 30 s, base bucket 5 s); its worker in *w. */
+static struct kpi_engine *single_worker_engine(struct kpi_worker **w)
+{
+    struct kpi_engine *e = make_engine(1, 4096, 1000);
+    *w = kpi_engine_worker(e, 0);
+    return e;
+}
+
+/* Partition `partition` of topic "events", read by worker 0 from offset;
+ * the input's id. */
+static int open_input(struct kpi_engine *e, int32_t partition, int64_t offset)
+{
+    int in = kpi_engine_input_open(e, "events", partition, 0, offset);
+    cr_assert_geq(in, 0, "input for partition %d", (int)partition);
+    return in;
+}
+
+/* The worker takes ev at offset off of input in, as a good event. */
+static void add_ok(struct kpi_worker *w, int in, int64_t off, const struct kpi_event *ev)
+{
+    cr_assert_eq(kpi_worker_add(w, in, off, ev), KPI_BAD_NONE, "offset %lld", (long long)off);
+}
+
+/* Input `in` is revoked while the sink is down (Redis, say): its revocation
+ * flush fails, and it is closed with its events still pending. */
+static void revoke_while_the_sink_is_down(struct kpi_engine *e, struct kpi_worker *w, int in)
+{
+    kpi_engine_input_revoke(e, in);
+    target_state.fail_next = 1000000;
+    cr_assert_neq(flush_from_worker_within(e, w, 100), 0, "the revocation flush fails");
+    kpi_engine_input_close(e, in);
+    target_state.fail_next = 0;
+}
+
 static struct kpi_event at(int64_t ts)
 {
     struct kpi_event e = event_n(1, 0);
@@ -288,11 +336,11 @@ static struct kpi_event at(int64_t ts)
 
 Test(engine, event_behind_the_watermark_is_too_late_but_consumed)
 {
-    struct kpi_engine *e = make_engine(1, 4096, 1000); /* lateness 30 s, base 5 s */
-    struct kpi_worker *w = kpi_engine_worker(e, 0);
-    int in = kpi_engine_input_open(e, "events", 0, 0, 0);
+    struct kpi_worker *w;
+    struct kpi_engine *e = single_worker_engine(&w); /* lateness 30 s, base 5 s */
+    int in = open_input(e, 0, 0);
     struct kpi_event ev = at(1000000);
-    cr_assert_eq(kpi_worker_add(w, in, 0, &ev), KPI_BAD_NONE);
+    add_ok(w, in, 0, &ev);
     cr_assert_eq(flush_from_worker(e, w), 0);
     cr_assert_eq(kpi_engine_watermark(e), 970000);
     cr_assert_eq(flush_from_worker(e, w), 0);
@@ -300,7 +348,7 @@ Test(engine, event_behind_the_watermark_is_too_late_but_consumed)
     ev = at(969999); /* its bucket [965000, 970000) is closed */
     cr_assert_eq(kpi_worker_add(w, in, 1, &ev), KPI_BAD_TOO_LATE);
     ev = at(970000); /* within the allowed lateness: counts */
-    cr_assert_eq(kpi_worker_add(w, in, 2, &ev), KPI_BAD_NONE);
+    add_ok(w, in, 2, &ev);
     cr_assert_eq(flush_from_worker(e, w), 0);
 
     struct kpi_engine_stats st;
@@ -314,10 +362,10 @@ Test(engine, event_behind_the_watermark_is_too_late_but_consumed)
 
 Test(engine, watermark_is_the_minimum_over_inputs)
 {
-    struct kpi_engine *e = make_engine(1, 4096, 1000);
-    struct kpi_worker *w = kpi_engine_worker(e, 0);
-    int a = kpi_engine_input_open(e, "events", 0, 0, 0);
-    int b = kpi_engine_input_open(e, "events", 1, 0, 0);
+    struct kpi_worker *w;
+    struct kpi_engine *e = single_worker_engine(&w);
+    int a = open_input(e, 0, 0);
+    int b = open_input(e, 1, 0);
     struct kpi_event ev = at(1000000);
     kpi_worker_add(w, a, 0, &ev);
     ev = at(500000);
@@ -329,14 +377,14 @@ Test(engine, watermark_is_the_minimum_over_inputs)
 
 Test(engine, watermark_never_moves_back)
 {
-    struct kpi_engine *e = make_engine(1, 4096, 1000);
-    struct kpi_worker *w = kpi_engine_worker(e, 0);
-    int a = kpi_engine_input_open(e, "events", 0, 0, 0);
+    struct kpi_worker *w;
+    struct kpi_engine *e = single_worker_engine(&w);
+    int a = open_input(e, 0, 0);
     struct kpi_event ev = at(1000000);
     kpi_worker_add(w, a, 0, &ev);
     cr_assert_eq(flush_from_worker(e, w), 0);
     /* A newly assigned partition far behind must not reopen closed buckets. */
-    int b = kpi_engine_input_open(e, "events", 1, 0, 0);
+    int b = open_input(e, 1, 0);
     ev = at(990000);
     kpi_worker_add(w, b, 0, &ev);
     cr_assert_eq(flush_from_worker(e, w), 0);
@@ -346,17 +394,17 @@ Test(engine, watermark_never_moves_back)
 
 Test(engine, revoked_input_events_are_left_to_the_new_owner)
 {
-    struct kpi_engine *e = make_engine(1, 4096, 1000);
-    struct kpi_worker *w = kpi_engine_worker(e, 0);
-    int in = kpi_engine_input_open(e, "events", 0, 0, 100);
+    struct kpi_worker *w;
+    struct kpi_engine *e = single_worker_engine(&w);
+    int in = open_input(e, 0, 100);
     struct kpi_event ev = at(1000000);
-    cr_assert_eq(kpi_worker_add(w, in, 100, &ev), KPI_BAD_NONE);
-    cr_assert_eq(kpi_worker_add(w, in, 101, &ev), KPI_BAD_NONE);
+    add_ok(w, in, 100, &ev);
+    add_ok(w, in, 101, &ev);
     kpi_engine_input_revoke(e, in);
     cr_assert_eq(flush_from_worker(e, w), 0);
     /* After the revocation flush, a late-arriving message of that partition
      * is not counted and its offset not consumed. */
-    cr_assert_eq(kpi_worker_add(w, in, 102, &ev), KPI_BAD_NONE);
+    add_ok(w, in, 102, &ev);
     kpi_engine_input_close(e, in);
     cr_assert_eq(flush_from_worker(e, w), 0);
     cr_assert_eq(target_state.per_set_total[0].activations, 2);
@@ -369,17 +417,16 @@ Test(engine, revoked_input_events_are_left_to_the_new_owner)
 
 Test(engine, reopened_input_starts_from_its_new_offset)
 {
-    struct kpi_engine *e = make_engine(1, 4096, 1000);
-    struct kpi_worker *w = kpi_engine_worker(e, 0);
-    int in = kpi_engine_input_open(e, "events", 0, 0, 0);
+    struct kpi_worker *w;
+    struct kpi_engine *e = single_worker_engine(&w);
+    int in = open_input(e, 0, 0);
     struct kpi_event ev = at(1000000);
     kpi_worker_add(w, in, 0, &ev);
     kpi_engine_input_revoke(e, in);
     cr_assert_eq(flush_from_worker(e, w), 0);
     kpi_engine_input_close(e, in);
     target_state.next_from[0] = 50; /* someone else consumed up to 50 meanwhile */
-    int again = kpi_engine_input_open(e, "events", 0, 0, 50);
-    cr_assert_geq(again, 0);
+    int again = open_input(e, 0, 50);
     kpi_worker_add(w, again, 50, &ev);
     cr_assert_eq(flush_from_worker(e, w), 0);
     cr_assert_eq(target_state.ranges_broken, 0);
@@ -393,23 +440,18 @@ Test(engine, reopened_input_starts_from_its_new_offset)
  * the next delta carried [100, 102) twice and counted those events twice. */
 Test(engine, a_partition_back_before_its_pending_range_is_flushed_continues_that_range)
 {
-    struct kpi_engine *e = make_engine(1, 4096, 1000);
-    struct kpi_worker *w = kpi_engine_worker(e, 0);
-    int in = kpi_engine_input_open(e, "events", 0, 0, 100);
+    struct kpi_worker *w;
+    struct kpi_engine *e = single_worker_engine(&w);
+    int in = open_input(e, 0, 100);
     struct kpi_event ev = at(1000000);
-    cr_assert_eq(kpi_worker_add(w, in, 100, &ev), KPI_BAD_NONE);
-    cr_assert_eq(kpi_worker_add(w, in, 101, &ev), KPI_BAD_NONE);
-    kpi_engine_input_revoke(e, in);
-    target_state.fail_next = 1000000; /* Redis down */
+    add_ok(w, in, 100, &ev);
+    add_ok(w, in, 101, &ev);
     target_state.next_from[0] = 100;
-    cr_assert_neq(flush_from_worker_within(e, w, 100), 0, "the revocation flush fails");
-    kpi_engine_input_close(e, in);
-    target_state.fail_next = 0;
+    revoke_while_the_sink_is_down(e, w, in);
     /* Back, at the offset Redis still holds. */
-    int again = kpi_engine_input_open(e, "events", 0, 0, 100);
-    cr_assert_geq(again, 0);
+    int again = open_input(e, 0, 100);
     cr_assert_eq(kpi_engine_input_resume_at(e, again), 102, "resume after the pending events");
-    cr_assert_eq(kpi_worker_add(w, again, 102, &ev), KPI_BAD_NONE);
+    add_ok(w, again, 102, &ev);
     cr_assert_eq(flush_from_worker(e, w), 0);
     cr_assert_eq(target_state.per_set_total[0].activations, 3);
     cr_assert_eq(target_state.ranges_broken, 0);
@@ -422,17 +464,13 @@ Test(engine, a_partition_back_before_its_pending_range_is_flushed_continues_that
  * stale range is the sink's to fence). */
 Test(engine, a_partition_back_after_someone_else_advanced_it_starts_fresh)
 {
-    struct kpi_engine *e = make_engine(1, 4096, 1000);
-    struct kpi_worker *w = kpi_engine_worker(e, 0);
-    int in = kpi_engine_input_open(e, "events", 0, 0, 100);
+    struct kpi_worker *w;
+    struct kpi_engine *e = single_worker_engine(&w);
+    int in = open_input(e, 0, 100);
     struct kpi_event ev = at(1000000);
-    cr_assert_eq(kpi_worker_add(w, in, 100, &ev), KPI_BAD_NONE);
-    kpi_engine_input_revoke(e, in);
-    target_state.fail_next = 1000000;
-    cr_assert_neq(flush_from_worker_within(e, w, 100), 0);
-    kpi_engine_input_close(e, in);
-    int again = kpi_engine_input_open(e, "events", 0, 0, 150);
-    cr_assert_geq(again, 0);
+    add_ok(w, in, 100, &ev);
+    revoke_while_the_sink_is_down(e, w, in);
+    int again = open_input(e, 0, 150);
     cr_assert_neq(again, in);
     cr_assert_eq(kpi_engine_input_resume_at(e, again), 150);
     kpi_engine_destroy(e);
@@ -489,7 +527,7 @@ Test(engine, released_workers_stop_waiting_for_room_and_consume_nothing_more)
     struct kpi_engine *e = make_engine(1, 64, 1);
     target_state.fail_next = 1 << 30;
     cr_assert_eq(kpi_engine_start(e, NULL, 0), 0);
-    struct refusing_feeder f = {e, kpi_engine_input_open(e, "events", 0, 0, 0), -1};
+    struct refusing_feeder f = {e, open_input(e, 0, 0), -1};
     pthread_t th;
     pthread_create(&th, NULL, feed_until_refused, &f);
     struct kpi_engine_stats st;
@@ -523,7 +561,7 @@ Test(engine, stop_returns_while_a_worker_never_reaches_a_checkpoint)
 {
     struct kpi_engine *e = make_engine(1, 4096, 1);
     cr_assert_eq(kpi_engine_start(e, NULL, 0), 0);
-    int in = kpi_engine_input_open(e, "events", 0, 0, 0);
+    int in = open_input(e, 0, 0);
     struct kpi_event ev = at(1000000);
     cr_assert_eq(kpi_worker_add(kpi_engine_worker(e, 0), in, 0, &ev), KPI_BAD_NONE);
     cr_assert_neq(kpi_engine_flush_sync(e, 100, NULL, 0), 0, "no checkpoint, no flush");
@@ -577,7 +615,7 @@ Test(engine, flush_errors_are_counted_by_cause_and_reported_once_per_change)
     struct kpi_flush_error_hooks h = {&log, classify_first_word, record_change};
     kpi_engine_set_error_hooks(e, &h);
     struct kpi_worker *w = kpi_engine_worker(e, 0);
-    int in = kpi_engine_input_open(e, "events", 0, 0, 0);
+    int in = open_input(e, 0, 0);
     target_state.fail_msg = "noperm no permissions";
     target_state.fail_next = 3;
     cr_assert_eq(one_flush(e, w, in, 0), 0, "retried until applied");
@@ -617,7 +655,7 @@ Test(engine, without_a_classifier_the_cause_is_the_error_name_and_the_message_is
     struct kpi_flush_error_hooks h = {&log, NULL, record_change};
     kpi_engine_set_error_hooks(e, &h);
     struct kpi_worker *w = kpi_engine_worker(e, 0);
-    int in = kpi_engine_input_open(e, "events", 0, 0, 0);
+    int in = open_input(e, 0, 0);
     target_state.conflict = 1;
     struct kpi_event ev = at(1000000);
     kpi_worker_add(w, in, 0, &ev);
@@ -636,11 +674,11 @@ Test(engine, without_a_classifier_the_cause_is_the_error_name_and_the_message_is
  * engine.max_skew) must not make the next minutes of correct events late. */
 Test(engine, an_event_from_the_future_moves_the_watermark_no_further_than_the_wall_clock)
 {
-    struct kpi_engine *e = make_engine(1, 4096, 1000); /* lateness 30 s */
-    struct kpi_worker *w = kpi_engine_worker(e, 0);
-    int in = kpi_engine_input_open(e, "events", 0, 0, 0);
+    struct kpi_worker *w;
+    struct kpi_engine *e = single_worker_engine(&w); /* lateness 30 s */
+    int in = open_input(e, 0, 0);
     struct kpi_event ev = at(kpi_now_ms() + 240000);
-    cr_assert_eq(kpi_worker_add(w, in, 0, &ev), KPI_BAD_NONE);
+    add_ok(w, in, 0, &ev);
     cr_assert_eq(flush_from_worker(e, w), 0);
     cr_assert_leq(kpi_engine_watermark(e), kpi_now_ms() - 30000,
                   "the watermark follows the wall clock, not the future event");
@@ -653,20 +691,10 @@ Test(engine, an_event_from_the_future_moves_the_watermark_no_further_than_the_wa
 
 static struct kpi_engine *make_engine_idle(int64_t idle_ms)
 {
-    memset(&target_state, 0, sizeof(target_state));
-    pthread_mutex_init(&target_state.mu, NULL);
-    struct kpi_engine_conf c;
-    kpi_engine_conf_defaults(&c);
+    struct kpi_engine_conf c = quick_retries();
     c.n_workers = 1;
-    c.retry_min_ms = 1;
-    c.retry_max_ms = 2;
     c.idle_timeout_ms = idle_ms;
-    char err[256];
-    struct kpi_engine *e = kpi_engine_new(&c, err, sizeof(err));
-    cr_assert_not_null(e, "%s", err);
-    struct kpi_flush_target t = {&target_state, mem_flush};
-    kpi_engine_set_target(e, &t);
-    return e;
+    return engine_into_target_state(&c);
 }
 
 /* Partition 1 goes quiet while partition 0 keeps going: feed partition 0
@@ -675,8 +703,8 @@ static struct kpi_engine *make_engine_idle(int64_t idle_ms)
 static int64_t run_one_quiet_partition(struct kpi_engine *e, int64_t t0, int64_t deadline_ms)
 {
     struct kpi_worker *w = kpi_engine_worker(e, 0);
-    int busy = kpi_engine_input_open(e, "events", 0, 0, 0);
-    int quiet = kpi_engine_input_open(e, "events", 1, 0, 0);
+    int busy = open_input(e, 0, 0);
+    int quiet = open_input(e, 1, 0);
     struct kpi_event ev = at(t0);
     kpi_worker_add(w, busy, 0, &ev);
     kpi_worker_add(w, quiet, 0, &ev);

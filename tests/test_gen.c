@@ -564,13 +564,21 @@ static void spike_conf(struct kpi_gen_conf *c)
     c->spike_end_ms = 200000;
 }
 
-Test(gen, spike_multiplies_churn_in_its_segment_within_its_interval_only)
+/* spike_run with the spike on a segment or a region ("" for none). */
+static void spike_on(const char *segment, const char *region,
+                     int (*pick)(const struct kpi_gen_info *), double share[3], double other[3])
 {
     struct kpi_gen_conf c;
     spike_conf(&c);
-    strcpy(c.spike_segment, "youth");
+    snprintf(c.spike_segment, sizeof(c.spike_segment), "%s", segment);
+    snprintf(c.spike_region, sizeof(c.spike_region), "%s", region);
+    spike_run(&c, pick, share, other);
+}
+
+Test(gen, spike_multiplies_churn_in_its_segment_within_its_interval_only)
+{
     double s[3], o[3];
-    spike_run(&c, is_youth, s, o);
+    spike_on("youth", "", is_youth, s, o);
     cr_assert(s[0] > 0.007 && s[0] < 0.013, "before: %.4f", s[0]);
     cr_assert(s[1] > 0.065 && s[1] < 0.095, "during: %.4f (8 x 0.01)", s[1]);
     cr_assert(s[2] > 0.007 && s[2] < 0.013, "after: %.4f", s[2]);
@@ -580,11 +588,8 @@ Test(gen, spike_multiplies_churn_in_its_segment_within_its_interval_only)
 
 Test(gen, spike_can_target_a_region)
 {
-    struct kpi_gen_conf c;
-    spike_conf(&c);
-    strcpy(c.spike_region, "latam");
     double s[3], o[3];
-    spike_run(&c, is_latam, s, o);
+    spike_on("", "latam", is_latam, s, o);
     cr_assert(s[1] > 0.06 && s[1] < 0.10, "during: %.4f", s[1]);
     cr_assert(s[0] < 0.015 && s[2] < 0.015, "outside: %.4f %.4f", s[0], s[2]);
     cr_assert(o[1] > 0.008 && o[1] < 0.012, "other regions during: %.4f", o[1]);
@@ -696,215 +701,215 @@ static void truth_init(struct kpi_gen_truth *t, uint64_t subs, uint32_t max_buck
     cr_assert_eq(kpi_gen_truth_init(t, &tc, err, sizeof(err)), 0, "%s", err);
 }
 
-Test(truth, tallies_equal_a_recount_of_the_decoded_events)
-{
-    struct kpi_gen_conf c = truth_gen_conf();
-    struct kpi_gen *g = kpi_gen_new(&c);
+/* A generator with a truth gen_conf and the truth of what it makes;
+ * truth_run_next makes the next event into buf/len/in and counts it. */
+struct truth_run {
+    struct kpi_gen_conf c;
+    struct kpi_gen *g;
     struct kpi_gen_truth t;
-    truth_init(&t, c.subscribers, 64);
-    struct recount rc = {0};
-    struct kpi_counters total = {0};
-    uint64_t bad_by_reason[KPI_BAD__COUNT] = {0}, bad = 0;
-    uint8_t *all_seen = calloc(c.subscribers, 1);
-    uint64_t distinct = 0;
     uint8_t buf[KPI_GEN_EVENT_MAX];
     size_t len;
     struct kpi_gen_info in;
+};
+
+static void truth_run_start(struct truth_run *tr, struct kpi_gen_conf c, uint32_t max_buckets)
+{
+    tr->c = c;
+    tr->g = kpi_gen_new(&tr->c);
+    cr_assert_not_null(tr->g);
+    truth_init(&tr->t, c.subscribers, max_buckets);
+}
+
+static void truth_run_next(struct truth_run *tr)
+{
+    cr_assert_eq(kpi_gen_next(tr->g, tr->buf, sizeof(tr->buf), &tr->len, &tr->in), 0);
+    kpi_gen_truth_add(&tr->t, &tr->in);
+}
+
+static void truth_run_fini(struct truth_run *tr)
+{
+    kpi_gen_truth_fini(&tr->t);
+    kpi_gen_destroy(tr->g);
+}
+
+Test(truth, tallies_equal_a_recount_of_the_decoded_events)
+{
+    struct truth_run tr;
+    truth_run_start(&tr, truth_gen_conf(), 64);
+    struct recount rc = {0};
+    struct kpi_counters total = {0};
+    uint64_t bad_by_reason[KPI_BAD__COUNT] = {0}, bad = 0;
+    uint8_t *all_seen = calloc(tr.c.subscribers, 1);
+    uint64_t distinct = 0;
     const int n = 60000;
     for (int i = 0; i < n; i++) {
-        cr_assert_eq(kpi_gen_next(g, buf, sizeof(buf), &len, &in), 0);
-        kpi_gen_truth_add(&t, &in);
+        truth_run_next(&tr);
         struct kpi_event ev;
-        enum kpi_bad_reason r = kpi_decode(&dec, buf, len, NOW, &ev);
+        enum kpi_bad_reason r = kpi_decode(&dec, tr.buf, tr.len, NOW, &ev);
         if (r) {
             bad++;
             bad_by_reason[r]++;
             continue;
         }
         kpi_counters_count(&total, &ev);
-        if (!all_seen[in.sub]) {
-            all_seen[in.sub] = 1;
+        if (!all_seen[tr.in.sub]) {
+            all_seen[tr.in.sub] = 1;
             distinct++;
         }
         int64_t bucket = ev.ts_ms - ev.ts_ms % BUCKET;
         for (int s = 0; s < NSETS; s++) {
             char label[64];
             label_of(&ev, s, label, sizeof(label));
-            struct recount_cell *cell = recount_cell(&rc, bucket, s, label, c.subscribers);
+            struct recount_cell *cell = recount_cell(&rc, bucket, s, label, tr.c.subscribers);
             kpi_counters_count(&cell->c, &ev);
-            if (!cell->seen[in.sub]) {
-                cell->seen[in.sub] = 1;
+            if (!cell->seen[tr.in.sub]) {
+                cell->seen[tr.in.sub] = 1;
                 cell->active++;
             }
         }
     }
-    cr_assert_eq(t.events, (uint64_t)n);
-    cr_assert_eq(t.bad, bad);
-    cr_assert_eq(t.good, (uint64_t)total.events);
+    cr_assert_eq(tr.t.events, (uint64_t)n);
+    cr_assert_eq(tr.t.bad, bad);
+    cr_assert_eq(tr.t.good, (uint64_t)total.events);
     for (int r = 0; r < KPI_BAD__COUNT; r++)
-        cr_assert_eq(t.bad_by_reason[r], bad_by_reason[r]);
-    cr_assert_eq(t.by_type[KPI_EV_USAGE], (uint64_t)total.usage);
-    cr_assert_eq(t.by_type[KPI_EV_ACTIVATION], (uint64_t)total.activations);
-    cr_assert_eq(t.by_type[KPI_EV_CHURN], (uint64_t)total.churns);
-    cr_assert_eq(t.revenue, total.revenue);
-    cr_assert_eq(t.bytes, total.bytes);
-    cr_assert_eq(t.seconds, total.seconds);
+        cr_assert_eq(tr.t.bad_by_reason[r], bad_by_reason[r]);
+    cr_assert_eq(tr.t.by_type[KPI_EV_USAGE], (uint64_t)total.usage);
+    cr_assert_eq(tr.t.by_type[KPI_EV_ACTIVATION], (uint64_t)total.activations);
+    cr_assert_eq(tr.t.by_type[KPI_EV_CHURN], (uint64_t)total.churns);
+    cr_assert_eq(tr.t.revenue, total.revenue);
+    cr_assert_eq(tr.t.bytes, total.bytes);
+    cr_assert_eq(tr.t.seconds, total.seconds);
     for (int s = 0; s < KPI_SURVEY__COUNT; s++)
         for (int k = 0; k < 3; k++)
-            cr_assert_eq(t.nps[s][k], (uint64_t)total.nps[s][k]);
+            cr_assert_eq(tr.t.nps[s][k], (uint64_t)total.nps[s][k]);
     for (int k = 0; k < KPI_NCOUNTERS; k++)
-        cr_assert_eq(t.counters.v[k], total.v[k], "counter %s", kpi_counter_names[k]);
+        cr_assert_eq(tr.t.counters.v[k], total.v[k], "counter %s", kpi_counter_names[k]);
     cr_assert_gt(total.provisioned, 0, "the traffic exercises every counter...");
     cr_assert_gt(total.provision_ms, 0);
     cr_assert_lt(total.provisioned, total.activations, "...and activations without it");
-    cr_assert_eq(t.distinct, distinct);
-    cr_assert_eq(kpi_gen_truth_untracked(&t), 0);
+    cr_assert_eq(tr.t.distinct, distinct);
+    cr_assert_eq(kpi_gen_truth_untracked(&tr.t), 0);
 
     int cells = 0;
     for (int i = 0; i < rc.n; i++) {
         struct recount_cell *e = &rc.cells[i];
         const struct kpi_gen_cell *got =
-            kpi_gen_truth_cell(&t, set_names[e->set], e->label, e->bucket);
+            kpi_gen_truth_cell(&tr.t, set_names[e->set], e->label, e->bucket);
         cr_assert_not_null(got, "cell %s=%s @%lld", set_names[e->set], e->label,
                            (long long)e->bucket);
         cr_assert_eq(memcmp(&got->c, &e->c, sizeof(e->c)), 0, "counters of %s=%s @%lld",
                      set_names[e->set], e->label, (long long)e->bucket);
         cr_assert_eq(got->active, e->active, "active of %s=%s", set_names[e->set], e->label);
-        cr_assert_eq(
-            kpi_gen_truth_distinct(&t, set_names[e->set], e->label, e->bucket, e->bucket + BUCKET),
-            (int64_t)e->active);
+        cr_assert_eq(kpi_gen_truth_distinct(&tr.t, set_names[e->set], e->label, e->bucket,
+                                            e->bucket + BUCKET),
+                     (int64_t)e->active);
         cells++;
         free(e->seen);
     }
     cr_assert_gt(cells, 200);
-    cr_assert_null(kpi_gen_truth_cell(&t, "region", "atlantis", START));
-    cr_assert_null(kpi_gen_truth_cell(&t, "plan", "prepaid", START), "no such set");
-    cr_assert_null(kpi_gen_truth_cell(&t, "region", "eu-west", START - 3600000), "no events");
+    cr_assert_null(kpi_gen_truth_cell(&tr.t, "region", "atlantis", START));
+    cr_assert_null(kpi_gen_truth_cell(&tr.t, "plan", "prepaid", START), "no such set");
+    cr_assert_null(kpi_gen_truth_cell(&tr.t, "region", "eu-west", START - 3600000), "no events");
     free(rc.cells);
     free(all_seen);
-    kpi_gen_truth_fini(&t);
-    kpi_gen_destroy(g);
+    truth_run_fini(&tr);
 }
 
 Test(truth, distinct_over_a_window_is_the_exact_union)
 {
-    struct kpi_gen_conf c = truth_gen_conf();
-    struct kpi_gen *g = kpi_gen_new(&c);
-    struct kpi_gen_truth t;
-    truth_init(&t, c.subscribers, 64);
-    uint8_t *seen = calloc(c.subscribers, 1), *seen_youth = calloc(c.subscribers, 1);
+    struct truth_run tr;
+    truth_run_start(&tr, truth_gen_conf(), 64);
+    uint8_t *seen = calloc(tr.c.subscribers, 1), *seen_youth = calloc(tr.c.subscribers, 1);
     int64_t from = START + 10000, to = START + 25000; /* three buckets */
     int64_t n = 0, n_youth = 0;
-    uint8_t buf[KPI_GEN_EVENT_MAX];
-    size_t len;
-    struct kpi_gen_info in;
     for (int i = 0; i < 60000; i++) {
-        kpi_gen_next(g, buf, sizeof(buf), &len, &in);
-        kpi_gen_truth_add(&t, &in);
-        if (in.is_bad || in.ts_ms < from || in.ts_ms >= to)
+        truth_run_next(&tr);
+        if (tr.in.is_bad || tr.in.ts_ms < from || tr.in.ts_ms >= to)
             continue;
-        n += !seen[in.sub];
-        seen[in.sub] = 1;
-        if (strcmp(in.segment_name, "youth") == 0) {
-            n_youth += !seen_youth[in.sub];
-            seen_youth[in.sub] = 1;
+        n += !seen[tr.in.sub];
+        seen[tr.in.sub] = 1;
+        if (strcmp(tr.in.segment_name, "youth") == 0) {
+            n_youth += !seen_youth[tr.in.sub];
+            seen_youth[tr.in.sub] = 1;
         }
     }
     cr_assert_gt(n, 1000);
-    cr_assert_eq(kpi_gen_truth_distinct(&t, "all", "all", from, to), n);
-    cr_assert_eq(kpi_gen_truth_distinct(&t, "segment", "youth", from, to), n_youth);
-    cr_assert_eq(kpi_gen_truth_distinct(&t, "all", "all", INT64_MIN, INT64_MAX),
-                 (int64_t)t.distinct);
-    cr_assert_eq(kpi_gen_truth_distinct(&t, "segment", "teens", from, to), -1);
+    cr_assert_eq(kpi_gen_truth_distinct(&tr.t, "all", "all", from, to), n);
+    cr_assert_eq(kpi_gen_truth_distinct(&tr.t, "segment", "youth", from, to), n_youth);
+    cr_assert_eq(kpi_gen_truth_distinct(&tr.t, "all", "all", INT64_MIN, INT64_MAX),
+                 (int64_t)tr.t.distinct);
+    cr_assert_eq(kpi_gen_truth_distinct(&tr.t, "segment", "teens", from, to), -1);
     free(seen);
     free(seen_youth);
-    kpi_gen_truth_fini(&t);
-    kpi_gen_destroy(g);
+    truth_run_fini(&tr);
 }
 
 Test(truth, a_zeroed_truth_keeps_the_totals_only)
 {
-    struct kpi_gen_conf c = truth_gen_conf();
-    struct kpi_gen *g = kpi_gen_new(&c);
-    struct kpi_gen_truth plain, full;
+    struct truth_run tr; /* tr.t is the full truth */
+    truth_run_start(&tr, truth_gen_conf(), 64);
+    struct kpi_gen_truth plain;
     memset(&plain, 0, sizeof(plain));
-    truth_init(&full, c.subscribers, 64);
-    uint8_t buf[KPI_GEN_EVENT_MAX];
-    size_t len;
-    struct kpi_gen_info in;
     for (int i = 0; i < 20000; i++) {
-        kpi_gen_next(g, buf, sizeof(buf), &len, &in);
-        kpi_gen_truth_add(&plain, &in);
-        kpi_gen_truth_add(&full, &in);
+        truth_run_next(&tr);
+        kpi_gen_truth_add(&plain, &tr.in);
     }
-    cr_assert_eq(plain.good, full.good);
-    cr_assert_eq(plain.revenue, full.revenue);
-    cr_assert_eq(memcmp(plain.bad_by_reason, full.bad_by_reason, sizeof(plain.bad_by_reason)), 0);
+    cr_assert_eq(plain.good, tr.t.good);
+    cr_assert_eq(plain.revenue, tr.t.revenue);
+    cr_assert_eq(memcmp(plain.bad_by_reason, tr.t.bad_by_reason, sizeof(plain.bad_by_reason)), 0);
     cr_assert_eq(plain.distinct, 0);
     cr_assert_null(kpi_gen_truth_cell(&plain, "all", "all", START));
     cr_assert_eq(kpi_gen_truth_distinct(&plain, "all", "all", START, START + BUCKET), -1);
     kpi_gen_truth_fini(&plain); /* a no-op */
-    kpi_gen_truth_fini(&full);
-    kpi_gen_destroy(g);
+    truth_run_fini(&tr);
 }
 
 Test(truth, buckets_past_the_limit_are_counted_as_untracked)
 {
     struct kpi_gen_conf c = truth_gen_conf();
     c.jitter_ms = 0;
-    struct kpi_gen *g = kpi_gen_new(&c);
-    struct kpi_gen_truth t;
-    truth_init(&t, c.subscribers, 2); /* 10 s of the 30 */
-    uint8_t buf[KPI_GEN_EVENT_MAX];
-    size_t len;
-    struct kpi_gen_info in;
+    struct truth_run tr;
+    truth_run_start(&tr, c, 2); /* 10 s of the 30 */
     uint64_t late = 0;
     for (int i = 0; i < 60000; i++) {
-        kpi_gen_next(g, buf, sizeof(buf), &len, &in);
-        kpi_gen_truth_add(&t, &in);
-        late += !in.is_bad && in.ts_ms >= START + 2 * BUCKET;
+        truth_run_next(&tr);
+        late += !tr.in.is_bad && tr.in.ts_ms >= START + 2 * BUCKET;
     }
     cr_assert_gt(late, 0);
-    cr_assert_eq(kpi_gen_truth_untracked(&t), late);
-    cr_assert_eq(t.good, t.events - t.bad, "totals still count everything");
-    cr_assert_not_null(kpi_gen_truth_cell(&t, "all", "all", START + BUCKET));
-    cr_assert_null(kpi_gen_truth_cell(&t, "all", "all", START + 2 * BUCKET));
-    cr_assert_eq(kpi_gen_truth_distinct(&t, "all", "all", START, START + BUCKET), -1);
-    kpi_gen_truth_fini(&t);
-    kpi_gen_destroy(g);
+    cr_assert_eq(kpi_gen_truth_untracked(&tr.t), late);
+    cr_assert_eq(tr.t.good, tr.t.events - tr.t.bad, "totals still count everything");
+    cr_assert_not_null(kpi_gen_truth_cell(&tr.t, "all", "all", START + BUCKET));
+    cr_assert_null(kpi_gen_truth_cell(&tr.t, "all", "all", START + 2 * BUCKET));
+    cr_assert_eq(kpi_gen_truth_distinct(&tr.t, "all", "all", START, START + BUCKET), -1);
+    truth_run_fini(&tr);
 }
 
 Test(truth, json_holds_the_totals_and_one_line_per_cell)
 {
-    struct kpi_gen_conf c = truth_gen_conf();
-    struct kpi_gen *g = kpi_gen_new(&c);
-    struct kpi_gen_truth t;
-    truth_init(&t, c.subscribers, 64);
-    uint8_t buf[KPI_GEN_EVENT_MAX];
-    size_t len;
-    struct kpi_gen_info in;
+    struct truth_run tr;
+    truth_run_start(&tr, truth_gen_conf(), 64);
     for (int i = 0; i < 20000; i++) {
-        kpi_gen_next(g, buf, sizeof(buf), &len, &in);
-        kpi_gen_truth_add(&t, &in);
+        truth_run_next(&tr);
     }
     char *text = NULL;
     size_t size = 0;
     FILE *f = open_memstream(&text, &size);
-    cr_assert_eq(kpi_gen_truth_write_json(f, &t), 0);
+    cr_assert_eq(kpi_gen_truth_write_json(f, &tr.t), 0);
     fclose(f);
     char want[128];
     snprintf(want, sizeof(want), "{\"events\":20000,\"good\":%llu,\"bad\":%llu,",
-             (unsigned long long)t.good, (unsigned long long)t.bad);
+             (unsigned long long)tr.t.good, (unsigned long long)tr.t.bad);
     cr_assert(strncmp(text, want, strlen(want)) == 0, "%.200s", text);
-    snprintf(want, sizeof(want), "\"distinct_subscribers\":%llu,", (unsigned long long)t.distinct);
+    snprintf(want, sizeof(want), "\"distinct_subscribers\":%llu,",
+             (unsigned long long)tr.t.distinct);
     cr_assert(strstr(text, want), "%s", want);
     cr_assert(strstr(text, "\"bad_by_reason\":{\"empty\":"));
     snprintf(want, sizeof(want), ",\"provision_ms\":%lld,\"provisioned\":%lld}",
-             (long long)t.counters.provision_ms, (long long)t.counters.provisioned);
+             (long long)tr.t.counters.provision_ms, (long long)tr.t.counters.provisioned);
     cr_assert(strstr(text, want), "every counter of the schema: %s", want);
     cr_assert(strstr(text, "\"sets\":[\"all\",\"region\",\"region+plan\",\"segment\"]"));
     const struct kpi_gen_cell *cell =
-        kpi_gen_truth_cell(&t, "region+plan", "eu-west|prepaid", START + BUCKET);
+        kpi_gen_truth_cell(&tr.t, "region+plan", "eu-west|prepaid", START + BUCKET);
     cr_assert_not_null(cell);
     snprintf(want, sizeof(want),
              "{\"bucket\":%lld,\"set\":\"region+plan\",\"value\":\"eu-west|prepaid\","
@@ -917,8 +922,7 @@ Test(truth, json_holds_the_totals_and_one_line_per_cell)
         opens += *p == '{' || *p == '[', closes += *p == '}' || *p == ']';
     cr_assert_eq(opens, closes);
     free(text);
-    kpi_gen_truth_fini(&t);
-    kpi_gen_destroy(g);
+    truth_run_fini(&tr);
 }
 
 Test(truth, bad_grouping_sets_are_named)

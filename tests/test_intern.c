@@ -13,10 +13,22 @@ static uint32_t get(struct kpi_intern *t, const char *s)
     return kpi_intern_get(t, s, (uint32_t)strlen(s), kpi_murmur64a(s, strlen(s), 7));
 }
 
+static void init_ok(struct kpi_intern *t, uint32_t limit, uint32_t max_key)
+{
+    cr_assert_eq(kpi_intern_init(t, limit, max_key), 0, "init(%u, %u)", limit, max_key);
+}
+
+/* The table holds exactly n keys; then it is freed. */
+static void expect_size_and_fini(struct kpi_intern *t, uint32_t n)
+{
+    cr_assert_eq(kpi_intern_size(t), n);
+    kpi_intern_fini(t);
+}
+
 Test(intern, same_key_gets_same_id_and_keys_read_back)
 {
     struct kpi_intern t;
-    cr_assert_eq(kpi_intern_init(&t, 10, 32), 0);
+    init_ok(&t, 10, 32);
     uint32_t a = get(&t, "eu-west"), b = get(&t, "us-east");
     cr_assert_neq(a, KPI_INTERN_FULL);
     cr_assert_neq(b, KPI_INTERN_FULL);
@@ -26,36 +38,33 @@ Test(intern, same_key_gets_same_id_and_keys_read_back)
     const char *k = kpi_intern_key(&t, b, &len);
     cr_assert_eq(len, 7);
     cr_assert_eq(memcmp(k, "us-east", 7), 0);
-    cr_assert_eq(kpi_intern_size(&t), 2);
-    kpi_intern_fini(&t);
+    expect_size_and_fini(&t, 2);
 }
 
 Test(intern, folds_new_keys_past_the_limit)
 {
     struct kpi_intern t;
-    cr_assert_eq(kpi_intern_init(&t, 3, 32), 0);
+    init_ok(&t, 3, 32);
     cr_assert_neq(get(&t, "a"), KPI_INTERN_FULL);
     cr_assert_neq(get(&t, "b"), KPI_INTERN_FULL);
     cr_assert_neq(get(&t, "c"), KPI_INTERN_FULL);
     cr_assert_eq(get(&t, "d"), KPI_INTERN_FULL);
     cr_assert_neq(get(&t, "a"), KPI_INTERN_FULL, "known keys still resolve when full");
-    cr_assert_eq(kpi_intern_size(&t), 3);
-    kpi_intern_fini(&t);
+    expect_size_and_fini(&t, 3);
 }
 
 Test(intern, rejects_keys_longer_than_the_maximum)
 {
     struct kpi_intern t;
-    cr_assert_eq(kpi_intern_init(&t, 3, 4), 0);
+    init_ok(&t, 3, 4);
     cr_assert_eq(get(&t, "toolong"), KPI_INTERN_FULL);
-    cr_assert_eq(kpi_intern_size(&t), 0);
-    kpi_intern_fini(&t);
+    expect_size_and_fini(&t, 0);
 }
 
 Test(intern, colliding_hashes_keep_keys_apart)
 {
     struct kpi_intern t;
-    cr_assert_eq(kpi_intern_init(&t, 8, 8), 0);
+    init_ok(&t, 8, 8);
     /* Same hash for different keys: the table must compare bytes. */
     uint32_t a = kpi_intern_get(&t, "x", 1, 42), b = kpi_intern_get(&t, "y", 1, 42);
     cr_assert_neq(a, b);

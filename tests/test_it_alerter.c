@@ -120,9 +120,7 @@ static long long alerts_logged(void)
 static void up(void)
 {
     char err[256];
-    cr_assert_eq(kpi_test_redis_start(&srv, err, sizeof(err)), 0, "%s", err);
-    admin = kpi_test_redis_connect(&srv);
-    cr_assert(admin && !admin->err);
+    cr_assert_eq(kpi_test_redis_up(&srv, &admin, err, sizeof(err)), 0, "%s", err);
     cmd("ACL SETUSER alerter on >%s ~kpi:* &* +@all", PASSWORD);
     cr_assert_eq(kpi_windows_init(&ws, "1m/5s", 0, err, sizeof(err)), 0, "%s", err);
     cr_assert_eq(kpi_dims_init(&dims, "segment", "segment", 1000, 128, err, sizeof(err)), 0, "%s",
@@ -154,8 +152,7 @@ static void down(void)
     kpi_alerter_stop(al);
     kpiread_destroy(store);
     kpi_dims_fini(&dims);
-    redisFree(admin);
-    kpi_test_redis_destroy(&srv);
+    kpi_test_redis_down(&srv, admin);
 }
 
 TestSuite(alerter, .init = up, .fini = down, .timeout = 120);

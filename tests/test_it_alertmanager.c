@@ -25,12 +25,25 @@
 #include "base/clock.h"
 #include "engine/engine.h"
 #include "support/kafka_util.h"
+#include "support/text.h"
 #include "cmd/lib/notify.h"
 
 static void poll_pause(void)
 {
     struct timespec ts = {0, 50000000}; /* polling interval, not synchronisation */
     nanosleep(&ts, NULL);
+}
+
+/* Polls n's stats into *st until the counter *field (one of st's) reaches
+ * at_least, or timeout_ms passes. */
+static void wait_stats(struct kpi_notify *n, struct kpi_notify_stats *st, const uint64_t *field,
+                       uint64_t at_least, int64_t timeout_ms)
+{
+    int64_t deadline = kpi_mono_ms() + timeout_ms;
+    do {
+        poll_pause();
+        kpi_notify_get_stats(n, st);
+    } while (*field < at_least && kpi_mono_ms() < deadline);
 }
 
 static const char *am_port(void)
@@ -140,14 +153,10 @@ Test(alertmanager, a_raise_is_listed_with_its_labels_and_a_resolve_removes_it)
     kpi_notify_alert(n, &a);
     cr_assert(wait_listed(value, 1, 30000), "the raise is not listed by Alertmanager");
     char *b = am_alerts(value);
-    cr_assert(strstr(b, "\"alertname\":\"ChurnSpike\""), "%s", b);
-    cr_assert(strstr(b, "\"set\":\"segment\""), "%s", b);
-    cr_assert(strstr(b, "\"group\":\"kpistream-test\""), "%s", b);
-    cr_assert(strstr(b, "\"window\":\"1m_5s\""), "%s", b);
-    cr_assert(strstr(b, "\"severity\":\"warning\""), "%s", b);
-    cr_assert(strstr(b, "\"rate\":\"0.031000\""), "%s", b);
-    cr_assert(strstr(b, "\"baseline\":\"0.004000\""), "%s", b);
-    cr_assert(strstr(b, "\"threshold\":\"0.006000\""), "%s", b);
+    KT_ASSERT_CONTAINS(b, "\"alertname\":\"ChurnSpike\"", "\"set\":\"segment\"",
+                       "\"group\":\"kpistream-test\"", "\"window\":\"1m_5s\"",
+                       "\"severity\":\"warning\"", "\"rate\":\"0.031000\"",
+                       "\"baseline\":\"0.004000\"", "\"threshold\":\"0.006000\"");
     free(b);
     a = alert(value, 0, 1764012420000);
     kpi_notify_alert(n, &a);
@@ -174,21 +183,13 @@ Test(alertmanager, delivery_is_retried_while_alertmanager_is_down_and_nothing_is
     a = alert(v1, 0, 1764012420000);
     kpi_notify_alert(n, &a);
     struct kpi_notify_stats st;
-    int64_t deadline = kpi_mono_ms() + 20000;
-    do {
-        poll_pause();
-        kpi_notify_get_stats(n, &st);
-    } while (st.failures[0] < 3 && kpi_mono_ms() < deadline);
+    wait_stats(n, &st, &st.failures[0], 3, 20000);
     cr_assert_geq(st.failures[0], 3, "failed attempts are counted and retried");
     cr_assert_eq(st.queued[0], 3);
     cr_assert_eq(st.sent[0], 0);
     cr_assert_eq(kt_sh("bash scripts/services.sh start alertmanager"), 0);
     cr_assert(wait_listed(v2, 1, 30000), "b is not listed once Alertmanager is back");
-    deadline = kpi_mono_ms() + 20000;
-    do {
-        poll_pause();
-        kpi_notify_get_stats(n, &st);
-    } while (st.sent[0] < 3 && kpi_mono_ms() < deadline);
+    wait_stats(n, &st, &st.sent[0], 3, 20000);
     cr_assert_eq(st.sent[0], 3, "all three were delivered");
     cr_assert_eq(st.queued[0], 0);
     cr_assert_eq(st.dropped[0], 0);
@@ -265,11 +266,7 @@ Test(alertmanager, the_webhook_gets_the_same_json_with_a_stable_dedup_key_throug
     struct kpiread_alert al = alert("youth", 1, 1764012360000);
     kpi_notify_alert(n, &al);
     struct kpi_notify_stats st;
-    int64_t deadline = kpi_mono_ms() + 20000;
-    do {
-        poll_pause();
-        kpi_notify_get_stats(n, &st);
-    } while (st.sent[1] < 1 && kpi_mono_ms() < deadline);
+    wait_stats(n, &st, &st.sent[1], 1, 20000);
     cr_assert_eq(st.sent[1], 1);
     cr_assert_eq(st.failures[1], 2);
     cr_assert_eq(atomic_load(&h.requests), 3);

@@ -33,6 +33,7 @@
 #include "sinks/redis.h"
 #include "support/http_client.h"
 #include "support/redis_server.h"
+#include "support/text.h"
 #include "support/worker_flush.h"
 #include "cmd/lib/sse.h"
 
@@ -196,9 +197,8 @@ Test(api, meta_names_the_windows_sets_and_group_clock)
     load_data();
     char *b;
     cr_assert_eq(get("/api/v1/meta", &b), 200, "%s", b);
-    cr_assert(strstr(b, "\"store\":\"redis\""), "%s", b);
-    cr_assert(strstr(b, "\"id\":\"1m_5s\",\"name\":\"1m/5s\""), "%s", b);
-    cr_assert(strstr(b, "\"sets\":[\"all\",\"site\",\"segment\"]"), "%s", b);
+    KT_ASSERT_CONTAINS(b, "\"store\":\"redis\"", "\"id\":\"1m_5s\",\"name\":\"1m/5s\"",
+                       "\"sets\":[\"all\",\"site\",\"segment\"]");
     cr_assert_eq(json_int(b, "watermark_ms"), T0 + 70000);
     cr_assert_gt(json_int(b, "flushes"), 0);
     free(b);
@@ -213,12 +213,10 @@ Test(api, kpis_are_sorted_by_events_with_undefined_kpis_as_null)
     free(b);
     cr_assert_eq(get("/api/v1/kpis?window=1h/1m&set=segment&q=QUI", &b), 200, "%s", b);
     cr_assert_eq(json_int(b, "total"), 1, "%s", b);
-    cr_assert(strstr(b, "\"value\":\"quiet\""), "%s", b);
-    cr_assert(strstr(b, "\"nps_network\":null,\"nps_brand\":null"), "%s", b);
-    cr_assert(strstr(b, "\"churn_rate\":0,"), "%s", b);
+    KT_ASSERT_CONTAINS(b, "\"value\":\"quiet\"", "\"nps_network\":null,\"nps_brand\":null",
+                       "\"churn_rate\":0,");
     /* every counter and KPI of engine/kpi_schema.h reaches the API */
-    cr_assert(strstr(b, "\"provisioned\":0,"), "%s", b);
-    cr_assert(strstr(b, "\"time_to_provision_ms\":null"), "%s", b);
+    KT_ASSERT_CONTAINS(b, "\"provisioned\":0,", "\"time_to_provision_ms\":null");
     free(b);
     /* consumer: 1000/3 sites, answers of both surveys; youth: churns. */
     cr_assert_eq(get("/api/v1/kpis?window=1h_1m&set=segment&q=youth", &b), 200, "%s", b);
@@ -412,8 +410,7 @@ Test(api, the_page_and_metrics_are_served_beside_the_api)
 {
     char *b;
     cr_assert_eq(get("/", &b), 200);
-    cr_assert(strstr(b, "<html"), "%s", b);
-    cr_assert(strstr(b, "/app.js"), "%s", b);
+    KT_ASSERT_CONTAINS(b, "<html", "/app.js");
     free(b);
     cr_assert_eq(get("/app.js", &b), 200);
     cr_assert(strstr(b, "/api/v1/events"), "the page listens to the event stream");
@@ -423,8 +420,7 @@ Test(api, the_page_and_metrics_are_served_beside_the_api)
     cr_assert_eq(get("/nothing.js", &b), 404);
     free(b);
     cr_assert_eq(get("/metrics", &b), 200);
-    cr_assert(strstr(b, "kpistream_api_requests_total"), "%s", b);
-    cr_assert(strstr(b, "kpistream_sse_clients 0"), "%s", b);
+    KT_ASSERT_CONTAINS(b, "kpistream_api_requests_total", "kpistream_sse_clients 0");
     free(b);
 }
 

@@ -16,15 +16,12 @@ static redisContext *c;
 static void up(void)
 {
     char err[256];
-    cr_assert_eq(kpi_test_redis_start(&srv, err, sizeof(err)), 0, "%s", err);
-    c = kpi_test_redis_connect(&srv);
-    cr_assert(c && !c->err);
+    cr_assert_eq(kpi_test_redis_up(&srv, &c, err, sizeof(err)), 0, "%s", err);
 }
 
 static void down(void)
 {
-    redisFree(c);
-    kpi_test_redis_destroy(&srv);
+    kpi_test_redis_down(&srv, c);
 }
 
 TestSuite(hll_redis, .init = up, .fini = down);

@@ -66,6 +66,39 @@ static struct kpi_gen_conf gen_conf(uint64_t seed, double bad)
     return c;
 }
 
+/* A fresh topic with its group (g-<topic>) and dead-letter topic
+ * (<topic>.dlq), and the generator's events produced to it. */
+struct stream {
+    char topic[128], group[160], dlq[160];
+    struct kpi_gen_truth truth;
+};
+
+static void produce_stream(struct stream *st, const char *prefix, int partitions, uint64_t seed,
+                           double bad, uint64_t events)
+{
+    cr_assert_eq(kt_create_topic(st->topic, sizeof(st->topic), prefix, partitions), 0);
+    snprintf(st->group, sizeof(st->group), "g-%s", st->topic);
+    snprintf(st->dlq, sizeof(st->dlq), "%s.dlq", st->topic);
+    struct kpi_gen_conf gc = gen_conf(seed, bad);
+    memset(&st->truth, 0, sizeof(st->truth));
+    cr_assert_eq(kt_produce(st->topic, &gc, events, &st->truth), 0);
+}
+
+/* The dead-letter topic holds exactly the stream's bad events, each with
+ * its kpi.* headers, as many per reason as the generator made. */
+static void expect_dead_letters(const struct stream *st)
+{
+    uint64_t by_reason[KPI_BAD__COUNT] = {0};
+    int headers_ok = 0;
+    cr_assert_eq(
+        kt_read_dlq(st->dlq, (int64_t)st->truth.bad, 60000, by_reason, KPI_BAD__COUNT, &headers_ok),
+        (int64_t)st->truth.bad);
+    cr_assert(headers_ok, "every dead letter has kpi.reason/topic/partition/offset");
+    for (int r = 1; r < KPI_BAD__COUNT; r++)
+        cr_assert_eq(by_reason[r], st->truth.bad_by_reason[r], "reason %s",
+                     kpi_bad_reason_name((enum kpi_bad_reason)r));
+}
+
 Test(kafka, eight_partitions_two_workers_count_exactly, .timeout = 300)
 {
     char topic[128], group[160];
@@ -138,51 +171,31 @@ Test(kafka, second_consumer_joining_mid_stream_keeps_counts_exact, .timeout = 30
 
 Test(kafka, bad_events_go_to_the_dead_letter_topic_with_reasons, .timeout = 300)
 {
-    char topic[128], group[160], dlq[160];
-    cr_assert_eq(kt_create_topic(topic, sizeof(topic), "it-dlq", 4), 0);
-    snprintf(group, sizeof(group), "g-%s", topic);
-    snprintf(dlq, sizeof(dlq), "%s.dlq", topic);
-    struct kpi_gen_conf gc = gen_conf(13, 0.05);
-    struct kpi_gen_truth truth;
-    memset(&truth, 0, sizeof(truth));
-    cr_assert_eq(kt_produce(topic, &gc, 40000, &truth), 0);
-    cr_assert_gt(truth.bad, 1000);
+    struct stream st;
+    produce_stream(&st, "it-dlq", 4, 13, 0.05, 40000);
+    cr_assert_gt(st.truth.bad, 1000);
 
     struct mem_sink ms;
-    mem_sink_init(&ms, topic);
+    mem_sink_init(&ms, st.topic);
     struct kt_instance a;
-    start_instance(&a, &ms, topic, group, 1);
+    start_instance(&a, &ms, st.topic, st.group, 1);
     kt_instance_join(&a);
     cr_assert_eq(a.rc, 0, "%s", a.err);
-    cr_assert_eq(ms.total.events, (int64_t)truth.good, "good events around bad ones all count");
-
-    uint64_t by_reason[KPI_BAD__COUNT] = {0};
-    int headers_ok = 0;
-    int64_t got =
-        kt_read_dlq(dlq, (int64_t)truth.bad, 60000, by_reason, KPI_BAD__COUNT, &headers_ok);
-    cr_assert_eq(got, (int64_t)truth.bad);
-    cr_assert(headers_ok, "every dead letter has kpi.reason/topic/partition/offset");
-    for (int r = 1; r < KPI_BAD__COUNT; r++)
-        cr_assert_eq(by_reason[r], truth.bad_by_reason[r], "reason %s",
-                     kpi_bad_reason_name((enum kpi_bad_reason)r));
+    cr_assert_eq(ms.total.events, (int64_t)st.truth.good, "good events around bad ones all count");
+    expect_dead_letters(&st);
 }
 
 Test(kafka, survives_a_broker_restart_mid_stream, .timeout = 400)
 {
-    char topic[128], group[160];
-    cr_assert_eq(kt_create_topic(topic, sizeof(topic), "it-restart", 8), 0);
-    snprintf(group, sizeof(group), "g-%s", topic);
-    struct kpi_gen_conf gc = gen_conf(14, 0);
-    struct kpi_gen_truth truth;
-    memset(&truth, 0, sizeof(truth));
     const uint64_t N = 300000;
-    cr_assert_eq(kt_produce(topic, &gc, N, &truth), 0);
+    struct stream st;
+    produce_stream(&st, "it-restart", 8, 14, 0, N);
 
     struct mem_sink ms;
-    mem_sink_init(&ms, topic);
+    mem_sink_init(&ms, st.topic);
     struct kt_instance a;
-    start_instance(&a, &ms, topic, group, 0);
-    wait_until_events(&ms, (int64_t)truth.good / 20, 60000);
+    start_instance(&a, &ms, st.topic, st.group, 0);
+    wait_until_events(&ms, (int64_t)st.truth.good / 20, 60000);
     cr_assert_eq(kt_sh("bash scripts/services.sh stop kafka"), 0);
     cr_assert_eq(kt_sh("bash scripts/services.sh start kafka"), 0);
     int64_t deadline = kpi_mono_ms() + 240000;
@@ -191,7 +204,7 @@ Test(kafka, survives_a_broker_restart_mid_stream, .timeout = 400)
     kt_instance_stop(&a);
     cr_assert_eq(a.rc, 0, "%s", a.err);
     cr_assert_eq(mem_sink_offsets_total(&ms), (int64_t)N);
-    cr_assert_eq(ms.total.events, (int64_t)truth.good);
+    cr_assert_eq(ms.total.events, (int64_t)st.truth.good);
 }
 
 /* ---- SASL over TLS: the broker's SASL_SSL listener ---- */
@@ -202,34 +215,24 @@ Test(kafka, survives_a_broker_restart_mid_stream, .timeout = 400)
  * settings; before, it connected in plaintext and delivered nothing). */
 Test(kafka, sasl_over_tls_counts_exactly_and_its_dead_letters_arrive, .timeout = 300)
 {
-    char topic[128], group[160], dlq[160];
-    cr_assert_eq(kt_create_topic(topic, sizeof(topic), "it-sasl", 4), 0);
-    snprintf(group, sizeof(group), "g-%s", topic);
-    snprintf(dlq, sizeof(dlq), "%s.dlq", topic);
-    struct kpi_gen_conf gc = gen_conf(16, 0.02);
-    struct kpi_gen_truth truth;
-    memset(&truth, 0, sizeof(truth));
-    cr_assert_eq(kt_produce(topic, &gc, 40000, &truth), 0);
-    cr_assert_gt(truth.bad, 100);
+    struct stream st;
+    produce_stream(&st, "it-sasl", 4, 16, 0.02, 40000);
+    cr_assert_gt(st.truth.bad, 100);
     cr_assert_neq(kt_sasl_password()[0], '\0', "the services' SASL password (services.sh up)");
 
     const char *props[KT_SASL_PROPS][2];
     kt_sasl_props(props, kt_sasl_password());
     struct mem_sink ms;
-    mem_sink_init(&ms, topic);
+    mem_sink_init(&ms, st.topic);
     struct kt_instance a;
-    start_instance_with(&a, &ms, topic, group, 1, kt_sasl_brokers(), (const char *const(*)[2])props,
-                        KT_SASL_PROPS);
+    start_instance_with(&a, &ms, st.topic, st.group, 1, kt_sasl_brokers(),
+                        (const char *const(*)[2])props, KT_SASL_PROPS);
     kt_instance_join(&a);
     cr_assert_eq(a.rc, 0, "%s", a.err);
     cr_assert_eq(mem_sink_offsets_total(&ms), 40000);
-    cr_assert_eq(ms.total.events, (int64_t)truth.good);
-    cr_assert_eq(ms.total.revenue, truth.revenue);
-    uint64_t by_reason[KPI_BAD__COUNT] = {0};
-    int headers_ok = 0;
-    cr_assert_eq(
-        kt_read_dlq(dlq, (int64_t)truth.bad, 60000, by_reason, KPI_BAD__COUNT, &headers_ok),
-        (int64_t)truth.bad, "every dead letter went through SASL_SSL");
+    cr_assert_eq(ms.total.events, (int64_t)st.truth.good);
+    cr_assert_eq(ms.total.revenue, st.truth.revenue);
+    expect_dead_letters(&st); /* every dead letter went through SASL_SSL */
 }
 
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)

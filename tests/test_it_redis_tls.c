@@ -21,6 +21,7 @@
 #include "engine/hll.h"
 #include "sinks/redis.h"
 #include "engine/window.h"
+#include "support/redis_sink.h"
 
 #define T0 1700000040000LL
 
@@ -52,13 +53,7 @@ static struct kpi_sink sink_at(int port)
 {
     char url[64], err[256];
     snprintf(url, sizeof(url), "redis://127.0.0.1:%d", port);
-    struct kpi_redis_conf c;
-    kpi_redis_conf_defaults(&c);
-    c.url = url;
-    c.connect_timeout_ms = 2000;
-    c.command_timeout_ms = 2000;
-    c.key_groups = 1;
-    struct kpi_sink s = kpi_sink_redis_new(&c, err, sizeof(err));
+    struct kpi_sink s = kt_redis_sink(url, 2000, err, sizeof(err));
     cr_assert_not_null(s.ops, "%s", err);
     return s;
 }

@@ -63,6 +63,12 @@ static void teardown(void)
 
 TestSuite(kafka_mock, .init = setup, .fini = teardown, .timeout = 180);
 
+static void poll_pause(void)
+{
+    struct timespec ts = {0, 10000000}; /* polling interval, not synchronisation */
+    nanosleep(&ts, NULL);
+}
+
 static void start_in_group(struct kt_instance *in, struct mem_sink *ms, int exit_on_eof,
                            const char *group)
 {
@@ -86,6 +92,28 @@ static void start_in_group(struct kt_instance *in, struct mem_sink *ms, int exit
 static void start(struct kt_instance *in, struct mem_sink *ms, int exit_on_eof)
 {
     start_in_group(in, ms, exit_on_eof, "mock-group");
+}
+
+/* A fresh sink for topic "events", and an instance of group "mock-group"
+ * writing to it. */
+static void start_fresh(struct kt_instance *in, struct mem_sink *ms, int exit_on_eof)
+{
+    mem_sink_init(ms, "events");
+    start(in, ms, exit_on_eof);
+}
+
+/* The instance ran to its end (join: it exits on EOF; stop: asked to) with
+ * no error. */
+static void join_ok(struct kt_instance *in)
+{
+    kt_instance_join(in);
+    cr_assert_eq(in->rc, 0, "%s", in->err);
+}
+
+static void stop_ok(struct kt_instance *in)
+{
+    kt_instance_stop(in);
+    cr_assert_eq(in->rc, 0, "%s", in->err);
 }
 
 /* ---- dead letters ---- */
@@ -133,20 +161,28 @@ static void produce_big(int good, struct kpi_gen_truth *t)
     rd_kafka_destroy(p);
 }
 
-/* Messages in the one partition of `topic`, read from the start until
- * `expect` arrived or timeout_ms passed. */
-static int count_topic(const char *topic, int expect, int64_t timeout_ms)
+/* A consumer (of group, for its client id only) assigned partition 0 of
+ * topic from its first message. */
+static rd_kafka_t *read_from_start(const char *topic, const char *group)
 {
     char err[256];
     rd_kafka_conf_t *c = rd_kafka_conf_new();
     rd_kafka_conf_set(c, "bootstrap.servers", bootstraps, err, sizeof(err));
-    rd_kafka_conf_set(c, "group.id", "dlq-reader", err, sizeof(err));
+    rd_kafka_conf_set(c, "group.id", group, err, sizeof(err));
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, err, sizeof(err));
     cr_assert_not_null(rk, "%s", err);
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(l, topic, 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
     rd_kafka_assign(rk, l);
     rd_kafka_topic_partition_list_destroy(l);
+    return rk;
+}
+
+/* Messages in the one partition of `topic`, read from the start until
+ * `expect` arrived or timeout_ms passed. */
+static int count_topic(const char *topic, int expect, int64_t timeout_ms)
+{
+    rd_kafka_t *rk = read_from_start(topic, "dlq-reader");
     int n = 0;
     int64_t deadline = kpi_mono_ms() + timeout_ms;
     while (n < expect && kpi_mono_ms() < deadline) {
@@ -193,8 +229,7 @@ Test(kafka_mock, dead_letters_are_produced_with_the_consumers_kafka_settings)
     mem_sink_init(&ms, "big");
     struct kt_instance a;
     start_big(&a, &ms, 1, props, 1);
-    kt_instance_join(&a);
-    cr_assert_eq(a.rc, 0, "%s", a.err);
+    join_ok(&a);
     cr_assert_eq(count_topic("big.dlq", 1, 20000), 1, "the bad event is in big.dlq");
     cr_assert_eq(mem_sink_offsets_total(&ms), 1001, "every offset stored once");
     cr_assert_eq(ms.total.events, (int64_t)t.good);
@@ -211,20 +246,10 @@ Test(kafka_mock, an_oversized_dead_letter_is_truncated_and_delivered)
     mem_sink_init(&ms, "big");
     struct kt_instance a;
     start_big(&a, &ms, 1, NULL, 0); /* the producer's default message.max.bytes: 1 000 000 */
-    kt_instance_join(&a);
-    cr_assert_eq(a.rc, 0, "%s", a.err);
+    join_ok(&a);
     cr_assert_eq(mem_sink_offsets_total(&ms), 1001, "every offset stored once");
     cr_assert_eq(ms.total.events, (int64_t)t.good);
-    char err[256];
-    rd_kafka_conf_t *c = rd_kafka_conf_new();
-    rd_kafka_conf_set(c, "bootstrap.servers", bootstraps, err, sizeof(err));
-    rd_kafka_conf_set(c, "group.id", "dlq-truncated", err, sizeof(err));
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, err, sizeof(err));
-    cr_assert_not_null(rk, "%s", err);
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, "big.dlq", 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
-    rd_kafka_assign(rk, l);
-    rd_kafka_topic_partition_list_destroy(l);
+    rd_kafka_t *rk = read_from_start("big.dlq", "dlq-truncated");
     rd_kafka_message_t *m = NULL;
     int64_t deadline = kpi_mono_ms() + 20000;
     while (!m && kpi_mono_ms() < deadline) {
@@ -269,8 +294,7 @@ Test(kafka_mock, an_undeliverable_dead_letter_holds_every_offset_back_and_says_w
     struct kpi_engine_stats es;
     int64_t deadline = kpi_mono_ms() + 60000;
     do {
-        struct timespec ts = {0, 10000000}; /* polling interval */
-        nanosleep(&ts, NULL);
+        poll_pause();
         kpi_source_kafka_get_stats(&a.src, &st);
         kpi_engine_get_stats(a.e, &es);
     } while ((!st.dlq_blocked || es.flush_errors < 3) && kpi_mono_ms() < deadline);
@@ -306,10 +330,8 @@ Test(kafka_mock, an_undeliverable_dead_letter_holds_every_offset_back_and_says_w
 static void wait_for(struct mem_sink *ms, int64_t offsets, int64_t timeout_ms)
 {
     int64_t deadline = kpi_mono_ms() + timeout_ms;
-    while (mem_sink_offsets_total(ms) < offsets && kpi_mono_ms() < deadline) {
-        struct timespec ts = {0, 10000000}; /* polling interval */
-        nanosleep(&ts, NULL);
-    }
+    while (mem_sink_offsets_total(ms) < offsets && kpi_mono_ms() < deadline)
+        poll_pause();
 }
 
 static void assert_exact(struct mem_sink *ms)
@@ -334,28 +356,24 @@ Test(kafka_mock, fetch_and_commit_errors_do_not_change_the_counts)
                                       RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE,
                                       RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT);
     struct mem_sink ms;
-    mem_sink_init(&ms, "events");
     struct kt_instance a;
-    start(&a, &ms, 1);
-    kt_instance_join(&a);
-    cr_assert_eq(a.rc, 0, "%s", a.err);
+    start_fresh(&a, &ms, 1);
+    join_ok(&a);
     assert_exact(&ms);
 }
 
 Test(kafka_mock, a_forced_rebalance_mid_stream_keeps_counts_exact)
 {
     struct mem_sink ms;
-    mem_sink_init(&ms, "events");
     struct kt_instance a;
-    start(&a, &ms, 0);
+    start_fresh(&a, &ms, 0);
     wait_for(&ms, N / 10, 60000);
     /* The coordinator says the group is rebalancing: the consumer revokes
      * (flushing first) and rejoins. */
     rd_kafka_mock_push_request_errors(mc, API_HEARTBEAT, 2, RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS,
                                       RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS);
     wait_for(&ms, N, 120000);
-    kt_instance_stop(&a);
-    cr_assert_eq(a.rc, 0, "%s", a.err);
+    stop_ok(&a);
     assert_exact(&ms);
 }
 
@@ -390,8 +408,7 @@ Test(kafka_mock, a_broker_going_down_and_up_loses_nothing)
     rd_kafka_mock_broker_set_up(mc, 1);
     rd_kafka_mock_broker_set_up(mc, 2);
     wait_for(&ms, N, 120000);
-    kt_instance_stop(&a);
-    cr_assert_eq(a.rc, 0, "%s", a.err);
+    stop_ok(&a);
     cr_assert_lt(mid, N, "the stream stalled while the brokers were down");
     assert_exact(&ms);
 }
@@ -403,8 +420,7 @@ Test(kafka_mock, the_sink_failing_pauses_and_resumes_without_loss)
     ms.fail_io = 8; /* eight flushes fail: the engine keeps the delta and retries */
     struct kt_instance a;
     start(&a, &ms, 1);
-    kt_instance_join(&a);
-    cr_assert_eq(a.rc, 0, "%s", a.err);
+    join_ok(&a);
     assert_exact(&ms);
     cr_assert_geq(ms.fail_io, 0);
 }
@@ -425,14 +441,12 @@ Test(kafka_mock, stopping_between_join_and_sync_exits_cleanly)
     struct kpi_kafka_stats st;
     int64_t deadline = kpi_mono_ms() + 30000;
     do {
-        struct timespec ts = {0, 10000000}; /* polling interval */
-        nanosleep(&ts, NULL);
+        poll_pause();
         kpi_source_kafka_get_stats(&a.src, &st);
     } while (!st.joined && kpi_mono_ms() < deadline);
     cr_assert(st.joined, "the JoinGroup succeeded");
     cr_assert_eq(st.rebalances, 0, "the SyncGroup is still held back: no assignment yet");
-    kt_instance_stop(&a);
-    cr_assert_eq(a.rc, 0, "%s", a.err);
+    stop_ok(&a);
     cr_assert_eq(mem_sink_offsets_total(&ms), 0, "an instance that is leaving consumes nothing");
 }
 

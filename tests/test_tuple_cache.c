@@ -6,20 +6,8 @@
 #include <string.h>
 
 #include "engine/dims.h"
+#include "support/dims_event.h"
 #include "engine/tuple_cache.h"
-
-static struct kpi_event ev3(const char *a, const char *b, const char *c)
-{
-    struct kpi_event e;
-    memset(&e, 0, sizeof(e));
-    const char *v[3] = {a, b, c};
-    for (int i = 0; i < 3; i++)
-        if (v[i]) {
-            e.dims[i].ptr = v[i];
-            e.dims[i].len = (uint32_t)strlen(v[i]);
-        }
-    return e;
-}
 
 /* Two engines' worth of state fed the same events: one through the cache,
  * one through kpi_dims_value_id directly.  Interning is first come, first
@@ -65,7 +53,7 @@ Test(tuple_cache, repeated_tuples_hit_and_give_the_interned_ids)
         for (int r = 0; r < 4; r++)
             for (int l = 0; l < 3; l++)
                 for (int g = 0; g < 4; g++) {
-                    struct kpi_event e = ev3(regions[r], plans[l], segs[g]);
+                    struct kpi_event e = kt_event_dims(regions[r], plans[l], segs[g]);
                     check(&p, &e);
                 }
     cr_assert_eq(p.tc.misses, 4 * 3 * 4, "one miss per distinct tuple");
@@ -85,7 +73,7 @@ Test(tuple_cache, more_tuples_than_slots_still_give_exact_ids)
             int k = (int)(((unsigned)i * 2654435761u) % (3u * KPI_TCACHE_SLOTS));
             snprintf(a, sizeof(a), "r%d", k % 97);
             snprintf(b, sizeof(b), "p%d", k);
-            struct kpi_event e = ev3(a, b, k % 3 ? "smb" : NULL);
+            struct kpi_event e = kt_event_dims(a, b, k % 3 ? "smb" : NULL);
             check(&p, &e);
         }
     cr_assert_gt(p.tc.misses, 3 * KPI_TCACHE_SLOTS, "collisions did happen");
@@ -100,11 +88,11 @@ Test(tuple_cache, values_past_the_limit_stay_other_through_the_cache)
     for (int round = 0; round < 2; round++)
         for (int i = 0; i < 20; i++) {
             snprintf(a, sizeof(a), "region-%d", i);
-            struct kpi_event e = ev3(a, "prepaid", "youth");
+            struct kpi_event e = kt_event_dims(a, "prepaid", "youth");
             check(&p, &e);
         }
     uint32_t ids[KPI_MAX_SETS];
-    struct kpi_event late = ev3("region-19", "prepaid", "youth");
+    struct kpi_event late = kt_event_dims("region-19", "prepaid", "youth");
     kpi_tcache_value_ids(&p.tc, &p.cached, &late, ids);
     cr_assert_eq(ids[1], KPI_VALUE_OTHER, "region-19 came after the limit of 5");
     pair_fini(&p);
@@ -118,7 +106,7 @@ Test(tuple_cache, tuples_too_long_for_a_slot_bypass_it)
     memset(longv, 'x', sizeof(longv) - 1);
     longv[sizeof(longv) - 1] = '\0';
     for (int i = 0; i < 3; i++) {
-        struct kpi_event e = ev3(longv, "prepaid", "youth");
+        struct kpi_event e = kt_event_dims(longv, "prepaid", "youth");
         check(&p, &e);
     }
     cr_assert_eq(p.tc.bypassed, 3);

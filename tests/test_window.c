@@ -15,19 +15,18 @@ static struct kpi_windows defaults(int64_t lateness)
 
 Test(window, parses_durations_in_every_unit)
 {
-    int64_t ms;
-    cr_assert_eq(kpi_duration_parse("250ms", &ms), 0);
-    cr_assert_eq(ms, 250);
-    cr_assert_eq(kpi_duration_parse("5s", &ms), 0);
-    cr_assert_eq(ms, 5000);
-    cr_assert_eq(kpi_duration_parse("1m", &ms), 0);
-    cr_assert_eq(ms, 60000);
-    cr_assert_eq(kpi_duration_parse("24h", &ms), 0);
-    cr_assert_eq(ms, 86400000);
-    cr_assert_eq(kpi_duration_parse("2d", &ms), 0);
-    cr_assert_eq(ms, 172800000);
-    cr_assert_eq(kpi_duration_parse("42", &ms), 0);
-    cr_assert_eq(ms, 42);
+    static const struct {
+        const char *text;
+        int64_t ms;
+    } cases[] = {
+        {"250ms", 250},    {"5s", 5000},      {"1m", 60000},
+        {"24h", 86400000}, {"2d", 172800000}, {"42", 42},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int64_t ms;
+        cr_assert_eq(kpi_duration_parse(cases[i].text, &ms), 0, "%s", cases[i].text);
+        cr_assert_eq(ms, cases[i].ms, "%s", cases[i].text);
+    }
 }
 
 Test(window, rejects_bad_durations)

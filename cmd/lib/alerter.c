@@ -269,6 +269,17 @@ static void *run(void *arg)
     return NULL;
 }
 
+/* Frees what kpi_alerter_start allocated, once no thread runs. */
+static void alerter_free(struct kpi_alerter *a)
+{
+    pthread_mutex_destroy(&a->mu);
+    for (size_t i = 0; i < a->n_pend; i++)
+        free(a->pend[i].json);
+    free(a->pend);
+    free(a->series);
+    free(a);
+}
+
 struct kpi_alerter *kpi_alerter_start(const struct kpi_alerter_conf *c, const struct kpi_dims *d,
                                       char *errstr, size_t errsz)
 {
@@ -285,9 +296,7 @@ struct kpi_alerter *kpi_alerter_start(const struct kpi_alerter_conf *c, const st
     pthread_mutex_init(&a->mu, NULL);
     if (!a->series || !a->pend || pthread_create(&a->th, NULL, run, a)) {
         kpi_seterr(errstr, errsz, KPI_ERR_NOMEM, "cannot start the alerter");
-        free(a->pend);
-        free(a->series);
-        free(a);
+        alerter_free(a);
         return NULL;
     }
     return a;
@@ -299,14 +308,9 @@ void kpi_alerter_stop(struct kpi_alerter *a)
         return;
     atomic_store(&a->stop, 1);
     pthread_join(a->th, NULL);
-    pthread_mutex_destroy(&a->mu);
-    for (size_t i = 0; i < a->n_pend; i++)
-        free(a->pend[i].json);
     if (a->n_pend)
         kpi_log(KPI_LOG_WARN, "alert", "stopping with %zu alert(s) not recorded", a->n_pend);
-    free(a->pend);
-    free(a->series);
-    free(a);
+    alerter_free(a);
 }
 
 void kpi_alerter_counts(struct kpi_alerter *a, uint64_t *raised, uint64_t *resolved)

@@ -30,150 +30,153 @@ struct kdef {
     const char *desc;
 };
 
-#define OFF(f) offsetof(struct kpi_config, f)
-#define SZ(f)  sizeof(((struct kpi_config *)0)->f)
+/* One row per key, by type: the field of struct kpi_config it sets is named
+ * once, and only the columns its type reads are given. */
+#define KEY(section, name, type, def, min, max, choices, field, desc)                              \
+    {                                                                                              \
+        section, name, type, def, min, max, choices, offsetof(struct kpi_config, field),           \
+            sizeof(((struct kpi_config *)0)->field), desc                                          \
+    }
+#define STR_KEY(s, n, def, field, desc)           KEY(s, n, K_STR, def, 0, 0, NULL, field, desc)
+#define BOOL_KEY(s, n, def, field, desc)          KEY(s, n, K_BOOL, def, 0, 0, NULL, field, desc)
+#define ENUM_KEY(s, n, def, choices, field, desc) KEY(s, n, K_ENUM, def, 0, 0, choices, field, desc)
+#define INT_KEY(s, n, def, min, max, field, desc) KEY(s, n, K_INT, def, min, max, NULL, field, desc)
+#define DURATION_KEY(s, n, def, min, max, field, desc)                                             \
+    KEY(s, n, K_DURATION, def, min, max, NULL, field, desc)
+/* A Redis stream's XADD MAXLEN ~ bound: the same range and default for every
+ * stream kpistream writes. */
+#define STREAM_MAXLEN_KEY(s, field, which)                                                         \
+    INT_KEY(s, "stream_maxlen", "10000", 10, 1e9, field, "approximate length bound of " which)
+#define SECOND_MS 1000.0 /* a K_DURATION's min and max are milliseconds */
+#define MINUTE_MS (60 * SECOND_MS)
+#define HOUR_MS   (60 * MINUTE_MS)
+#define DAY_MS    (24 * HOUR_MS)
+#define DOUBLE_KEY(s, n, def, min, max, field, desc)                                               \
+    KEY(s, n, K_DOUBLE, def, min, max, NULL, field, desc)
 
 /* Every key kpistream reads.  Keep descriptions one line: they become the
  * README's table and --help. */
 static const struct kdef kpi_config_table[] = {
-    {"kafka", "bootstrap.servers", K_STR, "127.0.0.1:9092", 0, 0, NULL, OFF(bootstrap_servers),
-     SZ(bootstrap_servers), "Kafka brokers (passed to librdkafka)"},
-    {"kafka", "topics", K_STR, "events", 0, 0, NULL, OFF(topics), SZ(topics),
-     "comma-separated topics to consume"},
-    {"kafka", "group.id", K_STR, "kpistream", 0, 0, NULL, OFF(group_id), SZ(group_id),
-     "consumer group; also scopes the offsets stored in Redis"},
-    {"kafka", "sasl.password_file", K_STR, "", 0, 0, NULL, OFF(kafka_sasl_password_file),
-     SZ(kafka_sasl_password_file),
-     "file holding sasl.password (else env KPISTREAM_KAFKA_SASL_PASSWORD): not on the command "
-     "line"},
-    {"kafka", "dead_letter_topic", K_STR, "", 0, 0, NULL, OFF(dead_letter_topic),
-     SZ(dead_letter_topic),
-     "where bad and too-late events go; empty: <first topic>.dlq; \"-\": disabled"},
-    {"redis", "url", K_STR, "redis://127.0.0.1:6379", 0, 0, NULL, OFF(redis_url), SZ(redis_url),
-     "redis://[[user]:password@]host[:port][/db] or unix:///path[?db=N]"},
-    {"redis", "password_file", K_STR, "", 0, 0, NULL, OFF(redis_password_file),
-     SZ(redis_password_file),
-     "file holding the password for redis.url's user (else env KPISTREAM_REDIS_PASSWORD)"},
-    {"redis", "prefix", K_STR, "kpi", 0, 0, NULL, OFF(redis_prefix), SZ(redis_prefix),
-     "first part of every key (docs/redis-schema.md)"},
-    {"redis", "timeout", K_DURATION, "2s", 10, 600000, NULL, OFF(redis_timeout_ms),
-     SZ(redis_timeout_ms), "connect timeout (and the alerter's command timeout)"},
-    {"redis", "command_timeout", K_DURATION, "10s", 100, 600000, NULL,
-     OFF(redis_command_timeout_ms), SZ(redis_command_timeout_ms),
-     "how long one flush's Lua call may take before it is in doubt (then checked, retried)"},
-    {"redis", "active_refresh", K_DURATION, "10s", 0, 86400000, NULL, OFF(redis_active_refresh_ms),
-     SZ(redis_active_refresh_ms),
-     "recount a rolling hash's active subscribers at most this often (0: every flush)"},
-    {"redis", "ttl_margin", K_DURATION, "10m", 0, 30 * 86400000.0, NULL, OFF(redis_ttl_margin_ms),
-     SZ(redis_ttl_margin_ms), "bucket and rolling keys outlive their window by this much"},
-    {"redis", "sketch_cache_mb", K_INT, "64", 0, 65536, NULL, OFF(redis_sketch_cache_mb),
-     SZ(redis_sketch_cache_mb), "MiB of written bucket sketches kept to SET instead of PFMERGE"},
-    {"redis", "stream_maxlen", K_INT, "10000", 10, 1e9, NULL, OFF(redis_stream_maxlen),
-     SZ(redis_stream_maxlen), "approximate length bound of the closed-bucket streams"},
-    {"redis", "key_groups", K_INT, "16", 1, 1024, NULL, OFF(redis_key_groups), SZ(redis_key_groups),
-     "hash tags a group's keys spread over (Redis Cluster slots); fixed for the group's "
-     "life: a sink with another value refuses the group (docs/redis-schema.md)"},
-    {"engine", "sink", K_ENUM, "redis", 0, 0, "redis|stdout", OFF(sink), SZ(sink),
-     "where KPIs go: Redis, or a table on standard output"},
-    {"engine", "workers", K_INT, "2", 1, 256, NULL, OFF(workers), SZ(workers),
-     "worker threads (partitions are spread over them)"},
-    {"engine", "flush_interval", K_DURATION, "1s", 1, 3600000, NULL, OFF(flush_interval_ms),
-     SZ(flush_interval_ms), "how often deltas are written to the sink"},
-    {"engine", "lateness", K_DURATION, "30s", 0, 86400000, NULL, OFF(lateness_ms), SZ(lateness_ms),
-     "allowed lateness behind the newest event time (watermark)"},
-    {"engine", "idle_timeout", K_DURATION, "1m", 0, 86400000, NULL, OFF(idle_timeout_ms),
-     SZ(idle_timeout_ms),
-     "a partition that took nothing for this long stops holding the watermark back (0: never)"},
-    {"engine", "max_skew", K_DURATION, "5m", 0, 86400000, NULL, OFF(max_skew_ms), SZ(max_skew_ms),
-     "events further in the future than this are bad (ts_in_future)"},
-    {"engine", "max_string", K_INT, "128", 1, 65535, NULL, OFF(max_string), SZ(max_string),
-     "longest accepted string value in an event, bytes"},
-    {"engine", "max_cells", K_INT, "16384", 64, 67108864, NULL, OFF(max_cells), SZ(max_cells),
-     "bucket x value cells a worker holds between flushes (memory bound)"},
-    {"engine", "retry_min", K_DURATION, "100ms", 1, 600000, NULL, OFF(retry_min_ms),
-     SZ(retry_min_ms), "first wait before retrying a failed flush"},
-    {"engine", "retry_max", K_DURATION, "5s", 1, 600000, NULL, OFF(retry_max_ms), SZ(retry_max_ms),
-     "longest wait between flush retries (exponential backoff)"},
-    {"engine", "shutdown_timeout", K_DURATION, "30s", 1000, 3600000, NULL, OFF(shutdown_timeout_ms),
-     SZ(shutdown_timeout_ms),
-     "SIGTERM/SIGINT stops within this; what is not flushed by then is read again on restart"},
-    {"windows", "list", K_STR, KPI_WINDOWS_DEFAULT, 0, 0, NULL, OFF(windows), SZ(windows),
-     "rolling windows, size/slide, comma-separated"},
-    {"dimensions", "fields", K_STR, "region,plan,segment", 0, 0, NULL, OFF(dim_fields),
-     SZ(dim_fields), "event keys that are dimensions"},
-    {"dimensions", "sets", K_STR, "region,region+plan,segment", 0, 0, NULL, OFF(dim_sets),
-     SZ(dim_sets), "grouping sets ('+' joins fields); 'all' is always kept"},
-    {"dimensions", "max_values", K_INT, "10000", 1, 16777216, NULL, OFF(dim_max_values),
-     SZ(dim_max_values), "values per grouping set before new ones fold into __other__"},
-    {"alerts", "enabled", K_BOOL, "true", 0, 0, NULL, OFF(alerts_enabled), SZ(alerts_enabled),
-     "detect churn spikes"},
-    {"alerts", "window", K_STR, "1h/1m", 0, 0, NULL, OFF(alerts_window), SZ(alerts_window),
-     "the window whose churn rate is watched (one of windows.list)"},
-    {"alerts", "kpi", K_ENUM, "churn_rate", 0, 0, "churn_rate|churn_rate_monthly", OFF(alerts_kpi),
-     SZ(alerts_kpi),
-     "the churn KPI watched: churn_rate (churns / active) or churn_rate_monthly (churns / base, "
-     "per 30 days: thresholds in the business's units; needs a base, docs/kpis.md)"},
-    {"alerts", "alpha", K_DOUBLE, "0.1", 1e-6, 1, NULL, OFF(alert.alpha), SZ(alert.alpha),
-     "EWMA weight of each new observation in the baseline"},
-    {"alerts", "raise_k", K_DOUBLE, "4", 0.01, 1000, NULL, OFF(alert.raise_k), SZ(alert.raise_k),
-     "raise when the rate is this many deviations above the baseline"},
-    {"alerts", "resolve_k", K_DOUBLE, "1", -1000, 1000, NULL, OFF(alert.resolve_k),
-     SZ(alert.resolve_k), "resolve at or below this many deviations (< raise_k)"},
-    {"alerts", "floor_rate", K_DOUBLE, "0.001", 0, 1, NULL, OFF(alert.floor_rate),
-     SZ(alert.floor_rate), "never raise below this churn rate"},
-    {"alerts", "rel_floor", K_DOUBLE, "0.1", 0, 100, NULL, OFF(alert.rel_floor),
-     SZ(alert.rel_floor), "deviation scale is at least this fraction of the baseline"},
-    {"alerts", "abs_floor", K_DOUBLE, "0.0001", 1e-12, 1, NULL, OFF(alert.abs_floor),
-     SZ(alert.abs_floor), "deviation scale is at least this churn rate"},
-    {"alerts", "min_active", K_INT, "100", 0, 1e12, NULL, OFF(alerts_min_active),
-     SZ(alerts_min_active), "minimum active subscribers for an observation to count"},
-    {"alerts", "warmup", K_INT, "10", 1, 1000000, NULL, OFF(alerts_warmup), SZ(alerts_warmup),
-     "observations before a baseline is trusted"},
-    {"alerts", "stream_maxlen", K_INT, "10000", 10, 1e9, NULL, OFF(alerts_stream_maxlen),
-     SZ(alerts_stream_maxlen), "approximate length bound of the alert stream"},
-    {"alerts", "channel", K_STR, "alerts", 0, 0, NULL, OFF(alerts_channel), SZ(alerts_channel),
-     "Pub/Sub channel suffix: <prefix>:alerts by default"},
-    {"alerts", "alertmanager_url", K_STR, "", 0, 0, NULL, OFF(alerts_alertmanager_url),
-     SZ(alerts_alertmanager_url),
-     "Alertmanager base URL (http://host:9093): raises and resolves are posted to /api/v2/alerts"},
-    {"alerts", "webhook_url", K_STR, "", 0, 0, NULL, OFF(alerts_webhook_url),
-     SZ(alerts_webhook_url), "URL that receives the same JSON as Alertmanager (POST)"},
-    {"alerts", "delivery_timeout", K_DURATION, "5s", 100, 600000, NULL,
-     OFF(alerts_delivery_timeout_ms), SZ(alerts_delivery_timeout_ms),
-     "timeout of one delivery attempt"},
-    {"alerts", "retry_min", K_DURATION, "1s", 10, 3600000, NULL, OFF(alerts_retry_min_ms),
-     SZ(alerts_retry_min_ms), "first wait before retrying a failed delivery"},
-    {"alerts", "retry_max", K_DURATION, "1m", 10, 3600000, NULL, OFF(alerts_retry_max_ms),
-     SZ(alerts_retry_max_ms), "longest wait between delivery retries (exponential backoff)"},
-    {"alerts", "resend_interval", K_DURATION, "1m", 1000, 3600000, NULL,
-     OFF(alerts_resend_interval_ms), SZ(alerts_resend_interval_ms),
-     "re-post active alerts to Alertmanager this often (endsAt = 4 x this ahead)"},
-    {"alerts", "delivery_queue", K_INT, "10000", 1, 10000000, NULL, OFF(alerts_delivery_queue),
-     SZ(alerts_delivery_queue), "alerts waiting per target before new ones are dropped (counted)"},
-    {"http", "bind", K_STR, "127.0.0.1", 0, 0, NULL, OFF(http_bind), SZ(http_bind),
-     "address of the HTTP server: dashboard, API (docs/api.md), /metrics, /healthz"},
-    {"http", "port", K_INT, "9464", 0, 65535, NULL, OFF(http_port), SZ(http_port),
-     "port of the HTTP server; 0 disables it"},
-    {"http", "max_connections", K_INT, "256", 1, 100000, NULL, OFF(http_max_connections),
-     SZ(http_max_connections), "concurrent HTTP connections; more wait in the listen queue"},
-    {"http", "connection_timeout", K_DURATION, "30s", 1000, 3600000, NULL,
-     OFF(http_connection_timeout_ms), SZ(http_connection_timeout_ms),
-     "close a connection idle (nothing read or written) this long"},
-    {"http", "threads", K_INT, "2", 1, 64, NULL, OFF(http_threads), SZ(http_threads),
-     "HTTP server threads (each API request holds one while it reads Redis)"},
-    {"http", "sse_max_clients", K_INT, "128", 0, 100000, NULL, OFF(http_sse_max_clients),
-     SZ(http_sse_max_clients), "concurrent /api/v1/events streams; more get 503"},
-    {"log", "level", K_ENUM, "info", 0, 0, NULL, OFF(log_level), SZ(log_level),
-     "error|warn|info|debug"},
+    STR_KEY("kafka", "bootstrap.servers", "127.0.0.1:9092", bootstrap_servers,
+            "Kafka brokers (passed to librdkafka)"),
+    STR_KEY("kafka", "topics", "events", topics, "comma-separated topics to consume"),
+    STR_KEY("kafka", "group.id", "kpistream", group_id,
+            "consumer group; also scopes the offsets stored in Redis"),
+    STR_KEY(
+        "kafka", "sasl.password_file", "", kafka_sasl_password_file,
+        "file holding sasl.password (else env KPISTREAM_KAFKA_SASL_PASSWORD): not on the command "
+        "line"),
+    STR_KEY("kafka", "dead_letter_topic", "", dead_letter_topic,
+            "where bad and too-late events go; empty: <first topic>.dlq; \"-\": disabled"),
+    STR_KEY("redis", "url", "redis://127.0.0.1:6379", redis_url,
+            "redis://[[user]:password@]host[:port][/db] or unix:///path[?db=N]"),
+    STR_KEY("redis", "password_file", "", redis_password_file,
+            "file holding the password for redis.url's user (else env KPISTREAM_REDIS_PASSWORD)"),
+    STR_KEY("redis", "prefix", "kpi", redis_prefix,
+            "first part of every key (docs/redis-schema.md)"),
+    DURATION_KEY("redis", "timeout", "2s", 10, 10 * MINUTE_MS, redis_timeout_ms,
+                 "connect timeout (and the alerter's command timeout)"),
+    DURATION_KEY(
+        "redis", "command_timeout", "10s", 100, 10 * MINUTE_MS, redis_command_timeout_ms,
+        "how long one flush's Lua call may take before it is in doubt (then checked, retried)"),
+    DURATION_KEY("redis", "active_refresh", "10s", 0, DAY_MS, redis_active_refresh_ms,
+                 "recount a rolling hash's active subscribers at most this often (0: every flush)"),
+    DURATION_KEY("redis", "ttl_margin", "10m", 0, 30 * DAY_MS, redis_ttl_margin_ms,
+                 "bucket and rolling keys outlive their window by this much"),
+    INT_KEY("redis", "sketch_cache_mb", "64", 0, 65536, redis_sketch_cache_mb,
+            "MiB of written bucket sketches kept to SET instead of PFMERGE"),
+    STREAM_MAXLEN_KEY("redis", redis_stream_maxlen, "the closed-bucket streams"),
+    INT_KEY("redis", "key_groups", "16", 1, 1024, redis_key_groups,
+            "hash tags a group's keys spread over (Redis Cluster slots); fixed for the group's "
+            "life: a sink with another value refuses the group (docs/redis-schema.md)"),
+    ENUM_KEY("engine", "sink", "redis", "redis|stdout", sink,
+             "where KPIs go: Redis, or a table on standard output"),
+    INT_KEY("engine", "workers", "2", 1, 256, workers,
+            "worker threads (partitions are spread over them)"),
+    DURATION_KEY("engine", "flush_interval", "1s", 1, HOUR_MS, flush_interval_ms,
+                 "how often deltas are written to the sink"),
+    DURATION_KEY("engine", "lateness", "30s", 0, DAY_MS, lateness_ms,
+                 "allowed lateness behind the newest event time (watermark)"),
+    DURATION_KEY(
+        "engine", "idle_timeout", "1m", 0, DAY_MS, idle_timeout_ms,
+        "a partition that took nothing for this long stops holding the watermark back (0: never)"),
+    DURATION_KEY("engine", "max_skew", "5m", 0, DAY_MS, max_skew_ms,
+                 "events further in the future than this are bad (ts_in_future)"),
+    INT_KEY("engine", "max_string", "128", 1, 65535, max_string,
+            "longest accepted string value in an event, bytes"),
+    INT_KEY("engine", "max_cells", "16384", 64, 67108864, max_cells,
+            "bucket x value cells a worker holds between flushes (memory bound)"),
+    DURATION_KEY("engine", "retry_min", "100ms", 1, 10 * MINUTE_MS, retry_min_ms,
+                 "first wait before retrying a failed flush"),
+    DURATION_KEY("engine", "retry_max", "5s", 1, 10 * MINUTE_MS, retry_max_ms,
+                 "longest wait between flush retries (exponential backoff)"),
+    DURATION_KEY(
+        "engine", "shutdown_timeout", "30s", SECOND_MS, HOUR_MS, shutdown_timeout_ms,
+        "SIGTERM/SIGINT stops within this; what is not flushed by then is read again on restart"),
+    STR_KEY("windows", "list", KPI_WINDOWS_DEFAULT, windows,
+            "rolling windows, size/slide, comma-separated"),
+    STR_KEY("dimensions", "fields", "region,plan,segment", dim_fields,
+            "event keys that are dimensions"),
+    STR_KEY("dimensions", "sets", "region,region+plan,segment", dim_sets,
+            "grouping sets ('+' joins fields); 'all' is always kept"),
+    INT_KEY("dimensions", "max_values", "10000", 1, 16777216, dim_max_values,
+            "values per grouping set before new ones fold into __other__"),
+    BOOL_KEY("alerts", "enabled", "true", alerts_enabled, "detect churn spikes"),
+    STR_KEY("alerts", "window", "1h/1m", alerts_window,
+            "the window whose churn rate is watched (one of windows.list)"),
+    ENUM_KEY(
+        "alerts", "kpi", "churn_rate", "churn_rate|churn_rate_monthly", alerts_kpi,
+        "the churn KPI watched: churn_rate (churns / active) or churn_rate_monthly (churns / base, "
+        "per 30 days: thresholds in the business's units; needs a base, docs/kpis.md)"),
+    DOUBLE_KEY("alerts", "alpha", "0.1", 1e-6, 1, alert.alpha,
+               "EWMA weight of each new observation in the baseline"),
+    DOUBLE_KEY("alerts", "raise_k", "4", 0.01, 1000, alert.raise_k,
+               "raise when the rate is this many deviations above the baseline"),
+    DOUBLE_KEY("alerts", "resolve_k", "1", -1000, 1000, alert.resolve_k,
+               "resolve at or below this many deviations (< raise_k)"),
+    DOUBLE_KEY("alerts", "floor_rate", "0.001", 0, 1, alert.floor_rate,
+               "never raise below this churn rate"),
+    DOUBLE_KEY("alerts", "rel_floor", "0.1", 0, 100, alert.rel_floor,
+               "deviation scale is at least this fraction of the baseline"),
+    DOUBLE_KEY("alerts", "abs_floor", "0.0001", 1e-12, 1, alert.abs_floor,
+               "deviation scale is at least this churn rate"),
+    INT_KEY("alerts", "min_active", "100", 0, 1e12, alerts_min_active,
+            "minimum active subscribers for an observation to count"),
+    INT_KEY("alerts", "warmup", "10", 1, 1000000, alerts_warmup,
+            "observations before a baseline is trusted"),
+    STREAM_MAXLEN_KEY("alerts", alerts_stream_maxlen, "the alert stream"),
+    STR_KEY("alerts", "channel", "alerts", alerts_channel,
+            "Pub/Sub channel suffix: <prefix>:alerts by default"),
+    STR_KEY("alerts", "alertmanager_url", "", alerts_alertmanager_url,
+            "Alertmanager base URL (http://host:9093): raises and resolves are posted to "
+            "/api/v2/alerts"),
+    STR_KEY("alerts", "webhook_url", "", alerts_webhook_url,
+            "URL that receives the same JSON as Alertmanager (POST)"),
+    DURATION_KEY("alerts", "delivery_timeout", "5s", 100, 10 * MINUTE_MS,
+                 alerts_delivery_timeout_ms, "timeout of one delivery attempt"),
+    DURATION_KEY("alerts", "retry_min", "1s", 10, HOUR_MS, alerts_retry_min_ms,
+                 "first wait before retrying a failed delivery"),
+    DURATION_KEY("alerts", "retry_max", "1m", 10, HOUR_MS, alerts_retry_max_ms,
+                 "longest wait between delivery retries (exponential backoff)"),
+    DURATION_KEY("alerts", "resend_interval", "1m", SECOND_MS, HOUR_MS, alerts_resend_interval_ms,
+                 "re-post active alerts to Alertmanager this often (endsAt = 4 x this ahead)"),
+    INT_KEY("alerts", "delivery_queue", "10000", 1, 10000000, alerts_delivery_queue,
+            "alerts waiting per target before new ones are dropped (counted)"),
+    STR_KEY("http", "bind", "127.0.0.1", http_bind,
+            "address of the HTTP server: dashboard, API (docs/api.md), /metrics, /healthz"),
+    INT_KEY("http", "port", "9464", 0, 65535, http_port, "port of the HTTP server; 0 disables it"),
+    INT_KEY("http", "max_connections", "256", 1, 100000, http_max_connections,
+            "concurrent HTTP connections; more wait in the listen queue"),
+    DURATION_KEY("http", "connection_timeout", "30s", SECOND_MS, HOUR_MS,
+                 http_connection_timeout_ms,
+                 "close a connection idle (nothing read or written) this long"),
+    INT_KEY("http", "threads", "2", 1, 64, http_threads,
+            "HTTP server threads (each API request holds one while it reads Redis)"),
+    INT_KEY("http", "sse_max_clients", "128", 0, 100000, http_sse_max_clients,
+            "concurrent /api/v1/events streams; more get 503"),
+    ENUM_KEY("log", "level", "info", "error|warn|info|debug", log_level, "error|warn|info|debug"),
 };
 #define NKEYS (sizeof(kpi_config_table) / sizeof(kpi_config_table[0]))
-
-static const char *enum_choices(const struct kdef *k)
-{
-    if (k->choices)
-        return k->choices;
-    return strcmp(k->name, "level") == 0 ? "error|warn|info|debug" : "";
-}
 
 static const struct kdef *find(const char *section, const char *name)
 {
@@ -207,7 +210,7 @@ static int set_value(struct kpi_config *c, const struct kdef *k, const char *v, 
         strcpy(p, v);
         return 0;
     case K_ENUM: {
-        const char *ch = enum_choices(k);
+        const char *ch = k->choices;
         size_t n = strlen(v);
         for (const char *s = ch; *s;) {
             const char *e = strchr(s, '|');

@@ -364,11 +364,19 @@ int kpi_metrics_port(const struct kpi_metrics *m)
     return m ? m->port : 0;
 }
 
+/* The setters do nothing without a server (m NULL, http.port 0); with one,
+ * this takes the lock that guards the callbacks, and says so. */
+static int lock_callbacks(struct kpi_metrics *m)
+{
+    if (m)
+        pthread_mutex_lock(&m->mu);
+    return m != NULL;
+}
+
 void kpi_metrics_set_api(struct kpi_metrics *m, struct kpi_api *api, struct kpi_sse *hub)
 {
-    if (!m)
+    if (!lock_callbacks(m))
         return;
-    pthread_mutex_lock(&m->mu);
     m->api = api;
     m->hub = hub;
     pthread_mutex_unlock(&m->mu);
@@ -376,9 +384,8 @@ void kpi_metrics_set_api(struct kpi_metrics *m, struct kpi_api *api, struct kpi_
 
 void kpi_metrics_set_extra(struct kpi_metrics *m, kpi_metrics_extra_fn *fn, void *opaque)
 {
-    if (!m)
+    if (!lock_callbacks(m))
         return;
-    pthread_mutex_lock(&m->mu);
     if (m->n_extra < MAX_EXTRAS) {
         m->extra[m->n_extra] = fn;
         m->extra_opaque[m->n_extra] = opaque;
@@ -389,9 +396,8 @@ void kpi_metrics_set_extra(struct kpi_metrics *m, kpi_metrics_extra_fn *fn, void
 
 void kpi_metrics_set_health(struct kpi_metrics *m, kpi_metrics_health_fn *fn, void *opaque)
 {
-    if (!m)
+    if (!lock_callbacks(m))
         return;
-    pthread_mutex_lock(&m->mu);
     m->health = fn;
     m->health_opaque = opaque;
     pthread_mutex_unlock(&m->mu);

@@ -85,10 +85,7 @@ struct kpi_sse *kpi_sse_new(size_t ring_events, size_t ring_bytes, int max_clien
     pthread_mutex_init(&h->mu, NULL);
     pthread_cond_init(&h->cv, NULL);
     if (!h->ring || pthread_create(&h->th, NULL, keepalive_main, h)) {
-        free(h->ring);
-        pthread_cond_destroy(&h->cv);
-        pthread_mutex_destroy(&h->mu);
-        free(h);
+        kpi_sse_destroy(h); /* no thread to stop yet */
         return NULL;
     }
     return h;
@@ -119,7 +116,7 @@ void kpi_sse_destroy(struct kpi_sse *h)
 {
     if (!h)
         return;
-    for (size_t i = 0; i < h->cap; i++)
+    for (size_t i = 0; h->ring && i < h->cap; i++)
         free(h->ring[i].text);
     free(h->ring);
     pthread_cond_destroy(&h->cv);

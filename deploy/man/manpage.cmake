@@ -70,11 +70,11 @@ endfunction()
 function(roff text out)
   roff_escape("${text}" text)
   string(REPLACE "--" "\\-\\-" text "${text}")
-  # (no "^" in REGEX REPLACE: CMake anchors it again after every match)
-  string(REGEX REPLACE "([ (])-([A-Za-z0-9])" "\\1\\\\-\\2" text "${text}")
-  if(text MATCHES "^-[A-Za-z0-9]")
-    set(text "\\${text}")
-  endif()
+  # A '-' starting a word, the line's first included: the line is matched
+  # behind a space (no "^" in REGEX REPLACE: CMake anchors it again after
+  # every match), which is then dropped.
+  string(REGEX REPLACE "([ (])-([A-Za-z0-9])" "\\1\\\\-\\2" text " ${text}")
+  string(SUBSTRING "${text}" 1 -1 text)
   set(${out} "${text}" PARENT_SCOPE)
 endfunction()
 # The same for words a reader types (options, keys): every '-' a minus sign.

@@ -12,10 +12,13 @@ offsets add up to EXPECTED_OFFSETS:
 
     <events> <revenue> <offsets_ok 0|1> <offsets of the worst key group>
 """
-import binascii
+import os
 import re
 import subprocess
 import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from kpi_keys import kg_prefix, value_prefix  # noqa: E402  (tests/support/kpi_keys.py)
 
 
 def rcli(port, *args):
@@ -24,24 +27,13 @@ def rcli(port, *args):
     return out.decode("latin-1").splitlines()
 
 
-def kg_prefix(prefix, group, kg, k):
-    if k == 1:
-        return f"{prefix}:{{{group}}}:"
-    lo, hi = kg * 16384 // k, (kg + 1) * 16384 // k
-    s = 0
-    while not lo <= binascii.crc_hqx(f"{group}.{kg}.{s}".encode(), 0) % 16384 < hi:
-        s += 1
-    return f"{prefix}:{{{group}.{kg}.{s}}}:"
-
-
 def glob_escape(s):
     return re.sub(r"([*?\[\]\\])", r"\\\1", s)
 
 
 def main():
     port, group, k, expected = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-    kg = binascii.crc_hqx(b"all:all", 0) % k
-    p = kg_prefix("kpi", group, kg, k)
+    p = value_prefix("kpi", group, "all", "all", k)
     events = revenue = 0
     for key in rcli(port, "--scan", "--pattern",
                     glob_escape(p) + "b:24h_1h:all:all:*"):

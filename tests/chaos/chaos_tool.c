@@ -26,6 +26,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "sources/kafka_client.h"
+
 #define BIG          1000000 /* "1 MB" */
 #define GOOD_AMOUNT  1500000 /* micro-units */
 #define MAX_DISTINCT (1 << 22)
@@ -54,7 +56,7 @@ static void nest(msgpack_packer *pk, int levels)
 
 /* A usage event with the given sub and dimensions (lengths explicit: NUL
  * inside), plus `extra` more key/value pairs that the caller packs. */
-static void usage(msgpack_packer *pk, const char *sub, size_t sub_len, const char *dims[3],
+static void usage(msgpack_packer *pk, const char *sub, size_t sub_len, const char *const dims[3],
                   const size_t lens[3], int extra, int64_t ts)
 {
     msgpack_pack_map(pk, 7 + (size_t)extra);
@@ -108,10 +110,11 @@ static void emit(struct out *o, msgpack_sbuffer *b)
 static int hostile(const char *brokers, const char *topic)
 {
     char err[256];
-    rd_kafka_conf_t *c = rd_kafka_conf_new();
-    if (rd_kafka_conf_set(c, "bootstrap.servers", brokers, err, sizeof(err)) ||
-        rd_kafka_conf_set(c, "message.max.bytes", "2000000", err, sizeof(err)) ||
-        rd_kafka_conf_set(c, "enable.idempotence", "true", err, sizeof(err))) {
+    const char *const kv[][2] = {{"bootstrap.servers", brokers},
+                                 {"message.max.bytes", "2000000"},
+                                 {"enable.idempotence", "true"}};
+    rd_kafka_conf_t *c = kpi_kafka_conf_from(kv, sizeof(kv) / sizeof(kv[0]), err, sizeof(err));
+    if (!c) {
         fprintf(stderr, "hostile: %s\n", err);
         return 2;
     }
@@ -131,23 +134,20 @@ static int hostile(const char *brokers, const char *topic)
     const int64_t ts = now_ms();
     int good = 0, bad = 0;
 
-    /* Valid. */
-    {
-        const char *d[3] = {"eu\0west", "pre\npaid", "a\r\nb"};
-        const size_t l[3] = {7, 8, 4};
-        usage(&pk, "sub\0nul", 7, d, l, 0, ts);
-        emit(&o, &b), good++;
-    }
-    {
-        const char *d[3] = {"*", "[a-z]?", "{x}:*"};
-        const size_t l[3] = {1, 6, 5};
-        usage(&pk, "*", 1, d, l, 0, ts);
-        emit(&o, &b), good++;
-    }
-    {
-        const char *d[3] = {"kpi:{g}:*", "\\*\\?", "}{"};
-        const size_t l[3] = {9, 4, 2};
-        usage(&pk, "[^a]*?", 6, d, l, 0, ts);
+    /* Valid: subscribers and values holding NULs, line breaks and Redis's
+     * glob and hash-tag characters. */
+    static const struct {
+        const char *sub;
+        size_t sub_len;
+        const char *d[3];
+        size_t l[3];
+    } odd[] = {
+        {"sub\0nul", 7, {"eu\0west", "pre\npaid", "a\r\nb"}, {7, 8, 4}},
+        {"*", 1, {"*", "[a-z]?", "{x}:*"}, {1, 6, 5}},
+        {"[^a]*?", 6, {"kpi:{g}:*", "\\*\\?", "}{"}, {9, 4, 2}},
+    };
+    for (size_t i = 0; i < sizeof(odd) / sizeof(odd[0]); i++) {
+        usage(&pk, odd[i].sub, odd[i].sub_len, odd[i].d, odd[i].l, 0, ts);
         emit(&o, &b), good++;
     }
     {
@@ -243,14 +243,11 @@ static long long header_ll(rd_kafka_headers_t *h, const char *name)
 static int dlq(const char *brokers, const char *topic)
 {
     char err[256];
-    rd_kafka_conf_t *c = rd_kafka_conf_new();
-    if (rd_kafka_conf_set(c, "bootstrap.servers", brokers, err, sizeof(err)) ||
-        rd_kafka_conf_set(c, "group.id", "kpi-chaos-tool", err, sizeof(err)) ||
-        rd_kafka_conf_set(c, "enable.auto.commit", "false", err, sizeof(err))) {
-        fprintf(stderr, "dlq: %s\n", err);
-        return 2;
-    }
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, err, sizeof(err));
+    const char *const kv[][2] = {{"bootstrap.servers", brokers},
+                                 {"group.id", "kpi-chaos-tool"},
+                                 {"enable.auto.commit", "false"}};
+    rd_kafka_t *rk =
+        kpi_kafka_client_from(RD_KAFKA_CONSUMER, kv, sizeof(kv) / sizeof(kv[0]), err, sizeof(err));
     if (!rk) {
         fprintf(stderr, "dlq: %s\n", err);
         return 2;

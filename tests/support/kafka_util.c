@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "engine/decode.h"
+#include "sources/kafka_client.h"
 
 const char *kt_brokers(void)
 {
@@ -177,19 +178,19 @@ int kt_produce_raw(const char *topic, int32_t partition, const void *msg, size_t
 int64_t kt_read_dlq(const char *topic, int64_t expect, int64_t timeout_ms, uint64_t by_reason[],
                     int n_reasons, int *headers_ok)
 {
-    char err[512];
-    rd_kafka_conf_t *c = rd_kafka_conf_new();
-    rd_kafka_conf_set(c, "bootstrap.servers", kt_brokers(), err, sizeof(err));
-    char group[128];
+    char err[512], group[128];
     snprintf(group, sizeof(group), "dlq-reader-%d", (int)getpid());
-    rd_kafka_conf_set(c, "group.id", group, err, sizeof(err));
-    rd_kafka_conf_set(c, "auto.offset.reset", "earliest", err, sizeof(err));
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, err, sizeof(err));
-    rd_kafka_poll_set_consumer(rk);
-    rd_kafka_topic_partition_list_t *t = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(t, topic, RD_KAFKA_PARTITION_UA);
-    rd_kafka_subscribe(rk, t);
-    rd_kafka_topic_partition_list_destroy(t);
+    const char *const kv[][2] = {{"bootstrap.servers", kt_brokers()},
+                                 {"group.id", group},
+                                 {"auto.offset.reset", "earliest"}};
+    rd_kafka_t *rk =
+        kpi_kafka_client_from(RD_KAFKA_CONSUMER, kv, sizeof(kv) / sizeof(kv[0]), err, sizeof(err));
+    if (!rk || kpi_kafka_subscribe_one(rk, topic, err, sizeof(err))) {
+        fprintf(stderr, "kt_read_dlq: %s\n", err);
+        if (rk)
+            rd_kafka_destroy(rk);
+        return -1;
+    }
     int64_t got = 0;
     *headers_ok = 1;
     struct timespec ts;

@@ -173,3 +173,24 @@ int kpi_test_redis_restart(struct kpi_test_redis *r, char *errstr, size_t errsz)
     kpi_test_redis_stop(r);
     return kpi_test_redis_start_again(r, errstr, errsz);
 }
+
+int kpi_test_redis_up(struct kpi_test_redis *r, redisContext **c, char *errstr, size_t errstr_size)
+{
+    *c = NULL;
+    if (kpi_test_redis_start(r, errstr, errstr_size))
+        return -1;
+    *c = kpi_test_redis_connect(r);
+    if (!*c || (*c)->err) {
+        snprintf(errstr, errstr_size, "cannot connect to the redis-server on port %d: %s", r->port,
+                 *c ? (*c)->errstr : "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+void kpi_test_redis_down(struct kpi_test_redis *r, redisContext *c)
+{
+    if (c)
+        redisFree(c);
+    kpi_test_redis_destroy(r);
+}

@@ -34,5 +34,9 @@ void kpi_test_redis_stop(struct kpi_test_redis *r);
 void kpi_test_redis_destroy(struct kpi_test_redis *r);
 /* A new connection (caller frees with redisFree); may carry c->err. */
 redisContext *kpi_test_redis_connect(const struct kpi_test_redis *r);
+/* A suite's private server and its connection: start r and connect *c;
+ * 0, or -1 with errstr set.  kpi_test_redis_down frees both. */
+int kpi_test_redis_up(struct kpi_test_redis *r, redisContext **c, char *errstr, size_t errstr_size);
+void kpi_test_redis_down(struct kpi_test_redis *r, redisContext *c);
 
 #endif

@@ -1,5 +1,6 @@
 package io.kpistream.flink;
 
+import io.kpistream.peer.HostPort;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -67,8 +68,9 @@ public final class FlinkPeer {
             System.exit(Check.run(args));
         }
         String bootstrap = "127.0.0.1:9092", topic = "events", group = null, job = "flink-peer";
-        String redisHost = "127.0.0.1", state = "hashmap";
-        int redisPort = 6379, parallelism = 2;
+        String state = "hashmap";
+        HostPort redis = new HostPort("127.0.0.1", 6379);
+        int parallelism = 2;
         long checkpointMs = 1000;
         boolean explain = false, splitDistinct = false, onePhase = false;
         String distinct = "COUNT(DISTINCT sub)";
@@ -85,12 +87,7 @@ public final class FlinkPeer {
                 case "--approx": distinct = "APPROX_COUNT_DISTINCT(sub)"; break;
                 case "--explain": explain = true; break;
                 case "--one-phase": onePhase = true; break;
-                case "--redis": {
-                    String[] hp = args[++i].split(":");
-                    redisHost = hp[0];
-                    redisPort = Integer.parseInt(hp[1]);
-                    break;
-                }
+                case "--redis": redis = HostPort.parse(args[++i]); break;
                 default:
                     System.err.println(USAGE);
                     System.exit(2);
@@ -154,7 +151,7 @@ public final class FlinkPeer {
             DataStream<Row> s = t.toDataStream(q);
             results = results == null ? s : results.union(s);
         }
-        results.sinkTo(new RedisSink(redisHost, redisPort, "flink:{" + job + "}:", ttl)).name("redis");
+        results.sinkTo(new RedisSink(redis.host, redis.port, "flink:{" + job + "}:", ttl)).name("redis");
 
         try {
             env.execute("kpistream flink peer " + job);

@@ -16,23 +16,30 @@ final class Agg {
     /** false with --no-distinct: counters only, no sketch (the peer's upper bound). */
     static boolean distinct = true;
 
-    long events, usage, revenue, activations, churns, bytes, seconds;
-    final long[] npsNetwork = new long[3]; // promoters, passives, detractors
-    final long[] npsBrand = new long[3];
+    /** The counters, in c[] at these indexes: the first seven are named in Redis by COUNTERS. */
+    static final int EVENTS = 0, USAGE = 1, REVENUE = 2, ACTIVATIONS = 3, CHURNS = 4, BYTES = 5, SECONDS = 6;
+    /** Then the NPS answers per survey: promoters, passives, detractors. */
+    static final int NPS_NETWORK = 7, NPS_BRAND = 10, N = 13;
+    static final String[] COUNTERS = {"events", "usage", "revenue_micros", "activations", "churns", "bytes", "seconds"};
+
+    final long[] c = new long[N];
     int[] sparse = new int[0];
     byte[] dense; // null while sparse
 
     Agg add(Event e) {
-        events++;
+        c[EVENTS]++;
         switch (e.type) {
-            case Event.USAGE: usage++; revenue += e.amountMicros; bytes += e.bytes; seconds += e.seconds; break;
-            case Event.ACTIVATION: activations++; break;
-            case Event.CHURN: churns++; break;
-            case Event.NPS: {
-                long[] n = e.survey == 1 ? npsBrand : npsNetwork;
-                n[e.score >= 9 ? 0 : e.score >= 7 ? 1 : 2]++;
+            case Event.USAGE:
+                c[USAGE]++;
+                c[REVENUE] += e.amountMicros;
+                c[BYTES] += e.bytes;
+                c[SECONDS] += e.seconds;
                 break;
-            }
+            case Event.ACTIVATION: c[ACTIVATIONS]++; break;
+            case Event.CHURN: c[CHURNS]++; break;
+            case Event.NPS:
+                c[(e.survey == 1 ? NPS_BRAND : NPS_NETWORK) + (e.score >= 9 ? 0 : e.score >= 7 ? 1 : 2)]++;
+                break;
             default:
         }
         if (!distinct) return this;
@@ -45,17 +52,7 @@ final class Agg {
 
     /** Add another bucket's counts and registers (the Processor-API peer's pre-aggregates). */
     Agg merge(Agg o) {
-        events += o.events;
-        usage += o.usage;
-        revenue += o.revenue;
-        activations += o.activations;
-        churns += o.churns;
-        bytes += o.bytes;
-        seconds += o.seconds;
-        for (int i = 0; i < 3; i++) {
-            npsNetwork[i] += o.npsNetwork[i];
-            npsBrand[i] += o.npsBrand[i];
-        }
+        for (int i = 0; i < N; i++) c[i] += o.c[i];
         if (o.dense != null) {
             for (int i = 0; i < M; i++)
                 if (o.dense[i] != 0) setReg(i, o.dense[i]);
@@ -112,11 +109,8 @@ final class Agg {
 
     byte[] toBytes() {
         int hll = dense != null ? M : 4 * sparse.length;
-        ByteBuffer b = ByteBuffer.allocate(8 * 13 + 1 + 4 + hll);
-        b.putLong(events).putLong(usage).putLong(revenue).putLong(activations).putLong(churns).putLong(bytes)
-                .putLong(seconds);
-        for (long v : npsNetwork) b.putLong(v);
-        for (long v : npsBrand) b.putLong(v);
+        ByteBuffer b = ByteBuffer.allocate(8 * N + 1 + 4 + hll);
+        for (long v : c) b.putLong(v);
         if (dense != null) {
             b.put((byte) 1).putInt(M).put(dense);
         } else {
@@ -129,15 +123,7 @@ final class Agg {
     static Agg fromBytes(byte[] a) {
         ByteBuffer b = ByteBuffer.wrap(a);
         Agg g = new Agg();
-        g.events = b.getLong();
-        g.usage = b.getLong();
-        g.revenue = b.getLong();
-        g.activations = b.getLong();
-        g.churns = b.getLong();
-        g.bytes = b.getLong();
-        g.seconds = b.getLong();
-        for (int i = 0; i < 3; i++) g.npsNetwork[i] = b.getLong();
-        for (int i = 0; i < 3; i++) g.npsBrand[i] = b.getLong();
+        for (int i = 0; i < N; i++) g.c[i] = b.getLong();
         boolean isDense = b.get() == 1;
         int n = b.getInt();
         if (isDense) {
@@ -154,23 +140,18 @@ final class Agg {
     java.util.Map<String, String> fields() {
         long active = distinct();
         java.util.Map<String, String> h = new java.util.HashMap<>();
-        h.put("events", Long.toString(events));
-        h.put("usage", Long.toString(usage));
-        h.put("revenue_micros", Long.toString(revenue));
-        h.put("activations", Long.toString(activations));
-        h.put("churns", Long.toString(churns));
-        h.put("bytes", Long.toString(bytes));
-        h.put("seconds", Long.toString(seconds));
+        for (int i = 0; i < COUNTERS.length; i++) h.put(COUNTERS[i], Long.toString(c[i]));
         h.put("active", Long.toString(active));
-        h.put("churn_rate", Double.toString(active == 0 ? 0 : (double) churns / active));
-        h.put("arpu", Double.toString(active == 0 ? 0 : revenue / 1e6 / active));
-        h.put("nps_network", Double.toString(nps(npsNetwork)));
-        h.put("nps_brand", Double.toString(nps(npsBrand)));
+        h.put("churn_rate", Double.toString(active == 0 ? 0 : (double) c[CHURNS] / active));
+        h.put("arpu", Double.toString(active == 0 ? 0 : c[REVENUE] / 1e6 / active));
+        h.put("nps_network", Double.toString(nps(NPS_NETWORK)));
+        h.put("nps_brand", Double.toString(nps(NPS_BRAND)));
         return h;
     }
 
-    static double nps(long[] n) {
-        long r = n[0] + n[1] + n[2];
-        return r == 0 ? 0 : 100.0 * (n[0] - n[2]) / r;
+    /** The NPS of the survey whose answers start at c[at]. */
+    double nps(int at) {
+        long r = c[at] + c[at + 1] + c[at + 2];
+        return r == 0 ? 0 : 100.0 * (c[at] - c[at + 2]) / r;
     }
 }

@@ -132,8 +132,8 @@ public final class PeerApp {
 
     public static void main(String[] args) throws Exception {
         String bootstrap = "127.0.0.1:9092", topic = "events", appId = "kpistream-peer";
-        String redisHost = "127.0.0.1";
-        int redisPort = 6379, threads = 2;
+        HostPort redis = new HostPort("127.0.0.1", 6379);
+        int threads = 2;
         double idle = 0;
         boolean processor = false;
         for (int i = 0; i < args.length; i++) {
@@ -145,12 +145,7 @@ public final class PeerApp {
                 case "--threads": threads = Integer.parseInt(args[++i]); break;
                 case "--no-distinct": Agg.distinct = false; break;
                 case "--processor": processor = true; break;
-                case "--redis": {
-                    String[] hp = args[++i].split(":");
-                    redisHost = hp[0];
-                    redisPort = Integer.parseInt(hp[1]);
-                    break;
-                }
+                case "--redis": redis = HostPort.parse(args[++i]); break;
                 default:
                     System.err.println("usage: run.sh [--bootstrap B] [--topic T] [--app-id A] "
                             + "[--exit-on-idle S] [--threads N] [--redis HOST:PORT] [--no-distinct] [--processor]");
@@ -179,8 +174,8 @@ public final class PeerApp {
                 (t, b) -> b == null ? null : Agg.fromBytes(b));
         StreamsBuilder b = new StreamsBuilder();
         String prefix = "peer:{" + appId + "}:";
-        final String rh = redisHost;
-        final int rp = redisPort;
+        final String rh = redis.host;
+        final int rp = redis.port;
         if (processor) {
             OneProcessor.build(b, topic, rh, rp, "ksp:{" + appId + "}:", aggSerde);
         } else {
