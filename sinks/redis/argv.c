@@ -26,15 +26,15 @@ static int kpi_argv_reserve(struct kpi_argv *a, size_t bytes)
         a->cap = cap;
     }
     if (a->n == a->ncap) {
+        /* off[] and alen[] share one block, off first: alen moves up when
+         * it grows (and stays one contiguous array, as hiredis wants it) */
         size_t ncap = a->ncap ? a->ncap * 2 : 4096;
-        size_t *o = realloc(a->off, ncap * sizeof(*o));
+        size_t *o = realloc(a->off, 2 * ncap * sizeof(*o));
         if (!o)
             return KPI_ERR_NOMEM;
+        memmove(o + ncap, o + a->ncap, a->n * sizeof(*o));
         a->off = o;
-        size_t *l = realloc(a->alen, ncap * sizeof(*l));
-        if (!l)
-            return KPI_ERR_NOMEM;
-        a->alen = l;
+        a->alen = o + ncap;
         a->ncap = ncap;
     }
     return 0;
@@ -111,8 +111,7 @@ void kpi_argv_reset(struct kpi_argv *a)
 void kpi_argv_free(struct kpi_argv *a)
 {
     free(a->buf);
-    free(a->off);
-    free(a->alen);
+    free(a->off); /* and alen, in the same block */
     free(a->ptrs);
     memset(a, 0, sizeof(*a));
 }

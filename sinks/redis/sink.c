@@ -159,7 +159,8 @@ struct sent_range {
 /* (set, vid) pairs, e.g. the values of a key group whose `active` is stale. */
 struct value_list {
     uint64_t *v; /* set << 32 | vid */
-    uint32_t n, cap;
+    uint32_t n;
+    size_t cap;
 };
 
 struct keygroup {
@@ -298,16 +299,30 @@ static const int64_t *floors_of(const struct redis_sink *s, const char *topic, i
     return NULL;
 }
 
+/* Room for `need` elements of `elem` bytes in *arrp (an array pointer whose
+ * capacity is *cap), doubling from at least `first`: the one growth rule of
+ * the sink's arrays.  On failure the array is left as it was. */
+static int grow(void *arrp, size_t *cap, size_t need, size_t elem, size_t first)
+{
+    if (need <= *cap)
+        return 0;
+    size_t nc = *cap ? *cap : first;
+    while (nc < need)
+        nc *= 2;
+    void *arr;
+    memcpy(&arr, arrp, sizeof(arr));
+    void *p = realloc(arr, nc * elem);
+    if (!p)
+        return KPI_ERR_NOMEM;
+    memcpy(arrp, &p, sizeof(p));
+    *cap = nc;
+    return 0;
+}
+
 static int vl_add(struct value_list *l, uint64_t v)
 {
-    if (l->n == l->cap) {
-        uint32_t cap = l->cap ? l->cap * 2 : 256;
-        uint64_t *p = realloc(l->v, cap * sizeof(*p));
-        if (!p)
-            return KPI_ERR_NOMEM;
-        l->v = p;
-        l->cap = cap;
-    }
+    if (grow(&l->v, &l->cap, (size_t)l->n + 1, sizeof(*l->v), 256))
+        return KPI_ERR_NOMEM;
     l->v[l->n++] = v;
     return 0;
 }
@@ -681,13 +696,8 @@ static int build_args(struct redis_sink *s, uint32_t kg, const struct kpi_delta 
     err |= kpi_argv_str(a, tok);
 
     size_t n_ranges = d ? d->n_ranges : 0;
-    if (g->sent_cap < n_ranges) {
-        struct sent_range *sent = realloc(g->sent, n_ranges * sizeof(*sent));
-        if (!sent)
-            return KPI_ERR_NOMEM;
-        g->sent = sent;
-        g->sent_cap = n_ranges;
-    }
+    if (grow(&g->sent, &g->sent_cap, n_ranges, sizeof(*g->sent), 16))
+        return KPI_ERR_NOMEM;
     g->n_sent = 0;
     err |= kpi_argv_i64(a, (int64_t)n_ranges);
     for (size_t i = 0; i < n_ranges; i++) {
@@ -711,13 +721,8 @@ static int build_args(struct redis_sink *s, uint32_t kg, const struct kpi_delta 
             n_groups += s->kg_starts[w][kg + 1] - s->kg_starts[w][kg];
         n_dirty += g->dirty[w].n;
     }
-    if (s->grefs_cap < n_groups) {
-        struct group_ref *gr = realloc(s->grefs, n_groups * sizeof(*gr));
-        if (!gr)
-            return KPI_ERR_NOMEM;
-        s->grefs = gr;
-        s->grefs_cap = n_groups;
-    }
+    if (grow(&s->grefs, &s->grefs_cap, n_groups, sizeof(*s->grefs), 256))
+        return KPI_ERR_NOMEM;
     s->n_grefs = 0;
     if ((err = mm_init(&s->members, n_groups + n_dirty + (d ? s->hours.n : 0))))
         return err;
