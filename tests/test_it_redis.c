@@ -887,7 +887,12 @@ Test(redis_sink, after_a_replica_promotion_the_sink_reconnects_through_the_name)
     fx_init(&f, "1m/5s", 0, 0);
     feed_example(&f, T0);
     cr_assert_eq(fx_flush(&f, &s, T0 + 9000), 0);
-    freeReplyObject(cmd("WAIT 1 5000"));
+    /* B must hold that flush before it is promoted (else it would apply
+     * only the later events, with no offsets to fence on): WAIT for its
+     * acknowledgement, however loaded the machine. */
+    redisReply *w = cmd("WAIT 1 60000");
+    cr_assert(w->type == REDIS_REPLY_INTEGER && w->integer == 1, "B acknowledged the first flush");
+    freeReplyObject(w);
 
     /* The failover: B promoted, A its replica, the name moved to B. */
     on(bc, "REPLICAOF NO %s%s", "ONE", "");
