@@ -250,6 +250,31 @@ static void value_field(const char *group, const char *kind, const char *set, co
         freeReplyObject(r);
 }
 
+#define LATENESS_MS 30000 /* engine.lateness: the daemons run with the default */
+
+/* The span a rolling window's monthly KPIs scale (docs/kpis.md), from its key
+ * group's meta: from the window's start, its first bucket or the key group's
+ * `since`, whichever is latest, to the clock (the watermark plus the
+ * lateness) or the head bucket's end, whichever is first; at least a minute
+ * (or the slide, when shorter). */
+static double covered_span(const char *meta, const char *wid, int64_t size, int64_t slide)
+{
+    redisReply *m = redisCommand(rc, "HMGET %s head:%s first:%s since watermark", meta, wid, wid);
+    cr_assert(m && m->type == REDIS_REPLY_ARRAY && m->elements == 4);
+    for (size_t i = 0; i < 4; i++)
+        cr_assert(m->element[i]->type == REDIS_REPLY_STRING, "%s has field %zu", meta, i);
+    const int64_t head = atoll(m->element[0]->str), first = atoll(m->element[1]->str),
+                  since = atoll(m->element[2]->str),
+                  clock = atoll(m->element[3]->str) + LATENESS_MS;
+    freeReplyObject(m);
+    int64_t start = head - size + slide;
+    start = first > start ? first : start;
+    start = since > start ? since : start;
+    const int64_t stop = clock < head + slide ? clock : head + slide;
+    const int64_t floor = slide < 60000 ? slide : 60000;
+    return (double)(stop - start > floor ? stop - start : floor);
+}
+
 /* Every value's base (P:base:<set>:<value>) is the generator's truth, and
  * the 24-hour window's monthly KPIs of `all` are the formulas on its own
  * fields, over the base at the start of its data (before any event: the
@@ -292,20 +317,10 @@ static int check_bases(const char *group, const struct kpi_gen_truth *truth)
     cr_assert_eq(atoll(v), init, "the 24h window's base is the base at its start: %s", v);
     value_field(group, "kpi:24h_1h:", "all", "all", "base_source", v, sizeof(v));
     cr_assert_str_eq(v, "snapshot");
-    /* The span the 24h window's data covers: from the first hour written (a
-     * new group: later than the window's start) to the end of the head. */
-    char head[32], first[32], p[256];
+    char p[256], meta[300];
     kpi_redis_value_prefix(p, sizeof(p), "kpi", group, KG, "all", "all", 3);
-    redisReply *m = redisCommand(rc, "HMGET %smeta head:24h_1h first:24h_1h", p);
-    cr_assert(m && m->type == REDIS_REPLY_ARRAY && m->elements == 2 &&
-              m->element[0]->type == REDIS_REPLY_STRING &&
-              m->element[1]->type == REDIS_REPLY_STRING);
-    snprintf(head, sizeof(head), "%s", m->element[0]->str);
-    snprintf(first, sizeof(first), "%s", m->element[1]->str);
-    freeReplyObject(m);
-    const int64_t H = atoll(head), lo = H - 86400000 + 3600000;
-    const double span = (double)(H + 3600000 - (atoll(first) > lo ? atoll(first) : lo));
-    cr_assert_geq(span, 3600000.0);
+    snprintf(meta, sizeof(meta), "%smeta", p);
+    const double span = covered_span(meta, "24h_1h", 86400000, 3600000);
     value_field(group, "kpi:24h_1h:", "all", "all", "churn_rate_monthly", v, sizeof(v));
     double want = (double)kpi_field(group, "churns") * 2592000000.0 / span / (double)init;
     cr_assert_float_eq(strtod(v, NULL), want, want * 1e-9, "churn_rate_monthly %s", v);
@@ -575,12 +590,8 @@ static int check_rolling_hashes(const char *group)
             snprintf(field, sizeof(field), "head:%s", windows[w].id);
             int has_head = 0;
             int64_t head = hget_i(meta, field, &has_head);
-            /* the span the window's data covers (docs/kpis.md): from its
-             * start, or from the key group's first bucket when later */
-            snprintf(field, sizeof(field), "first:%s", windows[w].id);
-            const int64_t first = hget_i(meta, field, NULL),
-                          lo = head - windows[w].size + windows[w].slide;
-            const int64_t span = head + windows[w].slide - (first > lo ? first : lo);
+            const double span =
+                has_head ? covered_span(meta, windows[w].id, windows[w].size, windows[w].slide) : 0;
             char pattern[400];
             snprintf(pattern, sizeof(pattern), "%skpi:%s:*", p, windows[w].id);
             char cursor[32] = "0";
@@ -639,7 +650,7 @@ static int check_rolling_hashes(const char *group)
                     char base[64];
                     hget_s(key, "base", base, sizeof(base));
                     kpi_values_compute_base(&v, &c, (uint64_t)active, base[0] != 0,
-                                            strtod(base, NULL), span);
+                                            strtod(base, NULL), (int64_t)span);
                     for (int k = 0; k < KPI_NDERIVED; k++) {
                         fmt10(want, sizeof(want), v.has[k], v.derived[k]);
                         hget_s(key, kpi_derived_defs[k].name, got, sizeof(got));

@@ -888,11 +888,22 @@ Test(redis_sink, after_a_replica_promotion_the_sink_reconnects_through_the_name)
     feed_example(&f, T0);
     cr_assert_eq(fx_flush(&f, &s, T0 + 9000), 0);
     /* B must hold that flush before it is promoted (else it would apply
-     * only the later events, with no offsets to fence on): WAIT for its
-     * acknowledgement, however loaded the machine. */
-    redisReply *w = cmd("WAIT 1 60000");
-    cr_assert(w->type == REDIS_REPLY_INTEGER && w->integer == 1, "B acknowledged the first flush");
-    freeReplyObject(w);
+     * only the later events, with no offsets to fence on).  WAIT on this
+     * connection would not do: it waits for this connection's writes, not
+     * the sink's.  Poll B for the flush's offsets instead. */
+    const int64_t on_a = hget_i64(k("offsets"), "events:0");
+    cr_assert_gt(on_a, 0);
+    deadline = (int64_t)time(NULL) + 60;
+    int64_t on_b = -1;
+    while (on_b != on_a && time(NULL) < deadline) {
+        redisReply *o = redisCommand(bc, "HGET %s events:0", k("offsets"));
+        cr_assert(o);
+        on_b = o->type == REDIS_REPLY_STRING ? strtoll(o->str, NULL, 10) : -1;
+        freeReplyObject(o);
+        if (on_b != on_a)
+            sched_yield();
+    }
+    cr_assert_eq(on_b, on_a, "B replicated the first flush");
 
     /* The failover: B promoted, A its replica, the name moved to B. */
     on(bc, "REPLICAOF NO %s%s", "ONE", "");
@@ -908,7 +919,7 @@ Test(redis_sink, after_a_replica_promotion_the_sink_reconnects_through_the_name)
     cr_assert_geq(st.connects, 2, "the sink connected again, through the name");
     redisReply *r = redisCommand(bc, "HGET %s events", k("kpi:1m_5s:all:all"));
     cr_assert(r && r->type == REDIS_REPLY_STRING);
-    cr_assert_eq(strtoll(r->str, NULL, 10), 8, "every event once, on B");
+    cr_assert_eq(strtoll(r->str, NULL, 10), 8, "every event once, on B: %s", r->str);
     freeReplyObject(r);
     r = redisCommand(bc, "HGET %s events:0", k("offsets"));
     cr_assert(r && r->type == REDIS_REPLY_STRING && strcmp(r->str, "8") == 0);
@@ -1265,8 +1276,8 @@ static void assert_base(const char *set_value, int64_t want)
 
 /* The rolling hash's base, its source and the monthly KPIs, against the
  * formulas on exact inputs.  span_ms: the time the window's data covers
- * (docs/kpis.md): its size, or less while the group's first bucket is
- * inside it. */
+ * (docs/kpis.md): from the window's start or the group's `since`, whichever
+ * is later, to the clock; at least a minute (or the slide, when shorter). */
 static void assert_monthly(const char *win, int64_t span_ms, const char *set_value, double base)
 {
     const double span = (double)span_ms;
@@ -1279,7 +1290,10 @@ static void assert_monthly(const char *win, int64_t span_ms, const char *set_val
     double acts = (double)hget_i64(kk, "activations");
     cr_assert_float_eq(hget_f(kk, "net_adds"), acts - churns, 0, "%s net_adds", kk);
     cr_assert_float_eq(hget_f(kk, "churn_rate_monthly"), churns * MONTH_MS / span / base,
-                       1e-9 * (1 + churns * MONTH_MS / span / base), "%s churn_rate_monthly", kk);
+                       1e-9 * (1 + churns * MONTH_MS / span / base),
+                       "%s churn_rate_monthly %.10g, want %.10g (span %lld ms)", kk,
+                       hget_f(kk, "churn_rate_monthly"), churns * MONTH_MS / span / base,
+                       (long long)span_ms);
     cr_assert_float_eq(hget_f(kk, "arpu_monthly"), revenue / 1e6 * MONTH_MS / span / base,
                        1e-9 * (1 + revenue / 1e6 * MONTH_MS / span / base), "%s arpu_monthly", kk);
 }
@@ -1309,12 +1323,13 @@ Test(redis_sink, base_snapshots_give_exact_bases_and_monthly_kpis)
     cr_assert_eq(hget_i64(k("base:region:eu-west"), "snap_hour"), H0);
     cr_assert_eq(hget_i64(k("kpi:1h_1m:all:all"), "events"), 7, "snapshots are not events");
     /* Both windows start before H0: their base is the snapshot itself.  The
-     * data covers one bucket of each so far: the minute T0 of 1h/1m, the
-     * hour H0 of 24h/1h; the monthly KPIs scale that, not the window's size
-     * (a window that has seen one minute is not an hour without churn). */
+     * data covers one second so far (T0 to the watermark T0 + 1 s), and a
+     * span is at least a minute: the monthly KPIs of both windows scale a
+     * minute, not the window's size (a window that has seen one minute is
+     * not an hour, or a day, without churn). */
     assert_monthly("1h_1m", MIN_MS, "region:eu-west", 1500);
-    assert_monthly("24h_1h", HOUR_MS, "region:eu-west", 1500);
-    assert_monthly("24h_1h", HOUR_MS, "region:us-east", 300);
+    assert_monthly("24h_1h", MIN_MS, "region:eu-west", 1500);
+    assert_monthly("24h_1h", MIN_MS, "region:us-east", 300);
     assert_monthly("1h_1m", MIN_MS, "all:all", 1800);
     cr_assert_float_eq(hget_f(k("kpi:1h_1m:region:eu-west"), "churn_rate_monthly"),
                        1.0 * 43200 / 1500, 1e-12,
@@ -1344,12 +1359,15 @@ Test(redis_sink, base_snapshots_give_exact_bases_and_monthly_kpis)
     cr_assert_eq(hget_i64(k("base:all:all"), "ignored"), 1);
     /* The 24h window starts before H0: its base is the base at H0's start,
      * now as the H1 snapshot tells it (base now minus the net adds since). */
-    assert_monthly("24h_1h", 2 * HOUR_MS, "region:eu-west", 2704 - (3 - 1) - (5 - 1));
-    /* The 1h window starts in H0 too (H1 + 5 s - 59 min), before T0, the
-     * first minute with data: it covers T0 (H0 + 14 min) to H1 + 1 min. */
+    /* Both windows' data began at T0 (H0 + 14 min, the group's `since`) and
+     * runs to the clock, the watermark H1 + 5 s (lateness 0): 46 min 5 s,
+     * whatever the window's size. */
     cr_assert_eq(T0 - H0, 14 * MIN_MS);
-    assert_monthly("1h_1m", HOUR_MS + MIN_MS - 14 * MIN_MS, "region:eu-west",
-                   2704 - (3 - 1) - (5 - 1));
+    cr_assert_eq(hget_i64(k("meta"), "since"), T0);
+    const int64_t covered = H1 + 5000 - T0;
+    assert_monthly("24h_1h", covered, "region:eu-west", 2704 - (3 - 1) - (5 - 1));
+    /* The 1h window starts in H0 too (H1 + 5 s - 59 min), before T0. */
+    assert_monthly("1h_1m", covered, "region:eu-west", 2704 - (3 - 1) - (5 - 1));
 
     /* Closed 1-minute buckets carry the bucket's monthly KPIs in the stream. */
     redisReply *r = cmd("XRANGE %s - +", k("stream:1h_1m"));

@@ -258,6 +258,7 @@ if n_ranges > 0 then
 end
 
 local meta = P .. 'meta'
+local since, clock_max -- the monthly KPIs' span: set before the windows run (below)
 local tmp = P .. 'tmp'
 local tmp0 = P .. 'tmp0'
 local have_tmp0 = false
@@ -785,12 +786,18 @@ local function process_window(w, base_changed)
                 hset[#hset + 1] = '_ms'
                 hset[#hset + 1] = now_ms
             end
-            -- Monthly KPIs scale the span the group's data covers: from the
-            -- window's start, or from the oldest bucket ever written when that
-            -- is later (a new group, its first hour of a 1h window), to the end
-            -- of the head bucket.  A partial window is not a full window with
-            -- no churn in its missing part (docs/kpis.md).
-            add_derived(hset, c, active or 0, m, lo_data, math.max(slide, H + slide - lo_data))
+            -- Monthly KPIs scale the time the window's data covers: from the
+            -- window's start or, when later, the key group's `since` (a new
+            -- group), to the clock or the head bucket's end, whichever is
+            -- first; at least a minute (or the slide, when shorter), so that
+            -- a group's first seconds are not scaled to a month.  A window
+            -- that has seen ten minutes is not an hour with no churn in the
+            -- rest (docs/kpis.md).
+            local start = math.max(lo_data, since or lo_data)
+            local stop = H + slide
+            if clock_max and clock_max < stop then stop = clock_max end
+            add_derived(hset, c, active or 0, m, start,
+                        math.max(math.min(slide, 60000), stop - start))
             hset[#hset + 1] = '_p'
             hset[#hset + 1] = pend or ''
             redis.call('HSET', kk, unpack(hset))
@@ -871,6 +878,42 @@ local function process_window(w, base_changed)
     local d = {}
     for i = 1, n_members do d[i] = dirty[i] and '1' or '0' end
     return table.concat(d)
+end
+
+-- The span behind the monthly KPIs (docs/kpis.md) runs from the time this
+-- key group's data begins, meta `since`, to its event-time clock.  `since`:
+-- in one call, each window's earliest bucket start is at or before the
+-- call's earliest event, and the latest of them (the finest window's) is
+-- within one of its slides of it; the smallest over calls is kept.  A group
+-- written before `since` existed starts from its oldest `first:` mark.
+-- The clock: the largest watermark flushed (this call's included) plus the
+-- lateness, the event time up to which every partition has delivered.
+do
+    local f = {'since', 'watermark'}
+    for _, w in ipairs(windows) do f[#f + 1] = 'first:' .. w.id end
+    local st = redis.call('HMGET', meta, unpack(f))
+    since = tonumber(st[1])
+    local mw = tonumber(st[2])
+    if wm and (not mw or wm > mw) then mw = wm end
+    clock_max = mw and mw + lateness
+    local was = since
+    if not since then
+        for i = 3, #f do
+            local b = tonumber(st[i])
+            if b and (not since or b < since) then since = b end
+        end
+    end
+    local call
+    for _, w in ipairs(windows) do
+        local lo_w
+        for gi = 1, #w.gb do
+            local b = tonumber(w.gb[gi])
+            if not lo_w or b < lo_w then lo_w = b end
+        end
+        if lo_w and (not call or lo_w > call) then call = lo_w end
+    end
+    if call and (not since or call < since) then since = call end
+    if since and since ~= was then redis.call('HSET', meta, 'since', bs(since)) end
 end
 
 local base_changed = apply_base()
