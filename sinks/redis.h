@@ -71,6 +71,11 @@ struct kpi_redis_conf {
      * KPI_REDIS_KEY_GROUPS_DEFAULT; all instances of a group must agree
      * (docs/redis-schema.md, "Key groups"). */
     int64_t key_groups;
+    /* 1: every key group's call is one script call, as before the hot path
+     * (sinks/redis/hot.c).  Default 0: the common part of a flush is
+     * computed in the sink and written with plain commands, in one
+     * MULTI/EXEC with the script. */
+    int no_hot_path;
 };
 
 #define KPI_REDIS_KEY_GROUPS_DEFAULT 16
@@ -100,6 +105,8 @@ struct kpi_redis_stats {
     uint64_t redirects;       /* MOVED/ASK replies followed (Redis Cluster) */
     uint64_t saturated;       /* counters that would have passed int64 (set to the limit) */
     uint64_t recount_calls;   /* idle calls that only recounted stale `active` */
+    uint64_t hot_cells;       /* window buckets written by the hot path (not the script) */
+    uint64_t txn_retries;     /* hot-path transactions run again: another writer came first */
     uint64_t last_call_us;    /* round trip of the last EVALSHA */
     uint64_t last_args_bytes; /* payload size of the last EVALSHA */
 };

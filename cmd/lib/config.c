@@ -86,6 +86,9 @@ static const struct kdef kpi_config_table[] = {
     INT_KEY("redis", "sketch_cache_mb", "64", 0, 65536, redis_sketch_cache_mb,
             "MiB of written bucket sketches kept to SET instead of PFMERGE"),
     STREAM_MAXLEN_KEY("redis", redis_stream_maxlen, "the closed-bucket streams"),
+    BOOL_KEY("redis", "hot_path", "true", redis_hot_path,
+             "write a flush's common part with plain commands in MULTI/EXEC (false: all of it "
+             "through the Lua script, as before)"),
     INT_KEY("redis", "key_groups", "16", 1, 1024, redis_key_groups,
             "hash tags a group's keys spread over (Redis Cluster slots); fixed for the group's "
             "life: a sink with another value refuses the group (docs/redis-schema.md)"),
@@ -557,6 +560,7 @@ void kpi_config_redis_conf(const struct kpi_config *c, struct kpi_redis_conf *rc
     rc->active_refresh_ms = c->redis_active_refresh_ms;
     rc->ttl_margin_ms = c->redis_ttl_margin_ms;
     rc->sketch_cache_bytes = c->redis_sketch_cache_mb << 20;
+    rc->no_hot_path = !c->redis_hot_path;
     rc->stream_maxlen = c->redis_stream_maxlen;
     rc->key_groups = c->redis_key_groups;
 }

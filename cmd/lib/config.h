@@ -46,6 +46,7 @@ struct kpi_config {
     int64_t redis_key_groups;
     int64_t redis_ttl_margin_ms;
     int64_t redis_sketch_cache_mb;
+    int redis_hot_path;
     int64_t redis_stream_maxlen;
     /* [engine] */
     char sink[16];

@@ -405,6 +405,53 @@ int kpi_redis_conn_batch(struct kpi_redis_conn *c, struct kpi_redis_cmd *cmds, s
     return err;
 }
 
+int kpi_redis_conn_pipeline(struct kpi_redis_conn *c, int slot, size_t n, const int *argc,
+                            const char **argv, const size_t *lens, redisReply **replies, int *sent,
+                            int *moved, char *errstr, size_t errsz)
+{
+    *sent = *moved = 0;
+    for (size_t i = 0; i < n; i++)
+        replies[i] = NULL;
+    int ni = pick_node(c, slot, errstr, errsz);
+    if (ni < 0)
+        return KPI_ERR_IO;
+    redisContext *ctx = c->nodes[ni].ctx;
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        redisAppendCommandArgv(ctx, argc[i], argv + at, lens + at);
+        at += (size_t)argc[i];
+    }
+    *sent = 1;
+    for (size_t i = 0; i < n; i++) {
+        void *rv = NULL;
+        if (redisGetReply(ctx, &rv) != REDIS_OK || !rv) {
+            for (size_t j = 0; j < i; j++) {
+                freeReplyObject(replies[j]);
+                replies[j] = NULL;
+            }
+            return conn_error(c, ni, errstr, errsz, "pipelined transaction");
+        }
+        replies[i] = rv;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const redisReply *r = replies[i];
+        if (r->type != REDIS_REPLY_ERROR)
+            continue;
+        if (starts_with_code(r->str, "MOVED")) {
+            const char *hp = strrchr(r->str, ' ');
+            int target = hp ? node_index(c, hp + 1) : -1;
+            if (target >= 0 && slot >= 0) {
+                c->slot_node[slot] = (int16_t)target;
+                c->redirects++;
+                *moved = 1;
+            }
+        } else if (starts_with_code(r->str, "READONLY")) {
+            node_forget(c, ni);
+        }
+    }
+    return 0;
+}
+
 int kpi_redis_is_transient(const char *err)
 {
     static const char *const codes[] = {

@@ -89,6 +89,18 @@ struct kpi_redis_cmd {
 int kpi_redis_conn_batch(struct kpi_redis_conn *c, struct kpi_redis_cmd *cmds, size_t n,
                          char *errstr, size_t errstr_size);
 
+/* Send n commands (command i is the next argc[i] entries of argv and lens)
+ * to the node that owns `slot`, in one write, and read every reply into
+ * replies[i] (the caller frees them), without following redirections: a
+ * MOVED reply updates the route and sets *moved, so the caller can run the
+ * whole sequence again (a transaction must stay on one connection).  For
+ * WATCH ... MULTI ... EXEC.  KPI_ERR_IO when a reply did not come; then
+ * *sent says whether anything was written (the connection is dropped, and
+ * every reply freed). */
+int kpi_redis_conn_pipeline(struct kpi_redis_conn *c, int slot, size_t n, const int *argc,
+                            const char **argv, const size_t *lens, redisReply **replies, int *sent,
+                            int *moved, char *errstr, size_t errstr_size);
+
 /* Error replies that mean "not run, try again later". */
 int kpi_redis_is_transient(const char *err);
 

@@ -85,16 +85,7 @@ void kpi_redis_conf_defaults(struct kpi_redis_conf *c)
 
 /* ---- (set, value id) -> member index of one call ---- */
 
-struct member_map {
-    uint64_t *keys; /* set << 32 | vid */
-    uint32_t *vals; /* 1-based member index */
-    uint32_t *gen;  /* entry valid when gen[i] == cur_gen */
-    uint32_t mask;
-    uint32_t cur_gen;
-    uint32_t n;
-};
-
-static int mm_init(struct member_map *m, uint32_t want)
+int kpi_rs_mm_init(struct member_map *m, uint32_t want)
 {
     uint32_t slots = 1024;
     while (slots < want * 2)
@@ -122,7 +113,7 @@ static int mm_init(struct member_map *m, uint32_t want)
 }
 
 /* The member's index, or 0 with *slot set where to insert it. */
-static uint32_t mm_find(const struct member_map *m, uint64_t key, uint32_t *slot)
+uint32_t kpi_rs_mm_find(const struct member_map *m, uint64_t key, uint32_t *slot)
 {
     uint64_t x = key * 0x9e3779b97f4a7c15ULL;
     uint32_t h = (uint32_t)(x >> 32) & m->mask;
@@ -145,90 +136,12 @@ static void mm_free(struct member_map *m)
 
 /* ---- the sink ---- */
 
-/* What a call sent for one window bucket, for updating the sketch cache. */
-struct group_ref {
-    struct kpi_skc_key key;
-    size_t arg; /* index of the sketch argument */
-};
-
-struct sent_range {
-    char field[KPI_TOPIC_MAX + 16];
-    int64_t from, to;
-};
-
-/* (set, vid) pairs, e.g. the values of a key group whose `active` is stale. */
-struct value_list {
-    uint64_t *v; /* set << 32 | vid */
-    uint32_t n;
-    size_t cap;
-};
-
-struct keygroup {
-    char *prefix;             /* "kpi:{group.7}:" ("kpi:{group}:" when K = 1) */
-    char *offsets_key;        /* prefix + "offsets" */
-    int slot;                 /* Redis Cluster slot of its hash tag */
-    struct kpi_dcopy base;    /* applied part of the engine's pending delta */
-    struct kpi_dcopy attempt; /* the in-doubt call's delta, if any */
-    struct sent_range *sent;  /* the in-doubt call's ranges as sent */
-    size_t n_sent, sent_cap;
-    int applied; /* applied in the current flush (step 4) */
-    struct value_list dirty[KPI_MAX_WINDOWS];
-};
-
-/* The offsets every key group stored for a partition, from load_offset. */
-struct floors {
-    char topic[KPI_TOPIC_MAX + 1];
-    int32_t partition;
-    int64_t *at; /* [k]; -1: none stored */
-};
-
-struct redis_sink {
-    pthread_mutex_t mu;
-    /* configuration */
-    char *url;        /* for messages: the password replaced by "***" */
-    char *layout_key; /* "<prefix>:{<group>}:key_groups": K of the group's layout */
-    int layout_slot;
-    int layout_ok; /* the stored K matched ours */
-    uint32_t k;
-    int64_t stream_maxlen, ttl_margin_ms, active_refresh_ms, sketch_cache_bytes;
-    struct kpi_redis_conn conn;
-    struct keygroup *kgs;
-    uint16_t *kg_of[KPI_MAX_SETS]; /* per set, by vid: key group + 1 (0: unknown) */
-    uint32_t kg_of_cap[KPI_MAX_SETS];
-    struct floors *floors;
-    size_t n_floors;
-    const struct kpi_dims *dims;       /* of the last delta (for idle calls) */
-    const struct kpi_windows *windows; /* likewise */
-    int64_t last_watermark;            /* of the last delta */
-    int retry_now; /* the last call failed on a connection that was already open */
-    /* scratch, reused across flushes */
-    struct kpi_agg roll[KPI_MAX_WINDOWS];
-    /* The delta's subscriber-base part, per (hour, set, vid): net adds in
-     * c.activations and c.churns, snapshots in snap and snaps. */
-    struct kpi_agg hours;
-    uint32_t roll_cap;
-    uint32_t *order[KPI_MAX_WINDOWS]; /* roll cell indexes sorted by key group */
-    uint32_t order_cap;
-    uint32_t *kg_start; /* [k + 1] per window, rebuilt per window */
-    uint32_t *kg_starts[KPI_MAX_WINDOWS];
-    struct member_map members;
-    struct kpi_argv args;
-    struct kpi_skc cache;
-    struct group_ref *grefs;
-    size_t n_grefs, grefs_cap;
-    struct kpi_hll scratch;
-    uint8_t *sk_buf; /* KPI_HLL_DENSE_SIZE */
-    uint64_t flush_no;
-    uint64_t token_seed, token_ctr, token; /* this call's write token */
-    struct kpi_redis_stats stats;
-};
-
-static void range_field(char *out, size_t cap, const char *topic, int32_t partition)
+void kpi_rs_range_field(char *out, size_t cap, const char *topic, int32_t partition)
 {
     snprintf(out, cap, "%s:%" PRId32, topic, partition);
 }
 
-static int reply_error(struct redis_sink *s, const redisReply *r, char *errstr, size_t errsz,
+int kpi_rs_reply_error(struct redis_sink *s, const redisReply *r, char *errstr, size_t errsz,
                        const char *what)
 {
     kpi_seterr(errstr, errsz, KPI_ERR_IO, "redis %s: %s: %.*s", s->url, what, r ? (int)r->len : 0,
@@ -237,7 +150,7 @@ static int reply_error(struct redis_sink *s, const redisReply *r, char *errstr, 
     return KPI_ERR_IO;
 }
 
-static void sync_conn_stats(struct redis_sink *s)
+void kpi_rs_sync_conn_stats(struct redis_sink *s)
 {
     s->stats.connects = s->conn.connects;
     s->stats.script_loads = s->conn.script_loads;
@@ -246,7 +159,7 @@ static void sync_conn_stats(struct redis_sink *s)
 
 /* ---- key groups of values ---- */
 
-static uint32_t kg_of(struct redis_sink *s, const struct kpi_dims *dims, uint32_t set, uint32_t vid)
+uint32_t kpi_rs_kg_of(struct redis_sink *s, const struct kpi_dims *dims, uint32_t set, uint32_t vid)
 {
     if (s->k == 1)
         return 0;
@@ -281,7 +194,7 @@ struct kg_filter {
 static int kg_keep(void *ctx, uint32_t set, uint32_t vid)
 {
     struct kg_filter *f = ctx;
-    return kg_of(f->s, f->dims, set, vid) == f->kg;
+    return kpi_rs_kg_of(f->s, f->dims, set, vid) == f->kg;
 }
 
 static int kg_copy(struct redis_sink *s, struct kpi_dcopy *c, const struct kpi_delta *d,
@@ -302,7 +215,7 @@ static const int64_t *floors_of(const struct redis_sink *s, const char *topic, i
 /* Room for `need` elements of `elem` bytes in *arrp (an array pointer whose
  * capacity is *cap), doubling from at least `first`: the one growth rule of
  * the sink's arrays.  On failure the array is left as it was. */
-static int grow(void *arrp, size_t *cap, size_t need, size_t elem, size_t first)
+int kpi_rs_grow(void *arrp, size_t *cap, size_t need, size_t elem, size_t first)
 {
     if (need <= *cap)
         return 0;
@@ -319,9 +232,9 @@ static int grow(void *arrp, size_t *cap, size_t need, size_t elem, size_t first)
     return 0;
 }
 
-static int vl_add(struct value_list *l, uint64_t v)
+int kpi_rs_vl_add(struct value_list *l, uint64_t v)
 {
-    if (grow(&l->v, &l->cap, (size_t)l->n + 1, sizeof(*l->v), 256))
+    if (kpi_rs_grow(&l->v, &l->cap, (size_t)l->n + 1, sizeof(*l->v), 256))
         return KPI_ERR_NOMEM;
     l->v[l->n++] = v;
     return 0;
@@ -367,7 +280,7 @@ static int resolve_in_doubt(struct redis_sink *s, struct keygroup *g, char *errs
         return err;
     }
     if (r->type != REDIS_REPLY_ARRAY || r->elements != g->n_sent) {
-        err = reply_error(s, r, errstr, errsz, "HMGET offsets");
+        err = kpi_rs_reply_error(s, r, errstr, errsz, "HMGET offsets");
         freeReplyObject(r);
         return err;
     }
@@ -448,7 +361,7 @@ static int rollup(struct redis_sink *s, const struct kpi_delta *d)
         const struct kpi_agg_cell *cell = &d->cells->cells[i];
         struct kpi_counters c = cell->c;
         int64_t snap = cell->snap, snaps = cell->snaps;
-        const struct keygroup *g = &s->kgs[kg_of(s, d->dims, cell->set, cell->vid)];
+        const struct keygroup *g = &s->kgs[kpi_rs_kg_of(s, d->dims, cell->set, cell->vid)];
         if (g->base.valid) {
             const struct kpi_agg_cell *b =
                 kpi_agg_find(&g->base.cells, cell->bucket, cell->set, cell->vid);
@@ -489,7 +402,7 @@ static int rollup(struct redis_sink *s, const struct kpi_delta *d)
         memset(st, 0, (s->k + 1) * sizeof(*st));
         for (uint32_t i = 0; i < s->roll[w].n; i++) {
             const struct kpi_agg_cell *c = &s->roll[w].cells[i];
-            st[kg_of(s, d->dims, c->set, c->vid) + 1]++;
+            st[kpi_rs_kg_of(s, d->dims, c->set, c->vid) + 1]++;
         }
         for (uint32_t g = 0; g < s->k; g++)
             st[g + 1] += st[g];
@@ -497,7 +410,7 @@ static int rollup(struct redis_sink *s, const struct kpi_delta *d)
         memcpy(pos, st, s->k * sizeof(*pos));
         for (uint32_t i = 0; i < s->roll[w].n; i++) {
             const struct kpi_agg_cell *c = &s->roll[w].cells[i];
-            s->order[w][pos[kg_of(s, d->dims, c->set, c->vid)]++] = i;
+            s->order[w][pos[kpi_rs_kg_of(s, d->dims, c->set, c->vid)]++] = i;
         }
     }
     return 0;
@@ -505,15 +418,25 @@ static int rollup(struct redis_sink *s, const struct kpi_delta *d)
 
 /* A member: its set's name, its value's label and its recount phase (a
  * stable hash of both, so recounts of different values spread out). */
+uint32_t kpi_rs_member_phase(struct redis_sink *s, const struct kpi_dims *dims, uint32_t set,
+                             uint32_t vid)
+{
+    (void)s;
+    const char *sname = dims->sets[set].name;
+    uint32_t vl;
+    const char *v = kpi_dims_value_label(dims, (int)set, vid, &vl);
+    uint64_t h = kpi_murmur64a(v, vl, 7) ^ kpi_murmur64a(sname, strlen(sname), 11);
+    return (uint32_t)(h % 1000);
+}
+
 static int push_member(struct redis_sink *s, const struct kpi_dims *dims, uint32_t set,
                        uint32_t vid)
 {
     const char *sname = dims->sets[set].name;
     uint32_t vl;
     const char *v = kpi_dims_value_label(dims, (int)set, vid, &vl);
-    uint64_t h = kpi_murmur64a(v, vl, 7) ^ kpi_murmur64a(sname, strlen(sname), 11);
     if (kpi_argv_str(&s->args, sname) || kpi_argv_push(&s->args, v, vl) ||
-        kpi_argv_i64(&s->args, (int64_t)(h % 1000)))
+        kpi_argv_i64(&s->args, kpi_rs_member_phase(s, dims, set, vid)))
         return KPI_ERR_NOMEM;
     return 0;
 }
@@ -524,7 +447,7 @@ static int member(struct redis_sink *s, const struct kpi_dims *dims, uint32_t se
 {
     uint64_t key = (uint64_t)set << 32 | vid;
     uint32_t slot = 0;
-    if ((*idx = mm_find(&s->members, key, &slot)))
+    if ((*idx = kpi_rs_mm_find(&s->members, key, &slot)))
         return 0;
     s->members.keys[slot] = key;
     s->members.vals[slot] = *idx = ++s->members.n;
@@ -541,13 +464,13 @@ static uint64_t splitmix(uint64_t *x)
 }
 
 /* A write token no other call, of this sink or another, will ever use. */
-static uint64_t next_token(struct redis_sink *s)
+uint64_t kpi_rs_next_token(struct redis_sink *s)
 {
     uint64_t x = s->token_seed ^ ++s->token_ctr;
     return splitmix(&x) | 1;
 }
 
-static void token_hex(char out[17], uint64_t t)
+void kpi_rs_token_hex(char out[17], uint64_t t)
 {
     snprintf(out, 17, "%016" PRIx64, t);
 }
@@ -555,9 +478,9 @@ static void token_hex(char out[17], uint64_t t)
 /* Push a window bucket's expected token and sketch: the cached bytes plus
  * this delta when the cache has the bucket and the result stays sparse,
  * else "" and the delta's own sketch (for Redis to merge). */
-static int push_sketch(struct redis_sink *s, struct group_ref *g, const struct kpi_hll *delta)
+int kpi_rs_push_sketch(struct redis_sink *s, struct kpi_argv *a, struct group_ref *g,
+                       const struct kpi_hll *delta)
 {
-    struct kpi_argv *a = &s->args;
     struct kpi_skc_entry *e = s->sketch_cache_bytes > 0 ? kpi_skc_find(&s->cache, &g->key) : NULL;
     if (e && e->len) {
         size_t len = 0;
@@ -567,7 +490,7 @@ static int push_sketch(struct redis_sink *s, struct group_ref *g, const struct k
                 kpi_hll_serialize(&s->scratch, s->sk_buf, KPI_HLL_DENSE_SIZE, KPI_REDIS_SPARSE_MAX);
         if (len > 0 && len <= KPI_REDIS_SPARSE_MAX) {
             char tok[17];
-            token_hex(tok, e->token);
+            kpi_rs_token_hex(tok, e->token);
             if (kpi_argv_str(a, tok) || kpi_argv_push(a, s->sk_buf, len))
                 return KPI_ERR_NOMEM;
             g->arg = a->n - 1;
@@ -590,7 +513,7 @@ static int push_sketch(struct redis_sink *s, struct group_ref *g, const struct k
 
 /* After an applied call: remember the sketches Redis now holds exactly
  * (exact[i] == '1': the script SET what group i sent). */
-static void update_cache(struct redis_sink *s, const char *exact, size_t n)
+void kpi_rs_update_cache(struct redis_sink *s, const char *exact, size_t n)
 {
     for (size_t i = 0; i < s->n_grefs; i++) {
         const struct group_ref *g = &s->grefs[i];
@@ -632,7 +555,7 @@ static int64_t range_from(const struct redis_sink *s, const struct keygroup *g, 
 /* The window whose distinct subscribers stand in for the base of a value
  * without snapshots ("active base", docs/kpis.md): the longest of at least
  * 28 days, or none. */
-static const char *fallback_window(const struct kpi_windows *ws)
+const char *kpi_rs_fallback_window(const struct kpi_windows *ws)
 {
     const struct kpi_window_spec *best = NULL;
     for (int w = 0; w < ws->n; w++)
@@ -646,16 +569,16 @@ static const char *fallback_window(const struct kpi_windows *ws)
 static int push_base(struct redis_sink *s, uint32_t kg, const struct kpi_delta *d)
 {
     struct kpi_argv *a = &s->args;
-    int err = kpi_argv_str(a, fallback_window(s->windows));
+    int err = kpi_argv_str(a, kpi_rs_fallback_window(s->windows));
     size_t n_arg = a->n;
     int64_t n = 0;
     err |= kpi_argv_str(a, "0000000000");
     for (uint32_t i = 0; d && i < s->hours.n && !err; i++) {
         const struct kpi_agg_cell *h = &s->hours.cells[i];
-        if (kg_of(s, s->dims, h->set, h->vid) != kg)
+        if (kpi_rs_kg_of(s, s->dims, h->set, h->vid) != kg)
             continue;
         uint32_t slot;
-        err |= kpi_argv_i64(a, mm_find(&s->members, (uint64_t)h->set << 32 | h->vid, &slot));
+        err |= kpi_argv_i64(a, kpi_rs_mm_find(&s->members, (uint64_t)h->set << 32 | h->vid, &slot));
         err |= kpi_argv_i64(a, h->bucket);
         err |= kpi_argv_i64(a, h->c.activations - h->c.churns);
         err |= kpi_argv_i64(a, h->snaps);
@@ -666,7 +589,30 @@ static int push_base(struct redis_sink *s, uint32_t kg, const struct kpi_delta *
     return err ? KPI_ERR_NOMEM : 0;
 }
 
-static int build_args(struct redis_sink *s, uint32_t kg, const struct kpi_delta *d)
+/* Key group kg's offset ranges for d (none when d is NULL), as the flush
+ * sends and fences them, in g->sent. */
+int kpi_rs_prepare_ranges(struct redis_sink *s, uint32_t kg, const struct kpi_delta *d)
+{
+    struct keygroup *g = &s->kgs[kg];
+    size_t n_ranges = d ? d->n_ranges : 0;
+    if (kpi_rs_grow(&g->sent, &g->sent_cap, n_ranges, sizeof(*g->sent), 16))
+        return KPI_ERR_NOMEM;
+    g->n_sent = 0;
+    for (size_t i = 0; i < n_ranges; i++) {
+        const struct kpi_offset_range *r = &d->ranges[i];
+        struct sent_range *sr = &g->sent[g->n_sent++];
+        kpi_rs_range_field(sr->field, sizeof(sr->field), r->topic, r->partition);
+        sr->from = range_from(s, g, kg, r);
+        sr->to = r->to > sr->from ? r->to : sr->from;
+    }
+    return 0;
+}
+
+/* The script's arguments for key group kg, in s->args (s->token is the
+ * call's write token).  Cells the hot path wrote (s->hot[w][cell] != 0)
+ * are left out of the windows' groups, but their values stay members, so
+ * that they count as written by this call (not trailing). */
+int kpi_rs_build_args(struct redis_sink *s, uint32_t kg, const struct kpi_delta *d)
 {
     struct keygroup *g = &s->kgs[kg];
     struct kpi_argv *a = &s->args;
@@ -690,22 +636,15 @@ static int build_args(struct redis_sink *s, uint32_t kg, const struct kpi_delta 
     err |= kpi_argv_i64(a, ws->lateness_ms);
     err |= kpi_argv_i64(a, s->stream_maxlen);
     err |= kpi_argv_i64(a, s->active_refresh_ms);
-    s->token = next_token(s);
     char tok[17];
-    token_hex(tok, s->token);
+    kpi_rs_token_hex(tok, s->token);
     err |= kpi_argv_str(a, tok);
 
-    size_t n_ranges = d ? d->n_ranges : 0;
-    if (grow(&g->sent, &g->sent_cap, n_ranges, sizeof(*g->sent), 16))
+    if (kpi_rs_prepare_ranges(s, kg, d))
         return KPI_ERR_NOMEM;
-    g->n_sent = 0;
-    err |= kpi_argv_i64(a, (int64_t)n_ranges);
-    for (size_t i = 0; i < n_ranges; i++) {
-        const struct kpi_offset_range *r = &d->ranges[i];
-        struct sent_range *sr = &g->sent[g->n_sent++];
-        range_field(sr->field, sizeof(sr->field), r->topic, r->partition);
-        sr->from = range_from(s, g, kg, r);
-        sr->to = r->to > sr->from ? r->to : sr->from;
+    err |= kpi_argv_i64(a, (int64_t)g->n_sent);
+    for (size_t i = 0; i < g->n_sent; i++) {
+        const struct sent_range *sr = &g->sent[i];
         err |= kpi_argv_str(a, sr->field);
         err |= kpi_argv_i64(a, sr->from);
         err |= kpi_argv_i64(a, sr->to);
@@ -721,10 +660,10 @@ static int build_args(struct redis_sink *s, uint32_t kg, const struct kpi_delta 
             n_groups += s->kg_starts[w][kg + 1] - s->kg_starts[w][kg];
         n_dirty += g->dirty[w].n;
     }
-    if (grow(&s->grefs, &s->grefs_cap, n_groups, sizeof(*s->grefs), 256))
+    if (kpi_rs_grow(&s->grefs, &s->grefs_cap, n_groups, sizeof(*s->grefs), 256))
         return KPI_ERR_NOMEM;
     s->n_grefs = 0;
-    if ((err = mm_init(&s->members, n_groups + n_dirty + (d ? s->hours.n : 0))))
+    if ((err = kpi_rs_mm_init(&s->members, n_groups + n_dirty + (d ? s->hours.n : 0))))
         return err;
     size_t n_members_arg = a->n;
     err |= kpi_argv_str(a, "0000000000");
@@ -748,7 +687,7 @@ static int build_args(struct redis_sink *s, uint32_t kg, const struct kpi_delta 
     for (uint32_t i = 0; d && i < s->hours.n && !err; i++) {
         const struct kpi_agg_cell *h = &s->hours.cells[i];
         uint32_t m;
-        if (kg_of(s, dims, h->set, h->vid) == kg)
+        if (kpi_rs_kg_of(s, dims, h->set, h->vid) == kg)
             err |= member(s, dims, h->set, h->vid, &m);
     }
     err |= kpi_argv_set_i64(a, n_members_arg, s->members.n);
@@ -764,11 +703,16 @@ static int build_args(struct redis_sink *s, uint32_t kg, const struct kpi_delta 
         err |= kpi_argv_i64(a, spec->slide_ms);
         err |= kpi_argv_i64(a, ttl);
         err |= kpi_argv_i64(a, ttl);
-        err |= kpi_argv_i64(a, hi - lo);
+        size_t n_groups_arg = a->n;
+        int64_t n_sent_groups = 0;
+        err |= kpi_argv_str(a, "0000000000");
         for (uint32_t j = lo; j < hi && !err; j++) {
+            if (s->hot_marking && s->hot[w][s->order[w][j]])
+                continue;
+            n_sent_groups++;
             const struct kpi_agg_cell *c = &s->roll[w].cells[s->order[w][j]];
             uint32_t slot;
-            uint32_t m = mm_find(&s->members, (uint64_t)c->set << 32 | c->vid, &slot);
+            uint32_t m = kpi_rs_mm_find(&s->members, (uint64_t)c->set << 32 | c->vid, &slot);
             err |= kpi_argv_i64(a, m);
             err |= kpi_argv_i64(a, c->bucket);
             const int64_t *cv = (const int64_t *)&c->c;
@@ -786,16 +730,17 @@ static int build_args(struct redis_sink *s, uint32_t kg, const struct kpi_delta 
             gr->key.set = c->set;
             gr->key.vid = c->vid;
             gr->key.win = (uint32_t)w;
-            if ((err = push_sketch(s, gr, &c->hll)))
+            if ((err = kpi_rs_push_sketch(s, a, gr, &c->hll)))
                 return err;
         }
+        err |= kpi_argv_set_i64(a, n_groups_arg, n_sent_groups);
         /* Trailing recounts: dirty values this call does not write. */
         size_t n_trail_arg = a->n;
         uint32_t n_trail = 0;
         err |= kpi_argv_str(a, "0000000000");
         for (uint32_t j = 0; j < g->dirty[w].n && !err; j++) {
             uint32_t slot;
-            uint32_t m = mm_find(&s->members, g->dirty[w].v[j], &slot);
+            uint32_t m = kpi_rs_mm_find(&s->members, g->dirty[w].v[j], &slot);
             if (m <= n_written)
                 continue; /* written by this call: recounted if due, else dirty again */
             err |= kpi_argv_i64(a, m);
@@ -810,7 +755,7 @@ static int build_args(struct redis_sink *s, uint32_t kg, const struct kpi_delta 
 
 /* From the script's reply: the values of window w whose `active` it left
  * stale (dirty[m - 1] == '1' for member m) become the key group's dirty list. */
-static int take_dirty(struct redis_sink *s, struct keygroup *g, const redisReply *r)
+int kpi_rs_take_dirty(struct redis_sink *s, struct keygroup *g, const redisReply *r)
 {
     const struct kpi_windows *ws = s->windows;
     for (int w = 0; w < ws->n; w++) {
@@ -825,7 +770,7 @@ static int take_dirty(struct redis_sink *s, struct keygroup *g, const redisReply
                 continue;
             uint32_t m = s->members.vals[slot];
             if (m >= 1 && m <= e->len && e->str[m - 1] == '1' &&
-                vl_add(&g->dirty[w], s->members.keys[slot]))
+                kpi_rs_vl_add(&g->dirty[w], s->members.keys[slot]))
                 return KPI_ERR_NOMEM;
         }
     }
@@ -834,14 +779,61 @@ static int take_dirty(struct redis_sink *s, struct keygroup *g, const redisReply
 
 /* ---- one call ---- */
 
-/* Run key group kg's call.  0: applied (or a replay); KPI_ERR_IO: not
- * applied, or in doubt (*in_doubt = 1); KPI_ERR_CONFLICT: fenced. */
-static int call_kg(struct redis_sink *s, uint32_t kg, const struct kpi_delta *d, int *in_doubt,
-                   char *errstr, size_t errsz)
+/* Take the script's reply r for key group g's call of delta d (NULL: an
+ * idle recount).  0 (applied, or a replay), or an error: KPI_ERR_CONFLICT
+ * when fenced or when the script failed (it may have run part-way),
+ * KPI_ERR_IO when Redis refused it (not run: retry). */
+int kpi_rs_script_reply(struct redis_sink *s, struct keygroup *g, const struct kpi_delta *d,
+                        const redisReply *r, char *errstr, size_t errsz)
+{
+    int err = 0;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
+        r->element[0]->type == REDIS_REPLY_STRING) {
+        const char *st = r->element[0]->str;
+        if (strcmp(st, "ok") == 0 && r->elements >= 6) {
+            if (d && d->n_ranges + d->cells->n > 0)
+                s->stats.flushes++;
+            s->stats.stream_entries += (uint64_t)r->element[1]->integer;
+            s->stats.rebuilds += (uint64_t)r->element[2]->integer;
+            s->stats.sketch_errors += (uint64_t)r->element[3]->integer;
+            s->stats.saturated += (uint64_t)r->element[5]->integer;
+            kpi_rs_update_cache(s, r->element[4]->str ? r->element[4]->str : "",
+                                r->element[4]->len);
+            err = kpi_rs_take_dirty(s, g, r);
+        } else if (strcmp(st, "dup") == 0) {
+            s->stats.replays++;
+        } else if (strcmp(st, "conflict") == 0 && r->elements >= 5) {
+            s->stats.conflicts++;
+            err = kpi_seterr(errstr, errsz, KPI_ERR_CONFLICT,
+                             "redis: partition %s: key group %s stored offset '%s', this "
+                             "delta covers [%s, %s): another instance owns it",
+                             r->element[1]->str, g->prefix, r->element[2]->str, r->element[3]->str,
+                             r->element[4]->str);
+        } else {
+            err = kpi_rs_reply_error(s, NULL, errstr, errsz, "unexpected script reply");
+        }
+    } else if (r->type == REDIS_REPLY_ERROR && !kpi_redis_is_transient(r->str)) {
+        s->stats.io_errors++;
+        err = kpi_seterr(errstr, errsz, KPI_ERR_CONFLICT,
+                         "redis %s: the flush script failed: %.*s; not retrying a script that "
+                         "may have run part-way (see docs/exactly-once.md)",
+                         s->url, (int)r->len, r->str);
+    } else {
+        err = kpi_rs_reply_error(s, r, errstr, errsz, "EVALSHA");
+    }
+    return err;
+}
+
+/* Run key group kg's call as one script call.  0: applied (or a replay);
+ * KPI_ERR_IO: not applied, or in doubt (*in_doubt = 1); KPI_ERR_CONFLICT:
+ * fenced. */
+int kpi_rs_call_script(struct redis_sink *s, uint32_t kg, const struct kpi_delta *d, int *in_doubt,
+                       char *errstr, size_t errsz)
 {
     struct keygroup *g = &s->kgs[kg];
     *in_doubt = 0;
-    int err = build_args(s, kg, d);
+    s->token = kpi_rs_next_token(s);
+    int err = kpi_rs_build_args(s, kg, d);
     if (err)
         return kpi_seterr(errstr, errsz, err, "redis: cannot build the flush: %s",
                           kpi_err_name(err));
@@ -856,7 +848,7 @@ static int call_kg(struct redis_sink *s, uint32_t kg, const struct kpi_delta *d,
                                  errstr, errsz);
     s->stats.last_call_us = (uint64_t)(kpi_mono_us() - t0);
     s->stats.calls++;
-    sync_conn_stats(s);
+    kpi_rs_sync_conn_stats(s);
     if (err) {
         s->stats.io_errors++;
         if (sent) {
@@ -865,41 +857,19 @@ static int call_kg(struct redis_sink *s, uint32_t kg, const struct kpi_delta *d,
         }
         return err;
     }
-    if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
-        r->element[0]->type == REDIS_REPLY_STRING) {
-        const char *st = r->element[0]->str;
-        if (strcmp(st, "ok") == 0 && r->elements >= 6) {
-            if (d && d->n_ranges + d->cells->n > 0)
-                s->stats.flushes++;
-            s->stats.stream_entries += (uint64_t)r->element[1]->integer;
-            s->stats.rebuilds += (uint64_t)r->element[2]->integer;
-            s->stats.sketch_errors += (uint64_t)r->element[3]->integer;
-            s->stats.saturated += (uint64_t)r->element[5]->integer;
-            update_cache(s, r->element[4]->str ? r->element[4]->str : "", r->element[4]->len);
-            err = take_dirty(s, g, r);
-        } else if (strcmp(st, "dup") == 0) {
-            s->stats.replays++;
-        } else if (strcmp(st, "conflict") == 0 && r->elements >= 5) {
-            s->stats.conflicts++;
-            err = kpi_seterr(errstr, errsz, KPI_ERR_CONFLICT,
-                             "redis: partition %s: key group %s stored offset '%s', this "
-                             "delta covers [%s, %s): another instance owns it",
-                             r->element[1]->str, g->prefix, r->element[2]->str, r->element[3]->str,
-                             r->element[4]->str);
-        } else {
-            err = reply_error(s, NULL, errstr, errsz, "unexpected script reply");
-        }
-    } else if (r->type == REDIS_REPLY_ERROR && !kpi_redis_is_transient(r->str)) {
-        s->stats.io_errors++;
-        err = kpi_seterr(errstr, errsz, KPI_ERR_CONFLICT,
-                         "redis %s: the flush script failed: %.*s; not retrying a script that "
-                         "may have run part-way (see docs/exactly-once.md)",
-                         s->url, (int)r->len, r->str);
-    } else {
-        err = reply_error(s, r, errstr, errsz, "EVALSHA");
-    }
+    err = kpi_rs_script_reply(s, g, d, r, errstr, errsz);
     freeReplyObject(r);
     return err;
+}
+
+/* Key group kg's share of d (NULL: an idle recount): through the hot path
+ * (hot.c) when it is on and d has data, else one script call. */
+static int call_kg(struct redis_sink *s, uint32_t kg, const struct kpi_delta *d, int *in_doubt,
+                   char *errstr, size_t errsz)
+{
+    if (s->hot_on && d)
+        return kpi_rs_call_hot(s, kg, d, in_doubt, errstr, errsz);
+    return kpi_rs_call_script(s, kg, d, in_doubt, errstr, errsz);
 }
 
 /* ---- the sink callbacks ---- */
@@ -1040,7 +1010,7 @@ static int check_layout(struct redis_sink *s, char *errstr, size_t errsz)
         return err;
     int stored = r->type == REDIS_REPLY_NIL; /* not ours: somebody recorded a K before */
     if (r->type == REDIS_REPLY_ERROR)
-        err = reply_error(s, r, errstr, errsz, "SET key_groups");
+        err = kpi_rs_reply_error(s, r, errstr, errsz, "SET key_groups");
     freeReplyObject(r);
     r = NULL;
     if (!err && stored) {
@@ -1052,7 +1022,7 @@ static int check_layout(struct redis_sink *s, char *errstr, size_t errsz)
                              "with %s key groups (%s): use that value, or a new group id",
                              k, s->url, r->str, s->layout_key);
         else if (!err && r->type == REDIS_REPLY_ERROR)
-            err = reply_error(s, r, errstr, errsz, "GET key_groups");
+            err = kpi_rs_reply_error(s, r, errstr, errsz, "GET key_groups");
         freeReplyObject(r);
     }
     if (!err)
@@ -1065,7 +1035,7 @@ static int redis_load_offset(void *self, const char *topic, int32_t partition, i
 {
     struct redis_sink *s = self;
     char field[KPI_TOPIC_MAX + 16];
-    range_field(field, sizeof(field), topic, partition);
+    kpi_rs_range_field(field, sizeof(field), topic, partition);
     pthread_mutex_lock(&s->mu);
     int err = 0;
     int64_t *at = malloc(s->k * sizeof(int64_t));
@@ -1100,11 +1070,11 @@ static int redis_load_offset(void *self, const char *topic, int32_t partition, i
             if (v < lo)
                 lo = v;
         } else {
-            err = reply_error(s, r, errstr, errsz, "HGET offsets");
+            err = kpi_rs_reply_error(s, r, errstr, errsz, "HGET offsets");
         }
         freeReplyObject(r);
     }
-    sync_conn_stats(s);
+    kpi_rs_sync_conn_stats(s);
     if (!err) {
         /* A key group with no offset never applied this partition (a first
          * flush cut short): resume from the consumer's start, like a new
@@ -1173,6 +1143,9 @@ static void redis_destroy(void *self)
     kpi_argv_free(&s->args);
     kpi_skc_free(&s->cache);
     free(s->grefs);
+    kpi_rs_hot_free(s->hs);
+    for (int w = 0; w < KPI_MAX_WINDOWS; w++)
+        free(s->hot[w]);
     free(s->sk_buf);
     kpi_hll_fini(&s->scratch);
     free(s->url);
@@ -1245,6 +1218,7 @@ struct kpi_sink kpi_sink_redis_new(const struct kpi_redis_conf *conf, char *errs
     s->ttl_margin_ms = conf && conf->ttl_margin_ms >= 0 ? conf->ttl_margin_ms : def.ttl_margin_ms;
     s->active_refresh_ms =
         conf && conf->active_refresh_ms >= 0 ? conf->active_refresh_ms : def.active_refresh_ms;
+    s->hot_on = conf ? !conf->no_hot_path : 1;
     s->sketch_cache_bytes =
         conf && conf->sketch_cache_bytes >= 0 ? conf->sketch_cache_bytes : def.sketch_cache_bytes;
 #undef OR_DEFAULT

@@ -1,0 +1,1205 @@
+/*
+ * hot.c - the hot path of a flush: the common part of a key group's call,
+ * computed in C and written with plain commands, in one MULTI/EXEC with the
+ * script call that does the rest (docs/redis-schema.md, "Cost";
+ * docs/exactly-once.md, "The hot path").
+ *
+ * Why.  Inside the flush script every redis.call and every field crosses
+ * the Lua interpreter: 60-80 us of Redis time per (window, value) written,
+ * where the same writes sent as plain pipelined commands cost a fraction
+ * of that (bench/RESULTS.md, "The hot path").  Most of a flush is the same
+ * simple step for every value: add this delta's counters to a bucket hash
+ * and to the value's rolling hash, write its sketch, re-derive its KPIs.
+ * That step is done here; what is rare or needs Redis-side results (a
+ * window's head moving, a rebuild, a due recount of `active`, a base
+ * snapshot, amendments of closed buckets) stays in flush.lua.
+ *
+ * One call, on the key group's node, on one connection:
+ *   1. WATCH offsets meta; HMGET offsets <ranges>; HMGET meta <marks>;
+ *      SCRIPT EXISTS.  The fence is checked here exactly as the script
+ *      does: a replay or a conflict ends the call (UNWATCH).
+ *   2. Per window whose head does not move, the values whose every cell of
+ *      the call is plain (see hot_cell_ok) are candidates; their bucket
+ *      fields, sketch TTLs, rolling hashes and base gauges are read.  A
+ *      candidate whose rolling hash is missing, or whose `active` is due
+ *      for a recount, goes to the script instead.
+ *   3. MULTI; the candidates' writes (HSET bucket, SET or PFMERGE sketch,
+ *      SADD idx, HSET rolling hash, ZADD values); EVALSHA of the script
+ *      with the other cells, which also moves the offsets and marks; EXEC.
+ *
+ * Why that is exactly once and exact.  Every writer of a key group writes
+ * its `meta` (the script always does, in every call), so WATCH on offsets
+ * and meta makes EXEC fail if anything wrote the key group between the
+ * reads of steps 1-2 and EXEC: what this call read is still true when its
+ * writes apply, so a sum computed here from a value read in step 2 is
+ * exactly what HINCRBY would have produced.  EXEC applies all or nothing:
+ * a failed WATCH (nil), a refused transaction (EXECABORT, OOM, READONLY
+ * at EXEC: Redis 7 checks those for the whole transaction before running
+ * any of it) or a lost connection before EXEC write nothing; a lost reply
+ * after EXEC is in doubt and resolved from the offsets, which the script
+ * inside the same transaction moved, like a lost EVALSHA reply.  The one
+ * error inside EXEC that would leave half of it is a command failing at
+ * run time: WRONGTYPE (a foreign writer under the prefix, which
+ * docs/redis-schema.md excludes), a corrupt sketch (PFMERGE: counted as a
+ * sketch error, as the script's pcall does), or NOSCRIPT if the scripts
+ * are flushed between step 1's SCRIPT EXISTS and EXEC.  Counters cannot
+ * overflow: sums saturate here, in int64, as the script's do.
+ *
+ * The script sees the candidates' values as members of the call (so they
+ * are "written by this call", not trailing recounts) but not their cells;
+ * it runs after the hot writes in the same transaction, so anything it
+ * reads (a closing bucket, a recount) already includes them.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/clock.h"
+#include "engine/err.h"
+#include "engine/kpi.h"
+#include "sinks/redis/redis_int.h"
+
+#define HOUR_MS       3600000LL
+#define DAY_MS        86400000LL
+#define KEEP_HOURS    48
+#define KEEP_DAYS     35
+#define WS_MIN_BUCKET 12 /* windows of more buckets count through a window sketch */
+#define NO_MS         INT64_MIN
+
+/* One (window, value) of the call. */
+struct hv {
+    uint64_t key; /* set << 32 | vid */
+    int w;
+    int slow;      /* the script writes it */
+    int in_inst;   /* has cells inside the current instance */
+    size_t kk_rep; /* its rolling hash's HMGET reply */
+    uint32_t gauge;
+    uint32_t first_hc; /* its cells: a list through hc.next (UINT32_MAX: end) */
+    int64_t acc[KPI_NCOUNTERS];
+};
+
+/* One cell of a candidate. */
+struct hc {
+    int w;
+    uint32_t cell; /* index in s->roll[w] */
+    uint32_t hv;
+    uint32_t next;
+    size_t bk_rep, pttl_rep;
+};
+
+/* A candidate value's base gauge (flush.lua, gauge and base_at). */
+struct gauge {
+    uint64_t key;
+    size_t rep;
+};
+
+/* Per window: the marks read in step 1. */
+struct hw {
+    int64_t h_old, c_old, f_old, H, lo;
+    int hot; /* the head does not move: candidates possible */
+};
+
+struct hot_state {
+    struct hv *hv;
+    size_t n_hv, hv_cap;
+    struct hc *hc;
+    size_t n_hc, hc_cap;
+    struct gauge *g;
+    size_t n_g, g_cap;
+    struct member_map hv_map, g_map, base_map;
+    struct kpi_argv a;
+    int *argc;
+    size_t n_cmd, argc_cap;
+    size_t cmd_start;
+    redisReply **rep;
+    size_t rep_cap;
+    struct group_ref *refs; /* hot cells' sketches, for the cache */
+    size_t n_refs, refs_cap;
+    uint8_t *exact;
+    size_t exact_cap;
+    size_t *merge_cmd; /* PFMERGE commands (their errors are sketch errors) */
+    size_t n_merge, merge_cap;
+};
+
+/* ---- commands ---- */
+
+static void cmd_begin(struct hot_state *h)
+{
+    h->cmd_start = h->a.n;
+}
+
+static int cmd_end(struct hot_state *h)
+{
+    if (kpi_rs_grow(&h->argc, &h->argc_cap, h->n_cmd + 1, sizeof(*h->argc), 256))
+        return KPI_ERR_NOMEM;
+    h->argc[h->n_cmd++] = (int)(h->a.n - h->cmd_start);
+    return 0;
+}
+
+static void cmds_reset(struct hot_state *h)
+{
+    kpi_argv_reset(&h->a);
+    h->n_cmd = 0;
+}
+
+/* A key: prefix, kind ("kpi:"), then parts joined by ':' (a NULL part ends
+ * the list; a part of length -1 is a decimal number in num). */
+struct part {
+    const char *p;
+    size_t len;
+};
+
+static int push_key(struct kpi_argv *a, const char *prefix, const struct part *parts, int n)
+{
+    size_t len = strlen(prefix);
+    for (int i = 0; i < n; i++)
+        len += parts[i].len + 1;
+    char *o = kpi_argv_begin(a, len);
+    if (!o)
+        return KPI_ERR_NOMEM;
+    size_t at = strlen(prefix);
+    memcpy(o, prefix, at);
+    for (int i = 0; i < n; i++) {
+        if (i > 0)
+            o[at++] = ':';
+        memcpy(o + at, parts[i].p, parts[i].len);
+        at += parts[i].len;
+    }
+    kpi_argv_commit(a, at);
+    return 0;
+}
+
+static struct part str_part(const char *s)
+{
+    return (struct part){s, strlen(s)};
+}
+
+/* ---- parsing replies ---- */
+
+/* A decimal int64 reply element: 1 with *v set, 0 when nil or not a number. */
+static int parse_i64(const redisReply *r, int64_t *v)
+{
+    if (!r || r->type != REDIS_REPLY_STRING || r->len == 0 || r->len > 20)
+        return 0;
+    char buf[24];
+    memcpy(buf, r->str, r->len);
+    buf[r->len] = '\0';
+    char *end;
+    errno = 0;
+    long long x = strtoll(buf, &end, 10);
+    if (errno || *end)
+        return 0;
+    *v = x;
+    return 1;
+}
+
+static int is_nil(const redisReply *r)
+{
+    return !r || r->type == REDIS_REPLY_NIL;
+}
+
+/* ---- maps ---- */
+
+/* Index (+1) of key in map m, adding it with value `next` if new. */
+static uint32_t map_get(struct member_map *m, uint64_t key, uint32_t next, int *added)
+{
+    uint32_t slot = 0;
+    uint32_t v = kpi_rs_mm_find(m, key, &slot);
+    *added = 0;
+    if (v)
+        return v;
+    m->keys[slot] = key;
+    m->vals[slot] = next;
+    m->gen[slot] = m->cur_gen;
+    m->n++;
+    *added = 1;
+    return next;
+}
+
+/* ---- step 1: fence and marks ---- */
+
+static int64_t sat_add(int64_t a, int64_t b, uint64_t *saturated)
+{
+    int64_t r;
+    if (__builtin_add_overflow(a, b, &r)) {
+        (*saturated)++;
+        return b > 0 ? INT64_MAX : INT64_MIN;
+    }
+    return r;
+}
+
+enum { HOT_DONE, HOT_RETRY, HOT_FALLBACK };
+
+struct call {
+    struct redis_sink *s;
+    uint32_t kg;
+    struct keygroup *g;
+    const struct kpi_delta *d;
+    struct hot_state *h;
+    struct hw win[KPI_MAX_WINDOWS];
+    int64_t since, mw, now, clock_max;
+    int has_since;
+    char tok[17];
+};
+
+static int push_common_keys(struct call *c, const char *kind)
+{
+    return push_key(&c->h->a, c->g->prefix, (struct part[]){str_part(kind)}, 1);
+}
+
+/* WATCH; HMGET offsets; HMGET meta; SCRIPT EXISTS. */
+static int build_step1(struct call *c)
+{
+    struct hot_state *h = c->h;
+    struct kpi_argv *a = &h->a;
+    const struct kpi_windows *ws = c->s->windows;
+    int err = 0;
+    cmds_reset(h);
+    cmd_begin(h);
+    err |= kpi_argv_str(a, "WATCH");
+    err |= push_common_keys(c, "offsets");
+    err |= push_common_keys(c, "meta");
+    err |= cmd_end(h);
+    cmd_begin(h);
+    err |= kpi_argv_str(a, "HMGET");
+    err |= push_common_keys(c, "offsets");
+    err |= kpi_argv_str(a, "-"); /* no partition is named "-": keeps HMGET valid without ranges */
+    for (size_t i = 0; i < c->g->n_sent; i++)
+        err |= kpi_argv_str(a, c->g->sent[i].field);
+    err |= cmd_end(h);
+    cmd_begin(h);
+    err |= kpi_argv_str(a, "HMGET");
+    err |= push_common_keys(c, "meta");
+    err |= kpi_argv_str(a, "since");
+    err |= kpi_argv_str(a, "watermark");
+    char f[KPI_WINDOW_NAME_MAX + 16];
+    for (int w = 0; w < ws->n; w++) {
+        snprintf(f, sizeof(f), "head:%s", ws->w[w].id);
+        err |= kpi_argv_str(a, f);
+        snprintf(f, sizeof(f), "closed:%s", ws->w[w].id);
+        err |= kpi_argv_str(a, f);
+        snprintf(f, sizeof(f), "first:%s", ws->w[w].id);
+        err |= kpi_argv_str(a, f);
+    }
+    err |= cmd_end(h);
+    cmd_begin(h);
+    err |= kpi_argv_str(a, "SCRIPT");
+    err |= kpi_argv_str(a, "EXISTS");
+    err |= kpi_argv_str(a, c->s->conn.sha[0] ? c->s->conn.sha : "0");
+    err |= cmd_end(h);
+    return err ? KPI_ERR_NOMEM : 0;
+}
+
+static int run(struct call *c, int *sent, int *moved, char *errstr, size_t errsz)
+{
+    struct hot_state *h = c->h;
+    const char **argv = kpi_argv_finish(&h->a);
+    if (!argv)
+        return kpi_seterr(errstr, errsz, KPI_ERR_NOMEM, "out of memory");
+    if (kpi_rs_grow(&h->rep, &h->rep_cap, h->n_cmd, sizeof(*h->rep), 256))
+        return kpi_seterr(errstr, errsz, KPI_ERR_NOMEM, "out of memory");
+    return kpi_redis_conn_pipeline(&c->s->conn, c->g->slot, h->n_cmd, h->argc, argv, h->a.alen,
+                                   h->rep, sent, moved, errstr, errsz);
+}
+
+static void free_replies(struct hot_state *h, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (h->rep[i]) {
+            freeReplyObject(h->rep[i]);
+            h->rep[i] = NULL;
+        }
+}
+
+/* ---- step 2: candidates ---- */
+
+/* A cell the hot path may write in window w: not before the window's first
+ * bucket or the group's `since` (the script moves those marks), not in a
+ * closed bucket (an amendment), and inside the current instance or ahead
+ * of it (never one that left it). */
+static int hot_cell_ok(const struct call *c, const struct hw *hw, int64_t b)
+{
+    return b >= hw->f_old && (hw->c_old == NO_MS || b >= hw->c_old) && b >= c->since &&
+           (b > hw->H || b >= hw->lo);
+}
+
+static int base_members(struct call *c)
+{
+    struct redis_sink *s = c->s;
+    struct hot_state *h = c->h;
+    if (kpi_rs_mm_init(&h->base_map, s->hours.n))
+        return KPI_ERR_NOMEM;
+    for (uint32_t i = 0; i < s->hours.n; i++) {
+        const struct kpi_agg_cell *x = &s->hours.cells[i];
+        if (kpi_rs_kg_of(s, s->dims, x->set, x->vid) != c->kg)
+            continue;
+        int added;
+        map_get(&h->base_map, (uint64_t)x->set << 32 | x->vid, 1, &added);
+    }
+    return 0;
+}
+
+/* The candidates of every window whose head stays, and step 2's reads. */
+static int build_step2(struct call *c)
+{
+    struct redis_sink *s = c->s;
+    struct hot_state *h = c->h;
+    const struct kpi_windows *ws = s->windows;
+    const struct kpi_dims *dims = s->dims;
+    struct kpi_argv *a = &h->a;
+    int err = 0;
+    h->n_hv = h->n_hc = h->n_g = 0;
+    uint32_t n_cells = 0;
+    for (int w = 0; w < ws->n; w++)
+        n_cells += s->kg_starts[w][c->kg + 1] - s->kg_starts[w][c->kg];
+    if (kpi_rs_mm_init(&h->hv_map, n_cells) || kpi_rs_mm_init(&h->g_map, n_cells) ||
+        base_members(c))
+        return KPI_ERR_NOMEM;
+    /* Values of each window: candidates unless a cell is not plain. */
+    for (int w = 0; w < ws->n; w++) {
+        const struct hw *hw = &c->win[w];
+        if (!hw->hot)
+            continue;
+        for (uint32_t j = s->kg_starts[w][c->kg]; j < s->kg_starts[w][c->kg + 1]; j++) {
+            uint32_t ci = s->order[w][j];
+            const struct kpi_agg_cell *cell = &s->roll[w].cells[ci];
+            uint64_t key = (uint64_t)cell->set << 32 | cell->vid;
+            int added;
+            uint32_t slot;
+            if (kpi_rs_mm_find(&h->base_map, key, &slot))
+                continue; /* a base entry: the script rewrites the value's KPIs */
+            uint32_t v = map_get(&h->hv_map, (uint64_t)w << 56 ^ key, (uint32_t)h->n_hv + 1,
+                                 &added);
+            if (added) {
+                if (kpi_rs_grow(&h->hv, &h->hv_cap, h->n_hv + 1, sizeof(*h->hv), 256))
+                    return KPI_ERR_NOMEM;
+                struct hv *x = &h->hv[h->n_hv++];
+                memset(x, 0, sizeof(*x));
+                x->key = key;
+                x->w = w;
+                x->first_hc = UINT32_MAX;
+            }
+            struct hv *x = &h->hv[v - 1];
+            if (!hot_cell_ok(c, hw, cell->bucket))
+                x->slow = 1;
+            if (cell->bucket <= hw->H && cell->bucket >= hw->lo) {
+                x->in_inst = 1;
+                for (int q = 0; q < KPI_NCOUNTERS; q++)
+                    x->acc[q] += cell->c.v[q]; /* a delta: far from int64's limits */
+            }
+            if (kpi_rs_grow(&h->hc, &h->hc_cap, h->n_hc + 1, sizeof(*h->hc), 256))
+                return KPI_ERR_NOMEM;
+            h->hc[h->n_hc] = (struct hc){.w = w, .cell = ci, .hv = v - 1, .next = x->first_hc};
+            x->first_hc = (uint32_t)h->n_hc++;
+        }
+    }
+    cmds_reset(h);
+    /* Reads: per candidate value its rolling hash and base gauge, per cell
+     * its bucket fields and its sketch's TTL. */
+    for (size_t i = 0; i < h->n_hv && !err; i++) {
+        struct hv *x = &h->hv[i];
+        if (x->slow || !x->in_inst)
+            continue;
+        const char *set = dims->sets[x->key >> 32].name;
+        uint32_t vl;
+        const char *val = kpi_dims_value_label(dims, (int)(x->key >> 32), (uint32_t)x->key, &vl);
+        x->kk_rep = h->n_cmd;
+        cmd_begin(h);
+        err |= kpi_argv_str(a, "HMGET");
+        err |= push_key(a, c->g->prefix,
+                        (struct part[]){str_part("kpi"), str_part(ws->w[x->w].id), str_part(set),
+                                        {val, vl}},
+                        4);
+        for (int q = 0; q < KPI_NCOUNTERS; q++)
+            err |= kpi_argv_str(a, kpi_counter_names[q]);
+        err |= kpi_argv_str(a, "active");
+        err |= kpi_argv_str(a, "_ms");
+        err |= kpi_argv_str(a, "_p");
+        err |= cmd_end(h);
+        int added;
+        uint32_t gi = map_get(&h->g_map, x->key, (uint32_t)h->n_g + 1, &added);
+        if (added) {
+            if (kpi_rs_grow(&h->g, &h->g_cap, h->n_g + 1, sizeof(*h->g), 256))
+                return KPI_ERR_NOMEM;
+            h->g[h->n_g++] = (struct gauge){.key = x->key, .rep = h->n_cmd};
+            cmd_begin(h);
+            err |= kpi_argv_str(a, "HGETALL");
+            err |= push_key(a, c->g->prefix, (struct part[]){str_part("base"), str_part(set), {val, vl}},
+                            3);
+            err |= cmd_end(h);
+        }
+        x->gauge = gi;
+    }
+    for (size_t i = 0; i < h->n_hc && !err; i++) {
+        struct hc *y = &h->hc[i];
+        if (h->hv[y->hv].slow)
+            continue;
+        const struct kpi_agg_cell *cell = &s->roll[y->w].cells[y->cell];
+        const char *set = dims->sets[cell->set].name;
+        uint32_t vl;
+        const char *val = kpi_dims_value_label(dims, (int)cell->set, cell->vid, &vl);
+        char b[24];
+        snprintf(b, sizeof(b), "%" PRId64, cell->bucket);
+        const char *id = ws->w[y->w].id;
+        y->bk_rep = h->n_cmd;
+        cmd_begin(h);
+        err |= kpi_argv_str(a, "HMGET");
+        err |= push_key(a, c->g->prefix,
+                        (struct part[]){str_part("b"), str_part(id), str_part(set), {val, vl},
+                                        str_part(b)},
+                        5);
+        for (int q = 0; q < KPI_NCOUNTERS; q++)
+            if (cell->c.v[q])
+                err |= kpi_argv_str(a, kpi_counter_names[q]);
+        err |= kpi_argv_str(a, "_t");
+        err |= cmd_end(h);
+        y->pttl_rep = h->n_cmd;
+        cmd_begin(h);
+        err |= kpi_argv_str(a, "PTTL");
+        err |= push_key(a, c->g->prefix,
+                        (struct part[]){str_part("h"), str_part(id), str_part(set), {val, vl},
+                                        str_part(b)},
+                        5);
+        err |= cmd_end(h);
+    }
+    return err ? KPI_ERR_NOMEM : 0;
+}
+
+/* ---- the base at a time (flush.lua, base_at) ---- */
+
+struct base {
+    int known;
+    int64_t v;
+    const char *source; /* "snapshot" or "" */
+};
+
+static struct base base_at(const redisReply *all, int64_t T)
+{
+    struct base r = {0, 0, ""};
+    if (!all || all->type != REDIS_REPLY_ARRAY)
+        return r;
+    int64_t now = 0, top = 0;
+    int has_now = 0, has_top = 0;
+    for (size_t i = 0; i + 1 < all->elements; i += 2) {
+        const redisReply *f = all->element[i];
+        if (f->len == 4 && memcmp(f->str, "base", 4) == 0)
+            has_now = parse_i64(all->element[i + 1], &now);
+        else if (f->len == 3 && memcmp(f->str, "top", 3) == 0)
+            has_top = parse_i64(all->element[i + 1], &top);
+    }
+    if (!has_now)
+        return r;
+    r.source = "snapshot";
+    int64_t hr = T - T % HOUR_MS;
+    if (!has_top || hr > top) {
+        r.known = 1;
+        r.v = now;
+        return r;
+    }
+    const char *pre;
+    int64_t from;
+    if (hr > top - KEEP_HOURS * HOUR_MS) {
+        pre = "n:";
+        from = hr;
+    } else {
+        int64_t day = T - T % DAY_MS;
+        if (day <= top - top % DAY_MS - KEEP_DAYS * DAY_MS)
+            return r; /* beyond the history: unknown */
+        pre = "d:";
+        from = day;
+    }
+    int64_t sum = 0;
+    for (size_t i = 0; i + 1 < all->elements; i += 2) {
+        const redisReply *f = all->element[i];
+        if (f->len < 3 || memcmp(f->str, pre, 2) != 0)
+            continue;
+        char buf[24];
+        size_t n = f->len - 2 < sizeof(buf) - 1 ? f->len - 2 : sizeof(buf) - 1;
+        memcpy(buf, f->str + 2, n);
+        buf[n] = '\0';
+        int64_t at = strtoll(buf, NULL, 10), x;
+        if (at >= from && parse_i64(all->element[i + 1], &x))
+            sum += x;
+    }
+    r.known = 1;
+    r.v = now - sum;
+    return r;
+}
+
+/* ---- step 3: the writes ---- */
+
+static int push_fmt(struct kpi_argv *a, const char *fmt, double x)
+{
+    char buf[40];
+    snprintf(buf, sizeof(buf), fmt, x);
+    return kpi_argv_str(a, buf);
+}
+
+/* Whether the rolling hash's `active` is due for a recount now (flush.lua:
+ * `due`), from its `active` and `_ms` fields. */
+static int recount_due(const struct call *c, const struct kpi_window_spec *spec,
+                       const redisReply *active, const redisReply *ms, uint64_t key)
+{
+    int64_t act, last;
+    int64_t refresh = c->s->active_refresh_ms;
+    if (refresh <= 0 || !parse_i64(active, &act) || !parse_i64(ms, &last))
+        return 1;
+    double stale = (double)(spec->slide_ms < refresh ? spec->slide_ms : refresh);
+    double phase = (double)kpi_rs_member_phase(c->s, c->s->dims, (uint32_t)(key >> 32),
+                                               (uint32_t)key);
+    return (double)(c->now - last) >= stale * (1000.0 + phase) / 2000.0;
+}
+
+/* Demote candidates the reads show the script must handle. */
+static void demote(struct call *c)
+{
+    struct hot_state *h = c->h;
+    const struct kpi_windows *ws = c->s->windows;
+    for (size_t i = 0; i < h->n_hv; i++) {
+        struct hv *x = &h->hv[i];
+        if (x->slow || !x->in_inst)
+            continue;
+        const redisReply *r = h->rep[x->kk_rep];
+        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != KPI_NCOUNTERS + 3 ||
+            is_nil(r->element[0]) ||
+            recount_due(c, &ws->w[x->w], r->element[KPI_NCOUNTERS], r->element[KPI_NCOUNTERS + 1],
+                        x->key))
+            x->slow = 1;
+    }
+    for (size_t i = 0; i < h->n_hc; i++) {
+        const struct hc *y = &h->hc[i];
+        if (h->hv[y->hv].slow)
+            continue;
+        const redisReply *b = h->rep[y->bk_rep], *t = h->rep[y->pttl_rep];
+        if (!b || b->type != REDIS_REPLY_ARRAY || !t || t->type != REDIS_REPLY_INTEGER)
+            h->hv[y->hv].slow = 1; /* an error reply: let the script meet it */
+    }
+}
+
+/* The script would move `since` (its own cells' earliest buckets are before
+ * it): then it must see every cell, so the hot path stands down. */
+static int since_moves(const struct call *c)
+{
+    const struct redis_sink *s = c->s;
+    const struct hot_state *h = c->h;
+    int64_t call = NO_MS;
+    for (int w = 0; w < s->windows->n; w++) {
+        int64_t lo_w = NO_MS;
+        for (uint32_t j = s->kg_starts[w][c->kg]; j < s->kg_starts[w][c->kg + 1]; j++) {
+            uint32_t ci = s->order[w][j];
+            if (s->hot[w][ci])
+                continue;
+            int64_t b = s->roll[w].cells[ci].bucket;
+            if (lo_w == NO_MS || b < lo_w)
+                lo_w = b;
+        }
+        if (lo_w != NO_MS && (call == NO_MS || lo_w > call))
+            call = lo_w;
+    }
+    (void)h;
+    return call != NO_MS && call < c->since;
+}
+
+static int write_cell(struct call *c, const struct hc *y, uint64_t *saturated)
+{
+    struct redis_sink *s = c->s;
+    struct hot_state *h = c->h;
+    struct kpi_argv *a = &h->a;
+    const struct kpi_windows *ws = s->windows;
+    const struct kpi_window_spec *spec = &ws->w[y->w];
+    const struct kpi_agg_cell *cell = &s->roll[y->w].cells[y->cell];
+    const char *set = s->dims->sets[cell->set].name;
+    uint32_t vl;
+    const char *val = kpi_dims_value_label(s->dims, (int)cell->set, cell->vid, &vl);
+    char b[24], ttl[24];
+    snprintf(b, sizeof(b), "%" PRId64, cell->bucket);
+    int64_t ttl_b = spec->size_ms + spec->slide_ms + ws->lateness_ms + s->ttl_margin_ms;
+    snprintf(ttl, sizeof(ttl), "%" PRId64, ttl_b);
+    const redisReply *cur = h->rep[y->bk_rep];
+    int is_new = is_nil(cur->element[0]);
+    struct part bk[] = {str_part("b"), str_part(spec->id), str_part(set), {val, vl}, str_part(b)};
+    struct part hk[] = {str_part("h"), str_part(spec->id), str_part(set), {val, vl}, str_part(b)};
+    int err = 0;
+    cmd_begin(h);
+    err |= kpi_argv_str(a, "HSET");
+    err |= push_key(a, c->g->prefix, bk, 5);
+    size_t q = 0;
+    for (int i = 0; i < KPI_NCOUNTERS; i++) {
+        if (!cell->c.v[i])
+            continue;
+        int64_t was = 0, v = cell->c.v[i];
+        if (parse_i64(cur->element[q], &was))
+            v = sat_add(was, v, saturated);
+        q++;
+        err |= kpi_argv_str(a, kpi_counter_names[i]);
+        err |= kpi_argv_i64(a, v);
+    }
+    err |= kpi_argv_str(a, "_t");
+    err |= kpi_argv_str(a, c->tok);
+    err |= cmd_end(h);
+    if (is_new) {
+        cmd_begin(h);
+        err |= kpi_argv_str(a, "PEXPIRE");
+        err |= push_key(a, c->g->prefix, bk, 5);
+        err |= kpi_argv_str(a, ttl);
+        err |= cmd_end(h);
+    }
+    /* The sketch: SET when what Redis holds is known (this sink wrote it
+     * last, or there is none), else PFMERGE (flush.lua, step 3). */
+    if (kpi_rs_grow(&h->refs, &h->refs_cap, h->n_refs + 1, sizeof(*h->refs), 256) ||
+        kpi_rs_grow(&h->exact, &h->exact_cap, h->n_refs + 1, 1, 256))
+        return KPI_ERR_NOMEM;
+    struct group_ref *gr = &h->refs[h->n_refs];
+    gr->key = (struct kpi_skc_key){.bucket = cell->bucket, .set = cell->set, .vid = cell->vid,
+                                   .win = (uint32_t)y->w};
+    /* kpi_rs_push_sketch pushes the expected token, then the bytes. */
+    size_t tok_arg = a->n;
+    if ((err = kpi_rs_push_sketch(s, a, gr, &cell->hll)))
+        return err;
+    const redisReply *t = cur->element[cur->elements - 1];
+    int tok_ok = a->alen[tok_arg] > 0 && t->type == REDIS_REPLY_STRING &&
+                 t->len == a->alen[tok_arg] &&
+                 memcmp(t->str, a->buf + a->off[tok_arg], t->len) == 0;
+    long long pttl = h->rep[y->pttl_rep]->integer;
+    /* The two pushed arguments become part of the next command: SET or the
+     * scratch SET.  Rebuild them in command order. */
+    size_t sk_arg = gr->arg;
+    const char *sk = a->buf + a->off[sk_arg];
+    size_t sk_len = a->alen[sk_arg];
+    char *copy = malloc(sk_len ? sk_len : 1);
+    if (!copy)
+        return KPI_ERR_NOMEM;
+    memcpy(copy, sk, sk_len);
+    a->n = tok_arg; /* drop the two arguments; the buffer keeps their bytes */
+    int exact = 1;
+    cmd_begin(h);
+    err |= kpi_argv_str(a, "SET");
+    if ((tok_ok && pttl != -2) || (!is_new && pttl != -2 && !tok_ok)) {
+        if (tok_ok) {
+            err |= push_key(a, c->g->prefix, hk, 5);
+            gr->arg = a->n;
+            err |= kpi_argv_push(a, copy, sk_len);
+            err |= kpi_argv_str(a, "KEEPTTL");
+        } else {
+            err |= push_common_keys(c, "tmp");
+            gr->arg = a->n;
+            err |= kpi_argv_push(a, copy, sk_len);
+            exact = 0;
+        }
+    } else {
+        err |= push_key(a, c->g->prefix, hk, 5);
+        gr->arg = a->n;
+        err |= kpi_argv_push(a, copy, sk_len);
+        err |= kpi_argv_str(a, "PX");
+        err |= kpi_argv_str(a, ttl);
+    }
+    free(copy);
+    err |= cmd_end(h);
+    if (!exact) {
+        if (kpi_rs_grow(&h->merge_cmd, &h->merge_cap, h->n_merge + 1, sizeof(*h->merge_cmd), 64))
+            return KPI_ERR_NOMEM;
+        h->merge_cmd[h->n_merge++] = h->n_cmd;
+        cmd_begin(h);
+        err |= kpi_argv_str(a, "PFMERGE");
+        err |= push_key(a, c->g->prefix, hk, 5);
+        err |= push_common_keys(c, "tmp");
+        err |= cmd_end(h);
+    }
+    h->exact[h->n_refs++] = (uint8_t)exact;
+    /* The bucket's index of values. */
+    char ttl_idx[24];
+    snprintf(ttl_idx, sizeof(ttl_idx), "%" PRId64, ttl_b + spec->size_ms);
+    cmd_begin(h);
+    err |= kpi_argv_str(a, "SADD");
+    err |= push_key(a, c->g->prefix, (struct part[]){str_part("idx"), str_part(spec->id), str_part(b)},
+                    3);
+    err |= push_key(a, "", (struct part[]){str_part(set), {val, vl}}, 2);
+    err |= cmd_end(h);
+    cmd_begin(h);
+    err |= kpi_argv_str(a, "PEXPIRE");
+    err |= push_key(a, c->g->prefix, (struct part[]){str_part("idx"), str_part(spec->id), str_part(b)},
+                    3);
+    err |= kpi_argv_str(a, ttl_idx);
+    err |= cmd_end(h);
+    return err ? KPI_ERR_NOMEM : 0;
+}
+
+/* The rolling hash of a candidate value: its counters plus this call's
+ * cells inside the instance, the KPIs derived again (with the `active` it
+ * holds: not due), `_p`; and its score in values:. */
+static int write_rolling(struct call *c, const struct hv *x, uint64_t *saturated)
+{
+    struct redis_sink *s = c->s;
+    struct hot_state *h = c->h;
+    struct kpi_argv *a = &h->a;
+    const struct kpi_windows *ws = s->windows;
+    const struct kpi_window_spec *spec = &ws->w[x->w];
+    const struct hw *hw = &c->win[x->w];
+    const char *set = s->dims->sets[x->key >> 32].name;
+    uint32_t vl;
+    const char *val = kpi_dims_value_label(s->dims, (int)(x->key >> 32), (uint32_t)x->key, &vl);
+    const redisReply *cur = h->rep[x->kk_rep];
+    struct kpi_counters cn;
+    int err = 0;
+    cmd_begin(h);
+    err |= kpi_argv_str(a, "HSET");
+    struct part kk[] = {str_part("kpi"), str_part(spec->id), str_part(set), {val, vl}};
+    err |= push_key(a, c->g->prefix, kk, 4);
+    for (int i = 0; i < KPI_NCOUNTERS; i++) {
+        int64_t was = 0;
+        parse_i64(cur->element[i], &was);
+        cn.v[i] = x->acc[i] ? sat_add(was, x->acc[i], saturated) : was;
+        if (x->acc[i]) {
+            err |= kpi_argv_str(a, kpi_counter_names[i]);
+            err |= kpi_argv_i64(a, cn.v[i]);
+        }
+    }
+    int64_t active = 0;
+    parse_i64(cur->element[KPI_NCOUNTERS], &active);
+    /* The span of the monthly KPIs (flush.lua, step 4). */
+    int64_t lo_data = hw->lo > hw->f_old ? hw->lo : hw->f_old;
+    int64_t start = c->since > lo_data ? c->since : lo_data;
+    int64_t stop = hw->H + spec->slide_ms;
+    if (c->clock_max != NO_MS && c->clock_max < stop)
+        stop = c->clock_max;
+    int64_t floor_ms = spec->slide_ms < 60000 ? spec->slide_ms : 60000;
+    int64_t span = stop - start > floor_ms ? stop - start : floor_ms;
+    struct base base = base_at(h->rep[h->g[x->gauge - 1].rep], start);
+    struct kpi_values v;
+    kpi_values_compute_base(&v, &cn, (uint64_t)(active > 0 ? active : 0), base.known,
+                            (double)base.v, span);
+    for (int i = 0; i < KPI_NDERIVED; i++) {
+        err |= kpi_argv_str(a, kpi_derived_defs[i].name);
+        err |= v.has[i] ? push_fmt(a, "%.10g", v.derived[i]) : kpi_argv_str(a, "");
+    }
+    err |= kpi_argv_str(a, "base");
+    if (base.known)
+        err |= kpi_argv_i64(a, base.v);
+    else
+        err |= kpi_argv_str(a, "");
+    err |= kpi_argv_str(a, "base_source");
+    err |= kpi_argv_str(a, base.source);
+    /* _p: the buckets to merge into the window sketch at the next recount. */
+    err |= kpi_argv_str(a, "_p");
+    const redisReply *p = cur->element[KPI_NCOUNTERS + 2];
+    size_t plen = p->type == REDIS_REPLY_STRING ? p->len : 0;
+    if (spec->size_ms / spec->slide_ms <= WS_MIN_BUCKET || (plen == 1 && p->str[0] == '*')) {
+        err |= kpi_argv_push(a, plen ? p->str : "", plen);
+    } else {
+        size_t n_own = 0;
+        for (uint32_t i = x->first_hc; i != UINT32_MAX; i = h->hc[i].next)
+            n_own++;
+        size_t cap = plen + 1 + 24 * n_own;
+        char *o = malloc(cap + 1);
+        if (!o)
+            return KPI_ERR_NOMEM;
+        memcpy(o, plen ? p->str : "", plen);
+        o[plen] = '\0';
+        size_t at = plen;
+        for (uint32_t i = x->first_hc; i != UINT32_MAX; i = h->hc[i].next) {
+            const struct hc *y = &h->hc[i];
+            int64_t bb = s->roll[y->w].cells[y->cell].bucket;
+            if (bb < hw->lo || bb > hw->H)
+                continue;
+            char sb[24];
+            int n = snprintf(sb, sizeof(sb), "%" PRId64, bb);
+            /* already listed?  The list is space-separated. */
+            int present = 0;
+            for (size_t k = 0; k + (size_t)n <= at && !present; k++)
+                present = (k == 0 || o[k - 1] == ' ') && memcmp(o + k, sb, (size_t)n) == 0 &&
+                          (k + (size_t)n == at || o[k + (size_t)n] == ' ');
+            if (present)
+                continue;
+            if (at > 0)
+                o[at++] = ' ';
+            memcpy(o + at, sb, (size_t)n);
+            at += (size_t)n;
+        }
+        err |= kpi_argv_push(a, o, at);
+        free(o);
+    }
+    err |= cmd_end(h);
+    /* The leaderboard. */
+    char ttl[24];
+    snprintf(ttl, sizeof(ttl), "%" PRId64,
+             spec->size_ms + spec->slide_ms + ws->lateness_ms + s->ttl_margin_ms);
+    struct part vk[] = {str_part("values"), str_part(spec->id), str_part(set)};
+    cmd_begin(h);
+    err |= kpi_argv_str(a, "ZADD");
+    err |= push_key(a, c->g->prefix, vk, 3);
+    err |= kpi_argv_i64(a, cn.v[KPI_CI_events]);
+    err |= kpi_argv_push(a, val, vl);
+    err |= cmd_end(h);
+    cmd_begin(h);
+    err |= kpi_argv_str(a, "PEXPIRE");
+    err |= push_key(a, c->g->prefix, vk, 3);
+    err |= kpi_argv_str(a, ttl);
+    err |= cmd_end(h);
+    return err ? KPI_ERR_NOMEM : 0;
+}
+
+/* ---- the call ---- */
+
+static void unwatch(struct call *c)
+{
+    const char *argv[] = {"UNWATCH"};
+    size_t lens[] = {7};
+    redisReply *r = NULL;
+    int sent;
+    char e[64];
+    if (kpi_redis_conn_command(&c->s->conn, c->g->slot, 1, argv, lens, &r, &sent, e,
+                               sizeof(e)) == 0)
+        freeReplyObject(r);
+}
+
+/* Step 1's replies: the fence (HOT_DONE with *err for a replay or a
+ * conflict), the marks.  -1: go on. */
+static int take_step1(struct call *c, int *err, char *errstr, size_t errsz)
+{
+    struct redis_sink *s = c->s;
+    struct hot_state *h = c->h;
+    const struct kpi_windows *ws = s->windows;
+    for (size_t i = 0; i < 3; i++) {
+        const redisReply *x = h->rep[i];
+        if (x->type != REDIS_REPLY_ERROR)
+            continue;
+        if (kpi_redis_is_transient(x->str)) {
+            *err = kpi_rs_reply_error(s, x, errstr, errsz, "WATCH/HMGET");
+        } else {
+            /* WRONGTYPE and the like: not something a retry cures.  Nothing
+             * of this flush was written to the key group; stop, as the
+             * script path does. */
+            s->stats.io_errors++;
+            *err = kpi_seterr(errstr, errsz, KPI_ERR_CONFLICT,
+                              "redis %s: key group %s: reading its offsets and marks failed: "
+                              "%.*s; stopping (nothing of this flush was written to it)",
+                              s->url, c->g->prefix, (int)x->len, x->str);
+        }
+        unwatch(c);
+        return HOT_DONE;
+    }
+    const redisReply *off = h->rep[1], *meta = h->rep[2], *ex = h->rep[3];
+    if (off->type != REDIS_REPLY_ARRAY || off->elements != c->g->n_sent + 1 ||
+        meta->type != REDIS_REPLY_ARRAY || meta->elements != 2 + 3 * (size_t)ws->n) {
+        *err = kpi_rs_reply_error(s, NULL, errstr, errsz, "unexpected HMGET reply");
+        return HOT_DONE;
+    }
+    if (ex->type != REDIS_REPLY_ARRAY || ex->elements != 1 || ex->element[0]->integer != 1) {
+        kpi_redis_conn_drop(&s->conn); /* reconnecting loads the script */
+        return HOT_RETRY;
+    }
+    /* The fence, as flush.lua step 1: all at `from` (or none) -> apply; all
+     * at `to` -> a replay; else a conflict. */
+    int apply = 1, dup = 1;
+    size_t bad = SIZE_MAX;
+    for (size_t i = 0; i < c->g->n_sent; i++) {
+        const struct sent_range *sr = &c->g->sent[i];
+        const redisReply *x = off->element[i + 1];
+        int64_t v = 0;
+        int has = !is_nil(x), num = has && parse_i64(x, &v);
+        int a = !has || (num && v == sr->from);
+        int d = num && v == sr->to;
+        apply &= a;
+        dup &= d;
+        if (!a && bad == SIZE_MAX)
+            bad = i;
+    }
+    if (!apply) {
+        unwatch(c);
+        if (dup) {
+            s->stats.replays++;
+            *err = 0;
+            return HOT_DONE;
+        }
+        const struct sent_range *sr = &c->g->sent[bad];
+        const redisReply *x = off->element[bad + 1];
+        s->stats.conflicts++;
+        *err = kpi_seterr(errstr, errsz, KPI_ERR_CONFLICT,
+                          "redis: partition %s: key group %s stored offset '%.*s', this delta "
+                          "covers [%" PRId64 ", %" PRId64 "): another instance owns it",
+                          sr->field, c->g->prefix, x->type == REDIS_REPLY_STRING ? (int)x->len : 0,
+                          x->type == REDIS_REPLY_STRING ? x->str : "", sr->from, sr->to);
+        return HOT_DONE;
+    }
+    int64_t wm = c->d->watermark;
+    c->has_since = parse_i64(meta->element[0], &c->since);
+    int64_t mw;
+    if (!parse_i64(meta->element[1], &mw) || (wm != INT64_MIN && wm > mw))
+        mw = wm;
+    c->mw = mw;
+    c->clock_max = mw == INT64_MIN ? NO_MS : mw + ws->lateness_ms;
+    for (int w = 0; w < ws->n; w++) {
+        struct hw *hw = &c->win[w];
+        const struct kpi_window_spec *spec = &ws->w[w];
+        int has_h = parse_i64(meta->element[2 + 3 * w], &hw->h_old);
+        if (!parse_i64(meta->element[3 + 3 * w], &hw->c_old))
+            hw->c_old = NO_MS;
+        int has_f = parse_i64(meta->element[4 + 3 * w], &hw->f_old);
+        hw->H = has_h ? hw->h_old : NO_MS;
+        if (wm != INT64_MIN && wm + ws->lateness_ms >= 0) {
+            int64_t hc = kpi_bucket_start(wm + ws->lateness_ms, spec->slide_ms);
+            if (hw->H == NO_MS || hc > hw->H)
+                hw->H = hc;
+        }
+        hw->hot = c->has_since && has_h && has_f && hw->H == hw->h_old;
+        hw->lo = hw->H == NO_MS ? NO_MS : hw->H - spec->size_ms + spec->slide_ms;
+    }
+    return -1;
+}
+
+/* Append the script call (s->args, built without the hot cells) to the
+ * transaction as one command. */
+static int push_script(struct call *c)
+{
+    struct redis_sink *s = c->s;
+    s->hot_marking = 1;
+    int err = kpi_rs_build_args(s, c->kg, c->d);
+    s->hot_marking = 0;
+    if (err)
+        return err;
+    s->stats.last_args_bytes = s->args.len;
+    cmd_begin(c->h);
+    for (size_t i = 0; i < s->args.n && !err; i++)
+        err |= kpi_argv_push(&c->h->a, s->args.buf + s->args.off[i], s->args.alen[i]);
+    err |= cmd_end(c->h);
+    return err ? KPI_ERR_NOMEM : 0;
+}
+
+/* The transaction's replies. */
+static int take_exec(struct call *c, size_t n_cmd, int *retry, char *errstr, size_t errsz)
+{
+    struct redis_sink *s = c->s;
+    struct hot_state *h = c->h;
+    const redisReply *x = h->rep[n_cmd - 1];
+    *retry = 0;
+    if (x->type == REDIS_REPLY_NIL) {
+        s->stats.txn_retries++; /* another writer came first: read again */
+        *retry = 1;
+        return 0;
+    }
+    if (x->type == REDIS_REPLY_ERROR) /* refused whole: EXECABORT, OOM, READONLY, ... */
+        return kpi_rs_reply_error(s, x, errstr, errsz, "EXEC");
+    if (x->type != REDIS_REPLY_ARRAY || x->elements != n_cmd - 2)
+        return kpi_rs_reply_error(s, NULL, errstr, errsz, "unexpected EXEC reply");
+    size_t m = 0;
+    for (size_t i = 0; i + 1 < x->elements; i++) {
+        const redisReply *e = x->element[i];
+        if (e->type != REDIS_REPLY_ERROR)
+            continue;
+        while (m < h->n_merge && h->merge_cmd[m] < i + 1)
+            m++;
+        if (m < h->n_merge && h->merge_cmd[m] == i + 1) {
+            s->stats.sketch_errors++; /* a corrupt sketch: the estimate suffers, not the counts */
+            continue;
+        }
+        s->stats.io_errors++;
+        return kpi_seterr(errstr, errsz, KPI_ERR_CONFLICT,
+                          "redis %s: a write of the flush transaction failed: %.*s; not retrying "
+                          "a transaction that ran part-way (see docs/exactly-once.md)",
+                          s->url, (int)e->len, e->str);
+    }
+    int err = kpi_rs_script_reply(s, c->g, c->d, x->element[x->elements - 1], errstr, errsz);
+    if (err)
+        return err;
+    /* The hot cells' sketches, and the values whose `active` is now stale. */
+    for (size_t i = 0; i < h->n_refs; i++) {
+        const struct group_ref *gr = &h->refs[i];
+        size_t len = h->a.alen[gr->arg];
+        if (h->exact[i])
+            s->stats.sketch_sets++;
+        else
+            s->stats.sketch_merges++;
+        if (s->sketch_cache_bytes <= 0)
+            continue;
+        if (h->exact[i] && len <= KPI_REDIS_SPARSE_MAX)
+            kpi_skc_put(&s->cache, &gr->key, s->token, s->flush_no, h->a.buf + h->a.off[gr->arg],
+                        (uint32_t)len);
+        else
+            kpi_skc_drop(&s->cache, &gr->key);
+    }
+    for (size_t i = 0; i < h->n_hv; i++) {
+        const struct hv *v = &h->hv[i];
+        if (!v->slow && v->in_inst && kpi_rs_vl_add(&c->g->dirty[v->w], v->key))
+            return KPI_ERR_NOMEM;
+    }
+    s->stats.hot_cells += h->n_refs;
+    return 0;
+}
+
+static int ensure_marks(struct redis_sink *s)
+{
+    for (int w = 0; w < s->windows->n; w++) {
+        if (s->hot_cap[w] < s->roll[w].n) {
+            size_t cap = s->roll[w].n < 1024 ? 1024 : s->roll[w].n;
+            uint8_t *p = realloc(s->hot[w], cap);
+            if (!p)
+                return KPI_ERR_NOMEM;
+            s->hot[w] = p;
+            s->hot_cap[w] = cap;
+        }
+    }
+    return 0;
+}
+
+static int hot_once(struct call *c, int *in_doubt, int *err, char *errstr, size_t errsz)
+{
+    struct redis_sink *s = c->s;
+    struct hot_state *h = c->h;
+    const struct kpi_windows *ws = s->windows;
+    int sent, moved;
+    s->token = kpi_rs_next_token(s);
+    kpi_rs_token_hex(c->tok, s->token);
+    c->now = kpi_now_ms();
+    if ((*err = build_step1(c)))
+        return HOT_DONE;
+    if ((*err = run(c, &sent, &moved, errstr, errsz)))
+        return HOT_DONE; /* only reads and WATCH were sent: nothing is in doubt */
+    size_t n1 = h->n_cmd;
+    int r = moved ? HOT_RETRY : take_step1(c, err, errstr, errsz);
+    free_replies(h, n1);
+    if (r != -1)
+        return r;
+    int any = 0;
+    for (int w = 0; w < ws->n; w++)
+        any |= c->win[w].hot;
+    if (!any)
+        return HOT_FALLBACK;
+    if ((*err = build_step2(c)))
+        return HOT_DONE;
+    if (h->n_cmd == 0)
+        return HOT_FALLBACK;
+    if ((*err = run(c, &sent, &moved, errstr, errsz)))
+        return HOT_DONE;
+    size_t n2 = h->n_cmd;
+    if (moved) {
+        free_replies(h, n2);
+        return HOT_RETRY;
+    }
+    demote(c);
+    size_t n_hot = 0;
+    for (int w = 0; w < ws->n; w++)
+        for (uint32_t j = s->kg_starts[w][c->kg]; j < s->kg_starts[w][c->kg + 1]; j++)
+            s->hot[w][s->order[w][j]] = 0;
+    for (size_t i = 0; i < h->n_hc; i++)
+        if (!h->hv[h->hc[i].hv].slow) {
+            s->hot[h->hc[i].w][h->hc[i].cell] = 1;
+            n_hot++;
+        }
+    if (n_hot == 0 || since_moves(c)) {
+        free_replies(h, n2);
+        return HOT_FALLBACK;
+    }
+    /* Step 3: MULTI, the hot writes, the script, EXEC. */
+    uint64_t saturated = 0;
+    cmds_reset(h);
+    h->n_refs = h->n_merge = 0;
+    cmd_begin(h);
+    *err = kpi_argv_str(&h->a, "MULTI");
+    *err |= cmd_end(h);
+    for (size_t i = 0; i < h->n_hc && !*err; i++)
+        if (!h->hv[h->hc[i].hv].slow)
+            *err = write_cell(c, &h->hc[i], &saturated);
+    for (size_t i = 0; i < h->n_hv && !*err; i++)
+        if (!h->hv[i].slow && h->hv[i].in_inst)
+            *err = write_rolling(c, &h->hv[i], &saturated);
+    free_replies(h, n2);
+    if (!*err && saturated) {
+        cmd_begin(h);
+        *err |= kpi_argv_str(&h->a, "HINCRBY");
+        *err |= push_common_keys(c, "meta");
+        *err |= kpi_argv_str(&h->a, "saturated");
+        *err |= kpi_argv_i64(&h->a, (int64_t)saturated);
+        *err |= cmd_end(h);
+        s->stats.saturated += saturated;
+    }
+    if (!*err)
+        *err = push_script(c);
+    if (!*err) {
+        cmd_begin(h);
+        *err |= kpi_argv_str(&h->a, "EXEC");
+        *err |= cmd_end(h);
+    }
+    if (*err) {
+        *err = kpi_seterr(errstr, errsz, KPI_ERR_NOMEM, "redis: cannot build the flush: %s",
+                          kpi_err_name(*err));
+        unwatch(c);
+        return HOT_DONE;
+    }
+    int64_t t0 = kpi_mono_us();
+    *err = run(c, &sent, &moved, errstr, errsz);
+    s->stats.last_call_us = (uint64_t)(kpi_mono_us() - t0);
+    s->stats.calls++;
+    kpi_rs_sync_conn_stats(s);
+    if (*err) {
+        s->stats.io_errors++;
+        if (sent) {
+            s->stats.in_doubt++;
+            *in_doubt = 1;
+        }
+        return HOT_DONE;
+    }
+    size_t n3 = h->n_cmd;
+    int retry = 0;
+    if (moved) {
+        retry = 1; /* queued commands were refused: EXEC aborted */
+    } else {
+        *err = take_exec(c, n3, &retry, errstr, errsz);
+    }
+    free_replies(h, n3);
+    return retry && !*err ? HOT_RETRY : HOT_DONE;
+}
+
+int kpi_rs_call_hot(struct redis_sink *s, uint32_t kg, const struct kpi_delta *d, int *in_doubt,
+                    char *errstr, size_t errsz)
+{
+    *in_doubt = 0;
+    if (kpi_rs_fallback_window(s->windows)[0] || d->watermark == INT64_MIN)
+        return kpi_rs_call_script(s, kg, d, in_doubt, errstr, errsz);
+    if (!s->hs && !(s->hs = calloc(1, sizeof(*s->hs))))
+        return kpi_seterr(errstr, errsz, KPI_ERR_NOMEM, "out of memory");
+    if (ensure_marks(s) || kpi_rs_prepare_ranges(s, kg, d))
+        return kpi_seterr(errstr, errsz, KPI_ERR_NOMEM, "out of memory");
+    struct call c = {.s = s, .kg = kg, .g = &s->kgs[kg], .d = d, .h = s->hs};
+    for (int attempt = 0; attempt < 8; attempt++) {
+        int err = 0;
+        int r = hot_once(&c, in_doubt, &err, errstr, errsz);
+        if (r == HOT_DONE)
+            return err;
+        if (r == HOT_FALLBACK) {
+            unwatch(&c);
+            return kpi_rs_call_script(s, kg, d, in_doubt, errstr, errsz);
+        }
+    }
+    s->stats.io_errors++;
+    return kpi_seterr(errstr, errsz, KPI_ERR_IO,
+                      "redis %s: key group %s: other writers kept changing it (8 attempts); "
+                      "retrying later",
+                      s->url, s->kgs[kg].prefix);
+}
+
+void kpi_rs_hot_free(struct hot_state *h)
+{
+    if (!h)
+        return;
+    free(h->hv);
+    free(h->hc);
+    free(h->g);
+    free(h->hv_map.keys);
+    free(h->hv_map.vals);
+    free(h->hv_map.gen);
+    free(h->g_map.keys);
+    free(h->g_map.vals);
+    free(h->g_map.gen);
+    free(h->base_map.keys);
+    free(h->base_map.vals);
+    free(h->base_map.gen);
+    kpi_argv_free(&h->a);
+    free(h->argc);
+    free(h->rep);
+    free(h->refs);
+    free(h->exact);
+    free(h->merge_cmd);
+    free(h);
+}
