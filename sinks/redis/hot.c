@@ -370,8 +370,8 @@ static int build_step2(struct call *c)
             uint32_t slot;
             if (kpi_rs_mm_find(&h->base_map, key, &slot))
                 continue; /* a base entry: the script rewrites the value's KPIs */
-            uint32_t v = map_get(&h->hv_map, (uint64_t)w << 56 ^ key, (uint32_t)h->n_hv + 1,
-                                 &added);
+            uint32_t v =
+                map_get(&h->hv_map, (uint64_t)w << 56 ^ key, (uint32_t)h->n_hv + 1, &added);
             if (added) {
                 if (kpi_rs_grow(&h->hv, &h->hv_cap, h->n_hv + 1, sizeof(*h->hv), 256))
                     return KPI_ERR_NOMEM;
@@ -408,10 +408,10 @@ static int build_step2(struct call *c)
         x->kk_rep = h->n_cmd;
         cmd_begin(h);
         err |= kpi_argv_str(a, "HMGET");
-        err |= push_key(a, c->g->prefix,
-                        (struct part[]){str_part("kpi"), str_part(ws->w[x->w].id), str_part(set),
-                                        {val, vl}},
-                        4);
+        err |= push_key(
+            a, c->g->prefix,
+            (struct part[]){str_part("kpi"), str_part(ws->w[x->w].id), str_part(set), {val, vl}},
+            4);
         for (int q = 0; q < KPI_NCOUNTERS; q++)
             err |= kpi_argv_str(a, kpi_counter_names[q]);
         err |= kpi_argv_str(a, "active");
@@ -426,8 +426,8 @@ static int build_step2(struct call *c)
             h->g[h->n_g++] = (struct gauge){.key = x->key, .rep = h->n_cmd};
             cmd_begin(h);
             err |= kpi_argv_str(a, "HGETALL");
-            err |= push_key(a, c->g->prefix, (struct part[]){str_part("base"), str_part(set), {val, vl}},
-                            3);
+            err |= push_key(a, c->g->prefix,
+                            (struct part[]){str_part("base"), str_part(set), {val, vl}}, 3);
             err |= cmd_end(h);
         }
         x->gauge = gi;
@@ -446,10 +446,9 @@ static int build_step2(struct call *c)
         y->bk_rep = h->n_cmd;
         cmd_begin(h);
         err |= kpi_argv_str(a, "HMGET");
-        err |= push_key(a, c->g->prefix,
-                        (struct part[]){str_part("b"), str_part(id), str_part(set), {val, vl},
-                                        str_part(b)},
-                        5);
+        err |= push_key(
+            a, c->g->prefix,
+            (struct part[]){str_part("b"), str_part(id), str_part(set), {val, vl}, str_part(b)}, 5);
         for (int q = 0; q < KPI_NCOUNTERS; q++)
             if (cell->c.v[q])
                 err |= kpi_argv_str(a, kpi_counter_names[q]);
@@ -458,10 +457,9 @@ static int build_step2(struct call *c)
         y->pttl_rep = h->n_cmd;
         cmd_begin(h);
         err |= kpi_argv_str(a, "PTTL");
-        err |= push_key(a, c->g->prefix,
-                        (struct part[]){str_part("h"), str_part(id), str_part(set), {val, vl},
-                                        str_part(b)},
-                        5);
+        err |= push_key(
+            a, c->g->prefix,
+            (struct part[]){str_part("h"), str_part(id), str_part(set), {val, vl}, str_part(b)}, 5);
         err |= cmd_end(h);
     }
     return err ? KPI_ERR_NOMEM : 0;
@@ -547,8 +545,8 @@ static int recount_due(const struct call *c, const struct kpi_window_spec *spec,
     if (refresh <= 0 || !parse_i64(active, &act) || !parse_i64(ms, &last))
         return 1;
     double stale = (double)(spec->slide_ms < refresh ? spec->slide_ms : refresh);
-    double phase = (double)kpi_rs_member_phase(c->s, c->s->dims, (uint32_t)(key >> 32),
-                                               (uint32_t)key);
+    double phase =
+        (double)kpi_rs_member_phase(c->s, c->s->dims, (uint32_t)(key >> 32), (uint32_t)key);
     return (double)(c->now - last) >= stale * (1000.0 + phase) / 2000.0;
 }
 
@@ -652,8 +650,8 @@ static int write_cell(struct call *c, const struct hc *y, uint64_t *saturated)
         kpi_rs_grow(&h->exact, &h->exact_cap, h->n_refs + 1, 1, 256))
         return KPI_ERR_NOMEM;
     struct group_ref *gr = &h->refs[h->n_refs];
-    gr->key = (struct kpi_skc_key){.bucket = cell->bucket, .set = cell->set, .vid = cell->vid,
-                                   .win = (uint32_t)y->w};
+    gr->key = (struct kpi_skc_key){
+        .bucket = cell->bucket, .set = cell->set, .vid = cell->vid, .win = (uint32_t)y->w};
     /* kpi_rs_push_sketch pushes the expected token, then the bytes. */
     size_t tok_arg = a->n;
     if ((err = kpi_rs_push_sketch(s, a, gr, &cell->hll)))
@@ -713,14 +711,14 @@ static int write_cell(struct call *c, const struct hc *y, uint64_t *saturated)
     snprintf(ttl_idx, sizeof(ttl_idx), "%" PRId64, ttl_b + spec->size_ms);
     cmd_begin(h);
     err |= kpi_argv_str(a, "SADD");
-    err |= push_key(a, c->g->prefix, (struct part[]){str_part("idx"), str_part(spec->id), str_part(b)},
-                    3);
+    err |= push_key(a, c->g->prefix,
+                    (struct part[]){str_part("idx"), str_part(spec->id), str_part(b)}, 3);
     err |= push_key(a, "", (struct part[]){str_part(set), {val, vl}}, 2);
     err |= cmd_end(h);
     cmd_begin(h);
     err |= kpi_argv_str(a, "PEXPIRE");
-    err |= push_key(a, c->g->prefix, (struct part[]){str_part("idx"), str_part(spec->id), str_part(b)},
-                    3);
+    err |= push_key(a, c->g->prefix,
+                    (struct part[]){str_part("idx"), str_part(spec->id), str_part(b)}, 3);
     err |= kpi_argv_str(a, ttl_idx);
     err |= cmd_end(h);
     return err ? KPI_ERR_NOMEM : 0;
@@ -849,8 +847,8 @@ static void unwatch(struct call *c)
     redisReply *r = NULL;
     int sent;
     char e[64];
-    if (kpi_redis_conn_command(&c->s->conn, c->g->slot, 1, argv, lens, &r, &sent, e,
-                               sizeof(e)) == 0)
+    if (kpi_redis_conn_command(&c->s->conn, c->g->slot, 1, argv, lens, &r, &sent, e, sizeof(e)) ==
+        0)
         freeReplyObject(r);
 }
 
