@@ -112,12 +112,12 @@ private_redis "$rport" "$tmp/redis"
 run_group scaleout 4 "$rport"
 # from the first event produced until the group stored the last one
 t0=$load_t0 t1=$load_t1 c0=$load_c0 c1=$load_c1
-usec=$(redis-cli -p "$rport" info commandstats | sed -n 's/^cmdstat_evalsha:calls=[0-9]*,usec=\([0-9]*\),.*/\1/p')
+usec=$(call_usec "$rport")
 cells=0
 for i in 1 2 3 4; do
     c=$(sed -n 's/^.*redis: [0-9]* calls, \([0-9]*\) (window, bucket, value) cells.*/\1/p' "$tmp/scaleout-$i.err")
     cells=$((cells + ${c:-0}))
 done
 awk -v c=$((c1 - c0)) -v t0="$t0" -v t1="$t1" -v u="${usec:-0}" -v n="$cells" 'BEGIN {
-    printf "Redis main-thread CPU: %.0f ms over %.1f s from the first event produced to the last stored = %.0f%% of one core; flush script %.1f us (wall) and %.1f us (CPU) per (window, bucket, value) cell (%d cells)\n",
+    printf "Redis main-thread CPU: %.0f ms over %.1f s from the first event produced to the last stored = %.0f%% of one core; flush calls %.1f us (wall) and %.1f us (CPU) per (window, bucket, value) cell (%d cells)\n",
         c, t1 - t0, 100 * c / ((t1 - t0) * 1000), n ? u / n : 0, n ? c * 1000 / n : 0, n }'

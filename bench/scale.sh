@@ -21,8 +21,10 @@
 # scenario's alone) and prints events/s, kpistream's peak RSS, Redis's
 # used memory, the site set's values, the 24h window's distinct
 # subscribers, the flushes with their latency (p50/max), and Redis's side
-# of them: the flush script's time per (window, bucket, value) cell written
-# (INFO commandstats: EVALSHA usec / cells the sink wrote; and Redis's
+# of them: the flush calls' time per (window, bucket, value) cell written
+# (INFO commandstats: the usec of the EXECs of the hot path, which hold its
+# script calls, plus the script calls made outside one, / cells the sink
+# wrote (bench/common.sh, call_usec); and Redis's
 # main-thread CPU / cells, which a busy machine distorts far less), the longest single
 # command (SLOWLOG, threshold 50 ms: "slow" counts the commands above it) and
 # Redis's CPU (used_cpu_sys + used_cpu_user).  Figures, not verdicts.
@@ -79,7 +81,7 @@ run() { # run SITES SUBSCRIBERS EVENTS ZIPF
     mapfile -t hk < <(redis-cli -p "$rport" --scan --pattern "kpi:{$topic*}:h:24h_1h:all:all:*")
     active=$(redis-cli -p "$rport" pfcount "${hk[@]}")
     flushes=$(sed -n 's/^.*flush latency: \([0-9]*\) flushes, p50 \([0-9.]*\) ms,.* max \([0-9.]*\) ms.*/\1 (\2\/\3)/p' "$tmp/kpi.err")
-    evalsha=$(redis-cli -p "$rport" info commandstats | sed -n 's/^cmdstat_evalsha:calls=[0-9]*,usec=\([0-9]*\),.*/\1/p')
+    evalsha=$(call_usec "$rport")
     cells=$(sed -n 's/^.*redis: [0-9]* calls, \([0-9]*\) (window, bucket, value) cells.*/\1/p' "$tmp/kpi.err")
     slown=$(redis-cli -p "$rport" slowlog len)
     # the longest command: LATENCY LATEST's all-time max of the "command" event

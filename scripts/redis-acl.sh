@@ -11,7 +11,8 @@
 #   line; a trailing newline is dropped), stored as its SHA-256 only.
 # - It may touch only keys and Pub/Sub channels under PREFIX (default kpi,
 #   kpistream's redis.prefix) and under kpi-demo (the demo's), and run only
-#   reads, writes, scripts and Pub/Sub; nothing @dangerous (FLUSHALL, KEYS,
+#   reads, writes, scripts, transactions (MULTI/EXEC/WATCH: the sink's hot
+#   path) and Pub/Sub; nothing @dangerous (FLUSHALL, KEYS,
 #   CONFIG, DEBUG, SHUTDOWN, MIGRATE...) and no ACL or admin command.  Keys
 #   touched from the flush script are checked against the same rules.
 # POSIX sh and coreutils only: it runs in the redis:7 image.
@@ -28,4 +29,4 @@ pass="$(head -n 1 "$file" | tr -d '\r')"
 [ -n "$pass" ] || { echo "redis-acl: $file is empty" >&2; exit 2; }
 hash="$(printf '%s' "$pass" | sha256sum | cut -d' ' -f1)"
 echo "user default off resetpass nocommands"
-echo "user $user on #$hash resetkeys ~$prefix:* ~kpi-demo:* resetchannels &$prefix:* &kpi-demo:* -@all +@read +@write +@scripting +@pubsub +@connection -@dangerous -@admin"
+echo "user $user on #$hash resetkeys ~$prefix:* ~kpi-demo:* resetchannels &$prefix:* &kpi-demo:* -@all +@read +@write +@scripting +@transaction +@pubsub +@connection -@dangerous -@admin"

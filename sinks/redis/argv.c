@@ -15,7 +15,7 @@
 
 static int kpi_argv_reserve(struct kpi_argv *a, size_t bytes)
 {
-    if (a->len + bytes > a->cap) {
+    if (a->len + bytes > a->cap || !a->buf) { /* a first, empty argument needs a buffer too */
         size_t cap = a->cap ? a->cap : 65536;
         while (cap < a->len + bytes)
             cap *= 2;

@@ -77,6 +77,9 @@ struct hv {
     size_t kk_rep; /* its rolling hash's HMGET reply */
     uint32_t gauge;
     uint32_t first_hc; /* its cells: a list through hc.next (UINT32_MAX: end) */
+    int due;           /* its `active` is due: the script recounts it (a trailing value) */
+    int64_t events;    /* its rolling `events` after this call */
+    uint32_t znext;    /* the next candidate of its leaderboard (window, set) */
     int64_t acc[KPI_NCOUNTERS];
 };
 
@@ -86,13 +89,26 @@ struct hc {
     uint32_t cell; /* index in s->roll[w] */
     uint32_t hv;
     uint32_t next;
-    size_t bk_rep, pttl_rep;
+    uint32_t inext; /* the next hot cell of its (window, bucket) idx set */
+    size_t bk_rep;
 };
 
 /* A candidate value's base gauge (flush.lua, gauge and base_at). */
+struct hist {
+    int64_t at, v;
+};
+
 struct gauge {
     uint64_t key;
     size_t rep;
+    /* parsed from the HGETALL, then with this call's net adds when the hot
+     * path applies them (own) */
+    int has_base, has_top, has_sh;
+    int64_t base, top, sh, snap, net;
+    struct hist *hours, *days;
+    size_t n_hours, n_days, hours_cap, days_cap;
+    int own;      /* the hot path applies the value's base entries */
+    int snapshot; /* one of its entries carries a snapshot: the script's */
 };
 
 /* Per window: the marks read in step 1. */
@@ -107,9 +123,13 @@ struct hot_state {
     struct hc *hc;
     size_t n_hc, hc_cap;
     struct gauge *g;
-    size_t n_g, g_cap;
-    struct member_map hv_map, g_map, base_map;
+    size_t n_g, g_cap, g_init; /* [0, g_init): hours and days valid (maybe NULL) */
+    struct member_map hv_map, g_map, base_map, grp_map;
+    uint32_t *grp; /* batched SADD/ZADD: per group, its first item */
+    size_t n_grp, grp_cap;
+    struct value_list due[KPI_MAX_WINDOWS]; /* hot values the script recounts */
     struct kpi_argv a;
+    struct kpi_argv sk; /* scratch: one sketch and its expected token */
     int *argc;
     size_t n_cmd, argc_cap;
     size_t cmd_start;
@@ -321,8 +341,8 @@ static void free_replies(struct hot_state *h, size_t n)
  * of it (never one that left it). */
 static int hot_cell_ok(const struct call *c, const struct hw *hw, int64_t b)
 {
-    return b >= hw->f_old && (hw->c_old == NO_MS || b >= hw->c_old) && b >= c->since &&
-           (b > hw->H || b >= hw->lo);
+    (void)c;
+    return b >= hw->f_old && (hw->c_old == NO_MS || b >= hw->c_old) && (b > hw->H || b >= hw->lo);
 }
 
 static int base_members(struct call *c)
@@ -367,9 +387,6 @@ static int build_step2(struct call *c)
             const struct kpi_agg_cell *cell = &s->roll[w].cells[ci];
             uint64_t key = (uint64_t)cell->set << 32 | cell->vid;
             int added;
-            uint32_t slot;
-            if (kpi_rs_mm_find(&h->base_map, key, &slot))
-                continue; /* a base entry: the script rewrites the value's KPIs */
             uint32_t v =
                 map_get(&h->hv_map, (uint64_t)w << 56 ^ key, (uint32_t)h->n_hv + 1, &added);
             if (added) {
@@ -423,7 +440,18 @@ static int build_step2(struct call *c)
         if (added) {
             if (kpi_rs_grow(&h->g, &h->g_cap, h->n_g + 1, sizeof(*h->g), 256))
                 return KPI_ERR_NOMEM;
-            h->g[h->n_g++] = (struct gauge){.key = x->key, .rep = h->n_cmd};
+            if (h->g_init < h->g_cap) {
+                memset(h->g + h->g_init, 0, (h->g_cap - h->g_init) * sizeof(*h->g));
+                h->g_init = h->g_cap;
+            }
+            struct gauge *ga = &h->g[h->n_g++];
+            struct hist *hs = ga->hours, *ds = ga->days;
+            size_t hc = ga->hours_cap, dc = ga->days_cap;
+            *ga = (struct gauge){.key = x->key, .rep = h->n_cmd};
+            ga->hours = hs;
+            ga->days = ds;
+            ga->hours_cap = hc;
+            ga->days_cap = dc;
             cmd_begin(h);
             err |= kpi_argv_str(a, "HGETALL");
             err |= push_key(a, c->g->prefix,
@@ -454,13 +482,6 @@ static int build_step2(struct call *c)
                 err |= kpi_argv_str(a, kpi_counter_names[q]);
         err |= kpi_argv_str(a, "_t");
         err |= cmd_end(h);
-        y->pttl_rep = h->n_cmd;
-        cmd_begin(h);
-        err |= kpi_argv_str(a, "PTTL");
-        err |= push_key(
-            a, c->g->prefix,
-            (struct part[]){str_part("h"), str_part(id), str_part(set), {val, vl}, str_part(b)}, 5);
-        err |= cmd_end(h);
     }
     return err ? KPI_ERR_NOMEM : 0;
 }
@@ -473,57 +494,226 @@ struct base {
     const char *source; /* "snapshot" or "" */
 };
 
-static struct base base_at(const redisReply *all, int64_t T)
+static int hist_add(struct hist **l, size_t *n, size_t *cap, int64_t at, int64_t v)
+{
+    for (size_t i = 0; i < *n; i++)
+        if ((*l)[i].at == at) {
+            (*l)[i].v += v;
+            return 0;
+        }
+    if (kpi_rs_grow(l, cap, *n + 1, sizeof(**l), 64))
+        return KPI_ERR_NOMEM;
+    (*l)[(*n)++] = (struct hist){at, v};
+    return 0;
+}
+
+/* The gauge as stored (flush.lua, gauge). */
+static int gauge_parse(struct gauge *g, const redisReply *all)
+{
+    g->n_hours = g->n_days = 0;
+    if (!all || all->type != REDIS_REPLY_ARRAY)
+        return 0;
+    for (size_t i = 0; i + 1 < all->elements; i += 2) {
+        const redisReply *f = all->element[i], *v = all->element[i + 1];
+        int64_t x = 0;
+        if (f->type != REDIS_REPLY_STRING || !parse_i64(v, &x))
+            continue;
+        if (f->len > 2 && (memcmp(f->str, "n:", 2) == 0 || memcmp(f->str, "d:", 2) == 0)) {
+            char buf[24];
+            size_t n = f->len - 2 < sizeof(buf) - 1 ? f->len - 2 : sizeof(buf) - 1;
+            memcpy(buf, f->str + 2, n);
+            buf[n] = '\0';
+            int64_t at = strtoll(buf, NULL, 10);
+            int err = f->str[0] == 'n' ? hist_add(&g->hours, &g->n_hours, &g->hours_cap, at, x)
+                                       : hist_add(&g->days, &g->n_days, &g->days_cap, at, x);
+            if (err)
+                return err;
+        } else if (f->len == 4 && memcmp(f->str, "base", 4) == 0) {
+            g->has_base = 1, g->base = x;
+        } else if (f->len == 3 && memcmp(f->str, "top", 3) == 0) {
+            g->has_top = 1, g->top = x;
+        } else if (f->len == 9 && memcmp(f->str, "snap_hour", 9) == 0) {
+            g->has_sh = 1, g->sh = x;
+        } else if (f->len == 4 && memcmp(f->str, "snap", 4) == 0) {
+            g->snap = x;
+        } else if (f->len == 3 && memcmp(f->str, "net", 3) == 0) {
+            g->net = x;
+        }
+    }
+    return 0;
+}
+
+/* The base of the value at time T: the base now minus the net adds from
+ * T's hour on (T's day when the hour left the history). */
+static struct base base_at(const struct gauge *g, int64_t T)
 {
     struct base r = {0, 0, ""};
-    if (!all || all->type != REDIS_REPLY_ARRAY)
-        return r;
-    int64_t now = 0, top = 0;
-    int has_now = 0, has_top = 0;
-    for (size_t i = 0; i + 1 < all->elements; i += 2) {
-        const redisReply *f = all->element[i];
-        if (f->len == 4 && memcmp(f->str, "base", 4) == 0)
-            has_now = parse_i64(all->element[i + 1], &now);
-        else if (f->len == 3 && memcmp(f->str, "top", 3) == 0)
-            has_top = parse_i64(all->element[i + 1], &top);
-    }
-    if (!has_now)
+    if (!g->has_base)
         return r;
     r.source = "snapshot";
     int64_t hr = T - T % HOUR_MS;
-    if (!has_top || hr > top) {
+    if (!g->has_top || hr > g->top) {
         r.known = 1;
-        r.v = now;
+        r.v = g->base;
         return r;
     }
-    const char *pre;
-    int64_t from;
-    if (hr > top - KEEP_HOURS * HOUR_MS) {
-        pre = "n:";
-        from = hr;
+    int64_t sum = 0;
+    if (hr > g->top - KEEP_HOURS * HOUR_MS) {
+        for (size_t i = 0; i < g->n_hours; i++)
+            if (g->hours[i].at >= hr)
+                sum += g->hours[i].v;
     } else {
         int64_t day = T - T % DAY_MS;
-        if (day <= top - top % DAY_MS - KEEP_DAYS * DAY_MS)
+        if (day <= g->top - g->top % DAY_MS - KEEP_DAYS * DAY_MS)
             return r; /* beyond the history: unknown */
-        pre = "d:";
-        from = day;
-    }
-    int64_t sum = 0;
-    for (size_t i = 0; i + 1 < all->elements; i += 2) {
-        const redisReply *f = all->element[i];
-        if (f->len < 3 || memcmp(f->str, pre, 2) != 0)
-            continue;
-        char buf[24];
-        size_t n = f->len - 2 < sizeof(buf) - 1 ? f->len - 2 : sizeof(buf) - 1;
-        memcpy(buf, f->str + 2, n);
-        buf[n] = '\0';
-        int64_t at = strtoll(buf, NULL, 10), x;
-        if (at >= from && parse_i64(all->element[i + 1], &x))
-            sum += x;
+        for (size_t i = 0; i < g->n_days; i++)
+            if (g->days[i].at >= day)
+                sum += g->days[i].v;
     }
     r.known = 1;
-    r.v = now - sum;
+    r.v = g->base - sum;
     return r;
+}
+
+/* Apply the value's net adds of this call to its gauge, in memory and as
+ * commands (flush.lua, apply_base, for entries without a snapshot). */
+static int apply_gauge(struct call *c, struct gauge *g, const char *set, const char *val,
+                       uint32_t vl)
+{
+    struct redis_sink *s = c->s;
+    struct hot_state *h = c->h;
+    struct kpi_argv *a = &h->a;
+    struct part bk[] = {str_part("base"), str_part(set), {val, vl}};
+    int64_t newtop = g->has_top ? g->top : INT64_MIN;
+    for (uint32_t i = 0; i < s->hours.n; i++) {
+        const struct kpi_agg_cell *x = &s->hours.cells[i];
+        if (((uint64_t)x->set << 32 | x->vid) == g->key && x->bucket > newtop)
+            newtop = x->bucket;
+    }
+    int64_t hlo = newtop - (KEEP_HOURS - 1) * HOUR_MS;
+    int64_t dlo = newtop - newtop % DAY_MS - (KEEP_DAYS - 1) * DAY_MS;
+    int err = 0;
+    if (g->has_top && newtop > g->top) { /* prune what left the history */
+        size_t start = a->n;
+        cmd_begin(h);
+        err |= kpi_argv_str(a, "HDEL");
+        err |= push_key(a, c->g->prefix, bk, 3);
+        char f[32];
+        for (int64_t t = g->top - (KEEP_HOURS - 1) * HOUR_MS;
+             t <= (g->top < hlo - HOUR_MS ? g->top : hlo - HOUR_MS); t += HOUR_MS) {
+            snprintf(f, sizeof(f), "n:%" PRId64, t);
+            err |= kpi_argv_str(a, f);
+        }
+        int64_t tday = g->top - g->top % DAY_MS;
+        for (int64_t t = tday - (KEEP_DAYS - 1) * DAY_MS;
+             t <= (tday < dlo - DAY_MS ? tday : dlo - DAY_MS); t += DAY_MS) {
+            snprintf(f, sizeof(f), "d:%" PRId64, t);
+            err |= kpi_argv_str(a, f);
+        }
+        if (a->n - start > 2)
+            err |= cmd_end(h);
+        else
+            a->n = start;
+        size_t k = 0;
+        for (size_t i = 0; i < g->n_hours; i++)
+            if (g->hours[i].at >= hlo)
+                g->hours[k++] = g->hours[i];
+        g->n_hours = k;
+        k = 0;
+        for (size_t i = 0; i < g->n_days; i++)
+            if (g->days[i].at >= dlo)
+                g->days[k++] = g->days[i];
+        g->n_days = k;
+    }
+    for (uint32_t i = 0; i < s->hours.n && !err; i++) {
+        const struct kpi_agg_cell *x = &s->hours.cells[i];
+        if (((uint64_t)x->set << 32 | x->vid) != g->key)
+            continue;
+        int64_t net = x->c.activations - x->c.churns;
+        if (net == 0)
+            continue;
+        char f[32];
+        if (x->bucket >= hlo) {
+            snprintf(f, sizeof(f), "n:%" PRId64, x->bucket);
+            cmd_begin(h);
+            err |= kpi_argv_str(a, "HINCRBY");
+            err |= push_key(a, c->g->prefix, bk, 3);
+            err |= kpi_argv_str(a, f);
+            err |= kpi_argv_i64(a, net);
+            err |= cmd_end(h);
+            err |= hist_add(&g->hours, &g->n_hours, &g->hours_cap, x->bucket, net);
+        }
+        int64_t d = x->bucket - x->bucket % DAY_MS;
+        if (d >= dlo) {
+            snprintf(f, sizeof(f), "d:%" PRId64, d);
+            cmd_begin(h);
+            err |= kpi_argv_str(a, "HINCRBY");
+            err |= push_key(a, c->g->prefix, bk, 3);
+            err |= kpi_argv_str(a, f);
+            err |= kpi_argv_i64(a, net);
+            err |= cmd_end(h);
+            err |= hist_add(&g->days, &g->n_days, &g->days_cap, d, net);
+        }
+        if (g->has_sh && x->bucket >= g->sh)
+            g->net += net;
+    }
+    g->has_top = 1;
+    g->top = newtop;
+    cmd_begin(h);
+    err |= kpi_argv_str(a, "HSET");
+    err |= push_key(a, c->g->prefix, bk, 3);
+    err |= kpi_argv_str(a, "top");
+    err |= kpi_argv_i64(a, newtop);
+    if (g->has_sh) {
+        g->has_base = 1;
+        g->base = g->snap + g->net;
+        err |= kpi_argv_str(a, "snap_hour");
+        err |= kpi_argv_i64(a, g->sh);
+        err |= kpi_argv_str(a, "snap");
+        err |= kpi_argv_i64(a, g->snap);
+        err |= kpi_argv_str(a, "net");
+        err |= kpi_argv_i64(a, g->net);
+        err |= kpi_argv_str(a, "base");
+        err |= kpi_argv_i64(a, g->base);
+    }
+    err |= cmd_end(h);
+    cmd_begin(h);
+    err |= kpi_argv_str(a, "PEXPIRE");
+    err |= push_key(a, c->g->prefix, bk, 3);
+    err |= kpi_argv_i64(a, (KEEP_DAYS + 1) * DAY_MS);
+    err |= cmd_end(h);
+    return err ? KPI_ERR_NOMEM : 0;
+}
+
+/* Which values' base entries the hot path applies: those without a
+ * snapshot whose every window it writes (so it re-derives every rolling
+ * hash of the value from the new gauge).  The others' go to the script,
+ * which then rewrites the value's KPIs in every window itself. */
+static int own_bases(struct call *c)
+{
+    struct redis_sink *s = c->s;
+    struct hot_state *h = c->h;
+    const struct kpi_windows *ws = s->windows;
+    for (size_t i = 0; i < h->n_g; i++) {
+        struct gauge *g = &h->g[i];
+        if (gauge_parse(g, h->rep[g->rep]))
+            return KPI_ERR_NOMEM;
+        uint32_t slot;
+        if (!kpi_rs_mm_find(&h->base_map, g->key, &slot))
+            continue; /* no base entry in this call */
+        int own = 1;
+        for (uint32_t j = 0; j < s->hours.n && own; j++) {
+            const struct kpi_agg_cell *x = &s->hours.cells[j];
+            if (((uint64_t)x->set << 32 | x->vid) == g->key && x->snaps)
+                own = 0;
+        }
+        for (int w = 0; w < ws->n && own; w++) {
+            uint32_t v = kpi_rs_mm_find(&h->hv_map, (uint64_t)w << 56 ^ g->key, &slot);
+            own = c->win[w].hot && v && !h->hv[v - 1].slow && h->hv[v - 1].in_inst;
+        }
+        g->own = own;
+    }
+    return 0;
 }
 
 /* ---- step 3: the writes ---- */
@@ -561,33 +751,35 @@ static void demote(struct call *c)
             continue;
         const redisReply *r = h->rep[x->kk_rep];
         if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != KPI_NCOUNTERS + 3 ||
-            is_nil(r->element[0]) ||
-            recount_due(c, &ws->w[x->w], r->element[KPI_NCOUNTERS], r->element[KPI_NCOUNTERS + 1],
-                        x->key))
-            x->slow = 1;
+            is_nil(r->element[0]))
+            x->slow = 1; /* missing (expired, new): the script rebuilds it */
+        else
+            x->due = recount_due(c, &ws->w[x->w], r->element[KPI_NCOUNTERS],
+                                 r->element[KPI_NCOUNTERS + 1], x->key);
     }
     for (size_t i = 0; i < h->n_hc; i++) {
         const struct hc *y = &h->hc[i];
         if (h->hv[y->hv].slow)
             continue;
-        const redisReply *b = h->rep[y->bk_rep], *t = h->rep[y->pttl_rep];
-        if (!b || b->type != REDIS_REPLY_ARRAY || !t || t->type != REDIS_REPLY_INTEGER)
+        const redisReply *b = h->rep[y->bk_rep];
+        if (!b || b->type != REDIS_REPLY_ARRAY)
             h->hv[y->hv].slow = 1; /* an error reply: let the script meet it */
     }
 }
 
-/* The script would move `since` (its own cells' earliest buckets are before
- * it): then it must see every cell, so the hot path stands down. */
-static int since_moves(const struct call *c)
+/* flush.lua sets meta `since` from its own cells: the latest over windows
+ * of each window's earliest bucket, when that is before `since`.  Without
+ * the hot cells it must come to the same answer as with all of them, else
+ * the hot path stands down (a group's first flushes). */
+static int64_t call_start(const struct call *c, int all)
 {
     const struct redis_sink *s = c->s;
-    const struct hot_state *h = c->h;
     int64_t call = NO_MS;
     for (int w = 0; w < s->windows->n; w++) {
         int64_t lo_w = NO_MS;
         for (uint32_t j = s->kg_starts[w][c->kg]; j < s->kg_starts[w][c->kg + 1]; j++) {
             uint32_t ci = s->order[w][j];
-            if (s->hot[w][ci])
+            if (!all && s->hot[w][ci])
                 continue;
             int64_t b = s->roll[w].cells[ci].bucket;
             if (lo_w == NO_MS || b < lo_w)
@@ -596,8 +788,15 @@ static int since_moves(const struct call *c)
         if (lo_w != NO_MS && (call == NO_MS || lo_w > call))
             call = lo_w;
     }
-    (void)h;
-    return call != NO_MS && call < c->since;
+    return call;
+}
+
+static int since_differs(const struct call *c)
+{
+    int64_t all = call_start(c, 1), rest = call_start(c, 0);
+    int moves = all != NO_MS && all < c->since;
+    int moves_rest = rest != NO_MS && rest < c->since;
+    return moves != moves_rest || (moves && all != rest);
 }
 
 static int write_cell(struct call *c, const struct hc *y, uint64_t *saturated)
@@ -653,47 +852,34 @@ static int write_cell(struct call *c, const struct hc *y, uint64_t *saturated)
     gr->key = (struct kpi_skc_key){
         .bucket = cell->bucket, .set = cell->set, .vid = cell->vid, .win = (uint32_t)y->w};
     /* kpi_rs_push_sketch pushes the expected token, then the bytes. */
-    size_t tok_arg = a->n;
-    if ((err = kpi_rs_push_sketch(s, a, gr, &cell->hll)))
+    struct kpi_argv *sk = &h->sk;
+    kpi_argv_reset(sk);
+    if ((err = kpi_rs_push_sketch(s, sk, gr, &cell->hll)))
         return err;
     const redisReply *t = cur->element[cur->elements - 1];
-    int tok_ok = a->alen[tok_arg] > 0 && t->type == REDIS_REPLY_STRING &&
-                 t->len == a->alen[tok_arg] &&
-                 memcmp(t->str, a->buf + a->off[tok_arg], t->len) == 0;
-    long long pttl = h->rep[y->pttl_rep]->integer;
-    /* The two pushed arguments become part of the next command: SET or the
-     * scratch SET.  Rebuild them in command order. */
-    size_t sk_arg = gr->arg;
-    const char *sk = a->buf + a->off[sk_arg];
-    size_t sk_len = a->alen[sk_arg];
-    char *copy = malloc(sk_len ? sk_len : 1);
-    if (!copy)
-        return KPI_ERR_NOMEM;
-    memcpy(copy, sk, sk_len);
-    a->n = tok_arg; /* drop the two arguments; the buffer keeps their bytes */
-    int exact = 1;
+    int tok_ok = sk->alen[0] > 0 && t->type == REDIS_REPLY_STRING && t->len == sk->alen[0] &&
+                 memcmp(t->str, sk->buf + sk->off[0], t->len) == 0;
+    const char *bytes = sk->buf + sk->off[1];
+    size_t n_bytes = sk->alen[1];
+    /* What Redis holds is known when this sink wrote it last (tok_ok) or
+     * the bucket is new: SET (a key that expired meanwhile gets its TTL
+     * back from PEXPIRE NX).  Else another writer added to it: PFMERGE,
+     * which also creates a missing key from the delta. */
+    int exact = tok_ok || is_new;
     cmd_begin(h);
     err |= kpi_argv_str(a, "SET");
-    if ((tok_ok && pttl != -2) || (!is_new && pttl != -2 && !tok_ok)) {
-        if (tok_ok) {
-            err |= push_key(a, c->g->prefix, hk, 5);
-            gr->arg = a->n;
-            err |= kpi_argv_push(a, copy, sk_len);
-            err |= kpi_argv_str(a, "KEEPTTL");
-        } else {
-            err |= push_common_keys(c, "tmp");
-            gr->arg = a->n;
-            err |= kpi_argv_push(a, copy, sk_len);
-            exact = 0;
-        }
-    } else {
+    if (exact)
         err |= push_key(a, c->g->prefix, hk, 5);
-        gr->arg = a->n;
-        err |= kpi_argv_push(a, copy, sk_len);
+    else
+        err |= push_common_keys(c, "tmp");
+    gr->arg = a->n;
+    err |= kpi_argv_push(a, bytes, n_bytes);
+    if (is_new && !tok_ok) {
         err |= kpi_argv_str(a, "PX");
         err |= kpi_argv_str(a, ttl);
+    } else if (exact) {
+        err |= kpi_argv_str(a, "KEEPTTL");
     }
-    free(copy);
     err |= cmd_end(h);
     if (!exact) {
         if (kpi_rs_grow(&h->merge_cmd, &h->merge_cap, h->n_merge + 1, sizeof(*h->merge_cmd), 64))
@@ -705,29 +891,22 @@ static int write_cell(struct call *c, const struct hc *y, uint64_t *saturated)
         err |= push_common_keys(c, "tmp");
         err |= cmd_end(h);
     }
+    if (!(is_new && !tok_ok)) {
+        cmd_begin(h);
+        err |= kpi_argv_str(a, "PEXPIRE");
+        err |= push_key(a, c->g->prefix, hk, 5);
+        err |= kpi_argv_str(a, ttl);
+        err |= kpi_argv_str(a, "NX");
+        err |= cmd_end(h);
+    }
     h->exact[h->n_refs++] = (uint8_t)exact;
-    /* The bucket's index of values. */
-    char ttl_idx[24];
-    snprintf(ttl_idx, sizeof(ttl_idx), "%" PRId64, ttl_b + spec->size_ms);
-    cmd_begin(h);
-    err |= kpi_argv_str(a, "SADD");
-    err |= push_key(a, c->g->prefix,
-                    (struct part[]){str_part("idx"), str_part(spec->id), str_part(b)}, 3);
-    err |= push_key(a, "", (struct part[]){str_part(set), {val, vl}}, 2);
-    err |= cmd_end(h);
-    cmd_begin(h);
-    err |= kpi_argv_str(a, "PEXPIRE");
-    err |= push_key(a, c->g->prefix,
-                    (struct part[]){str_part("idx"), str_part(spec->id), str_part(b)}, 3);
-    err |= kpi_argv_str(a, ttl_idx);
-    err |= cmd_end(h);
     return err ? KPI_ERR_NOMEM : 0;
 }
 
 /* The rolling hash of a candidate value: its counters plus this call's
  * cells inside the instance, the KPIs derived again (with the `active` it
  * holds: not due), `_p`; and its score in values:. */
-static int write_rolling(struct call *c, const struct hv *x, uint64_t *saturated)
+static int write_rolling(struct call *c, struct hv *x, uint64_t *saturated)
 {
     struct redis_sink *s = c->s;
     struct hot_state *h = c->h;
@@ -764,7 +943,7 @@ static int write_rolling(struct call *c, const struct hv *x, uint64_t *saturated
         stop = c->clock_max;
     int64_t floor_ms = spec->slide_ms < 60000 ? spec->slide_ms : 60000;
     int64_t span = stop - start > floor_ms ? stop - start : floor_ms;
-    struct base base = base_at(h->rep[h->g[x->gauge - 1].rep], start);
+    struct base base = base_at(&h->g[x->gauge - 1], start);
     struct kpi_values v;
     kpi_values_compute_base(&v, &cn, (uint64_t)(active > 0 ? active : 0), base.known,
                             (double)base.v, span);
@@ -819,22 +998,103 @@ static int write_rolling(struct call *c, const struct hv *x, uint64_t *saturated
         free(o);
     }
     err |= cmd_end(h);
-    /* The leaderboard. */
-    char ttl[24];
-    snprintf(ttl, sizeof(ttl), "%" PRId64,
-             spec->size_ms + spec->slide_ms + ws->lateness_ms + s->ttl_margin_ms);
-    struct part vk[] = {str_part("values"), str_part(spec->id), str_part(set)};
-    cmd_begin(h);
-    err |= kpi_argv_str(a, "ZADD");
-    err |= push_key(a, c->g->prefix, vk, 3);
-    err |= kpi_argv_i64(a, cn.v[KPI_CI_events]);
-    err |= kpi_argv_push(a, val, vl);
-    err |= cmd_end(h);
-    cmd_begin(h);
-    err |= kpi_argv_str(a, "PEXPIRE");
-    err |= push_key(a, c->g->prefix, vk, 3);
-    err |= kpi_argv_str(a, ttl);
-    err |= cmd_end(h);
+    x->events = cn.v[KPI_CI_events];
+    return err ? KPI_ERR_NOMEM : 0;
+}
+
+/* The idx sets of the hot cells' buckets and the leaderboards of the hot
+ * values: one SADD per (window, bucket) and one ZADD per (window, set), as
+ * flush.lua batches them. */
+static int group_add(struct hot_state *h, uint64_t key, uint32_t item, uint32_t *next)
+{
+    int added;
+    uint32_t g = map_get(&h->grp_map, key, (uint32_t)h->n_grp + 1, &added);
+    if (added) {
+        if (kpi_rs_grow(&h->grp, &h->grp_cap, h->n_grp + 1, sizeof(*h->grp), 256))
+            return KPI_ERR_NOMEM;
+        h->grp[h->n_grp++] = UINT32_MAX;
+    }
+    *next = h->grp[g - 1];
+    h->grp[g - 1] = item;
+    return 0;
+}
+
+static int write_sets(struct call *c)
+{
+    struct redis_sink *s = c->s;
+    struct hot_state *h = c->h;
+    struct kpi_argv *a = &h->a;
+    const struct kpi_windows *ws = s->windows;
+    const struct kpi_dims *dims = s->dims;
+    int err = 0;
+    if (kpi_rs_mm_init(&h->grp_map, (uint32_t)h->n_hc))
+        return KPI_ERR_NOMEM;
+    h->n_grp = 0;
+    for (size_t i = 0; i < h->n_hc && !err; i++) {
+        struct hc *y = &h->hc[i];
+        if (!h->hv[y->hv].slow)
+            err = group_add(h, (uint64_t)y->w << 56 | (uint64_t)s->roll[y->w].cells[y->cell].bucket,
+                            (uint32_t)i, &y->inext);
+    }
+    for (size_t gi = 0; gi < h->n_grp && !err; gi++) {
+        const struct hc *y0 = &h->hc[h->grp[gi]];
+        const struct kpi_window_spec *spec = &ws->w[y0->w];
+        char b[24], ttl[24];
+        snprintf(b, sizeof(b), "%" PRId64, s->roll[y0->w].cells[y0->cell].bucket);
+        snprintf(ttl, sizeof(ttl), "%" PRId64,
+                 spec->size_ms + spec->slide_ms + ws->lateness_ms + s->ttl_margin_ms +
+                     spec->size_ms);
+        struct part ik[] = {str_part("idx"), str_part(spec->id), str_part(b)};
+        cmd_begin(h);
+        err |= kpi_argv_str(a, "SADD");
+        err |= push_key(a, c->g->prefix, ik, 3);
+        for (uint32_t i = h->grp[gi]; i != UINT32_MAX; i = h->hc[i].inext) {
+            const struct kpi_agg_cell *cell = &s->roll[h->hc[i].w].cells[h->hc[i].cell];
+            uint32_t vl;
+            const char *val = kpi_dims_value_label(dims, (int)cell->set, cell->vid, &vl);
+            err |= push_key(a, "", (struct part[]){str_part(dims->sets[cell->set].name), {val, vl}},
+                            2);
+        }
+        err |= cmd_end(h);
+        cmd_begin(h);
+        err |= kpi_argv_str(a, "PEXPIRE");
+        err |= push_key(a, c->g->prefix, ik, 3);
+        err |= kpi_argv_str(a, ttl);
+        err |= cmd_end(h);
+    }
+    if (err || kpi_rs_mm_init(&h->grp_map, (uint32_t)h->n_hv))
+        return KPI_ERR_NOMEM;
+    h->n_grp = 0;
+    for (size_t i = 0; i < h->n_hv && !err; i++) {
+        struct hv *x = &h->hv[i];
+        if (!x->slow && x->in_inst)
+            err = group_add(h, (uint64_t)x->w << 56 | (x->key >> 32), (uint32_t)i, &x->znext);
+    }
+    for (size_t gi = 0; gi < h->n_grp && !err; gi++) {
+        const struct hv *x0 = &h->hv[h->grp[gi]];
+        const struct kpi_window_spec *spec = &ws->w[x0->w];
+        char ttl[24];
+        snprintf(ttl, sizeof(ttl), "%" PRId64,
+                 spec->size_ms + spec->slide_ms + ws->lateness_ms + s->ttl_margin_ms);
+        struct part vk[] = {str_part("values"), str_part(spec->id),
+                            str_part(dims->sets[x0->key >> 32].name)};
+        cmd_begin(h);
+        err |= kpi_argv_str(a, "ZADD");
+        err |= push_key(a, c->g->prefix, vk, 3);
+        for (uint32_t i = h->grp[gi]; i != UINT32_MAX; i = h->hv[i].znext) {
+            uint32_t vl;
+            const char *val =
+                kpi_dims_value_label(dims, (int)(h->hv[i].key >> 32), (uint32_t)h->hv[i].key, &vl);
+            err |= kpi_argv_i64(a, h->hv[i].events);
+            err |= kpi_argv_push(a, val, vl);
+        }
+        err |= cmd_end(h);
+        cmd_begin(h);
+        err |= kpi_argv_str(a, "PEXPIRE");
+        err |= push_key(a, c->g->prefix, vk, 3);
+        err |= kpi_argv_str(a, ttl);
+        err |= cmd_end(h);
+    }
     return err ? KPI_ERR_NOMEM : 0;
 }
 
@@ -1019,7 +1279,7 @@ static int take_exec(struct call *c, size_t n_cmd, int *retry, char *errstr, siz
     }
     for (size_t i = 0; i < h->n_hv; i++) {
         const struct hv *v = &h->hv[i];
-        if (!v->slow && v->in_inst && kpi_rs_vl_add(&c->g->dirty[v->w], v->key))
+        if (!v->slow && v->in_inst && !v->due && kpi_rs_vl_add(&c->g->dirty[v->w], v->key))
             return KPI_ERR_NOMEM;
     }
     s->stats.hot_cells += h->n_refs;
@@ -1085,7 +1345,7 @@ static int hot_once(struct call *c, int *in_doubt, int *err, char *errstr, size_
             s->hot[h->hc[i].w][h->hc[i].cell] = 1;
             n_hot++;
         }
-    if (n_hot == 0 || since_moves(c)) {
+    if (n_hot == 0 || since_differs(c)) {
         free_replies(h, n2);
         return HOT_FALLBACK;
     }
@@ -1096,12 +1356,29 @@ static int hot_once(struct call *c, int *in_doubt, int *err, char *errstr, size_
     cmd_begin(h);
     *err = kpi_argv_str(&h->a, "MULTI");
     *err |= cmd_end(h);
+    if (!*err)
+        *err = own_bases(c);
+    for (size_t i = 0; i < h->n_g && !*err; i++) {
+        struct gauge *g = &h->g[i];
+        if (!g->own)
+            continue;
+        uint32_t vl;
+        const char *val = kpi_dims_value_label(s->dims, (int)(g->key >> 32), (uint32_t)g->key, &vl);
+        *err = apply_gauge(c, g, s->dims->sets[g->key >> 32].name, val, vl);
+    }
     for (size_t i = 0; i < h->n_hc && !*err; i++)
         if (!h->hv[h->hc[i].hv].slow)
             *err = write_cell(c, &h->hc[i], &saturated);
     for (size_t i = 0; i < h->n_hv && !*err; i++)
         if (!h->hv[i].slow && h->hv[i].in_inst)
             *err = write_rolling(c, &h->hv[i], &saturated);
+    if (!*err)
+        *err = write_sets(c);
+    for (int w = 0; w < ws->n; w++)
+        h->due[w].n = 0;
+    for (size_t i = 0; i < h->n_hv && !*err; i++)
+        if (!h->hv[i].slow && h->hv[i].in_inst && h->hv[i].due)
+            *err = kpi_rs_vl_add(&h->due[h->hv[i].w], h->hv[i].key);
     free_replies(h, n2);
     if (!*err && saturated) {
         cmd_begin(h);
@@ -1177,12 +1454,30 @@ int kpi_rs_call_hot(struct redis_sink *s, uint32_t kg, const struct kpi_delta *d
                       s->url, s->kgs[kg].prefix);
 }
 
+const uint64_t *kpi_rs_hot_due(const struct redis_sink *s, int w, uint32_t *n)
+{
+    *n = s->hs ? s->hs->due[w].n : 0;
+    return s->hs ? s->hs->due[w].v : NULL;
+}
+
+int kpi_rs_hot_owns_base(const struct redis_sink *s, uint32_t set, uint32_t vid)
+{
+    const struct hot_state *h = s->hs;
+    uint32_t slot;
+    uint32_t gi = h ? kpi_rs_mm_find(&h->g_map, (uint64_t)set << 32 | vid, &slot) : 0;
+    return gi && h->g[gi - 1].own;
+}
+
 void kpi_rs_hot_free(struct hot_state *h)
 {
     if (!h)
         return;
     free(h->hv);
     free(h->hc);
+    for (size_t i = 0; i < h->g_init; i++) {
+        free(h->g[i].hours);
+        free(h->g[i].days);
+    }
     free(h->g);
     free(h->hv_map.keys);
     free(h->hv_map.vals);
@@ -1194,6 +1489,13 @@ void kpi_rs_hot_free(struct hot_state *h)
     free(h->base_map.vals);
     free(h->base_map.gen);
     kpi_argv_free(&h->a);
+    kpi_argv_free(&h->sk);
+    free(h->grp);
+    free(h->grp_map.keys);
+    free(h->grp_map.vals);
+    free(h->grp_map.gen);
+    for (int w = 0; w < KPI_MAX_WINDOWS; w++)
+        free(h->due[w].v);
     free(h->argc);
     free(h->rep);
     free(h->refs);

@@ -247,5 +247,11 @@ const char *kpi_rs_fallback_window(const struct kpi_windows *ws);
 int kpi_rs_call_hot(struct redis_sink *s, uint32_t kg, const struct kpi_delta *d, int *in_doubt,
                     char *errstr, size_t errsz);
 void kpi_rs_hot_free(struct hot_state *h);
+/* While the hot path builds its script call: whether it applies (set, vid)'s
+ * base entries itself (the script must not). */
+int kpi_rs_hot_owns_base(const struct redis_sink *s, uint32_t set, uint32_t vid);
+/* ... and the values of window w it wrote whose `active` is due: the
+ * script recounts them (as trailing values). */
+const uint64_t *kpi_rs_hot_due(const struct redis_sink *s, int w, uint32_t *n);
 
 #endif

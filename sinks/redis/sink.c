@@ -575,7 +575,8 @@ static int push_base(struct redis_sink *s, uint32_t kg, const struct kpi_delta *
     err |= kpi_argv_str(a, "0000000000");
     for (uint32_t i = 0; d && i < s->hours.n && !err; i++) {
         const struct kpi_agg_cell *h = &s->hours.cells[i];
-        if (kpi_rs_kg_of(s, s->dims, h->set, h->vid) != kg)
+        if (kpi_rs_kg_of(s, s->dims, h->set, h->vid) != kg ||
+            (s->hot_marking && kpi_rs_hot_owns_base(s, h->set, h->vid)))
             continue;
         uint32_t slot;
         err |= kpi_argv_i64(a, kpi_rs_mm_find(&s->members, (uint64_t)h->set << 32 | h->vid, &slot));
@@ -745,6 +746,18 @@ int kpi_rs_build_args(struct redis_sink *s, uint32_t kg, const struct kpi_delta 
                 continue; /* written by this call: recounted if due, else dirty again */
             err |= kpi_argv_i64(a, m);
             n_trail++;
+        }
+        if (s->hot_marking) {
+            uint32_t nd;
+            const uint64_t *due = kpi_rs_hot_due(s, w, &nd);
+            for (uint32_t j = 0; j < nd && !err; j++) {
+                uint32_t slot;
+                uint32_t m = kpi_rs_mm_find(&s->members, due[j], &slot);
+                if (m) {
+                    err |= kpi_argv_i64(a, m);
+                    n_trail++;
+                }
+            }
         }
         err |= kpi_argv_set_i64(a, n_trail_arg, n_trail);
     }
