@@ -48,7 +48,7 @@ run_group() {
         "$b/kpistream" -X "kafka.bootstrap.servers=$brokers" -X "kafka.topics=$topic" -X "kafka.group.id=$topic" \
             -X "redis.url=redis://127.0.0.1:$port" -X http.port=0 -X alerts.enabled=false \
             -X dimensions.fields=region,plan,segment,site \
-            -X dimensions.sets=region,region+plan,segment,site \
+            -X dimensions.sets=region,region+plan,segment,site "${extra[@]}" \
             >"$tmp/$name-$i.out" 2>"$tmp/$name-$i.err" &
         pids+=($!)
     done
@@ -63,6 +63,8 @@ run_group() {
     load_c0=$(cpu_ms "$port" 2>/dev/null || echo 0)
     "$b/kpistream-gen" -b "$brokers" -t "$topic" --events "$events" --rate "$rate" --partitions 8 \
         --sites 1000 --seed 5 >"$tmp/gen.out" 2>"$tmp/gen.err"
+    load_tp=$(date +%s.%N)
+    load_cp=$(cpu_ms "$port" 2>/dev/null || echo 0)
     # drained: the group's offsets reach what was produced
     local want
     want=$(awk '/^produced:/ { print $2 }' "$tmp/gen.out")
@@ -88,6 +90,12 @@ stored_offsets() { # stored_offsets PORT GROUP
     stored_offsets_at "$2" "${ports[@]}"
 }
 
+# LOAD_X="redis.hot_path=false ...": -X settings added to every instance;
+# LOAD_ONLY=cluster or scaleout: one scenario.
+read -r -a xs <<<"${LOAD_X:-}"
+extra=()
+for x in "${xs[@]}"; do extra+=(-X "$x"); done
+if [ "${LOAD_ONLY:-cluster}" = cluster ]; then
 echo "== cluster: 3 instances, 1 group, $secs s at $rate events/s, 3 masters"
 mapfile -t ms < <(masters)
 declare -A before
@@ -107,6 +115,8 @@ for p in "${ms[@]}"; do
 done
 awk -v m="$max" -v a="$mean" 'BEGIN { printf "spread: max/mean CPU over the masters = %.2f\n", m / a }'
 
+fi
+[ "${LOAD_ONLY:-scaleout}" = scaleout ] || exit 0
 echo "== scaleout: 4 instances, 1 group, $secs s at $rate events/s, one redis-server"
 private_redis "$rport" "$tmp/redis"
 run_group scaleout 4 "$rport"
@@ -117,7 +127,9 @@ cells=0
 for i in 1 2 3 4; do
     c=$(sed -n 's/^.*redis: [0-9]* calls, \([0-9]*\) (window, bucket, value) cells.*/\1/p' "$tmp/scaleout-$i.err")
     cells=$((cells + ${c:-0}))
+    sed -n 's/^.*redis: .* \([0-9]*\) cells through the hot path, \([0-9]*\) transactions run again.*/instance '"$i"': \1 cells through the hot path, \2 transactions run again/p' "$tmp/scaleout-$i.err"
 done
-awk -v c=$((c1 - c0)) -v t0="$t0" -v t1="$t1" -v u="${usec:-0}" -v n="$cells" 'BEGIN {
-    printf "Redis main-thread CPU: %.0f ms over %.1f s from the first event produced to the last stored = %.0f%% of one core; flush calls %.1f us (wall) and %.1f us (CPU) per (window, bucket, value) cell (%d cells)\n",
-        c, t1 - t0, 100 * c / ((t1 - t0) * 1000), n ? u / n : 0, n ? c * 1000 / n : 0, n }'
+awk -v c=$((c1 - c0)) -v t0="$t0" -v t1="$t1" -v u="${usec:-0}" -v n="$cells" \
+    -v cp=$((load_cp - c0)) -v tp="$load_tp" 'BEGIN {
+    printf "Redis main-thread CPU: %.0f ms over %.1f s from the first event produced to the last stored = %.0f%% of one core; while producing (%.1f s): %.0f%%; flush calls %.1f us (wall) and %.1f us (CPU) per (window, bucket, value) cell (%d cells)\n",
+        c, t1 - t0, 100 * c / ((t1 - t0) * 1000), tp - t0, 100 * cp / ((tp - t0) * 1000), n ? u / n : 0, n ? c * 1000 / n : 0, n }'

@@ -68,6 +68,7 @@ run() { # run SITES SUBSCRIBERS EVENTS ZIPF
         echo "scale.sh: kpistream failed ($sites sites, $subs subscribers); the end of its log:" >&2
         tail -n 15 "$tmp/kpi.err" >&2
     }
+    [ -n "${SCALE_KEEP_LOG:-}" ] && cp "$tmp/kpi.err" "$SCALE_KEEP_LOG"
     local wall rss mem vals active flushes evalsha cells slowmax slown cpu
     wall=$(sed -n 's/^measure: wall=\([0-9.]*\).*/\1/p' "$tmp/kpi.err")
     rss=$(sed -n 's/^measure: .*maxrss_kb=\([0-9]*\).*/\1/p' "$tmp/kpi.err")

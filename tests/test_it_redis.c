@@ -1669,7 +1669,10 @@ Test(redis_sink, flush_cost_is_measured_with_commandstats_and_slowlog, .timeout 
     f.seq = 1;
     f.prev_watermark = INT64_MIN;
     active_refresh_ms = 10000; /* the default */
+    /* KPI_TEST_NO_HOT_PATH=1: the script alone, to compare in one session */
+    no_hot_path = getenv("KPI_TEST_NO_HOT_PATH") != NULL;
     struct kpi_sink s = new_sink(0);
+    no_hot_path = 0;
     freeReplyObject(cmd("CONFIG SET slowlog-log-slower-than 0"));
     freeReplyObject(cmd("CONFIG SET slowlog-max-len 1024"));
 
