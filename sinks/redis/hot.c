@@ -20,12 +20,14 @@
  *      does: a replay or a conflict ends the call (UNWATCH).
  *   2. Per window whose head does not move, the values whose every cell of
  *      the call is plain (see hot_cell_ok) are candidates; their bucket
- *      fields, sketch TTLs, rolling hashes and base gauges are read.  A
- *      candidate whose rolling hash is missing, or whose `active` is due
- *      for a recount, goes to the script instead.
+ *      fields, rolling hashes and base gauges are read.  A candidate whose
+ *      rolling hash is missing (new, expired) goes to the script instead.
  *   3. MULTI; the candidates' writes (HSET bucket, SET or PFMERGE sketch,
- *      SADD idx, HSET rolling hash, ZADD values); EVALSHA of the script
- *      with the other cells, which also moves the offsets and marks; EXEC.
+ *      SADD idx, HSET rolling hash, ZADD values, and the base gauge's net
+ *      adds when the hot path writes every window of the value); EVALSHA
+ *      of the script with the other cells, and the candidates whose
+ *      `active` is due as values to recount, which also moves the offsets
+ *      and marks; EXEC.
  *
  * Why that is exactly once and exact.  Every writer of a key group writes
  * its `meta` (the script always does, in every call), so WATCH on offsets
@@ -107,8 +109,7 @@ struct gauge {
     int64_t base, top, sh, snap, net;
     struct hist *hours, *days;
     size_t n_hours, n_days, hours_cap, days_cap;
-    int own;      /* the hot path applies the value's base entries */
-    int snapshot; /* one of its entries carries a snapshot: the script's */
+    int own; /* the hot path applies the value's base entries */
 };
 
 /* Per window: the marks read in step 1. */
@@ -164,8 +165,8 @@ static void cmds_reset(struct hot_state *h)
     h->n_cmd = 0;
 }
 
-/* A key: prefix, kind ("kpi:"), then parts joined by ':' (a NULL part ends
- * the list; a part of length -1 is a decimal number in num). */
+/* A key: the prefix, then n parts joined by ':' ("kpi:{g.3}:" + "b", "1m_5s",
+ * "region", "eu-west", "1700000040000"); parts are bytes, not C strings. */
 struct part {
     const char *p;
     size_t len;
@@ -339,9 +340,8 @@ static void free_replies(struct hot_state *h, size_t n)
  * bucket or the group's `since` (the script moves those marks), not in a
  * closed bucket (an amendment), and inside the current instance or ahead
  * of it (never one that left it). */
-static int hot_cell_ok(const struct call *c, const struct hw *hw, int64_t b)
+static int hot_cell_ok(const struct hw *hw, int64_t b)
 {
-    (void)c;
     return b >= hw->f_old && (hw->c_old == NO_MS || b >= hw->c_old) && (b > hw->H || b >= hw->lo);
 }
 
@@ -399,7 +399,7 @@ static int build_step2(struct call *c)
                 x->first_hc = UINT32_MAX;
             }
             struct hv *x = &h->hv[v - 1];
-            if (!hot_cell_ok(c, hw, cell->bucket))
+            if (!hot_cell_ok(hw, cell->bucket))
                 x->slow = 1;
             if (cell->bucket <= hw->H && cell->bucket >= hw->lo) {
                 x->in_inst = 1;
@@ -575,6 +575,25 @@ static struct base base_at(const struct gauge *g, int64_t T)
     return r;
 }
 
+/* HINCRBY of a history field ("n:<hour>", "d:<day>") of a base gauge, and
+ * the same in the gauge's parsed copy. */
+static int hist_incr(struct call *c, const struct part *bk, const char *kind, int64_t at,
+                     int64_t net, struct hist **l, size_t *n, size_t *cap)
+{
+    struct hot_state *h = c->h;
+    char f[32];
+    snprintf(f, sizeof(f), "%s:%" PRId64, kind, at);
+    int err = 0;
+    cmd_begin(h);
+    err |= kpi_argv_str(&h->a, "HINCRBY");
+    err |= push_key(&h->a, c->g->prefix, bk, 3);
+    err |= kpi_argv_str(&h->a, f);
+    err |= kpi_argv_i64(&h->a, net);
+    err |= cmd_end(h);
+    err |= hist_add(l, n, cap, at, net);
+    return err ? KPI_ERR_NOMEM : 0;
+}
+
 /* Apply the value's net adds of this call to its gauge, in memory and as
  * commands (flush.lua, apply_base, for entries without a snapshot). */
 static int apply_gauge(struct call *c, struct gauge *g, const char *set, const char *val,
@@ -632,28 +651,11 @@ static int apply_gauge(struct call *c, struct gauge *g, const char *set, const c
         int64_t net = x->c.activations - x->c.churns;
         if (net == 0)
             continue;
-        char f[32];
-        if (x->bucket >= hlo) {
-            snprintf(f, sizeof(f), "n:%" PRId64, x->bucket);
-            cmd_begin(h);
-            err |= kpi_argv_str(a, "HINCRBY");
-            err |= push_key(a, c->g->prefix, bk, 3);
-            err |= kpi_argv_str(a, f);
-            err |= kpi_argv_i64(a, net);
-            err |= cmd_end(h);
-            err |= hist_add(&g->hours, &g->n_hours, &g->hours_cap, x->bucket, net);
-        }
         int64_t d = x->bucket - x->bucket % DAY_MS;
-        if (d >= dlo) {
-            snprintf(f, sizeof(f), "d:%" PRId64, d);
-            cmd_begin(h);
-            err |= kpi_argv_str(a, "HINCRBY");
-            err |= push_key(a, c->g->prefix, bk, 3);
-            err |= kpi_argv_str(a, f);
-            err |= kpi_argv_i64(a, net);
-            err |= cmd_end(h);
-            err |= hist_add(&g->days, &g->n_days, &g->days_cap, d, net);
-        }
+        if (x->bucket >= hlo)
+            err |= hist_incr(c, bk, "n", x->bucket, net, &g->hours, &g->n_hours, &g->hours_cap);
+        if (d >= dlo)
+            err |= hist_incr(c, bk, "d", d, net, &g->days, &g->n_days, &g->days_cap);
         if (g->has_sh && x->bucket >= g->sh)
             g->net += net;
     }

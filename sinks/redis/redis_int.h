@@ -8,6 +8,8 @@
  *   sketch_cache.c  the sketches this sink wrote last (turns PFMERGEs into SETs)
  *   delta_copy.c    counters of applied or in-doubt calls (lost replies)
  *   sink.c          a flush: key groups, arguments, the script, its reply
+ *   hot.c           the hot path: a flush's common cells in C, in MULTI/EXEC
+ *                   with the script call (WATCH-fenced)
  *   flush.lua       what one call does inside Redis
  */
 #ifndef KPI_SINK_REDIS_INT_H

@@ -19,7 +19,10 @@
  *   3. Per key group: build the script's flat ARGV (offset ranges starting
  *      where that key group's applied part ends, a member table, per window
  *      its buckets' counters and sketches, and the values whose `active` this
- *      sink left stale last time), EVALSHA it on the key group's node.
+ *      sink left stale last time), EVALSHA it on the key group's node.  With
+ *      the hot path (hot.c, the default), the common cells are computed here
+ *      and written with plain commands in one MULTI/EXEC with that EVALSHA,
+ *      which then carries only the other cells.
  *   4. If a call fails, the key groups already applied in this flush keep
  *      what they applied as their base, so the engine's retry of the same
  *      delta sends them only what is new.
