@@ -1959,3 +1959,29 @@ Test(redis_sink, a_lost_transaction_reply_is_resolved_from_the_offsets)
     kpi_sink_destroy(&s);
     kt_fx_fini(&f);
 }
+
+/* A Redis user whose ACL predates the hot path (no @transaction): the sink
+ * says so once and writes through the script alone, exactly. */
+Test(redis_sink, a_user_without_transactions_gets_the_script_alone)
+{
+    freeReplyObject(cmd("ACL SETUSER old on >pw ~* &* +@all -@transaction"));
+    char url[96], err[256];
+    snprintf(url, sizeof(url), "redis://old:pw@127.0.0.1:%d", srv.port);
+    struct kpi_redis_conf c;
+    kpi_redis_conf_defaults(&c);
+    c.url = url;
+    c.key_groups = 1;
+    struct kpi_sink s = kpi_sink_redis_new(&c, err, sizeof(err));
+    cr_assert_not_null(s.ops, "%s", err);
+    struct kt_fixture f;
+    fx_init(&f, "1m/5s", 0, 0);
+    feed_example(&f, T0);
+    cr_assert_eq(fx_flush(&f, &s, T0 + 9000), 0);
+    fx_add(&f, (struct kt_event){KPI_EV_USAGE, T0 + 9100, "6", "eu-west", "prepaid", 1000000});
+    cr_assert_eq(fx_flush(&f, &s, T0 + 9100), 0, "the second flush would be hot");
+    cr_assert_eq(stats(&s).hot_cells, 0);
+    cr_assert_eq(hget_i64(k("kpi:1m_5s:all:all"), "events"), 8);
+    cr_assert_eq(hget_i64(k("offsets"), "events:0"), 8);
+    kpi_sink_destroy(&s);
+    kt_fx_fini(&f);
+}

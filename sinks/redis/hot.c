@@ -59,6 +59,7 @@
 #include <string.h>
 
 #include "base/clock.h"
+#include "base/log.h"
 #include "engine/err.h"
 #include "engine/kpi.h"
 #include "sinks/redis/redis_int.h"
@@ -1121,6 +1122,17 @@ static int take_step1(struct call *c, int *err, char *errstr, size_t errsz)
     struct redis_sink *s = c->s;
     struct hot_state *h = c->h;
     const struct kpi_windows *ws = s->windows;
+    const redisReply *watch = h->rep[0];
+    if (watch->type == REDIS_REPLY_ERROR && strncmp(watch->str, "NOPERM", 6) == 0) {
+        /* An ACL without @transaction (an older scripts/redis-acl.sh): the
+         * script alone is exact too, so use it from now on. */
+        kpi_log(KPI_LOG_WARN, "redis",
+                "%s: the Redis user may not use transactions (%.*s): the hot path is off, every "
+                "flush goes through the script alone; allow +@transaction (scripts/redis-acl.sh)",
+                s->url, (int)watch->len, watch->str);
+        s->hot_on = 0;
+        return HOT_FALLBACK;
+    }
     for (size_t i = 0; i < 3; i++) {
         const redisReply *x = h->rep[i];
         if (x->type != REDIS_REPLY_ERROR)
