@@ -200,10 +200,10 @@ static int64_t key_groups = 1;    /* these tests read the one-key-group layout (
 
 static int no_hot_path; /* 1: the sink makes one script call per key group */
 
-static struct kpi_sink new_sink(int64_t command_timeout_ms)
+/* A sink for url, with the settings above. */
+static struct kpi_sink new_sink_at(const char *url, int64_t command_timeout_ms)
 {
-    char url[64], err[256];
-    snprintf(url, sizeof(url), "redis://127.0.0.1:%d", srv.port);
+    char err[256];
     struct kpi_redis_conf c;
     kpi_redis_conf_defaults(&c);
     c.url = url;
@@ -216,6 +216,13 @@ static struct kpi_sink new_sink(int64_t command_timeout_ms)
     struct kpi_sink s = kpi_sink_redis_new(&c, err, sizeof(err));
     cr_assert_not_null(s.ops, "%s", err);
     return s;
+}
+
+static struct kpi_sink new_sink(int64_t command_timeout_ms)
+{
+    char url[64];
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d", srv.port);
+    return new_sink_at(url, command_timeout_ms);
 }
 
 static struct kpi_redis_stats stats(struct kpi_sink *s)
@@ -883,14 +890,7 @@ Test(redis_sink, after_a_replica_promotion_the_sink_reconnects_through_the_name)
 
     char url[320];
     snprintf(url, sizeof(url), "unix://%s", link);
-    struct kpi_redis_conf c;
-    kpi_redis_conf_defaults(&c);
-    c.url = url;
-    c.connect_timeout_ms = 500;
-    c.active_refresh_ms = 0;
-    c.key_groups = 1;
-    struct kpi_sink s = kpi_sink_redis_new(&c, err, sizeof(err));
-    cr_assert_not_null(s.ops, "%s", err);
+    struct kpi_sink s = new_sink_at(url, 0); /* active recounted on every flush, one key group */
     struct kt_fixture f;
     fx_init(&f, "1m/5s", 0, 0);
     feed_example(&f, T0);
@@ -1965,14 +1965,9 @@ Test(redis_sink, a_lost_transaction_reply_is_resolved_from_the_offsets)
 Test(redis_sink, a_user_without_transactions_gets_the_script_alone)
 {
     freeReplyObject(cmd("ACL SETUSER old on >pw ~* &* +@all -@transaction"));
-    char url[96], err[256];
+    char url[96];
     snprintf(url, sizeof(url), "redis://old:pw@127.0.0.1:%d", srv.port);
-    struct kpi_redis_conf c;
-    kpi_redis_conf_defaults(&c);
-    c.url = url;
-    c.key_groups = 1;
-    struct kpi_sink s = kpi_sink_redis_new(&c, err, sizeof(err));
-    cr_assert_not_null(s.ops, "%s", err);
+    struct kpi_sink s = new_sink_at(url, 0);
     struct kt_fixture f;
     fx_init(&f, "1m/5s", 0, 0);
     feed_example(&f, T0);
