@@ -261,7 +261,7 @@ struct call {
     const struct kpi_delta *d;
     struct hot_state *h;
     struct hw win[KPI_MAX_WINDOWS];
-    int64_t since, mw, now, clock_max;
+    int64_t since, now, clock_max;
     int has_since;
     char tok[17];
 };
@@ -738,8 +738,7 @@ static int recount_due(const struct call *c, const struct kpi_window_spec *spec,
     if (refresh <= 0 || !parse_i64(active, &act) || !parse_i64(ms, &last))
         return 1;
     double stale = (double)(spec->slide_ms < refresh ? spec->slide_ms : refresh);
-    double phase =
-        (double)kpi_rs_member_phase(c->s, c->s->dims, (uint32_t)(key >> 32), (uint32_t)key);
+    double phase = (double)kpi_rs_member_phase(c->s->dims, (uint32_t)(key >> 32), (uint32_t)key);
     return (double)(c->now - last) >= stale * (1000.0 + phase) / 2000.0;
 }
 
@@ -1200,7 +1199,6 @@ static int take_step1(struct call *c, int *err, char *errstr, size_t errsz)
     int64_t mw;
     if (!parse_i64(meta->element[1], &mw) || (wm != INT64_MIN && wm > mw))
         mw = wm;
-    c->mw = mw;
     c->clock_max = mw == INT64_MIN ? NO_MS : mw + ws->lateness_ms;
     for (int w = 0; w < ws->n; w++) {
         struct hw *hw = &c->win[w];

@@ -237,8 +237,7 @@ int kpi_rs_script_reply(struct redis_sink *s, struct keygroup *g, const struct k
 int kpi_rs_call_script(struct redis_sink *s, uint32_t kg, const struct kpi_delta *d, int *in_doubt,
                        char *errstr, size_t errsz);
 /* A value's recount phase, 0..999 (flush.lua: the jitter of `active`'s refresh). */
-uint32_t kpi_rs_member_phase(struct redis_sink *s, const struct kpi_dims *dims, uint32_t set,
-                             uint32_t vid);
+uint32_t kpi_rs_member_phase(const struct kpi_dims *dims, uint32_t set, uint32_t vid);
 /* The active-base fallback window's id, or "" (docs/kpis.md). */
 const char *kpi_rs_fallback_window(const struct kpi_windows *ws);
 

@@ -421,10 +421,8 @@ static int rollup(struct redis_sink *s, const struct kpi_delta *d)
 
 /* A member: its set's name, its value's label and its recount phase (a
  * stable hash of both, so recounts of different values spread out). */
-uint32_t kpi_rs_member_phase(struct redis_sink *s, const struct kpi_dims *dims, uint32_t set,
-                             uint32_t vid)
+uint32_t kpi_rs_member_phase(const struct kpi_dims *dims, uint32_t set, uint32_t vid)
 {
-    (void)s;
     const char *sname = dims->sets[set].name;
     uint32_t vl;
     const char *v = kpi_dims_value_label(dims, (int)set, vid, &vl);
@@ -439,7 +437,7 @@ static int push_member(struct redis_sink *s, const struct kpi_dims *dims, uint32
     uint32_t vl;
     const char *v = kpi_dims_value_label(dims, (int)set, vid, &vl);
     if (kpi_argv_str(&s->args, sname) || kpi_argv_push(&s->args, v, vl) ||
-        kpi_argv_i64(&s->args, kpi_rs_member_phase(s, dims, set, vid)))
+        kpi_argv_i64(&s->args, kpi_rs_member_phase(dims, set, vid)))
         return KPI_ERR_NOMEM;
     return 0;
 }
