@@ -450,12 +450,14 @@ static void report(struct kpi_engine *e, const struct kpi_sink *sink, int use_re
         kpi_log(KPI_LOG_INFO, "kpistream",
                 "redis: %llu calls, %llu (window, bucket, value) cells written, %llu stale "
                 "`active` recount calls, %llu redirects, %llu in doubt, %llu cells through the hot "
-                "path, %llu transactions run again",
+                "path, %llu transactions run again, %llu sketches read and merged here, %llu "
+                "`active` recounted here",
                 (unsigned long long)rs.calls,
                 (unsigned long long)(rs.sketch_sets + rs.sketch_merges),
                 (unsigned long long)rs.recount_calls, (unsigned long long)rs.redirects,
                 (unsigned long long)rs.in_doubt, (unsigned long long)rs.hot_cells,
-                (unsigned long long)rs.txn_retries);
+                (unsigned long long)rs.txn_retries, (unsigned long long)rs.sketch_reads,
+                (unsigned long long)rs.hot_recounts);
     }
 }
 

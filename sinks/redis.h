@@ -107,6 +107,8 @@ struct kpi_redis_stats {
     uint64_t recount_calls;   /* idle calls that only recounted stale `active` */
     uint64_t hot_cells;       /* window buckets written by the hot path (not the script) */
     uint64_t txn_retries;     /* hot-path transactions run again: another writer came first */
+    uint64_t sketch_reads;    /* bucket sketches another writer touched, read and merged here */
+    uint64_t hot_recounts;    /* `active` recounts done here from the sketches (not in Redis) */
     uint64_t last_call_us;    /* round trip of the last EVALSHA */
     uint64_t last_args_bytes; /* payload size of the last EVALSHA */
 };

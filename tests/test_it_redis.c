@@ -1746,12 +1746,14 @@ Test(redis_sink, flush_cost_is_measured_with_commandstats_and_slowlog, .timeout 
              "%.1f, median %.1f, p90 %.1f, max %.1f ms (SLOWLOG max %lld us) over %d flushes; "
              "%.0f us per (window, value); Redis main-thread CPU per flush median %.1f ms, "
              "%.1f us per (window, value); sketches SET %" PRIu64 " / PFMERGEd %" PRIu64
-             "; hot-path cells %" PRIu64 ", transactions run again %" PRIu64 "; args %" PRIu64
-             " bytes; used_memory %lld",
+             " / read and merged in the sink %" PRIu64 "; hot-path cells %" PRIu64
+             ", `active` recounted in the sink %" PRIu64 ", transactions run again %" PRIu64
+             "; args %" PRIu64 " bytes; used_memory %lld",
              cells, ms[0], sum / (ROUNDS - 1), sorted[(ROUNDS - 1) / 2],
              sorted[(ROUNDS - 1) * 9 / 10], sorted[ROUNDS - 2], slow_max, ROUNDS - 1,
              sum / (ROUNDS - 1) * 1000 / 3015, cpu_med, cpu_med * 1000 / 3015, st.sketch_sets,
-             st.sketch_merges, st.hot_cells, st.txn_retries, st.last_args_bytes, mem);
+             st.sketch_merges, st.sketch_reads, st.hot_cells, st.hot_recounts, st.txn_retries,
+             st.last_args_bytes, mem);
     cr_log_info("flush cost: %s", line);
     fprintf(stderr, "[redis flush cost] %s\n", line);
     cr_assert_eq(stats(&s).flushes, ROUNDS, "every flush was applied");
@@ -1847,15 +1849,21 @@ static char *state_text(void)
 /* A workload with every case a flush meets: heads that move and stay, buckets
  * that close, late events for closed buckets (amendments), activations and
  * churns (base net adds), snapshots, NPS and provisioning, values that
- * appear and go quiet, and a second partition's instance. */
-static void run_workload(int hot, int64_t refresh)
+ * appear and go quiet.  With `two`, a second instance (partition 1) writes
+ * the same values after the first in every round, so each finds sketches
+ * the other wrote (the hot path reads and merges them). */
+static void run_workload(int hot, int64_t refresh, int two)
 {
     no_hot_path = !hot;
     active_refresh_ms = refresh;
     key_groups = 4;
-    struct kt_fixture f;
+    struct kt_fixture f, f2;
     fx_init(&f, "20s/5s,1h/1m", 30000, 0);
-    struct kpi_sink s = new_sink(0);
+    struct kpi_sink s = new_sink(0), s2 = {0};
+    if (two) {
+        fx_init(&f2, "20s/5s,1h/1m", 30000, 1);
+        s2 = new_sink(0);
+    }
     static const enum kpi_event_type types[] = {KPI_EV_USAGE,      KPI_EV_USAGE, KPI_EV_USAGE,
                                                 KPI_EV_ACTIVATION, KPI_EV_CHURN, KPI_EV_NPS};
     int64_t t = T0;
@@ -1872,27 +1880,44 @@ static void run_workload(int hot, int64_t refresh)
             int64_t ts = t - (int64_t)((x >> 20) % 3000);
             if (round % 7 == 3 && e == 0)
                 ts = t - 25000; /* late: a bucket the watermark closed */
-            fx_add(&f,
+            fx_add(two && e % 2 ? &f2 : &f,
                    (struct kt_event){ty, ts, sub, region, plan, (int64_t)(x % 5000), (int)(x % 11),
                                      (int)((x >> 3) % 2), ty == KPI_EV_ACTIVATION, x % 90000});
         }
         if (round % 10 == 5)
             fx_base(&f, t, "r1", "p2", 1000 + (uint64_t)round);
         cr_assert_eq(fx_flush(&f, &s, t - 1000), 0, "round %d", round);
+        if (two)
+            cr_assert_eq(fx_flush(&f2, &s2, t - 1000), 0, "round %d, second instance", round);
         t += 1700;
     }
     /* At rest: the trailing recounts. */
     char err[256];
     cr_assert_eq(s.ops->idle(s.self, err, sizeof(err)), 0, "%s", err);
+    if (two)
+        cr_assert_eq(s2.ops->idle(s2.self, err, sizeof(err)), 0, "%s", err);
     struct kpi_redis_stats st = stats(&s);
-    if (hot)
+    if (hot) {
         cr_assert_gt(st.hot_cells * 4, st.sketch_sets + st.sketch_merges,
                      "the hot path wrote many cells (%" PRIu64 " of %" PRIu64 ")", st.hot_cells,
                      st.sketch_sets + st.sketch_merges);
-    else
+        if (refresh == 0)
+            cr_assert_gt(st.hot_recounts, 0, "the hot path counted `active` itself");
+        if (two) {
+            struct kpi_redis_stats st2 = stats(&s2);
+            cr_assert_gt(st.sketch_reads + st2.sketch_reads, 0,
+                         "sketches the other instance wrote were read and merged");
+        }
+    } else {
         cr_assert_eq(st.hot_cells, 0);
+        cr_assert_eq(st.hot_recounts + st.sketch_reads, 0);
+    }
     kpi_sink_destroy(&s);
     kt_fx_fini(&f);
+    if (two) {
+        kpi_sink_destroy(&s2);
+        kt_fx_fini(&f2);
+    }
     no_hot_path = 0;
     key_groups = 1;
 }
@@ -1900,14 +1925,16 @@ static void run_workload(int hot, int64_t refresh)
 Test(redis_sink, the_hot_path_leaves_exactly_what_the_script_alone_leaves, .timeout = 300)
 {
     /* A refresh longer than the test: `active` counted when a rolling hash
-     * is made; 0: recounted on every flush (every value due). */
-    const int64_t refreshes[] = {86400000, 0};
-    for (size_t i = 0; i < 2; i++) {
+     * is made; 0: recounted on every flush (every value due); each with one
+     * instance and with two that write the same values. */
+    const int64_t refreshes[] = {86400000, 0, 86400000, 0};
+    for (size_t i = 0; i < 4; i++) {
+        int two = i >= 2;
         freeReplyObject(cmd("FLUSHALL"));
-        run_workload(1, refreshes[i]);
+        run_workload(1, refreshes[i], two);
         char *hot = state_text();
         freeReplyObject(cmd("FLUSHALL"));
-        run_workload(0, refreshes[i]);
+        run_workload(0, refreshes[i], two);
         char *script = state_text();
         cr_assert_gt(strlen(script), 10000, "the workload wrote a state worth comparing");
         if (strcmp(hot, script)) {
@@ -1917,9 +1944,9 @@ Test(redis_sink, the_hot_path_leaves_exactly_what_the_script_alone_leaves, .time
             fputs(script, b);
             fclose(a);
             fclose(b);
-            cr_assert_fail("refresh %lld: the states differ (diff /tmp/kpi-hot-state.txt "
-                           "/tmp/kpi-script-state.txt)",
-                           (long long)refreshes[i]);
+            cr_assert_fail("refresh %lld, %d instance(s): the states differ (diff "
+                           "/tmp/kpi-hot-state.txt /tmp/kpi-script-state.txt)",
+                           (long long)refreshes[i], two + 1);
         }
         free(hot);
         free(script);

@@ -10,9 +10,10 @@
  * of that (bench/RESULTS.md, "The hot path").  Most of a flush is the same
  * simple step for every value: add this delta's counters to a bucket hash
  * and to the value's rolling hash, write its sketch, re-derive its KPIs.
- * That step is done here; what is rare or needs Redis-side results (a
- * window's head moving, a rebuild, a due recount of `active`, a base
- * snapshot, amendments of closed buckets) stays in flush.lua.
+ * That step is done here, and so is a due recount of its `active` (the
+ * sketches read back and counted in C); what is rare (a window's head
+ * moving, a rebuild, a base snapshot, amendments of closed buckets) stays
+ * in flush.lua.
  *
  * One call, on the key group's node, on one connection:
  *   1. WATCH offsets meta; HMGET offsets <ranges>; HMGET meta <marks>;
@@ -22,12 +23,16 @@
  *      the call is plain (see hot_cell_ok) are candidates; their bucket
  *      fields, rolling hashes and base gauges are read.  A candidate whose
  *      rolling hash is missing (new, expired) goes to the script instead.
- *   3. MULTI; the candidates' writes (HSET bucket, SET or PFMERGE sketch,
- *      SADD idx, HSET rolling hash, ZADD values, and the base gauge's net
- *      adds when the hot path writes every window of the value); EVALSHA
- *      of the script with the other cells, and the candidates whose
- *      `active` is due as values to recount, which also moves the offsets
- *      and marks; EXEC.
+ *   2b. The sketches it needs and does not hold (build_step2b): buckets
+ *      another writer touched, and the instances of the candidates whose
+ *      `active` is due, merged and counted here instead of in Redis.
+ *   3. MULTI; the candidates' writes (HSET bucket, SET sketch, or PFMERGE
+ *      when it could not be read, SADD idx, HSET rolling hash with the
+ *      recounted `active`, SET window sketch, ZADD values, and the base
+ *      gauge's net adds when the hot path writes every window of the
+ *      value); EVALSHA of the script with the other cells, and the
+ *      candidates whose `active` is due and was not counted here as values
+ *      to recount, which also moves the offsets and marks; EXEC.
  *
  * Why that is exactly once and exact.  Every writer of a key group writes
  * its `meta` (the script always does, in every call), so WATCH on offsets
@@ -70,6 +75,7 @@
 #define KEEP_DAYS     35
 #define WS_MIN_BUCKET 12 /* windows of more buckets count through a window sketch */
 #define NO_MS         INT64_MIN
+#define NO_REP        SIZE_MAX
 
 /* One (window, value) of the call. */
 struct hv {
@@ -80,7 +86,11 @@ struct hv {
     size_t kk_rep; /* its rolling hash's HMGET reply */
     uint32_t gauge;
     uint32_t first_hc; /* its cells: a list through hc.next (UINT32_MAX: end) */
-    int due;           /* its `active` is due: the script recounts it (a trailing value) */
+    int due;           /* its `active` is due (the script recounts it unless recounted) */
+    int recounted;     /* counted here from step 2b's sketches */
+    size_t rc_rep;     /* step 2b: its first GET (NO_REP: none) */
+    uint32_t rc_n;     /* ... and how many */
+    int rc_ws;         /* the first GET is its window sketch (ws:) */
     int64_t events;    /* its rolling `events` after this call */
     uint32_t znext;    /* the next candidate of its leaderboard (window, set) */
     int64_t acc[KPI_NCOUNTERS];
@@ -94,6 +104,8 @@ struct hc {
     uint32_t next;
     uint32_t inext; /* the next hot cell of its (window, bucket) idx set */
     size_t bk_rep;
+    size_t sk_rep; /* step 2b: the GET of its sketch (NO_REP: not read) */
+    int merged;    /* its sketch goes through PFMERGE */
 };
 
 /* A candidate value's base gauge (flush.lua, gauge and base_at). */
@@ -143,6 +155,15 @@ struct hot_state {
     size_t exact_cap;
     size_t *merge_cmd; /* PFMERGE commands (their errors are sketch errors) */
     size_t n_merge, merge_cap;
+    /* step 2b: GETs of sketches, one argument (the key) each */
+    struct kpi_argv ga;
+    int *gargc;
+    size_t gargc_cap;
+    redisReply **grep;
+    size_t grep_cap, n_grep;
+    struct kpi_hll acc; /* a recount's union */
+    int acc_init;
+    uint64_t reads, recounts; /* of this transaction, counted when it applies */
 };
 
 /* ---- commands ---- */
@@ -769,6 +790,221 @@ static void demote(struct call *c)
     }
 }
 
+/* ---- step 2b: sketches merged and counted here ---- */
+
+/* The first bucket of a window's instance that can hold data (flush.lua:
+ * lo_data): rebuilds and recounts look no further back than `first:`. */
+static int64_t lo_data_of(const struct hw *hw)
+{
+    return hw->lo > hw->f_old ? hw->lo : hw->f_old;
+}
+
+/* Whether the bytes this sink cached for cell y's sketch are what Redis
+ * holds: the bucket's `_t` is the token of this sink's last write of it. */
+static int cache_is_current(struct call *c, const struct hc *y)
+{
+    struct redis_sink *s = c->s;
+    if (s->sketch_cache_bytes <= 0)
+        return 0;
+    const struct kpi_agg_cell *cell = &s->roll[y->w].cells[y->cell];
+    struct kpi_skc_key k = {
+        .bucket = cell->bucket, .set = cell->set, .vid = cell->vid, .win = (uint32_t)y->w};
+    const struct kpi_skc_entry *e = kpi_skc_find(&s->cache, &k);
+    const redisReply *cur = c->h->rep[y->bk_rep];
+    const redisReply *t = cur->element[cur->elements - 1];
+    char tok[17];
+    if (!e || !e->len || t->type != REDIS_REPLY_STRING || t->len != 16)
+        return 0;
+    kpi_rs_token_hex(tok, e->token);
+    return memcmp(t->str, tok, 16) == 0;
+}
+
+static int push_get(struct hot_state *h, const char *prefix, const struct part *parts, int n)
+{
+    if (kpi_rs_grow(&h->gargc, &h->gargc_cap, h->n_grep + 1, sizeof(*h->gargc), 256))
+        return KPI_ERR_NOMEM;
+    h->gargc[h->n_grep++] = 2;
+    return kpi_argv_str(&h->ga, "GET") || push_key(&h->ga, prefix, parts, n) ? KPI_ERR_NOMEM : 0;
+}
+
+/* `_p`, the buckets not yet merged into the window sketch: 1 when it is a
+ * space-separated list of bucket starts (or empty). */
+static int pend_ok(const char *p, size_t n)
+{
+    for (size_t i = 0, run = 0; i < n; i++) {
+        if (p[i] == ' ') {
+            if (run == 0)
+                return 0;
+            run = 0;
+        } else if (p[i] < '0' || p[i] > '9' || ++run > 18) {
+            return 0;
+        }
+    }
+    return n == 0 || p[n - 1] != ' ';
+}
+
+/*
+ * Step 2b, still under WATCH: the sketches the transaction needs and this
+ * sink does not hold.
+ *   - A hot cell's bucket sketch that another writer touched since this
+ *     sink wrote it (its `_t` is not this sink's token): read, merged with
+ *     the delta here and written whole, where PFMERGE would cost Redis
+ *     55-75 us (a dense sketch is 16 384 registers to merge).
+ *   - A due value's instance: for a window of at most 12 buckets its
+ *     bucket sketches, else its window sketch and the buckets of `_p` (or
+ *     every bucket when `_p` is "*"), to recount `active` here, as
+ *     kpi_hll_count gives exactly what PFCOUNT gives for the same
+ *     registers (tests/test_it_hll_redis.c).
+ * What WATCH covers makes both exact: every writer of these keys writes
+ * `meta`, so what is read here is what EXEC's commands apply to.
+ */
+static int build_step2b(struct call *c)
+{
+    struct redis_sink *s = c->s;
+    struct hot_state *h = c->h;
+    const struct kpi_windows *ws = s->windows;
+    const struct kpi_dims *dims = s->dims;
+    int err = 0;
+    kpi_argv_reset(&h->ga);
+    h->n_grep = 0;
+    char b[24];
+    for (size_t i = 0; i < h->n_hc && !err; i++) {
+        struct hc *y = &h->hc[i];
+        y->sk_rep = NO_REP;
+        y->merged = 0;
+        if (h->hv[y->hv].slow || is_nil(h->rep[y->bk_rep]->element[0]) || cache_is_current(c, y))
+            continue;
+        const struct kpi_agg_cell *cell = &s->roll[y->w].cells[y->cell];
+        uint32_t vl;
+        const char *val = kpi_dims_value_label(dims, (int)cell->set, cell->vid, &vl);
+        snprintf(b, sizeof(b), "%" PRId64, cell->bucket);
+        y->sk_rep = h->n_grep;
+        err = push_get(h, c->g->prefix,
+                       (struct part[]){str_part("h"),
+                                       str_part(ws->w[y->w].id),
+                                       str_part(dims->sets[cell->set].name),
+                                       {val, vl},
+                                       str_part(b)},
+                       5);
+    }
+    for (size_t i = 0; i < h->n_hv && !err; i++) {
+        struct hv *x = &h->hv[i];
+        x->rc_rep = NO_REP;
+        x->rc_n = 0;
+        x->rc_ws = 0;
+        x->recounted = 0;
+        if (x->slow || !x->in_inst || !x->due)
+            continue;
+        const struct kpi_window_spec *spec = &ws->w[x->w];
+        const struct hw *hw = &c->win[x->w];
+        const redisReply *p = h->rep[x->kk_rep]->element[KPI_NCOUNTERS + 2];
+        size_t plen = p->type == REDIS_REPLY_STRING ? p->len : 0;
+        const char *pstr = plen ? p->str : "";
+        int all = spec->size_ms / spec->slide_ms <= WS_MIN_BUCKET || (plen == 1 && pstr[0] == '*');
+        if (!all && !pend_ok(pstr, plen))
+            continue; /* not ours to read: the script recounts it */
+        const char *set = dims->sets[x->key >> 32].name;
+        uint32_t vl;
+        const char *val = kpi_dims_value_label(dims, (int)(x->key >> 32), (uint32_t)x->key, &vl);
+        struct part hk[] = {str_part("h"), str_part(spec->id), str_part(set), {val, vl}, {b, 0}};
+        x->rc_rep = h->n_grep;
+        if (all) {
+            for (int64_t bb = lo_data_of(hw); bb <= hw->H && !err; bb += spec->slide_ms) {
+                hk[4].len = (size_t)snprintf(b, sizeof(b), "%" PRId64, bb);
+                err = push_get(h, c->g->prefix, hk, 5);
+            }
+        } else {
+            x->rc_ws = 1;
+            err = push_get(
+                h, c->g->prefix,
+                (struct part[]){str_part("ws"), str_part(spec->id), str_part(set), {val, vl}}, 4);
+            for (size_t at = 0; at < plen && !err;) {
+                size_t e = at;
+                while (e < plen && pstr[e] != ' ')
+                    e++;
+                hk[4] = (struct part){pstr + at, e - at};
+                err = push_get(h, c->g->prefix, hk, 5);
+                at = e + 1;
+            }
+        }
+        x->rc_n = (uint32_t)(h->n_grep - x->rc_rep);
+    }
+    return err ? KPI_ERR_NOMEM : 0;
+}
+
+static int run_step2b(struct call *c, int *moved, char *errstr, size_t errsz)
+{
+    struct hot_state *h = c->h;
+    int sent;
+    *moved = 0;
+    if (h->n_grep == 0)
+        return 0;
+    const char **argv = kpi_argv_finish(&h->ga);
+    if (!argv || kpi_rs_grow(&h->grep, &h->grep_cap, h->n_grep, sizeof(*h->grep), 256))
+        return kpi_seterr(errstr, errsz, KPI_ERR_NOMEM, "out of memory");
+    return kpi_redis_conn_pipeline(&c->s->conn, c->g->slot, h->n_grep, h->gargc, argv, h->ga.alen,
+                                   h->grep, &sent, moved, errstr, errsz);
+}
+
+static void free_step2b(struct hot_state *h)
+{
+    for (size_t i = 0; i < h->n_grep; i++)
+        if (h->grep && h->grep[i]) {
+            freeReplyObject(h->grep[i]);
+            h->grep[i] = NULL;
+        }
+    h->n_grep = 0;
+}
+
+/* Union into h->acc of step 2b's reply r (a sketch, or nil: none).  0, or
+ * -1 for anything else (an error reply, bytes that are not a sketch). */
+static int acc_merge_reply(struct call *c, const redisReply *r)
+{
+    struct redis_sink *s = c->s;
+    if (r->type == REDIS_REPLY_NIL)
+        return 0;
+    if (r->type != REDIS_REPLY_STRING ||
+        kpi_hll_deserialize(&s->scratch, (const uint8_t *)r->str, r->len) != 0 ||
+        kpi_hll_merge(&c->h->acc, &s->scratch) != 0)
+        return -1;
+    return 0;
+}
+
+/* Recount x's `active` from step 2b's sketches and this call's cells in
+ * the instance (their deltas: what Redis held plus them is what EXEC
+ * leaves).  1 when counted, with h->acc the instance's union; 0 when the
+ * script must (a sketch that could not be read, a window sketch that
+ * expired, a cell whose sketch goes through PFMERGE). */
+static int recount_here(struct call *c, const struct hv *x, uint64_t *active)
+{
+    struct redis_sink *s = c->s;
+    struct hot_state *h = c->h;
+    const struct hw *hw = &c->win[x->w];
+    if (x->rc_rep == NO_REP)
+        return 0;
+    if (!h->acc_init) {
+        kpi_hll_init(&h->acc);
+        h->acc_init = 1;
+    }
+    kpi_hll_reset(&h->acc);
+    if (x->rc_ws && h->grep[x->rc_rep]->type == REDIS_REPLY_NIL)
+        return 0; /* the window sketch expired: the script rebuilds it */
+    for (uint32_t i = 0; i < x->rc_n; i++)
+        if (acc_merge_reply(c, h->grep[x->rc_rep + i]))
+            return 0;
+    int64_t lo = lo_data_of(hw);
+    for (uint32_t i = x->first_hc; i != UINT32_MAX; i = h->hc[i].next) {
+        const struct hc *y = &h->hc[i];
+        const struct kpi_agg_cell *cell = &s->roll[y->w].cells[y->cell];
+        if (cell->bucket < lo || cell->bucket > hw->H)
+            continue;
+        if (y->merged || kpi_hll_merge(&h->acc, &cell->hll) != 0)
+            return 0;
+    }
+    *active = kpi_hll_count(&h->acc);
+    return 1;
+}
+
 /* flush.lua sets meta `since` from its own cells: the latest over windows
  * of each window's earliest bucket, when that is before `since`.  Without
  * the hot cells it must come to the same answer as with all of them, else
@@ -801,7 +1037,7 @@ static int since_differs(const struct call *c)
     return moves != moves_rest || (moves && all != rest);
 }
 
-static int write_cell(struct call *c, const struct hc *y, uint64_t *saturated)
+static int write_cell(struct call *c, struct hc *y, uint64_t *saturated)
 {
     struct redis_sink *s = c->s;
     struct hot_state *h = c->h;
@@ -865,9 +1101,31 @@ static int write_cell(struct call *c, const struct hc *y, uint64_t *saturated)
     size_t n_bytes = sk->alen[1];
     /* What Redis holds is known when this sink wrote it last (tok_ok) or
      * the bucket is new: SET (a key that expired meanwhile gets its TTL
-     * back from PEXPIRE NX).  Else another writer added to it: PFMERGE,
-     * which also creates a missing key from the delta. */
+     * back from PEXPIRE NX).  Else another writer added to it: step 2b
+     * read it, and what Redis holds plus the delta is SET whole (a missing
+     * sketch is created with the bucket's TTL).  Only when that read
+     * failed, PFMERGE, which also creates a missing key from the delta. */
     int exact = tok_ok || is_new;
+    if (!exact && y->sk_rep != NO_REP) {
+        const redisReply *g = h->grep[y->sk_rep];
+        size_t len = 0;
+        if (g->type == REDIS_REPLY_NIL) {
+            len =
+                kpi_hll_serialize(&cell->hll, s->sk_buf, KPI_HLL_DENSE_SIZE, KPI_REDIS_SPARSE_MAX);
+            is_new = 1; /* SET ... PX */
+        } else if (g->type == REDIS_REPLY_STRING &&
+                   kpi_hll_deserialize(&s->scratch, (const uint8_t *)g->str, g->len) == 0 &&
+                   kpi_hll_merge(&s->scratch, &cell->hll) == 0) {
+            len =
+                kpi_hll_serialize(&s->scratch, s->sk_buf, KPI_HLL_DENSE_SIZE, KPI_REDIS_SPARSE_MAX);
+        }
+        if (len > 0) {
+            bytes = (const char *)s->sk_buf;
+            n_bytes = len;
+            exact = 1;
+            h->reads++;
+        }
+    }
     cmd_begin(h);
     err |= kpi_argv_str(a, "SET");
     if (exact)
@@ -884,6 +1142,7 @@ static int write_cell(struct call *c, const struct hc *y, uint64_t *saturated)
     }
     err |= cmd_end(h);
     if (!exact) {
+        y->merged = 1;
         if (kpi_rs_grow(&h->merge_cmd, &h->merge_cap, h->n_merge + 1, sizeof(*h->merge_cmd), 64))
             return KPI_ERR_NOMEM;
         h->merge_cmd[h->n_merge++] = h->n_cmd;
@@ -937,6 +1196,13 @@ static int write_rolling(struct call *c, struct hv *x, uint64_t *saturated)
     }
     int64_t active = 0;
     parse_i64(cur->element[KPI_NCOUNTERS], &active);
+    uint64_t counted;
+    if (x->due && recount_here(c, x, &counted)) {
+        active = (int64_t)counted;
+        x->recounted = 1;
+        x->due = 0;
+        h->recounts++;
+    }
     /* The span of the monthly KPIs (flush.lua, step 4). */
     int64_t lo_data = hw->lo > hw->f_old ? hw->lo : hw->f_old;
     int64_t start = c->since > lo_data ? c->since : lo_data;
@@ -964,7 +1230,15 @@ static int write_rolling(struct call *c, struct hv *x, uint64_t *saturated)
     err |= kpi_argv_str(a, "_p");
     const redisReply *p = cur->element[KPI_NCOUNTERS + 2];
     size_t plen = p->type == REDIS_REPLY_STRING ? p->len : 0;
-    if (spec->size_ms / spec->slide_ms <= WS_MIN_BUCKET || (plen == 1 && p->str[0] == '*')) {
+    int via_ws = spec->size_ms / spec->slide_ms > WS_MIN_BUCKET;
+    if (x->recounted) {
+        /* counted here: `_ms` and an empty `_p` (flush.lua, step 4) */
+        err |= kpi_argv_str(a, "");
+        err |= kpi_argv_str(a, "active");
+        err |= kpi_argv_i64(a, active);
+        err |= kpi_argv_str(a, "_ms");
+        err |= kpi_argv_i64(a, c->now);
+    } else if (!via_ws || (plen == 1 && p->str[0] == '*')) {
         err |= kpi_argv_push(a, plen ? p->str : "", plen);
     } else {
         size_t n_own = 0;
@@ -1001,6 +1275,32 @@ static int write_rolling(struct call *c, struct hv *x, uint64_t *saturated)
     }
     err |= cmd_end(h);
     x->events = cn.v[KPI_CI_events];
+    if (x->recounted) {
+        /* the hash's TTL renewed, and the window sketch written whole */
+        char ttl[24];
+        snprintf(ttl, sizeof(ttl), "%" PRId64,
+                 spec->size_ms + spec->slide_ms + ws->lateness_ms + s->ttl_margin_ms);
+        cmd_begin(h);
+        err |= kpi_argv_str(a, "PEXPIRE");
+        err |= push_key(a, c->g->prefix, kk, 4);
+        err |= kpi_argv_str(a, ttl);
+        err |= cmd_end(h);
+        if (via_ws) {
+            size_t len =
+                kpi_hll_serialize(&h->acc, s->sk_buf, KPI_HLL_DENSE_SIZE, KPI_REDIS_SPARSE_MAX);
+            if (len == 0)
+                return KPI_ERR_STATE;
+            cmd_begin(h);
+            err |= kpi_argv_str(a, "SET");
+            err |= push_key(
+                a, c->g->prefix,
+                (struct part[]){str_part("ws"), str_part(spec->id), str_part(set), {val, vl}}, 4);
+            err |= kpi_argv_push(a, s->sk_buf, len);
+            err |= kpi_argv_str(a, "PX");
+            err |= kpi_argv_str(a, ttl);
+            err |= cmd_end(h);
+        }
+    }
     return err ? KPI_ERR_NOMEM : 0;
 }
 
@@ -1291,10 +1591,13 @@ static int take_exec(struct call *c, size_t n_cmd, int *retry, char *errstr, siz
     }
     for (size_t i = 0; i < h->n_hv; i++) {
         const struct hv *v = &h->hv[i];
-        if (!v->slow && v->in_inst && !v->due && kpi_rs_vl_add(&c->g->dirty[v->w], v->key))
+        if (!v->slow && v->in_inst && !v->due && !v->recounted &&
+            kpi_rs_vl_add(&c->g->dirty[v->w], v->key))
             return KPI_ERR_NOMEM;
     }
     s->stats.hot_cells += h->n_refs;
+    s->stats.sketch_reads += h->reads;
+    s->stats.hot_recounts += h->recounts;
     return 0;
 }
 
@@ -1361,10 +1664,22 @@ static int hot_once(struct call *c, int *in_doubt, int *err, char *errstr, size_
         free_replies(h, n2);
         return HOT_FALLBACK;
     }
+    if ((*err = build_step2b(c))) {
+        free_replies(h, n2);
+        unwatch(c);
+        *err = kpi_seterr(errstr, errsz, KPI_ERR_NOMEM, "out of memory");
+        return HOT_DONE;
+    }
+    if ((*err = run_step2b(c, &moved, errstr, errsz)) || moved) {
+        free_step2b(h);
+        free_replies(h, n2);
+        return *err ? HOT_DONE : HOT_RETRY;
+    }
     /* Step 3: MULTI, the hot writes, the script, EXEC. */
     uint64_t saturated = 0;
     cmds_reset(h);
     h->n_refs = h->n_merge = 0;
+    h->reads = h->recounts = 0;
     cmd_begin(h);
     *err = kpi_argv_str(&h->a, "MULTI");
     *err |= cmd_end(h);
@@ -1392,6 +1707,7 @@ static int hot_once(struct call *c, int *in_doubt, int *err, char *errstr, size_
         if (!h->hv[i].slow && h->hv[i].in_inst && h->hv[i].due)
             *err = kpi_rs_vl_add(&h->due[h->hv[i].w], h->hv[i].key);
     free_replies(h, n2);
+    free_step2b(h);
     if (!*err && saturated) {
         cmd_begin(h);
         *err |= kpi_argv_str(&h->a, "HINCRBY");
@@ -1513,5 +1829,11 @@ void kpi_rs_hot_free(struct hot_state *h)
     free(h->refs);
     free(h->exact);
     free(h->merge_cmd);
+    free_step2b(h);
+    kpi_argv_free(&h->ga);
+    free(h->gargc);
+    free(h->grep);
+    if (h->acc_init)
+        kpi_hll_fini(&h->acc);
     free(h);
 }
