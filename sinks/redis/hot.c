@@ -799,6 +799,12 @@ static int64_t lo_data_of(const struct hw *hw)
     return hw->lo > hw->f_old ? hw->lo : hw->f_old;
 }
 
+/* Windows of more than WS_MIN_BUCKET buckets count through a window sketch. */
+static int via_ws(const struct kpi_window_spec *spec)
+{
+    return spec->size_ms / spec->slide_ms > WS_MIN_BUCKET;
+}
+
 /* Whether the bytes this sink cached for cell y's sketch are what Redis
  * holds: the bucket's `_t` is the token of this sink's last write of it. */
 static int cache_is_current(struct call *c, const struct hc *y)
@@ -900,7 +906,7 @@ static int build_step2b(struct call *c)
         const redisReply *p = h->rep[x->kk_rep]->element[KPI_NCOUNTERS + 2];
         size_t plen = p->type == REDIS_REPLY_STRING ? p->len : 0;
         const char *pstr = plen ? p->str : "";
-        int all = spec->size_ms / spec->slide_ms <= WS_MIN_BUCKET || (plen == 1 && pstr[0] == '*');
+        int all = !via_ws(spec) || (plen == 1 && pstr[0] == '*');
         if (!all && !pend_ok(pstr, plen))
             continue; /* not ours to read: the script recounts it */
         const char *set = dims->sets[x->key >> 32].name;
@@ -1204,7 +1210,7 @@ static int write_rolling(struct call *c, struct hv *x, uint64_t *saturated)
         h->recounts++;
     }
     /* The span of the monthly KPIs (flush.lua, step 4). */
-    int64_t lo_data = hw->lo > hw->f_old ? hw->lo : hw->f_old;
+    int64_t lo_data = lo_data_of(hw);
     int64_t start = c->since > lo_data ? c->since : lo_data;
     int64_t stop = hw->H + spec->slide_ms;
     if (c->clock_max != NO_MS && c->clock_max < stop)
@@ -1230,7 +1236,7 @@ static int write_rolling(struct call *c, struct hv *x, uint64_t *saturated)
     err |= kpi_argv_str(a, "_p");
     const redisReply *p = cur->element[KPI_NCOUNTERS + 2];
     size_t plen = p->type == REDIS_REPLY_STRING ? p->len : 0;
-    int via_ws = spec->size_ms / spec->slide_ms > WS_MIN_BUCKET;
+    int ws_window = via_ws(spec);
     if (x->recounted) {
         /* counted here: `_ms` and an empty `_p` (flush.lua, step 4) */
         err |= kpi_argv_str(a, "");
@@ -1238,7 +1244,7 @@ static int write_rolling(struct call *c, struct hv *x, uint64_t *saturated)
         err |= kpi_argv_i64(a, active);
         err |= kpi_argv_str(a, "_ms");
         err |= kpi_argv_i64(a, c->now);
-    } else if (!via_ws || (plen == 1 && p->str[0] == '*')) {
+    } else if (!ws_window || (plen == 1 && p->str[0] == '*')) {
         err |= kpi_argv_push(a, plen ? p->str : "", plen);
     } else {
         size_t n_own = 0;
@@ -1285,7 +1291,7 @@ static int write_rolling(struct call *c, struct hv *x, uint64_t *saturated)
         err |= push_key(a, c->g->prefix, kk, 4);
         err |= kpi_argv_str(a, ttl);
         err |= cmd_end(h);
-        if (via_ws) {
+        if (ws_window) {
             size_t len =
                 kpi_hll_serialize(&h->acc, s->sk_buf, KPI_HLL_DENSE_SIZE, KPI_REDIS_SPARSE_MAX);
             if (len == 0)
