@@ -799,6 +799,13 @@ static int64_t lo_data_of(const struct hw *hw)
     return hw->lo > hw->f_old ? hw->lo : hw->f_old;
 }
 
+/* The TTL of a window's bucket keys, rolling hashes, leaderboards and
+ * window sketches (flush.lua: ttl_b and ttl_k), in ms. */
+static int64_t window_ttl(const struct redis_sink *s, const struct kpi_window_spec *spec)
+{
+    return spec->size_ms + spec->slide_ms + s->windows->lateness_ms + s->ttl_margin_ms;
+}
+
 /* Windows of more than WS_MIN_BUCKET buckets count through a window sketch. */
 static int via_ws(const struct kpi_window_spec *spec)
 {
@@ -1056,7 +1063,7 @@ static int write_cell(struct call *c, struct hc *y, uint64_t *saturated)
     const char *val = kpi_dims_value_label(s->dims, (int)cell->set, cell->vid, &vl);
     char b[24], ttl[24];
     snprintf(b, sizeof(b), "%" PRId64, cell->bucket);
-    int64_t ttl_b = spec->size_ms + spec->slide_ms + ws->lateness_ms + s->ttl_margin_ms;
+    int64_t ttl_b = window_ttl(s, spec);
     snprintf(ttl, sizeof(ttl), "%" PRId64, ttl_b);
     const redisReply *cur = h->rep[y->bk_rep];
     int is_new = is_nil(cur->element[0]);
@@ -1284,8 +1291,7 @@ static int write_rolling(struct call *c, struct hv *x, uint64_t *saturated)
     if (x->recounted) {
         /* the hash's TTL renewed, and the window sketch written whole */
         char ttl[24];
-        snprintf(ttl, sizeof(ttl), "%" PRId64,
-                 spec->size_ms + spec->slide_ms + ws->lateness_ms + s->ttl_margin_ms);
+        snprintf(ttl, sizeof(ttl), "%" PRId64, window_ttl(s, spec));
         cmd_begin(h);
         err |= kpi_argv_str(a, "PEXPIRE");
         err |= push_key(a, c->g->prefix, kk, 4);
@@ -1349,9 +1355,7 @@ static int write_sets(struct call *c)
         const struct kpi_window_spec *spec = &ws->w[y0->w];
         char b[24], ttl[24];
         snprintf(b, sizeof(b), "%" PRId64, s->roll[y0->w].cells[y0->cell].bucket);
-        snprintf(ttl, sizeof(ttl), "%" PRId64,
-                 spec->size_ms + spec->slide_ms + ws->lateness_ms + s->ttl_margin_ms +
-                     spec->size_ms);
+        snprintf(ttl, sizeof(ttl), "%" PRId64, window_ttl(s, spec) + spec->size_ms);
         struct part ik[] = {str_part("idx"), str_part(spec->id), str_part(b)};
         cmd_begin(h);
         err |= kpi_argv_str(a, "SADD");
@@ -1382,8 +1386,7 @@ static int write_sets(struct call *c)
         const struct hv *x0 = &h->hv[h->grp[gi]];
         const struct kpi_window_spec *spec = &ws->w[x0->w];
         char ttl[24];
-        snprintf(ttl, sizeof(ttl), "%" PRId64,
-                 spec->size_ms + spec->slide_ms + ws->lateness_ms + s->ttl_margin_ms);
+        snprintf(ttl, sizeof(ttl), "%" PRId64, window_ttl(s, spec));
         struct part vk[] = {str_part("values"), str_part(spec->id),
                             str_part(dims->sets[x0->key >> 32].name)};
         cmd_begin(h);
