@@ -242,8 +242,19 @@ uint64_t kpi_hll_count(const struct kpi_hll *h)
 {
     int histo[64] = {0};
     if (h->dense) {
-        for (uint32_t i = 0; i < KPI_HLL_REGISTERS; i++)
-            histo[h->regs[i]]++;
+        /* Four histograms, summed after: consecutive registers often have
+         * the same value, and one table would make each increment wait for
+         * the one before. */
+        int part[4][64];
+        memset(part, 0, sizeof(part));
+        for (uint32_t i = 0; i < KPI_HLL_REGISTERS; i += 4) {
+            part[0][h->regs[i] & 63]++;
+            part[1][h->regs[i + 1] & 63]++;
+            part[2][h->regs[i + 2] & 63]++;
+            part[3][h->regs[i + 3] & 63]++;
+        }
+        for (int j = 0; j < 64; j++)
+            histo[j] = part[0][j] + part[1][j] + part[2][j] + part[3][j];
     } else {
         histo[0] = (int)(KPI_HLL_REGISTERS - h->nz);
         for (uint32_t i = 0; i < h->tab_cap; i++)
@@ -270,142 +281,255 @@ static void header(uint8_t *out, int encoding)
     out[15] = 0x80; /* cached cardinality invalid: Redis recomputes it */
 }
 
-/* Register values in index order, into regs[16384]. */
-static void registers(const struct kpi_hll *h, uint8_t *regs)
+/* The sparse encoder writes opcodes through an enc; put_* return -1 once
+ * cap would be passed (the string does not fit) or a value is above 32. */
+struct enc {
+    uint8_t *out;
+    size_t n, cap;
+};
+
+static int put_zeros(struct enc *e, uint32_t run)
 {
-    if (h->dense) {
-        memcpy(regs, h->regs, KPI_HLL_REGISTERS);
-        return;
+    while (run) {
+        if (run <= 64) {
+            if (e->n + 1 > e->cap)
+                return -1;
+            e->out[e->n++] = (uint8_t)(run - 1);
+            run = 0;
+        } else {
+            uint32_t r = run > KPI_HLL_REGISTERS ? KPI_HLL_REGISTERS : run;
+            if (e->n + 2 > e->cap)
+                return -1;
+            e->out[e->n++] = (uint8_t)(0x40 | (r - 1) >> 8);
+            e->out[e->n++] = (uint8_t)((r - 1) & 0xff);
+            run -= r;
+        }
     }
-    memset(regs, 0, KPI_HLL_REGISTERS);
-    for (uint32_t i = 0; i < h->tab_cap; i++)
-        if (h->tab[i])
-            regs[h->tab[i] >> 8] = (uint8_t)(h->tab[i] & 0xff);
+    return 0;
 }
 
-/* Sparse opcodes of regs into out[0, cap); bytes written, or 0 if it does not
- * fit or a value is above 32. */
-static size_t sparse_encode(const uint8_t *regs, uint8_t *out, size_t cap)
+static int put_vals(struct enc *e, uint8_t v, uint32_t run)
 {
-    size_t n = 0;
+    if (v > 32)
+        return -1;
+    while (run) {
+        uint32_t r = run > 4 ? 4 : run;
+        if (e->n + 1 > e->cap)
+            return -1;
+        e->out[e->n++] = (uint8_t)(0x80 | (v - 1) << 2 | (r - 1));
+        run -= r;
+    }
+    return 0;
+}
+
+/* Length of the run of zero registers from i (8 at a time: a sparse string
+ * is mostly zero runs, and a dense-form sketch may hold few registers). */
+static uint32_t zero_run(const uint8_t *regs, uint32_t i)
+{
+    uint32_t j = i;
+    while (j + 8 <= KPI_HLL_REGISTERS) {
+        uint64_t w;
+        memcpy(&w, regs + j, 8);
+        if (w)
+            break;
+        j += 8;
+    }
+    while (j < KPI_HLL_REGISTERS && regs[j] == 0)
+        j++;
+    return j - i;
+}
+
+/* Sparse opcodes of dense-form registers. */
+static int sparse_of_regs(const uint8_t *regs, struct enc *e)
+{
     uint32_t i = 0;
     while (i < KPI_HLL_REGISTERS) {
         uint8_t v = regs[i];
-        uint32_t run = 1;
-        while (i + run < KPI_HLL_REGISTERS && regs[i + run] == v)
-            run++;
+        uint32_t run;
         if (v == 0) {
-            while (run) {
-                if (run <= 64) {
-                    if (n + 1 > cap)
-                        return 0;
-                    out[n++] = (uint8_t)(run - 1);
-                    i += run;
-                    run = 0;
-                } else {
-                    uint32_t r = run > 16384 ? 16384 : run;
-                    if (n + 2 > cap)
-                        return 0;
-                    out[n++] = (uint8_t)(0x40 | (r - 1) >> 8);
-                    out[n++] = (uint8_t)((r - 1) & 0xff);
-                    i += r;
-                    run -= r;
-                }
-            }
+            run = zero_run(regs, i);
+            if (put_zeros(e, run))
+                return -1;
         } else {
-            if (v > 32)
-                return 0;
-            while (run) {
-                uint32_t r = run > 4 ? 4 : run;
-                if (n + 1 > cap)
-                    return 0;
-                out[n++] = (uint8_t)(0x80 | (v - 1) << 2 | (r - 1));
-                i += r;
-                run -= r;
-            }
+            run = 1;
+            while (i + run < KPI_HLL_REGISTERS && regs[i + run] == v)
+                run++;
+            if (put_vals(e, v, run))
+                return -1;
         }
+        i += run;
     }
-    return n;
+    return 0;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Sparse opcodes of a table-form sketch: its entries sorted by index (idx <<
+ * 8 | rank sorts so), with the zero runs between them.  The same bytes as
+ * sparse_of_regs over the same registers. */
+static int sparse_of_tab(const struct kpi_hll *h, struct enc *e)
+{
+    uint32_t ent[TAB_MAX], m = 0;
+    for (uint32_t i = 0; i < h->tab_cap; i++)
+        if (h->tab[i])
+            ent[m++] = h->tab[i];
+    qsort(ent, m, sizeof(ent[0]), cmp_u32);
+    uint32_t next = 0; /* the first register not yet encoded */
+    for (uint32_t k = 0; k < m;) {
+        uint32_t idx = ent[k] >> 8, run = 1;
+        uint8_t v = (uint8_t)(ent[k] & 0xff);
+        if (idx > next && put_zeros(e, idx - next))
+            return -1;
+        while (k + run < m && ent[k + run] >> 8 == idx + run && (ent[k + run] & 0xff) == v)
+            run++;
+        if (put_vals(e, v, run))
+            return -1;
+        next = idx + run;
+        k += run;
+    }
+    return next < KPI_HLL_REGISTERS ? put_zeros(e, KPI_HLL_REGISTERS - next) : 0;
+}
+
+/* Registers i..i+3 packed into 24 bits at bit 6*i: 3 bytes per 4 registers. */
+static void pack_dense(const uint8_t *regs, uint8_t *p)
+{
+    for (uint32_t i = 0; i < KPI_HLL_REGISTERS; i += 4, p += 3) {
+        uint32_t w = (uint32_t)(regs[i] & 63) | (uint32_t)(regs[i + 1] & 63) << 6 |
+                     (uint32_t)(regs[i + 2] & 63) << 12 | (uint32_t)(regs[i + 3] & 63) << 18;
+        p[0] = (uint8_t)w;
+        p[1] = (uint8_t)(w >> 8);
+        p[2] = (uint8_t)(w >> 16);
+    }
 }
 
 size_t kpi_hll_serialize(const struct kpi_hll *h, uint8_t *out, size_t cap, size_t sparse_max)
 {
     if (cap < HDR + 2)
         return 0;
-    uint8_t regs[KPI_HLL_REGISTERS];
-    registers(h, regs);
     size_t lim = sparse_max < cap ? sparse_max : cap;
-    if (lim > HDR) {
-        size_t n = sparse_encode(regs, out + HDR, lim - HDR);
-        if (n) {
+    /* Sparse needs a byte per 4 registers that are not zero, at least. */
+    if (lim > HDR && (h->nz + 3) / 4 <= lim - HDR) {
+        struct enc e = {out + HDR, 0, lim - HDR};
+        if ((h->dense ? sparse_of_regs(h->regs, &e) : sparse_of_tab(h, &e)) == 0) {
             header(out, 1);
-            return HDR + n;
+            return HDR + e.n;
         }
     }
     if (cap < KPI_HLL_DENSE_SIZE)
         return 0;
     header(out, 0);
-    uint8_t *p = out + HDR;
-    memset(p, 0, DENSE_BYTES);
-    for (uint32_t i = 0; i < KPI_HLL_REGISTERS; i++) {
-        uint32_t bit = i * 6, byte = bit / 8, shift = bit & 7;
-        p[byte] |= (uint8_t)(regs[i] << shift);
-        if (shift > 2)
-            p[byte + 1] |= (uint8_t)(regs[i] >> (8 - shift));
+    if (h->dense) {
+        pack_dense(h->regs, out + HDR);
+    } else {
+        uint8_t regs[KPI_HLL_REGISTERS];
+        memset(regs, 0, sizeof(regs));
+        for (uint32_t i = 0; i < h->tab_cap; i++)
+            if (h->tab[i])
+                regs[h->tab[i] >> 8] = (uint8_t)(h->tab[i] & 0xff);
+        pack_dense(regs, out + HDR);
     }
     return KPI_HLL_DENSE_SIZE;
 }
 
-int kpi_hll_deserialize(struct kpi_hll *h, const uint8_t *in, size_t len)
+/* Check a Redis HLL string: 0 (dense: *sparse 0; sparse: its opcodes cover
+ * exactly the 16384 registers, *sparse 1) or KPI_ERR_PARSE. */
+static int check_string(const uint8_t *in, size_t len, int *sparse)
 {
     if (len < HDR || memcmp(in, "HYLL", 4) != 0 || in[4] > 1)
         return KPI_ERR_PARSE;
-    uint8_t regs[KPI_HLL_REGISTERS];
+    *sparse = in[4] == 1;
+    if (!*sparse)
+        return len == KPI_HLL_DENSE_SIZE ? 0 : KPI_ERR_PARSE;
     const uint8_t *p = in + HDR;
-    if (in[4] == 0) {
-        if (len != KPI_HLL_DENSE_SIZE)
-            return KPI_ERR_PARSE;
-        for (uint32_t i = 0; i < KPI_HLL_REGISTERS; i++) {
-            uint32_t bit = i * 6, byte = bit / 8, shift = bit & 7;
-            uint32_t v = p[byte] >> shift;
-            if (shift > 2)
-                v |= (uint32_t)p[byte + 1] << (8 - shift);
-            regs[i] = (uint8_t)(v & 63);
-        }
-    } else {
-        size_t n = len - HDR;
-        uint32_t idx = 0;
-        for (size_t k = 0; k < n;) {
-            uint8_t op = p[k];
-            uint32_t run;
-            uint8_t v = 0;
-            if ((op & 0xc0) == 0) {
-                run = (op & 0x3fu) + 1;
-                k++;
-            } else if ((op & 0xc0) == 0x40) {
-                if (k + 1 >= n)
-                    return KPI_ERR_PARSE;
-                run = ((op & 0x3fu) << 8 | p[k + 1]) + 1;
-                k += 2;
-            } else {
-                v = (uint8_t)(((op >> 2) & 0x1f) + 1);
-                run = (op & 3u) + 1;
-                k++;
-            }
-            if (idx + run > KPI_HLL_REGISTERS)
+    size_t n = len - HDR;
+    uint32_t idx = 0;
+    for (size_t k = 0; k < n;) {
+        uint8_t op = p[k];
+        if ((op & 0xc0) == 0x40) {
+            if (k + 1 >= n)
                 return KPI_ERR_PARSE;
-            memset(regs + idx, v, run);
-            idx += run;
+            idx += ((op & 0x3fu) << 8 | p[k + 1]) + 1;
+            k += 2;
+        } else {
+            idx += (op & 0xc0) == 0 ? (op & 0x3fu) + 1 : (op & 3u) + 1;
+            k++;
         }
-        if (idx != KPI_HLL_REGISTERS)
+        if (idx > KPI_HLL_REGISTERS)
             return KPI_ERR_PARSE;
     }
-    kpi_hll_reset(h);
-    for (uint32_t i = 0; i < KPI_HLL_REGISTERS; i++)
-        if (regs[i]) {
-            int err = set_reg(h, i, regs[i]);
-            if (err < 0)
-                return err;
+    return idx == KPI_HLL_REGISTERS ? 0 : KPI_ERR_PARSE;
+}
+
+/* h's registers := max(h's, a dense string's), or := the string's when
+ * `replace` (h already dense, or turned dense here). */
+static int load_dense(struct kpi_hll *h, const uint8_t *p, int replace)
+{
+    if (!h->dense) {
+        int err = to_dense(h);
+        if (err)
+            return err;
+    }
+    uint8_t *r = h->regs;
+    uint32_t nz = 0;
+    for (uint32_t i = 0; i < KPI_HLL_REGISTERS; i += 4, p += 3) {
+        uint32_t w = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16;
+        for (uint32_t j = 0; j < 4; j++) {
+            uint8_t b = (uint8_t)(w >> (6 * j) & 63);
+            uint8_t m = replace || b > r[i + j] ? b : r[i + j];
+            r[i + j] = m;
+            nz += m != 0;
         }
+    }
+    h->nz = nz;
     return 0;
+}
+
+/* h ∪= a checked sparse string: only its value runs touch h. */
+static int load_sparse(struct kpi_hll *h, const uint8_t *p, size_t n)
+{
+    uint32_t idx = 0;
+    for (size_t k = 0; k < n;) {
+        uint8_t op = p[k];
+        if ((op & 0xc0) == 0) {
+            idx += (op & 0x3fu) + 1;
+            k++;
+        } else if ((op & 0xc0) == 0x40) {
+            idx += ((op & 0x3fu) << 8 | p[k + 1]) + 1;
+            k += 2;
+        } else {
+            uint8_t v = (uint8_t)(((op >> 2) & 0x1f) + 1);
+            for (uint32_t r = 0; r < (op & 3u) + 1; r++) {
+                int err = set_reg(h, idx++, v);
+                if (err < 0)
+                    return err;
+            }
+            k++;
+        }
+    }
+    return 0;
+}
+
+int kpi_hll_merge_bytes(struct kpi_hll *h, const uint8_t *in, size_t len)
+{
+    int sparse;
+    int err = check_string(in, len, &sparse);
+    if (err)
+        return err;
+    return sparse ? load_sparse(h, in + HDR, len - HDR) : load_dense(h, in + HDR, 0);
+}
+
+int kpi_hll_deserialize(struct kpi_hll *h, const uint8_t *in, size_t len)
+{
+    int sparse;
+    int err = check_string(in, len, &sparse);
+    if (err)
+        return err;
+    if (!sparse && h->dense)
+        return load_dense(h, in + HDR, 1);
+    kpi_hll_reset(h);
+    return sparse ? load_sparse(h, in + HDR, len - HDR) : load_dense(h, in + HDR, 0);
 }

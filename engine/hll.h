@@ -76,8 +76,14 @@ int kpi_hll_is_empty(const struct kpi_hll *h);
 size_t kpi_hll_serialize(const struct kpi_hll *h, uint8_t *out, size_t cap, size_t sparse_max);
 
 /* Parse a Redis HLL string (dense or sparse) into h (previous content
- * replaced).  0, KPI_ERR_PARSE for a malformed string, KPI_ERR_NOMEM. */
+ * replaced).  0, KPI_ERR_PARSE for a malformed string (h untouched),
+ * KPI_ERR_NOMEM. */
 int kpi_hll_deserialize(struct kpi_hll *h, const uint8_t *in, size_t len);
+
+/* h := h ∪ the Redis HLL string in[0, len): kpi_hll_deserialize into a
+ * scratch sketch and kpi_hll_merge, in one pass and without the scratch.
+ * 0, KPI_ERR_PARSE (h untouched), KPI_ERR_NOMEM. */
+int kpi_hll_merge_bytes(struct kpi_hll *h, const uint8_t *in, size_t len);
 
 /* Heap bytes the sketch holds (for the state-size metric). */
 size_t kpi_hll_memory(const struct kpi_hll *h);

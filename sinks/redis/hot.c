@@ -973,12 +973,10 @@ static void free_step2b(struct hot_state *h)
  * -1 for anything else (an error reply, bytes that are not a sketch). */
 static int acc_merge_reply(struct call *c, const redisReply *r)
 {
-    struct redis_sink *s = c->s;
     if (r->type == REDIS_REPLY_NIL)
         return 0;
     if (r->type != REDIS_REPLY_STRING ||
-        kpi_hll_deserialize(&s->scratch, (const uint8_t *)r->str, r->len) != 0 ||
-        kpi_hll_merge(&c->h->acc, &s->scratch) != 0)
+        kpi_hll_merge_bytes(&c->h->acc, (const uint8_t *)r->str, r->len) != 0)
         return -1;
     return 0;
 }
