@@ -83,10 +83,10 @@ stored_offsets_at() { # stored_offsets_at GROUP PORT...
 
 # call_usec PORT: Redis's time in the sink's flush calls (INFO commandstats):
 # the hot path's EXECs (each holds one script call) plus the script calls
-# made outside a transaction (their share of EVALSHA's time, by count).
+# made outside a transaction (their share of FCALL's time, by count).
 call_usec() {
     redis-cli -p "$1" info commandstats | awk -F'[:,=]' '
         /^cmdstat_exec:/ { ec = $3; eu = $5 }
-        /^cmdstat_evalsha:/ { sc = $3; su = $5 }
+        /^cmdstat_fcall:/ { sc = $3; su = $5 }
         END { out = sc > ec ? su * (sc - ec) / sc : 0; printf "%.0f\n", eu + out }'
 }

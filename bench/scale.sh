@@ -69,7 +69,7 @@ run() { # run SITES SUBSCRIBERS EVENTS ZIPF
         tail -n 15 "$tmp/kpi.err" >&2
     }
     [ -n "${SCALE_KEEP_LOG:-}" ] && cp "$tmp/kpi.err" "$SCALE_KEEP_LOG"
-    local wall rss mem vals active flushes evalsha cells slowmax slown cpu
+    local wall rss mem vals active flushes callus cells slowmax slown cpu
     wall=$(sed -n 's/^measure: wall=\([0-9.]*\).*/\1/p' "$tmp/kpi.err")
     rss=$(sed -n 's/^measure: .*maxrss_kb=\([0-9]*\).*/\1/p' "$tmp/kpi.err")
     mem=$(redis-cli -p "$rport" info memory | sed -n 's/^used_memory:\([0-9]*\).*/\1/p')
@@ -82,14 +82,14 @@ run() { # run SITES SUBSCRIBERS EVENTS ZIPF
     mapfile -t hk < <(redis-cli -p "$rport" --scan --pattern "kpi:{$topic*}:h:24h_1h:all:all:*")
     active=$(redis-cli -p "$rport" pfcount "${hk[@]}")
     flushes=$(sed -n 's/^.*flush latency: \([0-9]*\) flushes, p50 \([0-9.]*\) ms,.* max \([0-9.]*\) ms.*/\1 (\2\/\3)/p' "$tmp/kpi.err")
-    evalsha=$(call_usec "$rport")
+    callus=$(call_usec "$rport")
     cells=$(sed -n 's/^.*redis: [0-9]* calls, \([0-9]*\) (window, bucket, value) cells.*/\1/p' "$tmp/kpi.err")
     slown=$(redis-cli -p "$rport" slowlog len)
     # the longest command: LATENCY LATEST's all-time max of the "command" event
     slowmax=$(redis-cli -p "$rport" latency latest | awk '{ if (n == 3) m = $1; if (n) n++ } $1 == "command" { n = 1 } END { print m + 0 }')
     cpu=$(redis-cli -p "$rport" info cpu | awk -F: '/^used_cpu_(sys|user)_main_thread:/ { s += $2 } END { printf "%.1f", s }')
     awk -v s="$sites" -v u="$subs" -v n="$n" -v w="$wall" -v r="$rss" -v m="$mem" -v v="$vals" \
-        -v a="$active" -v z="$zipf" -v f="$flushes" -v e="${evalsha:-0}" -v c="${cells:-0}" \
+        -v a="$active" -v z="$zipf" -v f="$flushes" -v e="${callus:-0}" -v c="${cells:-0}" \
         -v sm="$slowmax" -v sn="$slown" -v cp="$cpu" 'BEGIN {
         printf "%-7s %-9s %-9s %12.0f %10.0f %12.0f %8s %11s %5s %-22s %9.1f %9.1f %8.1f %5s %9s\n", s, u, n,
             w ? n / w : 0, r / 1024, m / 1048576, v, a, z, f, c ? e / c : 0, c ? cp * 1e6 / c : 0, sm, sn, cp }'

@@ -1,6 +1,6 @@
 /*
  * redis.h - the Redis sink: every engine delta becomes one atomic Lua call
- * (sinks/redis_flush.lua, run with EVALSHA) that checks and advances the
+ * (sinks/redis/flush.lua, a Redis function run with FCALL) that checks and advances the
  * consumer group's per-partition offsets, adds the counters to per-bucket
  * hashes, merges the sketches, keeps a rolling "current window" KPI hash per
  * (window, grouping-set value) and appends closed buckets to per-window
@@ -19,8 +19,8 @@
  * replies safe: when a call failed after the script may have run, the sink
  * remembers the counters of that attempt, asks Redis on the next call whether
  * it was applied (its offsets tell), and if so sends only what the engine
- * added since.  A script that Redis lost (restart, SCRIPT FLUSH) is loaded
- * again on NOSCRIPT.
+ * added since.  A function that Redis lost (a restart without persistence,
+ * FUNCTION FLUSH) is loaded again (conn.h).
  *
  * Thread safety: flush (the engine's flusher thread), load_offset (the
  * source's rebalance callback) and kpi_sink_redis_get_stats may be called from
@@ -95,7 +95,7 @@ struct kpi_redis_stats {
     uint64_t conflicts;       /* deltas refused: another writer owns a partition */
     uint64_t io_errors;       /* failed calls (connection, timeout, error reply) */
     uint64_t connects;        /* successful (re)connections */
-    uint64_t script_loads;    /* SCRIPT LOADs (one per connection, plus NOSCRIPT) */
+    uint64_t script_loads;    /* FUNCTION LOADs (one per connection) */
     uint64_t in_doubt;        /* calls whose outcome had to be asked afterwards */
     uint64_t stream_entries;  /* closed-bucket and amendment entries appended */
     uint64_t rebuilds;        /* rolling hashes rebuilt from their buckets */
@@ -109,8 +109,8 @@ struct kpi_redis_stats {
     uint64_t txn_retries;     /* hot-path transactions run again: another writer came first */
     uint64_t sketch_reads;    /* bucket sketches another writer touched, read and merged here */
     uint64_t hot_recounts;    /* `active` recounts done here from the sketches (not in Redis) */
-    uint64_t last_call_us;    /* round trip of the last EVALSHA */
-    uint64_t last_args_bytes; /* payload size of the last EVALSHA */
+    uint64_t last_call_us;    /* round trip of the last flush call */
+    uint64_t last_args_bytes; /* payload size of the last flush call */
 };
 
 /* Counters of a sink made by kpi_sink_redis_new.  Thread-safe. */

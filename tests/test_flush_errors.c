@@ -20,15 +20,15 @@ Test(flush_errors, redis_error_codes_name_the_cause)
     cr_assert_str_eq(cause(KPI_ERR_IO, "redis redis://kpi:***@10.0.0.5:6379: AUTH: WRONGPASS "
                                        "invalid username-password pair or user is disabled."),
                      "wrongpass");
-    cr_assert_str_eq(cause(KPI_ERR_IO, "redis redis://127.0.0.1:6379: EVALSHA: NOPERM this user "
-                                       "has no permissions to run the 'evalsha' command"),
+    cr_assert_str_eq(cause(KPI_ERR_IO, "redis redis://127.0.0.1:6379: FCALL: NOPERM this user "
+                                       "has no permissions to run the 'fcall' command"),
                      "noperm");
-    cr_assert_str_eq(cause(KPI_ERR_IO, "redis redis://h:6379: EVALSHA: MOVED 3999 10.0.0.7:6381"),
+    cr_assert_str_eq(cause(KPI_ERR_IO, "redis redis://h:6379: FCALL: MOVED 3999 10.0.0.7:6381"),
                      "moved");
-    cr_assert_str_eq(cause(KPI_ERR_IO, "redis redis://h:6379: EVALSHA: READONLY You can't write "
+    cr_assert_str_eq(cause(KPI_ERR_IO, "redis redis://h:6379: FCALL: READONLY You can't write "
                                        "against a read only replica."),
                      "readonly");
-    cr_assert_str_eq(cause(KPI_ERR_IO, "redis redis://h:6379: EVALSHA: OOM command not allowed "
+    cr_assert_str_eq(cause(KPI_ERR_IO, "redis redis://h:6379: FCALL: OOM command not allowed "
                                        "when used memory > 'maxmemory'."),
                      "oom");
     cr_assert_str_eq(cause(KPI_ERR_CONFLICT,
@@ -49,7 +49,7 @@ Test(flush_errors, other_causes_are_told_apart)
                      "conflict");
     cr_assert_str_eq(cause(KPI_ERR_IO, "redis redis://127.0.0.1:6379: connect: Connection refused"),
                      "connection");
-    cr_assert_str_eq(cause(KPI_ERR_IO, "redis redis://127.0.0.1:6379: EVALSHA: Resource "
+    cr_assert_str_eq(cause(KPI_ERR_IO, "redis redis://127.0.0.1:6379: FCALL: Resource "
                                        "temporarily unavailable"),
                      "timeout");
     cr_assert_str_eq(cause(KPI_ERR_IO, "injected outage"), "io");
@@ -57,6 +57,6 @@ Test(flush_errors, other_causes_are_told_apart)
 
 Test(flush_errors, words_that_merely_contain_a_code_are_not_one)
 {
-    /* EVALSHA, AUTH, ASKING are not codes; "ASK" inside a word is not ASK. */
-    cr_assert_str_eq(cause(KPI_ERR_IO, "redis redis://TASKS:6379: EVALSHA: ASKING failed"), "io");
+    /* FCALL, AUTH, ASKING are not codes; "ASK" inside a word is not ASK. */
+    cr_assert_str_eq(cause(KPI_ERR_IO, "redis redis://TASKS:6379: FCALL: ASKING failed"), "io");
 }

@@ -390,7 +390,7 @@ static int wait_metric(int port, const char *needle, int64_t timeout_ms)
     return 0;
 }
 
-/* The sink cannot write (an ACL refuses EVALSHA: NOPERM, retried for ever)
+/* The sink cannot write (an ACL refuses FCALL: NOPERM, retried for ever)
  * and its tiny buffers are full, so the workers wait for room.  SIGTERM must
  * still end the process within engine.shutdown_timeout, acknowledging
  * nothing it could not flush; the next run reads it all again. */
@@ -401,7 +401,7 @@ Test(e2e, sigterm_ends_within_the_shutdown_timeout_while_the_sink_fails)
     const uint64_t N = 100000;
     produce("e2e-stop", topic, sizeof(topic), group, sizeof(group), N, 0, &truth);
     snprintf(out, sizeof(out), "/tmp/kpi-e2e-stop-%d.out", (int)getpid());
-    redis_do("ACL SETUSER default -evalsha");
+    redis_do("ACL SETUSER default -fcall");
     int port = free_port();
     static const char *const extra[] = {"engine.max_cells=64", "engine.shutdown_timeout=3s",
                                         "engine.retry_max=200ms", NULL};
@@ -1027,7 +1027,7 @@ Test(e2e, three_instances_share_a_redis_cluster_through_a_failover_with_exact_to
         remove(out[i]);
 }
 
-/* A sink that keeps failing (EVALSHA denied: NOPERM) is retried many times;
+/* A sink that keeps failing (FCALL denied: NOPERM) is retried many times;
  * the cause is logged once when it starts and once when it ends, counted by
  * reason in /metrics, and given by /healthz. */
 Test(e2e, flush_errors_are_logged_once_per_cause_and_counted_by_reason)
@@ -1038,7 +1038,7 @@ Test(e2e, flush_errors_are_logged_once_per_cause_and_counted_by_reason)
     produce("e2e-errs", topic, sizeof(topic), group, sizeof(group), N, 0, &truth);
     snprintf(out, sizeof(out), "/tmp/kpi-e2e-errs-%d.out", (int)getpid());
     snprintf(errpath, sizeof(errpath), "%s.err", out);
-    redis_do("ACL SETUSER default -evalsha");
+    redis_do("ACL SETUSER default -fcall");
     int port = free_port();
     static const char *const extra[] = {"engine.retry_max=100ms", NULL};
     pid_t pid = start_daemon_x(topic, group, port, 0, out, extra);

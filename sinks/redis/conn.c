@@ -24,6 +24,7 @@
  * never applies anything twice.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,7 @@
 #include "sinks/redis/conn.h"
 
 #include "engine/err.h"
+#include "engine/hash.h"
 #include "engine/keygroup.h"
 
 static struct timeval tv_ms(int64_t ms)
@@ -45,7 +47,13 @@ void kpi_redis_conn_init(struct kpi_redis_conn *c, const char *script)
     memset(c->nodes, 0, sizeof(c->nodes));
     c->n_nodes = 1; /* node 0: the seed, the configured address */
     c->script = script;
-    c->sha[0] = '\0';
+    c->lib = NULL;
+    c->lib_name[0] = c->fn[0] = '\0';
+    if (script) {
+        uint64_t h = kpi_murmur64a(script, strlen(script), 0);
+        snprintf(c->lib_name, sizeof(c->lib_name), "kpistream_%016" PRIx64, h);
+        snprintf(c->fn, sizeof(c->fn), "kpistream_flush_%016" PRIx64, h);
+    }
     c->own_url = NULL;
     for (int i = 0; i < KPI_REDIS_SLOTS; i++)
         c->slot_node[i] = -1;
@@ -80,6 +88,27 @@ void kpi_redis_conn_fini(struct kpi_redis_conn *c)
     for (int i = 0; i < c->n_nodes; i++)
         free(c->nodes[i].host);
     c->n_nodes = 0;
+    free(c->lib);
+    c->lib = NULL;
+}
+
+/* The function library: the script as the body of its one function, whose
+ * arguments take the names the script reads (KEYS, ARGV).  0 or NOMEM. */
+static int make_lib(struct kpi_redis_conn *c)
+{
+    static const char head[] =
+        "#!lua name=%s\nredis.register_function('%s', function(KEYS, ARGV)\n";
+    static const char tail[] = "\nend)\n";
+    if (c->lib)
+        return 0;
+    size_t n =
+        sizeof(head) + sizeof(c->lib_name) + sizeof(c->fn) + strlen(c->script) + sizeof(tail);
+    c->lib = malloc(n);
+    if (!c->lib)
+        return KPI_ERR_NOMEM;
+    int k = snprintf(c->lib, n, head, c->lib_name, c->fn);
+    snprintf(c->lib + k, n - (size_t)k, "%s%s", c->script, tail);
+    return 0;
 }
 
 static int conn_error(struct kpi_redis_conn *c, int node, char *errstr, size_t errsz,
@@ -97,7 +126,7 @@ static int conn_error(struct kpi_redis_conn *c, int node, char *errstr, size_t e
     return KPI_ERR_IO;
 }
 
-/* AUTH, SELECT (standalone seed only) and SCRIPT LOAD in one round trip. */
+/* AUTH, SELECT (standalone seed only) and FUNCTION LOAD in one round trip. */
 static int node_connect(struct kpi_redis_conn *c, int i, char *errstr, size_t errsz)
 {
     struct kpi_redis_node *n = &c->nodes[i];
@@ -127,8 +156,12 @@ static int node_connect(struct kpi_redis_conn *c, int i, char *errstr, size_t er
         what[k++] = "SELECT";
     }
     if (c->script) {
-        redisAppendCommand(n->ctx, "SCRIPT LOAD %s", c->script);
-        what[k++] = "SCRIPT LOAD";
+        if (make_lib(c)) {
+            node_disconnect(c, i);
+            return kpi_seterr(errstr, errsz, KPI_ERR_NOMEM, "redis %s: out of memory", c->url);
+        }
+        redisAppendCommand(n->ctx, "FUNCTION LOAD REPLACE %s", c->lib);
+        what[k++] = "FUNCTION LOAD";
     }
     int err = 0;
     for (int j = 0; j < k; j++) {
@@ -139,14 +172,13 @@ static int node_connect(struct kpi_redis_conn *c, int i, char *errstr, size_t er
         if (!err && r->type == REDIS_REPLY_ERROR) {
             err = kpi_seterr(errstr, errsz, KPI_ERR_IO, "redis %s: %s: %.*s", c->url, what[j],
                              (int)r->len, r->str);
-        } else if (!err && strcmp(what[j], "SCRIPT LOAD") == 0) {
-            if (r->type == REDIS_REPLY_STRING && r->len == 40) {
-                memcpy(c->sha, r->str, 40);
-                c->sha[40] = '\0';
+        } else if (!err && strcmp(what[j], "FUNCTION LOAD") == 0) {
+            if (r->type == REDIS_REPLY_STRING && strlen(c->lib_name) == r->len &&
+                memcmp(r->str, c->lib_name, r->len) == 0) {
                 c->script_loads++;
             } else {
-                err =
-                    kpi_seterr(errstr, errsz, KPI_ERR_IO, "redis %s: SCRIPT LOAD: no sha", c->url);
+                err = kpi_seterr(errstr, errsz, KPI_ERR_IO,
+                                 "redis %s: FUNCTION LOAD: unexpected reply", c->url);
             }
         }
         freeReplyObject(r);
@@ -206,7 +238,7 @@ int kpi_redis_conn_command(struct kpi_redis_conn *c, int slot, int argc, const c
 {
     *sent = 0;
     *out = NULL;
-    int is_evalsha = argc > 1 && lens[0] == 7 && memcmp(argv[0], "EVALSHA", 7) == 0;
+    int is_fcall = argc > 1 && lens[0] == 5 && memcmp(argv[0], "FCALL", 5) == 0;
     int asking = -1, reloaded = 0;
     for (int hop = 0; hop < 16; hop++) {
         int ni = asking >= 0 ? asking : pick_node(c, slot, errstr, errsz);
@@ -215,9 +247,9 @@ int kpi_redis_conn_command(struct kpi_redis_conn *c, int slot, int argc, const c
         if (node_connect(c, ni, errstr, errsz))
             return KPI_ERR_IO;
         redisContext *ctx = c->nodes[ni].ctx;
-        if (is_evalsha) {
-            argv[1] = c->sha; /* the sha may have changed on reload */
-            lens[1] = 40;
+        if (is_fcall) {
+            argv[1] = c->fn;
+            lens[1] = strlen(c->fn);
         }
         if (asking >= 0) {
             redisReply *a = redisCommand(ctx, "ASKING");
@@ -229,7 +261,7 @@ int kpi_redis_conn_command(struct kpi_redis_conn *c, int slot, int argc, const c
         redisReply *r = redisCommandArgv(ctx, argc, argv, lens);
         if (!r) {
             *sent = 1;
-            return conn_error(c, ni, errstr, errsz, is_evalsha ? "EVALSHA" : "command");
+            return conn_error(c, ni, errstr, errsz, is_fcall ? "FCALL" : "command");
         }
         if (r->type == REDIS_REPLY_ERROR) {
             int moved = starts_with_code(r->str, "MOVED"), ask = starts_with_code(r->str, "ASK");
@@ -246,10 +278,10 @@ int kpi_redis_conn_command(struct kpi_redis_conn *c, int slot, int argc, const c
                     freeReplyObject(r);
                     continue;
                 }
-            } else if (starts_with_code(r->str, "NOSCRIPT") && is_evalsha && !reloaded) {
+            } else if (is_fcall && !reloaded && kpi_redis_is_no_function(r->str)) {
                 freeReplyObject(r);
                 reloaded = 1;
-                node_disconnect(c, ni); /* reconnecting loads the script */
+                node_disconnect(c, ni); /* reconnecting loads the function */
                 continue;
             } else if (starts_with_code(r->str, "READONLY")) {
                 node_forget(c, ni); /* a replica now: resolve the address again next time */
@@ -452,6 +484,12 @@ int kpi_redis_conn_pipeline(struct kpi_redis_conn *c, int slot, size_t n, const 
     return 0;
 }
 
+int kpi_redis_is_no_function(const char *err)
+{
+    static const char msg[] = "ERR Function not found";
+    return strncmp(err, msg, sizeof(msg) - 1) == 0;
+}
+
 int kpi_redis_is_transient(const char *err)
 {
     static const char *const codes[] = {
@@ -461,5 +499,5 @@ int kpi_redis_is_transient(const char *err)
     for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
         if (starts_with_code(err, codes[i]))
             return 1;
-    return 0;
+    return kpi_redis_is_no_function(err);
 }

@@ -35,7 +35,15 @@ struct kpi_redis_conn {
     const char *url; /* redacted, for messages */
     int64_t connect_timeout_ms, command_timeout_ms;
     const char *script; /* loaded on every new connection (NULL: none) */
-    char sha[41];
+    /* The script is loaded as a Redis function (FUNCTION LOAD REPLACE of a
+     * library kpistream_<h> holding one function kpistream_flush_<h>, h a
+     * hash of the script), not into the script cache: a function is kept
+     * in the RDB and AOF and replicated, and SCRIPT FLUSH does not remove
+     * it, so it cannot disappear inside a flush transaction
+     * (docs/exactly-once.md, "What can still fail inside EXEC"). */
+    char lib_name[32]; /* "kpistream_" + 16 hex digits */
+    char fn[40];       /* "kpistream_flush_" + the same digits: what FCALL names */
+    char *lib;         /* the library's code, made on the first connection */
     struct kpi_redis_node nodes[KPI_REDIS_MAX_NODES];
     int n_nodes;
     int16_t slot_node[KPI_REDIS_SLOTS]; /* -1: ask the seed */
@@ -60,8 +68,9 @@ void kpi_redis_conn_free(struct kpi_redis_conn *c);
 int kpi_redis_key_slot(const char *key, size_t len);
 
 /* Run one command on the node that owns `slot`: connects (AUTH, SELECT,
- * SCRIPT LOAD) when needed, follows MOVED and ASK, reloads the script on
- * NOSCRIPT (argv[1] of an EVALSHA is replaced by the current sha).  0 with
+ * FUNCTION LOAD) when needed, follows MOVED and ASK, loads the function
+ * again when Redis does not know it ("Function not found": argv[1] of an
+ * FCALL is replaced by the function's name).  0 with
  * *out set (possibly an error reply: the caller decides), or KPI_ERR_IO when
  * no reply came; then *sent tells whether the command may have reached Redis
  * (the outcome is in doubt) and the connection has been dropped. */
@@ -101,7 +110,10 @@ int kpi_redis_conn_pipeline(struct kpi_redis_conn *c, int slot, size_t n, const 
                             const char **argv, const size_t *lens, redisReply **replies, int *sent,
                             int *moved, char *errstr, size_t errstr_size);
 
-/* Error replies that mean "not run, try again later". */
+/* Error replies that mean "not run, try again later" (a function Redis does
+ * not know included: it ran nothing). */
 int kpi_redis_is_transient(const char *err);
+/* "ERR Function not found": an FCALL of a function Redis does not hold. */
+int kpi_redis_is_no_function(const char *err);
 
 #endif

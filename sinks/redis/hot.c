@@ -17,7 +17,8 @@
  *
  * One call, on the key group's node, on one connection:
  *   1. WATCH offsets meta; HMGET offsets <ranges>; HMGET meta <marks>;
- *      SCRIPT EXISTS.  The fence is checked here exactly as the script
+ *      FUNCTION LIST of the flush function's library.  The fence is checked
+ *      here exactly as the script
  *      does: a replay or a conflict ends the call (UNWATCH).
  *   2. Per window whose head does not move, the values whose every cell of
  *      the call is plain (see hot_cell_ok) are candidates; their bucket
@@ -30,7 +31,7 @@
  *      when it could not be read, SADD idx, HSET rolling hash with the
  *      recounted `active`, SET window sketch, ZADD values, and the base
  *      gauge's net adds when the hot path writes every window of the
- *      value); EVALSHA of the script with the other cells, and the
+ *      value); FCALL of the flush function with the other cells, and the
  *      candidates whose `active` is due and was not counted here as values
  *      to recount, which also moves the offsets and marks; EXEC.
  *
@@ -44,12 +45,14 @@
  * at EXEC: Redis 7 checks those for the whole transaction before running
  * any of it) or a lost connection before EXEC write nothing; a lost reply
  * after EXEC is in doubt and resolved from the offsets, which the script
- * inside the same transaction moved, like a lost EVALSHA reply.  The one
+ * inside the same transaction moved, like a lost FCALL reply.  The one
  * error inside EXEC that would leave half of it is a command failing at
  * run time: WRONGTYPE (a foreign writer under the prefix, which
  * docs/redis-schema.md excludes), a corrupt sketch (PFMERGE: counted as a
- * sketch error, as the script's pcall does), or NOSCRIPT if the scripts
- * are flushed between step 1's SCRIPT EXISTS and EXEC.  Counters cannot
+ * sketch error, as the script's pcall does), or "Function not found" if an
+ * operator deletes the function library between step 1 and EXEC (the
+ * script cache is not used: SCRIPT FLUSH cannot do that); take_exec never
+ * retries such a transaction.  Counters cannot
  * overflow: sums saturate here, in int64, as the script's do.
  *
  * The script sees the candidates' values as members of the call (so they
@@ -292,7 +295,7 @@ static int push_common_keys(struct call *c, const char *kind)
     return push_key(&c->h->a, c->g->prefix, (struct part[]){str_part(kind)}, 1);
 }
 
-/* WATCH; HMGET offsets; HMGET meta; SCRIPT EXISTS. */
+/* WATCH; HMGET offsets; HMGET meta; FUNCTION LIST LIBRARYNAME <the flush function's>. */
 static int build_step1(struct call *c)
 {
     struct hot_state *h = c->h;
@@ -328,9 +331,10 @@ static int build_step1(struct call *c)
     }
     err |= cmd_end(h);
     cmd_begin(h);
-    err |= kpi_argv_str(a, "SCRIPT");
-    err |= kpi_argv_str(a, "EXISTS");
-    err |= kpi_argv_str(a, c->s->conn.sha[0] ? c->s->conn.sha : "0");
+    err |= kpi_argv_str(a, "FUNCTION");
+    err |= kpi_argv_str(a, "LIST");
+    err |= kpi_argv_str(a, "LIBRARYNAME");
+    err |= kpi_argv_str(a, c->s->conn.lib_name);
     err |= cmd_end(h);
     return err ? KPI_ERR_NOMEM : 0;
 }
@@ -1464,8 +1468,8 @@ static int take_step1(struct call *c, int *err, char *errstr, size_t errsz)
         *err = kpi_rs_reply_error(s, NULL, errstr, errsz, "unexpected HMGET reply");
         return HOT_DONE;
     }
-    if (ex->type != REDIS_REPLY_ARRAY || ex->elements != 1 || ex->element[0]->integer != 1) {
-        kpi_redis_conn_drop(&s->conn); /* reconnecting loads the script */
+    if (ex->type != REDIS_REPLY_ARRAY || ex->elements == 0) {
+        kpi_redis_conn_drop(&s->conn); /* reconnecting loads the function */
         return HOT_RETRY;
     }
     /* The fence, as flush.lua step 1: all at `from` (or none) -> apply; all
@@ -1577,7 +1581,19 @@ static int take_exec(struct call *c, size_t n_cmd, int *retry, char *errstr, siz
                           "a transaction that ran part-way (see docs/exactly-once.md)",
                           s->url, (int)e->len, e->str);
     }
-    int err = kpi_rs_script_reply(s, c->g, c->d, x->element[x->elements - 1], errstr, errsz);
+    const redisReply *fr = x->element[x->elements - 1];
+    if (fr->type == REDIS_REPLY_ERROR) {
+        /* The hot writes before it ran: whatever the error, even one that
+         * would mean "not run" on its own ("Function not found" after a
+         * FUNCTION DELETE in between), retrying would add them again. */
+        s->stats.io_errors++;
+        return kpi_seterr(errstr, errsz, KPI_ERR_CONFLICT,
+                          "redis %s: the flush function failed inside the flush transaction: "
+                          "%.*s; not retrying a transaction that ran part-way (see "
+                          "docs/exactly-once.md)",
+                          s->url, (int)fr->len, fr->str);
+    }
+    int err = kpi_rs_script_reply(s, c->g, c->d, fr, errstr, errsz);
     if (err)
         return err;
     /* The hot cells' sketches, and the values whose `active` is now stale. */

@@ -19,9 +19,9 @@
  *   3. Per key group: build the script's flat ARGV (offset ranges starting
  *      where that key group's applied part ends, a member table, per window
  *      its buckets' counters and sketches, and the values whose `active` this
- *      sink left stale last time), EVALSHA it on the key group's node.  With
+ *      sink left stale last time), FCALL it on the key group's node.  With
  *      the hot path (hot.c, the default), the common cells are computed here
- *      and written with plain commands in one MULTI/EXEC with that EVALSHA,
+ *      and written with plain commands in one MULTI/EXEC with that FCALL,
  *      which then carries only the other cells.
  *   4. If a call fails, the key groups already applied in this flush keep
  *      what they applied as their base, so the engine's retry of the same
@@ -622,9 +622,8 @@ int kpi_rs_build_args(struct redis_sink *s, uint32_t kg, const struct kpi_delta 
     const struct kpi_dims *dims = s->dims;
     int err = 0;
     kpi_argv_reset(a);
-    err |= kpi_argv_str(a, "EVALSHA");
-    err |=
-        kpi_argv_str(a, s->conn.sha[0] ? s->conn.sha : "0000000000000000000000000000000000000000");
+    err |= kpi_argv_str(a, "FCALL");
+    err |= kpi_argv_str(a, s->conn.fn);
     err |= kpi_argv_str(a, "1");
     err |= kpi_argv_str(a, g->offsets_key);
     err |= kpi_argv_str(a, "2");
@@ -833,7 +832,7 @@ int kpi_rs_script_reply(struct redis_sink *s, struct keygroup *g, const struct k
                          "may have run part-way (see docs/exactly-once.md)",
                          s->url, (int)r->len, r->str);
     } else {
-        err = kpi_rs_reply_error(s, r, errstr, errsz, "EVALSHA");
+        err = kpi_rs_reply_error(s, r, errstr, errsz, "FCALL");
     }
     return err;
 }
@@ -911,6 +910,7 @@ static int flush_once(struct redis_sink *s, const struct kpi_delta *d, char *err
         int in_doubt = 0;
         uint64_t connects = s->conn.connects;
         err = call_kg(s, kg, d, &in_doubt, errstr, errsz);
+        kpi_rs_sync_conn_stats(s); /* a replay or an error returns before the call's own sync */
         if (err) {
             /* A connection that died while idle (Redis restarted, a proxy
              * timed it out) is only found out by using it: the caller tries
