@@ -795,6 +795,18 @@ Test(redis_sink, a_lost_reply_is_resolved_from_the_offsets_and_never_counted_twi
     kt_fx_fini(&f);
 }
 
+/* The next delta of f (the range after the last one): one activation of
+ * subscriber `sub` at t, flushed. */
+static void flush_one_activation(struct kt_fixture *f, struct kpi_sink *s, int64_t t,
+                                 const char *sub)
+{
+    f->seq++;
+    f->range.from = f->range.to;
+    kpi_agg_reset(&f->cells);
+    fx_add(f, (struct kt_event){KPI_EV_ACTIVATION, t, sub, "eu-west", "prepaid"});
+    cr_assert_eq(fx_flush(f, s, t), 0);
+}
+
 Test(redis_sink, a_flush_replayed_after_a_redis_restart_is_applied_once_with_the_script_reloaded)
 {
     struct kt_fixture f;
@@ -825,21 +837,13 @@ Test(redis_sink, a_flush_replayed_after_a_redis_restart_is_applied_once_with_the
      * a live connection leaves it there (so it cannot vanish between a
      * transaction's check and its EXEC), and nothing is loaded again. */
     freeReplyObject(cmd("SCRIPT FLUSH"));
-    f.seq++;
-    f.range.from = f.range.to;
-    kpi_agg_reset(&f.cells);
-    fx_add(&f, (struct kt_event){KPI_EV_ACTIVATION, T0 + 9500, "8", "eu-west", "prepaid"});
-    cr_assert_eq(fx_flush(&f, &s, T0 + 9500), 0);
+    flush_one_activation(&f, &s, T0 + 9500, "8");
     cr_assert_eq(stats(&s).script_loads, st.script_loads, "SCRIPT FLUSH removed nothing it uses");
     cr_assert_eq(hget_i64(k("kpi:1m_5s:all:all"), "events"), 8);
     /* FUNCTION FLUSH (an operator deleting it): seen before the
      * transaction, loaded again, applied once. */
     freeReplyObject(cmd("FUNCTION FLUSH"));
-    f.seq++;
-    f.range.from = f.range.to;
-    kpi_agg_reset(&f.cells);
-    fx_add(&f, (struct kt_event){KPI_EV_ACTIVATION, T0 + 9600, "9", "eu-west", "prepaid"});
-    cr_assert_eq(fx_flush(&f, &s, T0 + 9600), 0);
+    flush_one_activation(&f, &s, T0 + 9600, "9");
     cr_assert_eq(stats(&s).script_loads, st.script_loads + 1, "loaded again");
     cr_assert_eq(hget_i64(k("kpi:1m_5s:all:all"), "events"), 9);
     cr_assert_eq(hget_i64(k("kpi:1m_5s:all:all"), "activations"), 3, "each applied once");
