@@ -2023,3 +2023,34 @@ Test(redis_sink, a_user_without_transactions_gets_the_script_alone)
     kpi_sink_destroy(&s);
     kt_fx_fini(&f);
 }
+
+/* An ACL that allows WATCH but refuses MULTI, or EXEC: without the
+ * connection's probe the hot path's MULTI would be refused and its writes
+ * run one by one (or the connection be left inside a MULTI).  The sink
+ * finds out on connecting and writes through the script alone, exactly. */
+Test(redis_sink, a_user_with_watch_but_without_multi_or_exec_gets_the_script_alone)
+{
+    static const char *const denied[] = {"multi", "exec"};
+    for (int i = 0; i < 2; i++) {
+        freeReplyObject(cmd("FLUSHALL"));
+        freeReplyObject(cmd("ACL SETUSER half%d on >pw ~* &* +@all -%s", i, denied[i]));
+        char url[96];
+        snprintf(url, sizeof(url), "redis://half%d:pw@127.0.0.1:%d", i, srv.port);
+        struct kpi_sink s = new_sink_at(url, 0);
+        struct kt_fixture f;
+        fx_init(&f, "1m/5s", 0, 0);
+        feed_example(&f, T0);
+        cr_assert_eq(fx_flush(&f, &s, T0 + 9000), 0);
+        int64_t revenue = hget_i64(k("kpi:1m_5s:all:all"), "revenue");
+        fx_add(&f, (struct kt_event){KPI_EV_USAGE, T0 + 9100, "6", "eu-west", "prepaid", 1000000});
+        cr_assert_eq(fx_flush(&f, &s, T0 + 9100), 0, "-%s: the second flush would be hot",
+                     denied[i]);
+        cr_assert_eq(stats(&s).hot_cells, 0, "-%s", denied[i]);
+        cr_assert_eq(hget_i64(k("kpi:1m_5s:all:all"), "events"), 8, "-%s", denied[i]);
+        cr_assert_eq(hget_i64(k("kpi:1m_5s:all:all"), "revenue"), revenue + 1000000, "-%s",
+                     denied[i]);
+        cr_assert_eq(hget_i64(k("offsets"), "events:0"), 8, "-%s", denied[i]);
+        kpi_sink_destroy(&s);
+        kt_fx_fini(&f);
+    }
+}

@@ -48,6 +48,7 @@ void kpi_redis_conn_init(struct kpi_redis_conn *c, const char *script)
     c->n_nodes = 1; /* node 0: the seed, the configured address */
     c->script = script;
     c->lib = NULL;
+    c->probe_multi = c->multi_refused = 0;
     c->lib_name[0] = c->fn[0] = '\0';
     if (script) {
         uint64_t h = kpi_murmur64a(script, strlen(script), 0);
@@ -126,7 +127,8 @@ static int conn_error(struct kpi_redis_conn *c, int node, char *errstr, size_t e
     return KPI_ERR_IO;
 }
 
-/* AUTH, SELECT (standalone seed only) and FUNCTION LOAD in one round trip. */
+/* AUTH, SELECT (standalone seed only), FUNCTION LOAD and the MULTI/EXEC
+ * probe in one round trip. */
 static int node_connect(struct kpi_redis_conn *c, int i, char *errstr, size_t errsz)
 {
     struct kpi_redis_node *n = &c->nodes[i];
@@ -142,7 +144,7 @@ static int node_connect(struct kpi_redis_conn *c, int i, char *errstr, size_t er
         return conn_error(c, i, errstr, errsz, "connect");
     if (redisSetTimeout(n->ctx, tv_ms(c->command_timeout_ms)) != REDIS_OK)
         return conn_error(c, i, errstr, errsz, "set timeout");
-    const char *what[3];
+    const char *what[5];
     int k = 0;
     if (c->addr.password) {
         if (c->addr.user)
@@ -163,13 +165,27 @@ static int node_connect(struct kpi_redis_conn *c, int i, char *errstr, size_t er
         redisAppendCommand(n->ctx, "FUNCTION LOAD REPLACE %s", c->lib);
         what[k++] = "FUNCTION LOAD";
     }
+    if (c->probe_multi) {
+        redisAppendCommand(n->ctx, "MULTI");
+        what[k++] = "MULTI";
+        redisAppendCommand(n->ctx, "EXEC");
+        what[k++] = "EXEC";
+    }
     int err = 0;
     for (int j = 0; j < k; j++) {
         void *rv = NULL;
         if (redisGetReply(n->ctx, &rv) != REDIS_OK)
             return conn_error(c, i, errstr, errsz, "connect handshake");
         redisReply *r = rv;
-        if (!err && r->type == REDIS_REPLY_ERROR) {
+        int probe = strcmp(what[j], "MULTI") == 0 || strcmp(what[j], "EXEC") == 0;
+        if (!err && probe && r->type == REDIS_REPLY_ERROR &&
+            (strstr(r->str, "NOPERM") || c->multi_refused)) {
+            /* Refused by the ACL: MULTI (then EXEC fails "without MULTI"),
+             * or EXEC ("EXECABORT ... NOPERM": Redis discards the
+             * transaction, the connection is not left inside it). */
+            c->multi_refused = 1;
+            c->probe_multi = 0;
+        } else if (!err && r->type == REDIS_REPLY_ERROR) {
             err = kpi_seterr(errstr, errsz, KPI_ERR_IO, "redis %s: %s: %.*s", c->url, what[j],
                              (int)r->len, r->str);
         } else if (!err && strcmp(what[j], "FUNCTION LOAD") == 0) {

@@ -44,6 +44,13 @@ struct kpi_redis_conn {
     char lib_name[32]; /* "kpistream_" + 16 hex digits */
     char fn[40];       /* "kpistream_flush_" + the same digits: what FCALL names */
     char *lib;         /* the library's code, made on the first connection */
+    /* Try an empty MULTI/EXEC on every new connection (the hot path's
+     * transactions).  An ACL that allows WATCH but refuses MULTI would
+     * otherwise let the commands meant for a transaction run one by one
+     * (a refused EXEC discards the transaction).  Refused (NOPERM):
+     * multi_refused is set for good, probing stops, and the caller must not
+     * send MULTI on this set of connections. */
+    int probe_multi, multi_refused;
     struct kpi_redis_node nodes[KPI_REDIS_MAX_NODES];
     int n_nodes;
     int16_t slot_node[KPI_REDIS_SLOTS]; /* -1: ask the seed */

@@ -1433,14 +1433,21 @@ static int take_step1(struct call *c, int *err, char *errstr, size_t errsz)
     struct hot_state *h = c->h;
     const struct kpi_windows *ws = s->windows;
     const redisReply *watch = h->rep[0];
-    if (watch->type == REDIS_REPLY_ERROR && strncmp(watch->str, "NOPERM", 6) == 0) {
-        /* An ACL without @transaction (an older scripts/redis-acl.sh): the
-         * script alone is exact too, so use it from now on. */
+    static const char refused[] = "NOPERM: MULTI or EXEC refused";
+    int no_watch = watch->type == REDIS_REPLY_ERROR && strncmp(watch->str, "NOPERM", 6) == 0;
+    if (no_watch || s->conn.multi_refused) {
+        /* An ACL without @transaction (an older scripts/redis-acl.sh), or
+         * one that allows WATCH but not MULTI or EXEC (the connection's
+         * probe, conn.h): the script alone is exact too, so use it from now
+         * on. */
         kpi_log(KPI_LOG_WARN, "redis",
                 "%s: the Redis user may not use transactions (%.*s): the hot path is off, every "
                 "flush goes through the script alone; allow +@transaction (scripts/redis-acl.sh)",
-                s->url, (int)watch->len, watch->str);
+                s->url, no_watch ? (int)watch->len : (int)strlen(refused),
+                no_watch ? watch->str : refused);
         s->hot_on = 0;
+        if (!no_watch)
+            unwatch(c);
         return HOT_FALLBACK;
     }
     for (size_t i = 0; i < 3; i++) {

@@ -1233,6 +1233,7 @@ struct kpi_sink kpi_sink_redis_new(const struct kpi_redis_conf *conf, char *errs
     s->active_refresh_ms =
         conf && conf->active_refresh_ms >= 0 ? conf->active_refresh_ms : def.active_refresh_ms;
     s->hot_on = conf ? !conf->no_hot_path : 1;
+    s->conn.probe_multi = s->hot_on;
     s->sketch_cache_bytes =
         conf && conf->sketch_cache_bytes >= 0 ? conf->sketch_cache_bytes : def.sketch_cache_bytes;
 #undef OR_DEFAULT
