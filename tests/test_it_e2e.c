@@ -956,6 +956,18 @@ Test(e2e, three_instances_share_a_redis_cluster_through_a_failover_with_exact_to
                  "(bash scripts/services.sh up redis-cluster)",
                  port);
 
+    /* The third instance's seed is a replica (the address an operator
+     * configured, after a failover demoted that node): it loads nothing
+     * there (READONLY) and follows MOVED to the masters. */
+    int seed_replica = -1;
+    for (int p = port; p <= port + 5 && seed_replica < 0; p++) {
+        char q[128];
+        snprintf(q, sizeof(q), "redis-cli -p %d role | head -1 | grep -qx slave", p);
+        if (kt_sh(q) == 0)
+            seed_replica = p;
+    }
+    cr_assert_geq(seed_replica, 0, "the cluster has a replica");
+
     char topic[128], group[160], out[3][256];
     struct kpi_gen_truth truth;
     const uint64_t N = 200000;
@@ -964,7 +976,7 @@ Test(e2e, three_instances_share_a_redis_cluster_through_a_failover_with_exact_to
     pid_t pid[3];
     for (int i = 0; i < 3; i++) {
         snprintf(out[i], sizeof(out[i]), "/tmp/kpi-e2e-cl-%d-%d.out", (int)getpid(), i);
-        pid[i] = start_daemon_at(port, topic, group, 0, 0, out[i]);
+        pid[i] = start_daemon_at(i == 2 ? seed_replica : port, topic, group, 0, 0, out[i]);
     }
     int64_t deadline = kpi_mono_ms() + 120000;
     while (!(file_has(out[0], "assigned") && file_has(out[1], "assigned") &&

@@ -185,6 +185,12 @@ static int node_connect(struct kpi_redis_conn *c, int i, char *errstr, size_t er
              * transaction, the connection is not left inside it). */
             c->multi_refused = 1;
             c->probe_multi = 0;
+        } else if (!err && r->type == REDIS_REPLY_ERROR && strcmp(what[j], "FUNCTION LOAD") == 0 &&
+                   strncmp(r->str, "READONLY", 8) == 0) {
+            /* A replica (a cluster seed that a failover demoted): it
+             * redirects what is sent to it (MOVED), or answers READONLY
+             * to the flush itself, which forgets it.  Functions reach a
+             * replica by replication; the master's connection loads it. */
         } else if (!err && r->type == REDIS_REPLY_ERROR) {
             err = kpi_seterr(errstr, errsz, KPI_ERR_IO, "redis %s: %s: %.*s", c->url, what[j],
                              (int)r->len, r->str);

@@ -17,9 +17,9 @@
  *
  * One call, on the key group's node, on one connection:
  *   1. WATCH offsets meta; HMGET offsets <ranges>; HMGET meta <marks>;
- *      FUNCTION LIST of the flush function's library.  The fence is checked
- *      here exactly as the script
- *      does: a replay or a conflict ends the call (UNWATCH).
+ *      FUNCTION LIST of the flush function's library.  The fence is
+ *      checked here exactly as the script does: a replay or a conflict
+ *      ends the call (UNWATCH).
  *   2. Per window whose head does not move, the values whose every cell of
  *      the call is plain (see hot_cell_ok) are candidates; their bucket
  *      fields, rolling hashes and base gauges are read.  A candidate whose
@@ -52,8 +52,8 @@
  * sketch error, as the script's pcall does), or "Function not found" if an
  * operator deletes the function library between step 1 and EXEC (the
  * script cache is not used: SCRIPT FLUSH cannot do that); take_exec never
- * retries such a transaction.  Counters cannot
- * overflow: sums saturate here, in int64, as the script's do.
+ * retries such a transaction.  Counters cannot overflow: sums saturate
+ * here, in int64, as the script's do.
  *
  * The script sees the candidates' values as members of the call (so they
  * are "written by this call", not trailing recounts) but not their cells;
