@@ -936,6 +936,18 @@ static void readers_agree_on_the_cluster(struct kpi_redis_conn *c, const char *u
     kpi_dims_fini(&dims);
 }
 
+/* The first of the cluster's six nodes from `port` that is a replica, or -1. */
+static int first_replica(int port)
+{
+    for (int p = port; p <= port + 5; p++) {
+        char q[128];
+        snprintf(q, sizeof(q), "redis-cli -p %d role | head -1 | grep -qx slave", p);
+        if (kt_sh(q) == 0)
+            return p;
+    }
+    return -1;
+}
+
 Test(e2e, three_instances_share_a_redis_cluster_through_a_failover_with_exact_totals)
 {
     const int port = cluster_port();
@@ -959,13 +971,7 @@ Test(e2e, three_instances_share_a_redis_cluster_through_a_failover_with_exact_to
     /* The third instance's seed is a replica (the address an operator
      * configured, after a failover demoted that node): it loads nothing
      * there (READONLY) and follows MOVED to the masters. */
-    int seed_replica = -1;
-    for (int p = port; p <= port + 5 && seed_replica < 0; p++) {
-        char q[128];
-        snprintf(q, sizeof(q), "redis-cli -p %d role | head -1 | grep -qx slave", p);
-        if (kt_sh(q) == 0)
-            seed_replica = p;
-    }
+    int seed_replica = first_replica(port);
     cr_assert_geq(seed_replica, 0, "the cluster has a replica");
 
     char topic[128], group[160], out[3][256];
@@ -997,13 +1003,7 @@ Test(e2e, three_instances_share_a_redis_cluster_through_a_failover_with_exact_to
     /* A failover while they write: a replica takes over from its master
      * (CLUSTER FAILOVER waits until it has every write); the old master
      * becomes its replica and answers MOVED to what the sinks send it. */
-    int replica = -1;
-    for (int p = port; p <= port + 5 && replica < 0; p++) {
-        char q[128];
-        snprintf(q, sizeof(q), "redis-cli -p %d role | head -1 | grep -qx slave", p);
-        if (kt_sh(q) == 0)
-            replica = p;
-    }
+    int replica = first_replica(port);
     cr_assert_geq(replica, 0, "the cluster has a replica");
     char q[160], promoted[160];
     snprintf(q, sizeof(q), "redis-cli -p %d cluster failover | grep -q OK", replica);
