@@ -435,6 +435,31 @@ size_t kpi_hll_serialize(const struct kpi_hll *h, uint8_t *out, size_t cap, size
     return KPI_HLL_DENSE_SIZE;
 }
 
+/* One sparse opcode at p[*k] of n bytes: its run of registers and their
+ * value (0 for ZERO and XZERO); *k moves past it.  0, or -1 when an XZERO
+ * lacks its second byte. */
+static int sparse_op(const uint8_t *p, size_t n, size_t *k, uint32_t *run, uint8_t *v)
+{
+    uint8_t op = p[*k];
+    *v = 0;
+    *run = 0;
+    if ((op & 0xc0) == 0x40) {
+        if (*k + 1 >= n)
+            return -1;
+        *run = ((op & 0x3fu) << 8 | p[*k + 1]) + 1;
+        *k += 2;
+        return 0;
+    }
+    if ((op & 0xc0) == 0) {
+        *run = (op & 0x3fu) + 1;
+    } else {
+        *run = (op & 3u) + 1;
+        *v = (uint8_t)(((op >> 2) & 0x1f) + 1);
+    }
+    (*k)++;
+    return 0;
+}
+
 /* Check a Redis HLL string: 0 (dense: *sparse 0; sparse: its opcodes cover
  * exactly the 16384 registers, *sparse 1) or KPI_ERR_PARSE. */
 static int check_string(const uint8_t *in, size_t len, int *sparse)
@@ -444,21 +469,10 @@ static int check_string(const uint8_t *in, size_t len, int *sparse)
     *sparse = in[4] == 1;
     if (!*sparse)
         return len == KPI_HLL_DENSE_SIZE ? 0 : KPI_ERR_PARSE;
-    const uint8_t *p = in + HDR;
-    size_t n = len - HDR;
-    uint32_t idx = 0;
-    for (size_t k = 0; k < n;) {
-        uint8_t op = p[k];
-        if ((op & 0xc0) == 0x40) {
-            if (k + 1 >= n)
-                return KPI_ERR_PARSE;
-            idx += ((op & 0x3fu) << 8 | p[k + 1]) + 1;
-            k += 2;
-        } else {
-            idx += (op & 0xc0) == 0 ? (op & 0x3fu) + 1 : (op & 3u) + 1;
-            k++;
-        }
-        if (idx > KPI_HLL_REGISTERS)
+    uint32_t idx = 0, run;
+    uint8_t v;
+    for (size_t k = 0; k < len - HDR;) {
+        if (sparse_op(in + HDR, len - HDR, &k, &run, &v) || (idx += run) > KPI_HLL_REGISTERS)
             return KPI_ERR_PARSE;
     }
     return idx == KPI_HLL_REGISTERS ? 0 : KPI_ERR_PARSE;
@@ -491,24 +505,16 @@ static int load_dense(struct kpi_hll *h, const uint8_t *p, int replace)
 /* h ∪= a checked sparse string: only its value runs touch h. */
 static int load_sparse(struct kpi_hll *h, const uint8_t *p, size_t n)
 {
-    uint32_t idx = 0;
+    uint32_t idx = 0, run;
+    uint8_t v;
     for (size_t k = 0; k < n;) {
-        uint8_t op = p[k];
-        if ((op & 0xc0) == 0) {
-            idx += (op & 0x3fu) + 1;
-            k++;
-        } else if ((op & 0xc0) == 0x40) {
-            idx += ((op & 0x3fu) << 8 | p[k + 1]) + 1;
-            k += 2;
-        } else {
-            uint8_t v = (uint8_t)(((op >> 2) & 0x1f) + 1);
-            for (uint32_t r = 0; r < (op & 3u) + 1; r++) {
-                int err = set_reg(h, idx++, v);
-                if (err < 0)
-                    return err;
-            }
-            k++;
+        sparse_op(p, n, &k, &run, &v); /* checked: cannot fail */
+        for (uint32_t r = 0; v && r < run; r++) {
+            int err = set_reg(h, idx + r, v);
+            if (err < 0)
+                return err;
         }
+        idx += run;
     }
     return 0;
 }
