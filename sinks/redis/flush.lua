@@ -88,6 +88,12 @@ KF[NC + 2] = '_ms'
 KF[NC + 3] = '_p'
 local HLL_DENSE_SIZE = 12304
 local PFCOUNT_MAX_BUCKETS = 12 -- longer windows count through a window sketch
+-- A rebuilt value whose buckets are all new in this call and hold at most
+-- this many bytes of sparse sketches gets its window sketch by a sparse
+-- PFMERGE: at most ~64 registers, a few us, where the dense rebuild below
+-- costs ~40 us per value (most of a new group's first flush at 10 000
+-- values; bench/RESULTS.md).
+local SPARSE_MERGE_MAX = 128
 
 -- Interpreter time, not Redis commands, dominates a big flush: the hot
 -- loops below avoid per-field work for counters that did not change.
@@ -571,7 +577,7 @@ local function process_window(w, base_changed)
     local function touch(m)
         local t = T[m]
         if not t then
-            t = {acc = {}, merge = {}, leave = false, broken = false}
+            t = {acc = {}, merge = {}, fresh = {}, leave = false, broken = false}
             T[m] = t
         end
         return t
@@ -677,6 +683,8 @@ local function process_window(w, base_changed)
             local acc = t.acc
             for q = 1, nf do acc_add(acc, idx[q], ARGV[vp + q - 1], 1) end
             t.merge[sb] = true
+            -- a bucket this call made, with a sparse sketch: its size
+            if new and string.byte(sk, 5) == 1 then t.fresh[sb] = #sk end
         end
         if c_old and b < c_old then amend[#amend + 1] = {m, sb} end
     end
@@ -709,16 +717,21 @@ local function process_window(w, base_changed)
             -- delta's included, it was written above).
             rebuilds = rebuilds + 1
             redis.call('DEL', kk)
-            local acc = {}
+            local acc, have, small = {}, {}, 0
             for b = lo_data, H, slide do
-                local v = redis.call('HMGET', pb .. m .. ':' .. bs(b), unpack(CF))
+                local sb = bs(b)
+                local v = redis.call('HMGET', pb .. m .. ':' .. sb, unpack(CF))
                 if v[1] ~= false then
                     for i = 1, NC do
                         local s = v[i]
                         if s and s ~= '0' then acc_add(acc, i, s, 1) end
                     end
+                    have[#have + 1] = ph .. m .. ':' .. sb
+                    small = small and t.fresh[sb] and small + t.fresh[sb]
                 end
             end
+            t.have = have
+            t.small = small and small <= SPARSE_MERGE_MAX
             c = write_acc(kk, {}, acc, hset, true)
             cur = {}
         else
@@ -754,7 +767,10 @@ local function process_window(w, base_changed)
                             now - last >= stale_ms * (1000 + (phase[m] or 500)) / 2000
             if due then
                 if via_ws then
-                    if pend == '*' or redis.call('EXISTS', wsk) == 0 then
+                    if rebuilt and t.small then
+                        redis.call('DEL', wsk)
+                        if #t.have > 0 then hll('PFMERGE', wsk, unpack(t.have)) end
+                    elseif pend == '*' or redis.call('EXISTS', wsk) == 0 then
                         redis.call('DEL', wsk)
                         ensure_tmp0()
                         local keys = {tmp0}
