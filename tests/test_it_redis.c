@@ -2024,6 +2024,65 @@ Test(redis_sink, a_user_without_transactions_gets_the_script_alone)
     kt_fx_fini(&f);
 }
 
+/* The same ACL change made while the sink is connected (its probe ran
+ * long before): MULTI or EXEC refused in the middle of a hot flush must not
+ * let the queued writes run one by one, nor leave the connection inside a
+ * MULTI.  The flush goes through the script alone, and every total stays
+ * exact. */
+Test(redis_sink, transactions_refused_after_connecting_fall_back_to_the_script_alone)
+{
+    static const char *const denied[] = {"multi", "exec"};
+    for (int i = 0; i < 2; i++) {
+        freeReplyObject(cmd("FLUSHALL"));
+        freeReplyObject(cmd("ACL SETUSER later%d on >pw ~* &* +@all", i));
+        char url[96];
+        snprintf(url, sizeof(url), "redis://later%d:pw@127.0.0.1:%d", i, srv.port);
+        struct kpi_sink s = new_sink_at(url, 0);
+        struct kt_fixture f;
+        fx_init(&f, "1m/5s", 0, 0);
+        active_refresh_ms = 86400000; /* later flushes are all hot: nothing due */
+        feed_example(&f, T0);
+        cr_assert_eq(fx_flush(&f, &s, T0 + 9000), 0);
+        fx_add(&f, (struct kt_event){KPI_EV_USAGE, T0 + 9100, "6", "eu-west", "prepaid", 1000000});
+        cr_assert_eq(fx_flush(&f, &s, T0 + 9100), 0);
+        uint64_t hot = stats(&s).hot_cells;
+        cr_assert_gt(hot, 0, "-%s: the second flush went through the hot path", denied[i]);
+        int64_t revenue = hget_i64(k("kpi:1m_5s:all:all"), "revenue");
+        freeReplyObject(cmd("ACL SETUSER later%d -%s", i, denied[i]));
+        freeReplyObject(cmd("CONFIG RESETSTAT"));
+        fx_add(&f, (struct kt_event){KPI_EV_USAGE, T0 + 9200, "7", "eu-west", "prepaid", 1000000});
+        char err[256] = "";
+        int frc = 0;
+        /* the engine retries a failed flush with the same delta */
+        for (int attempt = 0; attempt < 3 && (attempt == 0 || frc); attempt++)
+            frc = kt_fx_flush(&f, &s, T0 + 9200, err, sizeof(err));
+        cr_assert_eq(frc, 0, "-%s: the flush went through (%s)", denied[i], err);
+        /* Nothing ran outside a transaction: a write queued after a refused
+         * MULTI would have run at once, and its EXEC failed with "ERR EXEC
+         * without MULTI"; the only error is the refusal itself (EXEC's
+         * discards the transaction whole). */
+        redisReply *es = cmd("INFO errorstats");
+        cr_assert(
+            strstr(es->str, i == 0 ? "errorstat_NOPERM:count=1" : "errorstat_EXECABORT:count=1"),
+            "-%s: %s", denied[i], es->str);
+        cr_assert(!strstr(es->str, "errorstat_ERR:"), "-%s: %s", denied[i], es->str);
+        freeReplyObject(es);
+        cr_assert_eq(stats(&s).hot_cells, hot, "-%s: nothing more through the hot path", denied[i]);
+        cr_assert_eq(hget_i64(k("kpi:1m_5s:all:all"), "events"), 9, "-%s", denied[i]);
+        cr_assert_eq(hget_i64(k("kpi:1m_5s:all:all"), "revenue"), revenue + 1000000, "-%s",
+                     denied[i]);
+        cr_assert_eq(hget_i64(k("offsets"), "events:0"), 9, "-%s", denied[i]);
+        /* and the connection is usable: not left inside a MULTI */
+        fx_add(&f, (struct kt_event){KPI_EV_USAGE, T0 + 9300, "8", "eu-west", "prepaid", 1000000});
+        cr_assert_eq(fx_flush(&f, &s, T0 + 9300), 0, "-%s", denied[i]);
+        cr_assert_eq(hget_i64(k("kpi:1m_5s:all:all"), "events"), 10, "-%s", denied[i]);
+        cr_assert_eq(hget_i64(k("offsets"), "events:0"), 10, "-%s", denied[i]);
+        active_refresh_ms = 0;
+        kpi_sink_destroy(&s);
+        kt_fx_fini(&f);
+    }
+}
+
 /* An ACL that allows WATCH but refuses MULTI, or EXEC: without the
  * connection's probe the hot path's MULTI would be refused and its writes
  * run one by one (or the connection be left inside a MULTI).  The sink

@@ -27,7 +27,8 @@
  *   2b. The sketches it needs and does not hold (build_step2b): buckets
  *      another writer touched, and the instances of the candidates whose
  *      `active` is due, merged and counted here instead of in Redis.
- *   3. MULTI; the candidates' writes (HSET bucket, SET sketch, or PFMERGE
+ *   3. MULTI, alone (run_transaction: refused, nothing else is sent); the
+ *      candidates' writes (HSET bucket, SET sketch, or PFMERGE
  *      when it could not be read, SADD idx, HSET rolling hash with the
  *      recounted `active`, SET window sketch, ZADD values, and the base
  *      gauge's net adds when the hot path writes every window of the
@@ -1425,6 +1426,19 @@ static void unwatch(struct call *c)
         freeReplyObject(r);
 }
 
+/* Transactions refused by the Redis user's ACL (MULTI or EXEC: NOPERM):
+ * the script alone is exact too, so use it from now on.  What = the
+ * refused command's reply, for the log. */
+static void transactions_refused(struct call *c, const char *what, size_t len)
+{
+    kpi_log(KPI_LOG_WARN, "redis",
+            "%s: the Redis user may not use transactions (%.*s): the hot path is off, every "
+            "flush goes through the script alone; allow +@transaction (scripts/redis-acl.sh)",
+            c->s->url, (int)len, what);
+    c->s->hot_on = 0;
+    c->s->conn.multi_refused = 1;
+}
+
 /* Step 1's replies: the fence (HOT_DONE with *err for a replay or a
  * conflict), the marks.  -1: go on. */
 static int take_step1(struct call *c, int *err, char *errstr, size_t errsz)
@@ -1440,12 +1454,8 @@ static int take_step1(struct call *c, int *err, char *errstr, size_t errsz)
          * one that allows WATCH but not MULTI or EXEC (the connection's
          * probe, conn.h): the script alone is exact too, so use it from now
          * on. */
-        kpi_log(KPI_LOG_WARN, "redis",
-                "%s: the Redis user may not use transactions (%.*s): the hot path is off, every "
-                "flush goes through the script alone; allow +@transaction (scripts/redis-acl.sh)",
-                s->url, no_watch ? (int)watch->len : (int)strlen(refused),
-                no_watch ? watch->str : refused);
-        s->hot_on = 0;
+        transactions_refused(c, no_watch ? watch->str : refused,
+                             no_watch ? watch->len : strlen(refused));
         if (!no_watch)
             unwatch(c);
         return HOT_FALLBACK;
@@ -1555,16 +1565,26 @@ static int push_script(struct call *c)
     return err ? KPI_ERR_NOMEM : 0;
 }
 
-/* The transaction's replies. */
-static int take_exec(struct call *c, size_t n_cmd, int *retry, char *errstr, size_t errsz)
+/* The transaction's replies.  *retry: read again (WATCH failed, or a
+ * queued command was MOVED); *fallback: EXEC was refused by the ACL (the
+ * transaction was discarded whole), the script alone takes the flush. */
+static int take_exec(struct call *c, size_t n_cmd, int *retry, int *fallback, char *errstr,
+                     size_t errsz)
 {
     struct redis_sink *s = c->s;
     struct hot_state *h = c->h;
     const redisReply *x = h->rep[n_cmd - 1];
-    *retry = 0;
+    *retry = *fallback = 0;
     if (x->type == REDIS_REPLY_NIL) {
         s->stats.txn_retries++; /* another writer came first: read again */
         *retry = 1;
+        return 0;
+    }
+    if (x->type == REDIS_REPLY_ERROR && strstr(x->str, "NOPERM") &&
+        strstr(x->str, "'exec' command")) {
+        /* EXECABORT: an ACL changed since the connection's probe */
+        transactions_refused(c, x->str, x->len);
+        *fallback = 1;
         return 0;
     }
     if (x->type == REDIS_REPLY_ERROR) /* refused whole: EXECABORT, OOM, READONLY, ... */
@@ -1644,6 +1664,53 @@ static int ensure_marks(struct redis_sink *s)
         }
     }
     return 0;
+}
+
+/*
+ * Send step 3: MULTI alone first, then the queued writes and EXEC.  Were
+ * MULTI pipelined with the writes and refused (an ACL changed since the
+ * connection's probe), Redis would run each write at once, outside any
+ * transaction.  Alone, a refused MULTI leaves nothing sent: UNWATCH, and
+ * the script alone takes the flush.  The writes go on the connection MULTI
+ * went on (conn.connects unchanged): on another, they would run unqueued.
+ * -1: the writes and EXEC were sent and their replies are in h->rep (with
+ * *err, *sent, *moved as run sets them); else a HOT_ result, *err set.
+ */
+static int run_transaction(struct call *c, int *sent, int *moved, int *err, char *errstr,
+                           size_t errsz)
+{
+    struct redis_sink *s = c->s;
+    struct hot_state *h = c->h;
+    const char **argv = kpi_argv_finish(&h->a);
+    if (!argv || kpi_rs_grow(&h->rep, &h->rep_cap, h->n_cmd, sizeof(*h->rep), 256)) {
+        unwatch(c);
+        *err = kpi_seterr(errstr, errsz, KPI_ERR_NOMEM, "out of memory");
+        return HOT_DONE;
+    }
+    uint64_t connects = s->conn.connects;
+    *err = kpi_redis_conn_pipeline(&s->conn, c->g->slot, 1, h->argc, argv, h->a.alen, h->rep, sent,
+                                   moved, errstr, errsz);
+    *sent = 0; /* MULTI alone writes nothing */
+    if (*err)
+        return HOT_DONE;
+    const redisReply *m = h->rep[0];
+    if (m->type == REDIS_REPLY_ERROR || s->conn.connects != connects) {
+        int refused = m->type == REDIS_REPLY_ERROR && strstr(m->str, "NOPERM") != NULL;
+        if (refused)
+            transactions_refused(c, m->str, m->len);
+        else if (m->type == REDIS_REPLY_ERROR)
+            *err = kpi_rs_reply_error(s, m, errstr, errsz, "MULTI");
+        free_replies(h, 1);
+        if (s->conn.connects != connects)
+            kpi_redis_conn_drop(&s->conn); /* a new connection, inside a MULTI: start afresh */
+        else
+            unwatch(c);
+        return refused ? HOT_FALLBACK : *err ? HOT_DONE : HOT_RETRY;
+    }
+    size_t a0 = (size_t)h->argc[0];
+    *err = kpi_redis_conn_pipeline(&s->conn, c->g->slot, h->n_cmd - 1, h->argc + 1, argv + a0,
+                                   h->a.alen + a0, h->rep + 1, sent, moved, errstr, errsz);
+    return -1;
 }
 
 static int hot_once(struct call *c, int *in_doubt, int *err, char *errstr, size_t errsz)
@@ -1761,7 +1828,9 @@ static int hot_once(struct call *c, int *in_doubt, int *err, char *errstr, size_
         return HOT_DONE;
     }
     int64_t t0 = kpi_mono_us();
-    *err = run(c, &sent, &moved, errstr, errsz);
+    int r3 = run_transaction(c, &sent, &moved, err, errstr, errsz);
+    if (r3 != -1)
+        return r3;
     s->stats.last_call_us = (uint64_t)(kpi_mono_us() - t0);
     s->stats.calls++;
     kpi_rs_sync_conn_stats(s);
@@ -1774,13 +1843,15 @@ static int hot_once(struct call *c, int *in_doubt, int *err, char *errstr, size_
         return HOT_DONE;
     }
     size_t n3 = h->n_cmd;
-    int retry = 0;
+    int retry = 0, fallback = 0;
     if (moved) {
         retry = 1; /* queued commands were refused: EXEC aborted */
     } else {
-        *err = take_exec(c, n3, &retry, errstr, errsz);
+        *err = take_exec(c, n3, &retry, &fallback, errstr, errsz);
     }
     free_replies(h, n3);
+    if (fallback)
+        return HOT_FALLBACK;
     return retry && !*err ? HOT_RETRY : HOT_DONE;
 }
 
