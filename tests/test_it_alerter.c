@@ -211,6 +211,9 @@ Test(alerter, an_evaluation_cut_short_by_a_read_error_is_done_again_for_that_buc
     while (alerts_logged() == 0 && mono_ms() < deadline)
         poll_pause();
     cr_assert_eq(alerts_logged(), 1, "the spike of that bucket is seen once the read works");
+    /* The alerter logs the alert, then moves its mark: wait for both. */
+    while (kpi_alerter_closed(al) != closed && mono_ms() < deadline)
+        poll_pause();
     cr_assert_eq(kpi_alerter_closed(al), closed);
 }
 
