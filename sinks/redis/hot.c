@@ -20,10 +20,14 @@
  *      FUNCTION LIST of the flush function's library.  The fence is
  *      checked here exactly as the script does: a replay or a conflict
  *      ends the call (UNWATCH).
- *   2. Per window whose head does not move, the values whose every cell of
- *      the call is plain (see hot_cell_ok) are candidates; their bucket
- *      fields, rolling hashes and base gauges are read.  A candidate whose
- *      rolling hash is missing (new, expired) goes to the script instead.
+ *   2. Per window, the values whose every cell of the call is plain (see
+ *      hot_cell_ok) are candidates; their bucket fields, rolling hashes and
+ *      base gauges are read.  A candidate whose rolling hash is missing
+ *      (new, expired) goes to the script instead.  When this call moves a
+ *      window's head, the candidates are added to the instance as it
+ *      stands and the script moves the head afterwards, over what they
+ *      wrote (struct hw; docs/exactly-once.md, "A head that moves in the
+ *      same call").
  *   2b. The sketches it needs and does not hold (build_step2b): buckets
  *      another writer touched, and the instances of the candidates whose
  *      `active` is due, merged and counted here instead of in Redis.
@@ -129,10 +133,15 @@ struct gauge {
     int own; /* the hot path applies the value's base entries */
 };
 
-/* Per window: the marks read in step 1. */
+/* Per window: the marks read in step 1.  H and lo bound the instance as
+ * it stands (the head in meta), which is what the hot path adds to; Hn and
+ * lon bound it once this call's watermark has moved the head, which the
+ * script does after the hot writes (and what the monthly KPIs' span is
+ * taken over).  They differ when the head moves. */
 struct hw {
-    int64_t h_old, c_old, f_old, H, lo;
-    int hot; /* the head does not move: candidates possible */
+    int64_t h_old, c_old, f_old, H, lo, Hn, lon;
+    int hot;    /* candidates possible */
+    int moving; /* the head moves in this call: the script moves it */
 };
 
 struct hot_state {
@@ -911,8 +920,8 @@ static int build_step2b(struct call *c)
         x->rc_n = 0;
         x->rc_ws = 0;
         x->recounted = 0;
-        if (x->slow || !x->in_inst || !x->due)
-            continue;
+        if (x->slow || !x->in_inst || !x->due || c->win[x->w].moving)
+            continue; /* moving: the script recounts over the moved instance */
         const struct kpi_window_spec *spec = &ws->w[x->w];
         const struct hw *hw = &c->win[x->w];
         const redisReply *p = h->rep[x->kk_rep]->element[KPI_NCOUNTERS + 2];
@@ -1219,10 +1228,11 @@ static int write_rolling(struct call *c, struct hv *x, uint64_t *saturated)
         x->due = 0;
         h->recounts++;
     }
-    /* The span of the monthly KPIs (flush.lua, step 4). */
-    int64_t lo_data = lo_data_of(hw);
+    /* The span of the monthly KPIs (flush.lua, step 4), over the instance
+     * as the script leaves it: the head moved. */
+    int64_t lo_data = hw->lon > hw->f_old ? hw->lon : hw->f_old;
     int64_t start = c->since > lo_data ? c->since : lo_data;
-    int64_t stop = hw->H + spec->slide_ms;
+    int64_t stop = hw->Hn + spec->slide_ms;
     if (c->clock_max != NO_MS && c->clock_max < stop)
         stop = c->clock_max;
     int64_t floor_ms = spec->slide_ms < 60000 ? spec->slide_ms : 60000;
@@ -1535,14 +1545,16 @@ static int take_step1(struct call *c, int *err, char *errstr, size_t errsz)
         if (!parse_i64(meta->element[3 + 3 * w], &hw->c_old))
             hw->c_old = NO_MS;
         int has_f = parse_i64(meta->element[4 + 3 * w], &hw->f_old);
-        hw->H = has_h ? hw->h_old : NO_MS;
+        hw->H = hw->Hn = has_h ? hw->h_old : NO_MS;
         if (wm != INT64_MIN && wm + ws->lateness_ms >= 0) {
             int64_t hc = kpi_bucket_start(wm + ws->lateness_ms, spec->slide_ms);
-            if (hw->H == NO_MS || hc > hw->H)
-                hw->H = hc;
+            if (hw->Hn == NO_MS || hc > hw->Hn)
+                hw->Hn = hc;
         }
-        hw->hot = c->has_since && has_h && has_f && hw->H == hw->h_old;
+        hw->hot = c->has_since && has_h && has_f;
+        hw->moving = hw->Hn != hw->H;
         hw->lo = hw->H == NO_MS ? NO_MS : hw->H - spec->size_ms + spec->slide_ms;
+        hw->lon = hw->Hn == NO_MS ? NO_MS : hw->Hn - spec->size_ms + spec->slide_ms;
     }
     return -1;
 }
