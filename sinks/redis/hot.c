@@ -1722,6 +1722,8 @@ static int run_transaction(struct call *c, int *sent, int *moved, int *err, char
     size_t a0 = (size_t)h->argc[0];
     *err = kpi_redis_conn_pipeline(&s->conn, c->g->slot, h->n_cmd - 1, h->argc + 1, argv + a0,
                                    h->a.alen + a0, h->rep + 1, sent, moved, errstr, errsz);
+    if (*err)
+        free_replies(h, 1); /* the pipeline freed its own; MULTI's is ours */
     return -1;
 }
 
