@@ -1891,7 +1891,9 @@ static void run_workload(int hot, int64_t refresh, int two, int spread)
     int64_t t = T0;
     uint32_t x = 7;
     for (int round = 0; round < 40; round++) {
-        int nvals = round < 20 ? 12 : 6; /* values that go quiet */
+        /* values that go quiet; with spread, for long enough to leave the
+         * 20 s window (their rolling hashes go), then they come back */
+        int nvals = spread ? (round < 16 || round >= 32 ? 12 : 6) : round < 20 ? 12 : 6;
         for (int e = 0; e < 30; e++) {
             x = x * 1103515245u + 12345u;
             char sub[16], region[8], plan[8];
@@ -1908,6 +1910,15 @@ static void run_workload(int hot, int64_t refresh, int two, int spread)
         }
         if (round % 10 == 5)
             fx_base(&f, t, "r1", "p2", 1000 + (uint64_t)round);
+        if (spread && round == 25) {
+            /* A rolling hash gone while its buckets stay (as when it
+             * expires): the next flush makes it again from them. */
+            redisReply *r = cmd("KEYS *:kpi:*:region:r1");
+            cr_assert_gt(r->elements, 0);
+            for (size_t i = 0; i < r->elements; i++)
+                freeReplyObject(cmd("DEL %s", r->element[i]->str));
+            freeReplyObject(r);
+        }
         int64_t wm = spread ? t - 30000 : t - 1000;
         cr_assert_eq(fx_flush(&f, &s, wm), 0, "round %d", round);
         if (two)
@@ -1926,6 +1937,8 @@ static void run_workload(int hot, int64_t refresh, int two, int spread)
                      st.sketch_sets + st.sketch_merges);
         if (refresh == 0)
             cr_assert_gt(st.hot_recounts, 0, "the hot path counted `active` itself");
+        if (spread)
+            cr_assert_gt(st.rebuilds, 0, "rolling hashes were made again");
         if (two) {
             struct kpi_redis_stats st2 = stats(&s2);
             cr_assert_gt(st.sketch_reads + st2.sketch_reads, 0,

@@ -23,14 +23,16 @@
  *   2. Per window, the values whose every cell of the call is plain (see
  *      hot_cell_ok) are candidates; their bucket fields, rolling hashes and
  *      base gauges are read.  A candidate whose rolling hash is missing
- *      (new, expired) goes to the script instead.  When this call moves a
+ *      (new, expired) is made again from its buckets (step 2b reads them),
+ *      unless this call moves the window's head.  When this call moves a
  *      window's head, the candidates are added to the instance as it
  *      stands and the script moves the head afterwards, over what they
  *      wrote (struct hw; docs/exactly-once.md, "A head that moves in the
  *      same call").
  *   2b. The sketches it needs and does not hold (build_step2b): buckets
  *      another writer touched, and the instances of the candidates whose
- *      `active` is due, merged and counted here instead of in Redis.
+ *      `active` is due, merged and counted here instead of in Redis; and
+ *      for a rolling hash made again, every bucket's counters.
  *   3. MULTI, alone (run_transaction: refused, nothing else is sent); the
  *      candidates' writes (HSET bucket, SET sketch, or PFMERGE
  *      when it could not be read, SADD idx, HSET rolling hash with the
@@ -100,6 +102,9 @@ struct hv {
     uint32_t rc_n;     /* ... and how many */
     int rc_ws;         /* the first GET is its window sketch (ws:) */
     int64_t events;    /* its rolling `events` after this call */
+    int rebuild;       /* its rolling hash is missing: made here from its buckets */
+    size_t rb_rep;     /* step 2b: the HMGET of its first bucket's counters */
+    uint32_t rb_n;     /* ... and how many */
     uint32_t znext;    /* the next candidate of its leaderboard (window, set) */
     int64_t acc[KPI_NCOUNTERS];
 };
@@ -176,7 +181,7 @@ struct hot_state {
     size_t grep_cap, n_grep;
     struct kpi_hll acc; /* a recount's union */
     int acc_init;
-    uint64_t reads, recounts; /* of this transaction, counted when it applies */
+    uint64_t reads, recounts, rebuilds; /* of this transaction, counted when it applies */
 };
 
 /* ---- commands ---- */
@@ -787,9 +792,13 @@ static void demote(struct call *c)
         if (x->slow || !x->in_inst)
             continue;
         const redisReply *r = h->rep[x->kk_rep];
-        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != KPI_NCOUNTERS + 3 ||
-            is_nil(r->element[0]))
-            x->slow = 1; /* missing (expired, new): the script rebuilds it */
+        x->rebuild = 0;
+        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != KPI_NCOUNTERS + 3)
+            x->slow = 1; /* an error reply: let the script meet it */
+        else if (is_nil(r->element[0]) && c->win[x->w].moving)
+            x->slow = 1; /* missing, and the head moves: the script rebuilds it */
+        else if (is_nil(r->element[0]))
+            x->rebuild = x->due = 1; /* missing (new, expired): rebuilt here (step 2b) */
         else
             x->due = recount_due(c, &ws->w[x->w], r->element[KPI_NCOUNTERS],
                                  r->element[KPI_NCOUNTERS + 1], x->key);
@@ -852,6 +861,18 @@ static int push_get(struct hot_state *h, const char *prefix, const struct part *
         return KPI_ERR_NOMEM;
     h->gargc[h->n_grep++] = 2;
     return kpi_argv_str(&h->ga, "GET") || push_key(&h->ga, prefix, parts, n) ? KPI_ERR_NOMEM : 0;
+}
+
+/* HMGET of a bucket hash's counters (a rebuild's sum). */
+static int push_counters(struct hot_state *h, const char *prefix, const struct part *parts, int n)
+{
+    if (kpi_rs_grow(&h->gargc, &h->gargc_cap, h->n_grep + 1, sizeof(*h->gargc), 256))
+        return KPI_ERR_NOMEM;
+    h->gargc[h->n_grep++] = 2 + KPI_NCOUNTERS;
+    int err = kpi_argv_str(&h->ga, "HMGET") || push_key(&h->ga, prefix, parts, n);
+    for (int q = 0; q < KPI_NCOUNTERS && !err; q++)
+        err = kpi_argv_str(&h->ga, kpi_counter_names[q]);
+    return err ? KPI_ERR_NOMEM : 0;
 }
 
 /* `_p`, the buckets not yet merged into the window sketch: 1 when it is a
@@ -917,7 +938,7 @@ static int build_step2b(struct call *c)
     for (size_t i = 0; i < h->n_hv && !err; i++) {
         struct hv *x = &h->hv[i];
         x->rc_rep = NO_REP;
-        x->rc_n = 0;
+        x->rc_n = x->rb_n = 0;
         x->rc_ws = 0;
         x->recounted = 0;
         if (x->slow || !x->in_inst || !x->due || c->win[x->w].moving)
@@ -927,7 +948,7 @@ static int build_step2b(struct call *c)
         const redisReply *p = h->rep[x->kk_rep]->element[KPI_NCOUNTERS + 2];
         size_t plen = p->type == REDIS_REPLY_STRING ? p->len : 0;
         const char *pstr = plen ? p->str : "";
-        int all = !via_ws(spec) || (plen == 1 && pstr[0] == '*');
+        int all = x->rebuild || !via_ws(spec) || (plen == 1 && pstr[0] == '*');
         if (!all && !pend_ok(pstr, plen))
             continue; /* not ours to read: the script recounts it */
         const char *set = dims->sets[x->key >> 32].name;
@@ -955,6 +976,17 @@ static int build_step2b(struct call *c)
             }
         }
         x->rc_n = (uint32_t)(h->n_grep - x->rc_rep);
+        if (!x->rebuild)
+            continue;
+        /* A rebuild also sums the counters of every bucket of the instance
+         * (flush.lua, step 4: the rolling hash made from its buckets). */
+        struct part bk[] = {str_part("b"), str_part(spec->id), str_part(set), {val, vl}, {b, 0}};
+        x->rb_rep = h->n_grep;
+        for (int64_t bb = lo_data_of(hw); bb <= hw->H && !err; bb += spec->slide_ms) {
+            bk[4].len = (size_t)snprintf(b, sizeof(b), "%" PRId64, bb);
+            err = push_counters(h, c->g->prefix, bk, 5);
+        }
+        x->rb_n = (uint32_t)(h->n_grep - x->rb_rep);
     }
     return err ? KPI_ERR_NOMEM : 0;
 }
@@ -1206,15 +1238,38 @@ static int write_rolling(struct call *c, struct hv *x, uint64_t *saturated)
     const redisReply *cur = h->rep[x->kk_rep];
     struct kpi_counters cn;
     int err = 0;
+    struct part kk[] = {str_part("kpi"), str_part(spec->id), str_part(set), {val, vl}};
+    int64_t was[KPI_NCOUNTERS];
+    for (int i = 0; i < KPI_NCOUNTERS; i++) {
+        was[i] = 0;
+        parse_i64(cur->element[i], &was[i]);
+    }
+    if (x->rebuild) {
+        /* Made from the instance's buckets as Redis holds them, plus this
+         * call's cells (flush.lua, step 4, rebuilt): every counter written,
+         * zeros included, over whatever the key held. */
+        for (uint32_t k = 0; k < x->rb_n; k++) {
+            const redisReply *r = h->grep[x->rb_rep + k];
+            for (int i = 0;
+                 i < KPI_NCOUNTERS && r->type == REDIS_REPLY_ARRAY && r->elements == KPI_NCOUNTERS;
+                 i++) {
+                int64_t v;
+                if (parse_i64(r->element[i], &v))
+                    was[i] = sat_add(was[i], v, saturated);
+            }
+        }
+        cmd_begin(h);
+        err |= kpi_argv_str(a, "DEL");
+        err |= push_key(a, c->g->prefix, kk, 4);
+        err |= cmd_end(h);
+        h->rebuilds++;
+    }
     cmd_begin(h);
     err |= kpi_argv_str(a, "HSET");
-    struct part kk[] = {str_part("kpi"), str_part(spec->id), str_part(set), {val, vl}};
     err |= push_key(a, c->g->prefix, kk, 4);
     for (int i = 0; i < KPI_NCOUNTERS; i++) {
-        int64_t was = 0;
-        parse_i64(cur->element[i], &was);
-        cn.v[i] = x->acc[i] ? sat_add(was, x->acc[i], saturated) : was;
-        if (x->acc[i]) {
+        cn.v[i] = x->acc[i] ? sat_add(was[i], x->acc[i], saturated) : was[i];
+        if (x->acc[i] || x->rebuild) {
             err |= kpi_argv_str(a, kpi_counter_names[i]);
             err |= kpi_argv_i64(a, cn.v[i]);
         }
@@ -1264,6 +1319,9 @@ static int write_rolling(struct call *c, struct hv *x, uint64_t *saturated)
         err |= kpi_argv_i64(a, active);
         err |= kpi_argv_str(a, "_ms");
         err |= kpi_argv_i64(a, c->now);
+    } else if (x->rebuild) {
+        /* not counted here: the script recounts it (due), from every bucket */
+        err |= kpi_argv_str(a, ws_window ? "*" : "");
     } else if (!ws_window || (plen == 1 && p->str[0] == '*')) {
         err |= kpi_argv_push(a, plen ? p->str : "", plen);
     } else {
@@ -1660,6 +1718,7 @@ static int take_exec(struct call *c, size_t n_cmd, int *retry, int *fallback, ch
     s->stats.hot_cells += h->n_refs;
     s->stats.sketch_reads += h->reads;
     s->stats.hot_recounts += h->recounts;
+    s->stats.rebuilds += h->rebuilds;
     return 0;
 }
 
@@ -1790,7 +1849,7 @@ static int hot_once(struct call *c, int *in_doubt, int *err, char *errstr, size_
     uint64_t saturated = 0;
     cmds_reset(h);
     h->n_refs = h->n_merge = 0;
-    h->reads = h->recounts = 0;
+    h->reads = h->recounts = h->rebuilds = 0;
     cmd_begin(h);
     *err = kpi_argv_str(&h->a, "MULTI");
     *err |= cmd_end(h);
