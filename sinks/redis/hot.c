@@ -1657,8 +1657,17 @@ static int take_exec(struct call *c, size_t n_cmd, int *retry, int *fallback, ch
         *fallback = 1;
         return 0;
     }
-    if (x->type == REDIS_REPLY_ERROR) /* refused whole: EXECABORT, OOM, READONLY, ... */
+    if (x->type == REDIS_REPLY_ERROR) { /* refused whole: EXECABORT, OOM, READONLY, ... */
+        /* EXECABORT names no cause ("previous errors"): the first queued
+         * command Redis refused does (NOPERM for an FCALL the ACL denies,
+         * a wrong argument count, ...), and that is what the operator and
+         * the error counters need. */
+        if (strncmp(x->str, "EXECABORT", 9) == 0)
+            for (size_t i = 1; i + 1 < n_cmd; i++)
+                if (h->rep[i] && h->rep[i]->type == REDIS_REPLY_ERROR)
+                    return kpi_rs_reply_error(s, h->rep[i], errstr, errsz, "EXEC (queueing)");
         return kpi_rs_reply_error(s, x, errstr, errsz, "EXEC");
+    }
     if (x->type != REDIS_REPLY_ARRAY || x->elements != n_cmd - 2)
         return kpi_rs_reply_error(s, NULL, errstr, errsz, "unexpected EXEC reply");
     size_t m = 0;
