@@ -28,7 +28,10 @@
  *      window's head, the candidates are added to the instance as it
  *      stands and the script moves the head afterwards, over what they
  *      wrote (struct hw; docs/exactly-once.md, "A head that moves in the
- *      same call").
+ *      same call").  A window never written to the key group (a new
+ *      group's first flush) is fresh: the hot path sets its head and
+ *      `first:` (and a new group's `since`) itself, first in the
+ *      transaction, and makes every value's rolling hash from the cells.
  *   2b. The sketches it needs and does not hold (build_step2b): buckets
  *      another writer touched, and the instances of the candidates whose
  *      `active` is due, merged and counted here instead of in Redis; and
@@ -147,6 +150,12 @@ struct hw {
     int64_t h_old, c_old, f_old, H, lo, Hn, lon;
     int hot;    /* candidates possible */
     int moving; /* the head moves in this call: the script moves it */
+    /* Nothing of the window was ever written to the key group (no head, no
+     * `first:`): every value is new and no bucket exists.  The hot path
+     * sets the head and `first:` itself (the marks the script would set),
+     * and makes the rolling hashes from this call's cells alone; the
+     * script, after it, finds the head in place. */
+    int fresh;
 };
 
 struct hot_state {
@@ -302,6 +311,7 @@ struct call {
     struct hw win[KPI_MAX_WINDOWS];
     int64_t since, now, clock_max;
     int has_since;
+    int write_since; /* no `since` yet: the hot path writes it (fresh windows) */
     char tok[17];
 };
 
@@ -956,7 +966,9 @@ static int build_step2b(struct call *c)
         const char *val = kpi_dims_value_label(dims, (int)(x->key >> 32), (uint32_t)x->key, &vl);
         struct part hk[] = {str_part("h"), str_part(spec->id), str_part(set), {val, vl}, {b, 0}};
         x->rc_rep = h->n_grep;
-        if (all) {
+        if (hw->fresh) {
+            /* nothing to read: the instance is this call's cells */
+        } else if (all) {
             for (int64_t bb = lo_data_of(hw); bb <= hw->H && !err; bb += spec->slide_ms) {
                 hk[4].len = (size_t)snprintf(b, sizeof(b), "%" PRId64, bb);
                 err = push_get(h, c->g->prefix, hk, 5);
@@ -976,8 +988,8 @@ static int build_step2b(struct call *c)
             }
         }
         x->rc_n = (uint32_t)(h->n_grep - x->rc_rep);
-        if (!x->rebuild)
-            continue;
+        if (!x->rebuild || hw->fresh)
+            continue; /* fresh: no bucket of it exists */
         /* A rebuild also sums the counters of every bucket of the instance
          * (flush.lua, step 4: the rolling hash made from its buckets). */
         struct part bk[] = {str_part("b"), str_part(spec->id), str_part(set), {val, vl}, {b, 0}};
@@ -1092,6 +1104,42 @@ static int since_differs(const struct call *c)
     int moves = all != NO_MS && all < c->since;
     int moves_rest = rest != NO_MS && rest < c->since;
     return moves != moves_rest || (moves && all != rest);
+}
+
+/* The marks of the fresh windows (head, `first:`) and a new group's
+ * `since`, first in the transaction: the script, after the hot writes,
+ * finds them as it would have set them, and moves nothing over the
+ * values made here (flush.lua, steps 2 and 6, and `since`). */
+static int write_marks(struct call *c)
+{
+    struct hot_state *h = c->h;
+    struct kpi_argv *a = &h->a;
+    const struct kpi_windows *ws = c->s->windows;
+    size_t start = a->n;
+    int err = 0;
+    cmd_begin(h);
+    err |= kpi_argv_str(a, "HSET");
+    err |= push_common_keys(c, "meta");
+    char f[KPI_WINDOW_NAME_MAX + 16];
+    for (int w = 0; w < ws->n; w++) {
+        if (!c->win[w].fresh)
+            continue;
+        snprintf(f, sizeof(f), "head:%s", ws->w[w].id);
+        err |= kpi_argv_str(a, f);
+        err |= kpi_argv_i64(a, c->win[w].H);
+        snprintf(f, sizeof(f), "first:%s", ws->w[w].id);
+        err |= kpi_argv_str(a, f);
+        err |= kpi_argv_i64(a, c->win[w].f_old);
+    }
+    if (c->write_since) {
+        err |= kpi_argv_str(a, "since");
+        err |= kpi_argv_i64(a, c->since);
+    }
+    if (a->n - start > 2)
+        err |= cmd_end(h);
+    else
+        a->n = start; /* nothing to set */
+    return err ? KPI_ERR_NOMEM : 0;
 }
 
 static int write_cell(struct call *c, struct hc *y, uint64_t *saturated)
@@ -1592,10 +1640,12 @@ static int take_step1(struct call *c, int *err, char *errstr, size_t errsz)
     }
     int64_t wm = c->d->watermark;
     c->has_since = parse_i64(meta->element[0], &c->since);
+    c->write_since = 0;
     int64_t mw;
     if (!parse_i64(meta->element[1], &mw) || (wm != INT64_MIN && wm > mw))
         mw = wm;
     c->clock_max = mw == INT64_MIN ? NO_MS : mw + ws->lateness_ms;
+    int marked = 0;
     for (int w = 0; w < ws->n; w++) {
         struct hw *hw = &c->win[w];
         const struct kpi_window_spec *spec = &ws->w[w];
@@ -1603,6 +1653,7 @@ static int take_step1(struct call *c, int *err, char *errstr, size_t errsz)
         if (!parse_i64(meta->element[3 + 3 * w], &hw->c_old))
             hw->c_old = NO_MS;
         int has_f = parse_i64(meta->element[4 + 3 * w], &hw->f_old);
+        marked |= has_h || has_f;
         hw->H = hw->Hn = has_h ? hw->h_old : NO_MS;
         if (wm != INT64_MIN && wm + ws->lateness_ms >= 0) {
             int64_t hc = kpi_bucket_start(wm + ws->lateness_ms, spec->slide_ms);
@@ -1610,10 +1661,29 @@ static int take_step1(struct call *c, int *err, char *errstr, size_t errsz)
                 hw->Hn = hc;
         }
         hw->hot = c->has_since && has_h && has_f;
+        hw->fresh = !has_h && !has_f && hw->Hn != NO_MS;
+        if (hw->fresh) {
+            /* the hot path sets the head: its instance is the new one, and
+             * `first:` is this call's earliest cell of the window */
+            hw->H = hw->Hn;
+            hw->f_old = NO_MS;
+            for (uint32_t j = s->kg_starts[w][c->kg]; j < s->kg_starts[w][c->kg + 1]; j++) {
+                int64_t b = s->roll[w].cells[s->order[w][j]].bucket;
+                if (hw->f_old == NO_MS || b < hw->f_old)
+                    hw->f_old = b;
+            }
+            hw->hot = hw->f_old != NO_MS;
+            hw->fresh = hw->hot;
+        }
         hw->moving = hw->Hn != hw->H;
         hw->lo = hw->H == NO_MS ? NO_MS : hw->H - spec->size_ms + spec->slide_ms;
         hw->lon = hw->Hn == NO_MS ? NO_MS : hw->Hn - spec->size_ms + spec->slide_ms;
     }
+    /* A key group without `since` is new only if no window has marks:
+     * else (a group older than `since`) the script alone sets it. */
+    if (!c->has_since && marked)
+        for (int w = 0; w < ws->n; w++)
+            c->win[w].hot = c->win[w].fresh = 0;
     return -1;
 }
 
@@ -1839,6 +1909,12 @@ static int hot_once(struct call *c, int *in_doubt, int *err, char *errstr, size_
             s->hot[h->hc[i].w][h->hc[i].cell] = 1;
             n_hot++;
         }
+    if (!c->has_since) {
+        /* a new group (every hot window fresh): `since` as the script sets
+         * it from all of this call's cells */
+        c->since = call_start(c, 1);
+        c->write_since = c->since != NO_MS;
+    }
     if (n_hot == 0 || since_differs(c)) {
         free_replies(h, n2);
         return HOT_FALLBACK;
@@ -1862,6 +1938,8 @@ static int hot_once(struct call *c, int *in_doubt, int *err, char *errstr, size_
     cmd_begin(h);
     *err = kpi_argv_str(&h->a, "MULTI");
     *err |= cmd_end(h);
+    if (!*err)
+        *err = write_marks(c);
     if (!*err)
         *err = own_bases(c);
     for (size_t i = 0; i < h->n_g && !*err; i++) {
