@@ -23,8 +23,7 @@
  *   2. Per window, the values whose every cell of the call is plain (see
  *      hot_cell_ok) are candidates; their bucket fields, rolling hashes and
  *      base gauges are read.  A candidate whose rolling hash is missing
- *      (new, expired) is made again from its buckets (step 2b reads them),
- *      unless this call moves the window's head.  When this call moves a
+ *      (new, expired) is made again from its buckets (step 2b reads them).  When this call moves a
  *      window's head, the candidates are added to the instance as it
  *      stands and the script moves the head afterwards, over what they
  *      wrote (struct hw; docs/exactly-once.md, "A head that moves in the
@@ -805,10 +804,11 @@ static void demote(struct call *c)
         x->rebuild = 0;
         if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != KPI_NCOUNTERS + 3)
             x->slow = 1; /* an error reply: let the script meet it */
-        else if (is_nil(r->element[0]) && c->win[x->w].moving)
-            x->slow = 1; /* missing, and the head moves: the script rebuilds it */
         else if (is_nil(r->element[0]))
-            x->rebuild = x->due = 1; /* missing (new, expired): rebuilt here (step 2b) */
+            /* missing (new, expired): rebuilt here (step 2b), over the
+             * instance as it stands; when the head moves, the script moves
+             * it over the rebuilt hash, as over any other */
+            x->rebuild = x->due = 1;
         else
             x->due = recount_due(c, &ws->w[x->w], r->element[KPI_NCOUNTERS],
                                  r->element[KPI_NCOUNTERS + 1], x->key);
@@ -951,19 +951,33 @@ static int build_step2b(struct call *c)
         x->rc_n = x->rb_n = 0;
         x->rc_ws = 0;
         x->recounted = 0;
-        if (x->slow || !x->in_inst || !x->due || c->win[x->w].moving)
-            continue; /* moving: the script recounts over the moved instance */
+        if (x->slow || !x->in_inst || !x->due)
+            continue;
         const struct kpi_window_spec *spec = &ws->w[x->w];
         const struct hw *hw = &c->win[x->w];
+        const char *set = dims->sets[x->key >> 32].name;
+        uint32_t vl;
+        const char *val = kpi_dims_value_label(dims, (int)(x->key >> 32), (uint32_t)x->key, &vl);
+        if (x->rebuild && !hw->fresh) {
+            /* A rebuild sums the counters of every bucket of the instance
+             * (flush.lua, step 4: the rolling hash made from its buckets). */
+            struct part bk[] = {
+                str_part("b"), str_part(spec->id), str_part(set), {val, vl}, {b, 0}};
+            x->rb_rep = h->n_grep;
+            for (int64_t bb = lo_data_of(hw); bb <= hw->H && !err; bb += spec->slide_ms) {
+                bk[4].len = (size_t)snprintf(b, sizeof(b), "%" PRId64, bb);
+                err = push_counters(h, c->g->prefix, bk, 5);
+            }
+            x->rb_n = (uint32_t)(h->n_grep - x->rb_rep);
+        }
+        if (hw->moving)
+            continue; /* the script recounts over the moved instance */
         const redisReply *p = h->rep[x->kk_rep]->element[KPI_NCOUNTERS + 2];
         size_t plen = p->type == REDIS_REPLY_STRING ? p->len : 0;
         const char *pstr = plen ? p->str : "";
         int all = x->rebuild || !via_ws(spec) || (plen == 1 && pstr[0] == '*');
         if (!all && !pend_ok(pstr, plen))
             continue; /* not ours to read: the script recounts it */
-        const char *set = dims->sets[x->key >> 32].name;
-        uint32_t vl;
-        const char *val = kpi_dims_value_label(dims, (int)(x->key >> 32), (uint32_t)x->key, &vl);
         struct part hk[] = {str_part("h"), str_part(spec->id), str_part(set), {val, vl}, {b, 0}};
         x->rc_rep = h->n_grep;
         if (hw->fresh) {
@@ -988,17 +1002,6 @@ static int build_step2b(struct call *c)
             }
         }
         x->rc_n = (uint32_t)(h->n_grep - x->rc_rep);
-        if (!x->rebuild || hw->fresh)
-            continue; /* fresh: no bucket of it exists */
-        /* A rebuild also sums the counters of every bucket of the instance
-         * (flush.lua, step 4: the rolling hash made from its buckets). */
-        struct part bk[] = {str_part("b"), str_part(spec->id), str_part(set), {val, vl}, {b, 0}};
-        x->rb_rep = h->n_grep;
-        for (int64_t bb = lo_data_of(hw); bb <= hw->H && !err; bb += spec->slide_ms) {
-            bk[4].len = (size_t)snprintf(b, sizeof(b), "%" PRId64, bb);
-            err = push_counters(h, c->g->prefix, bk, 5);
-        }
-        x->rb_n = (uint32_t)(h->n_grep - x->rb_rep);
     }
     return err ? KPI_ERR_NOMEM : 0;
 }
