@@ -7,8 +7,8 @@
 #   SCALE_ONLY="100000:1000000:3000000" bash bench/scale.sh
 #                     (one scenario only, SITES:SUBSCRIBERS:EVENTS[:ZIPF], zipf 1.1
 #                     unless given; EVENTS is then taken from here, not from $1)
-#   SCALE_KEEP_LOG=FILE SCALE_KEEP_STATS=FILE   (the last run's kpistream log and
-#                     Redis's INFO commandstats, kept for a closer look)
+#   SCALE_KEEP_LOG=FILE SCALE_KEEP_STATS=FILE   (the last run's kpistream log, and
+#                     Redis's INFO commandstats and SLOWLOG, kept for a closer look)
 #
 # Every scenario adds a `site` dimension (kpistream-gen --sites N: each
 # subscriber's home cell site) and a grouping set on it, so the set `site`
@@ -71,7 +71,8 @@ run() { # run SITES SUBSCRIBERS EVENTS ZIPF
         tail -n 15 "$tmp/kpi.err" >&2
     }
     [ -n "${SCALE_KEEP_LOG:-}" ] && cp "$tmp/kpi.err" "$SCALE_KEEP_LOG"
-    [ -n "${SCALE_KEEP_STATS:-}" ] && redis-cli -p "$rport" info commandstats >"$SCALE_KEEP_STATS"
+    [ -n "${SCALE_KEEP_STATS:-}" ] &&
+        { redis-cli -p "$rport" info commandstats && redis-cli -p "$rport" slowlog get 1024; } >"$SCALE_KEEP_STATS"
     local wall rss mem vals active flushes callus cells slowmax slown cpu
     wall=$(sed -n 's/^measure: wall=\([0-9.]*\).*/\1/p' "$tmp/kpi.err")
     rss=$(sed -n 's/^measure: .*maxrss_kb=\([0-9]*\).*/\1/p' "$tmp/kpi.err")
