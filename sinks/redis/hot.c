@@ -865,24 +865,24 @@ static int cache_is_current(struct call *c, const struct hc *y)
     return memcmp(t->str, tok, 16) == 0;
 }
 
-static int push_get(struct hot_state *h, const char *prefix, const struct part *parts, int n)
+/* A step 2b read of one key: GET (a sketch), or with counters HMGET of a
+ * bucket hash's counters (a rebuild's sum). */
+static int push_read(struct hot_state *h, const char *prefix, const struct part *parts, int n,
+                     int counters)
 {
     if (kpi_rs_grow(&h->gargc, &h->gargc_cap, h->n_grep + 1, sizeof(*h->gargc), 256))
         return KPI_ERR_NOMEM;
-    h->gargc[h->n_grep++] = 2;
-    return kpi_argv_str(&h->ga, "GET") || push_key(&h->ga, prefix, parts, n) ? KPI_ERR_NOMEM : 0;
-}
-
-/* HMGET of a bucket hash's counters (a rebuild's sum). */
-static int push_counters(struct hot_state *h, const char *prefix, const struct part *parts, int n)
-{
-    if (kpi_rs_grow(&h->gargc, &h->gargc_cap, h->n_grep + 1, sizeof(*h->gargc), 256))
-        return KPI_ERR_NOMEM;
-    h->gargc[h->n_grep++] = 2 + KPI_NCOUNTERS;
-    int err = kpi_argv_str(&h->ga, "HMGET") || push_key(&h->ga, prefix, parts, n);
-    for (int q = 0; q < KPI_NCOUNTERS && !err; q++)
+    h->gargc[h->n_grep++] = counters ? 2 + KPI_NCOUNTERS : 2;
+    int err =
+        kpi_argv_str(&h->ga, counters ? "HMGET" : "GET") || push_key(&h->ga, prefix, parts, n);
+    for (int q = 0; counters && q < KPI_NCOUNTERS && !err; q++)
         err = kpi_argv_str(&h->ga, kpi_counter_names[q]);
     return err ? KPI_ERR_NOMEM : 0;
+}
+
+static int push_get(struct hot_state *h, const char *prefix, const struct part *parts, int n)
+{
+    return push_read(h, prefix, parts, n, 0);
 }
 
 /* `_p`, the buckets not yet merged into the window sketch: 1 when it is a
@@ -966,7 +966,7 @@ static int build_step2b(struct call *c)
             x->rb_rep = h->n_grep;
             for (int64_t bb = lo_data_of(hw); bb <= hw->H && !err; bb += spec->slide_ms) {
                 bk[4].len = (size_t)snprintf(b, sizeof(b), "%" PRId64, bb);
-                err = push_counters(h, c->g->prefix, bk, 5);
+                err = push_read(h, c->g->prefix, bk, 5, 1);
             }
             x->rb_n = (uint32_t)(h->n_grep - x->rb_rep);
         }
