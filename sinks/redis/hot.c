@@ -21,8 +21,10 @@
  *      checked here exactly as the script does: a replay or a conflict
  *      ends the call (UNWATCH).
  *   2. Per window, the values whose every cell of the call is plain (see
- *      hot_cell_ok) are candidates; their bucket fields, rolling hashes and
- *      base gauges are read.  A candidate whose rolling hash is missing
+ *      hot_cell_ok) are candidates, and so are the key group's stale values
+ *      without a cell (trailing recounts, `trail`; an idle call, with no
+ *      delta, has only those) when the window's head stays; their bucket
+ *      fields, rolling hashes and base gauges are read.  A candidate whose rolling hash is missing
  *      (new, expired) is made again from its buckets (step 2b reads them).  When this call moves a
  *      window's head, the candidates are added to the instance as it
  *      stands and the script moves the head afterwards, over what they
@@ -108,6 +110,7 @@ struct hv {
     size_t rb_rep;     /* step 2b: the HMGET of its first bucket's counters */
     uint32_t rb_n;     /* ... and how many */
     uint32_t znext;    /* the next candidate of its leaderboard (window, set) */
+    int trail;         /* no cell: a stale value of the key group, recounted here */
     int64_t acc[KPI_NCOUNTERS];
 };
 
@@ -319,6 +322,17 @@ static int push_common_keys(struct call *c, const char *kind)
     return push_key(&c->h->a, c->g->prefix, (struct part[]){str_part(kind)}, 1);
 }
 
+/* The cells of window w in this call's key group: [*lo, *hi) of s->order[w]
+ * (none in an idle call, which has no delta). */
+static void kg_cells(const struct call *c, int w, uint32_t *lo, uint32_t *hi)
+{
+    *lo = *hi = 0;
+    if (c->d) {
+        *lo = c->s->kg_starts[w][c->kg];
+        *hi = c->s->kg_starts[w][c->kg + 1];
+    }
+}
+
 /* WATCH; HMGET offsets; HMGET meta; FUNCTION LIST LIBRARYNAME <the flush function's>. */
 static int build_step1(struct call *c)
 {
@@ -399,9 +413,10 @@ static int base_members(struct call *c)
 {
     struct redis_sink *s = c->s;
     struct hot_state *h = c->h;
-    if (kpi_rs_mm_init(&h->base_map, s->hours.n))
+    uint32_t n = c->d ? s->hours.n : 0; /* an idle call has no base entries */
+    if (kpi_rs_mm_init(&h->base_map, n))
         return KPI_ERR_NOMEM;
-    for (uint32_t i = 0; i < s->hours.n; i++) {
+    for (uint32_t i = 0; i < n; i++) {
         const struct kpi_agg_cell *x = &s->hours.cells[i];
         if (kpi_rs_kg_of(s, s->dims, x->set, x->vid) != c->kg)
             continue;
@@ -421,9 +436,11 @@ static int build_step2(struct call *c)
     struct kpi_argv *a = &h->a;
     int err = 0;
     h->n_hv = h->n_hc = h->n_g = 0;
-    uint32_t n_cells = 0;
-    for (int w = 0; w < ws->n; w++)
-        n_cells += s->kg_starts[w][c->kg + 1] - s->kg_starts[w][c->kg];
+    uint32_t n_cells = 0, lo, hi;
+    for (int w = 0; w < ws->n; w++) {
+        kg_cells(c, w, &lo, &hi);
+        n_cells += hi - lo + c->g->dirty[w].n;
+    }
     if (kpi_rs_mm_init(&h->hv_map, n_cells) || kpi_rs_mm_init(&h->g_map, n_cells) ||
         base_members(c))
         return KPI_ERR_NOMEM;
@@ -432,7 +449,8 @@ static int build_step2(struct call *c)
         const struct hw *hw = &c->win[w];
         if (!hw->hot)
             continue;
-        for (uint32_t j = s->kg_starts[w][c->kg]; j < s->kg_starts[w][c->kg + 1]; j++) {
+        kg_cells(c, w, &lo, &hi);
+        for (uint32_t j = lo; j < hi; j++) {
             uint32_t ci = s->order[w][j];
             const struct kpi_agg_cell *cell = &s->roll[w].cells[ci];
             uint64_t key = (uint64_t)cell->set << 32 | cell->vid;
@@ -460,6 +478,28 @@ static int build_step2(struct call *c)
                 return KPI_ERR_NOMEM;
             h->hc[h->n_hc] = (struct hc){.w = w, .cell = ci, .hv = v - 1, .next = x->first_hc};
             x->first_hc = (uint32_t)h->n_hc++;
+        }
+        /* Trailing recounts (sink.c, "Stale `active`"): the key group's
+         * stale values without a cell in this call are recounted here too,
+         * in a window whose head stays (when it moves, the script recounts
+         * over the moved instance).  Those the reads or the sketches rule
+         * out stay with the script (demote, write_rolling). */
+        if (hw->moving || hw->fresh)
+            continue;
+        const struct value_list *dl = &c->g->dirty[w];
+        for (uint32_t j = 0; j < dl->n; j++) {
+            int added;
+            map_get(&h->hv_map, (uint64_t)w << 56 ^ dl->v[j], (uint32_t)h->n_hv + 1, &added);
+            if (!added)
+                continue;
+            if (kpi_rs_grow(&h->hv, &h->hv_cap, h->n_hv + 1, sizeof(*h->hv), 256))
+                return KPI_ERR_NOMEM;
+            struct hv *x = &h->hv[h->n_hv++];
+            memset(x, 0, sizeof(*x));
+            x->key = dl->v[j];
+            x->w = w;
+            x->first_hc = UINT32_MAX;
+            x->in_inst = x->trail = 1;
         }
     }
     cmds_reset(h);
@@ -761,7 +801,8 @@ static int own_bases(struct call *c)
         }
         for (int w = 0; w < ws->n && own; w++) {
             uint32_t v = kpi_rs_mm_find(&h->hv_map, (uint64_t)w << 56 ^ g->key, &slot);
-            own = c->win[w].hot && v && !h->hv[v - 1].slow && h->hv[v - 1].in_inst;
+            own = c->win[w].hot && v && !h->hv[v - 1].slow && h->hv[v - 1].in_inst &&
+                  !h->hv[v - 1].trail;
         }
         g->own = own;
     }
@@ -804,7 +845,12 @@ static void demote(struct call *c)
         x->rebuild = 0;
         if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != KPI_NCOUNTERS + 3)
             x->slow = 1; /* an error reply: let the script meet it */
-        else if (is_nil(r->element[0]))
+        else if (x->trail) {
+            /* a stale value: recounted whatever its last count (flush.lua:
+             * `force`); one whose hash is gone stays with the script */
+            x->slow = is_nil(r->element[0]);
+            x->due = 1;
+        } else if (is_nil(r->element[0]))
             /* missing (new, expired): rebuilt here (step 2b), over the
              * instance as it stands; when the head moves, the script moves
              * it over the rebuilt hash, as over any other */
@@ -1087,7 +1133,9 @@ static int64_t call_start(const struct call *c, int all)
     int64_t call = NO_MS;
     for (int w = 0; w < s->windows->n; w++) {
         int64_t lo_w = NO_MS;
-        for (uint32_t j = s->kg_starts[w][c->kg]; j < s->kg_starts[w][c->kg + 1]; j++) {
+        uint32_t lo, hi;
+        kg_cells(c, w, &lo, &hi);
+        for (uint32_t j = lo; j < hi; j++) {
             uint32_t ci = s->order[w][j];
             if (!all && s->hot[w][ci])
                 continue;
@@ -1290,6 +1338,18 @@ static int write_rolling(struct call *c, struct hv *x, uint64_t *saturated)
     struct kpi_counters cn;
     int err = 0;
     struct part kk[] = {str_part("kpi"), str_part(spec->id), str_part(set), {val, vl}};
+    int64_t active = 0;
+    parse_i64(cur->element[KPI_NCOUNTERS], &active);
+    uint64_t counted;
+    if (x->due && recount_here(c, x, &counted)) {
+        active = (int64_t)counted;
+        x->recounted = 1;
+        x->due = 0;
+        h->recounts++;
+    } else if (x->trail) {
+        x->slow = 1; /* not counted here: nothing to write, the script recounts it */
+        return 0;
+    }
     int64_t was[KPI_NCOUNTERS];
     for (int i = 0; i < KPI_NCOUNTERS; i++) {
         was[i] = 0;
@@ -1309,10 +1369,12 @@ static int write_rolling(struct call *c, struct hv *x, uint64_t *saturated)
                     was[i] = sat_add(was[i], v, saturated);
             }
         }
-        cmd_begin(h);
-        err |= kpi_argv_str(a, "DEL");
-        err |= push_key(a, c->g->prefix, kk, 4);
-        err |= cmd_end(h);
+        if (!hw->fresh) { /* a fresh window has no hash to clear */
+            cmd_begin(h);
+            err |= kpi_argv_str(a, "DEL");
+            err |= push_key(a, c->g->prefix, kk, 4);
+            err |= cmd_end(h);
+        }
         h->rebuilds++;
     }
     cmd_begin(h);
@@ -1324,15 +1386,6 @@ static int write_rolling(struct call *c, struct hv *x, uint64_t *saturated)
             err |= kpi_argv_str(a, kpi_counter_names[i]);
             err |= kpi_argv_i64(a, cn.v[i]);
         }
-    }
-    int64_t active = 0;
-    parse_i64(cur->element[KPI_NCOUNTERS], &active);
-    uint64_t counted;
-    if (x->due && recount_here(c, x, &counted)) {
-        active = (int64_t)counted;
-        x->recounted = 1;
-        x->due = 0;
-        h->recounts++;
     }
     /* The span of the monthly KPIs (flush.lua, step 4), over the instance
      * as the script leaves it: the head moved. */
@@ -1641,7 +1694,7 @@ static int take_step1(struct call *c, int *err, char *errstr, size_t errsz)
                           x->type == REDIS_REPLY_STRING ? x->str : "", sr->from, sr->to);
         return HOT_DONE;
     }
-    int64_t wm = c->d->watermark;
+    int64_t wm = c->d ? c->d->watermark : INT64_MIN; /* idle: the watermark in meta */
     c->has_since = parse_i64(meta->element[0], &c->since);
     c->write_since = 0;
     int64_t mw;
@@ -1670,7 +1723,9 @@ static int take_step1(struct call *c, int *err, char *errstr, size_t errsz)
              * `first:` is this call's earliest cell of the window */
             hw->H = hw->Hn;
             hw->f_old = NO_MS;
-            for (uint32_t j = s->kg_starts[w][c->kg]; j < s->kg_starts[w][c->kg + 1]; j++) {
+            uint32_t lo, hi;
+            kg_cells(c, w, &lo, &hi);
+            for (uint32_t j = lo; j < hi; j++) {
                 int64_t b = s->roll[w].cells[s->order[w][j]].bucket;
                 if (hw->f_old == NO_MS || b < hw->f_old)
                     hw->f_old = b;
@@ -1903,10 +1958,15 @@ static int hot_once(struct call *c, int *in_doubt, int *err, char *errstr, size_
         return HOT_RETRY;
     }
     demote(c);
-    size_t n_hot = 0;
-    for (int w = 0; w < ws->n; w++)
-        for (uint32_t j = s->kg_starts[w][c->kg]; j < s->kg_starts[w][c->kg + 1]; j++)
+    size_t n_hot = 0, n_trail = 0;
+    for (size_t i = 0; i < h->n_hv; i++)
+        n_trail += h->hv[i].trail && !h->hv[i].slow;
+    for (int w = 0; w < ws->n; w++) {
+        uint32_t lo, hi;
+        kg_cells(c, w, &lo, &hi);
+        for (uint32_t j = lo; j < hi; j++)
             s->hot[w][s->order[w][j]] = 0;
+    }
     for (size_t i = 0; i < h->n_hc; i++)
         if (!h->hv[h->hc[i].hv].slow) {
             s->hot[h->hc[i].w][h->hc[i].cell] = 1;
@@ -1918,7 +1978,7 @@ static int hot_once(struct call *c, int *in_doubt, int *err, char *errstr, size_
         c->since = call_start(c, 1);
         c->write_since = c->since != NO_MS;
     }
-    if (n_hot == 0 || since_differs(c)) {
+    if ((n_hot == 0 && n_trail == 0) || since_differs(c)) {
         free_replies(h, n2);
         return HOT_FALLBACK;
     }
@@ -2022,7 +2082,7 @@ int kpi_rs_call_hot(struct redis_sink *s, uint32_t kg, const struct kpi_delta *d
                     char *errstr, size_t errsz)
 {
     *in_doubt = 0;
-    if (kpi_rs_fallback_window(s->windows)[0] || d->watermark == INT64_MIN)
+    if (kpi_rs_fallback_window(s->windows)[0] || (d && d->watermark == INT64_MIN))
         return kpi_rs_call_script(s, kg, d, in_doubt, errstr, errsz);
     if (!s->hs && !(s->hs = calloc(1, sizeof(*s->hs))))
         return kpi_seterr(errstr, errsz, KPI_ERR_NOMEM, "out of memory");
@@ -2044,6 +2104,16 @@ int kpi_rs_call_hot(struct redis_sink *s, uint32_t kg, const struct kpi_delta *d
                       "redis %s: key group %s: other writers kept changing it (8 attempts); "
                       "retrying later",
                       s->url, s->kgs[kg].prefix);
+}
+
+/* Whether the hot path recounted stale value key of window w itself in the
+ * call being built (then it is no trailing recount of the script's). */
+int kpi_rs_hot_recounted(const struct redis_sink *s, int w, uint64_t key)
+{
+    const struct hot_state *h = s->hs;
+    uint32_t slot;
+    uint32_t v = h ? kpi_rs_mm_find(&h->hv_map, (uint64_t)w << 56 ^ key, &slot) : 0;
+    return v && h->hv[v - 1].trail && !h->hv[v - 1].slow && h->hv[v - 1].recounted;
 }
 
 const uint64_t *kpi_rs_hot_due(const struct redis_sink *s, int w, uint32_t *n)

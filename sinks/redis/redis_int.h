@@ -254,5 +254,6 @@ int kpi_rs_hot_owns_base(const struct redis_sink *s, uint32_t set, uint32_t vid)
 /* ... and the values of window w it wrote whose `active` is due: the
  * script recounts them (as trailing values). */
 const uint64_t *kpi_rs_hot_due(const struct redis_sink *s, int w, uint32_t *n);
+int kpi_rs_hot_recounted(const struct redis_sink *s, int w, uint64_t key);
 
 #endif

@@ -744,6 +744,8 @@ int kpi_rs_build_args(struct redis_sink *s, uint32_t kg, const struct kpi_delta 
             uint32_t m = kpi_rs_mm_find(&s->members, g->dirty[w].v[j], &slot);
             if (m <= n_written)
                 continue; /* written by this call: recounted if due, else dirty again */
+            if (s->hot_marking && kpi_rs_hot_recounted(s, w, g->dirty[w].v[j]))
+                continue; /* recounted by the hot path, in the same transaction */
             err |= kpi_argv_i64(a, m);
             n_trail++;
         }
@@ -876,11 +878,11 @@ int kpi_rs_call_script(struct redis_sink *s, uint32_t kg, const struct kpi_delta
 }
 
 /* Key group kg's share of d (NULL: an idle recount): through the hot path
- * (hot.c) when it is on and d has data, else one script call. */
+ * (hot.c) when it is on, else one script call. */
 static int call_kg(struct redis_sink *s, uint32_t kg, const struct kpi_delta *d, int *in_doubt,
                    char *errstr, size_t errsz)
 {
-    if (s->hot_on && d)
+    if (s->hot_on)
         return kpi_rs_call_hot(s, kg, d, in_doubt, errstr, errsz);
     return kpi_rs_call_script(s, kg, d, in_doubt, errstr, errsz);
 }
