@@ -1076,6 +1076,58 @@ Test(redis_sink, a_flush_with_ten_thousand_values_fits_in_one_call)
     kt_fx_fini(&f);
 }
 
+/* Another program's value of another type on a reader key (a rolling
+ * hash, a leaderboard, a stream) is replaced, with the hot path and with the
+ * script alone: the flush applies whole (a WRONGTYPE half-way would leave
+ * its earlier writes), the totals stay exact, meta `replaced` counts them. */
+Test(redis_sink, reader_keys_of_another_type_are_replaced_and_the_flush_applies_whole)
+{
+    for (int hot = 1; hot >= 0; hot--) {
+        freeReplyObject(cmd("FLUSHALL"));
+        struct kt_fixture f;
+        fx_init(&f, "1m/5s", 0, 0);
+        no_hot_path = !hot;
+        struct kpi_sink s = new_sink(0);
+        no_hot_path = 0;
+        fx_add(&f, (struct kt_event){KPI_EV_USAGE, T0 + 100, "1", "eu-west", "x", 10});
+        fx_add(&f, (struct kt_event){KPI_EV_USAGE, T0 + 200, "2", "us-east", "y", 20});
+        cr_assert_eq(fx_flush(&f, &s, T0 + 1000), 0);
+        static const char *foreign[] = {"kpi:1m_5s:all:all", "kpi:1m_5s:region:eu-west",
+                                        "values:1m_5s:region", "stream:1m_5s"};
+        for (int i = 0; i < 4; i++)
+            freeReplyObject(cmd("SET %s %s", k(foreign[i]), "not kpistream's"));
+        /* the head moves and [T0, T0 + 10 s) closes: the stream is written */
+        fx_add(&f, (struct kt_event){KPI_EV_USAGE, T0 + 6100, "3", "eu-west", "x", 30});
+        cr_assert_eq(fx_flush(&f, &s, T0 + 12000), 0, "hot %d: the flush applies", hot);
+        static const char *types[] = {"hash", "hash", "zset", "stream"};
+        for (int i = 0; i < 4; i++) {
+            redisReply *r = cmd("TYPE %s", k(foreign[i]));
+            cr_assert_str_eq(r->str, types[i], "hot %d: %s replaced", hot, foreign[i]);
+            freeReplyObject(r);
+        }
+        cr_assert_eq(hget_i64(k("meta"), "replaced"), 4, "hot %d", hot);
+        cr_assert_eq(hget_i64(k("kpi:1m_5s:all:all"), "events"), 3, "hot %d: made again", hot);
+        cr_assert_eq(hget_i64(k("kpi:1m_5s:all:all"), "active"), 3, "hot %d", hot);
+        cr_assert_eq(hget_i64(k("kpi:1m_5s:region:eu-west"), "events"), 2, "hot %d", hot);
+        cr_assert_eq(hget_i64(k("kpi:1m_5s:region:eu-west"), "active"), 2, "hot %d", hot);
+        cr_assert_eq(hget_i64(k("kpi:1m_5s:region:us-east"), "events"), 1, "hot %d", hot);
+        redisReply *r = cmd("ZSCORE %s eu-west", k("values:1m_5s:region"));
+        cr_assert_str_eq(r->str, "2", "hot %d", hot);
+        freeReplyObject(r);
+        r = cmd("XLEN %s", k("stream:1m_5s"));
+        cr_assert_gt(r->integer, 0, "hot %d: the closed buckets went to the stream", hot);
+        freeReplyObject(r);
+        /* and the group goes on, exact */
+        fx_add(&f, (struct kt_event){KPI_EV_USAGE, T0 + 12100, "1", "eu-west", "x", 40});
+        cr_assert_eq(fx_flush(&f, &s, T0 + 13000), 0);
+        cr_assert_eq(hget_i64(k("kpi:1m_5s:all:all"), "events"), 4, "hot %d", hot);
+        cr_assert_eq(hget_i64(k("kpi:1m_5s:region:eu-west"), "events"), 3, "hot %d", hot);
+        cr_assert_eq(hget_i64(k("meta"), "replaced"), 4, "hot %d: nothing more to replace", hot);
+        kpi_sink_destroy(&s);
+        kt_fx_fini(&f);
+    }
+}
+
 /* ---- with the engine ---- */
 
 static const char *regions[] = {"eu-west", "eu-north", "us-east", "apac"};

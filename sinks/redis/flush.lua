@@ -291,6 +291,21 @@ end
 -- decoder bounds every input at 2^53, so this needs more than a thousand
 -- events at that bound in one bucket of one value.
 local saturated = 0
+
+-- A reader key (rolling hash, leaderboard, stream) that another program
+-- overwrote with a value of another type is replaced, not failed on: a
+-- WRONGTYPE error half-way would leave this call's earlier writes applied
+-- (docs/exactly-once.md, "Errors that cannot leave half a flush").  The
+-- rolling hash is made again from its buckets, the leaderboard and the
+-- stream start again from this call's writes.  Counted in meta `replaced`.
+local replaced = 0
+local function own_type(key, want)
+    local t = redis.call('TYPE', key).ok
+    if t ~= want and t ~= 'none' then
+        redis.call('DEL', key)
+        replaced = replaced + 1
+    end
+end
 local I64_MAX, I64_MIN = '9223372036854775807', '-9223372036854775808'
 local function incr(k, f, s)
     local cur = redis.call('HGET', k, f)
@@ -709,7 +724,12 @@ local function process_window(w, base_changed)
     for m, t in pairs(T) do
         local kk, wsk = pk .. m, pw .. m
         local set, value = split_member(m)
-        local cur = redis.call('HMGET', kk, unpack(KF))
+        local cur = redis.pcall('HMGET', kk, unpack(KF))
+        if cur.err then -- not a hash: replaced (own_type), made again below
+            redis.call('DEL', kk)
+            replaced = replaced + 1
+            cur = {false}
+        end
         local rebuilt = cur[1] == false or t.broken
         local hset, c = {}, nil
         if rebuilt then
@@ -827,6 +847,7 @@ local function process_window(w, base_changed)
         end
     end
     for set, z in pairs(zsets) do
+        own_type(pv .. set, 'zset')
         if #z.rem > 0 then call_chunked('ZREM', pv .. set, z.rem) end
         if #z.add > 0 then
             call_chunked('ZADD', pv .. set, z.add)
@@ -835,6 +856,7 @@ local function process_window(w, base_changed)
     end
 
     -- 5. Closed buckets and amendments to the window's stream.
+    local stream_ok = false
     local function emit(m, sb)
         local bk = pb .. m .. ':' .. sb
         local v = redis.call('HMGET', bk, unpack(CF))
@@ -854,6 +876,10 @@ local function process_window(w, base_changed)
         args[#args + 1] = 'active'
         args[#args + 1] = active
         add_derived(args, c, active, m, b, slide)
+        if not stream_ok then
+            own_type(stream, 'stream')
+            stream_ok = true
+        end
         redis.call(unpack(args))
         entries = entries + 1
     end
@@ -960,6 +986,7 @@ if wm and (not mw or wm > tonumber(mw)) then
 end
 if n_ranges > 0 or n_cells > 0 then redis.call('HINCRBY', meta, 'flushes', 1) end
 if saturated > 0 then redis.call('HINCRBY', meta, 'saturated', saturated) end
+if replaced > 0 then redis.call('HINCRBY', meta, 'replaced', replaced) end
 redis.call('HSET', meta, 'last_flush_ms', now_ms, 'schema', '2')
 if have_tmp0 then redis.call('DEL', tmp0) end
 redis.call('DEL', tmp)

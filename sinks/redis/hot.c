@@ -58,8 +58,10 @@
  * after EXEC is in doubt and resolved from the offsets, which the script
  * inside the same transaction moved, like a lost FCALL reply.  The one
  * error inside EXEC that would leave half of it is a command failing at
- * run time: WRONGTYPE (a foreign writer under the prefix, which
- * docs/redis-schema.md excludes), a corrupt sketch (PFMERGE: counted as a
+ * run time: WRONGTYPE on an internal key (a foreign writer under the
+ * prefix, which docs/redis-schema.md excludes; a rolling hash or a
+ * leaderboard of another type is seen in step 2 and replaced, `foreign`
+ * and vt_rep), a corrupt sketch (PFMERGE: counted as a
  * sketch error, as the script's pcall does), or "Function not found" if an
  * operator deletes the function library between step 1 and EXEC (the
  * script cache is not used: SCRIPT FLUSH cannot do that); take_exec never
@@ -111,6 +113,7 @@ struct hv {
     uint32_t rb_n;     /* ... and how many */
     uint32_t znext;    /* the next candidate of its leaderboard (window, set) */
     int trail;         /* no cell: a stale value of the key group, recounted here */
+    int foreign;       /* its rolling hash's key holds another type: replaced */
     int64_t acc[KPI_NCOUNTERS];
 };
 
@@ -193,6 +196,9 @@ struct hot_state {
     struct kpi_hll acc; /* a recount's union */
     int acc_init;
     uint64_t reads, recounts, rebuilds; /* of this transaction, counted when it applies */
+    /* step 2: TYPE of each (window, set) leaderboard the candidates write */
+    size_t vt_rep[KPI_MAX_WINDOWS][KPI_MAX_SETS];
+    uint64_t replaced; /* reader keys of another type this transaction replaces */
 };
 
 /* ---- commands ---- */
@@ -270,6 +276,23 @@ static int parse_i64(const redisReply *r, int64_t *v)
 static int is_nil(const redisReply *r)
 {
     return !r || r->type == REDIS_REPLY_NIL;
+}
+
+static const redisReply nil_reply = {.type = REDIS_REPLY_NIL};
+
+/* Field i of the HMGET of a candidate's rolling hash in step 2 (KPI_NCOUNTERS
+ * counters, then active, _ms, _p); a key of another type (foreign) reads as
+ * a missing hash. */
+static const redisReply *kk_field(const struct hot_state *h, const struct hv *x, size_t i)
+{
+    const redisReply *r = h->rep[x->kk_rep];
+    return r && r->type == REDIS_REPLY_ARRAY && i < r->elements ? r->element[i] : &nil_reply;
+}
+
+/* A reply saying the key holds another type than the command's. */
+static int is_wrongtype(const redisReply *r)
+{
+    return r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "WRONGTYPE", 9) == 0;
 }
 
 /* ---- maps ---- */
@@ -503,8 +526,12 @@ static int build_step2(struct call *c)
         }
     }
     cmds_reset(h);
-    /* Reads: per candidate value its rolling hash and base gauge, per cell
-     * its bucket fields and its sketch's TTL. */
+    for (int w = 0; w < KPI_MAX_WINDOWS; w++)
+        for (int k = 0; k < KPI_MAX_SETS; k++)
+            h->vt_rep[w][k] = NO_REP;
+    /* Reads: per candidate value its rolling hash and base gauge, per
+     * (window, set) the type of its leaderboard, per cell its bucket
+     * fields and its sketch's TTL. */
     for (size_t i = 0; i < h->n_hv && !err; i++) {
         struct hv *x = &h->hv[i];
         if (x->slow || !x->in_inst)
@@ -525,6 +552,16 @@ static int build_step2(struct call *c)
         err |= kpi_argv_str(a, "_ms");
         err |= kpi_argv_str(a, "_p");
         err |= cmd_end(h);
+        size_t *vt = &h->vt_rep[x->w][x->key >> 32];
+        if (*vt == NO_REP) {
+            *vt = h->n_cmd;
+            cmd_begin(h);
+            err |= kpi_argv_str(a, "TYPE");
+            err |= push_key(
+                a, c->g->prefix,
+                (struct part[]){str_part("values"), str_part(ws->w[x->w].id), str_part(set)}, 3);
+            err |= cmd_end(h);
+        }
         int added;
         uint32_t gi = map_get(&h->g_map, x->key, (uint32_t)h->n_g + 1, &added);
         if (added) {
@@ -842,8 +879,12 @@ static void demote(struct call *c)
         if (x->slow || !x->in_inst)
             continue;
         const redisReply *r = h->rep[x->kk_rep];
-        x->rebuild = 0;
-        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != KPI_NCOUNTERS + 3)
+        x->rebuild = x->foreign = 0;
+        if (is_wrongtype(r) && !x->trail)
+            /* another program wrote another type there: replaced by the
+             * hash made again from its buckets (flush.lua, own_type) */
+            x->rebuild = x->due = x->foreign = 1;
+        else if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != KPI_NCOUNTERS + 3)
             x->slow = 1; /* an error reply: let the script meet it */
         else if (x->trail) {
             /* a stale value: recounted whatever its last count (flush.lua:
@@ -1018,7 +1059,7 @@ static int build_step2b(struct call *c)
         }
         if (hw->moving)
             continue; /* the script recounts over the moved instance */
-        const redisReply *p = h->rep[x->kk_rep]->element[KPI_NCOUNTERS + 2];
+        const redisReply *p = kk_field(h, x, KPI_NCOUNTERS + 2);
         size_t plen = p->type == REDIS_REPLY_STRING ? p->len : 0;
         const char *pstr = plen ? p->str : "";
         int all = x->rebuild || !via_ws(spec) || (plen == 1 && pstr[0] == '*');
@@ -1334,12 +1375,11 @@ static int write_rolling(struct call *c, struct hv *x, uint64_t *saturated)
     const char *set = s->dims->sets[x->key >> 32].name;
     uint32_t vl;
     const char *val = kpi_dims_value_label(s->dims, (int)(x->key >> 32), (uint32_t)x->key, &vl);
-    const redisReply *cur = h->rep[x->kk_rep];
     struct kpi_counters cn;
     int err = 0;
     struct part kk[] = {str_part("kpi"), str_part(spec->id), str_part(set), {val, vl}};
     int64_t active = 0;
-    parse_i64(cur->element[KPI_NCOUNTERS], &active);
+    parse_i64(kk_field(h, x, KPI_NCOUNTERS), &active);
     uint64_t counted;
     if (x->due && recount_here(c, x, &counted)) {
         active = (int64_t)counted;
@@ -1353,7 +1393,7 @@ static int write_rolling(struct call *c, struct hv *x, uint64_t *saturated)
     int64_t was[KPI_NCOUNTERS];
     for (int i = 0; i < KPI_NCOUNTERS; i++) {
         was[i] = 0;
-        parse_i64(cur->element[i], &was[i]);
+        parse_i64(kk_field(h, x, (size_t)i), &was[i]);
     }
     if (x->rebuild) {
         /* Made from the instance's buckets as Redis holds them, plus this
@@ -1369,11 +1409,12 @@ static int write_rolling(struct call *c, struct hv *x, uint64_t *saturated)
                     was[i] = sat_add(was[i], v, saturated);
             }
         }
-        if (!hw->fresh) { /* a fresh window has no hash to clear */
+        if (!hw->fresh || x->foreign) { /* a fresh window has no hash to clear */
             cmd_begin(h);
             err |= kpi_argv_str(a, "DEL");
             err |= push_key(a, c->g->prefix, kk, 4);
             err |= cmd_end(h);
+            h->replaced += (uint64_t)x->foreign;
         }
         h->rebuilds++;
     }
@@ -1413,7 +1454,7 @@ static int write_rolling(struct call *c, struct hv *x, uint64_t *saturated)
     err |= kpi_argv_str(a, base.source);
     /* _p: the buckets to merge into the window sketch at the next recount. */
     err |= kpi_argv_str(a, "_p");
-    const redisReply *p = cur->element[KPI_NCOUNTERS + 2];
+    const redisReply *p = kk_field(h, x, KPI_NCOUNTERS + 2);
     size_t plen = p->type == REDIS_REPLY_STRING ? p->len : 0;
     int ws_window = via_ws(spec);
     if (x->recounted) {
@@ -1564,6 +1605,18 @@ static int write_sets(struct call *c)
         snprintf(ttl, sizeof(ttl), "%" PRId64, window_ttl(s, spec));
         struct part vk[] = {str_part("values"), str_part(spec->id),
                             str_part(dims->sets[x0->key >> 32].name)};
+        size_t vt = h->vt_rep[x0->w][x0->key >> 32];
+        const redisReply *t = vt == NO_REP ? NULL : h->rep[vt];
+        if (t && t->type == REDIS_REPLY_STATUS && strcmp(t->str, "zset") &&
+            strcmp(t->str, "none")) {
+            /* another program wrote another type there: replaced
+             * (flush.lua, own_type) */
+            cmd_begin(h);
+            err |= kpi_argv_str(a, "DEL");
+            err |= push_key(a, c->g->prefix, vk, 3);
+            err |= cmd_end(h);
+            h->replaced++;
+        }
         cmd_begin(h);
         err |= kpi_argv_str(a, "ZADD");
         err |= push_key(a, c->g->prefix, vk, 3);
@@ -1997,7 +2050,7 @@ static int hot_once(struct call *c, int *in_doubt, int *err, char *errstr, size_
     uint64_t saturated = 0;
     cmds_reset(h);
     h->n_refs = h->n_merge = 0;
-    h->reads = h->recounts = h->rebuilds = 0;
+    h->reads = h->recounts = h->rebuilds = h->replaced = 0;
     cmd_begin(h);
     *err = kpi_argv_str(&h->a, "MULTI");
     *err |= cmd_end(h);
@@ -2028,6 +2081,14 @@ static int hot_once(struct call *c, int *in_doubt, int *err, char *errstr, size_
             *err = kpi_rs_vl_add(&h->due[h->hv[i].w], h->hv[i].key);
     free_replies(h, n2);
     free_step2b(h);
+    if (!*err && h->replaced) {
+        cmd_begin(h);
+        *err |= kpi_argv_str(&h->a, "HINCRBY");
+        *err |= push_common_keys(c, "meta");
+        *err |= kpi_argv_str(&h->a, "replaced");
+        *err |= kpi_argv_i64(&h->a, (int64_t)h->replaced);
+        *err |= cmd_end(h);
+    }
     if (!*err && saturated) {
         cmd_begin(h);
         *err |= kpi_argv_str(&h->a, "HINCRBY");
