@@ -1128,6 +1128,51 @@ Test(redis_sink, reader_keys_of_another_type_are_replaced_and_the_flush_applies_
     }
 }
 
+/* The same for the keys only kpistream reads (a bucket hash, an idx set, a
+ * base gauge), with the hot path and the script alone: replaced, the flush
+ * applies whole, the values' totals stay exact. */
+Test(redis_sink, internal_keys_of_another_type_are_replaced_and_the_flush_applies_whole)
+{
+    for (int hot = 1; hot >= 0; hot--) {
+        freeReplyObject(cmd("FLUSHALL"));
+        struct kt_fixture f;
+        fx_init(&f, "1m/5s", 0, 0);
+        no_hot_path = !hot;
+        struct kpi_sink s = new_sink(0);
+        no_hot_path = 0;
+        fx_add(&f, (struct kt_event){KPI_EV_USAGE, T0 + 100, "1", "eu-west", "x", 10});
+        fx_add(&f, (struct kt_event){KPI_EV_USAGE, T0 + 200, "2", "us-east", "y", 20});
+        cr_assert_eq(fx_flush(&f, &s, T0 + 1000), 0);
+        char bk[64], ik[64];
+        snprintf(bk, sizeof(bk), "b:1m_5s:region:eu-west:%lld", (long long)(T0 + 5000));
+        snprintf(ik, sizeof(ik), "idx:1m_5s:%lld", (long long)(T0 + 5000));
+        const char *foreign[] = {bk, ik, "base:region:eu-west"};
+        for (int i = 0; i < 3; i++)
+            freeReplyObject(cmd("SET %s %s", k(foreign[i]), "not kpistream's"));
+        fx_add(&f, (struct kt_event){KPI_EV_USAGE, T0 + 6100, "3", "eu-west", "x", 30});
+        fx_add(&f, (struct kt_event){KPI_EV_ACTIVATION, T0 + 6200, "4", "eu-west", "x", 0});
+        cr_assert_eq(fx_flush(&f, &s, T0 + 7000), 0, "hot %d: the flush applies", hot);
+        static const char *types[] = {"hash", "set", "hash"};
+        for (int i = 0; i < 3; i++) {
+            redisReply *r = cmd("TYPE %s", k(foreign[i]));
+            cr_assert_str_eq(r->str, types[i], "hot %d: %s replaced", hot, foreign[i]);
+            freeReplyObject(r);
+        }
+        cr_assert_eq(hget_i64(k("meta"), "replaced"), 3, "hot %d", hot);
+        cr_assert_eq(hget_i64(k(bk), "events"), 2, "hot %d", hot);
+        redisReply *r = cmd("SISMEMBER %s region:eu-west", k(ik));
+        cr_assert_eq(r->integer, 1, "hot %d", hot);
+        freeReplyObject(r);
+        cr_assert_eq(hget_i64(k("kpi:1m_5s:all:all"), "events"), 4, "hot %d", hot);
+        cr_assert_eq(hget_i64(k("kpi:1m_5s:region:eu-west"), "events"), 3, "hot %d", hot);
+        cr_assert_eq(hget_i64(k("kpi:1m_5s:region:eu-west"), "activations"), 1, "hot %d", hot);
+        cr_assert_eq(hget_i64(k("kpi:1m_5s:region:eu-west"), "active"), 3, "hot %d", hot);
+        cr_assert_eq(hget_i64(k("kpi:1m_5s:region:us-east"), "events"), 1, "hot %d", hot);
+        kpi_sink_destroy(&s);
+        kt_fx_fini(&f);
+    }
+}
+
 /* ---- with the engine ---- */
 
 static const char *regions[] = {"eu-west", "eu-north", "us-east", "apac"};

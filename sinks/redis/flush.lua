@@ -292,12 +292,15 @@ end
 -- events at that bound in one bucket of one value.
 local saturated = 0
 
--- A reader key (rolling hash, leaderboard, stream) that another program
--- overwrote with a value of another type is replaced, not failed on: a
--- WRONGTYPE error half-way would leave this call's earlier writes applied
--- (docs/exactly-once.md, "Errors that cannot leave half a flush").  The
--- rolling hash is made again from its buckets, the leaderboard and the
--- stream start again from this call's writes.  Counted in meta `replaced`.
+-- A key under the prefix that another program overwrote with a value of
+-- another type is replaced, not failed on: a WRONGTYPE error half-way would
+-- leave this call's earlier writes applied (docs/exactly-once.md, "Errors
+-- that cannot leave half a flush").  What it held is gone already: a rolling
+-- hash is made again from its buckets, a bucket hash starts again (and its
+-- value's rolling hash is made again), a leaderboard, idx set, stream or
+-- base gauge starts again from this call's writes.  Counted in meta
+-- `replaced`.  Every read that could meet one goes through pcall (below),
+-- every first write to a key not read before through own_type.
 local replaced = 0
 local function own_type(key, want)
     local t = redis.call('TYPE', key).ok
@@ -305,6 +308,19 @@ local function own_type(key, want)
         redis.call('DEL', key)
         replaced = replaced + 1
     end
+end
+-- A read of key that may hold another type: its reply, or nil after the
+-- key was deleted (replaced) because it did.
+local function read_own(...)
+    local r = redis.pcall(...)
+    if type(r) == 'table' and r.err then
+        local key = select(2, ...)
+        if string.sub(r.err, 1, 9) ~= 'WRONGTYPE' then error(r) end
+        redis.call('DEL', key)
+        replaced = replaced + 1
+        return nil
+    end
+    return r
 end
 local I64_MAX, I64_MIN = '9223372036854775807', '-9223372036854775808'
 local function incr(k, f, s)
@@ -394,7 +410,7 @@ local function apply_base()
     end
     for m, l in pairs(by) do
         local k = P .. 'base:' .. m
-        local st = redis.call('HMGET', k, 'snap_hour', 'snap', 'net', 'top')
+        local st = read_own('HMGET', k, 'snap_hour', 'snap', 'net', 'top') or {}
         local sh, snap, net, top = tonumber(st[1]), tonumber(st[2]), tonumber(st[3]) or 0,
                                    tonumber(st[4])
         local newtop = top
@@ -472,7 +488,7 @@ local function gauge(m)
     local g = gauges[m]
     if g then return g end
     g = {hours = {}, days = {}}
-    local all = redis.call('HGETALL', P .. 'base:' .. m)
+    local all = read_own('HGETALL', P .. 'base:' .. m) or {}
     for i = 1, #all, 2 do
         local f, v = all[i], all[i + 1]
         local p2 = string.sub(f, 1, 2)
@@ -514,7 +530,7 @@ local function base_at(m, T)
     end
     if base_fb then
         if g.fb == nil then
-            g.fb = tonumber(redis.call('HGET', P .. 'kpi:' .. base_fb .. ':' .. m, 'active')) or
+            g.fb = tonumber(read_own('HGET', P .. 'kpi:' .. base_fb .. ':' .. m, 'active')) or
                        false
         end
         if g.fb then return g.fb, 'active' end
@@ -610,10 +626,10 @@ local function process_window(w, base_changed)
         local lo_old = h_old - size + slide
         for b = lo_old, math.min(lo - slide, h_old), slide do
             local sb = bs(b)
-            for _, m in ipairs(redis.call('SMEMBERS', pi .. sb)) do
+            for _, m in ipairs(read_own('SMEMBERS', pi .. sb) or {}) do
                 local t = touch(m)
                 t.leave = true
-                local v = redis.call('HMGET', pb .. m .. ':' .. sb, unpack(CF))
+                local v = read_own('HMGET', pb .. m .. ':' .. sb, unpack(CF)) or {false}
                 if v[1] == false then
                     t.broken = true -- expired while inside the instance
                 else
@@ -627,8 +643,8 @@ local function process_window(w, base_changed)
         local first = h_old and math.max(h_old + slide, lo) or lo
         for b = first, H, slide do
             local sb = bs(b)
-            for _, m in ipairs(redis.call('SMEMBERS', pi .. sb)) do
-                local v = redis.call('HMGET', pb .. m .. ':' .. sb, unpack(CF))
+            for _, m in ipairs(read_own('SMEMBERS', pi .. sb) or {}) do
+                local v = read_own('HMGET', pb .. m .. ':' .. sb, unpack(CF)) or {false}
                 if v[1] ~= false then
                     local t = touch(m)
                     add_bucket(t, v, 1)
@@ -647,7 +663,9 @@ local function process_window(w, base_changed)
         local idx, names = mask_fields(gmask[gi])
         local nf = #idx
         local vp = gv[gi]
-        local cur = redis.call('HMGET', bk, unpack(names))
+        local cur = read_own('HMGET', bk, unpack(names))
+        local lost = cur == nil -- another type was there: its counts are gone
+        cur = cur or {false}
         local new = cur[1] == false -- events is in every group
         local hset = {}
         for q = 1, nf do
@@ -695,6 +713,7 @@ local function process_window(w, base_changed)
         if not f_new or b < f_new then f_new = b end
         if H and b >= lo and b <= H then
             local t = touch(m)
+            if lost then t.broken = true end -- the rolling hash held them
             local acc = t.acc
             for q = 1, nf do acc_add(acc, idx[q], ARGV[vp + q - 1], 1) end
             t.merge[sb] = true
@@ -704,6 +723,7 @@ local function process_window(w, base_changed)
         if c_old and b < c_old then amend[#amend + 1] = {m, sb} end
     end
     for sb, l in pairs(idx_add) do
+        own_type(pi .. sb, 'set')
         call_chunked('SADD', pi .. sb, l)
         redis.call('PEXPIRE', pi .. sb, ttl_idx)
     end
@@ -724,12 +744,7 @@ local function process_window(w, base_changed)
     for m, t in pairs(T) do
         local kk, wsk = pk .. m, pw .. m
         local set, value = split_member(m)
-        local cur = redis.pcall('HMGET', kk, unpack(KF))
-        if cur.err then -- not a hash: replaced (own_type), made again below
-            redis.call('DEL', kk)
-            replaced = replaced + 1
-            cur = {false}
-        end
+        local cur = read_own('HMGET', kk, unpack(KF)) or {false} -- replaced: made again
         local rebuilt = cur[1] == false or t.broken
         local hset, c = {}, nil
         if rebuilt then
@@ -740,7 +755,7 @@ local function process_window(w, base_changed)
             local acc, have, small = {}, {}, 0
             for b = lo_data, H, slide do
                 local sb = bs(b)
-                local v = redis.call('HMGET', pb .. m .. ':' .. sb, unpack(CF))
+                local v = read_own('HMGET', pb .. m .. ':' .. sb, unpack(CF)) or {false}
                 if v[1] ~= false then
                     for i = 1, NC do
                         local s = v[i]
@@ -859,8 +874,8 @@ local function process_window(w, base_changed)
     local stream_ok = false
     local function emit(m, sb)
         local bk = pb .. m .. ':' .. sb
-        local v = redis.call('HMGET', bk, unpack(CF))
-        if v[1] == false then return end
+        local v = read_own('HMGET', bk, unpack(CF))
+        if not v or v[1] == false then return end
         local rev = redis.call('HINCRBY', bk, 'emitted', 1) - 1
         local c = {}
         for i = 1, NC do c[i] = tonumber(v[i]) or 0 end
@@ -891,7 +906,7 @@ local function process_window(w, base_changed)
             if c_old and c_old > first then first = c_old end
             for b = first, E - slide, slide do
                 local sb = bs(b)
-                for _, m in ipairs(redis.call('SMEMBERS', pi .. sb)) do emit(m, sb) end
+                for _, m in ipairs(read_own('SMEMBERS', pi .. sb) or {}) do emit(m, sb) end
                 if not lo or b < lo then redis.call('DEL', pi .. sb) end
             end
             c_new = E

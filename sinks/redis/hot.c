@@ -58,10 +58,11 @@
  * after EXEC is in doubt and resolved from the offsets, which the script
  * inside the same transaction moved, like a lost FCALL reply.  The one
  * error inside EXEC that would leave half of it is a command failing at
- * run time: WRONGTYPE on an internal key (a foreign writer under the
- * prefix, which docs/redis-schema.md excludes; a rolling hash or a
- * leaderboard of another type is seen in step 2 and replaced, `foreign`
- * and vt_rep), a corrupt sketch (PFMERGE: counted as a
+ * run time: WRONGTYPE (a foreign writer under the prefix, which
+ * docs/redis-schema.md excludes; step 2 sees a rolling hash, leaderboard or
+ * idx set of another type and the transaction replaces it first, `foreign`,
+ * vt_rep and it_rep; a bucket hash or base gauge of another type sends its
+ * value to the script, which replaces them), a corrupt sketch (PFMERGE: counted as a
  * sketch error, as the script's pcall does), or "Function not found" if an
  * operator deletes the function library between step 1 and EXEC (the
  * script cache is not used: SCRIPT FLUSH cannot do that); take_exec never
@@ -170,7 +171,9 @@ struct hot_state {
     size_t n_hc, hc_cap;
     struct gauge *g;
     size_t n_g, g_cap, g_init; /* [0, g_init): hours and days valid (maybe NULL) */
-    struct member_map hv_map, g_map, base_map, grp_map;
+    struct member_map hv_map, g_map, base_map, grp_map, it_map;
+    size_t *it_rep; /* step 2: TYPE of each (window, bucket) idx set, by it_map */
+    size_t it_cap;
     uint32_t *grp; /* batched SADD/ZADD: per group, its first item */
     size_t n_grp, grp_cap;
     struct value_list due[KPI_MAX_WINDOWS]; /* hot values the script recounts */
@@ -287,6 +290,13 @@ static const redisReply *kk_field(const struct hot_state *h, const struct hv *x,
 {
     const redisReply *r = h->rep[x->kk_rep];
     return r && r->type == REDIS_REPLY_ARRAY && i < r->elements ? r->element[i] : &nil_reply;
+}
+
+/* A TYPE reply naming another type than `want` (another program's value:
+ * replaced, as flush.lua's own_type does). */
+static int is_foreign(const redisReply *t, const char *want)
+{
+    return t && t->type == REDIS_REPLY_STATUS && strcmp(t->str, want) && strcmp(t->str, "none");
 }
 
 /* A reply saying the key holds another type than the command's. */
@@ -587,6 +597,10 @@ static int build_step2(struct call *c)
         }
         x->gauge = gi;
     }
+    if (kpi_rs_mm_init(&h->it_map, (uint32_t)h->n_hc) ||
+        kpi_rs_grow(&h->it_rep, &h->it_cap, h->n_hc + 1, sizeof(*h->it_rep), 256))
+        return KPI_ERR_NOMEM;
+    size_t n_it = 0;
     for (size_t i = 0; i < h->n_hc && !err; i++) {
         struct hc *y = &h->hc[i];
         if (h->hv[y->hv].slow)
@@ -598,6 +612,17 @@ static int build_step2(struct call *c)
         char b[24];
         snprintf(b, sizeof(b), "%" PRId64, cell->bucket);
         const char *id = ws->w[y->w].id;
+        int added;
+        map_get(&h->it_map, (uint64_t)y->w << 56 | (uint64_t)cell->bucket, (uint32_t)n_it + 1,
+                &added);
+        if (added) {
+            h->it_rep[n_it++] = h->n_cmd;
+            cmd_begin(h);
+            err |= kpi_argv_str(a, "TYPE");
+            err |= push_key(a, c->g->prefix,
+                            (struct part[]){str_part("idx"), str_part(id), str_part(b)}, 3);
+            err |= cmd_end(h);
+        }
         y->bk_rep = h->n_cmd;
         cmd_begin(h);
         err |= kpi_argv_str(a, "HMGET");
@@ -830,7 +855,8 @@ static int own_bases(struct call *c)
         uint32_t slot;
         if (!kpi_rs_mm_find(&h->base_map, g->key, &slot))
             continue; /* no base entry in this call */
-        int own = 1;
+        /* a gauge of another type: the script replaces it (own_type) */
+        int own = h->rep[g->rep] && h->rep[g->rep]->type != REDIS_REPLY_ERROR;
         for (uint32_t j = 0; j < s->hours.n && own; j++) {
             const struct kpi_agg_cell *x = &s->hours.cells[j];
             if (((uint64_t)x->set << 32 | x->vid) == g->key && x->snaps)
@@ -1573,6 +1599,17 @@ static int write_sets(struct call *c)
         snprintf(b, sizeof(b), "%" PRId64, s->roll[y0->w].cells[y0->cell].bucket);
         snprintf(ttl, sizeof(ttl), "%" PRId64, window_ttl(s, spec) + spec->size_ms);
         struct part ik[] = {str_part("idx"), str_part(spec->id), str_part(b)};
+        uint32_t slot;
+        uint32_t it = kpi_rs_mm_find(
+            &h->it_map, (uint64_t)y0->w << 56 | (uint64_t)s->roll[y0->w].cells[y0->cell].bucket,
+            &slot);
+        if (it && is_foreign(h->rep[h->it_rep[it - 1]], "set")) {
+            cmd_begin(h);
+            err |= kpi_argv_str(a, "DEL");
+            err |= push_key(a, c->g->prefix, ik, 3);
+            err |= cmd_end(h);
+            h->replaced++;
+        }
         cmd_begin(h);
         err |= kpi_argv_str(a, "SADD");
         err |= push_key(a, c->g->prefix, ik, 3);
@@ -1606,9 +1643,7 @@ static int write_sets(struct call *c)
         struct part vk[] = {str_part("values"), str_part(spec->id),
                             str_part(dims->sets[x0->key >> 32].name)};
         size_t vt = h->vt_rep[x0->w][x0->key >> 32];
-        const redisReply *t = vt == NO_REP ? NULL : h->rep[vt];
-        if (t && t->type == REDIS_REPLY_STATUS && strcmp(t->str, "zset") &&
-            strcmp(t->str, "none")) {
+        if (vt != NO_REP && is_foreign(h->rep[vt], "zset")) {
             /* another program wrote another type there: replaced
              * (flush.lua, own_type) */
             cmd_begin(h);
@@ -2217,6 +2252,10 @@ void kpi_rs_hot_free(struct hot_state *h)
     free(h->grp_map.keys);
     free(h->grp_map.vals);
     free(h->grp_map.gen);
+    free(h->it_map.keys);
+    free(h->it_map.vals);
+    free(h->it_map.gen);
+    free(h->it_rep);
     for (int w = 0; w < KPI_MAX_WINDOWS; w++)
         free(h->due[w].v);
     free(h->argc);
