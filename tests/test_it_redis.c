@@ -1076,35 +1076,48 @@ Test(redis_sink, a_flush_with_ten_thousand_values_fits_in_one_call)
     kt_fx_fini(&f);
 }
 
+/* A group with two values written (eu-west and us-east, 1m/5s), then
+ * another program's string on each of `keys`: what the next flush meets. */
+static struct kpi_sink foreign_setup(struct kt_fixture *f, int hot, const char *const *keys, int n)
+{
+    freeReplyObject(cmd("FLUSHALL"));
+    fx_init(f, "1m/5s", 0, 0);
+    no_hot_path = !hot;
+    struct kpi_sink s = new_sink(0);
+    no_hot_path = 0;
+    fx_add(f, (struct kt_event){KPI_EV_USAGE, T0 + 100, "1", "eu-west", "x", 10});
+    fx_add(f, (struct kt_event){KPI_EV_USAGE, T0 + 200, "2", "us-east", "y", 20});
+    cr_assert_eq(fx_flush(f, &s, T0 + 1000), 0);
+    for (int i = 0; i < n; i++)
+        freeReplyObject(cmd("SET %s %s", k(keys[i]), "not kpistream's"));
+    return s;
+}
+
+static void assert_types(const char *const *keys, const char *const *types, int n, int hot)
+{
+    for (int i = 0; i < n; i++) {
+        redisReply *r = cmd("TYPE %s", k(keys[i]));
+        cr_assert_str_eq(r->str, types[i], "hot %d: %s replaced", hot, keys[i]);
+        freeReplyObject(r);
+    }
+}
+
 /* Another program's value of another type on a reader key (a rolling
  * hash, a leaderboard, a stream) is replaced, with the hot path and with the
  * script alone: the flush applies whole (a WRONGTYPE half-way would leave
  * its earlier writes), the totals stay exact, meta `replaced` counts them. */
 Test(redis_sink, reader_keys_of_another_type_are_replaced_and_the_flush_applies_whole)
 {
+    static const char *const foreign[] = {"kpi:1m_5s:all:all", "kpi:1m_5s:region:eu-west",
+                                          "values:1m_5s:region", "stream:1m_5s"};
+    static const char *const types[] = {"hash", "hash", "zset", "stream"};
     for (int hot = 1; hot >= 0; hot--) {
-        freeReplyObject(cmd("FLUSHALL"));
         struct kt_fixture f;
-        fx_init(&f, "1m/5s", 0, 0);
-        no_hot_path = !hot;
-        struct kpi_sink s = new_sink(0);
-        no_hot_path = 0;
-        fx_add(&f, (struct kt_event){KPI_EV_USAGE, T0 + 100, "1", "eu-west", "x", 10});
-        fx_add(&f, (struct kt_event){KPI_EV_USAGE, T0 + 200, "2", "us-east", "y", 20});
-        cr_assert_eq(fx_flush(&f, &s, T0 + 1000), 0);
-        static const char *foreign[] = {"kpi:1m_5s:all:all", "kpi:1m_5s:region:eu-west",
-                                        "values:1m_5s:region", "stream:1m_5s"};
-        for (int i = 0; i < 4; i++)
-            freeReplyObject(cmd("SET %s %s", k(foreign[i]), "not kpistream's"));
+        struct kpi_sink s = foreign_setup(&f, hot, foreign, 4);
         /* the head moves and [T0, T0 + 10 s) closes: the stream is written */
         fx_add(&f, (struct kt_event){KPI_EV_USAGE, T0 + 6100, "3", "eu-west", "x", 30});
         cr_assert_eq(fx_flush(&f, &s, T0 + 12000), 0, "hot %d: the flush applies", hot);
-        static const char *types[] = {"hash", "hash", "zset", "stream"};
-        for (int i = 0; i < 4; i++) {
-            redisReply *r = cmd("TYPE %s", k(foreign[i]));
-            cr_assert_str_eq(r->str, types[i], "hot %d: %s replaced", hot, foreign[i]);
-            freeReplyObject(r);
-        }
+        assert_types(foreign, types, 4, hot);
         cr_assert_eq(hget_i64(k("meta"), "replaced"), 4, "hot %d", hot);
         cr_assert_eq(hget_i64(k("kpi:1m_5s:all:all"), "events"), 3, "hot %d: made again", hot);
         cr_assert_eq(hget_i64(k("kpi:1m_5s:all:all"), "active"), 3, "hot %d", hot);
@@ -1133,31 +1146,18 @@ Test(redis_sink, reader_keys_of_another_type_are_replaced_and_the_flush_applies_
  * applies whole, the values' totals stay exact. */
 Test(redis_sink, internal_keys_of_another_type_are_replaced_and_the_flush_applies_whole)
 {
+    char bk[64], ik[64];
+    snprintf(bk, sizeof(bk), "b:1m_5s:region:eu-west:%lld", (long long)(T0 + 5000));
+    snprintf(ik, sizeof(ik), "idx:1m_5s:%lld", (long long)(T0 + 5000));
+    const char *const foreign[] = {bk, ik, "base:region:eu-west"};
+    static const char *const types[] = {"hash", "set", "hash"};
     for (int hot = 1; hot >= 0; hot--) {
-        freeReplyObject(cmd("FLUSHALL"));
         struct kt_fixture f;
-        fx_init(&f, "1m/5s", 0, 0);
-        no_hot_path = !hot;
-        struct kpi_sink s = new_sink(0);
-        no_hot_path = 0;
-        fx_add(&f, (struct kt_event){KPI_EV_USAGE, T0 + 100, "1", "eu-west", "x", 10});
-        fx_add(&f, (struct kt_event){KPI_EV_USAGE, T0 + 200, "2", "us-east", "y", 20});
-        cr_assert_eq(fx_flush(&f, &s, T0 + 1000), 0);
-        char bk[64], ik[64];
-        snprintf(bk, sizeof(bk), "b:1m_5s:region:eu-west:%lld", (long long)(T0 + 5000));
-        snprintf(ik, sizeof(ik), "idx:1m_5s:%lld", (long long)(T0 + 5000));
-        const char *foreign[] = {bk, ik, "base:region:eu-west"};
-        for (int i = 0; i < 3; i++)
-            freeReplyObject(cmd("SET %s %s", k(foreign[i]), "not kpistream's"));
+        struct kpi_sink s = foreign_setup(&f, hot, foreign, 3);
         fx_add(&f, (struct kt_event){KPI_EV_USAGE, T0 + 6100, "3", "eu-west", "x", 30});
         fx_add(&f, (struct kt_event){KPI_EV_ACTIVATION, T0 + 6200, "4", "eu-west", "x", 0});
         cr_assert_eq(fx_flush(&f, &s, T0 + 7000), 0, "hot %d: the flush applies", hot);
-        static const char *types[] = {"hash", "set", "hash"};
-        for (int i = 0; i < 3; i++) {
-            redisReply *r = cmd("TYPE %s", k(foreign[i]));
-            cr_assert_str_eq(r->str, types[i], "hot %d: %s replaced", hot, foreign[i]);
-            freeReplyObject(r);
-        }
+        assert_types(foreign, types, 3, hot);
         cr_assert_eq(hget_i64(k("meta"), "replaced"), 3, "hot %d", hot);
         cr_assert_eq(hget_i64(k(bk), "events"), 2, "hot %d", hot);
         redisReply *r = cmd("SISMEMBER %s region:eu-west", k(ik));
