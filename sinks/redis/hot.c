@@ -1171,6 +1171,11 @@ static int recount_here(struct call *c, const struct hv *x, uint64_t *active)
         kpi_hll_init(&h->acc);
         h->acc_init = 1;
     }
+    /* A sketch that turned dense stays dense (engine/hll.c); most unions
+     * are small, and a dense one costs 16 KiB to clear, count and
+     * serialize whatever it holds: start each recount sparse. */
+    if (kpi_hll_memory(&h->acc) >= KPI_HLL_REGISTERS)
+        kpi_hll_fini(&h->acc);
     kpi_hll_reset(&h->acc);
     if (x->rc_ws && h->grep[x->rc_rep]->type == REDIS_REPLY_NIL)
         return 0; /* the window sketch expired: the script rebuilds it */
