@@ -302,12 +302,13 @@ local saturated = 0
 -- `replaced`.  Every read that could meet one goes through pcall (below),
 -- every first write to a key not read before through own_type.
 local replaced = 0
+local function replace(key)
+    redis.call('DEL', key)
+    replaced = replaced + 1
+end
 local function own_type(key, want)
     local t = redis.call('TYPE', key).ok
-    if t ~= want and t ~= 'none' then
-        redis.call('DEL', key)
-        replaced = replaced + 1
-    end
+    if t ~= want and t ~= 'none' then replace(key) end
 end
 -- A read of key that may hold another type: its reply, or nil after the
 -- key was deleted (replaced) because it did.
@@ -316,8 +317,7 @@ local function read_own(...)
     if type(r) == 'table' and r.err then
         local key = select(2, ...)
         if string.sub(r.err, 1, 9) ~= 'WRONGTYPE' then error(r) end
-        redis.call('DEL', key)
-        replaced = replaced + 1
+        replace(key)
         return nil
     end
     return r

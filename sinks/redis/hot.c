@@ -355,6 +355,33 @@ static int push_common_keys(struct call *c, const char *kind)
     return push_key(&c->h->a, c->g->prefix, (struct part[]){str_part(kind)}, 1);
 }
 
+/* A command on one key of the key group: `cmd key`; its index. */
+static size_t push_key_cmd(struct call *c, const char *cmd, const struct part *parts, int n,
+                           int *err)
+{
+    struct hot_state *h = c->h;
+    size_t at = h->n_cmd;
+    cmd_begin(h);
+    *err |= kpi_argv_str(&h->a, cmd);
+    *err |= push_key(&h->a, c->g->prefix, parts, n);
+    *err |= cmd_end(h);
+    return at;
+}
+
+/* HINCRBY meta field n (a count the script keeps there too). */
+static int push_meta_incr(struct call *c, const char *field, uint64_t n)
+{
+    struct hot_state *h = c->h;
+    int err = 0;
+    cmd_begin(h);
+    err |= kpi_argv_str(&h->a, "HINCRBY");
+    err |= push_common_keys(c, "meta");
+    err |= kpi_argv_str(&h->a, field);
+    err |= kpi_argv_i64(&h->a, (int64_t)n);
+    err |= cmd_end(h);
+    return err;
+}
+
 /* The cells of window w in this call's key group: [*lo, *hi) of s->order[w]
  * (none in an idle call, which has no delta). */
 static void kg_cells(const struct call *c, int w, uint32_t *lo, uint32_t *hi)
@@ -563,15 +590,11 @@ static int build_step2(struct call *c)
         err |= kpi_argv_str(a, "_p");
         err |= cmd_end(h);
         size_t *vt = &h->vt_rep[x->w][x->key >> 32];
-        if (*vt == NO_REP) {
-            *vt = h->n_cmd;
-            cmd_begin(h);
-            err |= kpi_argv_str(a, "TYPE");
-            err |= push_key(
-                a, c->g->prefix,
-                (struct part[]){str_part("values"), str_part(ws->w[x->w].id), str_part(set)}, 3);
-            err |= cmd_end(h);
-        }
+        if (*vt == NO_REP)
+            *vt = push_key_cmd(
+                c, "TYPE",
+                (struct part[]){str_part("values"), str_part(ws->w[x->w].id), str_part(set)}, 3,
+                &err);
         int added;
         uint32_t gi = map_get(&h->g_map, x->key, (uint32_t)h->n_g + 1, &added);
         if (added) {
@@ -615,14 +638,9 @@ static int build_step2(struct call *c)
         int added;
         map_get(&h->it_map, (uint64_t)y->w << 56 | (uint64_t)cell->bucket, (uint32_t)n_it + 1,
                 &added);
-        if (added) {
-            h->it_rep[n_it++] = h->n_cmd;
-            cmd_begin(h);
-            err |= kpi_argv_str(a, "TYPE");
-            err |= push_key(a, c->g->prefix,
-                            (struct part[]){str_part("idx"), str_part(id), str_part(b)}, 3);
-            err |= cmd_end(h);
-        }
+        if (added)
+            h->it_rep[n_it++] = push_key_cmd(
+                c, "TYPE", (struct part[]){str_part("idx"), str_part(id), str_part(b)}, 3, &err);
         y->bk_rep = h->n_cmd;
         cmd_begin(h);
         err |= kpi_argv_str(a, "HMGET");
@@ -1441,10 +1459,7 @@ static int write_rolling(struct call *c, struct hv *x, uint64_t *saturated)
             }
         }
         if (!hw->fresh || x->foreign) { /* a fresh window has no hash to clear */
-            cmd_begin(h);
-            err |= kpi_argv_str(a, "DEL");
-            err |= push_key(a, c->g->prefix, kk, 4);
-            err |= cmd_end(h);
+            push_key_cmd(c, "DEL", kk, 4, &err);
             h->replaced += (uint64_t)x->foreign;
         }
         h->rebuilds++;
@@ -1609,10 +1624,7 @@ static int write_sets(struct call *c)
             &h->it_map, (uint64_t)y0->w << 56 | (uint64_t)s->roll[y0->w].cells[y0->cell].bucket,
             &slot);
         if (it && is_foreign(h->rep[h->it_rep[it - 1]], "set")) {
-            cmd_begin(h);
-            err |= kpi_argv_str(a, "DEL");
-            err |= push_key(a, c->g->prefix, ik, 3);
-            err |= cmd_end(h);
+            push_key_cmd(c, "DEL", ik, 3, &err);
             h->replaced++;
         }
         cmd_begin(h);
@@ -1651,10 +1663,7 @@ static int write_sets(struct call *c)
         if (vt != NO_REP && is_foreign(h->rep[vt], "zset")) {
             /* another program wrote another type there: replaced
              * (flush.lua, own_type) */
-            cmd_begin(h);
-            err |= kpi_argv_str(a, "DEL");
-            err |= push_key(a, c->g->prefix, vk, 3);
-            err |= cmd_end(h);
+            push_key_cmd(c, "DEL", vk, 3, &err);
             h->replaced++;
         }
         cmd_begin(h);
@@ -2121,21 +2130,10 @@ static int hot_once(struct call *c, int *in_doubt, int *err, char *errstr, size_
             *err = kpi_rs_vl_add(&h->due[h->hv[i].w], h->hv[i].key);
     free_replies(h, n2);
     free_step2b(h);
-    if (!*err && h->replaced) {
-        cmd_begin(h);
-        *err |= kpi_argv_str(&h->a, "HINCRBY");
-        *err |= push_common_keys(c, "meta");
-        *err |= kpi_argv_str(&h->a, "replaced");
-        *err |= kpi_argv_i64(&h->a, (int64_t)h->replaced);
-        *err |= cmd_end(h);
-    }
+    if (!*err && h->replaced)
+        *err = push_meta_incr(c, "replaced", h->replaced);
     if (!*err && saturated) {
-        cmd_begin(h);
-        *err |= kpi_argv_str(&h->a, "HINCRBY");
-        *err |= push_common_keys(c, "meta");
-        *err |= kpi_argv_str(&h->a, "saturated");
-        *err |= kpi_argv_i64(&h->a, (int64_t)saturated);
-        *err |= cmd_end(h);
+        *err = push_meta_incr(c, "saturated", saturated);
         s->stats.saturated += saturated;
     }
     if (!*err)
