@@ -400,6 +400,62 @@ static int batch_rerun(struct kpi_redis_conn *c, struct kpi_redis_cmd *cmd, char
     return err;
 }
 
+/* Decimal digits of v, written backwards from end; returns the start. */
+static char *put_u64(char *end, uint64_t v)
+{
+    do
+        *--end = (char)('0' + v % 10);
+    while (v /= 10);
+    return end;
+}
+
+static char *put_len(char *o, char type, uint64_t v)
+{
+    char tmp[24];
+    char *d = put_u64(tmp + sizeof(tmp), v);
+    *o++ = type;
+    size_t k = (size_t)(tmp + sizeof(tmp) - d);
+    memcpy(o, d, k);
+    o += k;
+    *o++ = '\r';
+    *o++ = '\n';
+    return o;
+}
+
+/* Append n commands (argc[i] arguments each, consecutive in argv/lens) to
+ * ctx's output buffer as one piece of RESP.  redisAppendCommandArgv does
+ * the same per command, but builds each argument's header with an sds
+ * printf and copies it twice: at 10 000 values that was the largest part
+ * of the sink thread's own CPU (bench/RESULTS.md).  0, or -1 out of memory
+ * (nothing appended). */
+static int append_commands(redisContext *ctx, size_t n, const int *argc, const char **argv,
+                           const size_t *lens)
+{
+    size_t total = 0, at = 0;
+    for (size_t i = 0; i < n; i++) {
+        total += 24;
+        for (int j = 0; j < argc[i]; j++)
+            total += 26 + lens[at++];
+    }
+    char *buf = malloc(total ? total : 1), *o = buf;
+    if (!buf)
+        return -1;
+    at = 0;
+    for (size_t i = 0; i < n; i++) {
+        o = put_len(o, '*', (uint64_t)argc[i]);
+        for (int j = 0; j < argc[i]; j++, at++) {
+            o = put_len(o, '$', lens[at]);
+            memcpy(o, argv[at], lens[at]);
+            o += lens[at];
+            *o++ = '\r';
+            *o++ = '\n';
+        }
+    }
+    int rc = redisAppendFormattedCommand(ctx, buf, (size_t)(o - buf)) == REDIS_OK ? 0 : -1;
+    free(buf);
+    return rc;
+}
+
 int kpi_redis_conn_batch(struct kpi_redis_conn *c, struct kpi_redis_cmd *cmds, size_t n,
                          char *errstr, size_t errsz)
 {
@@ -426,9 +482,13 @@ int kpi_redis_conn_batch(struct kpi_redis_conn *c, struct kpi_redis_cmd *cmds, s
         if ((err = node_connect(c, ni, errstr, errsz)))
             break;
         redisContext *ctx = c->nodes[ni].ctx;
-        for (size_t i = 0; i < n; i++)
-            if (node[i] == ni)
-                redisAppendCommandArgv(ctx, cmds[i].argc, cmds[i].argv, cmds[i].lens);
+        for (size_t i = 0; i < n && !err; i++)
+            if (node[i] == ni && append_commands(ctx, 1, &cmds[i].argc, cmds[i].argv, cmds[i].lens))
+                err = kpi_seterr(errstr, errsz, KPI_ERR_NOMEM, "redis: out of memory");
+        if (err) {
+            node_forget(c, ni); /* not half a batch on the connection */
+            break;
+        }
         for (size_t i = 0; i < n && !err; i++) {
             if (node[i] != ni)
                 continue;
@@ -470,11 +530,8 @@ int kpi_redis_conn_pipeline(struct kpi_redis_conn *c, int slot, size_t n, const 
     if (ni < 0)
         return KPI_ERR_IO;
     redisContext *ctx = c->nodes[ni].ctx;
-    size_t at = 0;
-    for (size_t i = 0; i < n; i++) {
-        redisAppendCommandArgv(ctx, argc[i], argv + at, lens + at);
-        at += (size_t)argc[i];
-    }
+    if (append_commands(ctx, n, argc, argv, lens))
+        return kpi_seterr(errstr, errsz, KPI_ERR_NOMEM, "redis: out of memory");
     *sent = 1;
     for (size_t i = 0; i < n; i++) {
         void *rv = NULL;
