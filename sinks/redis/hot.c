@@ -133,6 +133,7 @@ struct hc {
 /* A candidate value's base gauge (flush.lua, gauge and base_at). */
 struct hist {
     int64_t at, v;
+    int touched; /* this call adds to it: written in the gauge's HSET */
 };
 
 struct gauge {
@@ -172,6 +173,11 @@ struct hot_state {
     struct gauge *g;
     size_t n_g, g_cap, g_init; /* [0, g_init): hours and days valid (maybe NULL) */
     struct member_map hv_map, g_map, base_map, grp_map, it_map;
+    /* this call's hourly base cells (s->hours) by value: base_map gives a
+     * value's ordinal k, b_first[k - 1] its first cell, b_next the next one
+     * (UINT32_MAX: end), in the order of s->hours */
+    uint32_t *b_first, *b_next;
+    size_t b_first_cap, b_next_cap;
     size_t *it_rep; /* step 2: TYPE of each (window, bucket) idx set, by it_map */
     size_t it_cap;
     uint32_t *grp; /* batched SADD/ZADD: per group, its first item */
@@ -474,16 +480,30 @@ static int base_members(struct call *c)
     struct redis_sink *s = c->s;
     struct hot_state *h = c->h;
     uint32_t n = c->d ? s->hours.n : 0; /* an idle call has no base entries */
-    if (kpi_rs_mm_init(&h->base_map, n))
+    if (kpi_rs_mm_init(&h->base_map, n) ||
+        kpi_rs_grow(&h->b_first, &h->b_first_cap, n, sizeof(*h->b_first), 256) ||
+        kpi_rs_grow(&h->b_next, &h->b_next_cap, n, sizeof(*h->b_next), 256))
         return KPI_ERR_NOMEM;
-    for (uint32_t i = 0; i < n; i++) {
+    /* backwards, so that each chain runs forwards */
+    for (uint32_t i = n; i-- > 0;) {
         const struct kpi_agg_cell *x = &s->hours.cells[i];
         if (kpi_rs_kg_of(s, s->dims, x->set, x->vid) != c->kg)
             continue;
         int added;
-        map_get(&h->base_map, (uint64_t)x->set << 32 | x->vid, 1, &added);
+        uint32_t k =
+            map_get(&h->base_map, (uint64_t)x->set << 32 | x->vid, h->base_map.n + 1, &added);
+        h->b_next[i] = added ? UINT32_MAX : h->b_first[k - 1];
+        h->b_first[k - 1] = i;
     }
     return 0;
+}
+
+/* The first of the value's hourly base cells in this call (UINT32_MAX:
+ * none); the next ones through h->b_next. */
+static uint32_t base_cells(const struct hot_state *h, uint64_t key)
+{
+    uint32_t slot, k = kpi_rs_mm_find(&h->base_map, key, &slot);
+    return k ? h->b_first[k - 1] : UINT32_MAX;
 }
 
 /* The candidates of every window whose head stays, and step 2's reads. */
@@ -664,16 +684,17 @@ struct base {
     const char *source; /* "snapshot" or "" */
 };
 
-static int hist_add(struct hist **l, size_t *n, size_t *cap, int64_t at, int64_t v)
+static int hist_add(struct hist **l, size_t *n, size_t *cap, int64_t at, int64_t v, int touch)
 {
     for (size_t i = 0; i < *n; i++)
         if ((*l)[i].at == at) {
             (*l)[i].v += v;
+            (*l)[i].touched |= touch;
             return 0;
         }
     if (kpi_rs_grow(l, cap, *n + 1, sizeof(**l), 64))
         return KPI_ERR_NOMEM;
-    (*l)[(*n)++] = (struct hist){at, v};
+    (*l)[(*n)++] = (struct hist){at, v, touch};
     return 0;
 }
 
@@ -694,8 +715,8 @@ static int gauge_parse(struct gauge *g, const redisReply *all)
             memcpy(buf, f->str + 2, n);
             buf[n] = '\0';
             int64_t at = strtoll(buf, NULL, 10);
-            int err = f->str[0] == 'n' ? hist_add(&g->hours, &g->n_hours, &g->hours_cap, at, x)
-                                       : hist_add(&g->days, &g->n_days, &g->days_cap, at, x);
+            int err = f->str[0] == 'n' ? hist_add(&g->hours, &g->n_hours, &g->hours_cap, at, x, 0)
+                                       : hist_add(&g->days, &g->n_days, &g->days_cap, at, x, 0);
             if (err)
                 return err;
         } else if (f->len == 4 && memcmp(f->str, "base", 4) == 0) {
@@ -745,23 +766,22 @@ static struct base base_at(const struct gauge *g, int64_t T)
     return r;
 }
 
-/* HINCRBY of a history field ("n:<hour>", "d:<day>") of a base gauge, and
- * the same in the gauge's parsed copy. */
-static int hist_incr(struct call *c, const struct part *bk, const char *kind, int64_t at,
-                     int64_t net, struct hist **l, size_t *n, size_t *cap)
+/* The history fields ("n:<hour>", "d:<day>") this call added to, with
+ * their new values, as HSET arguments.  What the script's HINCRBYs leave:
+ * step 2 read the gauge under WATCH, so its values are still the stored
+ * ones at EXEC, and one HSET does what a command per field did. */
+static int push_hist(struct kpi_argv *a, const char *kind, const struct hist *l, size_t n)
 {
-    struct hot_state *h = c->h;
-    char f[32];
-    snprintf(f, sizeof(f), "%s:%" PRId64, kind, at);
     int err = 0;
-    cmd_begin(h);
-    err |= kpi_argv_str(&h->a, "HINCRBY");
-    err |= push_key(&h->a, c->g->prefix, bk, 3);
-    err |= kpi_argv_str(&h->a, f);
-    err |= kpi_argv_i64(&h->a, net);
-    err |= cmd_end(h);
-    err |= hist_add(l, n, cap, at, net);
-    return err ? KPI_ERR_NOMEM : 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!l[i].touched)
+            continue;
+        char f[32];
+        snprintf(f, sizeof(f), "%s:%" PRId64, kind, l[i].at);
+        err |= kpi_argv_str(a, f);
+        err |= kpi_argv_i64(a, l[i].v);
+    }
+    return err;
 }
 
 /* Apply the value's net adds of this call to its gauge, in memory and as
@@ -774,11 +794,10 @@ static int apply_gauge(struct call *c, struct gauge *g, const char *set, const c
     struct kpi_argv *a = &h->a;
     struct part bk[] = {str_part("base"), str_part(set), {val, vl}};
     int64_t newtop = g->has_top ? g->top : INT64_MIN;
-    for (uint32_t i = 0; i < s->hours.n; i++) {
-        const struct kpi_agg_cell *x = &s->hours.cells[i];
-        if (((uint64_t)x->set << 32 | x->vid) == g->key && x->bucket > newtop)
-            newtop = x->bucket;
-    }
+    uint32_t first = base_cells(h, g->key);
+    for (uint32_t i = first; i != UINT32_MAX; i = h->b_next[i])
+        if (s->hours.cells[i].bucket > newtop)
+            newtop = s->hours.cells[i].bucket;
     int64_t hlo = newtop - (KEEP_HOURS - 1) * HOUR_MS;
     int64_t dlo = newtop - newtop % DAY_MS - (KEEP_DAYS - 1) * DAY_MS;
     int err = 0;
@@ -814,18 +833,16 @@ static int apply_gauge(struct call *c, struct gauge *g, const char *set, const c
                 g->days[k++] = g->days[i];
         g->n_days = k;
     }
-    for (uint32_t i = 0; i < s->hours.n && !err; i++) {
+    for (uint32_t i = first; i != UINT32_MAX && !err; i = h->b_next[i]) {
         const struct kpi_agg_cell *x = &s->hours.cells[i];
-        if (((uint64_t)x->set << 32 | x->vid) != g->key)
-            continue;
         int64_t net = x->c.activations - x->c.churns;
         if (net == 0)
             continue;
         int64_t d = x->bucket - x->bucket % DAY_MS;
         if (x->bucket >= hlo)
-            err |= hist_incr(c, bk, "n", x->bucket, net, &g->hours, &g->n_hours, &g->hours_cap);
+            err |= hist_add(&g->hours, &g->n_hours, &g->hours_cap, x->bucket, net, 1);
         if (d >= dlo)
-            err |= hist_incr(c, bk, "d", d, net, &g->days, &g->n_days, &g->days_cap);
+            err |= hist_add(&g->days, &g->n_days, &g->days_cap, d, net, 1);
         if (g->has_sh && x->bucket >= g->sh)
             g->net += net;
     }
@@ -848,6 +865,8 @@ static int apply_gauge(struct call *c, struct gauge *g, const char *set, const c
         err |= kpi_argv_str(a, "base");
         err |= kpi_argv_i64(a, g->base);
     }
+    err |= push_hist(a, "n", g->hours, g->n_hours);
+    err |= push_hist(a, "d", g->days, g->n_days);
     err |= cmd_end(h);
     cmd_begin(h);
     err |= kpi_argv_str(a, "PEXPIRE");
@@ -870,16 +889,14 @@ static int own_bases(struct call *c)
         struct gauge *g = &h->g[i];
         if (gauge_parse(g, h->rep[g->rep]))
             return KPI_ERR_NOMEM;
-        uint32_t slot;
-        if (!kpi_rs_mm_find(&h->base_map, g->key, &slot))
+        uint32_t slot, first = base_cells(h, g->key);
+        if (first == UINT32_MAX)
             continue; /* no base entry in this call */
         /* a gauge of another type: the script replaces it (own_type) */
         int own = h->rep[g->rep] && h->rep[g->rep]->type != REDIS_REPLY_ERROR;
-        for (uint32_t j = 0; j < s->hours.n && own; j++) {
-            const struct kpi_agg_cell *x = &s->hours.cells[j];
-            if (((uint64_t)x->set << 32 | x->vid) == g->key && x->snaps)
+        for (uint32_t j = first; j != UINT32_MAX && own; j = h->b_next[j])
+            if (s->hours.cells[j].snaps)
                 own = 0;
-        }
         for (int w = 0; w < ws->n && own; w++) {
             uint32_t v = kpi_rs_mm_find(&h->hv_map, (uint64_t)w << 56 ^ g->key, &slot);
             own = c->win[w].hot && v && !h->hv[v - 1].slow && h->hv[v - 1].in_inst &&
@@ -1398,7 +1415,16 @@ static int write_cell(struct call *c, struct hc *y, uint64_t *saturated)
         err |= push_common_keys(c, "tmp");
         err |= cmd_end(h);
     }
-    if (!(is_new && !tok_ok)) {
+    /* A sketch SET with KEEPTTL gets its TTL back (NX) if it expired or
+     * was removed meanwhile: when another writer had it, or PFMERGE made
+     * it.  Not when this sink wrote it last (tok_ok): step 2 read the
+     * bucket hash holding this sink's token, and the two were made in one
+     * transaction with the same TTL, the sketch's set after the hash's, so
+     * the sketch lives at least as long; the one window left is the
+     * hash's own (it expiring between step 2 and EXEC), where the HSET above
+     * also makes a hash without a TTL (docs/redis-schema.md, "TTLs").
+     * That PEXPIRE was one command in seven of a flush. */
+    if (!tok_ok && !is_new) {
         cmd_begin(h);
         err |= kpi_argv_str(a, "PEXPIRE");
         err |= push_key(a, c->g->prefix, hk, 5);
@@ -2249,6 +2275,8 @@ void kpi_rs_hot_free(struct hot_state *h)
     free(h->base_map.keys);
     free(h->base_map.vals);
     free(h->base_map.gen);
+    free(h->b_first);
+    free(h->b_next);
     kpi_argv_free(&h->a);
     kpi_argv_free(&h->sk);
     free(h->grp);
