@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 
 #include "sinks/redis/conn.h"
@@ -48,6 +49,8 @@ void kpi_redis_conn_init(struct kpi_redis_conn *c, const char *script)
     c->n_nodes = 1; /* node 0: the seed, the configured address */
     c->script = script;
     c->lib = NULL;
+    c->wbuf = NULL;
+    c->wcap = 0;
     c->probe_multi = c->multi_refused = 0;
     c->lib_name[0] = c->fn[0] = '\0';
     if (script) {
@@ -91,6 +94,9 @@ void kpi_redis_conn_fini(struct kpi_redis_conn *c)
     c->n_nodes = 0;
     free(c->lib);
     c->lib = NULL;
+    free(c->wbuf);
+    c->wbuf = NULL;
+    c->wcap = 0;
 }
 
 /* The function library: the script as the body of its one function, whose
@@ -422,14 +428,15 @@ static char *put_len(char *o, char type, uint64_t v)
     return o;
 }
 
-/* Append n commands (argc[i] arguments each, consecutive in argv/lens) to
- * ctx's output buffer as one piece of RESP.  redisAppendCommandArgv does
- * the same per command, but builds each argument's header with an sds
- * printf and copies it twice: at 10 000 values that was the largest part
- * of the sink thread's own CPU (bench/RESULTS.md).  0, or -1 out of memory
- * (nothing appended). */
-static int append_commands(redisContext *ctx, size_t n, const int *argc, const char **argv,
-                           const size_t *lens)
+/* n commands (argc[i] arguments each, consecutive in argv/lens) as RESP
+ * in c->wbuf: *len bytes.  redisAppendCommandArgv does the same per
+ * command, but builds each argument's header with an sds printf and copies
+ * each command twice: at 10 000 values that was the largest part of the
+ * sink thread's own CPU (bench/RESULTS.md).  The buffer is kept from call
+ * to call: a new one of megabytes is fresh pages, zeroed by the kernel.
+ * 0, or -1 out of memory. */
+static int format_commands(struct kpi_redis_conn *c, size_t n, const int *argc, const char **argv,
+                           const size_t *lens, size_t *len)
 {
     size_t total = 0, at = 0;
     for (size_t i = 0; i < n; i++) {
@@ -437,9 +444,14 @@ static int append_commands(redisContext *ctx, size_t n, const int *argc, const c
         for (int j = 0; j < argc[i]; j++)
             total += 26 + lens[at++];
     }
-    char *buf = malloc(total ? total : 1), *o = buf;
-    if (!buf)
-        return -1;
+    if (total > c->wcap) {
+        char *b = realloc(c->wbuf, total);
+        if (!b)
+            return -1;
+        c->wbuf = b;
+        c->wcap = total;
+    }
+    char *o = c->wbuf;
     at = 0;
     for (size_t i = 0; i < n; i++) {
         o = put_len(o, '*', (uint64_t)argc[i]);
@@ -451,9 +463,50 @@ static int append_commands(redisContext *ctx, size_t n, const int *argc, const c
             *o++ = '\n';
         }
     }
-    int rc = redisAppendFormattedCommand(ctx, buf, (size_t)(o - buf)) == REDIS_OK ? 0 : -1;
-    free(buf);
-    return rc;
+    *len = (size_t)(o - c->wbuf);
+    return 0;
+}
+
+/* Append n commands to ctx's output buffer (a batch: the replies are read
+ * with redisGetReply).  0, or -1 out of memory (nothing appended). */
+static int append_commands(struct kpi_redis_conn *c, redisContext *ctx, size_t n, const int *argc,
+                           const char **argv, const size_t *lens)
+{
+    size_t len;
+    if (format_commands(c, n, argc, argv, lens, &len))
+        return -1;
+    return redisAppendFormattedCommand(ctx, c->wbuf, len) == REDIS_OK ? 0 : -1;
+}
+
+/* Send n commands now, straight from c->wbuf to the socket, when nothing
+ * else is queued on ctx (else through its output buffer, as a batch): the
+ * replies are then read with redisGetReply, which finds nothing to write.
+ * A failure marks ctx as redisBufferWrite would (the caller drops it).
+ * 0, -1 out of memory (nothing sent), -2 the write failed. */
+static int send_commands(struct kpi_redis_conn *c, redisContext *ctx, size_t n, const int *argc,
+                         const char **argv, const size_t *lens)
+{
+    if (sdslen(ctx->obuf) > 0)
+        return append_commands(c, ctx, n, argc, argv, lens);
+    size_t len;
+    if (format_commands(c, n, argc, argv, lens, &len))
+        return -1;
+    const char *p = c->wbuf;
+    while (len > 0) {
+        ssize_t k = send(ctx->fd, p, len, MSG_NOSIGNAL);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0) {
+            ctx->err = REDIS_ERR_IO;
+            snprintf(ctx->errstr, sizeof(ctx->errstr), "%s",
+                     k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? "write timed out"
+                                                                        : strerror(errno));
+            return -2;
+        }
+        p += k;
+        len -= (size_t)k;
+    }
+    return 0;
 }
 
 int kpi_redis_conn_batch(struct kpi_redis_conn *c, struct kpi_redis_cmd *cmds, size_t n,
@@ -483,7 +536,8 @@ int kpi_redis_conn_batch(struct kpi_redis_conn *c, struct kpi_redis_cmd *cmds, s
             break;
         redisContext *ctx = c->nodes[ni].ctx;
         for (size_t i = 0; i < n && !err; i++)
-            if (node[i] == ni && append_commands(ctx, 1, &cmds[i].argc, cmds[i].argv, cmds[i].lens))
+            if (node[i] == ni &&
+                append_commands(c, ctx, 1, &cmds[i].argc, cmds[i].argv, cmds[i].lens))
                 err = kpi_seterr(errstr, errsz, KPI_ERR_NOMEM, "redis: out of memory");
         if (err) {
             node_forget(c, ni); /* not half a batch on the connection */
@@ -530,9 +584,14 @@ int kpi_redis_conn_pipeline(struct kpi_redis_conn *c, int slot, size_t n, const 
     if (ni < 0)
         return KPI_ERR_IO;
     redisContext *ctx = c->nodes[ni].ctx;
-    if (append_commands(ctx, n, argc, argv, lens))
-        return kpi_seterr(errstr, errsz, KPI_ERR_NOMEM, "redis: out of memory");
     *sent = 1;
+    int rc = send_commands(c, ctx, n, argc, argv, lens);
+    if (rc == -1) {
+        *sent = 0;
+        return kpi_seterr(errstr, errsz, KPI_ERR_NOMEM, "redis: out of memory");
+    }
+    if (rc == -2)
+        return conn_error(c, ni, errstr, errsz, "pipelined transaction");
     for (size_t i = 0; i < n; i++) {
         void *rv = NULL;
         if (redisGetReply(ctx, &rv) != REDIS_OK || !rv) {

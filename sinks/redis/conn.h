@@ -44,6 +44,8 @@ struct kpi_redis_conn {
     char lib_name[32]; /* "kpistream_" + 16 hex digits */
     char fn[40];       /* "kpistream_flush_" + the same digits: what FCALL names */
     char *lib;         /* the library's code, made on the first connection */
+    char *wbuf;        /* commands as RESP, kept from call to call (conn.c) */
+    size_t wcap;
     /* Try an empty MULTI/EXEC on every new connection (the hot path's
      * transactions).  An ACL that allows WATCH but refuses MULTI would
      * otherwise let the commands meant for a transaction run one by one
