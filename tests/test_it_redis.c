@@ -29,6 +29,7 @@
 #include "engine/hll.h"
 #include "engine/keygroup.h"
 #include "sinks/redis.h"
+#include "sinks/redis/redis_int.h"
 #include "support/delta_fixture.h"
 #include "support/redis_server.h"
 #include "support/worker_flush.h"
@@ -2380,4 +2381,26 @@ Test(redis_sink, a_user_with_watch_but_without_multi_or_exec_gets_the_script_alo
         kpi_sink_destroy(&s);
         kt_fx_fini(&f);
     }
+}
+
+/* The sink formats every count it writes itself (argv.c), not with printf:
+ * the same digits as printf, at both ends of int64 too. */
+Test(redis_sink, numbers_in_arguments_are_written_as_printf_writes_them)
+{
+    const int64_t v[] = {0, 1, -1, 9, 10, -10, 1234567890123LL, INT64_MAX, INT64_MIN};
+    struct kpi_argv a;
+    memset(&a, 0, sizeof(a));
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+        cr_assert_eq(kpi_argv_i64(&a, v[i]), 0);
+    cr_assert_eq(kpi_argv_str(&a, "xxxxxxxxxxxxxxxxxxxx"), 0);
+    cr_assert_eq(kpi_argv_set_i64(&a, a.n - 1, -42), 0);
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        char want[24];
+        snprintf(want, sizeof(want), "%" PRId64, v[i]);
+        cr_assert_eq(a.alen[i], strlen(want), "%s", want);
+        cr_assert_eq(memcmp(a.buf + a.off[i], want, a.alen[i]), 0, "%s", want);
+    }
+    cr_assert_eq(a.alen[a.n - 1], 3);
+    cr_assert_eq(memcmp(a.buf + a.off[a.n - 1], "-42", 3), 0);
+    kpi_argv_free(&a);
 }
