@@ -42,6 +42,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "base/digits.h"
 #include "engine/err.h"
 #include "engine/hll.h"
 
@@ -429,30 +430,6 @@ static inline int match_key(const struct kpi_decoder *d, const struct val *k)
     return K_UNKNOWN;
 }
 
-/* Decimal digits of u, written backwards ending at `end`; returns the count.
- * Two digits per division: subscriber ids (MSISDNs, IMSIs) have 10-15. */
-static inline uint32_t utoa_back(uint64_t u, char *end)
-{
-    static const char pairs[201] = "00010203040506070809101112131415161718192021222324"
-                                   "25262728293031323334353637383940414243444546474849"
-                                   "50515253545556575859606162636465666768697071727374"
-                                   "75767778798081828384858687888990919293949596979899";
-    char *p = end;
-    while (u >= 100) {
-        const char *two = pairs + 2 * (u % 100);
-        u /= 100;
-        *--p = two[1];
-        *--p = two[0];
-    }
-    if (u >= 10) {
-        *--p = pairs[2 * u + 1];
-        *--p = pairs[2 * u];
-    } else {
-        *--p = (char)('0' + u);
-    }
-    return (uint32_t)(end - p);
-}
-
 /* A string value: the key's own wrong-type reason, or oversized. */
 static inline enum kpi_bad_reason check_str(const struct kpi_decoder *d, const struct val *v,
                                             enum kpi_bad_reason wrong_type)
@@ -512,7 +489,7 @@ static inline enum kpi_bad_reason take(const struct kpi_decoder *d, int key, con
     case K_SUB:
         if (v->k == V_UINT) {
             char digits[20]; /* UINT64_MAX has 20 */
-            uint32_t n = utoa_back(v->u, digits + sizeof(digits));
+            uint32_t n = kpi_utoa_back(v->u, digits + sizeof(digits));
             ev->sub_hash = kpi_hll_hash(digits + sizeof(digits) - n, n);
             return KPI_BAD_NONE;
         }

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/digits.h"
 #include "engine/err.h"
 #include "sinks/redis/redis_int.h"
 
@@ -74,10 +75,7 @@ int kpi_argv_str(struct kpi_argv *a, const char *s)
  * snprintf was a visible part of the sink thread's time. */
 static char *i64_str(char *end, int64_t v)
 {
-    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-    do
-        *--end = (char)('0' + u % 10);
-    while (u /= 10);
+    end -= kpi_utoa_back(v < 0 ? 0 - (uint64_t)v : (uint64_t)v, end);
     if (v < 0)
         *--end = '-';
     return end;

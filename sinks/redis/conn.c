@@ -33,6 +33,7 @@
 
 #include "sinks/redis/conn.h"
 
+#include "base/digits.h"
 #include "engine/err.h"
 #include "engine/hash.h"
 #include "engine/keygroup.h"
@@ -406,22 +407,13 @@ static int batch_rerun(struct kpi_redis_conn *c, struct kpi_redis_cmd *cmd, char
     return err;
 }
 
-/* Decimal digits of v, written backwards from end; returns the start. */
-static char *put_u64(char *end, uint64_t v)
-{
-    do
-        *--end = (char)('0' + v % 10);
-    while (v /= 10);
-    return end;
-}
-
+/* A RESP header: type, v in decimal, CRLF. */
 static char *put_len(char *o, char type, uint64_t v)
 {
     char tmp[24];
-    char *d = put_u64(tmp + sizeof(tmp), v);
+    uint32_t k = kpi_utoa_back(v, tmp + sizeof(tmp));
     *o++ = type;
-    size_t k = (size_t)(tmp + sizeof(tmp) - d);
-    memcpy(o, d, k);
+    memcpy(o, tmp + sizeof(tmp) - k, k);
     o += k;
     *o++ = '\r';
     *o++ = '\n';
