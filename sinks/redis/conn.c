@@ -420,8 +420,15 @@ static char *put_len(char *o, char type, uint64_t v)
     return o;
 }
 
-/* n commands (argc[i] arguments each, consecutive in argv/lens) as RESP
- * in c->wbuf: *len bytes.  redisAppendCommandArgv does the same per
+/* The length of argument i: lens[i], or, with no lens (as hiredis allows),
+ * its strlen. */
+static size_t arg_len(const char **argv, const size_t *lens, size_t i)
+{
+    return lens ? lens[i] : strlen(argv[i]);
+}
+
+/* n commands (argc[i] arguments each, consecutive in argv and in lens, which
+ * may be NULL) as RESP in c->wbuf: *len bytes.  redisAppendCommandArgv does the same per
  * command, but builds each argument's header with an sds printf and copies
  * each command twice: at 10 000 values that was the largest part of the
  * sink thread's own CPU (bench/RESULTS.md).  The buffer is kept from call
@@ -433,8 +440,8 @@ static int format_commands(struct kpi_redis_conn *c, size_t n, const int *argc, 
     size_t total = 0, at = 0;
     for (size_t i = 0; i < n; i++) {
         total += 24;
-        for (int j = 0; j < argc[i]; j++)
-            total += 26 + lens[at++];
+        for (int j = 0; j < argc[i]; j++, at++)
+            total += 26 + arg_len(argv, lens, at);
     }
     if (total > c->wcap) {
         char *b = realloc(c->wbuf, total);
@@ -448,9 +455,10 @@ static int format_commands(struct kpi_redis_conn *c, size_t n, const int *argc, 
     for (size_t i = 0; i < n; i++) {
         o = put_len(o, '*', (uint64_t)argc[i]);
         for (int j = 0; j < argc[i]; j++, at++) {
-            o = put_len(o, '$', lens[at]);
-            memcpy(o, argv[at], lens[at]);
-            o += lens[at];
+            size_t n_at = arg_len(argv, lens, at);
+            o = put_len(o, '$', n_at);
+            memcpy(o, argv[at], n_at);
+            o += n_at;
             *o++ = '\r';
             *o++ = '\n';
         }
