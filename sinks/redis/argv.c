@@ -5,8 +5,6 @@
  * offsets and turned into pointers only once the buffer stops moving, so a
  * flush of a million arguments costs a few reallocs, not a million mallocs.
  */
-#include <inttypes.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
