@@ -1650,6 +1650,53 @@ static int matches_documented(const char *key)
     return 0;
 }
 
+static long long pttl(const char *key)
+{
+    redisReply *r = cmd("PTTL %s", key);
+    long long v = r->integer;
+    freeReplyObject(r);
+    return v;
+}
+
+/* The hot path renews a base gauge's TTL once an hour (its `_ms`), not in
+ * every flush: written every second, the gauge cost a PEXPIRE per flush. */
+Test(redis_sink, a_base_gauge_ttl_is_renewed_when_its_renewal_is_an_hour_old)
+{
+    struct kt_fixture f;
+    fx_init(&f, "1h/1m", 0, 0);
+    struct kpi_sink s = new_sink(0);
+    const char *bk = k("base:region:eu-west");
+    int64_t hour = (T0 + 100) - (T0 + 100) % 3600000;
+    char nh[32];
+    snprintf(nh, sizeof(nh), "n:%lld", (long long)hour);
+    const long long keep = 36LL * 86400000;
+    int64_t ms0 = kpi_now_ms();
+
+    fx_add(&f, (struct kt_event){KPI_EV_CHURN, T0 + 100, "s1", "eu-west", "prepaid"});
+    cr_assert_eq(fx_flush(&f, &s, T0 + 1000), 0);
+    cr_assert_eq(hget_i64(bk, nh), -1);
+    cr_assert_gt(pttl(bk), keep - 60000, "a new gauge gets the full TTL");
+    cr_assert_geq(hget_i64(bk, "_ms"), ms0, "and `_ms` says when");
+
+    /* Renewed less than an hour ago: the next write leaves the TTL alone. */
+    freeReplyObject(cmd("PEXPIRE %s 600000", bk));
+    fx_add(&f, (struct kt_event){KPI_EV_CHURN, T0 + 2000, "s2", "eu-west", "prepaid"});
+    cr_assert_eq(fx_flush(&f, &s, T0 + 3000), 0);
+    cr_assert_eq(hget_i64(bk, nh), -2, "the write applied");
+    long long t = pttl(bk);
+    cr_assert(t > 0 && t <= 600000, "not renewed within the hour: %lld", t);
+
+    /* An hour old: renewed, and `_ms` moves. */
+    freeReplyObject(cmd("HSET %s _ms %lld", bk, (long long)(kpi_now_ms() - 3600000)));
+    fx_add(&f, (struct kt_event){KPI_EV_CHURN, T0 + 4000, "s3", "eu-west", "prepaid"});
+    cr_assert_eq(fx_flush(&f, &s, T0 + 5000), 0);
+    cr_assert_eq(hget_i64(bk, nh), -3);
+    cr_assert_gt(pttl(bk), keep - 60000, "renewed");
+    cr_assert_geq(hget_i64(bk, "_ms"), ms0);
+    kpi_sink_destroy(&s);
+    kt_fx_fini(&f);
+}
+
 Test(redis_sink, every_key_in_docs_redis_schema_is_written_and_readable)
 {
     /* The document lists every pattern this test knows. */

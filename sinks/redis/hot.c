@@ -143,6 +143,7 @@ struct gauge {
      * path applies them (own) */
     int has_base, has_top, has_sh;
     int64_t base, top, sh, snap, net;
+    int64_t ttl_ms; /* `_ms`: when the hot path last renewed its TTL (0: not known) */
     struct hist *hours, *days;
     size_t n_hours, n_days, hours_cap, days_cap;
     int own; /* the hot path applies the value's base entries */
@@ -702,6 +703,7 @@ static int hist_add(struct hist **l, size_t *n, size_t *cap, int64_t at, int64_t
 static int gauge_parse(struct gauge *g, const redisReply *all)
 {
     g->n_hours = g->n_days = 0;
+    g->ttl_ms = 0;
     if (!all || all->type != REDIS_REPLY_ARRAY)
         return 0;
     for (size_t i = 0; i + 1 < all->elements; i += 2) {
@@ -729,6 +731,8 @@ static int gauge_parse(struct gauge *g, const redisReply *all)
             g->snap = x;
         } else if (f->len == 3 && memcmp(f->str, "net", 3) == 0) {
             g->net = x;
+        } else if (f->len == 3 && memcmp(f->str, "_ms", 3) == 0) {
+            g->ttl_ms = x;
         }
     }
     return 0;
@@ -867,12 +871,26 @@ static int apply_gauge(struct call *c, struct gauge *g, const char *set, const c
     }
     err |= push_hist(a, "n", g->hours, g->n_hours);
     err |= push_hist(a, "d", g->days, g->n_days);
+    /* Its TTL (KEEP_DAYS + 1 days) is renewed when `_ms` says the last
+     * renewal is an hour old or more, or unknown (a new gauge, or one only
+     * the script wrote): a gauge written every second cost one PEXPIRE per
+     * flush for nothing.  So it expires between KEEP_DAYS + 1 days less an
+     * hour and KEEP_DAYS + 1 days after its last write, and always after
+     * the KEEP_DAYS of history it keeps (docs/redis-schema.md, "TTLs"). */
+    int renew = g->ttl_ms <= 0 || c->now - g->ttl_ms >= HOUR_MS || c->now < g->ttl_ms;
+    if (renew) {
+        err |= kpi_argv_str(a, "_ms");
+        err |= kpi_argv_i64(a, c->now);
+    }
     err |= cmd_end(h);
-    cmd_begin(h);
-    err |= kpi_argv_str(a, "PEXPIRE");
-    err |= push_key(a, c->g->prefix, bk, 3);
-    err |= kpi_argv_i64(a, (KEEP_DAYS + 1) * DAY_MS);
-    err |= cmd_end(h);
+    if (renew) {
+        cmd_begin(h);
+        err |= kpi_argv_str(a, "PEXPIRE");
+        err |= push_key(a, c->g->prefix, bk, 3);
+        err |= kpi_argv_i64(a, (KEEP_DAYS + 1) * DAY_MS);
+        err |= cmd_end(h);
+        g->ttl_ms = c->now;
+    }
     return err ? KPI_ERR_NOMEM : 0;
 }
 
