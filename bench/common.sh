@@ -81,12 +81,19 @@ stored_offsets_at() { # stored_offsets_at GROUP PORT...
     done | sort -n | awk 'NR == 1 { m = $1 } END { print m + 0 }'
 }
 
-# call_usec PORT: Redis's time in the sink's flush calls (INFO commandstats):
-# the hot path's EXECs (each holds one script call) plus the script calls
-# made outside a transaction (their share of FCALL's time, by count).
+# call_usec PORT: Redis's time in the sink's flushes (INFO commandstats):
+# the hot path's EXECs (each holds one script call), the script calls made
+# outside a transaction (their share of FCALL's time, by count), and the
+# reads before the transactions (WATCH, the step-2 HMGETs, HGETALLs and
+# TYPEs, the sketches read back; sinks/redis/hot.c).  Writes are counted
+# only through the EXEC or FCALL that holds them; the script's own reads
+# inside a call are counted again on their lines, so this is an upper
+# bound.  Before the tenth session it left the reads out: a third to a
+# half of the total in a steady stream (bench/RESULTS.md).
 call_usec() {
     redis-cli -p "$1" info commandstats | awk -F'[:,=]' '
         /^cmdstat_exec:/ { ec = $3; eu = $5 }
         /^cmdstat_fcall:/ { sc = $3; su = $5 }
-        END { out = sc > ec ? su * (sc - ec) / sc : 0; printf "%.0f\n", eu + out }'
+        /^cmdstat_(watch|unwatch|multi|function\|list|hmget|hgetall|hget|get|mget|type|smembers|pttl|exists|pfcount):/ { ru += $5 }
+        END { out = sc > ec ? su * (sc - ec) / sc : 0; printf "%.0f\n", eu + out + ru }'
 }

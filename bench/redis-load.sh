@@ -131,5 +131,5 @@ for i in 1 2 3 4; do
 done
 awk -v c=$((c1 - c0)) -v t0="$t0" -v t1="$t1" -v u="${usec:-0}" -v n="$cells" \
     -v cp=$((load_cp - c0)) -v tp="$load_tp" 'BEGIN {
-    printf "Redis main-thread CPU: %.0f ms over %.1f s from the first event produced to the last stored = %.0f%% of one core; while producing (%.1f s): %.0f%%; flush calls %.1f us (wall) and %.1f us (CPU) per (window, bucket, value) cell (%d cells)\n",
+    printf "Redis main-thread CPU: %.0f ms over %.1f s from the first event produced to the last stored = %.0f%% of one core; while producing (%.1f s): %.0f%%; flush calls and their reads %.1f us (wall) and %.1f us (CPU) per (window, bucket, value) cell (%d cells)\n",
         c, t1 - t0, 100 * c / ((t1 - t0) * 1000), tp - t0, 100 * cp / ((tp - t0) * 1000), n ? u / n : 0, n ? c * 1000 / n : 0, n }'

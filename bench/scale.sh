@@ -25,9 +25,9 @@
 # subscribers, the flushes with their latency (p50/max), and Redis's side
 # of them: the flush calls' time per (window, bucket, value) cell written
 # (INFO commandstats: the usec of the EXECs of the hot path, which hold its
-# script calls, plus the script calls made outside one, / cells the sink
-# wrote (bench/common.sh, call_usec); and Redis's
-# main-thread CPU / cells, which a busy machine distorts far less), the longest single
+# script calls, plus the script calls made outside one and, since the tenth
+# session, the reads before them, / cells the sink wrote (bench/common.sh,
+# call_usec); and Redis's main-thread CPU / cells, which a busy machine distorts far less), the longest single
 # command (SLOWLOG, threshold 50 ms: "slow" counts the commands above it) and
 # Redis's CPU (used_cpu_sys + used_cpu_user).  Figures, not verdicts.
 # shellcheck source=bench/common.sh
