@@ -32,7 +32,7 @@ void kpi_engine_conf_defaults(struct kpi_engine_conf *c)
     c->max_str_len = KPI_MAX_STR_DEFAULT;
     c->n_workers = 2;
     c->flush_interval_ms = 1000;
-    c->max_cells = 16384;
+    c->max_cells = 262144;
     c->retry_min_ms = 100;
     c->retry_max_ms = 5000;
     c->idle_timeout_ms = 60000;

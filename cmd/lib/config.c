@@ -107,7 +107,7 @@ static const struct kdef kpi_config_table[] = {
                  "events further in the future than this are bad (ts_in_future)"),
     INT_KEY("engine", "max_string", "128", 1, 65535, max_string,
             "longest accepted string value in an event, bytes"),
-    INT_KEY("engine", "max_cells", "16384", 64, 67108864, max_cells,
+    INT_KEY("engine", "max_cells", "262144", 64, 67108864, max_cells,
             "bucket x value cells a worker holds between flushes (memory bound)"),
     DURATION_KEY("engine", "retry_min", "100ms", 1, 10 * MINUTE_MS, retry_min_ms,
                  "first wait before retrying a failed flush"),
