@@ -2,7 +2,7 @@
  * kpistream-bench - in-process benchmarks of the engine.
  *
  *   kpistream-bench core --events N --threads T [--subscribers S] [--seed X]
- *                        [--runs R] [--flush-ms F]
+ *                        [--runs R] [--flush-ms F] [--sites C[,C...]]
  *
  * `core` pre-encodes N realistic events in memory with the built-in
  * generator (gen/gen.h: Zipf-skewed subscriber activity, a realistic mix
@@ -17,7 +17,12 @@
  *   engine/1  the same with one worker (when T > 1), for the scaling figure.
  *
  * and prints the medians, the ratios, and the state memory per grouping-set
- * value and window.  Its last line is
+ * value and window.  --sites adds the dimension `site` (C cell sites,
+ * kpistream-gen --sites) and its grouping set, as bench/scale.sh does; with
+ * several counts, each is a corpus of its own and the runs alternate over
+ * them (the engine alone, no Kafka, no sink work: the part of
+ * bench/scale.sh's high-cardinality ratio that is the engine's).  Its last
+ * line is
  *
  *   core: <events/s> events/s, <ratio> x msgpack-c unpack, <T> threads
  *
@@ -59,7 +64,8 @@ static double median(double *v, int n)
 
 /* ---- the corpus ---- */
 
-static int build_corpus(struct corpus *c, size_t n, uint64_t subscribers, uint64_t seed);
+static int build_corpus(struct corpus *c, size_t n, uint64_t subscribers, uint64_t seed,
+                        uint32_t sites);
 
 /* ---- baseline: msgpack-c unpack only ---- */
 
@@ -134,11 +140,15 @@ struct engine_result {
     uint64_t flushes;
 };
 
-static int run_engine(const struct corpus *c, int threads, int64_t flush_ms,
+static int run_engine(const struct corpus *c, int threads, int64_t flush_ms, int sites,
                       struct engine_result *res)
 {
     struct kpi_engine_conf conf;
     kpi_engine_conf_defaults(&conf);
+    if (sites) { /* bench/scale.sh's dimensions and sets */
+        conf.dims = "region,plan,segment,site";
+        conf.sets = "region,region+plan,segment,site";
+    }
     conf.n_workers = threads;
     conf.flush_interval_ms = flush_ms;
     conf.lateness_ms = 365LL * 86400000; /* a replayed corpus: nothing is late */
@@ -187,26 +197,67 @@ static int run_engine(const struct corpus *c, int threads, int64_t flush_ms,
     return 0;
 }
 
+/* The engine alone at several cardinalities of the set `site`, alternating
+ * in one run: the engine's share of bench/scale.sh's high-cardinality
+ * ratio (no Kafka, no sink work). */
+static int bench_sites(size_t n, int threads, uint64_t subs, uint64_t seed, int runs,
+                       int64_t flush_ms, const uint32_t *sites, int n_sites)
+{
+    struct corpus c[8];
+    double rate[8][50];
+    struct engine_result r[8];
+    for (int k = 0; k < n_sites; k++) {
+        double t0 = kpi_mono_s();
+        if (build_corpus(&c[k], n, subs, seed, sites[k]))
+            return 1;
+        printf("corpus: %zu events, %u sites, %llu subscribers, encoded in %.2f s\n", c[k].n,
+               sites[k], (unsigned long long)subs, kpi_mono_s() - t0);
+    }
+    for (int i = 0; i < runs; i++) {
+        printf("run %d:", i + 1);
+        for (int k = 0; k < n_sites; k++) {
+            if (run_engine(&c[k], threads, flush_ms, 1, &r[k]))
+                return 1;
+            rate[k][i] = r[k].rate;
+            printf(" %u sites %.0f ev/s%s", sites[k], r[k].rate, k + 1 < n_sites ? "," : "\n");
+        }
+    }
+    double m0 = median(rate[0], runs);
+    for (int k = 0; k < n_sites; k++) {
+        double m = median(rate[k], runs);
+        uint32_t vals = r[k].n_sets > 0 ? r[k].values[r[k].n_sets - 1] : 0;
+        printf("sites: %u (%u values of `site`), engine %d threads median %.0f events/s, %.2f x "
+               "%u sites, state %zu bytes\n",
+               sites[k], vals, threads, m, m / m0, sites[0], r[k].state_bytes);
+        free(c[k].data);
+        free(c[k].off);
+    }
+    return 0;
+}
+
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: kpistream-bench core [--events N] [--threads T] [--subscribers S]\n"
-                 "                            [--seed X] [--runs R] [--flush-ms F]\n"
-                 "  Decode + aggregate N pre-encoded events on T worker threads with a concurrent\n"
-                 "  flusher, against msgpack-c's plain unpack of the same buffers on one thread.\n"
-                 "  Defaults: N=2000000 T=2 S=1000000 X=1 R=3 F=100.\n"
-                 "usage: kpistream-bench raw [--brokers B] [--topic T] [--group G]\n"
-                 "  Consume a topic with librdkafka alone (kpistream's consumer settings) to\n"
-                 "  the end offsets seen at assignment: the end-to-end baseline.\n"
-                 "usage: kpistream-bench measure -- COMMAND [ARGS...]\n"
-                 "  Run COMMAND; print its wall time, CPU time and peak RSS on stderr.\n"
-                 "usage: kpistream-bench latency --timestamps FILE [--topic T] [--group G]\n"
-                 "                               [--redis-host H] [--redis-port P] [--prefix X] "
-                 "[--key-groups K]\n"
-                 "                               [--duration S] [--warmup W] [--poll-ms M]\n"
-                 "  For S seconds, poll group G's stored offsets in Redis every M ms; then print\n"
-                 "  the production-to-Redis latency percentiles of the messages in FILE\n"
-                 "  (kpistream-gen --timestamps) produced after the first W seconds.\n"
-                 "  Defaults: S=60 W=10 M=5.\n");
+    fprintf(out,
+            "usage: kpistream-bench core [--events N] [--threads T] [--subscribers S]\n"
+            "                            [--seed X] [--runs R] [--flush-ms F] [--sites C,...]\n"
+            "  Decode + aggregate N pre-encoded events on T worker threads with a concurrent\n"
+            "  flusher, against msgpack-c's plain unpack of the same buffers on one thread.\n"
+            "  Defaults: N=2000000 T=2 S=1000000 X=1 R=3 F=100.  With --sites, the engine\n"
+            "  alone on one corpus per count of cell sites (dimension and set `site`),\n"
+            "  alternating, and each count's median against the first's.\n"
+            "usage: kpistream-bench raw [--brokers B] [--topic T] [--group G]\n"
+            "  Consume a topic with librdkafka alone (kpistream's consumer settings) to\n"
+            "  the end offsets seen at assignment: the end-to-end baseline.\n"
+            "usage: kpistream-bench measure -- COMMAND [ARGS...]\n"
+            "  Run COMMAND; print its wall time, CPU time and peak RSS on stderr.\n"
+            "usage: kpistream-bench latency --timestamps FILE [--topic T] [--group G]\n"
+            "                               [--redis-host H] [--redis-port P] [--prefix X] "
+            "[--key-groups K]\n"
+            "                               [--duration S] [--warmup W] [--poll-ms M]\n"
+            "  For S seconds, poll group G's stored offsets in Redis every M ms; then print\n"
+            "  the production-to-Redis latency percentiles of the messages in FILE\n"
+            "  (kpistream-gen --timestamps) produced after the first W seconds.\n"
+            "  Defaults: S=60 W=10 M=5.\n");
 }
 
 int bench_raw(int argc, char **argv);
@@ -230,21 +281,34 @@ int main(int argc, char **argv)
     int threads = 2, runs = 3;
     uint64_t subs = 1000000, seed = 1;
     int64_t flush_ms = 100;
+    uint32_t sites[8];
+    int n_sites = 0;
     static const struct option opts[] = {{"events", required_argument, 0, 'n'},
                                          {"threads", required_argument, 0, 't'},
                                          {"subscribers", required_argument, 0, 's'},
                                          {"seed", required_argument, 0, 'x'},
                                          {"runs", required_argument, 0, 'r'},
                                          {"flush-ms", required_argument, 0, 'f'},
+                                         {"sites", required_argument, 0, 'c'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     int o;
     optind = 2;
-    while ((o = getopt_long(argc, argv, "n:t:s:x:r:f:h", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, "n:t:s:x:r:f:c:h", opts, NULL)) != -1) {
         char *end = NULL;
         long long v = optarg ? strtoll(optarg, &end, 10) : 0;
-        int bad = optarg && (*end || v <= 0);
+        int bad = optarg && o != 'c' && (*end || v <= 0);
         switch (o) {
+        case 'c': /* a comma-separated list of counts */
+            for (const char *p = optarg; !bad; p = end + 1) {
+                v = strtoll(p, &end, 10);
+                bad = end == p || v <= 0 || v > 1000000 || n_sites == 8 || (*end && *end != ',');
+                if (!bad)
+                    sites[n_sites++] = (uint32_t)v;
+                if (!*end)
+                    break;
+            }
+            break;
         case 'n': n = (size_t)v; break;
         case 't':
             threads = (int)v;
@@ -267,15 +331,18 @@ int main(int argc, char **argv)
                          : o == 's' ? 2
                          : o == 'x' ? 3
                          : o == 'r' ? 4
-                                    : 5]
+                         : o == 'f' ? 5
+                                    : 6]
                         .name);
             return 2;
         }
     }
 
+    if (n_sites)
+        return bench_sites(n, threads, subs, seed, runs, flush_ms, sites, n_sites);
     struct corpus c;
     double t0 = kpi_mono_s();
-    if (build_corpus(&c, n, subs, seed))
+    if (build_corpus(&c, n, subs, seed, 0))
         return 1;
     printf(
         "corpus: %zu events, %zu bytes (%.1f bytes/event), %llu subscribers, encoded in %.2f s\n",
@@ -286,11 +353,11 @@ int main(int argc, char **argv)
     struct engine_result r = {0}, r1 = {0};
     for (int i = 0; i < runs; i++) {
         base[i] = run_baseline(&c);
-        if (run_engine(&c, threads, flush_ms, &r))
+        if (run_engine(&c, threads, flush_ms, 0, &r))
             return 1;
         eng[i] = r.rate;
         if (threads > 1) {
-            if (run_engine(&c, 1, flush_ms, &r1))
+            if (run_engine(&c, 1, flush_ms, 0, &r1))
                 return 1;
             eng1[i] = r1.rate;
         }
@@ -318,12 +385,14 @@ int main(int argc, char **argv)
     return 0;
 }
 
-static int build_corpus(struct corpus *c, size_t n, uint64_t subscribers, uint64_t seed)
+static int build_corpus(struct corpus *c, size_t n, uint64_t subscribers, uint64_t seed,
+                        uint32_t sites)
 {
     struct kpi_gen_conf gc;
     kpi_gen_conf_defaults(&gc);
     gc.seed = seed;
     gc.subscribers = subscribers;
+    gc.sites = sites;
     gc.events_per_sec = 50000; /* event time: a busy operator's hour fits in the corpus */
     struct kpi_gen *g = kpi_gen_new(&gc);
     size_t cap = n * 96 + 4096;
