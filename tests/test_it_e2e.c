@@ -581,6 +581,113 @@ static void fmt10(char *out, size_t cap, int defined, double x)
  * its current instance's bucket sketches, exactly, and its derived KPIs are
  * the formulas of docs/kpis.md on its own counters.  Returns the hashes
  * checked; fails on the first difference. */
+/* A rolling hash's every counter is the sum of that counter over the
+ * bucket hashes of its window's instance (lo, head], the buckets
+ * b:<window>:<member>:<bucket> of key group prefix p. */
+static void check_sum_of_buckets(const char *p, const char *win, const char *member,
+                                 const char *key, int64_t lo, int64_t head, int64_t slide)
+{
+    int64_t sum[KPI_NCOUNTERS] = {0};
+    for (int64_t b = lo + slide; b <= head; b += slide) {
+        char bk[600];
+        snprintf(bk, sizeof(bk), "%sb:%s:%s:%lld", p, win, member, (long long)b);
+        for (int k = 0; k < KPI_NCOUNTERS; k++)
+            sum[k] += hget_i(bk, kpi_counter_names[k], NULL);
+    }
+    for (int k = 0; k < KPI_NCOUNTERS; k++) {
+        int64_t got = hget_i(key, kpi_counter_names[k], NULL);
+        cr_assert_eq(got, sum[k], "%s %s %lld, its window's buckets sum to %lld", key,
+                     kpi_counter_names[k], (long long)got, (long long)sum[k]);
+    }
+}
+
+/* The closed-bucket streams (docs/redis-schema.md, "P:stream:<window>"):
+ * for every (bucket, set, value), the entry with the highest `rev` holds
+ * that bucket's counters as its bucket hash holds them, and its `active` is
+ * PFCOUNT of the bucket's sketch.  Returns how many entries were checked. */
+struct stream_entry {
+    char id[64], member[400];
+    int64_t bucket, rev;
+};
+
+static int by_bucket_then_rev(const void *a, const void *b)
+{
+    const struct stream_entry *x = a, *y = b;
+    int c = strcmp(x->member, y->member);
+    if (c)
+        return c;
+    if (x->bucket != y->bucket)
+        return x->bucket < y->bucket ? -1 : 1;
+    return x->rev > y->rev ? -1 : x->rev < y->rev; /* highest rev first */
+}
+
+static const char *entry_field(const redisReply *fields, const char *name)
+{
+    for (size_t i = 0; i + 1 < fields->elements; i += 2)
+        if (strcmp(fields->element[i]->str, name) == 0)
+            return fields->element[i + 1]->str;
+    return NULL;
+}
+
+static int check_streams(const char *group)
+{
+    int checked = 0;
+    for (uint32_t kg = 0; kg < KG; kg++) {
+        char p[256];
+        kpi_redis_kg_prefix(p, sizeof(p), "kpi", group, KG, kg);
+        for (size_t w = 0; w < sizeof(windows) / sizeof(windows[0]); w++) {
+            redisReply *r = redisCommand(rc, "XRANGE %sstream:%s - +", p, windows[w].id);
+            cr_assert(r && r->type == REDIS_REPLY_ARRAY);
+            struct stream_entry *e = calloc(r->elements + 1, sizeof(*e));
+            cr_assert(e);
+            for (size_t i = 0; i < r->elements; i++) {
+                const redisReply *f = r->element[i]->element[1];
+                const char *set = entry_field(f, "set"), *val = entry_field(f, "value");
+                const char *bucket = entry_field(f, "bucket"), *rev = entry_field(f, "rev");
+                cr_assert(set && val && bucket && rev,
+                          "a stream entry has set, value, bucket, rev");
+                snprintf(e[i].id, sizeof(e[i].id), "%s", r->element[i]->element[0]->str);
+                snprintf(e[i].member, sizeof(e[i].member), "%s:%s", set, val);
+                e[i].bucket = atoll(bucket);
+                e[i].rev = atoll(rev);
+            }
+            qsort(e, r->elements, sizeof(*e), by_bucket_then_rev);
+            for (size_t i = 0; i < r->elements; i++) {
+                if (i && strcmp(e[i].member, e[i - 1].member) == 0 &&
+                    e[i].bucket == e[i - 1].bucket)
+                    continue; /* superseded by a higher rev */
+                redisReply *x = redisCommand(rc, "XRANGE %sstream:%s %s %s", p, windows[w].id,
+                                             e[i].id, e[i].id);
+                cr_assert(x && x->type == REDIS_REPLY_ARRAY && x->elements == 1);
+                const redisReply *f = x->element[0]->element[1];
+                char bk[700];
+                snprintf(bk, sizeof(bk), "%sb:%s:%s:%lld", p, windows[w].id, e[i].member,
+                         (long long)e[i].bucket);
+                for (int k = 0; k < KPI_NCOUNTERS; k++) {
+                    const char *got = entry_field(f, kpi_counter_names[k]);
+                    cr_assert(got, "%s entry %s has %s", bk, e[i].id, kpi_counter_names[k]);
+                    cr_assert_eq(atoll(got), hget_i(bk, kpi_counter_names[k], NULL),
+                                 "%s: the stream's last entry (rev %lld) has %s %s", bk,
+                                 (long long)e[i].rev, kpi_counter_names[k], got);
+                }
+                redisReply *pc = redisCommand(rc, "PFCOUNT %sh:%s:%s:%lld", p, windows[w].id,
+                                              e[i].member, (long long)e[i].bucket);
+                cr_assert(pc && pc->type == REDIS_REPLY_INTEGER);
+                const char *active = entry_field(f, "active");
+                cr_assert(active && atoll(active) == pc->integer,
+                          "%s: the stream's active %s, PFCOUNT of the bucket's sketch %lld", bk,
+                          active ? active : "(none)", (long long)pc->integer);
+                freeReplyObject(pc);
+                freeReplyObject(x);
+                checked++;
+            }
+            free(e);
+            freeReplyObject(r);
+        }
+    }
+    return checked;
+}
+
 static int check_rolling_hashes(const char *group)
 {
     int checked = 0;
@@ -624,6 +731,8 @@ static int check_rolling_hashes(const char *group)
                     }
                     redisReply *pc = redisCommandArgv(rc, n, argv, lens);
                     cr_assert(pc && pc->type == REDIS_REPLY_INTEGER);
+                    check_sum_of_buckets(p, windows[w].id, member, key, head - windows[w].size,
+                                         head, windows[w].slide);
                     int64_t active = hget_i(key, "active", NULL);
                     cr_assert_eq(active, pc->integer,
                                  "%s: active %lld, PFCOUNT of its buckets %lld", key,
@@ -725,7 +834,9 @@ Test(e2e, two_instances_leave_every_rolling_hash_exact_at_rest)
     kpi_gen_conf_defaults(&gc);
     gc.seed = 4242;
     gc.start_ts_ms = (kpi_now_ms() / 3600000 - 1) * 3600000;
-    gc.events_per_sec = 20000;
+    /* 150 s of event time: past the 30 s lateness, buckets of the 1m_5s and
+     * 1h_1m windows close (streams) and the 1m_5s window slides */
+    gc.events_per_sec = 2000;
     gc.base_every_ms = 3600000; /* both instances write snapshots of the same values */
     memset(&truth, 0, sizeof(truth));
     cr_assert_eq(kt_produce(topic, &gc, N, &truth), 0);
@@ -746,6 +857,8 @@ Test(e2e, two_instances_leave_every_rolling_hash_exact_at_rest)
      * what a dashboard reads now is what it keeps reading. */
     int checked = check_rolling_hashes(group);
     cr_assert_gt(checked, 30, "every set value of every window was checked (%d)", checked);
+    int entries = check_streams(group);
+    cr_assert_gt(entries, 30, "closed buckets' stream entries were checked (%d)", entries);
     for (int i = 0; i < 2; i++)
         remove(out[i]);
 }
