@@ -733,6 +733,18 @@ static int check_rolling_hashes(const char *group)
                     cr_assert(pc && pc->type == REDIS_REPLY_INTEGER);
                     check_sum_of_buckets(p, windows[w].id, member, key, head - windows[w].size,
                                          head, windows[w].slide);
+                    /* its leaderboard score is its events (docs/redis-schema.md,
+                     * "P:values:<window>:<set>") */
+                    const char *colon = strchr(member, ':');
+                    cr_assert(colon, "%s: <set>:<value>", key);
+                    redisReply *zs = redisCommand(rc, "ZSCORE %svalues:%s:%b %s", p, windows[w].id,
+                                                  member, (size_t)(colon - member), colon + 1);
+                    cr_assert(zs && zs->type == REDIS_REPLY_STRING, "%s is in its leaderboard",
+                              key);
+                    cr_assert_eq(atoll(zs->str), hget_i(key, "events", NULL),
+                                 "%s: leaderboard score %s, events %lld", key, zs->str,
+                                 (long long)hget_i(key, "events", NULL));
+                    freeReplyObject(zs);
                     int64_t active = hget_i(key, "active", NULL);
                     cr_assert_eq(active, pc->integer,
                                  "%s: active %lld, PFCOUNT of its buckets %lld", key,
