@@ -1008,6 +1008,35 @@ static int64_t cluster_field(struct kpi_redis_conn *c, const char *group, const 
     return v;
 }
 
+/* PFCOUNT, on its master, of the 24h_1h bucket sketches of (set, value)
+ * over the window's instance as of head: what its rolling hash's `active`
+ * must be at rest. */
+static int64_t cluster_window_pfcount(struct kpi_redis_conn *c, const char *group, const char *set,
+                                      const char *value, int64_t head)
+{
+    char p[300], names[24][400], err[256];
+    kpi_redis_value_prefix(p, sizeof(p), "kpi", group, KG, set, value, strlen(value));
+    const char *argv[25] = {"PFCOUNT"};
+    size_t lens[25] = {7};
+    int n = 1;
+    for (int64_t b = head - 23 * 3600000LL; b <= head; b += 3600000LL, n++) {
+        snprintf(names[n - 1], sizeof(names[n - 1]), "%sh:24h_1h:%s:%s:%lld", p, set, value,
+                 (long long)b);
+        argv[n] = names[n - 1];
+        lens[n] = strlen(names[n - 1]);
+    }
+    const char *tag = strchr(p, '{') + 1;
+    int slot = kpi_crc16(tag, (size_t)(strchr(tag, '}') - tag)) & (KPI_REDIS_SLOTS - 1);
+    redisReply *r = NULL;
+    int sent = 0;
+    cr_assert_eq(kpi_redis_conn_command(c, slot, n, argv, lens, &r, &sent, err, sizeof(err)), 0,
+                 "%s", err);
+    cr_assert(r && r->type == REDIS_REPLY_INTEGER);
+    int64_t v = r->integer;
+    freeReplyObject(r);
+    return v;
+}
+
 /* What the API, the dashboard and the alerter read (cmd/lib/kpiread.c) on a
  * Redis Cluster: every key group's meta, the K leaderboards merged, a value's
  * rolling hash, a series and the alert log, each on its own master; then
@@ -1040,6 +1069,8 @@ static void readers_agree_on_the_cluster(struct kpi_redis_conn *c, const char *u
     cr_assert_eq(v.c.churns, (int64_t)truth->by_type[KPI_EV_CHURN]);
     cr_assert_eq((int64_t)v.active, cluster_field(c, group, "active"));
     cr_assert_gt(v.active, 0);
+    cr_assert_eq((int64_t)v.active, cluster_window_pfcount(c, group, "all", "all", m.head[day]),
+                 "all/all: active is PFCOUNT of its window's buckets, at rest");
 
     /* region: the K leaderboards merged, every row read from its master */
     struct kpiread_page p;
@@ -1053,6 +1084,10 @@ static void readers_agree_on_the_cluster(struct kpi_redis_conn *c, const char *u
         events += p.rows[i].v.c.events;
         churns += p.rows[i].v.c.churns;
         cr_assert_gt(p.rows[i].v.active, 0, "%s has its active count", p.rows[i].value);
+        int64_t pf = cluster_window_pfcount(c, group, "region", p.rows[i].value, m.head[day]);
+        cr_assert_eq((int64_t)p.rows[i].v.active, pf,
+                     "%s: active %llu, PFCOUNT of its window's buckets %lld, at rest",
+                     p.rows[i].value, (unsigned long long)p.rows[i].v.active, (long long)pf);
         if (i > 0)
             cr_assert_geq(p.rows[i - 1].v.c.events, p.rows[i].v.c.events, "ranked by events");
     }
