@@ -85,7 +85,9 @@ static const struct kdef kpi_config_table[] = {
                  "bucket and rolling keys outlive their window by this much"),
     INT_KEY("redis", "sketch_cache_mb", "64", 0, 65536, redis_sketch_cache_mb,
             "MiB of written bucket sketches kept to SET instead of PFMERGE"),
-    STREAM_MAXLEN_KEY("redis", redis_stream_maxlen, "the closed-bucket streams"),
+    STREAM_MAXLEN_KEY("redis", redis_stream_maxlen,
+                      "each key group's closed-bucket stream (a group keeps up to "
+                      "redis.key_groups times as many entries per window)"),
     BOOL_KEY("redis", "hot_path", "true", redis_hot_path,
              "write a flush's common part with plain commands in MULTI/EXEC (false: all of it "
              "through the Lua script, as before)"),
