@@ -299,6 +299,11 @@ static void metrics_extra(void *opaque, FILE *out)
     kpi_source_kafka_write_metrics(opaque, out);
 }
 
+static void redis_metrics_extra(void *opaque, FILE *out)
+{
+    kpi_sink_redis_write_metrics(opaque, out);
+}
+
 static int cmp_u32(const void *a, const void *b)
 {
     uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
@@ -612,6 +617,8 @@ int main(int argc, char **argv)
     struct health hl = {e, g_src.self, cfg.flush_interval_ms};
     kpi_metrics_set_health(m, healthy, &hl);
     kpi_metrics_set_extra(m, metrics_extra, g_src.self);
+    if (use_redis && sink.ops)
+        kpi_metrics_set_extra(m, redis_metrics_extra, &sink);
     if (web.url[0])
         kpi_log(KPI_LOG_INFO, "kpistream", "dashboard: %s  (API: %sapi/v1/, metrics: %smetrics)",
                 web.url, web.url, web.url);

@@ -40,6 +40,7 @@ fi
 say "Prometheus configuration and rules (promtool)"
 promtool check config deploy/prometheus/prometheus.yml
 promtool check rules deploy/prometheus/rules/*.yml
+promtool test rules deploy/prometheus/tests/*.yml
 
 say "layers: every include goes down the layers (scripts/check-layers.sh)"
 bash scripts/check-layers.sh

@@ -31,6 +31,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "sinks/sink.h"
 
@@ -88,6 +89,11 @@ void kpi_redis_conf_defaults(struct kpi_redis_conf *c);
 struct kpi_sink kpi_sink_redis_new(const struct kpi_redis_conf *conf, char *errstr,
                                    size_t errstr_size);
 
+/* The bounds of kpi_redis_stats.call_hist, in microseconds: 1 ms to 10 s,
+ * with 50 ms (the longest call a dashboard should wait for) among them. */
+#define KPI_REDIS_CALL_BUCKETS 13
+extern const uint32_t kpi_redis_call_bucket_us[KPI_REDIS_CALL_BUCKETS];
+
 struct kpi_redis_stats {
     uint64_t flushes;         /* deltas applied */
     uint64_t calls;           /* script calls (K per flush, plus idle recounts) */
@@ -111,10 +117,22 @@ struct kpi_redis_stats {
     uint64_t hot_recounts;    /* `active` recounts done here from the sketches (not in Redis) */
     uint64_t last_call_us;    /* round trip of the last flush call */
     uint64_t last_args_bytes; /* payload size of the last flush call */
+    /* Key-group calls by round trip: call_hist[i] counts those of at most
+     * kpi_redis_call_bucket_us[i] (and more than the bucket before); the
+     * last, the slower ones.  A round trip bounds from above how long the
+     * call (a transaction or a script call) kept Redis from every other
+     * client. */
+    uint64_t call_hist[KPI_REDIS_CALL_BUCKETS + 1];
+    uint64_t call_us_sum;
 };
 
 /* Counters of a sink made by kpi_sink_redis_new.  Thread-safe. */
 void kpi_sink_redis_get_stats(const struct kpi_sink *s, struct kpi_redis_stats *out);
+
+/* /metrics lines of the sink (Prometheus text format): its calls, their
+ * round trips, errors, redirects and the rest of kpi_redis_stats that an
+ * operator watches (README, "Metrics").  Thread-safe. */
+void kpi_sink_redis_write_metrics(const struct kpi_sink *s, FILE *out);
 
 /* Key group kg's key prefix with its hash tag, "kpi:{group.3}:" ("kpi:{group}:"
  * with one key group), as the sink builds it. */

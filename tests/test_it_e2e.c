@@ -505,6 +505,14 @@ Test(e2e, sigterm_exits_zero_with_exact_totals_and_metrics_match)
     cr_assert_eq((uint64_t)good, truth.good);
     cr_assert_eq((uint64_t)bad, truth.bad);
     cr_assert_geq(metric_sum(m, "kpistream_flush_duration_seconds_count", &ok), 1);
+    /* The sink's own figures: its key groups, and every call in the
+     * histogram of round trips (one snapshot, so they agree). */
+    cr_assert_eq(metric_sum(m, "kpistream_redis_key_groups", &ok), KG);
+    double calls = metric_sum(m, "kpistream_redis_calls_total", &ok);
+    cr_assert_geq(calls, 1);
+    cr_assert_eq(metric_sum(m, "kpistream_redis_call_duration_seconds_count", &ok), calls);
+    cr_assert_geq(metric_sum(m, "kpistream_redis_cells_total", &ok), 1);
+    cr_assert(ok, "every sample line parses");
     free(m);
     char *h = http_get(port, "/healthz");
     cr_assert(h && strstr(h, "200 OK"), "healthy while consuming: %.200s", h ? h : "");

@@ -1268,6 +1268,71 @@ Test(redis_sink, counters_in_redis_equal_the_events_fed_through_the_engine)
     kpi_sink_destroy(&s);
 }
 
+/* The value of the sample line of `series` (a name, with its labels if
+ * any) in Prometheus text, or -1 when there is none. */
+static double sample(const char *text, const char *series)
+{
+    size_t n = strlen(series);
+    for (const char *p = text; p && *p;) {
+        if (strncmp(p, series, n) == 0 && p[n] == ' ')
+            return strtod(p + n + 1, NULL);
+        p = strchr(p, '\n');
+        p = p ? p + 1 : NULL;
+    }
+    return -1;
+}
+
+/* /metrics of the sink (README, "Metrics"): every key-group call is counted
+ * once, with its round trip in the histogram, and the other figures are the
+ * sink's own counters. */
+Test(redis_sink, its_metrics_count_every_call_with_its_round_trip)
+{
+    struct kpi_sink s = new_sink(0);
+    struct kpi_engine *e = make_engine(&s);
+    struct kpi_worker *w = kpi_engine_worker(e, 0);
+    int in = kpi_engine_input_open(e, "events", 0, 0, 0);
+    struct kpi_counters fed = {0}, eu = {0};
+    for (int batch = 0; batch < 3; batch++) {
+        feed(e, w, in, (uint64_t)batch * 5000, (uint64_t)(batch + 1) * 5000, &fed, &eu);
+        cr_assert_eq(kt_flush_from_worker(e, w, 10000), 0);
+    }
+    struct kpi_redis_stats st;
+    kpi_sink_redis_get_stats(&s, &st);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    cr_assert_not_null(f);
+    kpi_sink_redis_write_metrics(&s, f);
+    fclose(f);
+    cr_assert_geq(st.calls, 3, "a call per flush at least: %" PRIu64, st.calls);
+    cr_assert_eq(sample(text, "kpistream_redis_calls_total"), (double)st.calls, "%s", text);
+    cr_assert_eq(sample(text, "kpistream_redis_call_duration_seconds_count"), (double)st.calls);
+    double prev = 0;
+    for (int b = 0; b < KPI_REDIS_CALL_BUCKETS; b++) {
+        char series[128];
+        snprintf(series, sizeof(series), "kpistream_redis_call_duration_seconds_bucket{le=\"%g\"}",
+                 kpi_redis_call_bucket_us[b] / 1e6);
+        double v = sample(text, series);
+        cr_assert_geq(v, prev, "%s is cumulative", series);
+        prev = v;
+    }
+    cr_assert_neq(sample(text, "kpistream_redis_call_duration_seconds_bucket{le=\"0.05\"}"), -1,
+                  "50 ms is a bucket bound");
+    cr_assert_eq(sample(text, "kpistream_redis_call_duration_seconds_bucket{le=\"+Inf\"}"),
+                 (double)st.calls);
+    cr_assert_gt(sample(text, "kpistream_redis_call_duration_seconds_sum"), 0);
+    cr_assert_eq(sample(text, "kpistream_redis_key_groups"), (double)kpi_sink_redis_key_groups(&s));
+    cr_assert_gt(st.sketch_sets + st.sketch_merges, 0);
+    cr_assert_eq(sample(text, "kpistream_redis_cells_total"),
+                 (double)(st.sketch_sets + st.sketch_merges));
+    cr_assert_eq(sample(text, "kpistream_redis_call_errors_total"), 0);
+    cr_assert_eq(sample(text, "kpistream_redis_in_doubt_total"), 0);
+    cr_assert_geq(sample(text, "kpistream_redis_connects_total"), 1);
+    free(text);
+    kpi_engine_destroy(e);
+    kpi_sink_destroy(&s);
+}
+
 Test(redis_sink, the_engine_keeps_its_delta_while_redis_is_down_and_totals_are_exact_after)
 {
     struct kpi_sink s = new_sink(300);

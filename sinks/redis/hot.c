@@ -2197,9 +2197,7 @@ static int hot_once(struct call *c, int *in_doubt, int *err, char *errstr, size_
     int r3 = run_transaction(c, &sent, &moved, err, errstr, errsz);
     if (r3 != -1)
         return r3;
-    s->stats.last_call_us = (uint64_t)(kpi_mono_us() - t0);
-    s->stats.calls++;
-    kpi_rs_sync_conn_stats(s);
+    kpi_rs_count_call(s, t0);
     if (*err) {
         s->stats.io_errors++;
         if (sent) {

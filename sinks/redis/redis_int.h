@@ -211,6 +211,11 @@ struct redis_sink {
     size_t hot_cap[KPI_MAX_WINDOWS];
     struct hot_state *hs;
     struct kpi_redis_stats stats;
+    /* A copy of stats for /metrics, taken after every call and flush under
+     * stats_mu: a scrape must not wait for mu, which a flush holds for as
+     * long as Redis takes. */
+    pthread_mutex_t stats_mu;
+    struct kpi_redis_stats published;
 };
 
 /* sink.c's pieces that hot.c uses */
@@ -224,6 +229,9 @@ void kpi_rs_range_field(char *out, size_t cap, const char *topic, int32_t partit
 int kpi_rs_reply_error(struct redis_sink *s, const redisReply *r, char *errstr, size_t errsz,
                        const char *what);
 void kpi_rs_sync_conn_stats(struct redis_sink *s);
+/* Count a key-group call that started at t0_us (kpi_mono_us): calls, its
+ * round trip in the histogram, and the connection's counters. */
+void kpi_rs_count_call(struct redis_sink *s, int64_t t0_us);
 uint64_t kpi_rs_next_token(struct redis_sink *s);
 void kpi_rs_token_hex(char out[17], uint64_t t);
 int kpi_rs_push_sketch(struct redis_sink *s, struct kpi_argv *a, struct group_ref *g,

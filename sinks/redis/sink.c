@@ -153,6 +153,32 @@ int kpi_rs_reply_error(struct redis_sink *s, const redisReply *r, char *errstr, 
     return KPI_ERR_IO;
 }
 
+/* With mu held. */
+static void publish_stats(struct redis_sink *s)
+{
+    pthread_mutex_lock(&s->stats_mu);
+    s->published = s->stats;
+    pthread_mutex_unlock(&s->stats_mu);
+}
+
+const uint32_t kpi_redis_call_bucket_us[KPI_REDIS_CALL_BUCKETS] = {
+    1000,   2500,   5000,    10000,   25000,   50000,   100000,
+    250000, 500000, 1000000, 2500000, 5000000, 10000000};
+
+void kpi_rs_count_call(struct redis_sink *s, int64_t t0_us)
+{
+    uint64_t us = (uint64_t)(kpi_mono_us() - t0_us);
+    int b = 0;
+    while (b < KPI_REDIS_CALL_BUCKETS && us > kpi_redis_call_bucket_us[b])
+        b++;
+    s->stats.call_hist[b]++;
+    s->stats.call_us_sum += us;
+    s->stats.last_call_us = us;
+    s->stats.calls++;
+    kpi_rs_sync_conn_stats(s);
+    publish_stats(s);
+}
+
 void kpi_rs_sync_conn_stats(struct redis_sink *s)
 {
     s->stats.connects = s->conn.connects;
@@ -861,9 +887,7 @@ int kpi_rs_call_script(struct redis_sink *s, uint32_t kg, const struct kpi_delta
     int64_t t0 = kpi_mono_us();
     err = kpi_redis_conn_command(&s->conn, g->slot, (int)s->args.n, argv, s->args.alen, &r, &sent,
                                  errstr, errsz);
-    s->stats.last_call_us = (uint64_t)(kpi_mono_us() - t0);
-    s->stats.calls++;
-    kpi_rs_sync_conn_stats(s);
+    kpi_rs_count_call(s, t0);
     if (err) {
         s->stats.io_errors++;
         if (sent) {
@@ -948,6 +972,7 @@ static int redis_flush(void *self, const struct kpi_delta *d, char *errstr, size
     int err = flush_once(s, d, errstr, errsz);
     if (err == KPI_ERR_IO && s->retry_now)
         err = flush_once(s, d, errstr, errsz);
+    publish_stats(s);
     pthread_mutex_unlock(&s->mu);
     return err;
 }
@@ -971,6 +996,7 @@ static int redis_idle(void *self, char *errstr, size_t errsz)
         if (err == 0)
             s->stats.recount_calls++;
     }
+    publish_stats(s);
     pthread_mutex_unlock(&s->mu);
     return err == KPI_ERR_CONFLICT ? KPI_ERR_IO : err;
 }
@@ -1167,6 +1193,7 @@ static void redis_destroy(void *self)
     free(s->url);
     free(s->layout_key);
     pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->stats_mu);
     free(s);
 }
 
@@ -1227,6 +1254,7 @@ struct kpi_sink kpi_sink_redis_new(const struct kpi_redis_conf *conf, char *errs
         return none;
     }
     pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->stats_mu, NULL);
     kpi_redis_conn_init(&s->conn, kpi_redis_flush_lua);
     s->conn.connect_timeout_ms = OR_DEFAULT(connect_timeout_ms);
     s->conn.command_timeout_ms = OR_DEFAULT(command_timeout_ms);
@@ -1281,6 +1309,56 @@ void kpi_sink_redis_get_stats(const struct kpi_sink *sink, struct kpi_redis_stat
     pthread_mutex_lock(&s->mu);
     *out = s->stats;
     pthread_mutex_unlock(&s->mu);
+}
+
+void kpi_sink_redis_write_metrics(const struct kpi_sink *sink, FILE *out)
+{
+    struct redis_sink *s = sink->self;
+    pthread_mutex_lock(&s->stats_mu);
+    struct kpi_redis_stats st = s->published;
+    pthread_mutex_unlock(&s->stats_mu);
+    fprintf(out,
+            "# HELP kpistream_redis_key_groups Key groups the group's keys are spread over.\n"
+            "# TYPE kpistream_redis_key_groups gauge\n"
+            "kpistream_redis_key_groups %" PRIu32 "\n",
+            s->k);
+    fprintf(out, "# HELP kpistream_redis_call_duration_seconds Round trip of each key group's "
+                 "call (a transaction or a script call): how long it could keep Redis from "
+                 "every other client.\n"
+                 "# TYPE kpistream_redis_call_duration_seconds histogram\n");
+    uint64_t cum = 0;
+    for (int b = 0; b < KPI_REDIS_CALL_BUCKETS; b++) {
+        cum += st.call_hist[b];
+        fprintf(out, "kpistream_redis_call_duration_seconds_bucket{le=\"%g\"} %" PRIu64 "\n",
+                kpi_redis_call_bucket_us[b] / 1e6, cum);
+    }
+    cum += st.call_hist[KPI_REDIS_CALL_BUCKETS];
+    fprintf(out,
+            "kpistream_redis_call_duration_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n"
+            "kpistream_redis_call_duration_seconds_sum %.6f\n"
+            "kpistream_redis_call_duration_seconds_count %" PRIu64 "\n",
+            cum, (double)st.call_us_sum / 1e6, cum);
+#define COUNTER(name, help, v)                                                                     \
+    fprintf(out,                                                                                   \
+            "# HELP kpistream_redis_" name "_total " help "\n"                                     \
+            "# TYPE kpistream_redis_" name "_total counter\n"                                      \
+            "kpistream_redis_" name "_total %" PRIu64 "\n",                                        \
+            (uint64_t)(v))
+    COUNTER("calls", "Key-group calls: flushes, and recounts when idle.", st.calls);
+    COUNTER("call_errors", "Failed calls (connection, timeout, error reply), each retried.",
+            st.io_errors);
+    COUNTER("in_doubt", "Calls whose reply was lost, settled from the stored offsets.",
+            st.in_doubt);
+    COUNTER("redirects", "MOVED and ASK replies followed (Redis Cluster).", st.redirects);
+    COUNTER("connects", "Connections made (first ones and reconnections).", st.connects);
+    COUNTER("transaction_retries",
+            "Transactions run again: another writer of the key group came "
+            "first.",
+            st.txn_retries);
+    COUNTER("cells", "(window, bucket, value) cells written.", st.sketch_sets + st.sketch_merges);
+    COUNTER("saturated", "Counter updates that would have passed 2^63 - 1, set to it.",
+            st.saturated);
+#undef COUNTER
 }
 
 const char *kpi_sink_redis_key_prefix(const struct kpi_sink *sink, uint32_t kg)
