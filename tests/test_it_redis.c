@@ -1229,6 +1229,19 @@ static void feed(struct kpi_engine *e, struct kpi_worker *w, int in, uint64_t fr
     }
 }
 
+/* Feed `batches` batches of 5 000 events through worker 0 of e into input
+ * "events" 0, flushing after each. */
+static void feed_and_flush(struct kpi_engine *e, int batches, struct kpi_counters *fed,
+                           struct kpi_counters *eu)
+{
+    struct kpi_worker *w = kpi_engine_worker(e, 0);
+    int in = kpi_engine_input_open(e, "events", 0, 0, 0);
+    for (int batch = 0; batch < batches; batch++) {
+        feed(e, w, in, (uint64_t)batch * 5000, (uint64_t)(batch + 1) * 5000, fed, eu);
+        cr_assert_eq(kt_flush_from_worker(e, w, 10000), 0);
+    }
+}
+
 static void assert_kpi_counters(const char *key, const struct kpi_counters *c)
 {
     cr_assert_eq(hget_i64(key, "events"), c->events, "%s events", key);
@@ -1244,13 +1257,8 @@ Test(redis_sink, counters_in_redis_equal_the_events_fed_through_the_engine)
 {
     struct kpi_sink s = new_sink(0);
     struct kpi_engine *e = make_engine(&s);
-    struct kpi_worker *w = kpi_engine_worker(e, 0);
-    int in = kpi_engine_input_open(e, "events", 0, 0, 0);
     struct kpi_counters fed = {0}, eu = {0};
-    for (int batch = 0; batch < 4; batch++) {
-        feed(e, w, in, (uint64_t)batch * 5000, (uint64_t)(batch + 1) * 5000, &fed, &eu);
-        cr_assert_eq(kt_flush_from_worker(e, w, 10000), 0);
-    }
+    feed_and_flush(e, 4, &fed, &eu);
     for (int i = 0; i < 3; i++) {
         static const char *wins[] = {"1m_5s", "1h_1m", "24h_1h"};
         assert_kpi_counters(k("kpi:%s:all:all", wins[i]), &fed);
@@ -1289,13 +1297,8 @@ Test(redis_sink, its_metrics_count_every_call_with_its_round_trip)
 {
     struct kpi_sink s = new_sink(0);
     struct kpi_engine *e = make_engine(&s);
-    struct kpi_worker *w = kpi_engine_worker(e, 0);
-    int in = kpi_engine_input_open(e, "events", 0, 0, 0);
     struct kpi_counters fed = {0}, eu = {0};
-    for (int batch = 0; batch < 3; batch++) {
-        feed(e, w, in, (uint64_t)batch * 5000, (uint64_t)(batch + 1) * 5000, &fed, &eu);
-        cr_assert_eq(kt_flush_from_worker(e, w, 10000), 0);
-    }
+    feed_and_flush(e, 3, &fed, &eu);
     struct kpi_redis_stats st;
     kpi_sink_redis_get_stats(&s, &st);
     char *text = NULL;
