@@ -62,6 +62,9 @@ static double median(double *v, int n)
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
+#define MAX_RUNS        50 /* --runs */
+#define MAX_SITE_COUNTS 8  /* counts in --sites */
+
 /* ---- the corpus ---- */
 
 static int build_corpus(struct corpus *c, size_t n, uint64_t subscribers, uint64_t seed,
@@ -203,9 +206,9 @@ static int run_engine(const struct corpus *c, int threads, int64_t flush_ms, int
 static int bench_sites(size_t n, int threads, uint64_t subs, uint64_t seed, int runs,
                        int64_t flush_ms, const uint32_t *sites, int n_sites)
 {
-    struct corpus c[8];
-    double rate[8][50];
-    struct engine_result r[8];
+    struct corpus c[MAX_SITE_COUNTS];
+    double rate[MAX_SITE_COUNTS][MAX_RUNS];
+    struct engine_result r[MAX_SITE_COUNTS];
     for (int k = 0; k < n_sites; k++) {
         double t0 = kpi_mono_s();
         if (build_corpus(&c[k], n, subs, seed, sites[k]))
@@ -281,7 +284,7 @@ int main(int argc, char **argv)
     int threads = 2, runs = 3;
     uint64_t subs = 1000000, seed = 1;
     int64_t flush_ms = 100;
-    uint32_t sites[8];
+    uint32_t sites[MAX_SITE_COUNTS];
     int n_sites = 0;
     static const struct option opts[] = {{"events", required_argument, 0, 'n'},
                                          {"threads", required_argument, 0, 't'},
@@ -302,7 +305,8 @@ int main(int argc, char **argv)
         case 'c': /* a comma-separated list of counts */
             for (const char *p = optarg; !bad; p = end + 1) {
                 v = strtoll(p, &end, 10);
-                bad = end == p || v <= 0 || v > 1000000 || n_sites == 8 || (*end && *end != ',');
+                bad = end == p || v <= 0 || v > 1000000 || n_sites == MAX_SITE_COUNTS ||
+                      (*end && *end != ',');
                 if (!bad)
                     sites[n_sites++] = (uint32_t)v;
                 if (!*end)
@@ -318,7 +322,7 @@ int main(int argc, char **argv)
         case 'x': seed = (uint64_t)v; break;
         case 'r':
             runs = (int)v;
-            bad |= v > 50;
+            bad |= v > MAX_RUNS;
             break;
         case 'f': flush_ms = v; break;
         case 'h': usage(stdout); return 0;
@@ -349,7 +353,7 @@ int main(int argc, char **argv)
         c.n, c.off[c.n], (double)c.off[c.n] / (double)c.n, (unsigned long long)subs,
         kpi_mono_s() - t0);
 
-    double base[50], eng[50], eng1[50];
+    double base[MAX_RUNS], eng[MAX_RUNS], eng1[MAX_RUNS];
     struct engine_result r = {0}, r1 = {0};
     for (int i = 0; i < runs; i++) {
         base[i] = run_baseline(&c);

@@ -1351,9 +1351,7 @@ void kpi_sink_redis_write_metrics(const struct kpi_sink *sink, FILE *out)
             st.in_doubt);
     COUNTER("redirects", "MOVED and ASK replies followed (Redis Cluster).", st.redirects);
     COUNTER("connects", "Connections made (first ones and reconnections).", st.connects);
-    COUNTER("transaction_retries",
-            "Transactions run again: another writer of the key group came "
-            "first.",
+    COUNTER("transaction_retries", "Transactions run again: another writer came first.",
             st.txn_retries);
     COUNTER("cells", "(window, bucket, value) cells written.", st.sketch_sets + st.sketch_merges);
     COUNTER("saturated", "Counter updates that would have passed 2^63 - 1, set to it.",
