@@ -95,7 +95,7 @@ for n in 1 2; do
     pids+=("$!")
 done
 "$b/kpistream-bench" latency --timestamps "$tmp/ts" --topic "$topic" --group "$topic" \
-    --redis-port "$redis_port" --key-groups 16 --duration 86400 --warmup 20 >"$tmp/lat.out" &
+    --redis-port "$redis_port" --duration 86400 --warmup 20 >"$tmp/lat.out" &
 lat=$!
 pids+=("$lat")
 

@@ -7,7 +7,8 @@
  * (docs/exactly-once.md), so "offset o of partition p is in Redis" is exactly
  * "HGET <key group prefix>offsets <topic>:<p> > o" in every key group: a
  * flush is one call per key group, each storing every partition's offset
- * (--key-groups K, kpistream's redis.key_groups, default 16), and the
+ * (--key-groups K, kpistream's redis.key_groups; default: the K the group
+ * recorded in <prefix>:{<group>}:key_groups, read once it exists), and the
  * flush has taken effect once the last of them has.
  *
  * The production side comes from `kpistream-gen --timestamps FILE`: every
@@ -98,11 +99,42 @@ static void on_signal(int sig)
     g_stop = 1;
 }
 
+/* Every key group's offsets key, once the group's K is known (*k > 0 given,
+ * or recorded in Redis by the group's first sink); NULL before (or out of
+ * memory, or a group name too long: said on stderr, and *k set to -1). */
+static char (*offsets_keys(redisContext *rc, const char *prefix, const char *group, int *k))[512]
+{
+    if (*k < 0)
+        return NULL;
+    if (*k == 0) {
+        redisReply *r = redisCommand(rc, "GET %s:{%s}:key_groups", prefix, group);
+        if (r && r->type == REDIS_REPLY_STRING && atoi(r->str) >= 1 && atoi(r->str) <= 1024)
+            *k = atoi(r->str);
+        freeReplyObject(r);
+        if (*k == 0)
+            return NULL;
+    }
+    char(*keys)[512] = calloc((size_t)*k, sizeof(*keys));
+    for (int kg = 0; keys && kg < *k; kg++)
+        if (kpi_redis_kg_prefix(keys[kg], sizeof(keys[kg]) - 8, prefix, group, (uint32_t)*k,
+                                (uint32_t)kg) == 0)
+            strcat(keys[kg], "offsets");
+        else {
+            free(keys);
+            keys = NULL;
+        }
+    if (!keys) {
+        fprintf(stderr, "latency: out of memory, or the group name is too long\n");
+        *k = -1;
+    }
+    return keys;
+}
+
 int bench_latency(int argc, char **argv)
 {
     const char *topic = "events", *group = "kpistream", *samples_path = NULL, *series_path = NULL;
     const char *redis_host = "127.0.0.1", *prefix = "kpi";
-    int redis_port = 6379, poll_ms = 5, key_groups = 16;
+    int redis_port = 6379, poll_ms = 5, key_groups = 0; /* 0: the group's */
     double duration = 60, warmup = 10;
     static const struct option lo[] = {
         {"timestamps", required_argument, NULL, 'T'}, {"topic", required_argument, NULL, 't'},
@@ -129,7 +161,7 @@ int bench_latency(int argc, char **argv)
         default: return 2;
         }
     }
-    if (!samples_path || poll_ms < 1 || duration <= warmup || key_groups < 1 || key_groups > 1024) {
+    if (!samples_path || poll_ms < 1 || duration <= warmup || key_groups < 0 || key_groups > 1024) {
         fprintf(stderr, "latency: need --timestamps FILE, --poll-ms >= 1, --duration > --warmup, "
                         "--key-groups 1..1024\n");
         return 2;
@@ -144,19 +176,6 @@ int bench_latency(int argc, char **argv)
     signal(SIGINT, on_signal);
     int64_t t0 = kpi_now_ms(), from_ms = t0 + (int64_t)(warmup * 1000);
 
-    char(*keys)[512] = calloc((size_t)key_groups, sizeof(*keys));
-    if (!keys) {
-        fprintf(stderr, "latency: out of memory\n");
-        return 1;
-    }
-    for (int kg = 0; kg < key_groups; kg++) {
-        if (kpi_redis_kg_prefix(keys[kg], sizeof(keys[kg]) - 8, prefix, group, (uint32_t)key_groups,
-                                (uint32_t)kg)) {
-            fprintf(stderr, "latency: group name too long\n");
-            return 1;
-        }
-        strcat(keys[kg], "offsets");
-    }
     size_t tlen = strlen(topic);
     static struct series ser[MAX_P];
     /* Per partition, this poll's minimum over the key groups, and how many
@@ -164,7 +183,15 @@ int bench_latency(int argc, char **argv)
     static int64_t low[MAX_P];
     static int seen[MAX_P];
     int64_t end = t0 + (int64_t)(duration * 1000);
+    char(*keys)[512] = NULL;
     while (!g_stop && kpi_now_ms() < end) {
+        if (!keys && (keys = offsets_keys(rc, prefix, group, &key_groups)) == NULL) {
+            if (key_groups < 0)
+                return 1;
+            struct timespec ts = {0, (long)poll_ms * 1000000L}; /* the group has no K yet */
+            nanosleep(&ts, NULL);
+            continue;
+        }
         for (int kg = 0; kg < key_groups; kg++)
             redisAppendCommand(rc, "HGETALL %s", keys[kg]);
         memset(seen, 0, sizeof(seen));

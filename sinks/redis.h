@@ -51,7 +51,10 @@ struct kpi_redis_conf {
     const char *group;
     int64_t connect_timeout_ms; /* default 2000 */
     int64_t command_timeout_ms; /* default 10000; a flush's Lua call must fit */
-    int64_t stream_maxlen;      /* per-window streams: XADD MAXLEN ~ N; default 10000 */
+    /* Each key group's per-window streams: XADD MAXLEN ~ N.  Default 0
+     * (auto): KPI_REDIS_STREAM_ENTRIES_AUTO / K, so that a group keeps
+     * about that many entries per window whatever its K. */
+    int64_t stream_maxlen;
     /* Bucket keys live window size + slide + lateness + this margin after
      * their last write; rolling keys as long after theirs (docs/redis-schema.md).
      * Default 600000 (10 min). */
@@ -68,9 +71,10 @@ struct kpi_redis_conf {
     /* Key groups (engine/keygroup.h): the group's values are spread over
      * this many hash tags, each with its own offsets fence, so one group can
      * use every master of a Redis Cluster and no single call holds a whole
-     * flush.  1 keeps every key under "{<group>}".  Default
-     * KPI_REDIS_KEY_GROUPS_DEFAULT; all instances of a group must agree
-     * (docs/redis-schema.md, "Key groups"). */
+     * flush.  1 keeps every key under "{<group>}".  All instances of a
+     * group must agree, so the first sink records K in Redis.  Default 0
+     * (auto): the K the group recorded, or KPI_REDIS_KEY_GROUPS_DEFAULT for
+     * a new group (docs/redis-schema.md, "Key groups"). */
     int64_t key_groups;
     /* 1: every key group's call is one script call, as before the hot path
      * (sinks/redis/hot.c).  Default 0: the common part of a flush is
@@ -79,7 +83,13 @@ struct kpi_redis_conf {
     int no_hot_path;
 };
 
-#define KPI_REDIS_KEY_GROUPS_DEFAULT 16
+/* The K an auto sink records for a new group: at 10 000 values of a set,
+ * about 80 per key group, which keeps each call of a 1 s flush near 20 ms
+ * (README, "High cardinality").  Groups made with another K keep it. */
+#define KPI_REDIS_KEY_GROUPS_DEFAULT 128
+/* An auto redis.stream_maxlen: a group's streams keep about this many
+ * entries per window in all (10 000 per key group at K = 16). */
+#define KPI_REDIS_STREAM_ENTRIES_AUTO 160000
 
 void kpi_redis_conf_defaults(struct kpi_redis_conf *c);
 
@@ -137,7 +147,8 @@ void kpi_sink_redis_write_metrics(const struct kpi_sink *s, FILE *out);
 /* Key group kg's key prefix with its hash tag, "kpi:{group.3}:" ("kpi:{group}:"
  * with one key group), as the sink builds it. */
 const char *kpi_sink_redis_key_prefix(const struct kpi_sink *s, uint32_t kg);
-/* The sink's number of key groups. */
+/* The sink's number of key groups: 0 for an auto sink until its first
+ * load_offset or flush has read the group's K. */
 uint32_t kpi_sink_redis_key_groups(const struct kpi_sink *s);
 
 /* Key names for readers (the alerter, the demo view, the HTTP API, tests):

@@ -90,6 +90,10 @@ Test(config, bad_values_name_their_key)
         {"alerts.alpha=nan", "alerts.alpha"},
         {"http.port=70000", "http.port"},
         {"log.level=loud", "log.level"},
+        {"redis.key_groups=0", "redis.key_groups"},
+        {"redis.key_groups=1025", "redis.key_groups"},
+        {"redis.key_groups=many", "redis.key_groups"},
+        {"redis.stream_maxlen=9", "redis.stream_maxlen"},
     };
     expect_refused(cases, sizeof(cases) / sizeof(cases[0]));
 }
@@ -140,6 +144,20 @@ Test(config, redis_sink_keys_reach_the_sink_conf)
     cr_assert_eq(rc.active_refresh_ms, def.active_refresh_ms);
     cr_assert_eq(rc.ttl_margin_ms, def.ttl_margin_ms);
     cr_assert_eq(rc.sketch_cache_bytes, def.sketch_cache_bytes);
+    cr_assert_eq(rc.key_groups, 0, "auto: the group's K (128 for a new group)");
+    cr_assert_eq(rc.stream_maxlen, 0, "auto: 160000 / K");
+    cr_assert_eq(def.key_groups, 0);
+    cr_assert_eq(def.stream_maxlen, 0);
+    set_ok(&c, "redis.key_groups=16");
+    set_ok(&c, "redis.stream_maxlen=5000");
+    kpi_config_redis_conf(&c, &rc);
+    cr_assert_eq(rc.key_groups, 16);
+    cr_assert_eq(rc.stream_maxlen, 5000);
+    set_ok(&c, "redis.key_groups=AUTO");
+    set_ok(&c, "redis.stream_maxlen=auto");
+    kpi_config_redis_conf(&c, &rc);
+    cr_assert_eq(rc.key_groups, 0);
+    cr_assert_eq(rc.stream_maxlen, 0);
     set_ok(&c, "redis.command_timeout=30s");
     set_ok(&c, "redis.active_refresh=0");
     set_ok(&c, "redis.ttl_margin=1h");

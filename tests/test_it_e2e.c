@@ -710,8 +710,9 @@ static int check_rolling_hashes(const char *group, int *stale)
             snprintf(field, sizeof(field), "head:%s", windows[w].id);
             int has_head = 0;
             int64_t head = hget_i(meta, field, &has_head);
-            const double span =
-                has_head ? covered_span(meta, windows[w].id, windows[w].size, windows[w].slide) : 0;
+            /* A key group with no value has a head (every call moves it) but
+             * no first bucket: read the span only where a rolling hash is. */
+            double span = -1;
             char pattern[400];
             snprintf(pattern, sizeof(pattern), "%skpi:%s:*", p, windows[w].id);
             char cursor[32] = "0";
@@ -789,6 +790,8 @@ static int check_rolling_hashes(const char *group, int *stale)
                     struct kpi_values v;
                     char base[64];
                     hget_s(key, "base", base, sizeof(base));
+                    if (span < 0)
+                        span = covered_span(meta, windows[w].id, windows[w].size, windows[w].slide);
                     kpi_values_compute_base(&v, &c, (uint64_t)active, base[0] != 0,
                                             strtod(base, NULL), (int64_t)span);
                     for (int k = 0; k < KPI_NDERIVED; k++) {

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "base/clock.h"
+#include "cmd/lib/kpiread.h"
 #include "engine/engine.h"
 #include "engine/err.h"
 #include "engine/hll.h"
@@ -449,6 +450,90 @@ Test(redis_sink, a_sink_with_another_key_group_count_refuses_the_group)
     struct kpi_sink c = new_sink(0);
     cr_assert_eq(c.ops->load_offset(c.self, "events", 0, &off, err, sizeof(err)), 0, "%s", err);
     kpi_sink_destroy(&c);
+    key_groups = 1;
+}
+
+/* events of (all, all) in the 1m/5s rolling hash, read by a reader with
+ * redis.key_groups = auto (kpiread.c, group_k); -1 when it finds none. */
+static int64_t auto_reader_events(struct kt_fixture *f)
+{
+    char url[64], err[256];
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d", srv.port);
+    struct kpiread_redis_conf kc = {url, "kpi", "kpistream", 1000, 1, 0};
+    struct kpiread *r = kpiread_new_redis(&kc, &f->windows, &f->dims);
+    cr_assert_not_null(r);
+    struct kpi_values v;
+    int found = 0;
+    cr_assert_eq(kpiread_hash(r, 0, "all", "all", &v, &found, err, sizeof(err)), 0, "%s", err);
+    kpiread_destroy(r);
+    return found ? v.c.events : -1;
+}
+
+/* redis.key_groups = auto, the default (sink.c, check_layout): a new group
+ * gets KPI_REDIS_KEY_GROUPS_DEFAULT key groups, a group that recorded
+ * another K keeps it (an upgrade from 16 keeps 16), readers with auto find
+ * it, and a recorded K that is not a number stops the sink before it
+ * writes anything. */
+Test(redis_sink, an_auto_sink_records_128_for_a_new_group_and_adopts_an_existing_groups_k)
+{
+    char err[256], p[256];
+    int64_t off = 0;
+    struct kt_fixture f;
+    fx_init(&f, "1m/5s,1h/1m,24h/1h", 0, 0);
+    cr_assert_eq(auto_reader_events(&f), -1, "no layout yet: the reader finds no data");
+    key_groups = 0;
+    struct kpi_sink a = new_sink(0);
+    cr_assert_eq(kpi_sink_redis_key_groups(&a), 0, "no K before the layout is read");
+    cr_assert_null(kpi_sink_redis_key_prefix(&a, 0));
+    feed_example(&f, T0);
+    cr_assert_eq(fx_flush(&f, &a, T0 + 9000), 0, "a first flush reads the layout itself");
+    redisReply *r = cmd("GET kpi:{kpistream}:key_groups");
+    cr_assert_str_eq(r->str, "128", "a new group gets the default K");
+    freeReplyObject(r);
+    cr_assert_eq(kpi_sink_redis_key_groups(&a), KPI_REDIS_KEY_GROUPS_DEFAULT);
+    kpi_redis_value_prefix(p, sizeof(p), "kpi", "kpistream", 128, "all", "all", 3);
+    char key[512];
+    snprintf(key, sizeof(key), "%skpi:1m_5s:all:all", p);
+    cr_assert_eq(hget_i64(key, "events"), 7, "the value's keys are in its key group of 128");
+    cr_assert_eq(auto_reader_events(&f), 7, "a reader with auto reads K from Redis");
+    kpi_sink_destroy(&a);
+    kt_fx_fini(&f);
+
+    /* A group an older kpistream made with 4 key groups. */
+    freeReplyObject(cmd("FLUSHALL"));
+    key_groups = 4;
+    struct kpi_sink b = new_sink(0);
+    cr_assert_eq(b.ops->load_offset(b.self, "events", 0, &off, err, sizeof(err)), 0, "%s", err);
+    kpi_sink_destroy(&b);
+    key_groups = 0;
+    fx_init(&f, "1m/5s,1h/1m,24h/1h", 0, 0);
+    struct kpi_sink c = new_sink(0);
+    cr_assert_eq(c.ops->load_offset(c.self, "events", 0, &off, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(kpi_sink_redis_key_groups(&c), 4, "an auto sink adopts the group's K");
+    kpi_redis_kg_prefix(p, sizeof(p), "kpi", "kpistream", 4, 1);
+    cr_assert_str_eq(kpi_sink_redis_key_prefix(&c, 1), p);
+    feed_example(&f, T0);
+    cr_assert_eq(fx_flush(&f, &c, T0 + 9000), 0);
+    kpi_redis_value_prefix(p, sizeof(p), "kpi", "kpistream", 4, "all", "all", 3);
+    snprintf(key, sizeof(key), "%skpi:1m_5s:all:all", p);
+    cr_assert_eq(hget_i64(key, "events"), 7);
+    cr_assert_eq(auto_reader_events(&f), 7);
+    r = cmd("GET kpi:{kpistream}:key_groups");
+    cr_assert_str_eq(r->str, "4", "the group's K is not changed");
+    freeReplyObject(r);
+    kpi_sink_destroy(&c);
+    kt_fx_fini(&f);
+
+    /* A recorded K that is not one: refused, nothing written. */
+    freeReplyObject(cmd("FLUSHALL"));
+    freeReplyObject(cmd("SET kpi:{kpistream}:key_groups sixteen"));
+    struct kpi_sink d = new_sink(0);
+    cr_assert_eq(d.ops->load_offset(d.self, "events", 0, &off, err, sizeof(err)), KPI_ERR_INVAL);
+    cr_assert(strstr(err, "kpi:{kpistream}:key_groups") && strstr(err, "'sixteen'"), "%s", err);
+    kpi_sink_destroy(&d);
+    r = cmd("DBSIZE");
+    cr_assert_eq(r->integer, 1, "the refused sink wrote nothing");
+    freeReplyObject(r);
     key_groups = 1;
 }
 
@@ -1023,6 +1108,7 @@ Test(redis_sink, a_bad_url_is_refused_and_passwords_stay_out_of_messages)
     c.group = NULL;
     c.url = "redis://user:s3cr3t@127.0.0.1:1/2"; /* nothing listens on port 1 */
     c.connect_timeout_ms = 200;
+    c.key_groups = 16; /* a K that is set: its key groups exist before Redis answers */
     struct kpi_sink s = kpi_sink_redis_new(&c, err, sizeof(err));
     cr_assert_not_null(s.ops, "%s", err);
     int64_t off;
@@ -1928,7 +2014,7 @@ Test(redis_sink, flush_cost_is_measured_with_commandstats_and_slowlog, .timeout 
     f.prev_watermark = INT64_MIN;
     active_refresh_ms = 10000; /* the default */
     /* KPI_TEST_NO_HOT_PATH=1: the script alone, to compare in one session;
-     * KPI_TEST_FLUSH_KEY_GROUPS=16: the product's default K (1 here) */
+     * KPI_TEST_FLUSH_KEY_GROUPS=128: a new group's default K (1 here) */
     no_hot_path = getenv("KPI_TEST_NO_HOT_PATH") != NULL;
     if (getenv("KPI_TEST_FLUSH_KEY_GROUPS"))
         key_groups = atoi(getenv("KPI_TEST_FLUSH_KEY_GROUPS"));

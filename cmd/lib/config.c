@@ -16,14 +16,14 @@
 #include "sinks/redis.h"
 #include "engine/window.h"
 
-enum ktype { K_STR, K_INT, K_DURATION, K_DOUBLE, K_BOOL, K_ENUM };
+enum ktype { K_STR, K_INT, K_AUTO_INT, K_DURATION, K_DOUBLE, K_BOOL, K_ENUM };
 
 struct kdef {
     const char *section;
     const char *name;
     enum ktype type;
     const char *def;
-    double min, max;     /* K_INT, K_DURATION (ms), K_DOUBLE */
+    double min, max;     /* K_INT, K_AUTO_INT, K_DURATION (ms), K_DOUBLE */
     const char *choices; /* K_ENUM: "a|b|c" */
     size_t off;          /* into struct kpi_config */
     size_t size;         /* K_STR: buffer size */
@@ -41,6 +41,9 @@ struct kdef {
 #define BOOL_KEY(s, n, def, field, desc)          KEY(s, n, K_BOOL, def, 0, 0, NULL, field, desc)
 #define ENUM_KEY(s, n, def, choices, field, desc) KEY(s, n, K_ENUM, def, 0, 0, choices, field, desc)
 #define INT_KEY(s, n, def, min, max, field, desc) KEY(s, n, K_INT, def, min, max, NULL, field, desc)
+/* An integer, or "auto" (stored as 0): the program works it out. */
+#define AUTO_INT_KEY(s, n, def, min, max, field, desc)                                             \
+    KEY(s, n, K_AUTO_INT, def, min, max, NULL, field, desc)
 #define DURATION_KEY(s, n, def, min, max, field, desc)                                             \
     KEY(s, n, K_DURATION, def, min, max, NULL, field, desc)
 /* A Redis stream's XADD MAXLEN ~ bound: the same range and default for every
@@ -85,15 +88,16 @@ static const struct kdef kpi_config_table[] = {
                  "bucket and rolling keys outlive their window by this much"),
     INT_KEY("redis", "sketch_cache_mb", "64", 0, 65536, redis_sketch_cache_mb,
             "MiB of written bucket sketches kept to SET instead of PFMERGE"),
-    STREAM_MAXLEN_KEY("redis", redis_stream_maxlen,
-                      "each key group's closed-bucket stream (a group keeps up to "
-                      "redis.key_groups times as many entries per window)"),
+    AUTO_INT_KEY("redis", "stream_maxlen", "auto", 10, 1e9, redis_stream_maxlen,
+                 "approximate length bound of each key group's closed-bucket stream (auto: "
+                 "160000 / key groups, so a group keeps about 160 000 entries per window)"),
     BOOL_KEY("redis", "hot_path", "true", redis_hot_path,
              "write a flush's common part with plain commands in MULTI/EXEC (false: all of it "
              "through the Lua script, as before)"),
-    INT_KEY("redis", "key_groups", "16", 1, 1024, redis_key_groups,
-            "hash tags a group's keys spread over (Redis Cluster slots); fixed for the group's "
-            "life: a sink with another value refuses the group (docs/redis-schema.md)"),
+    AUTO_INT_KEY("redis", "key_groups", "auto", 1, 1024, redis_key_groups,
+                 "hash tags a group's keys spread over (Redis Cluster slots); fixed for the "
+                 "group's life (auto: the group's, 128 for a new group; another number than "
+                 "the group's is refused; docs/redis-schema.md)"),
     ENUM_KEY("engine", "sink", "redis", "redis|stdout", sink,
              "where KPIs go: Redis, or a table on standard output"),
     INT_KEY("engine", "workers", "2", 1, 256, workers,
@@ -235,6 +239,15 @@ static int set_value(struct kpi_config *c, const struct kdef *k, const char *v, 
             return kpi_seterr(errstr, errsz, KPI_ERR_INVAL,
                               "%s.%s: '%s' is not an integer in %.0f..%.0f", k->section, k->name, v,
                               k->min, k->max);
+        memcpy(p, &x, sizeof(x));
+        return 0;
+    }
+    case K_AUTO_INT: {
+        int64_t x = 0;
+        if (strcasecmp(v, "auto") != 0 && parse_int(v, k->min, k->max, &x))
+            return kpi_seterr(errstr, errsz, KPI_ERR_INVAL,
+                              "%s.%s: '%s' is not auto or an integer in %.0f..%.0f", k->section,
+                              k->name, v, k->min, k->max);
         memcpy(p, &x, sizeof(x));
         return 0;
     }
@@ -595,6 +608,7 @@ static const char *type_name(const struct kdef *k)
     switch (k->type) {
     case K_STR: return "string";
     case K_INT: return "integer";
+    case K_AUTO_INT: return "integer or auto";
     case K_DURATION: return "duration";
     case K_DOUBLE: return "number";
     case K_BOOL: return "bool";

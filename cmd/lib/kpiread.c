@@ -295,6 +295,70 @@ static int run1(struct kpi_redis_conn *c, const char *key, int argc, const char 
 
 /* ---- Redis: readers ---- */
 
+/* The group's K (docs/redis-schema.md, "Key groups"): the configured one,
+ * or, with redis.key_groups = auto, the one the group's first sink recorded
+ * in <prefix>:{<group>}:key_groups, read once (it is fixed for the group's
+ * life).  A sink records it before it writes anything, so until then the
+ * group has no keys: *k is 0, and the caller answers "no data".  r->k and
+ * r->kg_tag are set once, under r->mu, and read by every caller after it
+ * took r->mu here: a caller that got *k > 0 reads them without the lock. */
+static int group_k(struct kpiread *r, uint32_t *k, char *errstr, size_t errsz)
+{
+    pthread_mutex_lock(&r->mu);
+    *k = r->k;
+    pthread_mutex_unlock(&r->mu);
+    if (*k)
+        return 0;
+    struct kpi_redis_conn *c = conn_get(r, errstr, errsz);
+    if (!c)
+        return KPI_ERR_IO;
+    char key[sizeof(r->tag) + 16];
+    snprintf(key, sizeof(key), "%skey_groups", r->tag);
+    const char *argv[] = {"GET", key};
+    struct kpi_redis_cmd cmd;
+    cmd_init(&cmd, key, 2, argv, NULL);
+    int err = kpi_redis_conn_batch(c, &cmd, 1, errstr, errsz);
+    unsigned long v = 0;
+    if (!err && cmd.reply->type == REDIS_REPLY_STRING) {
+        char *end;
+        errno = 0;
+        v = strtoul(cmd.reply->str, &end, 10);
+        if (errno || end == cmd.reply->str || *end || v < 1 || v > KPI_MAX_KEY_GROUPS)
+            err = kpi_seterr(errstr, errsz, KPI_ERR_PARSE, "%s is '%s', not 1..%d", key,
+                             cmd.reply->str, KPI_MAX_KEY_GROUPS);
+    } else if (!err && cmd.reply->type != REDIS_REPLY_NIL) {
+        err = reply_err(cmd.reply, errstr, errsz);
+    }
+    cmds_free(&cmd, 1);
+    conn_put(r, c);
+    if (err || v == 0)
+        return err;
+    char(*tags)[400] = calloc(v, sizeof(*tags));
+    if (!tags)
+        return kpi_seterr(errstr, errsz, KPI_ERR_NOMEM, "out of memory");
+    for (uint32_t kg = 0; kg < v; kg++)
+        kpi_redis_kg_prefix(tags[kg], sizeof(tags[kg]), r->prefix, r->group, (uint32_t)v, kg);
+    pthread_mutex_lock(&r->mu);
+    if (!r->k) { /* else another caller set it first, to the same K */
+        r->kg_tag = tags;
+        r->k = (uint32_t)v;
+        tags = NULL;
+    }
+    *k = r->k;
+    pthread_mutex_unlock(&r->mu);
+    free(tags);
+    return 0;
+}
+
+/* A clock with nothing known yet (flushes 0). */
+static void meta_unknown(struct kpiread_meta *m)
+{
+    memset(m, 0, sizeof(*m));
+    m->as_of_ms = m->watermark_ms = INT64_MIN;
+    for (int w = 0; w < KPI_MAX_WINDOWS; w++)
+        m->head[w] = m->closed[w] = m->first[w] = INT64_MIN;
+}
+
 /* The group's clock, from every key group's meta: flushes add up, the last
  * flush and the watermark are the latest, a window's head the furthest, and
  * a bucket is closed (or first) for the group once every key group has it. */
@@ -329,10 +393,7 @@ static int r_meta(struct kpiread *r, struct kpiread_meta *m, char *errstr, size_
     }
     if (!err)
         err = kpi_redis_conn_batch(c, cmds, r->k, errstr, errsz);
-    memset(m, 0, sizeof(*m));
-    m->as_of_ms = m->watermark_ms = INT64_MIN;
-    for (int w = 0; w < KPI_MAX_WINDOWS; w++)
-        m->head[w] = m->closed[w] = m->first[w] = INT64_MIN;
+    meta_unknown(m);
     for (uint32_t kg = 0; !err && kg < r->k; kg++) {
         const redisReply *rep = cmds[kg].reply;
         if (rep->type != REDIS_REPLY_ARRAY || rep->elements != (size_t)nf) {
@@ -1005,9 +1066,8 @@ struct kpiread *kpiread_new_redis(const struct kpiread_redis_conf *c,
     snprintf(r->tag, sizeof(r->tag), "%.60s:{%.300s}:", c->prefix, c->group);
     snprintf(r->prefix, sizeof(r->prefix), "%s", c->prefix);
     snprintf(r->group, sizeof(r->group), "%s", c->group);
-    r->k = c->key_groups > 0 ? c->key_groups : KPI_REDIS_KEY_GROUPS_DEFAULT;
-    r->kg_tag = calloc(r->k, sizeof(*r->kg_tag));
-    if (!r->kg_tag) {
+    r->k = c->key_groups; /* 0: auto, read from Redis on first use (group_k) */
+    if (r->k && !(r->kg_tag = calloc(r->k, sizeof(*r->kg_tag)))) {
         free(r);
         return NULL;
     }
@@ -1068,7 +1128,15 @@ void kpiread_destroy(struct kpiread *r)
 
 int kpiread_meta(struct kpiread *r, struct kpiread_meta *m, char *errstr, size_t errsz)
 {
-    return r->is_redis ? r_meta(r, m, errstr, errsz) : m_meta(r, m);
+    if (!r->is_redis)
+        return m_meta(r, m);
+    uint32_t k;
+    int err = group_k(r, &k, errstr, errsz);
+    if (err || !k) {
+        meta_unknown(m);
+        return err;
+    }
+    return r_meta(r, m, errstr, errsz);
 }
 
 int kpiread_values(struct kpiread *r, int w, const char *set, uint64_t offset, uint32_t limit,
@@ -1077,6 +1145,12 @@ int kpiread_values(struct kpiread *r, int w, const char *set, uint64_t offset, u
     memset(out, 0, sizeof(*out));
     if (w < 0 || w >= r->ws->n || limit == 0)
         return kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "bad window or limit");
+    uint32_t k = 0;
+    if (r->is_redis) {
+        int err = group_k(r, &k, errstr, errsz);
+        if (err || !k)
+            return err; /* no key groups yet: no values */
+    }
     if (r->is_redis && strcmp(set, "all") == 0) {
         /* The total has one value and no need for its leaderboard. */
         struct kpi_values v;
@@ -1102,8 +1176,11 @@ int kpiread_hash(struct kpiread *r, int w, const char *set, const char *value,
     *found = 0;
     if (w < 0 || w >= r->ws->n)
         return kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "bad window");
-    if (r->is_redis)
-        return r_hash(r, w, set, value, out, found, errstr, errsz);
+    if (r->is_redis) {
+        uint32_t k;
+        int err = group_k(r, &k, errstr, errsz);
+        return err || !k ? err : r_hash(r, w, set, value, out, found, errstr, errsz);
+    }
     int err = kpi_sink_stdout_query(r->sink, r->ws->w[w].id, set, value, out, NULL, NULL);
     if (err)
         return m_err(err, errstr, errsz);
@@ -1117,8 +1194,11 @@ int kpiread_series(struct kpiread *r, int w, const char *set, const char *value,
     *n = 0;
     if (w < 0 || w >= r->ws->n || max == 0)
         return kpi_seterr(errstr, errsz, KPI_ERR_INVAL, "bad window or points");
-    if (r->is_redis)
-        return r_series(r, w, set, value, out, max, n, errstr, errsz);
+    if (r->is_redis) {
+        uint32_t k;
+        int err = group_k(r, &k, errstr, errsz);
+        return err || !k ? err : r_series(r, w, set, value, out, max, n, errstr, errsz);
+    }
     struct kpiread_meta m;
     m_meta(r, &m);
     struct m_series ms = {out, max, 0, m.closed[w], r->ws->w[w].slide_ms};
@@ -1196,7 +1276,11 @@ int kpiread_alert_record(struct kpiread *r, const struct kpiread_alert *a, const
 
 int kpiread_wipe_group(struct kpiread *r, char *errstr, size_t errsz)
 {
-    return r->is_redis ? r_wipe(r, errstr, errsz) : 0;
+    if (!r->is_redis)
+        return 0;
+    uint32_t k; /* the key groups' slots, on a cluster (none yet: the group tag's) */
+    int err = group_k(r, &k, errstr, errsz);
+    return err ? err : r_wipe(r, errstr, errsz);
 }
 
 int kpiread_ping(struct kpiread *r, char *errstr, size_t errsz)

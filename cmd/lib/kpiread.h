@@ -47,7 +47,7 @@ struct kpiread_redis_conf {
     const char *group;   /* the consumer group: the hash tag */
     int64_t timeout_ms;  /* connect and command timeout */
     int pool;            /* connections kept at most (>= 1) */
-    uint32_t key_groups; /* redis.key_groups; 0: its default (docs/redis-schema.md) */
+    uint32_t key_groups; /* redis.key_groups; 0: auto, the group's (docs/redis-schema.md) */
 };
 
 /* The configuration is copied; windows and dims must outlive the reader.

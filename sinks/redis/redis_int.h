@@ -172,9 +172,11 @@ struct redis_sink {
     char *url;        /* for messages: the password replaced by "***" */
     char *layout_key; /* "<prefix>:{<group>}:key_groups": K of the group's layout */
     int layout_slot;
-    int layout_ok; /* the stored K matched ours */
-    uint32_t k;
+    int layout_ok;        /* the stored K matched ours, or was adopted */
+    uint32_t k;           /* 0 until an auto sink has read or recorded the group's K */
+    char *prefix, *group; /* redis.prefix, the group id: key groups are made from them */
     int64_t stream_maxlen, ttl_margin_ms, active_refresh_ms, sketch_cache_bytes;
+    int stream_maxlen_auto; /* redis.stream_maxlen = auto: set with K (set_k) */
     struct kpi_redis_conn conn;
     struct keygroup *kgs;
     uint16_t *kg_of[KPI_MAX_SETS]; /* per set, by vid: key group + 1 (0: unknown) */
@@ -216,6 +218,7 @@ struct redis_sink {
      * long as Redis takes. */
     pthread_mutex_t stats_mu;
     struct kpi_redis_stats published;
+    uint32_t published_k; /* s->k, for a scrape (0 until the layout is read) */
 };
 
 /* sink.c's pieces that hot.c uses */

@@ -64,6 +64,7 @@
 #include <unistd.h>
 
 #include "base/clock.h"
+#include "base/log.h"
 #include "engine/err.h"
 #include "engine/hash.h"
 #include "engine/keygroup.h"
@@ -78,11 +79,11 @@ void kpi_redis_conf_defaults(struct kpi_redis_conf *c)
         .group = KPI_REDIS_GROUP_DEFAULT,
         .connect_timeout_ms = 2000,
         .command_timeout_ms = 10000,
-        .stream_maxlen = 10000,
+        .stream_maxlen = 0,
         .ttl_margin_ms = 600000,
         .active_refresh_ms = 10000,
         .sketch_cache_bytes = 64 << 20,
-        .key_groups = KPI_REDIS_KEY_GROUPS_DEFAULT,
+        .key_groups = 0,
     };
 }
 
@@ -158,6 +159,7 @@ static void publish_stats(struct redis_sink *s)
 {
     pthread_mutex_lock(&s->stats_mu);
     s->published = s->stats;
+    s->published_k = s->k;
     pthread_mutex_unlock(&s->stats_mu);
 }
 
@@ -913,22 +915,27 @@ static int call_kg(struct redis_sink *s, uint32_t kg, const struct kpi_delta *d,
 
 /* ---- the sink callbacks ---- */
 
+static int set_k(struct redis_sink *s, uint32_t k);
+static int check_layout(struct redis_sink *s, char *errstr, size_t errsz);
+
 static int flush_once(struct redis_sink *s, const struct kpi_delta *d, char *errstr, size_t errsz)
 {
+    int err = s->layout_ok ? 0 : check_layout(s, errstr, errsz);
+    if (err)
+        return err;
     s->dims = d->dims;
     s->windows = d->windows;
     s->flush_no++;
     s->last_watermark = d->watermark;
     for (uint32_t kg = 0; kg < s->k; kg++) {
         struct keygroup *g = &s->kgs[kg];
-        int err = g->attempt.valid ? resolve_in_doubt(s, g, errstr, errsz) : 0;
+        err = g->attempt.valid ? resolve_in_doubt(s, g, errstr, errsz) : 0;
         if (err)
             return err;
         if (g->base.valid && g->base.seq != d->seq)
             kpi_dcopy_clear(&g->base); /* the engine moved on: not part of this delta */
         g->applied = 0;
     }
-    int err;
     if ((err = ensure_scratch(s, d)) || (err = rollup(s, d)))
         return kpi_seterr(errstr, errsz, err, "redis: cannot build the flush: %s",
                           kpi_err_name(err));
@@ -1034,12 +1041,16 @@ static int record_floors(struct redis_sink *s, const char *topic, int32_t partit
  * leave readers two half-layouts.  So the first sink of a group records K
  * in <prefix>:{<group>}:key_groups (SET NX, no TTL, like the offsets), and
  * every sink of the group must find its own K there before it reads an
- * offset, hence before it writes anything.  Checked once per sink.
+ * offset or writes a flush, hence before it writes anything.  An auto sink
+ * (`redis.key_groups = auto`, the default) has no K of its own: it records
+ * KPI_REDIS_KEY_GROUPS_DEFAULT for a new group and adopts the one it finds
+ * otherwise, so an upgrade keeps an older group's K and instances of a
+ * group cannot disagree.  Checked once per sink.
  */
 static int check_layout(struct redis_sink *s, char *errstr, size_t errsz)
 {
     char k[16];
-    snprintf(k, sizeof(k), "%" PRIu32, s->k);
+    snprintf(k, sizeof(k), "%" PRIu32, s->k ? s->k : KPI_REDIS_KEY_GROUPS_DEFAULT);
     const char *set[4] = {"SET", s->layout_key, k, "NX"};
     size_t set_len[4] = {3, strlen(s->layout_key), strlen(k), 2};
     const char *get[2] = {"GET", s->layout_key};
@@ -1055,18 +1066,38 @@ static int check_layout(struct redis_sink *s, char *errstr, size_t errsz)
         err = kpi_rs_reply_error(s, r, errstr, errsz, "SET key_groups");
     freeReplyObject(r);
     r = NULL;
+    uint32_t adopt = s->k ? 0 : KPI_REDIS_KEY_GROUPS_DEFAULT;
     if (!err && stored) {
         err = kpi_redis_conn_command(&s->conn, s->layout_slot, 2, get, get_len, &r, &sent, errstr,
                                      errsz);
-        if (!err && r->type == REDIS_REPLY_STRING && strcmp(r->str, k) != 0)
+        if (!err && r->type == REDIS_REPLY_STRING && !s->k) {
+            char *end;
+            errno = 0;
+            unsigned long v = strtoul(r->str, &end, 10);
+            if (errno || end == r->str || *end || v < 1 || v > KPI_MAX_KEY_GROUPS)
+                err = kpi_seterr(errstr, errsz, KPI_ERR_INVAL,
+                                 "the group's key groups in %s (%s) are '%s', not 1..%d: set "
+                                 "redis.key_groups, or use a new group id",
+                                 s->layout_key, s->url, r->str, KPI_MAX_KEY_GROUPS);
+            adopt = (uint32_t)v;
+        } else if (!err && r->type == REDIS_REPLY_STRING && strcmp(r->str, k) != 0) {
             err = kpi_seterr(errstr, errsz, KPI_ERR_INVAL,
                              "redis.key_groups is %s, but the group's keys in %s were written "
-                             "with %s key groups (%s): use that value, or a new group id",
+                             "with %s key groups (%s): use that value (or auto), or a new group id",
                              k, s->url, r->str, s->layout_key);
-        else if (!err && r->type == REDIS_REPLY_ERROR)
+        } else if (!err && r->type == REDIS_REPLY_ERROR) {
             err = kpi_rs_reply_error(s, r, errstr, errsz, "GET key_groups");
+        }
         freeReplyObject(r);
     }
+    if (!err && !s->k && set_k(s, adopt) != 0)
+        err = kpi_seterr(errstr, errsz, KPI_ERR_NOMEM, "out of memory");
+    if (!err && adopt)
+        kpi_log(KPI_LOG_INFO, "redis",
+                "%s: the group's keys are spread over %" PRIu32 " key groups (%s %s; "
+                "redis.key_groups = auto), streams bounded at %" PRId64 " entries each",
+                s->url, s->k, stored ? "recorded in" : "new group, recorded in", s->layout_key,
+                s->stream_maxlen);
     if (!err)
         s->layout_ok = 1;
     return err;
@@ -1079,16 +1110,16 @@ static int redis_load_offset(void *self, const char *topic, int32_t partition, i
     char field[KPI_TOPIC_MAX + 16];
     kpi_rs_range_field(field, sizeof(field), topic, partition);
     pthread_mutex_lock(&s->mu);
-    int err = 0;
-    int64_t *at = malloc(s->k * sizeof(int64_t));
-    if (!at) {
+    int64_t *at = NULL;
+    int err = s->layout_ok ? 0 : check_layout(s, errstr, errsz);
+    if (err)
+        goto out;
+    if (!(at = malloc(s->k * sizeof(int64_t)))) {
         err = kpi_seterr(errstr, errsz, KPI_ERR_NOMEM, "out of memory");
         goto out;
     }
     int64_t lo = INT64_MAX;
     int any_missing = 0;
-    if (!s->layout_ok)
-        err = check_layout(s, errstr, errsz);
     for (uint32_t kg = 0; kg < s->k && !err; kg++) {
         const char *argv[3] = {"HGET", s->kgs[kg].offsets_key, field};
         size_t lens[3] = {4, strlen(argv[1]), strlen(field)};
@@ -1126,6 +1157,7 @@ static int redis_load_offset(void *self, const char *topic, int32_t partition, i
     }
 out:
     free(at);
+    publish_stats(s); /* the K the layout check adopted */
     pthread_mutex_unlock(&s->mu);
     return err;
 }
@@ -1191,6 +1223,8 @@ static void redis_destroy(void *self)
     free(s->sk_buf);
     kpi_hll_fini(&s->scratch);
     free(s->url);
+    free(s->prefix);
+    free(s->group);
     free(s->layout_key);
     pthread_mutex_destroy(&s->mu);
     pthread_mutex_destroy(&s->stats_mu);
@@ -1206,9 +1240,10 @@ static const struct kpi_sink_ops redis_ops = {
     .destroy = redis_destroy,
 };
 
-static int init_keygroup(struct redis_sink *s, const char *prefix, const char *group, uint32_t kg)
+static int init_keygroup(struct redis_sink *s, uint32_t kg)
 {
     struct keygroup *g = &s->kgs[kg];
+    const char *prefix = s->prefix, *group = s->group;
     size_t n = strlen(prefix) + strlen(group) + 24;
     g->prefix = malloc(n);
     g->offsets_key = malloc(n + 8);
@@ -1221,6 +1256,28 @@ static int init_keygroup(struct redis_sink *s, const char *prefix, const char *g
     return 0;
 }
 
+/* Sets the sink's K and makes its key groups: at creation for a configured
+ * K, at the layout check for an auto one.  An auto stream bound keeps a
+ * group's streams at KPI_REDIS_STREAM_ENTRIES_AUTO entries per window in
+ * all, whatever K.  0, or KPI_ERR_NOMEM (the sink stays without K). */
+static int set_k(struct redis_sink *s, uint32_t k)
+{
+    if (s->stream_maxlen_auto) {
+        s->stream_maxlen = (KPI_REDIS_STREAM_ENTRIES_AUTO + k - 1) / k;
+        if (s->stream_maxlen < 10)
+            s->stream_maxlen = 10;
+    }
+    s->kgs = calloc(k, sizeof(*s->kgs));
+    s->kg_start = malloc((k + 1) * sizeof(uint32_t));
+    int nomem = !s->kgs || !s->kg_start;
+    for (int w = 0; w < KPI_MAX_WINDOWS && !nomem; w++)
+        nomem = !(s->kg_starts[w] = calloc(k + 1, sizeof(uint32_t)));
+    s->k = k; /* redis_destroy frees the key groups made so far */
+    for (uint32_t kg = 0; kg < k && !nomem; kg++)
+        nomem = init_keygroup(s, kg) != 0;
+    return nomem ? KPI_ERR_NOMEM : 0;
+}
+
 struct kpi_sink kpi_sink_redis_new(const struct kpi_redis_conf *conf, char *errstr, size_t errsz)
 {
     struct kpi_sink none = {NULL, NULL};
@@ -1229,7 +1286,7 @@ struct kpi_sink kpi_sink_redis_new(const struct kpi_redis_conf *conf, char *errs
     const char *url = conf && conf->url ? conf->url : def.url;
     const char *prefix = conf && conf->prefix ? conf->prefix : def.prefix;
     const char *group = conf && conf->group ? conf->group : def.group;
-    int64_t k = conf && conf->key_groups > 0 ? conf->key_groups : def.key_groups;
+    int64_t k = conf && conf->key_groups > 0 ? conf->key_groups : def.key_groups; /* 0: auto */
 #define OR_DEFAULT(f) (conf && conf->f > 0 ? conf->f : def.f)
     if (!*prefix || strpbrk(prefix, "{}")) {
         kpi_seterr(errstr, errsz, KPI_ERR_INVAL,
@@ -1259,6 +1316,7 @@ struct kpi_sink kpi_sink_redis_new(const struct kpi_redis_conf *conf, char *errs
     s->conn.connect_timeout_ms = OR_DEFAULT(connect_timeout_ms);
     s->conn.command_timeout_ms = OR_DEFAULT(command_timeout_ms);
     s->stream_maxlen = OR_DEFAULT(stream_maxlen);
+    s->stream_maxlen_auto = s->stream_maxlen <= 0;
     s->ttl_margin_ms = conf && conf->ttl_margin_ms >= 0 ? conf->ttl_margin_ms : def.ttl_margin_ms;
     s->active_refresh_ms =
         conf && conf->active_refresh_ms >= 0 ? conf->active_refresh_ms : def.active_refresh_ms;
@@ -1267,7 +1325,6 @@ struct kpi_sink kpi_sink_redis_new(const struct kpi_redis_conf *conf, char *errs
     s->sketch_cache_bytes =
         conf && conf->sketch_cache_bytes >= 0 ? conf->sketch_cache_bytes : def.sketch_cache_bytes;
 #undef OR_DEFAULT
-    s->k = (uint32_t)k;
     kpi_hll_init(&s->scratch);
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
@@ -1277,13 +1334,11 @@ struct kpi_sink kpi_sink_redis_new(const struct kpi_redis_conf *conf, char *errs
     s->url = kpi_redis_url_redact(url);
     s->conn.url = s->url;
     s->sk_buf = malloc(KPI_HLL_DENSE_SIZE);
-    s->kgs = calloc(s->k, sizeof(*s->kgs));
-    s->kg_start = malloc((s->k + 1) * sizeof(uint32_t));
-    int nomem = !s->url || !s->sk_buf || !s->kgs || !s->kg_start;
-    for (int w = 0; w < KPI_MAX_WINDOWS && !nomem; w++)
-        nomem = !(s->kg_starts[w] = calloc(s->k + 1, sizeof(uint32_t)));
-    for (uint32_t kg = 0; kg < s->k && !nomem; kg++)
-        nomem = init_keygroup(s, prefix, group, kg) != 0;
+    s->prefix = strdup(prefix);
+    s->group = strdup(group);
+    int nomem = !s->url || !s->sk_buf || !s->prefix || !s->group;
+    if (!nomem && k > 0) /* else the layout check adopts the group's K */
+        nomem = set_k(s, (uint32_t)k) != 0;
     size_t ln = strlen(prefix) + strlen(group) + 16;
     if (!nomem && (s->layout_key = malloc(ln)) != NULL) {
         snprintf(s->layout_key, ln, "%s:{%s}:key_groups", prefix, group);
@@ -1316,12 +1371,13 @@ void kpi_sink_redis_write_metrics(const struct kpi_sink *sink, FILE *out)
     struct redis_sink *s = sink->self;
     pthread_mutex_lock(&s->stats_mu);
     struct kpi_redis_stats st = s->published;
+    uint32_t k = s->published_k;
     pthread_mutex_unlock(&s->stats_mu);
     fprintf(out,
             "# HELP kpistream_redis_key_groups Key groups the group's keys are spread over.\n"
             "# TYPE kpistream_redis_key_groups gauge\n"
             "kpistream_redis_key_groups %" PRIu32 "\n",
-            s->k);
+            k);
     fprintf(out, "# HELP kpistream_redis_call_duration_seconds Round trip of each key group's "
                  "call (a transaction or a script call): how long it could keep Redis from "
                  "every other client.\n"
@@ -1362,11 +1418,14 @@ void kpi_sink_redis_write_metrics(const struct kpi_sink *sink, FILE *out)
 const char *kpi_sink_redis_key_prefix(const struct kpi_sink *sink, uint32_t kg)
 {
     const struct redis_sink *s = sink->self;
-    return s->kgs[kg < s->k ? kg : 0].prefix;
+    return s->k ? s->kgs[kg < s->k ? kg : 0].prefix : NULL;
 }
 
 uint32_t kpi_sink_redis_key_groups(const struct kpi_sink *sink)
 {
-    const struct redis_sink *s = sink->self;
-    return s->k;
+    struct redis_sink *s = sink->self;
+    pthread_mutex_lock(&s->stats_mu);
+    uint32_t k = s->published_k;
+    pthread_mutex_unlock(&s->stats_mu);
+    return k;
 }

@@ -8,7 +8,7 @@ belongs to key group CRC16("set:value") % K.
 """
 import binascii
 
-KEY_GROUPS = 16  # the engine's default redis.key_groups
+KEY_GROUPS = 128  # the K a new group gets (redis.key_groups = auto)
 
 
 def kg_prefix(prefix, group, kg, k=KEY_GROUPS):
