@@ -73,9 +73,12 @@ struct kpi_redis_conf {
      * use every master of a Redis Cluster and no single call holds a whole
      * flush.  1 keeps every key under "{<group>}".  All instances of a
      * group must agree, so the first sink records K in Redis.  Default 0
-     * (auto): the K the group recorded, or KPI_REDIS_KEY_GROUPS_DEFAULT for
-     * a new group (docs/redis-schema.md, "Key groups"). */
+     * (auto): the K the group recorded, or kpi_redis_auto_key_groups(
+     * max_values) for a new group (docs/redis-schema.md, "Key groups"). */
     int64_t key_groups;
+    /* dimensions.max_values, the most values a grouping set can have: what
+     * an auto K is sized for.  Default 0: 10 000, the engine's default. */
+    int64_t max_values;
     /* 1: every key group's call is one script call, as before the hot path
      * (sinks/redis/hot.c).  Default 0: the common part of a flush is
      * computed in the sink and written with plain commands, in one
@@ -83,9 +86,12 @@ struct kpi_redis_conf {
     int no_hot_path;
 };
 
-/* The K an auto sink records for a new group: at 10 000 values of a set,
- * about 80 per key group, which keeps each call of a 1 s flush near 20 ms
- * (README, "High cardinality").  Groups made with another K keep it. */
+/* The K an auto sink records for a new group whose sets may hold
+ * max_values values: about one key group per 80 values, which keeps each
+ * call of a 1 s flush near 20 ms (README, "High cardinality"), as a power
+ * of two from 16 to 1 024.  128 for the default 10 000 values
+ * (KPI_REDIS_KEY_GROUPS_DEFAULT).  Groups made with another K keep it. */
+uint32_t kpi_redis_auto_key_groups(int64_t max_values);
 #define KPI_REDIS_KEY_GROUPS_DEFAULT 128
 /* An auto redis.stream_maxlen: a group's streams keep about this many
  * entries per window in all (10 000 per key group at K = 16). */

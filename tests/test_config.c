@@ -153,6 +153,10 @@ Test(config, redis_sink_keys_reach_the_sink_conf)
     kpi_config_redis_conf(&c, &rc);
     cr_assert_eq(rc.key_groups, 16);
     cr_assert_eq(rc.stream_maxlen, 5000);
+    cr_assert_eq(rc.max_values, c.dim_max_values, "an auto K is sized for max_values");
+    set_ok(&c, "dimensions.max_values=200000");
+    kpi_config_redis_conf(&c, &rc);
+    cr_assert_eq(rc.max_values, 200000);
     set_ok(&c, "redis.key_groups=AUTO");
     set_ok(&c, "redis.stream_maxlen=auto");
     kpi_config_redis_conf(&c, &rc);
@@ -176,6 +180,21 @@ Test(config, redis_sink_keys_reach_the_sink_conf)
     cr_assert(strstr(err, "redis.command_timeout"), "%s", err);
     cr_assert_eq(kpi_config_set_x(&c, "redis.sketch_cache_mb=-1", err, sizeof(err)), KPI_ERR_INVAL);
     cr_assert(strstr(err, "redis.sketch_cache_mb"), "%s", err);
+}
+
+/* An auto K for a new group: one key group per 80 values of a set, a power
+ * of two in 16..1024 (sinks/redis.h). */
+Test(config, an_auto_key_group_count_follows_max_values)
+{
+    cr_assert_eq(kpi_redis_auto_key_groups(0), 128, "unset: the default 10 000 values");
+    cr_assert_eq(kpi_redis_auto_key_groups(10000), KPI_REDIS_KEY_GROUPS_DEFAULT);
+    cr_assert_eq(kpi_redis_auto_key_groups(10240), 128);
+    cr_assert_eq(kpi_redis_auto_key_groups(10241), 256);
+    cr_assert_eq(kpi_redis_auto_key_groups(1), 16, "at least 16: a cluster's masters share");
+    cr_assert_eq(kpi_redis_auto_key_groups(1280), 16);
+    cr_assert_eq(kpi_redis_auto_key_groups(1281), 32);
+    cr_assert_eq(kpi_redis_auto_key_groups(100000), 1024, "at most KPI_MAX_KEY_GROUPS");
+    cr_assert_eq(kpi_redis_auto_key_groups(16777216), 1024);
 }
 
 Test(config, kafka_properties_pass_through_untouched)

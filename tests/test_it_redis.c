@@ -470,7 +470,8 @@ static int64_t auto_reader_events(struct kt_fixture *f)
 }
 
 /* redis.key_groups = auto, the default (sink.c, check_layout): a new group
- * gets KPI_REDIS_KEY_GROUPS_DEFAULT key groups, a group that recorded
+ * gets KPI_REDIS_KEY_GROUPS_DEFAULT key groups (more when its sets may hold
+ * more values: kpi_redis_auto_key_groups), a group that recorded
  * another K keeps it (an upgrade from 16 keeps 16), readers with auto find
  * it, and a recorded K that is not a number stops the sink before it
  * writes anything. */
@@ -523,6 +524,23 @@ Test(redis_sink, an_auto_sink_records_128_for_a_new_group_and_adopts_an_existing
     freeReplyObject(r);
     kpi_sink_destroy(&c);
     kt_fx_fini(&f);
+
+    /* A new group for a set of up to 100 000 values: 1 024 key groups. */
+    freeReplyObject(cmd("FLUSHALL"));
+    char url[64];
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d", srv.port);
+    struct kpi_redis_conf conf;
+    kpi_redis_conf_defaults(&conf);
+    conf.url = url;
+    conf.max_values = 100000;
+    struct kpi_sink e = kpi_sink_redis_new(&conf, err, sizeof(err));
+    cr_assert_not_null(e.ops, "%s", err);
+    cr_assert_eq(e.ops->load_offset(e.self, "events", 0, &off, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(kpi_sink_redis_key_groups(&e), 1024);
+    kpi_sink_destroy(&e);
+    r = cmd("GET kpi:{kpistream}:key_groups");
+    cr_assert_str_eq(r->str, "1024", "sized for dimensions.max_values");
+    freeReplyObject(r);
 
     /* A recorded K that is not one: refused, nothing written. */
     freeReplyObject(cmd("FLUSHALL"));

@@ -96,8 +96,9 @@ static const struct kdef kpi_config_table[] = {
              "through the Lua script, as before)"),
     AUTO_INT_KEY("redis", "key_groups", "auto", 1, 1024, redis_key_groups,
                  "hash tags a group's keys spread over (Redis Cluster slots); fixed for the "
-                 "group's life (auto: the group's, 128 for a new group; another number than "
-                 "the group's is refused; docs/redis-schema.md)"),
+                 "group's life (auto: the group's; a new group gets one per 80 of "
+                 "dimensions.max_values, a power of two in 16..1024: 128 by default; another "
+                 "number than the group's is refused; docs/redis-schema.md)"),
     ENUM_KEY("engine", "sink", "redis", "redis|stdout", sink,
              "where KPIs go: Redis, or a table on standard output"),
     INT_KEY("engine", "workers", "2", 1, 256, workers,
@@ -578,6 +579,7 @@ void kpi_config_redis_conf(const struct kpi_config *c, struct kpi_redis_conf *rc
     rc->no_hot_path = !c->redis_hot_path;
     rc->stream_maxlen = c->redis_stream_maxlen;
     rc->key_groups = c->redis_key_groups;
+    rc->max_values = c->dim_max_values;
 }
 
 void kpi_config_alert_conf(const struct kpi_config *c, struct kpi_alert_conf *a)

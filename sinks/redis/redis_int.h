@@ -174,6 +174,7 @@ struct redis_sink {
     int layout_slot;
     int layout_ok;        /* the stored K matched ours, or was adopted */
     uint32_t k;           /* 0 until an auto sink has read or recorded the group's K */
+    uint32_t new_k;       /* the K an auto sink records for a new group */
     char *prefix, *group; /* redis.prefix, the group id: key groups are made from them */
     int64_t stream_maxlen, ttl_margin_ms, active_refresh_ms, sketch_cache_bytes;
     int stream_maxlen_auto; /* redis.stream_maxlen = auto: set with K (set_k) */

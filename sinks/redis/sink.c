@@ -87,6 +87,16 @@ void kpi_redis_conf_defaults(struct kpi_redis_conf *c)
     };
 }
 
+uint32_t kpi_redis_auto_key_groups(int64_t max_values)
+{
+    if (max_values <= 0)
+        max_values = 10000; /* dimensions.max_values's default */
+    uint32_t k = 16;
+    while (k < KPI_MAX_KEY_GROUPS && (int64_t)k * 80 < max_values)
+        k *= 2;
+    return k;
+}
+
 /* ---- (set, value id) -> member index of one call ---- */
 
 int kpi_rs_mm_init(struct member_map *m, uint32_t want)
@@ -1043,14 +1053,14 @@ static int record_floors(struct redis_sink *s, const char *topic, int32_t partit
  * every sink of the group must find its own K there before it reads an
  * offset or writes a flush, hence before it writes anything.  An auto sink
  * (`redis.key_groups = auto`, the default) has no K of its own: it records
- * KPI_REDIS_KEY_GROUPS_DEFAULT for a new group and adopts the one it finds
+ * kpi_redis_auto_key_groups() for a new group and adopts the one it finds
  * otherwise, so an upgrade keeps an older group's K and instances of a
  * group cannot disagree.  Checked once per sink.
  */
 static int check_layout(struct redis_sink *s, char *errstr, size_t errsz)
 {
     char k[16];
-    snprintf(k, sizeof(k), "%" PRIu32, s->k ? s->k : KPI_REDIS_KEY_GROUPS_DEFAULT);
+    snprintf(k, sizeof(k), "%" PRIu32, s->k ? s->k : s->new_k);
     const char *set[4] = {"SET", s->layout_key, k, "NX"};
     size_t set_len[4] = {3, strlen(s->layout_key), strlen(k), 2};
     const char *get[2] = {"GET", s->layout_key};
@@ -1066,7 +1076,7 @@ static int check_layout(struct redis_sink *s, char *errstr, size_t errsz)
         err = kpi_rs_reply_error(s, r, errstr, errsz, "SET key_groups");
     freeReplyObject(r);
     r = NULL;
-    uint32_t adopt = s->k ? 0 : KPI_REDIS_KEY_GROUPS_DEFAULT;
+    uint32_t adopt = s->k ? 0 : s->new_k;
     if (!err && stored) {
         err = kpi_redis_conn_command(&s->conn, s->layout_slot, 2, get, get_len, &r, &sent, errstr,
                                      errsz);
@@ -1317,6 +1327,7 @@ struct kpi_sink kpi_sink_redis_new(const struct kpi_redis_conf *conf, char *errs
     s->conn.command_timeout_ms = OR_DEFAULT(command_timeout_ms);
     s->stream_maxlen = OR_DEFAULT(stream_maxlen);
     s->stream_maxlen_auto = s->stream_maxlen <= 0;
+    s->new_k = kpi_redis_auto_key_groups(conf ? conf->max_values : 0);
     s->ttl_margin_ms = conf && conf->ttl_margin_ms >= 0 ? conf->ttl_margin_ms : def.ttl_margin_ms;
     s->active_refresh_ms =
         conf && conf->active_refresh_ms >= 0 ? conf->active_refresh_ms : def.active_refresh_ms;
