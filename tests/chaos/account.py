@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """tests/chaos/account.py - the fault campaign's final accounting (chaos.sh).
 
-    account.py REDIS_PORT GROUP K EXPECTED_OFFSETS
+    account.py REDIS_PORT GROUP EXPECTED_OFFSETS
 
 Prints, for the value all:all of the group's Redis keys (schema 2,
 docs/redis-schema.md): its key group's prefix, the sum of `events` and
 `revenue` over every 24h/1h bucket hash (exact whatever the current window
 instance is: a partition behind at an hour boundary would leave the newest
 bucket ahead of the rolling hash's head), and whether every key group's
-offsets add up to EXPECTED_OFFSETS:
+offsets add up to EXPECTED_OFFSETS.  The group's K is read where its first
+sink recorded it (`kpi:{GROUP}:key_groups`; none yet: nothing is written):
 
     <events> <revenue> <offsets_ok 0|1> <offsets of the worst key group>
 """
@@ -32,7 +33,12 @@ def glob_escape(s):
 
 
 def main():
-    port, group, k, expected = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    port, group, expected = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    recorded = rcli(port, "GET", f"kpi:{{{group}}}:key_groups")
+    if not recorded or not recorded[0]:
+        print(0, 0, 0, 0)
+        return
+    k = int(recorded[0])
     p = value_prefix("kpi", group, "all", "all", k)
     events = revenue = 0
     for key in rcli(port, "--scan", "--pattern",

@@ -172,8 +172,7 @@ wait "$gen_pid" || { say "the generator failed: $(tail -1 "$work/gen.out")"; exi
 
 produced="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["events"])' "$work/truth.json")"
 messages=$((produced + hostile_msgs))
-k=16
-acct() { python3 tests/chaos/account.py "$redis_port" "$group" "$k" "$messages"; }
+acct() { python3 tests/chaos/account.py "$redis_port" "$group" "$messages"; }
 deadline=$((SECONDS + 300))
 until [ "$(acct | awk '{print $3}')" = 1 ] || [ $SECONDS -ge $deadline ]; do
     sleep 0.5 # polling interval while the instances catch up
