@@ -555,6 +555,52 @@ Test(redis_sink, an_auto_sink_records_128_for_a_new_group_and_adopts_an_existing
     key_groups = 1;
 }
 
+/* The demo's fresh start (kpiread_wipe_group) removes every key of the
+ * group whatever K wrote it (a run with another redis.key_groups or
+ * dimensions.max_values leaves keys under other key-group tags, and their
+ * offsets would be resumed from), and no key of another group. */
+Test(redis_sink, a_wipe_removes_the_groups_keys_of_every_k_and_no_other_groups)
+{
+    char p4[256], p128[256], err[256], url[64];
+    kpi_redis_kg_prefix(p4, sizeof(p4), "kpi", "kpistream", 4, 1);
+    kpi_redis_kg_prefix(p128, sizeof(p128), "kpi", "kpistream", 128, 77);
+    const char *mine[] = {"kpi:{kpistream}:key_groups", "kpi:{kpistream}:alerts",
+                          k("%s", ""), /* the tag alone */
+                          NULL, NULL};
+    char m4[300], m128[300];
+    snprintf(m4, sizeof(m4), "%soffsets", p4);
+    snprintf(m128, sizeof(m128), "%skpi:1m_5s:all:all", p128);
+    mine[3] = m4;
+    mine[4] = m128;
+    const char *theirs[] = {"kpi:{kpistream.x}:meta",     "kpi:{kpistream2.1.0}:meta",
+                            "kpi:{kpistream.1}:meta",     "kpi:{kpistream.1.2.3}:meta",
+                            "other:{kpistream.1.2}:meta", "kpi:{kpistream}x",
+                            "kpi:{kpistream.1.2}x"};
+    for (size_t i = 0; i < sizeof(mine) / sizeof(mine[0]); i++)
+        freeReplyObject(cmd("SET %s 1", mine[i]));
+    for (size_t i = 0; i < sizeof(theirs) / sizeof(theirs[0]); i++)
+        freeReplyObject(cmd("SET %s 1", theirs[i]));
+    struct kt_fixture f;
+    fx_init(&f, "1m/5s", 0, 0);
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d", srv.port);
+    struct kpiread_redis_conf kc = {url, "kpi", "kpistream", 1000, 1, 16};
+    struct kpiread *r = kpiread_new_redis(&kc, &f.windows, &f.dims);
+    cr_assert_not_null(r);
+    cr_assert_eq(kpiread_wipe_group(r, err, sizeof(err)), 0, "%s", err);
+    kpiread_destroy(r);
+    for (size_t i = 0; i < sizeof(mine) / sizeof(mine[0]); i++) {
+        redisReply *x = cmd("EXISTS %s", mine[i]);
+        cr_assert_eq(x->integer, 0, "%s is the group's: wiped", mine[i]);
+        freeReplyObject(x);
+    }
+    for (size_t i = 0; i < sizeof(theirs) / sizeof(theirs[0]); i++) {
+        redisReply *x = cmd("EXISTS %s", theirs[i]);
+        cr_assert_eq(x->integer, 1, "%s is not the group's: kept", theirs[i]);
+        freeReplyObject(x);
+    }
+    kt_fx_fini(&f);
+}
+
 Test(redis_sink, pfcount_of_the_stored_sketches_is_within_2_percent_of_the_exact_count)
 {
     struct kt_fixture f;

@@ -854,18 +854,39 @@ static int r_alert_record(struct kpiread *r, struct kpiread_alert *a, const char
     return err ? err : rc;
 }
 
-/* Whether key is one of the group's (under its tag or a key group's). */
+/* A run of decimal digits at *p (at least one), moved past; 0 when none. */
+static int skip_digits(const char **p, const char *end)
+{
+    const char *q = *p;
+    while (q < end && *q >= '0' && *q <= '9')
+        q++;
+    int any = q > *p;
+    *p = q;
+    return any;
+}
+
+/* Whether key is one of the group's: under its tag "<prefix>:{<group>}:" or
+ * a key group's "<prefix>:{<group>.<kg>.<s>}:" for any K, not only the one
+ * recorded now: keys a run with another K left behind (a group wiped and
+ * made again with another redis.key_groups or dimensions.max_values) are the
+ * group's too, and a fresh start that kept them would resume from their
+ * offsets.  A group literally named "<group>.<n>.<m>" would match as well;
+ * the wipe is the demo's, under the demo's own prefix. */
 static int group_key(const struct kpiread *r, const char *key, size_t len)
 {
     size_t tl = strlen(r->tag);
     if (len >= tl && memcmp(key, r->tag, tl) == 0)
         return 1;
-    for (uint32_t kg = 0; kg < r->k; kg++) {
-        size_t kl = strlen(r->kg_tag[kg]);
-        if (len >= kl && memcmp(key, r->kg_tag[kg], kl) == 0)
-            return 1;
-    }
-    return 0;
+    size_t pl = strlen(r->prefix), gl = strlen(r->group);
+    const char *p = key, *end = key + len;
+    if (len < pl + gl + 3 || memcmp(p, r->prefix, pl) != 0 || p[pl] != ':' || p[pl + 1] != '{' ||
+        memcmp(p + pl + 2, r->group, gl) != 0)
+        return 0;
+    p += pl + 2 + gl;
+    if (p >= end || *p++ != '.' || !skip_digits(&p, end) || p >= end || *p++ != '.' ||
+        !skip_digits(&p, end))
+        return 0;
+    return end - p >= 2 && p[0] == '}' && p[1] == ':';
 }
 
 /* UNLINK each of the group's keys in an array reply of key names; how many. */
@@ -890,7 +911,8 @@ static int unlink_keys(const struct kpiread *r, struct kpi_redis_conn *c, const 
 }
 
 /* A Redis Cluster: every key of the group is in one of K + 1 slots (its tags),
- * so list each slot's keys on its master.  Standalone: SCAN the keyspace. */
+ * so list each slot's keys on its master; keys another K left are in other
+ * slots, and stay.  Standalone: SCAN the keyspace (every K's keys go). */
 static int r_wipe(struct kpiread *r, char *errstr, size_t errsz)
 {
     struct kpi_redis_conn *c = conn_get(r, errstr, errsz);
