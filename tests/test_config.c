@@ -133,6 +133,22 @@ Test(config, cross_key_checks_name_the_key)
                  err);
 }
 
+/* redis.key_groups and redis.stream_maxlen set to k and maxlen reach the
+ * sink's configuration as want_k and want_maxlen (auto: 0). */
+static void expect_auto_keys(struct kpi_config *c, const char *k, const char *maxlen,
+                             int64_t want_k, int64_t want_maxlen)
+{
+    char x[64];
+    snprintf(x, sizeof(x), "redis.key_groups=%s", k);
+    set_ok(c, x);
+    snprintf(x, sizeof(x), "redis.stream_maxlen=%s", maxlen);
+    set_ok(c, x);
+    struct kpi_redis_conf rc;
+    kpi_config_redis_conf(c, &rc);
+    cr_assert_eq(rc.key_groups, want_k, "redis.key_groups=%s", k);
+    cr_assert_eq(rc.stream_maxlen, want_maxlen, "redis.stream_maxlen=%s", maxlen);
+}
+
 Test(config, redis_sink_keys_reach_the_sink_conf)
 {
     struct kpi_config c;
@@ -148,20 +164,13 @@ Test(config, redis_sink_keys_reach_the_sink_conf)
     cr_assert_eq(rc.stream_maxlen, 0, "auto: 160000 / K");
     cr_assert_eq(def.key_groups, 0);
     cr_assert_eq(def.stream_maxlen, 0);
-    set_ok(&c, "redis.key_groups=16");
-    set_ok(&c, "redis.stream_maxlen=5000");
+    expect_auto_keys(&c, "16", "5000", 16, 5000);
+    expect_auto_keys(&c, "AUTO", "auto", 0, 0);
     kpi_config_redis_conf(&c, &rc);
-    cr_assert_eq(rc.key_groups, 16);
-    cr_assert_eq(rc.stream_maxlen, 5000);
     cr_assert_eq(rc.max_values, c.dim_max_values, "an auto K is sized for max_values");
     set_ok(&c, "dimensions.max_values=200000");
     kpi_config_redis_conf(&c, &rc);
     cr_assert_eq(rc.max_values, 200000);
-    set_ok(&c, "redis.key_groups=AUTO");
-    set_ok(&c, "redis.stream_maxlen=auto");
-    kpi_config_redis_conf(&c, &rc);
-    cr_assert_eq(rc.key_groups, 0);
-    cr_assert_eq(rc.stream_maxlen, 0);
     set_ok(&c, "redis.command_timeout=30s");
     set_ok(&c, "redis.active_refresh=0");
     set_ok(&c, "redis.ttl_margin=1h");

@@ -46,10 +46,6 @@ struct kdef {
     KEY(s, n, K_AUTO_INT, def, min, max, NULL, field, desc)
 #define DURATION_KEY(s, n, def, min, max, field, desc)                                             \
     KEY(s, n, K_DURATION, def, min, max, NULL, field, desc)
-/* A Redis stream's XADD MAXLEN ~ bound: the same range and default for every
- * stream kpistream writes. */
-#define STREAM_MAXLEN_KEY(s, field, which)                                                         \
-    INT_KEY(s, "stream_maxlen", "10000", 10, 1e9, field, "approximate length bound of " which)
 #define SECOND_MS 1000.0 /* a K_DURATION's min and max are milliseconds */
 #define MINUTE_MS (60 * SECOND_MS)
 #define HOUR_MS   (60 * MINUTE_MS)
@@ -154,7 +150,8 @@ static const struct kdef kpi_config_table[] = {
             "minimum active subscribers for an observation to count"),
     INT_KEY("alerts", "warmup", "10", 1, 1000000, alerts_warmup,
             "observations before a baseline is trusted"),
-    STREAM_MAXLEN_KEY("alerts", alerts_stream_maxlen, "the alert stream"),
+    INT_KEY("alerts", "stream_maxlen", "10000", 10, 1e9, alerts_stream_maxlen,
+            "approximate length bound of the alert stream"),
     STR_KEY("alerts", "channel", "alerts", alerts_channel,
             "Pub/Sub channel suffix: <prefix>:alerts by default"),
     STR_KEY("alerts", "alertmanager_url", "", alerts_alertmanager_url,
