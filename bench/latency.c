@@ -108,8 +108,9 @@ static char (*offsets_keys(redisContext *rc, const char *prefix, const char *gro
         return NULL;
     if (*k == 0) {
         redisReply *r = redisCommand(rc, "GET %s:{%s}:key_groups", prefix, group);
-        if (r && r->type == REDIS_REPLY_STRING && atoi(r->str) >= 1 && atoi(r->str) <= 1024)
-            *k = atoi(r->str);
+        uint32_t v;
+        if (r && r->type == REDIS_REPLY_STRING && kpi_redis_parse_key_groups(r->str, &v) == 0)
+            *k = (int)v;
         freeReplyObject(r);
         if (*k == 0)
             return NULL;

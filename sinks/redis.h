@@ -164,6 +164,9 @@ uint32_t kpi_sink_redis_key_groups(const struct kpi_sink *s);
  * is too small. */
 int kpi_redis_kg_prefix(char *out, size_t cap, const char *prefix, const char *group, uint32_t k,
                         uint32_t kg);
+/* The K recorded in <prefix>:{<group>}:key_groups (docs/redis-schema.md):
+ * 0 with *k set when text is a decimal in 1..KPI_MAX_KEY_GROUPS, else -1. */
+int kpi_redis_parse_key_groups(const char *text, uint32_t *k);
 int kpi_redis_value_prefix(char *out, size_t cap, const char *prefix, const char *group, uint32_t k,
                            const char *set, const char *value, size_t value_len);
 

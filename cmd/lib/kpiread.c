@@ -318,12 +318,9 @@ static int group_k(struct kpiread *r, uint32_t *k, char *errstr, size_t errsz)
     struct kpi_redis_cmd cmd;
     cmd_init(&cmd, key, 2, argv, NULL);
     int err = kpi_redis_conn_batch(c, &cmd, 1, errstr, errsz);
-    unsigned long v = 0;
+    uint32_t v = 0;
     if (!err && cmd.reply->type == REDIS_REPLY_STRING) {
-        char *end;
-        errno = 0;
-        v = strtoul(cmd.reply->str, &end, 10);
-        if (errno || end == cmd.reply->str || *end || v < 1 || v > KPI_MAX_KEY_GROUPS)
+        if (kpi_redis_parse_key_groups(cmd.reply->str, &v))
             err = kpi_seterr(errstr, errsz, KPI_ERR_PARSE, "%s is '%s', not 1..%d", key,
                              cmd.reply->str, KPI_MAX_KEY_GROUPS);
     } else if (!err && cmd.reply->type != REDIS_REPLY_NIL) {
@@ -337,11 +334,11 @@ static int group_k(struct kpiread *r, uint32_t *k, char *errstr, size_t errsz)
     if (!tags)
         return kpi_seterr(errstr, errsz, KPI_ERR_NOMEM, "out of memory");
     for (uint32_t kg = 0; kg < v; kg++)
-        kpi_redis_kg_prefix(tags[kg], sizeof(tags[kg]), r->prefix, r->group, (uint32_t)v, kg);
+        kpi_redis_kg_prefix(tags[kg], sizeof(tags[kg]), r->prefix, r->group, v, kg);
     pthread_mutex_lock(&r->mu);
     if (!r->k) { /* else another caller set it first, to the same K */
         r->kg_tag = tags;
-        r->k = (uint32_t)v;
+        r->k = v;
         tags = NULL;
     }
     *k = r->k;

@@ -2,8 +2,10 @@
  * keys.c - key names of schema 2, for the sink and for every reader
  * (sinks/redis.h, docs/redis-schema.md "Key groups").
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "engine/err.h"
@@ -44,4 +46,15 @@ int kpi_redis_value_prefix(char *out, size_t cap, const char *prefix, const char
                            const char *set, const char *value, size_t value_len)
 {
     return kpi_redis_kg_prefix(out, cap, prefix, group, k, kpi_keygroup(set, value, value_len, k));
+}
+
+int kpi_redis_parse_key_groups(const char *text, uint32_t *k)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(text, &end, 10);
+    if (errno || end == text || *end || *text == '-' || v < 1 || v > KPI_MAX_KEY_GROUPS)
+        return -1;
+    *k = (uint32_t)v;
+    return 0;
 }

@@ -1081,15 +1081,11 @@ static int check_layout(struct redis_sink *s, char *errstr, size_t errsz)
         err = kpi_redis_conn_command(&s->conn, s->layout_slot, 2, get, get_len, &r, &sent, errstr,
                                      errsz);
         if (!err && r->type == REDIS_REPLY_STRING && !s->k) {
-            char *end;
-            errno = 0;
-            unsigned long v = strtoul(r->str, &end, 10);
-            if (errno || end == r->str || *end || v < 1 || v > KPI_MAX_KEY_GROUPS)
+            if (kpi_redis_parse_key_groups(r->str, &adopt))
                 err = kpi_seterr(errstr, errsz, KPI_ERR_INVAL,
                                  "the group's key groups in %s (%s) are '%s', not 1..%d: set "
                                  "redis.key_groups, or use a new group id",
                                  s->layout_key, s->url, r->str, KPI_MAX_KEY_GROUPS);
-            adopt = (uint32_t)v;
         } else if (!err && r->type == REDIS_REPLY_STRING && strcmp(r->str, k) != 0) {
             err = kpi_seterr(errstr, errsz, KPI_ERR_INVAL,
                              "redis.key_groups is %s, but the group's keys in %s were written "
