@@ -84,6 +84,10 @@ struct kpi_redis_conf {
      * computed in the sink and written with plain commands, in one
      * MULTI/EXEC with the script. */
     int no_hot_path;
+    /* A flush checks the group's recorded K again (sink.c, check_layout)
+     * when its last check is at least this old, in ms: every flush at the
+     * default 1 s interval.  Default 1000; 0: before every flush. */
+    int64_t layout_check_ms;
 };
 
 /* The K an auto sink records for a new group whose sets may hold

@@ -52,6 +52,11 @@ Test(flush_errors, other_causes_are_told_apart)
     cr_assert_str_eq(cause(KPI_ERR_IO, "redis redis://127.0.0.1:6379: FCALL: Resource "
                                        "temporarily unavailable"),
                      "timeout");
+    cr_assert_str_eq(cause(KPI_ERR_INVAL, "this sink writes the group's keys over 128 key "
+                                          "groups, but kpi:{kpistream}:key_groups "
+                                          "(redis://127.0.0.1:6379) now records 4: another sink "
+                                          "recorded it since; nothing written"),
+                     "key_groups");
     cr_assert_str_eq(cause(KPI_ERR_IO, "injected outage"), "io");
 }
 

@@ -203,6 +203,11 @@ static int64_t key_groups = 1;    /* these tests read the one-key-group layout (
 
 static int no_hot_path; /* 1: the sink makes one script call per key group */
 
+/* How often a flush checks the group's recorded K (-1: the default, 1 s).
+ * Tests that lose a call's reply set an hour, so that the call is the
+ * flush's first command; 0 checks before every flush. */
+static int64_t layout_check_ms = -1;
+
 /* A sink for url, with the settings above. */
 static struct kpi_sink new_sink_at(const char *url, int64_t command_timeout_ms)
 {
@@ -214,6 +219,8 @@ static struct kpi_sink new_sink_at(const char *url, int64_t command_timeout_ms)
     c.active_refresh_ms = active_refresh_ms;
     c.key_groups = key_groups;
     c.no_hot_path = no_hot_path;
+    if (layout_check_ms >= 0)
+        c.layout_check_ms = layout_check_ms;
     if (command_timeout_ms)
         c.command_timeout_ms = command_timeout_ms;
     struct kpi_sink s = kpi_sink_redis_new(&c, err, sizeof(err));
@@ -553,6 +560,57 @@ Test(redis_sink, an_auto_sink_records_128_for_a_new_group_and_adopts_an_existing
     cr_assert_eq(r->integer, 1, "the refused sink wrote nothing");
     freeReplyObject(r);
     key_groups = 1;
+}
+
+/* The layout key is checked before every flush (sink.c, check_layout):
+ * deleted while a sink runs (FLUSHALL), the next flush records it again
+ * before it writes, so a reader that starts afterwards finds the group's
+ * data; another K recorded since fails the flush before it writes anything,
+ * and the same delta, flushed again once the key is right, applies whole. */
+Test(redis_sink, a_running_sink_records_its_k_again_and_stops_on_another)
+{
+    struct kt_fixture f;
+    char err[512] = "", p[256], key[512];
+    fx_init(&f, "1m/5s,1h/1m,24h/1h", 0, 0);
+    key_groups = 0;
+    layout_check_ms = 0;
+    struct kpi_sink s = new_sink(0);
+    key_groups = 1;
+    layout_check_ms = -1;
+    kpi_redis_value_prefix(p, sizeof(p), "kpi", "kpistream", 128, "all", "all", 3);
+    snprintf(key, sizeof(key), "%skpi:1m_5s:all:all", p);
+    feed_example(&f, T0);
+    cr_assert_eq(fx_flush(&f, &s, T0 + 9000), 0);
+    cr_assert_eq(hget_i64(key, "events"), 7);
+
+    freeReplyObject(cmd("FLUSHALL"));
+    cr_assert_eq(auto_reader_events(&f), -1, "the group's keys are gone");
+    feed_example(&f, T0 + 10000);
+    cr_assert_eq(fx_flush(&f, &s, T0 + 19000), 0);
+    redisReply *r = cmd("GET kpi:{kpistream}:key_groups");
+    cr_assert_eq(r->type, REDIS_REPLY_STRING, "the next flush records K again");
+    cr_assert_str_eq(r->str, "128");
+    freeReplyObject(r);
+    cr_assert_eq(auto_reader_events(&f), 7, "a reader started after FLUSHALL finds the new data");
+
+    freeReplyObject(cmd("SET kpi:{kpistream}:key_groups 4"));
+    r = cmd("DBSIZE");
+    long long keys = r->integer;
+    freeReplyObject(r);
+    feed_example(&f, T0 + 20000);
+    cr_assert_eq(kt_fx_flush(&f, &s, T0 + 29000, err, sizeof(err)), KPI_ERR_INVAL);
+    cr_assert(strstr(err, "kpi:{kpistream}:key_groups") && strstr(err, "records 4"), "%s", err);
+    r = cmd("DBSIZE");
+    cr_assert_eq(r->integer, keys, "a flush refused on another K wrote nothing");
+    freeReplyObject(r);
+    cr_assert_eq(hget_i64(key, "events"), 7);
+
+    freeReplyObject(cmd("SET kpi:{kpistream}:key_groups 128"));
+    cr_assert_eq(kt_fx_flush(&f, &s, T0 + 29000, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(hget_i64(key, "events"), 14, "the refused delta applied once, whole");
+    cr_assert_eq(auto_reader_events(&f), 14);
+    kpi_sink_destroy(&s);
+    kt_fx_fini(&f);
 }
 
 /* The demo's fresh start (kpiread_wipe_group) removes every key of the
@@ -905,7 +963,9 @@ Test(redis_sink, a_lost_reply_is_resolved_from_the_offsets_and_never_counted_twi
     fx_init(&f, "1m/5s", 0, 0);
     /* The script path: its EVALSHA is one command that a busy Redis reads
      * late (the hot path's reads time out first, before anything is sent
-     * that writes; its lost EXEC reply is the next test's). */
+     * that writes; its lost EXEC reply is the next test's).  The layout
+     * check does not come first here: the timeout is the call's. */
+    layout_check_ms = 3600000;
     no_hot_path = 1;
     struct kpi_sink s = new_sink(150);
     no_hot_path = 0;
@@ -962,6 +1022,7 @@ Test(redis_sink, a_flush_replayed_after_a_redis_restart_is_applied_once_with_the
 {
     struct kt_fixture f;
     fx_init(&f, "1m/5s,1h/1m", 0, 0);
+    layout_check_ms = 0; /* the flush's first command, on the dead connection, is the check */
     struct kpi_sink s = new_sink(0);
     feed_example(&f, T0);
     struct kpi_delta d = kt_fx_delta(&f, T0 + 9000);
@@ -2564,6 +2625,7 @@ Test(redis_sink, a_lost_transaction_reply_is_resolved_from_the_offsets)
     struct kt_fixture f;
     fx_init(&f, "1m/5s", 0, 0);
     active_refresh_ms = 86400000; /* the second flush is all hot: nothing due */
+    layout_check_ms = 3600000;    /* the timeout is the call's, not the layout check's */
     struct kpi_sink s = new_sink(150);
     feed_example(&f, T0);
     cr_assert_eq(fx_flush(&f, &s, T0 + 9000), 0);

@@ -53,6 +53,8 @@ void kpi_flush_error_classify(void *opaque, int err, const char *errstr, char *r
         lower(reason, size, code);
     else if (err == KPI_ERR_CONFLICT && strstr(s, "another instance owns"))
         snprintf(reason, size, "conflict");
+    else if (err == KPI_ERR_INVAL && strstr(s, ":key_groups"))
+        snprintf(reason, size, "key_groups"); /* the group's layout: sinks/redis/sink.c */
     else if (strstr(s, "timed out") || strstr(s, "Resource temporarily unavailable") ||
              strstr(s, "no flush completed"))
         snprintf(reason, size, "timeout");

@@ -172,9 +172,11 @@ struct redis_sink {
     char *url;        /* for messages: the password replaced by "***" */
     char *layout_key; /* "<prefix>:{<group>}:key_groups": K of the group's layout */
     int layout_slot;
-    int layout_ok;        /* the stored K matched ours, or was adopted */
+    int layout_ok;                              /* the stored K matched ours, or was adopted */
+    int64_t layout_check_ms, layout_checked_ms; /* check_layout: how often, and when last */
     uint32_t k;           /* 0 until an auto sink has read or recorded the group's K */
     uint32_t new_k;       /* the K an auto sink records for a new group */
+    int k_set;            /* redis.key_groups was a number, not auto */
     char *prefix, *group; /* redis.prefix, the group id: key groups are made from them */
     int64_t stream_maxlen, ttl_margin_ms, active_refresh_ms, sketch_cache_bytes;
     int stream_maxlen_auto; /* redis.stream_maxlen = auto: set with K (set_k) */

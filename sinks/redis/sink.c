@@ -83,6 +83,7 @@ void kpi_redis_conf_defaults(struct kpi_redis_conf *c)
         .ttl_margin_ms = 600000,
         .active_refresh_ms = 10000,
         .sketch_cache_bytes = 64 << 20,
+        .layout_check_ms = 1000,
         .key_groups = 0,
     };
 }
@@ -930,9 +931,14 @@ static int check_layout(struct redis_sink *s, char *errstr, size_t errsz);
 
 static int flush_once(struct redis_sink *s, const struct kpi_delta *d, char *errstr, size_t errsz)
 {
-    int err = s->layout_ok ? 0 : check_layout(s, errstr, errsz);
-    if (err)
+    uint64_t connects = s->conn.connects;
+    int err = !s->layout_ok || kpi_mono_ms() - s->layout_checked_ms >= s->layout_check_ms
+                  ? check_layout(s, errstr, errsz)
+                  : 0;
+    if (err) {
+        s->retry_now = err == KPI_ERR_IO && s->conn.connects == connects; /* as below */
         return err;
+    }
     s->dims = d->dims;
     s->windows = d->windows;
     s->flush_no++;
@@ -951,7 +957,7 @@ static int flush_once(struct redis_sink *s, const struct kpi_delta *d, char *err
                           kpi_err_name(err));
     for (uint32_t kg = 0; kg < s->k; kg++) {
         int in_doubt = 0;
-        uint64_t connects = s->conn.connects;
+        connects = s->conn.connects;
         err = call_kg(s, kg, d, &in_doubt, errstr, errsz);
         kpi_rs_sync_conn_stats(s); /* a replay or an error returns before the call's own sync */
         if (err) {
@@ -1055,58 +1061,70 @@ static int record_floors(struct redis_sink *s, const char *topic, int32_t partit
  * (`redis.key_groups = auto`, the default) has no K of its own: it records
  * kpi_redis_auto_key_groups() for a new group and adopts the one it finds
  * otherwise, so an upgrade keeps an older group's K and instances of a
- * group cannot disagree.  Checked once per sink.
+ * group cannot disagree.
+ *
+ * Checked before the sink's first read, and again before a flush once the
+ * last check is layout_check_ms old (struct kpi_redis_conf: 1 s, so every
+ * flush at the default interval), with one command (SET NX GET, Redis 7.0):
+ * readers find a group's keys only through this key, so one deleted while
+ * the sink runs (FLUSHALL, an operator's cleanup) is recorded again by the
+ * next flush, before anything else is written; and a K that another sink recorded since, other than
+ * ours, fails the flush before it writes (retried like any Redis error,
+ * with the message naming the key) instead of mixing two layouts.
  */
 static int check_layout(struct redis_sink *s, char *errstr, size_t errsz)
 {
+    uint32_t want = s->k ? s->k : s->new_k;
     char k[16];
-    snprintf(k, sizeof(k), "%" PRIu32, s->k ? s->k : s->new_k);
-    const char *set[4] = {"SET", s->layout_key, k, "NX"};
-    size_t set_len[4] = {3, strlen(s->layout_key), strlen(k), 2};
-    const char *get[2] = {"GET", s->layout_key};
-    size_t get_len[2] = {3, strlen(s->layout_key)};
+    int kl = snprintf(k, sizeof(k), "%" PRIu32, want);
+    const char *argv[5] = {"SET", s->layout_key, k, "NX", "GET"};
+    size_t len[5] = {3, strlen(s->layout_key), (size_t)kl, 2, 3};
     redisReply *r = NULL;
     int sent = 0;
     int err =
-        kpi_redis_conn_command(&s->conn, s->layout_slot, 4, set, set_len, &r, &sent, errstr, errsz);
+        kpi_redis_conn_command(&s->conn, s->layout_slot, 5, argv, len, &r, &sent, errstr, errsz);
     if (err)
         return err;
-    int stored = r->type == REDIS_REPLY_NIL; /* not ours: somebody recorded a K before */
-    if (r->type == REDIS_REPLY_ERROR)
+    int stored = r->type == REDIS_REPLY_NIL; /* else somebody recorded a K before */
+    uint32_t found = want;
+    if (r->type == REDIS_REPLY_STRING && kpi_redis_parse_key_groups(r->str, &found))
+        err = kpi_seterr(errstr, errsz, KPI_ERR_INVAL,
+                         "the group's key groups in %s (%s) are '%s', not 1..%d: set "
+                         "redis.key_groups, or use a new group id",
+                         s->layout_key, s->url, r->str, KPI_MAX_KEY_GROUPS);
+    else if (r->type == REDIS_REPLY_STRING && s->k && found != s->k && s->k_set)
+        err = kpi_seterr(errstr, errsz, KPI_ERR_INVAL,
+                         "redis.key_groups is %s, but the group's keys in %s were written "
+                         "with %s key groups (%s): use that value (or auto), or a new group id",
+                         k, s->url, r->str, s->layout_key);
+    else if (r->type == REDIS_REPLY_STRING && s->k && found != s->k)
+        err = kpi_seterr(errstr, errsz, KPI_ERR_INVAL,
+                         "this sink writes the group's keys over %s key groups, but %s (%s) now "
+                         "records %s: another sink recorded it since; nothing written",
+                         k, s->layout_key, s->url, r->str);
+    else if (r->type == REDIS_REPLY_ERROR)
         err = kpi_rs_reply_error(s, r, errstr, errsz, "SET key_groups");
+    else if (r->type != REDIS_REPLY_STRING && !stored)
+        err = kpi_seterr(errstr, errsz, KPI_ERR_IO, "unexpected reply to SET %s NX GET",
+                         s->layout_key);
     freeReplyObject(r);
-    r = NULL;
-    uint32_t adopt = s->k ? 0 : s->new_k;
-    if (!err && stored) {
-        err = kpi_redis_conn_command(&s->conn, s->layout_slot, 2, get, get_len, &r, &sent, errstr,
-                                     errsz);
-        if (!err && r->type == REDIS_REPLY_STRING && !s->k) {
-            if (kpi_redis_parse_key_groups(r->str, &adopt))
-                err = kpi_seterr(errstr, errsz, KPI_ERR_INVAL,
-                                 "the group's key groups in %s (%s) are '%s', not 1..%d: set "
-                                 "redis.key_groups, or use a new group id",
-                                 s->layout_key, s->url, r->str, KPI_MAX_KEY_GROUPS);
-        } else if (!err && r->type == REDIS_REPLY_STRING && strcmp(r->str, k) != 0) {
-            err = kpi_seterr(errstr, errsz, KPI_ERR_INVAL,
-                             "redis.key_groups is %s, but the group's keys in %s were written "
-                             "with %s key groups (%s): use that value (or auto), or a new group id",
-                             k, s->url, r->str, s->layout_key);
-        } else if (!err && r->type == REDIS_REPLY_ERROR) {
-            err = kpi_rs_reply_error(s, r, errstr, errsz, "GET key_groups");
-        }
-        freeReplyObject(r);
-    }
-    if (!err && !s->k && set_k(s, adopt) != 0)
-        err = kpi_seterr(errstr, errsz, KPI_ERR_NOMEM, "out of memory");
-    if (!err && adopt)
+    if (err)
+        return err;
+    if (stored && s->layout_ok)
+        kpi_log(KPI_LOG_WARN, "redis",
+                "%s: %s was missing (the group's keys deleted?): recorded %s key groups again",
+                s->url, s->layout_key, k);
+    if (!s->k && set_k(s, found) != 0)
+        return kpi_seterr(errstr, errsz, KPI_ERR_NOMEM, "out of memory");
+    if (!s->layout_ok && !s->k_set)
         kpi_log(KPI_LOG_INFO, "redis",
                 "%s: the group's keys are spread over %" PRIu32 " key groups (%s %s; "
                 "redis.key_groups = auto), streams bounded at %" PRId64 " entries each",
-                s->url, s->k, stored ? "recorded in" : "new group, recorded in", s->layout_key,
+                s->url, s->k, stored ? "new group, recorded in" : "recorded in", s->layout_key,
                 s->stream_maxlen);
-    if (!err)
-        s->layout_ok = 1;
-    return err;
+    s->layout_ok = 1;
+    s->layout_checked_ms = kpi_mono_ms();
+    return 0;
 }
 
 static int redis_load_offset(void *self, const char *topic, int32_t partition, int64_t *offset,
@@ -1325,6 +1343,8 @@ struct kpi_sink kpi_sink_redis_new(const struct kpi_redis_conf *conf, char *errs
     s->stream_maxlen_auto = s->stream_maxlen <= 0;
     s->new_k = kpi_redis_auto_key_groups(conf ? conf->max_values : 0);
     s->ttl_margin_ms = conf && conf->ttl_margin_ms >= 0 ? conf->ttl_margin_ms : def.ttl_margin_ms;
+    s->layout_check_ms =
+        conf && conf->layout_check_ms >= 0 ? conf->layout_check_ms : def.layout_check_ms;
     s->active_refresh_ms =
         conf && conf->active_refresh_ms >= 0 ? conf->active_refresh_ms : def.active_refresh_ms;
     s->hot_on = conf ? !conf->no_hot_path : 1;
@@ -1344,6 +1364,7 @@ struct kpi_sink kpi_sink_redis_new(const struct kpi_redis_conf *conf, char *errs
     s->prefix = strdup(prefix);
     s->group = strdup(group);
     int nomem = !s->url || !s->sk_buf || !s->prefix || !s->group;
+    s->k_set = k > 0;
     if (!nomem && k > 0) /* else the layout check adopts the group's K */
         nomem = set_k(s, (uint32_t)k) != 0;
     size_t ln = strlen(prefix) + strlen(group) + 16;
