@@ -1068,9 +1068,10 @@ static int record_floors(struct redis_sink *s, const char *topic, int32_t partit
  * flush at the default interval), with one command (SET NX GET, Redis 7.0):
  * readers find a group's keys only through this key, so one deleted while
  * the sink runs (FLUSHALL, an operator's cleanup) is recorded again by the
- * next flush, before anything else is written; and a K that another sink recorded since, other than
- * ours, fails the flush before it writes (retried like any Redis error,
- * with the message naming the key) instead of mixing two layouts.
+ * next flush, before anything else is written; and a K other than ours that
+ * another sink recorded since fails the flush before it writes (retried
+ * like any Redis error, with the message naming the key) instead of mixing
+ * two layouts.
  */
 static int check_layout(struct redis_sink *s, char *errstr, size_t errsz)
 {
