@@ -129,6 +129,7 @@ struct kpi_redis_stats {
     uint64_t sketch_sets;     /* bucket sketches written whole (no merge in Redis) */
     uint64_t sketch_merges;   /* bucket sketches Redis had to PFMERGE */
     uint64_t redirects;       /* MOVED/ASK replies followed (Redis Cluster) */
+    uint64_t round_trips;     /* requests written and waited for (conn.h) */
     uint64_t saturated;       /* counters that would have passed int64 (set to the limit) */
     uint64_t recount_calls;   /* idle calls that only recounted stale `active` */
     uint64_t hot_cells;       /* window buckets written by the hot path (not the script) */

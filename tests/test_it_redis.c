@@ -1602,6 +1602,62 @@ static int64_t kg_offset(struct kpi_sink *s, uint32_t kg)
     return hget_i64(key, "events:0");
 }
 
+static double cmdstat(const char *info, const char *name, const char *field);
+
+/* A key group with nothing of a flush to write (sink.c, kg_empty) takes one
+ * script call instead of the hot path's WATCH, reads and transaction, and
+ * still stores the flush's offsets; the key groups with data still take the
+ * hot path.  With K = 16 and one event, 13 or more of the 16 have nothing. */
+Test(redis_sink, a_key_group_with_nothing_to_write_takes_one_script_call)
+{
+    struct kt_fixture f;
+    fx_init(&f, "1m/5s", 0, 0);
+    key_groups = 16;
+    struct kpi_sink s = new_sink(0);
+    feed_example(&f, T0);
+    cr_assert_eq(fx_flush(&f, &s, T0 + 9000), 0);
+    freeReplyObject(cmd("CONFIG RESETSTAT"));
+    fx_add(&f, (struct kt_event){KPI_EV_USAGE, T0 + 9100, "9", "eu-west", "prepaid", 1000000});
+    cr_assert_eq(fx_flush(&f, &s, T0 + 9200), 0);
+    uint32_t kgs[3] = {kpi_keygroup("all", "all", 3, 16), kpi_keygroup("region", "eu-west", 7, 16),
+                       kpi_keygroup("region+plan", "eu-west|prepaid", 15, 16)};
+    int with_data = 1 + (kgs[1] != kgs[0]) + (kgs[2] != kgs[0] && kgs[2] != kgs[1]);
+    redisReply *r = cmd("INFO commandstats");
+    cr_assert_eq((int)cmdstat(r->str, "watch", "calls="), with_data,
+                 "only the key groups with data take the hot path");
+    cr_assert_eq((int)cmdstat(r->str, "exec", "calls="), with_data);
+    cr_assert_eq((int)cmdstat(r->str, "fcall", "calls="), 16, "one script call per key group");
+    freeReplyObject(r);
+    for (uint32_t kg = 0; kg < 16; kg++)
+        cr_assert_eq(kg_offset(&s, kg), 8, "key group %u stored the flush's offsets", kg);
+    char p[256], key[300];
+    kpi_redis_value_prefix(p, sizeof(p), "kpi", "kpistream", 16, "all", "all", 3);
+    snprintf(key, sizeof(key), "%skpi:1m_5s:all:all", p);
+    cr_assert_eq(hget_i64(key, "events"), 8);
+    kpi_sink_destroy(&s);
+    kt_fx_fini(&f);
+    key_groups = 1;
+}
+
+/* An assignment reads every key group's offset of the partition in one
+ * round trip (sink.c, redis_load_offset), not one per key group: with K =
+ * 1 024 and 64 partitions that was 65 536 network round trips. */
+Test(redis_sink, an_assignment_reads_every_key_groups_offset_in_one_round_trip)
+{
+    char err[256];
+    int64_t off = 0;
+    key_groups = 16;
+    struct kpi_sink s = new_sink(0);
+    cr_assert_eq(s.ops->load_offset(s.self, "events", 0, &off, err, sizeof(err)), 0, "%s", err);
+    uint64_t t0 = stats(&s).round_trips;
+    cr_assert_gt(t0, 1, "the first one connected and checked the layout too");
+    cr_assert_eq(s.ops->load_offset(s.self, "events", 1, &off, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(stats(&s).round_trips - t0, 1, "16 key groups' offsets in one round trip");
+    cr_assert_eq(off, -1, "a new group resumes from the consumer's start");
+    kpi_sink_destroy(&s);
+    key_groups = 1;
+}
+
 Test(redis_sink, a_kill_between_key_groups_is_resumed_from_per_key_group_floors)
 {
     key_groups = 4; /* all:all is in key group 3, region:eu-west in 0 */

@@ -179,6 +179,7 @@ static int node_connect(struct kpi_redis_conn *c, int i, char *errstr, size_t er
         what[k++] = "EXEC";
     }
     int err = 0;
+    c->round_trips += k > 0;
     for (int j = 0; j < k; j++) {
         void *rv = NULL;
         if (redisGetReply(n->ctx, &rv) != REDIS_OK)
@@ -281,12 +282,14 @@ int kpi_redis_conn_command(struct kpi_redis_conn *c, int slot, int argc, const c
             lens[1] = strlen(c->fn);
         }
         if (asking >= 0) {
+            c->round_trips++;
             redisReply *a = redisCommand(ctx, "ASKING");
             if (!a)
                 return conn_error(c, ni, errstr, errsz, "ASKING");
             freeReplyObject(a);
             asking = -1;
         }
+        c->round_trips++;
         redisReply *r = redisCommandArgv(ctx, argc, argv, lens);
         if (!r) {
             *sent = 1;
@@ -543,6 +546,7 @@ int kpi_redis_conn_batch(struct kpi_redis_conn *c, struct kpi_redis_cmd *cmds, s
             node_forget(c, ni); /* not half a batch on the connection */
             break;
         }
+        c->round_trips++;
         for (size_t i = 0; i < n && !err; i++) {
             if (node[i] != ni)
                 continue;
@@ -585,6 +589,7 @@ int kpi_redis_conn_pipeline(struct kpi_redis_conn *c, int slot, size_t n, const 
         return KPI_ERR_IO;
     redisContext *ctx = c->nodes[ni].ctx;
     *sent = 1;
+    c->round_trips++;
     int rc = send_commands(c, ctx, n, argc, argv, lens);
     if (rc == -1) {
         *sent = 0;

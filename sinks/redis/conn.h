@@ -57,6 +57,9 @@ struct kpi_redis_conn {
     int n_nodes;
     int16_t slot_node[KPI_REDIS_SLOTS]; /* -1: ask the seed */
     uint64_t connects, script_loads, redirects, io_errors;
+    /* Requests written and waited for: a command, or a pipeline (to one
+     * node); across a network each one costs a round trip. */
+    uint64_t round_trips;
     char *own_url; /* kpi_redis_conn_new's redacted copy of the url */
 };
 

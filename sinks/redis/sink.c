@@ -197,6 +197,7 @@ void kpi_rs_sync_conn_stats(struct redis_sink *s)
     s->stats.connects = s->conn.connects;
     s->stats.script_loads = s->conn.script_loads;
     s->stats.redirects = s->conn.redirects;
+    s->stats.round_trips = s->conn.round_trips;
 }
 
 /* ---- key groups of values ---- */
@@ -914,12 +915,33 @@ int kpi_rs_call_script(struct redis_sink *s, uint32_t kg, const struct kpi_delta
     return err;
 }
 
+/* Whether key group kg has nothing of d to write: no cell in any window, no
+ * hour of the subscriber base, no stale value to recount.  Its call only
+ * moves its offsets and marks (and its windows' heads, in flush.lua), which
+ * one script call does in one round trip and a handful of commands, where
+ * the hot path's WATCH and reads, then its transaction, take two round
+ * trips and twice the commands for the same.  With many key groups and few
+ * values most key groups are such (bench/RESULTS.md). */
+static int kg_empty(struct redis_sink *s, uint32_t kg, const struct kpi_delta *d)
+{
+    if (!d)
+        return 0; /* an idle recount: the hot path recounts in the sink */
+    for (int w = 0; w < s->windows->n; w++)
+        if (s->kg_starts[w][kg] != s->kg_starts[w][kg + 1] || s->kgs[kg].dirty[w].n)
+            return 0;
+    for (uint32_t i = 0; i < s->hours.n; i++)
+        if (kpi_rs_kg_of(s, s->dims, s->hours.cells[i].set, s->hours.cells[i].vid) == kg)
+            return 0;
+    return 1;
+}
+
 /* Key group kg's share of d (NULL: an idle recount): through the hot path
- * (hot.c) when it is on, else one script call. */
+ * (hot.c) when it is on and there is something to write, else one script
+ * call. */
 static int call_kg(struct redis_sink *s, uint32_t kg, const struct kpi_delta *d, int *in_doubt,
                    char *errstr, size_t errsz)
 {
-    if (s->hot_on)
+    if (s->hot_on && !kg_empty(s, kg, d))
         return kpi_rs_call_hot(s, kg, d, in_doubt, errstr, errsz);
     return kpi_rs_call_script(s, kg, d, in_doubt, errstr, errsz);
 }
@@ -1136,24 +1158,33 @@ static int redis_load_offset(void *self, const char *topic, int32_t partition, i
     kpi_rs_range_field(field, sizeof(field), topic, partition);
     pthread_mutex_lock(&s->mu);
     int64_t *at = NULL;
+    struct kpi_redis_cmd *cmds = NULL;
+    const char **argv = NULL;
     int err = s->layout_ok ? 0 : check_layout(s, errstr, errsz);
     if (err)
         goto out;
-    if (!(at = malloc(s->k * sizeof(int64_t)))) {
+    at = malloc(s->k * sizeof(int64_t));
+    cmds = calloc(s->k, sizeof(*cmds));
+    argv = malloc(3 * (size_t)s->k * sizeof(*argv));
+    if (!at || !cmds || !argv) {
         err = kpi_seterr(errstr, errsz, KPI_ERR_NOMEM, "out of memory");
         goto out;
     }
+    /* Every key group's offset of the partition, read in one round trip
+     * per node (K round trips in turn would make an assignment cost K
+     * network round trips per partition). */
+    for (uint32_t kg = 0; kg < s->k; kg++) {
+        const char **a = &argv[3 * (size_t)kg];
+        a[0] = "HGET";
+        a[1] = s->kgs[kg].offsets_key;
+        a[2] = field;
+        cmds[kg] = (struct kpi_redis_cmd){.slot = s->kgs[kg].slot, .argc = 3, .argv = a};
+    }
+    err = kpi_redis_conn_batch(&s->conn, cmds, s->k, errstr, errsz);
     int64_t lo = INT64_MAX;
     int any_missing = 0;
     for (uint32_t kg = 0; kg < s->k && !err; kg++) {
-        const char *argv[3] = {"HGET", s->kgs[kg].offsets_key, field};
-        size_t lens[3] = {4, strlen(argv[1]), strlen(field)};
-        redisReply *r = NULL;
-        int sent = 0;
-        err = kpi_redis_conn_command(&s->conn, s->kgs[kg].slot, 3, argv, lens, &r, &sent, errstr,
-                                     errsz);
-        if (err)
-            break;
+        const redisReply *r = cmds[kg].reply;
         if (r->type == REDIS_REPLY_NIL) {
             at[kg] = -1;
             any_missing = 1;
@@ -1170,8 +1201,10 @@ static int redis_load_offset(void *self, const char *topic, int32_t partition, i
         } else {
             err = kpi_rs_reply_error(s, r, errstr, errsz, "HGET offsets");
         }
-        freeReplyObject(r);
     }
+    for (uint32_t kg = 0; kg < s->k; kg++)
+        if (cmds[kg].reply)
+            freeReplyObject(cmds[kg].reply);
     kpi_rs_sync_conn_stats(s);
     if (!err) {
         /* A key group with no offset never applied this partition (a first
@@ -1182,6 +1215,8 @@ static int redis_load_offset(void *self, const char *topic, int32_t partition, i
     }
 out:
     free(at);
+    free(cmds);
+    free(argv);
     publish_stats(s); /* the K the layout check adopted */
     pthread_mutex_unlock(&s->mu);
     return err;
@@ -1436,6 +1471,8 @@ void kpi_sink_redis_write_metrics(const struct kpi_sink *sink, FILE *out)
             st.in_doubt);
     COUNTER("redirects", "MOVED and ASK replies followed (Redis Cluster).", st.redirects);
     COUNTER("connects", "Connections made (first ones and reconnections).", st.connects);
+    COUNTER("round_trips", "Requests to Redis written and waited for (a command or a pipeline).",
+            st.round_trips);
     COUNTER("transaction_retries", "Transactions run again: another writer came first.",
             st.txn_retries);
     COUNTER("cells", "(window, bucket, value) cells written.", st.sketch_sets + st.sketch_merges);
