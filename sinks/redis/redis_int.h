@@ -156,6 +156,7 @@ struct keygroup {
     struct sent_range *sent;  /* the in-doubt call's ranges as sent */
     size_t n_sent, sent_cap;
     int applied; /* applied in the current flush (step 4) */
+    int hours;   /* the current flush has base-gauge hours in it (flush_once) */
     struct value_list dirty[KPI_MAX_WINDOWS];
 };
 

@@ -929,10 +929,7 @@ static int kg_empty(struct redis_sink *s, uint32_t kg, const struct kpi_delta *d
     for (int w = 0; w < s->windows->n; w++)
         if (s->kg_starts[w][kg] != s->kg_starts[w][kg + 1] || s->kgs[kg].dirty[w].n)
             return 0;
-    for (uint32_t i = 0; i < s->hours.n; i++)
-        if (kpi_rs_kg_of(s, s->dims, s->hours.cells[i].set, s->hours.cells[i].vid) == kg)
-            return 0;
-    return 1;
+    return !s->kgs[kg].hours;
 }
 
 /* Key group kg's share of d (NULL: an idle recount): through the hot path
@@ -977,6 +974,10 @@ static int flush_once(struct redis_sink *s, const struct kpi_delta *d, char *err
     if ((err = ensure_scratch(s, d)) || (err = rollup(s, d)))
         return kpi_seterr(errstr, errsz, err, "redis: cannot build the flush: %s",
                           kpi_err_name(err));
+    for (uint32_t kg = 0; kg < s->k; kg++)
+        s->kgs[kg].hours = 0;
+    for (uint32_t i = 0; i < s->hours.n; i++)
+        s->kgs[kpi_rs_kg_of(s, s->dims, s->hours.cells[i].set, s->hours.cells[i].vid)].hours = 1;
     for (uint32_t kg = 0; kg < s->k; kg++) {
         int in_doubt = 0;
         connects = s->conn.connects;
